@@ -1,0 +1,2 @@
+// vlalign's public surface.
+export * as torch from './torch/index.js';

@@ -1,0 +1,198 @@
+// Creating tensors: from JS data, filled, ranges, random, and the *Like forms.
+import { checkDevice, checkInteger, checkNumber, invalidArgument, shapeArgs, type Device } from './args.js';
+import { dtypeCode, ELEMENT_SIZE, type DType, type TypedArray } from './dtype.js';
+import { native as N } from './native.js';
+import { handleOf, Tensor, wrap } from './tensor.js';
+
+export interface TensorOptions {
+  dtype?: DType;
+  device?: Device;
+  requiresGrad?: boolean;
+}
+
+type ShapeArgs = Array<number | readonly number[]>;
+export type NestedArray = number | boolean | ReadonlyArray<NestedArray>;
+
+// Applies dtype, device and requiresGrad to a creation call taking (dtypeCode, device) last.
+function create(options: TensorOptions, make: (dtype: number, device: string) => number, defaultDtype: DType = 'float32'): Tensor {
+  const t = wrap(make(dtypeCode(options.dtype ?? defaultDtype), checkDevice(options.device ?? 'cpu')));
+  if (options.requiresGrad) N.requiresGrad_(t.handle, true);
+  return t;
+}
+
+// The options may trail the shape: zeros(2, 3, { dtype }) or zeros([2, 3], { dtype }).
+function splitShapeAndOptions(args: Array<number | readonly number[] | TensorOptions>): [number[], TensorOptions] {
+  const last = args[args.length - 1];
+  const hasOptions = last !== undefined && typeof last === 'object' && !Array.isArray(last);
+  const shapePart = (hasOptions ? args.slice(0, -1) : args) as ShapeArgs;
+  return [shapeArgs(shapePart), hasOptions ? (last as TensorOptions) : {}];
+}
+
+const TYPED_DTYPE = new Map<Function, DType>([
+  [Float32Array, 'float32'], [Float64Array, 'float64'], [BigInt64Array, 'int64'], [Int32Array, 'int32'],
+  [Int16Array, 'int16'], [Int8Array, 'int8'], [Uint8Array, 'uint8'],
+]);
+
+function inferShape(data: NestedArray): number[] {
+  const shape: number[] = [];
+  let level: NestedArray = data;
+  while (Array.isArray(level)) {
+    shape.push(level.length);
+    level = level[0] as NestedArray;
+  }
+  return shape;
+}
+
+// Flattens nested arrays, checking that every row at a depth has the shape's length.
+function flatten(data: NestedArray, shape: number[]): Array<number | boolean> {
+  const out: Array<number | boolean> = [];
+  const visit = (value: NestedArray, depth: number, path: string): void => {
+    if (depth === shape.length) {
+      if (typeof value !== 'number' && typeof value !== 'boolean') throw invalidArgument(`data${path}`, 'a number or boolean', value);
+      out.push(value);
+      return;
+    }
+    if (!Array.isArray(value) || value.length !== shape[depth]) {
+      throw new RangeError(`tensor: data${path} should be an array of length ${shape[depth]} (ragged nested arrays)`);
+    }
+    value.forEach((item, k) => visit(item, depth + 1, `${path}[${k}]`));
+  };
+  visit(data, 0, '');
+  return out;
+}
+
+function inferDtype(values: Array<number | boolean>): DType {
+  if (values.length > 0 && values.every((v) => typeof v === 'boolean')) return 'bool';
+  if (values.some((v) => typeof v === 'boolean')) throw new TypeError('tensor: data mixes booleans and numbers');
+  return values.every((v) => Number.isInteger(v)) && values.length > 0 ? 'int64' : 'float32';
+}
+
+function bytesOf(values: Array<number | boolean>, dtype: DType): TypedArray {
+  switch (dtype) {
+    case 'int64': return BigInt64Array.from(values, (v) => BigInt(Math.trunc(Number(v))));
+    case 'float64': return Float64Array.from(values, Number);
+    case 'int32': return Int32Array.from(values, Number);
+    case 'int16': return Int16Array.from(values, Number);
+    case 'int8': return Int8Array.from(values, Number);
+    case 'uint8': case 'bool': return Uint8Array.from(values, Number);
+    default: return Float32Array.from(values, Number); // float32, and the source for float16 / bfloat16
+  }
+}
+
+/**
+ * A tensor from nested arrays, a number, or a typed array (with an optional shape). Integers give
+ * int64 and booleans bool, as in PyTorch; other numbers float32.
+ */
+export function tensor(data: NestedArray | TypedArray, options: TensorOptions & { shape?: readonly number[] } = {}): Tensor {
+  if (ArrayBuffer.isView(data)) return fromTypedArray(data as TypedArray, options);
+  const shape = inferShape(data);
+  const values = flatten(data, shape);
+  const dtype = options.dtype ?? inferDtype(values);
+  const staged = dtype === 'float16' || dtype === 'bfloat16' ? 'float32' : dtype;
+  let t = wrap(N.fromBytes(bytesOf(values, staged), dtypeCode(staged), shape));
+  if (staged !== dtype || (options.device ?? 'cpu') !== 'cpu') {
+    const converted = t.to({ dtype, device: checkDevice(options.device ?? 'cpu') });
+    t.dispose();
+    t = converted;
+  }
+  if (options.requiresGrad) N.requiresGrad_(t.handle, true);
+  return t;
+}
+
+function fromTypedArray(data: TypedArray, options: TensorOptions & { shape?: readonly number[] }): Tensor {
+  const natural = TYPED_DTYPE.get(data.constructor);
+  const dtype = options.dtype ?? natural;
+  if (dtype === undefined) throw invalidArgument('dtype', 'a dtype for a Uint16Array (float16 or bfloat16)', undefined);
+  const shape = options.shape ? shapeArgs([options.shape]) : [data.byteLength / ELEMENT_SIZE[dtype]];
+  // Same element width: the bytes are the tensor. Otherwise convert like PyTorch's tensor(array, dtype).
+  if (natural === undefined || ELEMENT_SIZE[natural] === ELEMENT_SIZE[dtype]) {
+    return create(options, () => N.fromBytes(data, dtypeCode(dtype), shape), dtype);
+  }
+  using staged = wrap(N.fromBytes(data, dtypeCode(natural), options.shape ? shape : [data.length]));
+  return create(options, (code, device) => N.to(staged.handle, code, device, true), dtype);
+}
+
+/** A copy of raw little-endian bytes viewed as dtype with shape (torch.frombuffer, copying). */
+export function frombuffer(buffer: ArrayBufferView | ArrayBuffer, options: { dtype: DType; shape?: readonly number[] }): Tensor {
+  const bytes = ArrayBuffer.isView(buffer) ? buffer.byteLength : buffer.byteLength;
+  const shape = options.shape ? shapeArgs([options.shape]) : [bytes / ELEMENT_SIZE[options.dtype]];
+  return wrap(N.fromBytes(buffer, dtypeCode(options.dtype), shape));
+}
+
+export function zeros(...args: Array<number | readonly number[] | TensorOptions>): Tensor {
+  const [shape, options] = splitShapeAndOptions(args);
+  return create(options, (d, dev) => N.zeros(shape, d, dev));
+}
+
+export function ones(...args: Array<number | readonly number[] | TensorOptions>): Tensor {
+  const [shape, options] = splitShapeAndOptions(args);
+  return create(options, (d, dev) => N.ones(shape, d, dev));
+}
+
+export function empty(...args: Array<number | readonly number[] | TensorOptions>): Tensor {
+  const [shape, options] = splitShapeAndOptions(args);
+  return create(options, (d, dev) => N.empty(shape, d, dev));
+}
+
+export function rand(...args: Array<number | readonly number[] | TensorOptions>): Tensor {
+  const [shape, options] = splitShapeAndOptions(args);
+  return create(options, (d, dev) => N.rand(shape, d, dev));
+}
+
+export function randn(...args: Array<number | readonly number[] | TensorOptions>): Tensor {
+  const [shape, options] = splitShapeAndOptions(args);
+  return create(options, (d, dev) => N.randn(shape, d, dev));
+}
+
+/** full(shape, value): the dtype follows the value (bool, int64, float32) unless given. */
+export function full(shape: readonly number[], value: number | boolean, options: TensorOptions = {}): Tensor {
+  const dims = shapeArgs([shape]);
+  const natural: DType = typeof value === 'boolean' ? 'bool' : Number.isInteger(value) ? 'int64' : 'float32';
+  return create(options, (d, dev) => N.full(dims, value, d, dev), natural);
+}
+
+/** arange(end) or arange(start, end, step?): int64 when every bound is an integer, as PyTorch. */
+export function arange(startOrEnd: number, end?: number | TensorOptions, step?: number | TensorOptions, options?: TensorOptions): Tensor {
+  const numbers = [startOrEnd, end, step].filter((v): v is number => typeof v === 'number');
+  const opts = [end, step, options].find((v): v is TensorOptions => typeof v === 'object') ?? {};
+  const [s, e, st] = numbers.length === 1 ? [0, numbers[0]!, 1] : [numbers[0]!, numbers[1]!, numbers[2] ?? 1];
+  numbers.forEach((v, k) => checkNumber(v, ['start', 'end', 'step'][k]!));
+  const natural: DType = [s, e, st].every(Number.isInteger) ? 'int64' : 'float32';
+  return create(opts, (d, dev) => N.arange(s, e, st, d, dev), natural);
+}
+
+export function linspace(start: number, end: number, steps: number, options: TensorOptions = {}): Tensor {
+  checkInteger(steps, 'steps');
+  return create(options, (d, dev) => N.linspace(checkNumber(start, 'start'), checkNumber(end, 'end'), steps, d, dev));
+}
+
+export function eye(n: number, m: number = n, options: TensorOptions = {}): Tensor {
+  return create(options, (d, dev) => N.eye(checkInteger(n, 'n'), checkInteger(m, 'm'), d, dev));
+}
+
+/** Integers uniformly drawn from [low, high). */
+export function randint(low: number, high: number, shape: readonly number[], options: TensorOptions = {}): Tensor {
+  return create(options, (d, dev) => N.randint(checkInteger(low, 'low'), checkInteger(high, 'high'), shapeArgs([shape]), d, dev), 'int64');
+}
+
+// The *Like forms keep the input's shape, dtype and device; dtype may be overridden.
+function like(input: Tensor, options: TensorOptions, make: (handle: number, dtype: number | null) => number): Tensor {
+  const t = wrap(make(handleOf(input, 'input'), options.dtype === undefined ? null : dtypeCode(options.dtype)));
+  if (options.requiresGrad) N.requiresGrad_(t.handle, true);
+  return t;
+}
+
+export const zerosLike = (input: Tensor, options: TensorOptions = {}): Tensor => like(input, options, N.zerosLike!);
+export const onesLike = (input: Tensor, options: TensorOptions = {}): Tensor => like(input, options, N.onesLike!);
+export const emptyLike = (input: Tensor, options: TensorOptions = {}): Tensor => like(input, options, N.emptyLike!);
+export const randLike = (input: Tensor, options: TensorOptions = {}): Tensor => like(input, options, N.randLike!);
+export const randnLike = (input: Tensor, options: TensorOptions = {}): Tensor => like(input, options, N.randnLike!);
+export const fullLike = (input: Tensor, value: number | boolean, options: TensorOptions = {}): Tensor =>
+  like(input, options, (h, d) => N.fullLike(h, value, d));
+export const randintLike = (input: Tensor, low: number, high: number, options: TensorOptions = {}): Tensor =>
+  like(input, options, (h, d) => N.randintLike(h, checkInteger(low, 'low'), checkInteger(high, 'high'), d));
+
+/** Seeds libtorch's default CPU (and CUDA) generators. */
+export function manualSeed(seed: number): void {
+  N.manualSeed(checkInteger(seed, 'seed'));
+}

@@ -1,0 +1,63 @@
+// torch.* free functions: those with no natural receiver (cat, stack, where) and PyTorch's
+// function spellings of Tensor methods.
+import { checkInteger, invalidArgument } from './args.js';
+import { native as N } from './native.js';
+import { handleOf, Tensor, wrap, wrapAll, type Scalar } from './tensor.js';
+
+function handlesOf(tensors: readonly Tensor[], name: string): number[] {
+  if (!Array.isArray(tensors)) throw invalidArgument(name, 'an array of Tensors', tensors);
+  return tensors.map((t, k) => handleOf(t, `${name}[${k}]`));
+}
+
+export const cat = (tensors: readonly Tensor[], dim = 0): Tensor => wrap(N.cat(handlesOf(tensors, 'tensors'), checkInteger(dim, 'dim')));
+export const stack = (tensors: readonly Tensor[], dim = 0): Tensor => wrap(N.stack(handlesOf(tensors, 'tensors'), checkInteger(dim, 'dim')));
+
+/** Elementwise choice: input where condition holds, other elsewhere. Scalars broadcast. */
+export function where(condition: Tensor, input: Tensor | Scalar, other: Tensor | Scalar): Tensor {
+  const c = handleOf(condition, 'condition');
+  const asTensor = (v: Tensor | Scalar, like: Tensor | Scalar): Tensor =>
+    v instanceof Tensor ? v : wrap(N.fullLike(c, v, like instanceof Tensor ? N.dtype(like.handle) : typeof v === 'boolean' ? 11 : 6));
+  const a = asTensor(input, other);
+  const b = asTensor(other, input);
+  try {
+    return wrap(N.where(c, a.handle, b.handle));
+  } finally {
+    if (a !== input) a.dispose();
+    if (b !== other) b.dispose();
+  }
+}
+
+export const add = (input: Tensor, other: Tensor | Scalar, alpha?: number): Tensor => input.add(other, alpha);
+export const sub = (input: Tensor, other: Tensor | Scalar, alpha?: number): Tensor => input.sub(other, alpha);
+export const mul = (input: Tensor, other: Tensor | Scalar): Tensor => input.mul(other);
+export const div = (input: Tensor, other: Tensor | Scalar, roundingMode?: 'trunc' | 'floor'): Tensor => input.div(other, roundingMode);
+export const pow = (input: Tensor | number, exponent: Tensor | Scalar): Tensor =>
+  typeof input === 'number' ? wrap(N.rpowScalar(handleOf(exponent, 'exponent'), input)) : input.pow(exponent);
+export const matmul = (input: Tensor, other: Tensor): Tensor => input.matmul(other);
+export const mm = (input: Tensor, mat2: Tensor): Tensor => input.mm(mat2);
+export const bmm = (input: Tensor, mat2: Tensor): Tensor => input.bmm(mat2);
+export const maximum = (input: Tensor, other: Tensor): Tensor => input.maximum(other);
+export const minimum = (input: Tensor, other: Tensor): Tensor => input.minimum(other);
+export const exp = (input: Tensor): Tensor => input.exp();
+export const log = (input: Tensor): Tensor => input.log();
+export const sqrt = (input: Tensor): Tensor => input.sqrt();
+export const abs = (input: Tensor): Tensor => input.abs();
+export const tanh = (input: Tensor): Tensor => input.tanh();
+export const sigmoid = (input: Tensor): Tensor => input.sigmoid();
+export const softmax = (input: Tensor, dim: number): Tensor => input.softmax(dim);
+export const logSoftmax = (input: Tensor, dim: number): Tensor => input.logSoftmax(dim);
+export const logsumexp = (input: Tensor, dim: number | number[], keepdim = false): Tensor => input.logsumexp(dim, keepdim);
+export const triu = (input: Tensor, diagonal = 0): Tensor => input.triu(diagonal);
+export const tril = (input: Tensor, diagonal = 0): Tensor => input.tril(diagonal);
+export const gather = (input: Tensor, dim: number, index: Tensor): Tensor => input.gather(dim, index);
+export const indexSelect = (input: Tensor, dim: number, index: Tensor): Tensor => input.indexSelect(dim, index);
+export const cumsum = (input: Tensor, dim: number): Tensor => input.cumsum(dim);
+export const clamp = (input: Tensor, min?: number | null, max?: number | null): Tensor => input.clamp(min, max);
+export const split = (input: Tensor, splitSize: number | readonly number[], dim = 0): Tensor[] => input.split(splitSize, dim);
+export const chunk = (input: Tensor, chunks: number, dim = 0): Tensor[] => input.chunk(chunks, dim);
+export const sort = (input: Tensor, dim = -1, descending = false): [Tensor, Tensor] => input.sort(dim, descending);
+export const topk = (input: Tensor, k: number, dim = -1, largest = true, sorted = true): [Tensor, Tensor] =>
+  input.topk(k, dim, largest, sorted);
+export const multinomial = (input: Tensor, numSamples: number, replacement = false): Tensor => input.multinomial(numSamples, replacement);
+export const allclose = (a: Tensor, b: Tensor, rtol?: number, atol?: number): boolean => a.allclose(b, rtol, atol);
+export const unbind = (input: Tensor, dim = 0): Tensor[] => wrapAll(N.unbind(handleOf(input, 'input'), dim));

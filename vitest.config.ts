@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config';
+
+// Forks, not threads: a native addon is safest in its own process per worker.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    pool: 'forks',
+    testTimeout: 60_000,
+    env: { OMP_NUM_THREADS: '2' },
+  },
+});
