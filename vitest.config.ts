@@ -7,5 +7,6 @@ export default defineConfig({
     pool: 'forks',
     testTimeout: 60_000,
     env: { OMP_NUM_THREADS: '2' },
+    execArgv: ['--expose-gc'],
   },
 });

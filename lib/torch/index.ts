@@ -10,6 +10,7 @@ export * as autograd from './autograd.js';
 export * as nn from './nn.js';
 export * as cuda from './cuda.js';
 export { setNumThreads, getNumThreads } from './threads.js';
+export { loadSafetensors, saveSafetensors, readSafetensorsHeader, type SafetensorsMetadata } from './safetensors.js';
 import { native } from './native.js';
 
 /** What the loaded addon was built from: its source hash, libtorch version, and CUDA support. */

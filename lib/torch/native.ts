@@ -25,14 +25,10 @@ function locateBinary(): string {
   return nodeGypBuild.resolve(packageRoot);
 }
 
-function loadAddon(): NativeAddon {
-  const build = require(path.join(packageRoot, 'scripts/native-build.cjs')) as NativeBuild;
-  let file: string;
-  try {
-    file = locateBinary();
-  } catch (cause) {
-    throw new Error('vlalign: no native binary found; build it with `npm run build:native`', { cause });
-  }
+const build = require(path.join(packageRoot, 'scripts/native-build.cjs')) as NativeBuild;
+
+/** Throws unless `file` was built from this package's cpp/ (read from its bytes, before any dlopen). */
+export function verifyBinary(file: string): void {
   const expected = build.sourceHash();
   const actual = build.binarySourceHash(file);
   if (expected !== null && actual !== expected) {
@@ -41,6 +37,16 @@ function loadAddon(): NativeAddon {
         `(hash ${expected}); rebuild it with \`npm run build:native\``,
     );
   }
+}
+
+function loadAddon(): NativeAddon {
+  let file: string;
+  try {
+    file = locateBinary();
+  } catch (cause) {
+    throw new Error('vlalign: no native binary found; build it with `npm run build:native`', { cause });
+  }
+  verifyBinary(file);
   return require(file) as NativeAddon;
 }
 
