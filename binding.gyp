@@ -1,10 +1,28 @@
 {
+  "variables": {
+    "addon_api_include": "<!(node -p \"require('node-addon-api').include_dir\")"
+  },
   "targets": [
     {
+      "target_name": "vlalign_kernels_avx2",
+      "type": "static_library",
+      "sources": ["<!@(node scripts/native-build.cjs sources-avx2)"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fPIC", "<!@(node scripts/native-build.cjs isa-flags avx2)"]
+    },
+    {
+      "target_name": "vlalign_kernels_avx512",
+      "type": "static_library",
+      "sources": ["<!@(node scripts/native-build.cjs sources-avx512)"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fPIC", "<!@(node scripts/native-build.cjs isa-flags avx512)"]
+    },
+    {
       "target_name": "vlalign",
+      "dependencies": ["vlalign_kernels_avx2", "vlalign_kernels_avx512"],
       "sources": ["<!@(node scripts/native-build.cjs sources)"],
       "include_dirs": [
-        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "<(addon_api_include)",
         "<!@(node scripts/native-build.cjs include-dirs)",
         "<!(node scripts/native-build.cjs hash-header build/generated)"
       ],

@@ -2,7 +2,7 @@
 // loader): the list of C++ sources, their hash, and where libtorch is. CommonJS so that gyp, CMake
 // and plain `node` can call it before anything is compiled.
 //
-//   node scripts/native-build.cjs sources|source-hash|hash-header [dir]|include-dirs|cxx-flags|libs|torch-cmake-dir|cuda
+//   node scripts/native-build.cjs sources|sources-<isa>|isa-flags <isa>|source-hash|hash-header [dir]|include-dirs|cxx-flags|libs|torch-cmake-dir|cuda
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -19,12 +19,26 @@ function listFiles(dir) {
   });
 }
 
-// C++ translation units of the CPU addon, relative to the package root (gyp wants relative paths).
-function sources() {
+// Kernel files compiled with extra instruction sets, by file-name suffix (ATen's DispatchStub
+// idea): only these files get the flags, and dispatch.cc picks one at run time.
+const ISA_FLAGS = {
+  avx2: ['-mavx2', '-mfma'],
+  avx512: ['-mavx512f', '-mavx512dq', '-mavx512bw', '-mavx512vl', '-mfma'],
+};
+
+function cppSources() {
   return listFiles(cppDir)
     .filter((f) => f.endsWith('.cc') && !f.includes(`${path.sep}cuda${path.sep}`))
     .map((f) => path.relative(root, f))
     .sort();
+}
+
+const isaOf = (file) => Object.keys(ISA_FLAGS).find((isa) => file.endsWith(`_${isa}.cc`));
+
+// C++ translation units, relative to the package root (gyp wants relative paths): the baseline
+// ones, or those of one instruction set.
+function sources(isa = null) {
+  return cppSources().filter((f) => (isaOf(f) ?? null) === isa);
 }
 
 // Hash of everything under cpp/: a binary records it, the loader compares it with the package's.
@@ -126,13 +140,16 @@ function writeHashHeader(dir) {
   return dir;
 }
 
-module.exports = { root, writeHashHeader, sources, sourceHash, binarySourceHash, torchCmakeDir, torchLayout, linkFlags };
+module.exports = { root, writeHashHeader, sources, cppSources, ISA_FLAGS, sourceHash, binarySourceHash, torchCmakeDir, torchLayout, linkFlags };
 
 if (require.main === module) {
   const what = process.argv[2];
   const print = (lines) => process.stdout.write([].concat(lines).join('\n') + '\n');
   switch (what) {
     case 'sources': print(sources()); break;
+    case 'sources-avx2': print(sources('avx2')); break;
+    case 'sources-avx512': print(sources('avx512')); break;
+    case 'isa-flags': print(ISA_FLAGS[process.argv[3]]); break;
     case 'source-hash': print(sourceHash()); break;
     case 'hash-header': print(writeHashHeader(path.resolve(process.argv[3] || 'build/generated'))); break;
     case 'include-dirs': print(torchLayout().includeDirs); break;
@@ -141,7 +158,7 @@ if (require.main === module) {
     case 'torch-cmake-dir': print(torchCmakeDir()); break;
     case 'cuda': print(String(torchLayout().cuda)); break;
     default:
-      process.stderr.write(`usage: node scripts/native-build.cjs sources|source-hash|hash-header [dir]|include-dirs|cxx-flags|libs|torch-cmake-dir|cuda\n`);
+      process.stderr.write(`usage: node scripts/native-build.cjs sources|sources-avx2|sources-avx512|isa-flags <isa>|source-hash|hash-header [dir]|include-dirs|cxx-flags|libs|torch-cmake-dir|cuda\n`);
       process.exit(2);
   }
 }

@@ -15,6 +15,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   registerAutogradOps(env, exports);
   registerIoOps(env, exports);
   registerRuntimeOps(env, exports);
+  registerLossOps(env, exports);
   return exports;
 }
 

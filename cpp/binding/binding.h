@@ -43,6 +43,9 @@ Napi::Value wrap(Napi::Env env, at::Tensor t);
 Napi::Value wrapAll(Napi::Env env, const std::vector<at::Tensor>& ts);
 Napi::Value wrapOptional(Napi::Env env, const at::Tensor& t);  // undefined tensor -> 0
 
+// Releases JS buffers whose zero-copy tensors were freed off the JS thread (ops_creation.cc).
+void releasePendingBufferRefs();
+
 // Passes accumulated native allocation changes to V8 once they exceed a threshold.
 void reportExternalMemory(Napi::Env env);
 
@@ -82,6 +85,7 @@ void registerNnOps(Napi::Env env, Napi::Object exports);
 void registerAutogradOps(Napi::Env env, Napi::Object exports);
 void registerIoOps(Napi::Env env, Napi::Object exports);
 void registerRuntimeOps(Napi::Env env, Napi::Object exports);
+void registerLossOps(Napi::Env env, Napi::Object exports);
 
 }  // namespace vlalign
 

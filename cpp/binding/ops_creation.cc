@@ -1,5 +1,7 @@
 // Tensor creation: from JS bytes, filled, ranges, random, and the *Like forms.
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include "binding.h"
 
@@ -39,6 +41,62 @@ Napi::Value FromBytes(const Info& info) {
                           " of " + std::string(c10::toString(dtype)) + " needs " + std::to_string(t.nbytes()));
     }
     if (length > 0) std::memcpy(t.data_ptr(), data, length);
+    return wrap(info.Env(), std::move(t));
+  });
+}
+
+// ---- zero-copy tensors over JS memory (torch.frombuffer) ----------------------------------------
+//
+// The tensor holds a reference to the ArrayBuffer so GC cannot free the bytes under it. The last
+// tensor reference may drop on another thread (an autograd or intra-op worker), but N-API references
+// may only be released on the JS thread: such releases wait in a queue drained on the next free().
+// After the environment is torn down (process exit) references are simply dropped.
+struct BufferRef {
+  napi_env env;
+  napi_ref ref;
+};
+
+std::mutex pendingMutex;
+std::vector<BufferRef*> pendingReleases;
+std::thread::id jsThread;
+bool envAlive = false;
+
+void releaseBufferRef(void* context) {
+  auto* r = static_cast<BufferRef*>(context);
+  if (!envAlive) {
+    delete r;
+  } else if (std::this_thread::get_id() == jsThread) {
+    napi_delete_reference(r->env, r->ref);
+    delete r;
+  } else {
+    std::lock_guard<std::mutex> lock(pendingMutex);
+    pendingReleases.push_back(r);
+  }
+}
+
+// fromBuffer(view, dtype, shape): shares the bytes of a typed array or Buffer (aligned to dtype).
+Napi::Value FromBuffer(const Info& info) {
+  return guard(info, "frombuffer", [&] {
+    if (!info[0].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "argument 0: expected a typed array or Buffer");
+    Napi::TypedArray view = info[0].As<Napi::TypedArray>();
+    Napi::ArrayBuffer buffer = view.ArrayBuffer();
+    const at::ScalarType dtype = dtypeAt(info, 1);
+    const std::vector<int64_t> shape = intsAt(info, 2);
+    auto* data = static_cast<uint8_t*>(buffer.Data()) + view.ByteOffset();
+    const int64_t itemsize = static_cast<int64_t>(c10::elementSize(dtype));
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    if (numel * itemsize != static_cast<int64_t>(view.ByteLength())) {
+      throw Napi::RangeError::New(info.Env(), "frombuffer: " + std::to_string(view.ByteLength()) + " bytes given but shape " +
+                                                  shapeString(shape) + " needs " + std::to_string(numel * itemsize));
+    }
+    if (reinterpret_cast<uintptr_t>(data) % itemsize != 0) {
+      throw Napi::RangeError::New(info.Env(), "frombuffer: the buffer is not aligned to its " + std::to_string(itemsize) +
+                                                  "-byte elements; copy it with torch.tensor instead");
+    }
+    auto* ref = new BufferRef{info.Env(), nullptr};
+    napi_create_reference(info.Env(), buffer, 1, &ref->ref);
+    at::Tensor t = at::from_blob(data, shape, [ref](void*) { releaseBufferRef(ref); }, at::TensorOptions().dtype(dtype));
     return wrap(info.Env(), std::move(t));
   });
 }
@@ -157,8 +215,25 @@ Napi::Value ManualSeed(const Info& info) {
 
 }  // namespace
 
+void releasePendingBufferRefs() {
+  std::vector<BufferRef*> ready;
+  {
+    std::lock_guard<std::mutex> lock(pendingMutex);
+    if (pendingReleases.empty()) return;
+    ready.swap(pendingReleases);
+  }
+  for (BufferRef* r : ready) {
+    napi_delete_reference(r->env, r->ref);
+    delete r;
+  }
+}
+
 void registerCreationOps(Napi::Env env, Napi::Object exports) {
+  jsThread = std::this_thread::get_id();
+  envAlive = true;
+  napi_add_env_cleanup_hook(env, [](void*) { envAlive = false; }, nullptr);
   VL_EXPORT(exports, env, "fromBytes", FromBytes);
+  VL_EXPORT(exports, env, "fromBuffer", FromBuffer);
   VL_EXPORT(exports, env, "zeros", Zeros);
   VL_EXPORT(exports, env, "ones", Ones);
   VL_EXPORT(exports, env, "empty", Empty);

@@ -12,8 +12,25 @@ Napi::Value Free(const Info& info) {
   uint32_t id = 0;
   napi_get_value_uint32(info.Env(), info[0], &id);
   const bool freed = tensors().release(id);
+  releasePendingBufferRefs();
   reportExternalMemory(info.Env());
   return Napi::Boolean::New(info.Env(), freed);
+}
+
+// freeMany(ids[]): a tidy scope's exit frees its tensors in one call.
+Napi::Value FreeMany(const Info& info) {
+  if (!info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "freeMany: expected an array of tensor ids");
+  Napi::Array ids = info[0].As<Napi::Array>();
+  const uint32_t n = ids.Length();
+  for (uint32_t k = 0; k < n; ++k) {
+    uint32_t id = 0;
+    napi_value value;
+    napi_get_element(info.Env(), ids, k, &value);
+    if (napi_get_value_uint32(info.Env(), value, &id) == napi_ok) tensors().release(id);
+  }
+  releasePendingBufferRefs();
+  reportExternalMemory(info.Env());
+  return info.Env().Undefined();
 }
 
 Napi::Value IsLive(const Info& info) {
@@ -148,6 +165,7 @@ Napi::Value Memory(const Info& info) {
 
 void registerTensorOps(Napi::Env env, Napi::Object exports) {
   VL_EXPORT(exports, env, "free", Free);
+  VL_EXPORT(exports, env, "freeMany", FreeMany);
   VL_EXPORT(exports, env, "isLive", IsLive);
   VL_EXPORT(exports, env, "shape", Shape);
   VL_EXPORT(exports, env, "strides", Strides);

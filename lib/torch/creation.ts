@@ -48,6 +48,7 @@ function flatten(data: NestedArray, shape: number[]): Array<number | boolean> {
   const out: Array<number | boolean> = [];
   const visit = (value: NestedArray, depth: number, path: string): void => {
     if (depth === shape.length) {
+      if (Array.isArray(value)) throw new RangeError(`tensor: data${path} is nested deeper than its siblings (ragged nested arrays)`);
       if (typeof value !== 'number' && typeof value !== 'boolean') throw invalidArgument(`data${path}`, 'a number or boolean', value);
       out.push(value);
       return;
@@ -74,7 +75,8 @@ function bytesOf(values: Array<number | boolean>, dtype: DType): TypedArray {
     case 'int32': return Int32Array.from(values, Number);
     case 'int16': return Int16Array.from(values, Number);
     case 'int8': return Int8Array.from(values, Number);
-    case 'uint8': case 'bool': return Uint8Array.from(values, Number);
+    case 'uint8': return Uint8Array.from(values, Number);
+    case 'bool': return Uint8Array.from(values, (v) => (v ? 1 : 0));
     default: return Float32Array.from(values, Number); // float32, and the source for float16 / bfloat16
   }
 }
@@ -101,22 +103,34 @@ export function tensor(data: NestedArray | TypedArray, options: TensorOptions & 
 
 function fromTypedArray(data: TypedArray, options: TensorOptions & { shape?: readonly number[] }): Tensor {
   const natural = TYPED_DTYPE.get(data.constructor);
-  const dtype = options.dtype ?? natural;
-  if (dtype === undefined) throw invalidArgument('dtype', 'a dtype for a Uint16Array (float16 or bfloat16)', undefined);
-  const shape = options.shape ? shapeArgs([options.shape]) : [data.byteLength / ELEMENT_SIZE[dtype]];
-  // Same element width: the bytes are the tensor. Otherwise convert like PyTorch's tensor(array, dtype).
-  if (natural === undefined || ELEMENT_SIZE[natural] === ELEMENT_SIZE[dtype]) {
+  const requested = options.dtype ?? natural;
+  if (natural === undefined && requested !== 'float16' && requested !== 'bfloat16') {
+    throw invalidArgument('dtype', "'float16' or 'bfloat16' for the raw bits of a Uint16Array", requested);
+  }
+  const dtype = requested as DType;
+  const shape = options.shape ? shapeArgs([options.shape]) : [data.length];
+  // The array's own type (or raw 16-bit float bits): its bytes are the tensor. Otherwise convert
+  // the values, as PyTorch's tensor(array, dtype) does.
+  if (natural === undefined || natural === dtype) {
     return create(options, () => N.fromBytes(data, dtypeCode(dtype), shape), dtype);
   }
-  using staged = wrap(N.fromBytes(data, dtypeCode(natural), options.shape ? shape : [data.length]));
+  using staged = wrap(N.fromBytes(data, dtypeCode(natural), shape));
   return create(options, (code, device) => N.to(staged.handle, code, device, true), dtype);
 }
 
-/** A copy of raw little-endian bytes viewed as dtype with shape (torch.frombuffer, copying). */
+/**
+ * A tensor over the bytes of a typed array, Buffer or ArrayBuffer without copying (torch.frombuffer):
+ * writes through either side show in the other, and the tensor keeps the buffer alive. Do not
+ * transfer (detach) the buffer while the tensor lives; use torch.tensor for an independent copy.
+ */
 export function frombuffer(buffer: ArrayBufferView | ArrayBuffer, options: { dtype: DType; shape?: readonly number[] }): Tensor {
-  const bytes = ArrayBuffer.isView(buffer) ? buffer.byteLength : buffer.byteLength;
-  const shape = options.shape ? shapeArgs([options.shape]) : [bytes / ELEMENT_SIZE[options.dtype]];
-  return wrap(N.fromBytes(buffer, dtypeCode(options.dtype), shape));
+  const bytes = buffer instanceof ArrayBuffer ? new Uint8Array(buffer) : new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+  const count = bytes.byteLength / ELEMENT_SIZE[options.dtype];
+  if (!options.shape && !Number.isInteger(count)) {
+    throw new RangeError(`frombuffer: ${bytes.byteLength} bytes is not a whole number of ${options.dtype} elements`);
+  }
+  const shape = options.shape ? shapeArgs([options.shape]) : [count];
+  return wrap(N.fromBuffer(bytes, dtypeCode(options.dtype), shape));
 }
 
 export function zeros(...args: Array<number | readonly number[] | TensorOptions>): Tensor {

@@ -1,6 +1,7 @@
 // torch.* free functions: those with no natural receiver (cat, stack, where) and PyTorch's
 // function spellings of Tensor methods.
 import { checkInteger, invalidArgument } from './args.js';
+import { dtypeCode, isFloatingPoint, type DType } from './dtype.js';
 import { native as N } from './native.js';
 import { handleOf, Tensor, wrap, wrapAll, type Scalar } from './tensor.js';
 
@@ -12,19 +13,28 @@ function handlesOf(tensors: readonly Tensor[], name: string): number[] {
 export const cat = (tensors: readonly Tensor[], dim = 0): Tensor => wrap(N.cat(handlesOf(tensors, 'tensors'), checkInteger(dim, 'dim')));
 export const stack = (tensors: readonly Tensor[], dim = 0): Tensor => wrap(N.stack(handlesOf(tensors, 'tensors'), checkInteger(dim, 'dim')));
 
-/** Elementwise choice: input where condition holds, other elsewhere. Scalars broadcast. */
+/** Elementwise choice: input where condition holds, other elsewhere. Scalars broadcast and promote as in PyTorch. */
 export function where(condition: Tensor, input: Tensor | Scalar, other: Tensor | Scalar): Tensor {
   const c = handleOf(condition, 'condition');
-  const asTensor = (v: Tensor | Scalar, like: Tensor | Scalar): Tensor =>
-    v instanceof Tensor ? v : wrap(N.fullLike(c, v, like instanceof Tensor ? N.dtype(like.handle) : typeof v === 'boolean' ? 11 : 6));
-  const a = asTensor(input, other);
-  const b = asTensor(other, input);
+  const a = input instanceof Tensor ? input : scalarLike(c, input, other);
+  const b = other instanceof Tensor ? other : scalarLike(c, other, input);
   try {
     return wrap(N.where(c, a.handle, b.handle));
   } finally {
     if (a !== input) a.dispose();
     if (b !== other) b.dispose();
   }
+}
+
+// A scalar operand as a tensor shaped like the condition, in the dtype PyTorch's promotion gives
+// it against the other operand: a fraction against an integer or bool tensor becomes float32.
+function scalarLike(condition: number, value: Scalar, other: Tensor | Scalar): Tensor {
+  const fraction = typeof value === 'number' && !Number.isInteger(value);
+  const scalarType = (v: Scalar): DType => (typeof v === 'boolean' ? 'bool' : Number.isInteger(v) ? 'int64' : 'float32');
+  let dtype: DType = scalarType(value);
+  if (other instanceof Tensor) dtype = fraction && !isFloatingPoint(other.dtype) ? 'float32' : other.dtype;
+  else if (scalarType(other) === 'float32' && dtype !== 'bool') dtype = 'float32';
+  return wrap(N.fullLike(condition, value, dtypeCode(dtype)));
 }
 
 export const add = (input: Tensor, other: Tensor | Scalar, alpha?: number): Tensor => input.add(other, alpha);

@@ -120,7 +120,8 @@ export function tidy<T>(fn: () => T): T {
     throw new TypeError('tidy(fn): fn must be synchronous; tensors created after an await cannot be tracked');
   }
   const survivors = new Set<Tracked>();
-  collectResults(result, survivors);
+  if (typeof result === 'object' && result !== null) collectResults(result, survivors);
+  const freed: number[] = [];
   for (const t of scope.tensors) {
     if (t.scope !== scope || t.handle === 0) continue;
     if (survivors.has(t)) {
@@ -130,9 +131,12 @@ export function tidy<T>(fn: () => T): T {
         scope.parent.tensors.push(t);
       }
     } else {
-      release(t);
+      // Scoped tensors never hold a registry entry, so freeing is the handle alone.
+      freed.push(t.handle);
+      t.handle = 0;
     }
   }
+  if (freed.length > 0) native.freeMany(freed);
   scope.tensors.length = 0;
   return result;
 }

@@ -10,12 +10,14 @@ export type Scalar = number | boolean;
 type Dims = number | readonly number[];
 
 export function handleOf(value: unknown, name: string): number {
-  if (value instanceof Tensor) return value.handle;
-  throw invalidArgument(name, 'a Tensor', value);
+  if (!(value instanceof Tensor)) throw invalidArgument(name, 'a Tensor', value);
+  if (value.handle === 0) throw new Error(`${name}: the tensor was disposed and cannot be used`);
+  return value.handle;
 }
 
 const wrap = (handle: number): Tensor => new Tensor(handle);
 const wrapAll = (handles: number[]): Tensor[] => handles.map(wrap);
+// An optional tensor: null / undefined is "none" (0 to the addon); a disposed one is an error.
 const optionalHandle = (value: Tensor | null | undefined, name: string): number =>
   value === null || value === undefined ? 0 : handleOf(value, name);
 const optionalDtype = (dtype: DType | undefined): number | null => (dtype === undefined ? null : dtypeCode(dtype));
@@ -340,10 +342,15 @@ export class Tensor {
   // ---- reductions -------------------------------------------------------------------------------
 
   sum(dim?: Dims, keepdim = false, options: { dtype?: DType } = {}): Tensor {
-    return wrap(N.sum(this.handle, dimsArg(dim), keepdim, optionalDtype(options.dtype)));
+    return wrap(N.sum(this.handle, this.#reducedDims(dim, keepdim), keepdim, optionalDtype(options.dtype)));
   }
   mean(dim?: Dims, keepdim = false, options: { dtype?: DType } = {}): Tensor {
-    return wrap(N.mean(this.handle, dimsArg(dim), keepdim, optionalDtype(options.dtype)));
+    return wrap(N.mean(this.handle, this.#reducedDims(dim, keepdim), keepdim, optionalDtype(options.dtype)));
+  }
+  // keepdim over every dim needs the dims spelled out (libtorch's all-dims overloads drop keepdim).
+  #reducedDims(dim: Dims | undefined, keepdim: boolean): number[] | null {
+    if (dim === undefined && keepdim) return Array.from({ length: this.ndim }, (_, k) => k);
+    return dimsArg(dim);
   }
   prod(dim?: number, keepdim = false): Tensor { return wrap(N.prod(this.handle, dim ?? null, keepdim)); }
   amax(dim?: Dims, keepdim = false): Tensor { return wrap(N.amax(this.handle, dimsArg(dim), keepdim)); }
@@ -366,10 +373,10 @@ export class Tensor {
   logsumexp(dim: Dims, keepdim = false): Tensor { return wrap(N.logsumexp(this.handle, dimsArg(dim), keepdim)); }
   /** Variance with Bessel's correction by default (correction = 1), as PyTorch. */
   var(dim?: Dims, options: { correction?: number; keepdim?: boolean } = {}): Tensor {
-    return wrap(N.var(this.handle, dimsArg(dim), options.correction ?? 1, options.keepdim ?? false));
+    return wrap(N.var(this.handle, dimsArg(dim), checkInteger(options.correction ?? 1, 'correction'), options.keepdim ?? false));
   }
   std(dim?: Dims, options: { correction?: number; keepdim?: boolean } = {}): Tensor {
-    return wrap(N.std(this.handle, dimsArg(dim), options.correction ?? 1, options.keepdim ?? false));
+    return wrap(N.std(this.handle, dimsArg(dim), checkInteger(options.correction ?? 1, 'correction'), options.keepdim ?? false));
   }
   /** Vector p-norm over dim (all elements when omitted). */
   norm(p = 2, dim?: Dims, keepdim = false): Tensor { return wrap(N.norm(this.handle, p, dimsArg(dim), keepdim)); }

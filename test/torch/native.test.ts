@@ -14,7 +14,8 @@ const require = createRequire(import.meta.url);
 const build = require('../../scripts/native-build.cjs') as {
   sourceHash(): string;
   binarySourceHash(file: string): string | null;
-  sources(): string[];
+  sources(isa?: string): string[];
+  cppSources(): string[];
 };
 const prebuild = path.join(packageRoot, `prebuilds/${process.platform}-${process.arch}/vlalign.napi.node`);
 const localBuild = path.join(packageRoot, 'build/Release/vlalign.node');
@@ -70,8 +71,12 @@ describe('native binaries', () => {
       .filter((f) => f.endsWith('.cc'))
       .map((f) => `cpp/${f}`)
       .sort();
-    expect(build.sources()).toEqual(onDisk);
-    expect(fs.readFileSync(path.join(packageRoot, 'binding.gyp'), 'utf8')).toContain('native-build.cjs sources');
+    expect(build.cppSources()).toEqual(onDisk);
+    const split = [...build.sources(), ...build.sources('avx2'), ...build.sources('avx512')].sort();
+    expect(split).toEqual(onDisk);
+    expect(build.sources('avx512').every((f) => f.endsWith('_avx512.cc'))).toBe(true);
+    const gyp = fs.readFileSync(path.join(packageRoot, 'binding.gyp'), 'utf8');
+    for (const list of ['sources)', 'sources-avx2)', 'sources-avx512)']) expect(gyp).toContain(`native-build.cjs ${list}`);
     expect(fs.readFileSync(path.join(packageRoot, 'CMakeLists.txt'), 'utf8')).toContain('native_build_query(sources');
   });
 });

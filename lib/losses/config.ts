@@ -1,0 +1,99 @@
+// Loss configurations: zod schemas with TRL's names and defaults (DPOConfig, KTOConfig,
+// GRPOConfig); checks that span fields happen in one place, with both values in the message.
+import { z } from 'zod';
+
+import { DPO_LOSSES } from './dpo.js';
+
+const DPO_TYPES = [...Object.keys(DPO_LOSSES), 'sft'] as const;
+
+const engine = {
+  /** 'fused' (chunked kernels, the default) or 'eager' (materialised logits, the reference). */
+  implementation: z.enum(['fused', 'eager']).default('fused'),
+  /** Tokens per chunk of the fused kernels; chunks always hold whole pairs or sequences. */
+  chunkSize: z.number().int().positive().default(1024),
+  ignoreIndex: z.number().int().default(-100),
+};
+
+export const PreferenceLossConfigSchema = z
+  .object({
+    /** One type or several (a list, or InternVL's comma-separated string), mixed by lossWeights. */
+    lossType: z.union([z.string(), z.array(z.string())]).default(['sigmoid']),
+    lossWeights: z.array(z.number()).nullable().default(null),
+    beta: z.number().positive().default(0.1),
+    labelSmoothing: z.number().min(0).max(1).default(0),
+    fDivergenceType: z.enum(['reverse_kl', 'forward_kl', 'js_divergence', 'alpha_divergence']).default('reverse_kl'),
+    fAlphaDivergenceCoef: z.number().default(0.5),
+    discopopTau: z.number().positive().default(0.05),
+    /** bco_pair with the running-mean reward shift of TRL <= 0.28 and InternVL's MPO trainer. */
+    bcoRunningMean: z.boolean().default(false),
+    /** InternVL / RPO: adds rpoAlpha x NLL of the chosen completions. */
+    rpoAlpha: z.number().min(0).nullable().default(null),
+    ...engine,
+  })
+  .transform((c, ctx) => {
+    const types = (typeof c.lossType === 'string' ? c.lossType.split(',') : c.lossType).map((t) => t.trim());
+    for (const t of types) {
+      if (!(DPO_TYPES as readonly string[]).includes(t)) {
+        ctx.addIssue({ code: 'custom', path: ['lossType'], message: `unknown loss type '${t}'; expected one of ${DPO_TYPES.join(', ')}` });
+      }
+    }
+    const weights = c.lossWeights ?? types.map(() => 1);
+    if (weights.length !== types.length) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['lossWeights'],
+        message: `lossWeights has ${weights.length} entries but lossType has ${types.length}`,
+      });
+    }
+    return { ...c, lossType: types, lossWeights: weights };
+  });
+
+export type PreferenceLossConfigInput = z.input<typeof PreferenceLossConfigSchema>;
+export type PreferenceLossConfig = z.output<typeof PreferenceLossConfigSchema>;
+
+/** TRL's MPO recipe: sigmoid 0.8 + bco_pair 0.2 + sft 1.0. */
+export const MPO: PreferenceLossConfigInput = { lossType: ['sigmoid', 'bco_pair', 'sft'], lossWeights: [0.8, 0.2, 1.0] };
+
+export const KtoLossConfigSchema = z.object({
+  lossType: z.enum(['kto', 'apo_zero_unpaired', 'bco']).default('kto'),
+  beta: z.number().positive().default(0.1),
+  desirableWeight: z.number().min(0).default(1),
+  undesirableWeight: z.number().min(0).default(1),
+  ...engine,
+});
+
+export type KtoLossConfigInput = z.input<typeof KtoLossConfigSchema>;
+export type KtoLossConfig = z.output<typeof KtoLossConfigSchema>;
+
+export const GrpoLossConfigSchema = z
+  .object({
+    lossType: z.enum(['grpo', 'bnpo', 'dr_grpo', 'dapo']).default('dapo'),
+    beta: z.number().min(0).default(0),
+    epsilon: z.number().positive().default(0.2),
+    /** Upper clip; defaults to epsilon (DAPO uses 0.28). */
+    epsilonHigh: z.number().positive().nullable().default(null),
+    /** Two-sided GRPO: caps the unclipped ratio (INTELLECT-2); null disables. */
+    delta: z.number().positive().nullable().default(null),
+    importanceSamplingLevel: z.enum(['token', 'sequence']).default('token'),
+    temperature: z.number().positive().default(1),
+    /** dr_grpo's constant normaliser. */
+    maxCompletionLength: z.number().int().positive().default(512),
+    ...engine,
+  })
+  .transform((c, ctx) => {
+    if (c.delta !== null && c.delta <= 1 + (c.epsilonHigh ?? c.epsilon)) {
+      ctx.addIssue({ code: 'custom', path: ['delta'], message: `delta (${c.delta}) must exceed 1 + epsilonHigh (${1 + (c.epsilonHigh ?? c.epsilon)})` });
+    }
+    return { ...c, epsilonHigh: c.epsilonHigh ?? c.epsilon };
+  });
+
+export type GrpoLossConfigInput = z.input<typeof GrpoLossConfigSchema>;
+export type GrpoLossConfig = z.output<typeof GrpoLossConfigSchema>;
+
+/** Parses a config, turning zod's issues into one readable TypeError naming the fields. */
+export function parseConfig<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
+  const result = schema.safeParse(input ?? {});
+  if (result.success) return result.data;
+  const issues = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+  throw new TypeError(`invalid ${what}: ${issues}`);
+}
