@@ -15,7 +15,8 @@
       "type": "static_library",
       "sources": ["<!@(node scripts/native-build.cjs sources-avx512)"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fPIC", "<!@(node scripts/native-build.cjs isa-flags avx512)"]
+      "cflags_cc": ["-std=c++17", "-O3", "-fPIC", "-Wno-uninitialized", "-Wno-maybe-uninitialized",
+                    "<!@(node scripts/native-build.cjs isa-flags avx512)"]
     },
     {
       "target_name": "vlalign",

@@ -23,8 +23,9 @@ OptionalTensor definedOrNone(const at::Tensor& t) { return t.defined() ? Optiona
 // in all, memory O(chunk x V)); composes with any loss written over per-token log-probs.
 struct LinearLogprobsFunction : public torch::autograd::Function<LinearLogprobsFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const OptionalTensor& bias,
-                               const at::Tensor& labels, double temperature, int64_t chunkRows) {
+                               const at::Tensor& labels, double temperature, int64_t chunkRows, double gradFilter) {
     const K::LinearLogprobStats s = K::linearLogprobStats(x, weight, bias, labels, temperature, chunkRows);
+    ctx->saved_data["gradFilter"] = gradFilter;
     ctx->save_for_backward({x, weight, bias.value_or(at::Tensor()), labels});
     ctx->saved_data["temperature"] = temperature;
     ctx->saved_data["chunkRows"] = chunkRows;
@@ -35,8 +36,8 @@ struct LinearLogprobsFunction : public torch::autograd::Function<LinearLogprobsF
     const variable_list saved = ctx->get_saved_variables();
     auto [gradX, gradWeight, gradBias] = K::linearLogprobBackward(
         saved[0], saved[1], definedOrNone(saved[2]), saved[3], ctx->saved_data["temperature"].toDouble(),
-        ctx->saved_data["chunkRows"].toInt(), grads[0], grads[1], grads[2]);
-    return {gradX, gradWeight, gradBias, at::Tensor(), at::Tensor(), at::Tensor()};
+        ctx->saved_data["chunkRows"].toInt(), grads[0], grads[1], grads[2], ctx->saved_data["gradFilter"].toDouble());
+    return {gradX, gradWeight, gradBias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -90,7 +91,7 @@ Napi::Value linearLogprobStatsChunk(const Info& info) {
 }
 
 // linearLogprobGradChunk(scratch, x, weight, labels, temperature, lse, entropy, gLogp | 0,
-//   gEntropy | 0, gMeanLogit | 0, gradWeight, gradBias | 0) -> gradX for the chunk
+//   gEntropy | 0, gMeanLogit | 0, gradWeight, gradBias | 0, gradFilter) -> gradX for the chunk
 Napi::Value linearLogprobGradChunk(const Info& info) {
   return guard(info, "linearLogprobGradChunk", [&] {
     K::LinearLogprobStats stats;
@@ -100,15 +101,16 @@ Napi::Value linearLogprobGradChunk(const Info& info) {
     return wrap(info.Env(), K::linearLogprobGradChunk(tensorAt(info, 0), tensorAt(info, 1), tensorAt(info, 2), tensorAt(info, 3),
                                                       numberAt(info, 4), stats, orUndefined(optionalTensorAt(info, 7)),
                                                       orUndefined(optionalTensorAt(info, 8)),
-                                                      orUndefined(optionalTensorAt(info, 9)), tensorAt(info, 10), gradBias));
+                                                      orUndefined(optionalTensorAt(info, 9)), tensorAt(info, 10), gradBias,
+                                                      numberAt(info, 12)));
   }, {1, 2, 3});
 }
 
-// linearLogprobs(x, weight, bias | 0, labels, temperature, chunkRows) -> [logp, entropy, meanLogit], differentiable
+// linearLogprobs(x, weight, bias | 0, labels, temperature, chunkRows, gradFilter) -> [logp, entropy, meanLogit], differentiable
 Napi::Value linearLogprobs(const Info& info) {
   return guard(info, "linearLogprobs", [&] {
     return wrapAll(info.Env(), LinearLogprobsFunction::apply(tensorAt(info, 0), tensorAt(info, 1), optionalTensorAt(info, 2),
-                                                              tensorAt(info, 3), numberAt(info, 4), intAt(info, 5)));
+                                                              tensorAt(info, 3), numberAt(info, 4), intAt(info, 5), numberAt(info, 6)));
   }, {0, 1, 2, 3});
 }
 

@@ -12,6 +12,8 @@ const engine = {
   /** Tokens per chunk of the fused kernels; chunks always hold whole pairs or sequences. */
   chunkSize: z.number().int().positive().default(1024),
   ignoreIndex: z.number().int().default(-100),
+  /** Skip negligible vocabulary tiles in the backward GEMMs (see HeadOptions.gradFilter). */
+  gradFilter: z.union([z.literal('auto'), z.number().min(0)]).default('auto'),
 };
 
 export const PreferenceLossConfigSchema = z

@@ -25,6 +25,19 @@ export interface HeadOptions {
   temperature?: number;
   /** Tokens per chunk of the fused kernels. */
   chunkSize?: number;
+  /**
+   * Cut Cross-Entropy's gradient filtering: vocabulary tiles whose logit gradients stay below this
+   * magnitude in every token of a chunk are skipped in the backward GEMMs. 'auto' = 2^-28 (fp32
+   * epsilon / 32, beneath what fp32 gradient sums resolve) for float32, 0 (exact) for float64.
+   */
+  gradFilter?: number | 'auto';
+}
+
+function gradFilterFor(x: Tensor, options: HeadOptions): number {
+  const filter = options.gradFilter ?? 'auto';
+  if (filter === 'auto') return x.dtype === 'float32' ? 2 ** -28 : 0;
+  if (!(filter >= 0)) throw new RangeError(`gradFilter must be >= 0 or 'auto', got ${filter}`);
+  return filter;
 }
 
 const handle = (t: Tensor | null | undefined): number => t?.handle ?? 0;
@@ -44,7 +57,8 @@ export function eagerTokenStats(x: Tensor, head: LmHead, labels: Tensor, options
 /** Fused kernel as an autograd Function; gradients flow to x, weight and bias. */
 export function fusedTokenStats(x: Tensor, head: LmHead, labels: Tensor, options: HeadOptions = {}): TokenStats {
   const [logp, entropy, meanLogit] = (
-    N.linearLogprobs(x.handle, head.weight.handle, handle(head.bias), labels.handle, options.temperature ?? 1, chunkRows(options)) as number[]
+    N.linearLogprobs(x.handle, head.weight.handle, handle(head.bias), labels.handle, options.temperature ?? 1, chunkRows(options),
+      gradFilterFor(x, options)) as number[]
   ).map(wrap) as [Tensor, Tensor, Tensor];
   return { logp, entropy, meanLogit };
 }
@@ -72,6 +86,7 @@ export type ChunkLoss = (stats: TokenStats, chunk: TokenChunk) => Tensor;
  */
 export function singlePassLoss(x: Tensor, head: LmHead, labels: Tensor, chunks: readonly TokenChunk[], lossOfChunk: ChunkLoss, options: HeadOptions = {}): Tensor {
   const temperature = options.temperature ?? 1;
+  const gradFilter = gradFilterFor(x, options);
   const xd = x.detach();
   const gradX = torch.zerosLike(xd);
   const gradWeight = torch.zerosLike(head.weight, { requiresGrad: false });
@@ -93,7 +108,7 @@ export function singlePassLoss(x: Tensor, head: LmHead, labels: Tensor, chunks: 
       const [gLogp, gEntropy] = torch.autograd.grad(loss, [logp, entropy], { allowUnused: true });
       const dx = wrap(
         N.linearLogprobGradChunk(scratch.handle, xs.handle, head.weight.handle, ys.handle, temperature, lse.handle,
-          entropy.handle, handle(gLogp), handle(gEntropy), 0, gradWeight.handle, handle(gradBias)),
+          entropy.handle, handle(gLogp), handle(gEntropy), 0, gradWeight.handle, handle(gradBias), gradFilter),
       );
       gradX.narrow(0, chunk.start, chunk.end - chunk.start).copy_(dx);
       return loss.detach();

@@ -53,17 +53,17 @@ export class UnpairedPreferenceLoss {
         if (!ref) throw new TypeError('KTO loss: give refLogps or refHidden');
         const z0 = batch.kl ? Math.max(0, batch.kl.policyLogps.sub(batch.kl.refLogps).mean().item() as number) : 0;
         const desirable = torch.tensor(batch.desirable.map(Boolean));
-        const sums: Tensor[] = [];
+        const policy: number[] = []; // per-row policy log-probs, for the metrics
         const lossOfChunk = (stats: TokenStats, chunk: TokenChunk): Tensor => {
           const rowIds = torch.tensor(BigInt64Array.from(chunk.rows, BigInt));
           const logps = sumBySlot(stats.logp, chunk);
-          sums.push(logps.detach()); // chunks hold ascending single rows, so this is row order
+          // Chunks hold ascending single rows, so appending keeps row order.
+          policy.push(...(logps.detach().to({ dtype: 'float64' }).data() as Float64Array));
           const r = logps.sub(ref.indexSelect(0, rowIds).to({ dtype: logps.dtype }));
           return this.rowLosses(r, desirable.indexSelect(0, rowIds), z0, options.training ?? true).sum().div(rows);
         };
         const x = batch.hidden.reshape(-1, batch.hidden.shape[2]!).indexSelect(0, layout.index);
         const loss = lossOverTokens(x, head, layout, { ...c, coupled: c.lossType === 'bco' }, lossOfChunk);
-        const policy = torch.cat(sums);
         return { loss, metrics: this.metrics(loss, policy, ref, batch.desirable, z0) };
       });
     } finally {
@@ -87,9 +87,8 @@ export class UnpairedPreferenceLoss {
     }
   }
 
-  private metrics(loss: Tensor, policy: Tensor, ref: Tensor, desirable: readonly boolean[], z0: number): Record<string, number> {
+  private metrics(loss: Tensor, p: number[], ref: Tensor, desirable: readonly boolean[], z0: number): Record<string, number> {
     const beta = this.config.beta;
-    const p = policy.to({ dtype: 'float64' }).data() as Float64Array;
     const q = ref.to({ dtype: 'float64' }).data() as Float64Array;
     const mean = (pick: (k: number) => number, want: boolean): number => {
       const ks = desirable.flatMap((d, k) => (d === want ? [k] : []));

@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include "../fused_linear_logprob_cuda.h"  // declares the CUDA row kernels under VLALIGN_WITH_CUDA
 #include "linear_logprob_rows.h"
 
 namespace vlalign::kernels {
@@ -65,6 +66,29 @@ void gradRows(at::Tensor& logits, const at::Tensor& labels, double temperature, 
   });
 }
 
+// Vocabulary columns whose gradient block has any entry of magnitude >= `threshold`, as runs of
+// whole 128-column tiles, merged so the GEMMs stay large. Cut Cross-Entropy's filtering: a tile
+// below the threshold in every row adds less than the threshold per element to dx and dW, beneath
+// what those sums resolve, and is skipped. threshold 0 keeps everything (the exact path).
+std::vector<std::pair<int64_t, int64_t>> keptColumns(const at::Tensor& block, double threshold) {
+  const int64_t vocab = block.size(1);
+  if (threshold <= 0 || block.size(0) == 0) return {{0, vocab}};
+  constexpr int64_t kTile = 128;
+  const int64_t tiles = (vocab + kTile - 1) / kTile;
+  at::Tensor columnMax = block.abs().amax(0);
+  if (tiles * kTile != vocab) columnMax = at::constant_pad_nd(columnMax, {0, tiles * kTile - vocab}, 0);
+  const at::Tensor keep = columnMax.view({tiles, kTile}).amax(1).ge(threshold).to(at::kCPU).contiguous();
+  const bool* k = keep.data_ptr<bool>();
+  std::vector<std::pair<int64_t, int64_t>> runs;
+  for (int64_t t = 0; t < tiles; ++t) {
+    if (!k[t]) continue;
+    const int64_t start = t * kTile, end = std::min(vocab, start + kTile);
+    if (!runs.empty() && runs.back().first + runs.back().second == start) runs.back().second += end - start;
+    else runs.emplace_back(start, end - start);
+  }
+  return runs;
+}
+
 // A per-token upstream gradient as a contiguous tensor of the compute dtype, or undefined.
 at::Tensor perToken(const at::Tensor& g, int64_t rows, at::ScalarType dtype, const char* name) {
   if (!g.defined()) return g;
@@ -84,11 +108,21 @@ void checkLinearLogprobInputs(const at::Tensor& x, const at::Tensor& weight, con
               x.scalar_type(), ") and weight (", weight.scalar_type(), ") must share a dtype");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "fused linear log-softmax: float32 or float64 expected, got ", x.scalar_type());
+#ifdef VLALIGN_WITH_CUDA
+  TORCH_CHECK((x.is_cpu() || x.is_cuda()) && weight.device() == x.device(),
+              "fused linear log-softmax: hidden states and weight must be on one CPU or CUDA device, got ", x.device(),
+              " and ", weight.device());
+#else
   TORCH_CHECK(x.device().is_cpu() && weight.device().is_cpu(),
               "fused linear log-softmax: CPU tensors expected here (CUDA needs a CUDA build)");
+#endif
+  TORCH_CHECK(labels.device() == x.device(), "fused linear log-softmax: labels must be on ", x.device(),
+              " like the hidden states, got ", labels.device());
   if (bias) {
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0), "fused linear log-softmax: bias must be [",
                 weight.size(0), "], got ", bias->sizes());
+    TORCH_CHECK(bias->device() == x.device(), "fused linear log-softmax: bias must be on ", x.device(),
+                " like the hidden states, got ", bias->device());
   }
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == x.size(0) && labels.scalar_type() == at::kLong,
               "fused linear log-softmax: labels must be int64 [", x.size(0), "], got ", labels.scalar_type(), " ",
@@ -116,6 +150,12 @@ LinearLogprobStats linearLogprobStatsChunk(const at::Tensor& x, const at::Tensor
                          at::empty({rows}, options)};
   const at::Tensor b = bias ? bias->contiguous() : at::Tensor();
   const at::Tensor y = labels.contiguous();
+#ifdef VLALIGN_WITH_CUDA
+  if (block.is_cuda()) {
+    cudaStatsRows(block, b, y, temperature, out);
+    return out;
+  }
+#endif
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linearLogprobStats", [&] { statsRows<scalar_t>(block, b, y, temperature, out); });
   return out;
 }
@@ -123,7 +163,8 @@ LinearLogprobStats linearLogprobStatsChunk(const at::Tensor& x, const at::Tensor
 at::Tensor linearLogprobGradChunk(at::Tensor& logits, const at::Tensor& x, const at::Tensor& weight,
                                   const at::Tensor& labels, double temperature, const LinearLogprobStats& stats,
                                   const at::Tensor& gradLogp, const at::Tensor& gradEntropy,
-                                  const at::Tensor& gradMeanLogit, at::Tensor& gradWeight, at::Tensor& gradBias) {
+                                  const at::Tensor& gradMeanLogit, at::Tensor& gradWeight, at::Tensor& gradBias,
+                                  double gradFilter) {
   at::NoGradGuard noGrad;
   const int64_t rows = x.size(0);
   const auto dtype = x.scalar_type();
@@ -132,10 +173,20 @@ at::Tensor linearLogprobGradChunk(at::Tensor& logits, const at::Tensor& x, const
   const at::Tensor c = perToken(gradLogp, rows, dtype, "gradient of logp");
   const at::Tensor e = perToken(gradEntropy, rows, dtype, "gradient of entropy");
   const at::Tensor m = perToken(gradMeanLogit, rows, dtype, "gradient of meanLogit");
+#ifdef VLALIGN_WITH_CUDA
+  if (block.is_cuda()) {
+    cudaGradRows(block, y, temperature, stats, c, e, m);
+  } else
+#endif
   AT_DISPATCH_FLOATING_TYPES(dtype, "linearLogprobGrad", [&] { gradRows<scalar_t>(block, y, temperature, stats, c, e, m); });
-  gradWeight.addmm_(block.t(), x);
-  if (gradBias.defined()) gradBias.add_(block.sum(0));
-  return at::mm(block, weight);
+  at::Tensor gradX = at::zeros({rows, x.size(1)}, x.options());
+  for (const auto& [start, length] : keptColumns(block, gradFilter)) {
+    const at::Tensor g = block.narrow(1, start, length);
+    gradX.addmm_(g, weight.narrow(0, start, length));
+    gradWeight.narrow(0, start, length).addmm_(g.t(), x);
+    if (gradBias.defined()) gradBias.narrow(0, start, length).add_(g.sum(0));
+  }
+  return gradX;
 }
 
 LinearLogprobStats linearLogprobStats(const at::Tensor& x, const at::Tensor& weight,
@@ -164,7 +215,7 @@ LinearLogprobStats linearLogprobStats(const at::Tensor& x, const at::Tensor& wei
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linearLogprobBackward(
     const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias, const at::Tensor& labels,
     double temperature, int64_t chunkRows, const at::Tensor& gradLogp, const at::Tensor& gradEntropy,
-    const at::Tensor& gradMeanLogit) {
+    const at::Tensor& gradMeanLogit, double gradFilter) {
   at::NoGradGuard noGrad;
   const int64_t n = x.size(0);
   const at::Tensor xc = x.contiguous(), wc = weight.contiguous();
@@ -180,7 +231,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linearLogprobBackward(
     gradX.narrow(0, start, rows)
         .copy_(linearLogprobGradChunk(logits, xs, wc, ys, temperature, s, slice(gradLogp, start, rows),
                                       slice(gradEntropy, start, rows), slice(gradMeanLogit, start, rows), gradWeight,
-                                      gradBias));
+                                      gradBias, gradFilter));
   }
   return {gradX, gradWeight, gradBias};
 }

@@ -21,11 +21,13 @@ LinearLogprobStats linearLogprobStatsChunk(const at::Tensor& x, const at::Tensor
 
 // Turns the logits left by linearLogprobStatsChunk into dL/dlogits in place, given per-token
 // upstream gradients of logp, entropy and meanLogit (undefined = zero); returns dL/dx for the chunk
-// and adds into gradWeight and gradBias (when defined).
+// and adds into gradWeight and gradBias (when defined). Vocabulary tiles whose gradient stays below
+// gradFilter in every row are skipped (0: none are).
 at::Tensor linearLogprobGradChunk(at::Tensor& logits, const at::Tensor& x, const at::Tensor& weight,
                                   const at::Tensor& labels, double temperature, const LinearLogprobStats& stats,
                                   const at::Tensor& gradLogp, const at::Tensor& gradEntropy,
-                                  const at::Tensor& gradMeanLogit, at::Tensor& gradWeight, at::Tensor& gradBias);
+                                  const at::Tensor& gradMeanLogit, at::Tensor& gradWeight, at::Tensor& gradBias,
+                                  double gradFilter);
 
 // Whole-batch passes in chunks of `chunkRows` rows.
 LinearLogprobStats linearLogprobStats(const at::Tensor& x, const at::Tensor& weight,
@@ -35,7 +37,7 @@ LinearLogprobStats linearLogprobStats(const at::Tensor& x, const at::Tensor& wei
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linearLogprobBackward(
     const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias, const at::Tensor& labels,
     double temperature, int64_t chunkRows, const at::Tensor& gradLogp, const at::Tensor& gradEntropy,
-    const at::Tensor& gradMeanLogit);
+    const at::Tensor& gradMeanLogit, double gradFilter);
 
 void checkLinearLogprobInputs(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                               const at::Tensor& labels, double temperature);

@@ -66,6 +66,7 @@ struct LinearLogprobRows {
 
   // Overwrites the scaled logits z of a row with dL/da (see the header comment).
   static void grad(T* row, int64_t n, T invT, int64_t label, T lse, T entropy, T c, T e, T m) {
+    if (label < 0) c = T(0);  // an ignored row's logp is the constant 0: no log-prob gradient
     const T alpha = -invT * (c + e * (entropy - lse));
     const T beta = -invT * e;
     const T gamma = m / static_cast<T>(n);
