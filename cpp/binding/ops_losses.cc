@@ -56,8 +56,11 @@ struct PrecomputedGradientsFunction : public torch::autograd::Function<Precomput
   static variable_list backward(AutogradContext* ctx, variable_list upstream) {
     const at::Tensor& g = upstream[0];
     const bool unit = g.numel() == 1 && g.item<double>() == 1.0;
+    // Taken out of the context so the graph holds no second reference: AccumulateGrad can then
+    // adopt dW as the weight's .grad instead of copying it.
     auto scaled = [&](const char* name) {
       const at::Tensor grad = ctx->saved_data[name].toTensor();
+      ctx->saved_data.erase(name);
       return !grad.defined() || unit ? grad : grad * g;
     };
     return {at::Tensor(), scaled("gradX"), scaled("gradWeight"), scaled("gradBias"), at::Tensor(), at::Tensor(), at::Tensor()};

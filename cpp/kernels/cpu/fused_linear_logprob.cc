@@ -66,27 +66,68 @@ void gradRows(at::Tensor& logits, const at::Tensor& labels, double temperature, 
   });
 }
 
-// Vocabulary columns whose gradient block has any entry of magnitude >= `threshold`, as runs of
-// whole 128-column tiles, merged so the GEMMs stay large. Cut Cross-Entropy's filtering: a tile
-// below the threshold in every row adds less than the threshold per element to dx and dW, beneath
-// what those sums resolve, and is skipped. threshold 0 keeps everything (the exact path).
-std::vector<std::pair<int64_t, int64_t>> keptColumns(const at::Tensor& block, double threshold) {
-  const int64_t vocab = block.size(1);
-  if (threshold <= 0 || block.size(0) == 0) return {{0, vocab}};
-  constexpr int64_t kTile = 128;
-  const int64_t tiles = (vocab + kTile - 1) / kTile;
-  at::Tensor columnMax = block.abs().amax(0);
-  if (tiles * kTile != vocab) columnMax = at::constant_pad_nd(columnMax, {0, tiles * kTile - vocab}, 0);
-  const at::Tensor keep = columnMax.view({tiles, kTile}).amax(1).ge(threshold).to(at::kCPU).contiguous();
-  const bool* k = keep.data_ptr<bool>();
-  std::vector<std::pair<int64_t, int64_t>> runs;
-  for (int64_t t = 0; t < tiles; ++t) {
-    if (!k[t]) continue;
-    const int64_t start = t * kTile, end = std::min(vocab, start + kTile);
-    if (!runs.empty() && runs.back().first + runs.back().second == start) runs.back().second += end - start;
-    else runs.emplace_back(start, end - start);
-  }
-  return runs;
+// Cut Cross-Entropy's observation, per element: where the softmax is peaked, nearly every logit
+// gradient of a chunk is far below what the dx and dW sums resolve. When at most kSparseDensity of
+// the block reaches `threshold`, only those entries are applied (as row gathers and scatters, cost
+// O(entries x H) instead of O(rows x V x H)); otherwise the caller runs the dense GEMMs on all of it.
+constexpr double kSparseDensity = 0.01;
+
+struct SignificantEntries {
+  at::Tensor rows, columns, values;
+};
+
+template <typename T>
+c10::optional<SignificantEntries> significantEntries(const at::Tensor& block, double threshold) {
+  const int64_t rows = block.size(0), n = block.size(1);
+  const T* g = block.data_ptr<T>();
+  const T cut = static_cast<T>(threshold);
+  std::vector<int64_t> counts(rows + 1, 0);
+  forRows(rows, [&](int64_t r) {
+    int64_t k = 0;
+    for (int64_t v = 0; v < n; ++v) k += std::abs(g[r * n + v]) >= cut;
+    counts[r + 1] = k;
+  });
+  for (int64_t r = 0; r < rows; ++r) counts[r + 1] += counts[r];
+  if (counts[rows] > static_cast<int64_t>(kSparseDensity * static_cast<double>(rows * n))) return c10::nullopt;
+  SignificantEntries out{at::empty({counts[rows]}, block.options().dtype(at::kLong)),
+                         at::empty({counts[rows]}, block.options().dtype(at::kLong)), at::empty({counts[rows]}, block.options())};
+  int64_t *outRows = out.rows.data_ptr<int64_t>(), *outColumns = out.columns.data_ptr<int64_t>();
+  T* outValues = out.values.data_ptr<T>();
+  forRows(rows, [&](int64_t r) {
+    int64_t k = counts[r];
+    for (int64_t v = 0; v < n; ++v) {
+      const T value = g[r * n + v];
+      if (std::abs(value) < cut) continue;
+      outRows[k] = r, outColumns[k] = v, outValues[k] = value;
+      ++k;
+    }
+  });
+  return out;
+}
+
+// dx_r += g W[v], dW[v] += g x_r, db[v] += g for each entry (r, v, g).
+void applyEntries(const SignificantEntries& e, const at::Tensor& x, const at::Tensor& weight, at::Tensor& gradX,
+                  at::Tensor& gradWeight, at::Tensor& gradBias) {
+  if (e.values.numel() == 0) return;
+  const at::Tensor g = e.values.unsqueeze(1);
+  gradX.index_add_(0, e.rows, weight.index_select(0, e.columns).mul(g));
+  gradWeight.index_add_(0, e.columns, x.index_select(0, e.rows).mul(g));
+  if (gradBias.defined()) gradBias.index_add_(0, e.columns, e.values);
+}
+
+// Moves the one-hot part c_r/T at (r, label_r) out of the gradient block and applies it directly:
+// dx_r += c_r/T W[label_r], dW[label_r] += c_r/T x_r, db[label_r] += c_r/T.
+void applyLabelTerm(at::Tensor& block, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& labels,
+                    const at::Tensor& scaled, at::Tensor& gradX, at::Tensor& gradWeight, at::Tensor& gradBias) {
+  const at::Tensor rows = labels.ge(0).nonzero().squeeze(1);
+  if (rows.numel() == 0) return;
+  const at::Tensor y = labels.index_select(0, rows);
+  const at::Tensor term = scaled.index_select(0, rows);
+  const c10::List<c10::optional<at::Tensor>> entries({rows, y});
+  block.index_put_(entries, at::index(block, entries).sub(term));
+  gradX.index_add_(0, rows, weight.index_select(0, y).mul(term.unsqueeze(1)));
+  gradWeight.index_add_(0, y, x.index_select(0, rows).mul(term.unsqueeze(1)));
+  if (gradBias.defined()) gradBias.index_add_(0, y, term);
 }
 
 // A per-token upstream gradient as a contiguous tensor of the compute dtype, or undefined.
@@ -180,12 +221,20 @@ at::Tensor linearLogprobGradChunk(at::Tensor& logits, const at::Tensor& x, const
 #endif
   AT_DISPATCH_FLOATING_TYPES(dtype, "linearLogprobGrad", [&] { gradRows<scalar_t>(block, y, temperature, stats, c, e, m); });
   at::Tensor gradX = at::zeros({rows, x.size(1)}, x.options());
-  for (const auto& [start, length] : keptColumns(block, gradFilter)) {
-    const at::Tensor g = block.narrow(1, start, length);
-    gradX.addmm_(g, weight.narrow(0, start, length));
-    gradWeight.narrow(0, start, length).addmm_(g.t(), x);
-    if (gradBias.defined()) gradBias.narrow(0, start, length).add_(g.sum(0));
+  if (gradFilter > 0 && c.defined() && block.is_cpu()) {
+    // The label entries (c/T, never negligible) leave the block first, so the density test sees
+    // the softmax part alone.
+    applyLabelTerm(block, x, weight, y, c.mul(1.0 / temperature), gradX, gradWeight, gradBias);
+    c10::optional<SignificantEntries> sparse;
+    AT_DISPATCH_FLOATING_TYPES(dtype, "significantEntries", [&] { sparse = significantEntries<scalar_t>(block, gradFilter); });
+    if (sparse) {
+      applyEntries(*sparse, x, weight, gradX, gradWeight, gradBias);
+      return gradX;
+    }
   }
+  gradX.addmm_(block, weight);
+  gradWeight.addmm_(block.t(), x);
+  if (gradBias.defined()) gradBias.add_(block.sum(0));
   return gradX;
 }
 

@@ -21,8 +21,8 @@ LinearLogprobStats linearLogprobStatsChunk(const at::Tensor& x, const at::Tensor
 
 // Turns the logits left by linearLogprobStatsChunk into dL/dlogits in place, given per-token
 // upstream gradients of logp, entropy and meanLogit (undefined = zero); returns dL/dx for the chunk
-// and adds into gradWeight and gradBias (when defined). Vocabulary tiles whose gradient stays below
-// gradFilter in every row are skipped (0: none are).
+// and adds into gradWeight and gradBias (when defined). With gradFilter > 0 and a chunk where at
+// most 1% of the logit gradients reach gradFilter, only those are applied (0: always exact).
 at::Tensor linearLogprobGradChunk(at::Tensor& logits, const at::Tensor& x, const at::Tensor& weight,
                                   const at::Tensor& labels, double temperature, const LinearLogprobStats& stats,
                                   const at::Tensor& gradLogp, const at::Tensor& gradEntropy,

@@ -27,6 +27,7 @@ struct ScalarVec {
   static ScalarVec fma(ScalarVec a, ScalarVec b, ScalarVec c) { return {a.v * b.v + c.v}; }
   static ScalarVec max(ScalarVec a, ScalarVec b) { return {a.v > b.v ? a.v : b.v}; }
   ScalarVec exp() const { return {std::exp(v)}; }
+  ScalarVec flushSubnormal() const { return {std::abs(v) < std::numeric_limits<T>::min() ? T(0) : v}; }
   T sum() const { return v; }
   T maxElement() const { return v; }
 };
@@ -68,6 +69,10 @@ struct Avx512Vec {
     const __mmask16 under = _mm512_cmp_ps_mask(v, _mm512_set1_ps(kExpUnderflow), _CMP_LT_OQ);
     return {_mm512_mask_blend_ps(under, result, _mm512_setzero_ps())};
   }
+  Avx512Vec flushSubnormal() const {
+    const __mmask16 tiny = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(std::numeric_limits<float>::min()), _CMP_LT_OQ);
+    return {_mm512_mask_blend_ps(tiny, v, _mm512_setzero_ps())};
+  }
   float sum() const { return _mm512_reduce_add_ps(v); }
   float maxElement() const { return _mm512_reduce_max_ps(v); }
 };
@@ -103,6 +108,11 @@ struct Avx2Vec {
     const __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
     const __m256 under = _mm256_cmp_ps(v, _mm256_set1_ps(kExpUnderflow), _CMP_LT_OQ);
     return {_mm256_blendv_ps(result, _mm256_setzero_ps(), under)};
+  }
+  Avx2Vec flushSubnormal() const {
+    const __m256 magnitude = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+    const __m256 tiny = _mm256_cmp_ps(magnitude, _mm256_set1_ps(std::numeric_limits<float>::min()), _CMP_LT_OQ);
+    return {_mm256_blendv_ps(v, _mm256_setzero_ps(), tiny)};
   }
   float sum() const {
     const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
