@@ -2,9 +2,11 @@
 // path, and Python PyTorch running TRL's eager formulation, on one preference batch.
 //
 //   node bench/fused-loss.mjs [--quick] [--threads 2] [--rounds 2] [--reps 5] [--toy-reps 10]
-//                             [--sweep 256,512,1024,2048] [--sweep-rounds 1] [--chunk 1024]
+//                             [--sweep 256,512,1024,2048] [--sweep-rounds 1] [--chunk 256]
 //                             [--vocab 32000] [--pairs 8] [--tokens 128] [--hidden 896] [--toy-hidden 64]
 //                             [--grad-filter auto|<number>]   (default: the library's)
+//                             [--logit-scale 1]  logits' standard deviation: 1 is a flat softmax (a
+//                             freshly initialised head); ~16 a peaked one, as a trained model's
 //
 // Workload: P pairs (2P rows of T completion tokens, all labels valid: N = 2PT tokens), hidden
 // states [2P, T, H] and an LM head W [V, H] in float32, precomputed reference log-probs [P];
@@ -64,14 +66,14 @@ function runChild() {
   const P = intFlag(flags, 'pairs', 8);
   const T = intFlag(flags, 'tokens', 128);
   const reps = intFlag(flags, 'reps', 5);
-  const chunkSize = intFlag(flags, 'chunk', 1024);
+  const chunkSize = intFlag(flags, 'chunk', 256);
   torch.setNumThreads(intFlag(flags, 'threads', 2));
   torch.manualSeed(Number(flags.get('seed') ?? 0));
 
   // Inputs, in the same order and with the same in-place scaling as bench/peers/fused_loss.py.
   const hidden = torch.randn([2 * P, T, H], { dtype: 'float32' });
   const weight = torch.randn([V, H], { dtype: 'float32' });
-  weight.mul_(1 / Math.sqrt(H));
+  weight.mul_(Number(flags.get('logit-scale') ?? 1) / Math.sqrt(H));
   const labels = torch.randint(0, V, [2 * P, T]);
   const refChosenLogps = torch.randn([P], { dtype: 'float32' }).mul_(10).sub_(T * Math.log(V));
   const refRejectedLogps = torch.randn([P], { dtype: 'float32' }).mul_(10).sub_(T * Math.log(V));
@@ -185,7 +187,7 @@ function runParent() {
   const reps = intFlag(flags, 'reps', 5);
   const toyReps = intFlag(flags, 'toy-reps', quick ? 5 : 10);
   const sweepRounds = intFlag(flags, 'sweep-rounds', 1);
-  const chunk = intFlag(flags, 'chunk', 1024);
+  const chunk = intFlag(flags, 'chunk', 256);
   const V = intFlag(flags, 'vocab', 32000);
   const P = intFlag(flags, 'pairs', 8);
   const T = intFlag(flags, 'tokens', 128);
@@ -195,7 +197,8 @@ function runParent() {
   if (reps < 5 || toyReps < 5) throw new Error('--reps and --toy-reps must be at least 5');
   if (sweep.some((c) => !Number.isInteger(c) || c <= 0)) throw new Error(`--sweep expects positive integers, got ${flags.get('sweep')}`);
   const N = 2 * P * T;
-  const common = ['--vocab', V, '--pairs', P, '--tokens', T, '--threads', threads].map(String);
+  const logitScale = Number(flags.get('logit-scale') ?? 1);
+  const common = ['--vocab', V, '--pairs', P, '--tokens', T, '--threads', threads, '--logit-scale', logitScale].map(String);
 
   const measure = (kind, hidden, chunkSize, repCount) => {
     const args = [...common, '--hidden', String(hidden), '--reps', String(repCount)];

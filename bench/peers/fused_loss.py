@@ -76,6 +76,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--logit-scale", type=float, default=1.0, help="logits' standard deviation")
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--sft-from", choices=["logps", "cross_entropy"], default="logps")
     args = parser.parse_args()
@@ -89,7 +90,7 @@ def main():
     # Inputs, in the same order and with the same in-place scaling as the JS side.
     hidden = torch.randn(2 * P, T, H, dtype=torch.float32)
     weight = torch.randn(V, H, dtype=torch.float32)
-    weight.mul_(1.0 / math.sqrt(H))
+    weight.mul_(args.logit_scale / math.sqrt(H))
     labels = torch.randint(0, V, (2 * P, T), dtype=torch.int64)
     ref_chosen = torch.randn(P, dtype=torch.float32).mul_(10.0).sub_(T * math.log(V))
     ref_rejected = torch.randn(P, dtype=torch.float32).mul_(10.0).sub_(T * math.log(V))

@@ -9,8 +9,11 @@ const DPO_TYPES = [...Object.keys(DPO_LOSSES), 'sft'] as const;
 const engine = {
   /** 'fused' (chunked kernels, the default) or 'eager' (materialised logits, the reference). */
   implementation: z.enum(['fused', 'eager']).default('fused'),
-  /** Tokens per chunk of the fused kernels; chunks always hold whole pairs or sequences. */
-  chunkSize: z.number().int().positive().default(1024),
+  /**
+   * Tokens per chunk of the fused kernels; chunks always hold whole pairs or sequences, so a chunk
+   * can be larger. Peak extra memory is about chunk x vocab x 4 bytes plus the weight gradient.
+   */
+  chunkSize: z.number().int().positive().default(256),
   ignoreIndex: z.number().int().default(-100),
   /** Skip negligible vocabulary tiles in the backward GEMMs (see HeadOptions.gradFilter). */
   gradFilter: z.union([z.literal('auto'), z.number().min(0)]).default('auto'),
