@@ -9,7 +9,7 @@ import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { KtoLossConfigSchema, parseConfig, type KtoLossConfig, type KtoLossConfigInput } from './config.js';
 import { lossOverTokens, type LmHead, type TokenStats } from './fused_linear.js';
-import { RunningMoments, type RunningMomentsState } from './running_moments.js';
+import { WithRunningMoments } from './running_moments.js';
 import { disposeLayout, layoutTokens, sumBySlot, type TokenChunk } from './token_layout.js';
 import type { LossResult } from './preference.js';
 import { sequenceLogps } from './reference.js';
@@ -26,20 +26,12 @@ export interface UnpairedBatch {
 
 const F = torch.nn.functional;
 
-export class UnpairedPreferenceLoss {
+export class UnpairedPreferenceLoss extends WithRunningMoments {
   readonly config: KtoLossConfig;
-  readonly running = new RunningMoments();
 
   constructor(config: KtoLossConfigInput = {}) {
+    super();
     this.config = parseConfig(KtoLossConfigSchema, config, 'KTO loss config');
-  }
-
-  state(): { running: RunningMomentsState } {
-    return { running: this.running.toJSON() };
-  }
-
-  loadState(state: { running: RunningMomentsState }): void {
-    Object.assign(this.running, RunningMoments.fromJSON(state.running));
   }
 
   compute(batch: UnpairedBatch, head: LmHead, options: { training?: boolean } = {}): LossResult {

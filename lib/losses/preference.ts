@@ -5,10 +5,11 @@ import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { parseConfig, PreferenceLossConfigSchema, type PreferenceLossConfig, type PreferenceLossConfigInput } from './config.js';
 import { BATCH_COUPLED_LOSSES, DPO_LOSSES, scoresOf, type DpoLossOptions, type DpoLossType, type PairLogps } from './dpo.js';
-import { lossOverTokens, tokenStatsNoGrad, type LmHead, type TokenStats } from './fused_linear.js';
+import { lossOverTokens, type LmHead, type TokenStats } from './fused_linear.js';
+import { sequenceLogps } from './reference.js';
 import { MetricSums } from './metrics.js';
-import { RunningMoments, type RunningMomentsState } from './running_moments.js';
-import { disposeLayout, layoutTokens, sumBySlot, type TokenChunk, type TokenLayout } from './token_layout.js';
+import { WithRunningMoments } from './running_moments.js';
+import { disposeLayout, layoutTokens, sumBySlot, type TokenChunk } from './token_layout.js';
 
 export interface PreferenceBatch {
   /** [2P, T, H] last hidden states: P chosen rows, then the P rejected rows in the same order. */
@@ -27,21 +28,12 @@ export interface LossResult {
   metrics: Record<string, number>;
 }
 
-export class PreferenceLoss {
+export class PreferenceLoss extends WithRunningMoments {
   readonly config: PreferenceLossConfig;
-  /** The running reward mean of legacy bco_pair; saved with checkpoints (state / loadState). */
-  readonly running = new RunningMoments();
 
   constructor(config: PreferenceLossConfigInput = {}) {
+    super();
     this.config = parseConfig(PreferenceLossConfigSchema, config, 'preference loss config');
-  }
-
-  state(): { running: RunningMomentsState } {
-    return { running: this.running.toJSON() };
-  }
-
-  loadState(state: { running: RunningMomentsState }): void {
-    Object.assign(this.running, RunningMoments.fromJSON(state.running));
   }
 
   compute(batch: PreferenceBatch, head: LmHead): LossResult {
@@ -52,7 +44,7 @@ export class PreferenceLoss {
     const metrics = new MetricSums();
     try {
       return torch.tidy(() => {
-        const [refChosen, refRejected] = this.referenceLogps(batch, head, layout, pairs);
+        const [refChosen, refRejected] = this.referenceLogps(batch, head, pairs);
         const tokens = torch.tensor(Float64Array.from(layout.rowTokens, (n) => Math.max(n, 1)), { dtype: batch.hidden.dtype });
         const counts = { pairs, chosenTokens: layout.rowTokens.slice(0, pairs).reduce((a, b) => a + b, 0) };
         const lossOfChunk = (stats: TokenStats, chunk: TokenChunk): Tensor =>
@@ -67,7 +59,7 @@ export class PreferenceLoss {
     }
   }
 
-  private referenceLogps(batch: PreferenceBatch, head: LmHead, layout: TokenLayout, pairs: number): [Tensor, Tensor] {
+  private referenceLogps(batch: PreferenceBatch, head: LmHead, pairs: number): [Tensor, Tensor] {
     if (batch.refChosenLogps && batch.refRejectedLogps) {
       for (const [name, t] of [['refChosenLogps', batch.refChosenLogps], ['refRejectedLogps', batch.refRejectedLogps]] as const) {
         if (t.shape.length !== 1 || t.shape[0] !== pairs) throw new RangeError(`${name} must have shape [${pairs}], got [${t.shape}]`);
@@ -75,8 +67,7 @@ export class PreferenceLoss {
       return [batch.refChosenLogps.detach().to({ dtype: batch.hidden.dtype }), batch.refRejectedLogps.detach().to({ dtype: batch.hidden.dtype })];
     }
     if (!batch.refHidden) throw new TypeError('preference loss: give refChosenLogps/refRejectedLogps or refHidden');
-    const x = batch.refHidden.detach().reshape(-1, batch.refHidden.shape[2]!).indexSelect(0, layout.index);
-    const sums = sumBySlot(tokenStatsNoGrad(x, head, layout.labels, this.config).logp, layout.whole);
+    const sums = sequenceLogps(batch.refHidden, head, batch.labels, this.config);
     return [sums.narrow(0, 0, pairs), sums.narrow(0, pairs, pairs)];
   }
 

@@ -45,3 +45,16 @@ export class RunningMoments {
     return moments;
   }
 }
+
+/** A loss whose reward shift is a RunningMoments: its state travels with training checkpoints. */
+export abstract class WithRunningMoments {
+  readonly running = new RunningMoments();
+
+  state(): { running: RunningMomentsState } {
+    return { running: this.running.toJSON() };
+  }
+
+  loadState(state: { running: RunningMomentsState }): void {
+    Object.assign(this.running, RunningMoments.fromJSON(state.running));
+  }
+}

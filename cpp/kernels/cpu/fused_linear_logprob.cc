@@ -81,6 +81,12 @@ c10::optional<SignificantEntries> significantEntries(const at::Tensor& block, do
   const int64_t rows = block.size(0), n = block.size(1);
   const T* g = block.data_ptr<T>();
   const T cut = static_cast<T>(threshold);
+  const int64_t limit = static_cast<int64_t>(kSparseDensity * static_cast<double>(rows * n));
+  // A dense block shows itself in its first rows: give up before sweeping all of it.
+  const int64_t probeRows = std::min<int64_t>(rows, 4);
+  int64_t probed = 0;
+  for (int64_t k = 0; k < probeRows * n; ++k) probed += std::abs(g[k]) >= cut;
+  if (probed > static_cast<int64_t>(kSparseDensity * static_cast<double>(probeRows * n))) return c10::nullopt;
   std::vector<int64_t> counts(rows + 1, 0);
   forRows(rows, [&](int64_t r) {
     int64_t k = 0;
@@ -88,7 +94,7 @@ c10::optional<SignificantEntries> significantEntries(const at::Tensor& block, do
     counts[r + 1] = k;
   });
   for (int64_t r = 0; r < rows; ++r) counts[r + 1] += counts[r];
-  if (counts[rows] > static_cast<int64_t>(kSparseDensity * static_cast<double>(rows * n))) return c10::nullopt;
+  if (counts[rows] > limit) return c10::nullopt;
   SignificantEntries out{at::empty({counts[rows]}, block.options().dtype(at::kLong)),
                          at::empty({counts[rows]}, block.options().dtype(at::kLong)), at::empty({counts[rows]}, block.options())};
   int64_t *outRows = out.rows.data_ptr<int64_t>(), *outColumns = out.columns.data_ptr<int64_t>();
@@ -108,11 +114,18 @@ c10::optional<SignificantEntries> significantEntries(const at::Tensor& block, do
 // dx_r += g W[v], dW[v] += g x_r, db[v] += g for each entry (r, v, g).
 void applyEntries(const SignificantEntries& e, const at::Tensor& x, const at::Tensor& weight, at::Tensor& gradX,
                   at::Tensor& gradWeight, at::Tensor& gradBias) {
-  if (e.values.numel() == 0) return;
-  const at::Tensor g = e.values.unsqueeze(1);
-  gradX.index_add_(0, e.rows, weight.index_select(0, e.columns).mul(g));
-  gradWeight.index_add_(0, e.columns, x.index_select(0, e.rows).mul(g));
-  if (gradBias.defined()) gradBias.index_add_(0, e.columns, e.values);
+  // In batches, so the gathered rows ([batch, H]) stay small whatever the entry count.
+  constexpr int64_t kBatch = 4096;
+  const int64_t total = e.values.numel();
+  for (int64_t start = 0; start < total; start += kBatch) {
+    const int64_t count = std::min(kBatch, total - start);
+    const at::Tensor rows = e.rows.narrow(0, start, count), columns = e.columns.narrow(0, start, count);
+    const at::Tensor values = e.values.narrow(0, start, count);
+    const at::Tensor g = values.unsqueeze(1);
+    gradX.index_add_(0, rows, weight.index_select(0, columns).mul_(g));
+    gradWeight.index_add_(0, columns, x.index_select(0, rows).mul_(g));
+    if (gradBias.defined()) gradBias.index_add_(0, columns, values);
+  }
 }
 
 // Moves the one-hot part c_r/T at (r, label_r) out of the gradient block and applies it directly:
