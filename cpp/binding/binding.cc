@@ -35,11 +35,6 @@ at::Tensor& tensorAt(const Info& info, size_t i) {
   return *t;
 }
 
-bool isTensorOrNone(const Info& info, size_t i) {
-  const napi_valuetype type = typeAt(info, i);
-  return type == napi_undefined || type == napi_null || type == napi_object;
-}
-
 c10::optional<at::Tensor> optionalTensorAt(const Info& info, size_t i) {
   const napi_valuetype type = typeAt(info, i);
   if (type == napi_undefined || type == napi_null) return c10::nullopt;

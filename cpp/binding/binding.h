@@ -35,7 +35,6 @@ c10::optional<at::ScalarType> optionalDtypeAt(const Info& info, size_t i);
 c10::Device deviceAt(const Info& info, size_t i);
 // JS numbers that are integral become integer scalars (as Python ints do), others doubles.
 at::Scalar scalarAt(const Info& info, size_t i);
-bool isTensorOrNone(const Info& info, size_t i);  // true when arg i is a handle rather than a scalar
 
 // ---- results ------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 // The Tensor: one owned native handle plus PyTorch's methods in camelCase. Every method is a thin
 // call into the addon; arguments are checked here so the addon only sees well-typed values.
 import { checkBoolean, checkDevice, checkInteger, dimsArg, invalidArgument, shapeArgs, type Device } from './args.js';
-import { dtypeCode, dtypeFromCode, ELEMENT_SIZE, TYPED_ARRAY, type DType, type TypedArray } from './dtype.js';
+import { dtypeCode, dtypeFromCode, TYPED_ARRAY, type DType, type TypedArray } from './dtype.js';
 import { formatTensor } from './format.js';
 import { native as N } from './native.js';
 import { keep, release, track, type Scope } from './scope.js';
@@ -464,4 +464,3 @@ function scalarOrTensorAlpha(self: Tensor, other: Tensor | Scalar, op: 'add' | '
 }
 
 export { wrap, wrapAll, optionalHandle, optionalDtype };
-export const elementSize = (dtype: DType): number => ELEMENT_SIZE[dtype];
