@@ -312,8 +312,9 @@ function runParent() {
     `extra MB: VmHWM during the first step - VmRSS before it (largest over processes); warm MB: the same around a later step`);
   const unreset = [...results.values()].flat().filter((r) => !r.hwmReset || r.hwmBeforeMb > r.baselineRssMb + 1);
   if (unreset.length > 0) console.log(`warning: ${unreset.length} process(es) could not reset VmHWM; their extra MB may include earlier peaks`);
-  console.log(`load average (1 min) ${loadBefore.toFixed(2)} at start, ${os.loadavg()[0].toFixed(2)} at end ` +
-    `(above ~0.5 means other work shared the ${os.availableParallelism()} cores: times are then unreliable)`);
+  console.log(`load average (1 min) ${loadBefore.toFixed(2)} at start (above ~0.5: other work is sharing the ` +
+    `${os.availableParallelism()} cores and the times are unreliable), ${os.loadavg()[0].toFixed(2)} at end (includes this ` +
+    `benchmark's own ${threads} threads)`);
   console.log(`PyTorch peer: TRL eager formulation, logits [${2 * P}, ${T}, V] materialised, sft from ${big.python.sftFrom}`);
   const range = (values) => `${Math.min(...values).toFixed(2)}..${Math.max(...values).toFixed(2)}`;
   console.log('rep min..max (s): ' + [bigH, toyH].map((h) =>
