@@ -84,6 +84,27 @@ function compact(scope: Scope): void {
   scope.disposedCount = 0;
 }
 
+/**
+ * Moves `src`'s native handle into `dst` (whose own handle is freed) and leaves `src` disposed;
+ * `dst` keeps its scope membership. The registry entry follows the handle it guards.
+ */
+export function transferHandle(dst: Tracked, src: Tracked): void {
+  if (dst === src) return;
+  const handle = src.handle;
+  if (src.registered) {
+    backstop.unregister(src);
+    src.registered = false;
+  }
+  src.handle = 0;
+  const old = dst.handle;
+  dst.handle = handle;
+  if (old !== 0) native.free(old);
+  if (dst.registered) {
+    backstop.unregister(dst);
+    backstop.register(dst, handle, dst);
+  }
+}
+
 /** Removes `t` from scope tracking: it survives every enclosing tidy and must be disposed by the user. */
 export function keep<T extends Tracked>(t: T): T {
   if (t.scope !== null) adoptUnscoped(t);

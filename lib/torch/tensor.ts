@@ -4,7 +4,7 @@ import { checkBoolean, checkDevice, checkInteger, dimsArg, invalidArgument, shap
 import { dtypeCode, dtypeFromCode, TYPED_ARRAY, type DType, type TypedArray } from './dtype.js';
 import { formatTensor } from './format.js';
 import { native as N } from './native.js';
-import { keep, release, track, type Scope } from './scope.js';
+import { keep, release, track, transferHandle, type Scope } from './scope.js';
 
 export type Scalar = number | boolean;
 type Dims = number | readonly number[];
@@ -57,6 +57,19 @@ export class Tensor {
 
   [Symbol.dispose](): void {
     release(this);
+  }
+
+  /**
+   * Makes this tensor the data of `src` (PyTorch's `param.data = src`): every holder of this object
+   * sees the new values, dtype and device, and `requiresGrad` is kept. `src` is consumed (disposed).
+   */
+  setData(src: Tensor): this {
+    handleOf(src, 'src');
+    const requiresGrad = this.handle !== 0 && this.requiresGrad;
+    transferHandle(this, src);
+    this.#shape = undefined;
+    if (requiresGrad !== N.requiresGrad(this.handle)) N.requiresGrad_(this.handle, requiresGrad);
+    return this;
   }
 
   get isDisposed(): boolean {

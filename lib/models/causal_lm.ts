@@ -1,0 +1,48 @@
+// What every model family offers trainers and generation: one forward from token ids (plus the
+// family's image tensors) to final hidden states and, optionally, logits.
+import type { Tensor } from '../torch/index.js';
+import type { KVCache, Module } from '../nn/index.js';
+import type { TextConfig } from './qwen2/config.js';
+import type { Json } from './config_schema.js';
+
+export interface ModelInputs {
+  /** [B, L] int64 token ids. */
+  inputIds: Tensor;
+  /** [B, K] 1 for real tokens, 0 for padding; K counts cached tokens too during decoding. */
+  attentionMask?: Tensor | null;
+  /** Overrides the positions the model would derive ([B, L], or [3, B, L] for M-RoPE). */
+  positionIds?: Tensor;
+  /** Qwen: [N, C·T·P·P] patches; InternVL: [tiles, 3, S, S]. */
+  pixelValues?: Tensor;
+  /** Qwen: [images, 3] (t, h, w) patch grids. */
+  imageGridThw?: Tensor;
+  /** InternVL: [tiles] or [tiles, 1], 0 drops a tile. */
+  imageFlags?: Tensor;
+}
+
+export interface ForwardOptions {
+  cache?: KVCache;
+  outputHiddenStates?: boolean;
+  /** Compute lm_head logits (default true); trainers with fused losses only need `hidden`. */
+  logits?: boolean;
+}
+
+export interface CausalLMOutput {
+  /** [B, L, V] */
+  logits?: Tensor;
+  /** Final-norm hidden states [B, L, D]. */
+  hidden: Tensor;
+  hiddenStates?: Tensor[];
+}
+
+export interface CausalLM extends Module {
+  readonly modelType: string;
+  readonly textConfig: TextConfig;
+  /** The config.json content, written back by savePretrained. */
+  readonly rawConfig: Json;
+  forward(inputs: ModelInputs, options?: ForwardOptions): CausalLMOutput;
+  /** The lm_head weight [V, D] (the input embedding when tied), for fused losses. */
+  outputWeight(): Tensor;
+  /** Positions of the next `steps` tokens during cached decoding, shaped as this model expects. */
+  decodePositions(cache: KVCache, attentionMask: Tensor, steps: number): Tensor;
+}

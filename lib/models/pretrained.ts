@@ -1,0 +1,130 @@
+// Hugging Face checkpoint directories: config.json + model.safetensors (or shards listed in
+// model.safetensors.index.json). Loading builds the module tree from the config and takes each
+// tensor as a parameter's data, shard by shard, so peak memory stays near one model plus one shard.
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as torch from '../torch/index.js';
+import type { Device, DType, Tensor } from '../torch/index.js';
+import type { CausalLM } from './causal_lm.js';
+import { readConfig, readJson } from './config_schema.js';
+import type { ModelFamily } from './family.js';
+import { familyOf } from './registry.js';
+
+export interface PretrainedOptions {
+  /** Parameter dtype (default float32, as transformers without torch_dtype). */
+  dtype?: DType;
+  device?: Device;
+}
+
+export async function fromPretrained(dir: string, options: PretrainedOptions = {}): Promise<CausalLM> {
+  const config = readConfig(dir);
+  const family = familyOf(config.model_type, join(dir, 'config.json'));
+  const model = family.create(config, { dtype: options.dtype ?? 'float32', device: options.device ?? 'cpu' });
+  try {
+    await loadWeights(model, family, dir);
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  return model.eval();
+}
+
+/** The weight files of a checkpoint directory, one per shard. */
+export function weightFiles(dir: string): string[] {
+  const single = join(dir, 'model.safetensors');
+  if (existsSync(single)) return [single];
+  const indexFile = join(dir, 'model.safetensors.index.json');
+  if (!existsSync(indexFile)) throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)`);
+  const map = readJson(indexFile).weight_map;
+  if (typeof map !== 'object' || map === null) throw new Error(`${indexFile}: missing weight_map`);
+  return [...new Set(Object.values(map as Record<string, string>))].map((f) => join(dir, f));
+}
+
+async function loadWeights(model: CausalLM, family: ModelFamily, dir: string): Promise<void> {
+  const own = model.stateDict();
+  const loaded = new Set<string>();
+  const problems: string[] = [];
+  for (const file of weightFiles(dir)) {
+    const tensors = await torch.loadSafetensors(file);
+    for (const [name, tensor] of Object.entries(tensors)) {
+      const target = family.moduleName(name, model);
+      const param = target === null ? undefined : own.get(target);
+      if (target !== null && param === undefined) problems.push(`unexpected tensor '${name}' ${fmt(tensor)} in ${file}`);
+      else if (param !== undefined && !sameShape(param, tensor)) {
+        problems.push(`tensor '${name}' in ${file} has shape ${fmt(tensor)} but the model expects ${fmt(param)}`);
+      } else if (param !== undefined && problems.length === 0) {
+        assign(param, tensor);
+        loaded.add(target!);
+        continue;
+      }
+      tensor.dispose();
+    }
+  }
+  for (const [name, param] of own) if (!loaded.has(name)) problems.push(`missing tensor '${name}' ${fmt(param)}`);
+  if (problems.length > 0) throw new Error(`cannot load ${dir}:\n  ${problems.join('\n  ')}`);
+}
+
+function assign(param: Tensor, tensor: Tensor): void {
+  torch.noGrad(() => {
+    const same = tensor.dtype === param.dtype && tensor.device === param.device;
+    param.setData(same ? tensor : tensor.to({ dtype: param.dtype, device: param.device }));
+    if (!same) tensor.dispose();
+  });
+}
+
+const fmt = (t: Tensor): string => `[${t.shape.join(', ')}]`;
+const sameShape = (a: Tensor, b: Tensor): boolean => a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+
+export interface SaveOptions {
+  /** Split weights into shards of at most this many bytes (default 5 GB, as transformers). */
+  maxShardBytes?: number;
+}
+
+/**
+ * Writes config.json and the weights under their checkpoint names, each file atomically. A model
+ * larger than one shard gets model-0000k-of-0000n.safetensors and an index, as transformers writes.
+ */
+export async function savePretrained(model: CausalLM, dir: string, options: SaveOptions = {}): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const state = [...model.stateDict()];
+  const shards = shard(state, options.maxShardBytes ?? 5e9);
+  const metadata = { format: 'pt' };
+  if (shards.length === 1) await torch.saveSafetensors(join(dir, 'model.safetensors'), Object.fromEntries(shards[0]!), metadata);
+  else {
+    const weightMap: Record<string, string> = {};
+    const name = (k: number): string => `model-${pad(k + 1)}-of-${pad(shards.length)}.safetensors`;
+    for (const [k, entries] of shards.entries()) {
+      await torch.saveSafetensors(join(dir, name(k)), Object.fromEntries(entries), metadata);
+      for (const [tensor] of entries) weightMap[tensor] = name(k);
+    }
+    const totalSize = state.reduce((n, [, t]) => n + bytes(t), 0);
+    writeAtomic(join(dir, 'model.safetensors.index.json'), { metadata: { total_size: totalSize }, weight_map: weightMap });
+  }
+  const dtype = state[0]?.[1].dtype ?? 'float32';
+  writeAtomic(join(dir, 'config.json'), { ...model.rawConfig, torch_dtype: dtype });
+}
+
+function shard(state: Array<[string, Tensor]>, maxBytes: number): Array<Array<[string, Tensor]>> {
+  const shards: Array<Array<[string, Tensor]>> = [[]];
+  let size = 0;
+  for (const entry of state) {
+    const n = bytes(entry[1]);
+    if (size > 0 && size + n > maxBytes) {
+      shards.push([]);
+      size = 0;
+    }
+    shards[shards.length - 1]!.push(entry);
+    size += n;
+  }
+  return shards;
+}
+
+const ELEMENT: Partial<Record<DType, number>> = { float64: 8, int64: 8, float32: 4, int32: 4, bfloat16: 2, float16: 2, int16: 2 };
+const bytes = (t: Tensor): number => t.shape.reduce((a, d) => a * d, 1) * (ELEMENT[t.dtype] ?? 1);
+const pad = (k: number): string => String(k).padStart(5, '0');
+
+function writeAtomic(file: string, value: unknown): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  renameSync(tmp, file);
+}

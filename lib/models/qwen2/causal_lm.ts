@@ -1,0 +1,59 @@
+// Qwen2ForCausalLM / Qwen3ForCausalLM: the decoder plus lm_head (absent from the module tree when the
+// embeddings are tied; the embedding weight then serves as the output projection).
+import * as torch from '../../torch/index.js';
+import type { Tensor } from '../../torch/index.js';
+import { Module, Linear, causalMask, type KVCache, type ParamOptions } from '../../nn/index.js';
+import type { CausalLM, CausalLMOutput, ForwardOptions, ModelInputs } from '../causal_lm.js';
+import type { Json } from '../config_schema.js';
+import type { TextConfig } from './config.js';
+import { Qwen2Model } from './decoder.js';
+
+export class Qwen2ForCausalLM extends Module implements CausalLM {
+  readonly model: Qwen2Model;
+  readonly lm_head: Linear | null;
+
+  constructor(readonly textConfig: TextConfig, readonly rawConfig: Json, options: ParamOptions = {}) {
+    super();
+    this.model = this.registerModule('model', new Qwen2Model(textConfig, options));
+    this.lm_head = textConfig.tieWordEmbeddings
+      ? null
+      : this.registerModule('lm_head', new Linear(textConfig.hiddenSize, textConfig.vocabSize, { ...options, bias: false }));
+  }
+
+  get modelType(): string {
+    return this.textConfig.modelType;
+  }
+
+  outputWeight(): Tensor {
+    return (this.lm_head ?? this.model.embed_tokens).weight;
+  }
+
+  logits(hidden: Tensor): Tensor {
+    return torch.nn.functional.linear(hidden, this.outputWeight());
+  }
+
+  forward(inputs: ModelInputs, options: ForwardOptions = {}): CausalLMOutput {
+    return torch.tidy(() => this.forwardEmbeds(this.model.embed_tokens.forward(inputs.inputIds), inputs, options));
+  }
+
+  /** The forward from input embeddings (VLMs call it after writing image features into them). */
+  forwardEmbeds(inputsEmbeds: Tensor, inputs: Omit<ModelInputs, 'inputIds'>, options: ForwardOptions = {}): CausalLMOutput {
+    return torch.tidy(() => {
+      const [b, q] = inputsEmbeds.shape as [number, number];
+      const past = options.cache?.length ?? 0;
+      // transformers' default when no positions are given: absolute token index, padding included.
+      const positionIds = inputs.positionIds ?? torch.arange(past, past + q, { dtype: 'int64', device: inputsEmbeds.device }).unsqueeze(0).expand([b, q]);
+      const mask = causalMask(q, past + q, inputs.attentionMask ?? null, inputsEmbeds.dtype, inputsEmbeds.device);
+      const out = this.model.forward({ inputsEmbeds, positionIds, mask, cache: options.cache, outputHiddenStates: options.outputHiddenStates });
+      return options.logits === false ? out : { ...out, logits: this.logits(out.hidden) };
+    });
+  }
+
+  /** As transformers' generate: position = number of real tokens before this one. */
+  decodePositions(_cache: KVCache, attentionMask: Tensor, steps: number): Tensor {
+    return torch.tidy(() => {
+      const k = attentionMask.shape[1]!;
+      return attentionMask.cumsum(-1).sub(1).clamp(0, null).narrow(1, k - steps, steps);
+    });
+  }
+}
