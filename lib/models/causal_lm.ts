@@ -44,5 +44,5 @@ export interface CausalLM extends Module {
   /** The lm_head weight [V, D] (the input embedding when tied), for fused losses. */
   outputWeight(): Tensor;
   /** Positions of the next `steps` tokens during cached decoding, shaped as this model expects. */
-  decodePositions(cache: KVCache, attentionMask: Tensor, steps: number): Tensor;
+  decodePositions(cache: KVCache | null, attentionMask: Tensor, steps: number): Tensor;
 }

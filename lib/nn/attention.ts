@@ -29,9 +29,9 @@ export function attend(q: Tensor, k: Tensor, v: Tensor, options: AttendOptions =
     const values = repeatKv(v, groups);
     let scores = q.matmul(keys.transpose(2, 3)).div(Math.sqrt(q.shape[3]!));
     if (options.mask) scores = scores.add(options.mask);
-    let weights = options.softmaxFloat32 === false || scores.dtype === 'float32'
-      ? scores.softmax(-1)
-      : scores.float().softmax(-1).to(q.dtype);
+    // Half precision is upcast (float64 stays float64, so gradchecks stay exact).
+    const half = scores.dtype === 'bfloat16' || scores.dtype === 'float16';
+    let weights = half && options.softmaxFloat32 !== false ? scores.float().softmax(-1).to(q.dtype) : scores.softmax(-1);
     if (options.training && (options.dropout ?? 0) > 0) weights = torch.nn.functional.dropout(weights, options.dropout, true);
     return weights.matmul(values);
   });

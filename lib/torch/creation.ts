@@ -97,6 +97,11 @@ export function tensor(data: NestedArray | TypedArray, options: TensorOptions & 
     t.dispose();
     t = converted;
   }
+  if (options.shape) {
+    const reshaped = t.reshape([...options.shape]);
+    t.dispose();
+    t = reshaped;
+  }
   if (options.requiresGrad) N.requiresGrad_(t.handle, true);
   return t;
 }

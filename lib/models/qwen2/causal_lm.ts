@@ -41,19 +41,28 @@ export class Qwen2ForCausalLM extends Module implements CausalLM {
     return torch.tidy(() => {
       const [b, q] = inputsEmbeds.shape as [number, number];
       const past = options.cache?.length ?? 0;
-      // transformers' default when no positions are given: absolute token index, padding included.
-      const positionIds = inputs.positionIds ?? torch.arange(past, past + q, { dtype: 'int64', device: inputsEmbeds.device }).unsqueeze(0).expand([b, q]);
+      const positionIds = inputs.positionIds ?? this.#positions(inputs.attentionMask ?? null, b, past, q, inputsEmbeds.device);
       const mask = causalMask(q, past + q, inputs.attentionMask ?? null, inputsEmbeds.dtype, inputsEmbeds.device);
       const out = this.model.forward({ inputsEmbeds, positionIds, mask, cache: options.cache, outputHiddenStates: options.outputHiddenStates });
       return options.logits === false ? out : { ...out, logits: this.logits(out.hidden) };
     });
   }
 
-  /** As transformers' generate: position = number of real tokens before this one. */
-  decodePositions(_cache: KVCache, attentionMask: Tensor, steps: number): Tensor {
+  /**
+   * Position = number of real tokens before this one, as transformers' generate numbers them; for
+   * unpadded and right-padded rows that is the plain token index its forward uses.
+   */
+  #positions(attentionMask: Tensor | null, b: number, past: number, q: number, device: Tensor['device']): Tensor {
+    if (attentionMask === null) return torch.arange(past, past + q, { dtype: 'int64', device }).unsqueeze(0).expand([b, q]);
+    return this.decodePositions(null, attentionMask, q);
+  }
+
+  decodePositions(_cache: KVCache | null, attentionMask: Tensor, steps: number): Tensor {
     return torch.tidy(() => {
       const k = attentionMask.shape[1]!;
-      return attentionMask.cumsum(-1).sub(1).clamp(0, null).narrow(1, k - steps, steps);
+      // Padding gets position 1, as in transformers (it is masked out anyway).
+      const positions = attentionMask.long().cumsum(-1).sub(1).maskedFill(attentionMask.eq(0), 1);
+      return positions.narrow(1, k - steps, steps);
     });
   }
 }

@@ -109,7 +109,7 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
         positionIds = index.positionIds;
         if (cache) cache.ropeDeltas = index.ropeDeltas.keep();
       } else if (!positionIds) {
-        positionIds = this.decodePositions(cache!, inputs.attentionMask ?? torch.ones([b, past + q], { dtype: 'int64' }), q);
+        positionIds = this.decodePositions(cache ?? null, inputs.attentionMask ?? torch.ones([b, past + q], { dtype: 'int64' }), q);
       }
       const mask = causalMask(q, past + q, inputs.attentionMask ?? null, embeds.dtype, embeds.device);
       const out = this.model.forward({ inputsEmbeds: embeds, positionIds, mask, cache, outputHiddenStates: options.outputHiddenStates });
@@ -118,12 +118,12 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
   }
 
   /** Decoding: position = token index + rope delta of the row, the same on all three axes. */
-  decodePositions(cache: KVCache, attentionMask: Tensor, steps: number): Tensor {
+  decodePositions(cache: KVCache | null, attentionMask: Tensor, steps: number): Tensor {
     return torch.tidy(() => {
       const b = attentionMask.shape[0]!;
-      const past = cache.length;
+      const past = cache?.length ?? attentionMask.shape[1]! - steps;
       const index = torch.arange(past, past + steps, { dtype: 'int64' }).unsqueeze(0).expand([b, steps]);
-      const deltas = cache.ropeDeltas ?? torch.zeros([b, 1], { dtype: 'int64' });
+      const deltas = cache?.ropeDeltas ?? torch.zeros([b, 1], { dtype: 'int64' });
       return index.add(deltas).unsqueeze(0).expand([3, b, steps]);
     });
   }

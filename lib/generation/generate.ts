@@ -1,0 +1,101 @@
+// Batched autoregressive decoding with a KV cache, for evaluation and RL rollouts. Prompts come
+// left-padded (so every row's next token sits at the last position); rows leave the batch when they
+// emit a stop token, and the cache drops them too.
+import * as torch from '../torch/index.js';
+import type { Tensor } from '../torch/index.js';
+import { KVCache } from '../nn/index.js';
+import type { CausalLM, ModelInputs } from '../models/index.js';
+import { chooseNext, type SamplingOptions } from './sampling.js';
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number;
+  /** Tokens that end a sequence (included in its output); default: the model config's eos ids. */
+  stopTokenIds?: readonly number[];
+  /** Seeds torch's generator before sampling, for reproducible rollouts. */
+  seed?: number;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export interface GenerateResult {
+  /** Per prompt, the generated ids (ending with the stop token when finishReason is 'stop'). */
+  tokens: number[][];
+  /** Per prompt and token, the log-probability under softmax(logits / temperature). */
+  logprobs: number[][];
+  finishReasons: FinishReason[];
+}
+
+export function generate(model: CausalLM, inputs: ModelInputs, options: GenerateOptions): GenerateResult {
+  if (!Number.isInteger(options.maxNewTokens) || options.maxNewTokens < 1) {
+    throw new RangeError(`maxNewTokens must be a positive integer, got ${options.maxNewTokens}`);
+  }
+  const stops = new Set(options.stopTokenIds ?? model.textConfig.eosTokenIds);
+  const [batch, promptLength] = inputs.inputIds.shape as [number, number];
+  checkLeftPadded(inputs.attentionMask ?? null);
+  if (options.seed !== undefined) torch.manualSeed(options.seed);
+  const result: GenerateResult = { tokens: [...Array(batch)].map(() => []), logprobs: [...Array(batch)].map(() => []), finishReasons: Array(batch).fill('length') };
+  const cache = new KVCache();
+  let mask = (inputs.attentionMask?.clone() ?? torch.ones([batch, promptLength], { dtype: 'int64' })).keep();
+  let live = [...Array(batch).keys()]; // original row of each batch row still decoding
+  try {
+    let next = torch.noGrad(() => lastLogits(model, { ...inputs, attentionMask: mask }, cache));
+    for (let step = 0; step < options.maxNewTokens && live.length > 0; step++) {
+      const choice = chooseNext(next, options);
+      next.dispose();
+      const tokens = choice.tokens.toArray() as number[];
+      const logprobs = choice.logprobs.toArray() as number[];
+      choice.tokens.dispose();
+      choice.logprobs.dispose();
+      const keep: number[] = [];
+      tokens.forEach((token, i) => {
+        const row = live[i]!;
+        result.tokens[row]!.push(token);
+        result.logprobs[row]!.push(logprobs[i]!);
+        if (stops.has(token)) result.finishReasons[row] = 'stop';
+        else keep.push(i);
+      });
+      if (keep.length === 0 || step + 1 === options.maxNewTokens) break;
+      ({ mask, live } = dropFinished(cache, mask, live, keep));
+      const ids = torch.tensor(keep.map((i) => [tokens[i]!]), { dtype: 'int64' });
+      mask = extend(mask);
+      next = torch.noGrad(() => lastLogits(model, { inputIds: ids, attentionMask: mask }, cache));
+      ids.dispose();
+    }
+  } finally {
+    cache.dispose();
+    mask.dispose();
+  }
+  return result;
+}
+
+// Runs the model on new tokens and returns the last position's logits [B, V] (lm_head on one row).
+function lastLogits(model: CausalLM, inputs: ModelInputs, cache: KVCache): Tensor {
+  return torch.tidy(() => {
+    const { hidden } = model.forward(inputs, { cache, logits: false });
+    return torch.nn.functional.linear(hidden.select(1, -1), model.outputWeight());
+  }).keep();
+}
+
+function dropFinished(cache: KVCache, mask: Tensor, live: number[], keep: number[]): { mask: Tensor; live: number[] } {
+  if (keep.length === live.length) return { mask, live };
+  const index = torch.tensor(keep, { dtype: 'int64' });
+  cache.selectRows(index);
+  const kept = mask.indexSelect(0, index).keep();
+  index.dispose();
+  mask.dispose();
+  return { mask: kept, live: keep.map((i) => live[i]!) };
+}
+
+function extend(mask: Tensor): Tensor {
+  const grown = torch.tidy(() => torch.cat([mask, torch.ones([mask.shape[0]!, 1], { dtype: mask.dtype })], 1)).keep();
+  mask.dispose();
+  return grown;
+}
+
+function checkLeftPadded(mask: Tensor | null): void {
+  if (mask === null) return;
+  const rows = mask.toArray() as number[][];
+  rows.forEach((row, b) => {
+    if (row[row.length - 1] !== 1) throw new Error(`generate: attention_mask row ${b} ends with padding; pad prompts on the left`);
+  });
+}

@@ -1,0 +1,3 @@
+// generation: batched decoding with a KV cache and the sampling rules of transformers.
+export { generate, type GenerateOptions, type GenerateResult, type FinishReason } from './generate.js';
+export { chooseNext, type SamplingOptions, type Choice } from './sampling.js';
