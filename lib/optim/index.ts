@@ -1,0 +1,4 @@
+// optim: optimizers with parameter groups and resumable state, LR schedules, gradient clipping.
+export { Optimizer, checkOption, type GroupOptions, type ParamGroup, type ParamsArg, type ParamState, type OptimizerState } from './optimizer.js';
+export { LRScheduler, lrMultiplier, warmupSteps, type ScheduleName, type ScheduleOptions, type SchedulerState } from './schedule.js';
+export { clipGradNorm_ } from './clip.js';
