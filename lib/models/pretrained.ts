@@ -19,7 +19,7 @@ export interface PretrainedOptions {
 export async function fromPretrained(dir: string, options: PretrainedOptions = {}): Promise<CausalLM> {
   const config = readConfig(dir);
   const family = familyOf(config.model_type, join(dir, 'config.json'));
-  const model = family.create(config, { dtype: options.dtype ?? 'float32', device: options.device ?? 'cpu' });
+  const model = family.create(config, { dtype: options.dtype ?? 'float32', device: options.device ?? 'cpu' }, dir);
   try {
     await loadWeights(model, family, dir);
   } catch (error) {
@@ -44,9 +44,12 @@ async function loadWeights(model: CausalLM, family: ModelFamily, dir: string): P
   const own = model.stateDict();
   const loaded = new Set<string>();
   const problems: string[] = [];
+  let pending: Record<string, Tensor> = {};
   for (const file of weightFiles(dir)) {
-    const tensors = await torch.loadSafetensors(file);
-    for (const [name, tensor] of Object.entries(tensors)) {
+    const shard = { ...pending, ...(await torch.loadSafetensors(file)) };
+    const converted = family.convertCheckpoint?.(shard, model) ?? { tensors: shard, pending: {} };
+    pending = converted.pending;
+    for (const [name, tensor] of Object.entries(converted.tensors)) {
       const target = family.moduleName(name, model);
       const param = target === null ? undefined : own.get(target);
       if (target !== null && param === undefined) problems.push(`unexpected tensor '${name}' ${fmt(tensor)} in ${file}`);
@@ -59,6 +62,10 @@ async function loadWeights(model: CausalLM, family: ModelFamily, dir: string): P
       }
       tensor.dispose();
     }
+  }
+  for (const [name, tensor] of Object.entries(pending)) {
+    problems.push(`tensor '${name}' ${fmt(tensor)} is one part of a split tensor whose other parts are in no shard`);
+    tensor.dispose();
   }
   for (const [name, param] of own) if (!loaded.has(name)) problems.push(`missing tensor '${name}' ${fmt(param)}`);
   if (problems.length > 0) throw new Error(`cannot load ${dir}:\n  ${problems.join('\n  ')}`);

@@ -2,8 +2,9 @@
 import type { ModelFamily } from './family.js';
 import { qwen2Family } from './qwen2/family.js';
 import { qwenVLFamily } from './qwen2_vl/family.js';
+import { internVLFamily } from './internvl/family.js';
 
-const FAMILIES: ModelFamily[] = [qwen2Family, qwenVLFamily];
+const FAMILIES: ModelFamily[] = [qwen2Family, qwenVLFamily, internVLFamily];
 
 export function familyOf(modelType: unknown, where: string): ModelFamily {
   const family = FAMILIES.find((f) => f.modelTypes.includes(String(modelType)));
