@@ -1,0 +1,35 @@
+// Processors: text (tokenizer, chat template, placeholder expansion, labels) + images → model inputs.
+import { join } from 'node:path';
+
+import { readJson } from './files.js';
+import { InternVLProcessor, type InternVLProcessorOptions } from './internvl_processor.js';
+import { Qwen2VlProcessor, type Qwen2VlProcessorOptions } from './qwen2_vl_processor.js';
+
+export { TextTokenizer, type EncodeOptions, type DecodeOptions, type TokenizerConfig } from './tokenizer.js';
+export { ChatTemplate, loadChatTemplate, selectNamedTemplate, type RenderOptions } from './chat_template.js';
+export { parseMessages, type ChatMessage, type ContentPart } from './messages.js';
+export { IGNORE_INDEX, tokenizeSegments, templateSegments, type Encoded, type LabelOptions, type Segment } from './segments.js';
+export type { Sample, ImageInput, ConversationRenderer } from './sample.js';
+export { padBatch, type TokenBatch, type PaddingSide } from './batch.js';
+export { Qwen2VlProcessor, type Qwen2VlProcessorOptions, type Qwen2VlBatch, type Grid } from './qwen2_vl_processor.js';
+export { InternVLProcessor, type InternVLProcessorOptions, type InternVLBatch } from './internvl_processor.js';
+export { InternVL25Template, INTERNVL2_5_SYSTEM_MESSAGE, withImagePlaceholders } from './internvl_template.js';
+export type { InternVLSettings, InternVLTiling } from './internvl_config.js';
+export * as image from './image/index.js';
+
+export type Processor = Qwen2VlProcessor | InternVLProcessor;
+export type ProcessorOptions = Qwen2VlProcessorOptions & InternVLProcessorOptions & { chatTemplateName?: string };
+
+const QWEN_TYPES = ['qwen2_vl', 'qwen2_5_vl'];
+const INTERNVL_TYPES = ['internvl_chat', 'internvl'];
+
+/** The processor for a checkpoint directory, chosen by config.json's model_type. */
+export async function fromPretrained(dir: string, options: ProcessorOptions = {}): Promise<Processor> {
+  const config = (await readJson(dir, 'config.json', 'it names the model type')) as { model_type?: unknown };
+  const type = config?.model_type;
+  if (typeof type === 'string' && QWEN_TYPES.includes(type)) return Qwen2VlProcessor.fromPretrained(dir, options);
+  if (typeof type === 'string' && INTERNVL_TYPES.includes(type)) return InternVLProcessor.fromPretrained(dir, options);
+  throw new Error(
+    `${join(dir, 'config.json')}: model_type ${JSON.stringify(type)} has no processor (supported: ${[...QWEN_TYPES, ...INTERNVL_TYPES].join(', ')})`,
+  );
+}

@@ -1,0 +1,143 @@
+// TextTokenizer: a checkpoint's tokenizer.json (the Hugging Face tokenizers format, run by
+// @huggingface/tokenizers) plus the facts tokenizer_config.json adds: special tokens, BOS policy,
+// padding side, chat template.
+import { join } from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { z } from 'zod';
+
+import { readJson, readOptionalJson } from './files.js';
+
+/** A special token in tokenizer_config.json: a string, or an AddedToken object with `content`. */
+const SpecialToken = z
+  .union([z.string(), z.object({ content: z.string() }).loose(), z.null()])
+  .optional()
+  .transform((t) => (t === undefined || t === null ? null : typeof t === 'string' ? t : t.content));
+
+const TokenizerConfigSchema = z
+  .object({
+    bos_token: SpecialToken,
+    eos_token: SpecialToken,
+    pad_token: SpecialToken,
+    unk_token: SpecialToken,
+    add_bos_token: z.boolean().nullish(),
+    padding_side: z.enum(['left', 'right']).nullish(),
+    clean_up_tokenization_spaces: z.boolean().nullish(),
+    chat_template: z.unknown().optional(),
+  })
+  .loose();
+
+export type TokenizerConfig = z.output<typeof TokenizerConfigSchema>;
+
+export interface EncodeOptions {
+  /** Add what the tokenizer's post-processor adds (a BOS for Llama-style tokenizers; nothing for Qwen). Default true, as in transformers. */
+  addSpecialTokens?: boolean;
+}
+
+export interface DecodeOptions {
+  /** Drop tokens flagged `special` in tokenizer.json's added_tokens. Default false. */
+  skipSpecialTokens?: boolean;
+}
+
+export class TextTokenizer {
+  /** The parsed tokenizer_config.json (unknown keys kept). */
+  readonly config: TokenizerConfig;
+  readonly eosToken: string | null;
+  readonly padToken: string | null;
+  readonly bosToken: string | null;
+  readonly eosTokenId: number | null;
+  readonly padTokenId: number | null;
+  readonly bosTokenId: number | null;
+  /** Whether a BOS starts every sequence (tokenizer_config `add_bos_token`; false for Qwen). */
+  readonly addBosToken: boolean;
+  /** tokenizer_config `padding_side`, 'right' when absent (transformers' default). */
+  readonly paddingSide: 'left' | 'right';
+  /** Vocabulary size including added tokens (transformers' `len(tokenizer)`). */
+  readonly vocabSize: number;
+  /** Ids of the added tokens flagged `special`. */
+  readonly specialIds: ReadonlySet<number>;
+  private readonly inner: Tokenizer;
+  private readonly vocab: Map<string, number>;
+
+  /**
+   * @param tokenizerJson the parsed tokenizer.json
+   * @param config the parsed tokenizer_config.json (or {})
+   * @param source where they came from, for error messages (a directory)
+   */
+  constructor(tokenizerJson: unknown, config: unknown, readonly source: string = '(in-memory tokenizer)') {
+    if (typeof tokenizerJson !== 'object' || tokenizerJson === null || !('model' in tokenizerJson)) {
+      throw new TypeError(`${join(source, 'tokenizer.json')} has no "model" entry: not a tokenizers file`);
+    }
+    const parsed = TokenizerConfigSchema.safeParse(config ?? {});
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+      throw new TypeError(`invalid ${join(source, 'tokenizer_config.json')}: ${issues}`);
+    }
+    this.config = parsed.data;
+    this.inner = new Tokenizer(tokenizerJson, this.config);
+    this.vocab = this.inner.get_vocab(true);
+    this.vocabSize = this.vocab.size;
+    this.specialIds = new Set([...this.inner.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id));
+    this.eosToken = this.config.eos_token;
+    this.padToken = this.config.pad_token;
+    this.bosToken = this.config.bos_token;
+    this.eosTokenId = this.optionalId(this.eosToken, 'eos_token');
+    this.padTokenId = this.optionalId(this.padToken, 'pad_token');
+    this.bosTokenId = this.optionalId(this.bosToken, 'bos_token');
+    this.addBosToken = this.config.add_bos_token ?? false;
+    this.paddingSide = this.config.padding_side ?? 'right';
+  }
+
+  /** Loads `dir/tokenizer.json` (required) and `dir/tokenizer_config.json` (optional). */
+  static async fromPretrained(dir: string): Promise<TextTokenizer> {
+    const json = await readJson(
+      dir,
+      'tokenizer.json',
+      'the fast-tokenizer file is required (slow-only tokenizers such as tokenizer.model are not supported)',
+    );
+    const config = (await readOptionalJson(dir, 'tokenizer_config.json')) ?? {};
+    return new TextTokenizer(json, config, dir);
+  }
+
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    if (typeof text !== 'string') throw new TypeError(`Expected a string for text but received ${typeof text}`);
+    return this.inner.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+  }
+
+  decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+        throw new RangeError(`token id ${id} is outside the vocabulary of ${this.source} (size ${this.vocabSize})`);
+      }
+    }
+    if (ids.length === 0) return '';
+    return this.inner.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
+  }
+
+  /** The id of a token (an added token or a vocabulary entry); throws when absent. */
+  tokenToId(token: string): number {
+    const id = this.vocab.get(token);
+    if (id === undefined) throw new Error(`token '${token}' is not in the vocabulary of ${join(this.source, 'tokenizer.json')}`);
+    return id;
+  }
+
+  /** The id of a token, or null when the vocabulary lacks it. */
+  findTokenId(token: string): number | null {
+    return this.vocab.get(token) ?? null;
+  }
+
+  /** The token string of an id; throws when out of range. */
+  idToToken(id: number): string {
+    const token = this.inner.id_to_token(id);
+    if (token === undefined) throw new RangeError(`token id ${id} is outside the vocabulary of ${this.source}`);
+    return token;
+  }
+
+  private optionalId(token: string | null, key: string): number | null {
+    if (token === null) return null;
+    const id = this.vocab.get(token);
+    if (id === undefined) {
+      throw new Error(`${key} '${token}' of ${join(this.source, 'tokenizer_config.json')} is not in tokenizer.json's vocabulary`);
+    }
+    return id;
+  }
+}

@@ -1,0 +1,45 @@
+// Shared by the image preprocessing tests: fixture paths, the Python reference (Debian's
+// /usr/bin/python3 with Pillow 9.4 and numpy, the goldens' versions) and hashing.
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const fixtures = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../fixtures');
+export const imagePath = (name: string): string => path.join(fixtures, 'images', name);
+export const GOLDEN_IMAGES = ['img_320x240.png', 'img_70x350.png', 'img_777x333.png', 'img_140x140.png'] as const;
+
+export function readJson<T = any>(relative: string): T {
+  return JSON.parse(fs.readFileSync(path.join(fixtures, relative), 'utf8')) as T;
+}
+
+/** sha256 of a float32 array's little-endian bytes (the goldens' sha256_f32le). */
+export function sha256F32(values: Float32Array): string {
+  return crypto.createHash('sha256').update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)).digest('hex');
+}
+
+const PYTHON = process.env.PYTHON || '/usr/bin/python3';
+
+/** Runs a Python script with `input` on stdin; returns stdout as bytes (throws with stderr). */
+export function runPython(script: string, input: string | Uint8Array = ''): Buffer {
+  const child = spawnSync(PYTHON, ['-c', script], { input, maxBuffer: 1 << 30 });
+  if (child.error) throw new Error(`could not run ${PYTHON}: ${child.error.message}`);
+  if (child.status !== 0) throw new Error(`${PYTHON} exited with ${child.status}:\n${child.stderr.toString()}`);
+  return child.stdout;
+}
+
+/** A deterministic pseudo-random generator (mulberry32) for test sizes and pixels. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** An integer in [lo, hi]. */
+export const between = (random: () => number, lo: number, hi: number): number => lo + Math.floor(random() * (hi - lo + 1));
