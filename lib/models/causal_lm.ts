@@ -12,12 +12,12 @@ export interface ModelInputs {
   attentionMask?: Tensor | null;
   /** Overrides the positions the model would derive ([B, L], or [3, B, L] for M-RoPE). */
   positionIds?: Tensor;
-  /** Qwen: [N, C·T·P·P] patches; InternVL: [tiles, 3, S, S]. */
-  pixelValues?: Tensor;
+  /** Qwen: [N, C·T·P·P] patches; InternVL: [tiles, 3, S, S]. null / absent: no images. */
+  pixelValues?: Tensor | null;
   /** Qwen: [images, 3] (t, h, w) patch grids. */
-  imageGridThw?: Tensor;
+  imageGridThw?: Tensor | null;
   /** InternVL: [tiles] or [tiles, 1], 0 drops a tile. */
-  imageFlags?: Tensor;
+  imageFlags?: Tensor | null;
 }
 
 export interface ForwardOptions {

@@ -88,7 +88,7 @@ export class InternVLChatModel extends Module implements CausalLM {
       if (this.imgContextTokenId === null) {
         throw new Error(`${this.modelType}: imgContextTokenId is not set (pass the tokenizer's <IMG_CONTEXT> id as an option or set model.imgContextTokenId)`);
       }
-      const rows = this.#keptTiles(this.encodeImages(inputs.pixelValues).embeds, inputs.imageFlags).reshape([-1, embeds.shape[2]!]);
+      const rows = this.#keptTiles(this.encodeImages(inputs.pixelValues).embeds, inputs.imageFlags ?? undefined).reshape([-1, embeds.shape[2]!]);
       const slots = inputs.inputIds.eq(this.imgContextTokenId);
       const count = slots.sum().item();
       if (count !== rows.shape[0]) {

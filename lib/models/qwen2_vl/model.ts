@@ -84,7 +84,7 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
   }
 
   /** M-RoPE ids [3, B, L] and rope deltas [B, 1] of a prompt. */
-  ropeIndex(inputIds: Tensor, attentionMask: Tensor | null, imageGridThw?: Tensor): { positionIds: Tensor; ropeDeltas: Tensor } {
+  ropeIndex(inputIds: Tensor, attentionMask: Tensor | null, imageGridThw?: Tensor | null): { positionIds: Tensor; ropeDeltas: Tensor } {
     const rows = (t: Tensor): number[][] => t.toArray() as number[][];
     const grids = imageGridThw ? gridsOf(imageGridThw) : [];
     const { positions, deltas } = ropeIndex(rows(inputIds), attentionMask && rows(attentionMask), grids, this.tokens);
