@@ -6,3 +6,4 @@ export * as processing from './processing/index.js';
 export * as generation from './generation/index.js';
 export * as losses from './losses/index.js';
 export * as tiny from './tiny/index.js';
+export * as adapters from './adapters/index.js';

@@ -27,14 +27,25 @@ export function attend(q: Tensor, k: Tensor, v: Tensor, options: AttendOptions =
     const groups = q.shape[1]! / k.shape[1]!;
     const keys = repeatKv(k, groups);
     const values = repeatKv(v, groups);
-    let scores = q.matmul(keys.transpose(2, 3)).div(Math.sqrt(q.shape[3]!));
-    if (options.mask) scores = scores.add(options.mask);
+    // Scaled and masked in place: the scores [B, H, Q, K] are the largest intermediates, and a fresh
+    // buffer per step (all held until the scope ends) makes malloc hand their pages back to the OS
+    // and fault them in again on every call. Autograd-safe: neither the matmul nor the division by
+    // a scalar saves the scores for backward.
+    let scores = q.matmul(keys.transpose(2, 3)).div_(Math.sqrt(q.shape[3]!));
+    const mask = options.mask;
+    if (mask) scores = broadcastsInto(mask.shape, scores.shape) ? scores.add_(mask) : scores.add(mask);
     // Half precision is upcast (float64 stays float64, so gradchecks stay exact).
     const half = scores.dtype === 'bfloat16' || scores.dtype === 'float16';
     let weights = half && options.softmaxFloat32 !== false ? scores.float().softmax(-1).to(q.dtype) : scores.softmax(-1);
     if (options.training && (options.dropout ?? 0) > 0) weights = torch.nn.functional.dropout(weights, options.dropout, true);
     return weights.matmul(values);
   });
+}
+
+/** Whether a tensor of shape `from` broadcasts to exactly `to` (an in-place op keeps `to`'s shape). */
+function broadcastsInto(from: readonly number[], to: readonly number[]): boolean {
+  const offset = to.length - from.length;
+  return offset >= 0 && from.every((d, i) => d === 1 || d === to[offset + i]);
 }
 
 /** The most negative finite value of a floating dtype, as masks use it. */

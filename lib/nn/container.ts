@@ -34,16 +34,13 @@ export class ModuleList<M extends Module> extends Module {
  * index 1 was a parameterless activation in the original nn.Sequential).
  */
 export class ModuleDict<M extends Module> extends Module {
-  readonly #items = new Map<string, M>();
-
   constructor(items: Record<string, M>) {
     super();
-    for (const [name, item] of Object.entries(items)) this.#items.set(name, this.registerModule(name, item));
+    for (const [name, item] of Object.entries(items)) this.registerModule(name, item);
   }
 
+  /** The child under `name` (after replaceModule, the replacement). */
   get(name: string): M {
-    const item = this.#items.get(name);
-    if (item === undefined) throw new Error(`ModuleDict: no module '${name}'`);
-    return item;
+    return this.getSubmodule(name) as M;
   }
 }

@@ -1,7 +1,7 @@
 // Image preprocessing: decoding to RGB, Pillow-exact BICUBIC, and the Qwen2-VL and InternVL
 // pixel pipelines.
 export { loadImage, rgbImage, type RgbImage, type LoadImageOptions } from './decode.js';
-export { resizeBicubic } from './resize.js';
+export { resizeBicubic, type ResizeOptions } from './resize.js';
 export {
   smartResize,
   roundHalfEven,

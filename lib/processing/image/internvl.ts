@@ -6,7 +6,8 @@
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
 import { rgbImage, type RgbImage } from './decode.js';
-import { channelLut } from './normalize.js';
+import { uninitialisedFloat32 } from './normalize.js';
+import { normalizeTiles } from './tile_normalize.js';
 import { resizeBicubic } from './resize.js';
 
 export const IMAGENET_MEAN: readonly number[] = [0.485, 0.456, 0.406];
@@ -124,19 +125,6 @@ export interface InternvlPixelValues {
   tilesPerImage: number[];
 }
 
-/** ToTensor + Normalize of one square tile into out[offset ...] as [3, size, size]. */
-function normalizeTile(tile: RgbImage, lut: Uint32Array, out: Uint32Array, offset: number): void {
-  const pixels = tile.width * tile.height;
-  const data = tile.data;
-  const g = offset + pixels;
-  const b = g + pixels;
-  for (let p = 0, s = 0; p < pixels; p++, s += 3) {
-    out[offset + p] = lut[data[s]!]!;
-    out[g + p] = lut[256 + data[s + 1]!]!;
-    out[b + p] = lut[512 + data[s + 2]!]!;
-  }
-}
-
 /** InternVL's pixel_values for the images of one sample (row), tiles concatenated in order. */
 export function internvlPixelValues(images: RgbImage[], options: InternvlPixelOptions = {}): InternvlPixelValues {
   if (!Array.isArray(images) || images.length === 0) {
@@ -149,13 +137,8 @@ export function internvlPixelValues(images: RgbImage[], options: InternvlPixelOp
   const size = options.imageSize ?? 448;
   const tiles = images.map((img) => dynamicPreprocess(img, { ...options, maxNum: perImage }));
   const count = tiles.reduce((n, t) => n + t.length, 0);
-  const tileLength = 3 * size * size;
-  const out = new Float32Array(count * tileLength);
-  // ToTensor divides in float32 (torch's div of a float tensor by 255), unlike Qwen's multiply.
-  const lut = new Uint32Array(channelLut((v) => Math.fround(v / 255), IMAGENET_MEAN, IMAGENET_STD).buffer);
-  const bits = new Uint32Array(out.buffer); // float bits move as integers: no float conversions
-  let k = 0;
-  for (const list of tiles) for (const tile of list) normalizeTile(tile, lut, bits, k++ * tileLength);
+  const out = uninitialisedFloat32(count * 3 * size * size);
+  normalizeTiles(tiles.flat(), out, IMAGENET_MEAN, IMAGENET_STD);
   return {
     pixelValues: torch.frombuffer(out, { dtype: 'float32', shape: [count, 3, size, size] }),
     tilesPerImage: tiles.map((t) => t.length),

@@ -22,3 +22,11 @@ export function checkChannels(where: string, name: string, values: readonly numb
     throw new RangeError(`${where}: expected three finite numbers for ${name} but received [${values.join(', ')}]`);
   }
 }
+
+/**
+ * An uninitialised float32 array of `length` elements, for outputs the caller fully overwrites:
+ * zero-filling a large result would cost a full extra pass over it.
+ */
+export function uninitialisedFloat32(length: number): Float32Array {
+  return new Float32Array(Buffer.allocUnsafeSlow(length * 4).buffer, 0, length);
+}

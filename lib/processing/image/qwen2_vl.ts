@@ -1,11 +1,14 @@
 // Qwen2-VL / Qwen2.5-VL pixel values, as transformers v4.47 Qwen2VLImageProcessor (the slow numpy +
 // PIL processor) computes them: smart_resize, Pillow BICUBIC on uint8, x = float32(float64(u8) *
 // (1/255)), (x - mean) / std in float32, the frame repeated temporal_patch_size times, and patches
-// flattened in 2x2 merge-block order.
+// flattened in 2x2 merge-block order. With WebAssembly the normalised planes and the patch gather
+// run as SIMD kernels; otherwise a lookup table feeds the same gather in JavaScript.
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
 import { rgbImage, type RgbImage } from './decode.js';
-import { channelLut, checkChannels } from './normalize.js';
+import { imageKernels, type ImageKernels } from './kernels.js';
+import { checkChannels, uninitialisedFloat32 } from './normalize.js';
+import { planeLut, planesInMemory, planesOffset } from './planes.js';
 import { QWEN2_VL_IMAGE_DEFAULTS, type Qwen2VlImageOptions } from './qwen2_vl_config.js';
 import { resizeBicubic } from './resize.js';
 import { smartResize } from './smart_resize.js';
@@ -73,6 +76,30 @@ function flattenPatches(img: RgbImage, lut: Uint32Array, o: Qwen2VlImageOptions,
   }
 }
 
+/** The same rows as flattenPatches from the SIMD kernels: planes, then one patchRow per row. */
+function flattenWithKernels(kernels: ImageKernels, img: RgbImage, lut: Uint32Array, o: Qwen2VlImageOptions, out: Float32Array, row0: number): void {
+  const P = o.patchSize;
+  const M = o.mergeSize;
+  const cols = 3 * o.temporalPatchSize * P * P;
+  const rows = (img.height / P) * (img.width / P);
+  const pixels = img.width * img.height;
+  const memory = planesInMemory(kernels, img, lut, o.imageMean, o.imageStd, 0, rows * cols * 4 + 16);
+  const planes = planesOffset(0);
+  const target = planes + 12 * pixels;
+  let row = 0;
+  for (let bh = 0; bh < img.height / P / M; bh++) {
+    for (let bw = 0; bw < img.width / P / M; bw++) {
+      for (let mh = 0; mh < M; mh++) {
+        for (let mw = 0; mw < M; mw++, row++) {
+          const corner = planes + 4 * ((bh * M + mh) * P * img.width + (bw * M + mw) * P);
+          kernels.patchRow(corner, 4 * img.width, 4 * pixels, P, o.temporalPatchSize, target + row * cols * 4);
+        }
+      }
+    }
+  }
+  out.set(new Float32Array(memory, target, rows * cols), row0 * cols);
+}
+
 /**
  * Qwen2VLImageProcessor's `pixel_values` and `image_grid_thw` for RGB images (each image a
  * single frame, so t = 1).
@@ -95,13 +122,18 @@ export function qwen2VlPixelValues(images: RgbImage[], options: Partial<Qwen2VlI
   const grids = resized.map((img): [number, number, number] => [1, img.height / o.patchSize, img.width / o.patchSize]);
   const cols = 3 * o.temporalPatchSize * o.patchSize * o.patchSize;
   const rows = grids.reduce((n, g) => n + g[1] * g[2], 0);
-  const out = new Float32Array(rows * cols);
-  // Float bits move as integers: no float conversions in the gather.
-  const lut = new Uint32Array(channelLut((v) => v * (1 / 255), o.imageMean, o.imageStd).buffer);
-  const bits = new Uint32Array(out.buffer);
+  const out = uninitialisedFloat32(rows * cols);
+  // float32(float64(u8) * (1/255)) equals float32 division by 255 for every u8, so the planes'
+  // table serves. Float bits move as integers: no float conversions in the gather.
+  const lut = planeLut(o.imageMean, o.imageStd);
+  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  const kernels = imageKernels();
   let row = 0;
   resized.forEach((img, k) => {
-    flattenPatches(img, lut, o, bits, row);
+    // The kernels' memory never shrinks: very large images take the JavaScript gather instead.
+    const staged = img.width * img.height * 15 + grids[k]![1] * grids[k]![2] * cols * 4;
+    if (kernels && staged <= 2 ** 29) flattenWithKernels(kernels, img, lut, o, out, row);
+    else flattenPatches(img, lut, o, bits, row);
     row += grids[k]![1] * grids[k]![2];
   });
   return {

@@ -2,7 +2,7 @@
 // semantics). Each keeps Pillow's integer arithmetic: int32 sums of u8 * 22-bit weights from the
 // rounding half, then >> 22 and a saturating narrow to u8 (Pillow's clip8). SIMD makes the passes
 // several times faster than scalar JavaScript, which is what the preprocessing throughput hinges on.
-import { op, SIMD, wasmModule, type WasmFunction } from './wasm_module.js';
+import { op, SIMD, type WasmFunction } from './wasm_module.js';
 
 const HALF = 1 << 21;
 const SHIFT = 22;
@@ -15,6 +15,13 @@ const macc = (acc: number, h: number, w: number, high: boolean) => [
   ...get(acc), ...get(h), ...simd(high ? SIMD.i32x4ExtendHighI16x8U : SIMD.i32x4ExtendLowI16x8U),
   ...get(w), ...simd(SIMD.i32x4Mul), ...simd(SIMD.i32x4Add), ...set(acc),
 ];
+/** acc += the pixel at p + 3k (R, G, B, next R) times the weight at wp + 4k, via memarg offsets. */
+const tap = (acc: number, p: number, wp: number, k: number) => [
+  ...get(acc),
+  ...get(p), ...simd(SIMD.load32Zero, 0, 3 * k), ...simd(SIMD.i16x8ExtendLowI8x16U), ...simd(SIMD.i32x4ExtendLowI16x8U),
+  ...get(wp), 0x28, 2, 4 * k, ...simd(SIMD.i32x4Splat),
+  ...simd(SIMD.i32x4Mul), ...simd(SIMD.i32x4Add), ...set(acc),
+];
 const shifted = (acc: number) => [...get(acc), ...i32(SHIFT), ...simd(SIMD.i32x4ShrS)];
 const increment = (local: number, by: number) => [...get(local), ...i32(by), ...add, ...set(local)];
 /** memory[base + 4 * index] as i32. */
@@ -25,7 +32,7 @@ const loadAt = (base: number, index: number) => [...get(base), ...get(index), ..
  * sum over t < count[y] of row (first[y] + t) of src times weights[y * ksize + t], 16 bytes at a
  * time (a row's last block spills into the next row, which is written after it; the caller pads).
  */
-function vertical(): WasmFunction {
+export function vertical(): WasmFunction {
   const [src, stride, out, outStride, outH, first, count, weights, ksize] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   const [y, i, t, n, p, wp, base, orow, wrow] = [9, 10, 11, 12, 13, 14, 15, 16, 17];
   const [a0, a1, a2, a3, v, w, h] = [18, 19, 20, 21, 22, 23, 24];
@@ -69,7 +76,7 @@ function vertical(): WasmFunction {
  * is one i32x4 (R, G, B, and the next pixel's R, ignored) summed over its taps; its 4-byte store
  * spills one byte into the next pixel, written after it (the caller pads the end).
  */
-function horizontal(): WasmFunction {
+export function horizontal(): WasmFunction {
   const [src, srcStride, rows, out, outW, first, count, weights, ksize] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   const [y, x, t, n, p, wp, srow, optr] = [9, 10, 11, 12, 13, 14, 15, 16];
   const [acc, r] = [17, 18];
@@ -86,14 +93,16 @@ function horizontal(): WasmFunction {
     ...get(srow), ...loadAt(first, x), ...i32(3), ...mul, ...add, ...set(p),
     ...get(weights), ...get(x), ...get(ksize), ...mul, ...i32(4), ...mul, ...add, ...set(wp),
     ...i32(0), ...set(t),
+    // Two taps per iteration while two remain, then the last one.
     ...block, ...loop,
-    ...get(t), ...get(n), ...geU, ...brIf(1),
-    ...get(acc),
-    ...get(p), ...simd(SIMD.load32Zero, 0, 0), ...simd(SIMD.i16x8ExtendLowI8x16U), ...simd(SIMD.i32x4ExtendLowI16x8U),
-    ...get(wp), ...load, ...simd(SIMD.i32x4Splat),
-    ...simd(SIMD.i32x4Mul), ...simd(SIMD.i32x4Add), ...set(acc),
-    ...increment(p, 3), ...increment(wp, 4), ...increment(t, 1),
+    ...get(t), ...i32(1), ...add, ...get(n), ...geU, ...brIf(1),
+    ...tap(acc, p, wp, 0), ...tap(acc, p, wp, 1),
+    ...increment(p, 6), ...increment(wp, 8), ...increment(t, 2),
     ...br(0), ...end, ...end,
+    ...block,
+    ...get(t), ...get(n), ...geU, ...brIf(0),
+    ...tap(acc, p, wp, 0),
+    ...end,
     ...get(optr),
     ...shifted(acc), ...set(r), ...get(r), ...get(r), ...simd(SIMD.i16x8NarrowI32x4S), ...set(r),
     ...get(r), ...get(r), ...simd(SIMD.i8x16NarrowI16x8U),
@@ -104,36 +113,4 @@ function horizontal(): WasmFunction {
     ...br(0), ...end, ...end,
   ];
   return { name: 'horizontal', params: 9, locals: [...Array(8).fill('i32'), 'v128', 'v128'], body };
-}
-
-// The WebAssembly API as far as used here (the compiler's lib settings declare no WebAssembly).
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: Record<string, unknown> };
-}
-
-/** The compiled kernels and their memory. */
-export interface ResizeKernels {
-  memory: WasmMemory;
-  vertical: (...args: number[]) => void;
-  horizontal: (...args: number[]) => void;
-}
-
-let cached: ResizeKernels | null | undefined;
-
-/** The kernels, compiled once; null where WebAssembly SIMD is unavailable (e.g. node --jitless). */
-export function resizeKernels(): ResizeKernels | null {
-  if (cached !== undefined) return cached;
-  cached = null;
-  const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-  const bytes = wasmModule([vertical(), horizontal()], 1);
-  if (!wasm || !wasm.validate(bytes)) return cached;
-  const e = new wasm.Instance(new wasm.Module(bytes)).exports;
-  cached = { memory: e.memory as WasmMemory, vertical: e.vertical as ResizeKernels['vertical'], horizontal: e.horizontal as ResizeKernels['horizontal'] };
-  return cached;
 }

@@ -1,23 +1,17 @@
 // Runs the SIMD resize kernels: lays the coefficient tables and the image out in the kernels'
 // memory, runs the passes, and copies the result out.
 import type { Coefficients } from './resize_coefficients.js';
-import { resizeKernels, type ResizeKernels } from './resize_kernels.js';
+import { imageKernels, reserveMemory } from './kernels.js';
 
-const PAGE = 65536;
 const PAD = 16; // the kernels' stores and loads may run up to 15 bytes past a buffer
 
-/** Bump allocation in the kernels' memory (16-byte aligned), growing it as needed. */
+/** Bump allocation of 16-byte aligned, padded offsets in the kernels' memory. */
 class Arena {
   private top = 0;
-  readonly offsets: number[] = [];
   reserve(bytes: number): number {
     const at = this.top;
     this.top += (bytes + PAD + 15) & ~15;
     return at;
-  }
-  fit(kernels: ResizeKernels): void {
-    const missing = this.top - kernels.memory.buffer.byteLength;
-    if (missing > 0) kernels.memory.grow(Math.ceil(missing / PAGE));
   }
   get size(): number {
     return this.top;
@@ -35,8 +29,11 @@ function writeCoefficients(memory: ArrayBuffer, c: Coefficients, ptrs: [number, 
 const reserveTable = (arena: Arena, c: Coefficients): [number, number, number] =>
   [arena.reserve(c.first.length * 4), arena.reserve(c.count.length * 4), arena.reserve(c.weights.length * 4)];
 
-/** Largest memory the kernels may use (wasm32 addresses, with room to spare). */
-const MAX_BYTES = 2 ** 31;
+/**
+ * Largest memory a resize may take in the kernels' memory, which never shrinks: larger images
+ * (beyond about 50 megapixels) take the JavaScript passes instead of pinning gigabytes.
+ */
+const MAX_BYTES = 2 ** 29;
 
 /**
  * Resizes with the SIMD kernels, or returns null (kernels unavailable or the image too large),
@@ -47,7 +44,7 @@ export function resizeWasm(
   src: Uint8Array, inW: number, inH: number, width: number, height: number,
   hc: Coefficients | null, vc: Coefficients | null, row0: number, rows: number,
 ): Uint8Array | null {
-  const kernels = resizeKernels();
+  const kernels = imageKernels();
   if (!kernels) return null;
   const arena = new Arena();
   const hTable = hc ? reserveTable(arena, hc) : null;
@@ -57,8 +54,7 @@ export function resizeWasm(
   const tmpPtr = hc && vc ? arena.reserve(rows * width * 3) : 0;
   const outPtr = arena.reserve(height * width * 3);
   if (arena.size > MAX_BYTES) return null;
-  arena.fit(kernels);
-  const memory = kernels.memory.buffer;
+  const memory = reserveMemory(kernels, arena.size);
   new Uint8Array(memory, srcPtr, srcRows * inW * 3).set(src.subarray(row0 * inW * 3, (row0 + srcRows) * inW * 3));
   let vSrc = srcPtr;
   if (hc && hTable) {

@@ -1,6 +1,6 @@
-// A minimal WebAssembly binary writer: just enough to emit the resize kernels of
-// resize_kernels.ts (one memory, i32 parameters, i32 and v128 locals, structured control flow,
-// a few SIMD opcodes). Emitting the module at load time keeps the kernels as reviewable source
+// A minimal WebAssembly binary writer: just enough to emit the kernels of resize_kernels.ts,
+// normalize_kernel.ts and png_kernels.ts (one memory, i32 parameters, i32 and v128 locals,
+// structured control flow, a few SIMD opcodes). Emitting the module at load time keeps the kernels as reviewable source
 // in this package, with no toolchain and no opaque binary.
 
 /** Unsigned LEB128. */
@@ -39,7 +39,18 @@ export const op = {
   tee: (local: number) => [0x22, ...uleb(local)],
   i32: (value: number) => [0x41, ...sleb(value)],
   add: [0x6a],
+  sub: [0x6b],
   mul: [0x6c],
+  and: [0x71],
+  xor: [0x73],
+  shrS: [0x75],
+  shrU: [0x76],
+  eqz: [0x45],
+  leS: [0x4c],
+  select: [0x1b],
+  /** i32.load8_u / i32.store8 at byte alignment, with a constant offset. */
+  load8: (offset = 0) => [0x2d, 0, ...uleb(offset)],
+  store8: (offset = 0) => [0x3a, 0, ...uleb(offset)],
   geU: [0x4f],
   ltU: [0x49],
   /** i32.load with 4-byte alignment. */

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   QWEN2_VL_IMAGE_DEFAULTS,
+  dynamicPreprocess,
   internvlPixelValues,
   loadImage,
   qwen2VlImageOptionsFromConfig,
@@ -48,6 +49,30 @@ describe('qwen2VlPixelValues', () => {
     expect(all.subarray(first.length)).toEqual(second);
   });
 
+  it('follows the spec formula for other patch, merge and frame sizes (and pixel counts not a multiple of 16)', () => {
+    const [P, M, T] = [5, 1, 3];
+    const img = rgbImage(35, 45, new Uint8Array(35 * 45 * 3).map((_, i) => (i * 53 + (i >> 4)) & 255));
+    const out = qwen2VlPixelValues([img], { patchSize: P, mergeSize: M, temporalPatchSize: T, minPixels: 100, maxPixels: 10000 });
+    expect(out.grids).toEqual([[1, 9, 7]]);
+    const mean = QWEN2_VL_IMAGE_DEFAULTS.imageMean.map(Math.fround);
+    const std = QWEN2_VL_IMAGE_DEFAULTS.imageStd.map(Math.fround);
+    const data = out.pixelValues.data() as Float32Array;
+    const cols = 3 * T * P * P;
+    for (let r = 0; r < 63; r++) {
+      // M = 1: rows are patches in raster order; columns (c, t, py, px).
+      const [ph, pw] = [Math.floor(r / 7), r % 7];
+      for (let col = 0; col < cols; col++) {
+        const [c, py, px] = [Math.floor(col / (T * P * P)), Math.floor(col / P) % P, col % P];
+        const v = img.data[((ph * P + py) * 35 + pw * P + px) * 3 + c]!;
+        const x = Math.fround(v * (1 / 255));
+        const expected = Math.fround(Math.fround(x - mean[c]!) / std[c]!);
+        if (data[r * cols + col] !== expected) expect.fail(`row ${r} col ${col}: ${data[r * cols + col]} != ${expected}`);
+      }
+    }
+    // The rescale float32(float64(u8) * (1/255)) is float32 division by 255 for every u8 value.
+    for (let v = 0; v < 256; v++) expect(Math.fround(v * (1 / 255))).toBe(Math.fround(v / 255));
+  });
+
   it('reads preprocessor_config.json keys', () => {
     expect(qwen2VlImageOptionsFromConfig({})).toEqual(QWEN2_VL_IMAGE_DEFAULTS);
     const hub = { min_pixels: 3136, max_pixels: 12845056, patch_size: 14, merge_size: 2, temporal_patch_size: 2, image_processor_type: 'Qwen2VLImageProcessor' };
@@ -89,6 +114,25 @@ describe('internvlPixelValues', () => {
       }
     }
     expect(checked).toBe(90);
+  });
+
+  it('follows ToTensor + Normalize for tile sizes whose pixel count is not a multiple of 16', () => {
+    const img = rgbImage(61, 30, new Uint8Array(61 * 30 * 3).map((_, i) => (i * 29 + (i >> 5)) & 255));
+    const out = internvlPixelValues([img], { imageSize: 30, maxNum: 4 });
+    expect(out.tilesPerImage).toEqual([3]); // (2, 1) + thumbnail
+    const tiles = dynamicPreprocess(img, { imageSize: 30, maxNum: 4 });
+    const data = out.pixelValues.data() as Float32Array;
+    const mean = [0.485, 0.456, 0.406].map(Math.fround);
+    const std = [0.229, 0.224, 0.225].map(Math.fround);
+    tiles.forEach((tile, k) => {
+      for (let c = 0; c < 3; c++) {
+        for (let p = 0; p < 900; p++) {
+          const x = Math.fround(tile.data[p * 3 + c]! / 255);
+          const expected = Math.fround(Math.fround(x - mean[c]!) / std[c]!);
+          if (data[k * 2700 + c * 900 + p] !== expected) expect.fail(`tile ${k} channel ${c} pixel ${p}`);
+        }
+      }
+    });
   });
 
   it('splits the tile budget over a multi-image row: max(1, floor(budget / images))', () => {
