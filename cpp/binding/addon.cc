@@ -16,6 +16,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   registerIoOps(env, exports);
   registerRuntimeOps(env, exports);
   registerLossOps(env, exports);
+  registerQuantOps(env, exports);
+  registerOptimOps(env, exports);
   return exports;
 }
 

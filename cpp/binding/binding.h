@@ -45,6 +45,12 @@ Napi::Value wrapOptional(Napi::Env env, const at::Tensor& t);  // undefined tens
 // Releases JS buffers whose zero-copy tensors were freed off the JS thread (ops_creation.cc).
 void releasePendingBufferRefs();
 
+// Deletes an N-API reference now on the JS thread, else queues it for the next free() (references
+// may only be touched on the JS thread; autograd nodes that hold one can die on a worker thread).
+void releaseReferenceOnJsThread(napi_env env, napi_ref ref);
+// True on the thread that loaded the addon, while its environment is alive.
+bool onJsThread();
+
 // Passes accumulated native allocation changes to V8 once they exceed a threshold.
 void reportExternalMemory(Napi::Env env);
 
@@ -85,6 +91,8 @@ void registerAutogradOps(Napi::Env env, Napi::Object exports);
 void registerIoOps(Napi::Env env, Napi::Object exports);
 void registerRuntimeOps(Napi::Env env, Napi::Object exports);
 void registerLossOps(Napi::Env env, Napi::Object exports);
+void registerQuantOps(Napi::Env env, Napi::Object exports);
+void registerOptimOps(Napi::Env env, Napi::Object exports);
 
 }  // namespace vlalign
 

@@ -1,5 +1,7 @@
-// Autograd: requires_grad, backward, .grad, retain_grad, grad mode and torch.autograd.grad.
+// Autograd: requires_grad, backward, .grad, retain_grad, grad mode, torch.autograd.grad, the
+// autograd node whose backward is a JS function (gradient checkpointing) and the CPU RNG state.
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/function.h>
 
 #include "binding.h"
 
@@ -79,6 +81,132 @@ Napi::Value autogradGrad(const Info& info) {
   }, {0, 1});
 }
 
+// A graph node whose backward calls a JS function synchronously: on CPU the engine runs a node on
+// the thread that called backward(), which is the JS thread, inside that N-API call. The callback
+// gets one id per output gradient (0 for none) and one per saved tensor, and returns one fresh id
+// per input (0 for none), which this node takes over. The node owns what it saved, so the tensors
+// live exactly as long as the graph. A JS exception propagates through the engine as the
+// Napi::Error it is, so backward() rethrows the user's own error.
+struct JsBackwardNode : public torch::autograd::Node {
+  JsBackwardNode(napi_env env, napi_ref callback, std::vector<at::Tensor> saved)
+      : env_(env), callback_(callback), saved_(std::move(saved)) {}
+  JsBackwardNode(const JsBackwardNode&) = delete;
+  JsBackwardNode& operator=(const JsBackwardNode&) = delete;
+  // The last owner may be an engine worker thread; the reference is then released later on JS's.
+  ~JsBackwardNode() override { releaseReferenceOnJsThread(env_, callback_); }
+
+  std::string name() const override { return "JsBackward"; }
+
+  // The engine calls this after a backward without retain_graph.
+  void release_variables() override {
+    saved_.clear();
+    released_ = true;
+  }
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    TORCH_CHECK(onJsThread(),
+                "the backward of a JS-defined function (checkpoint / functionWithBackward) ran on a thread other than "
+                "the JS thread, as autograd does for CUDA tensors; JS callbacks run only for CPU graphs");
+    TORCH_CHECK(!released_, "trying to backward through a checkpoint / functionWithBackward a second time; its saved "
+                "tensors were freed after the first backward (pass retainGraph: true to the first call)");
+    Napi::Env env(env_);
+    Napi::HandleScope scope(env);
+    Napi::Array gradIds = Napi::Array::New(env, grads.size());
+    for (size_t k = 0; k < grads.size(); ++k) gradIds.Set(static_cast<uint32_t>(k), wrapOptional(env, grads[k]));
+    napi_value fn = nullptr;
+    TORCH_CHECK(napi_get_reference_value(env_, callback_, &fn) == napi_ok && fn != nullptr,
+                "JsBackward: the backward callback is gone");
+    const Napi::Value result = Napi::Function(env, fn).Call({gradIds, wrapAll(env, saved_)});
+
+    const size_t expected = num_outputs();
+    TORCH_CHECK(result.IsArray(), "the JS backward must return an array of input gradients");
+    Napi::Array ids = result.As<Napi::Array>();
+    torch::autograd::variable_list inputGrads(expected);
+    std::vector<uint32_t> owned;
+    for (uint32_t k = 0; k < ids.Length(); ++k) {
+      uint32_t id = 0;
+      if (napi_get_value_uint32(env_, ids.Get(k), &id) == napi_ok && id != 0) owned.push_back(id);
+      const at::Tensor* t = id == 0 ? nullptr : tensors().find(id);
+      if (t != nullptr && k < expected) inputGrads[k] = *t;
+    }
+    for (uint32_t id : owned) tensors().release(id);
+    TORCH_CHECK(ids.Length() == expected, "the JS backward returned ", ids.Length(), " gradients for ", expected,
+                " inputs");
+    return inputGrads;
+  }
+
+ private:
+  napi_env env_;
+  napi_ref callback_;
+  std::vector<at::Tensor> saved_;
+  bool released_ = false;
+};
+
+// functionWithBackward(inputs[], outputs[], saved[], backward, always) -> outputs sharing the given
+// outputs' data whose grad_fn calls backward(gradIds, savedIds); the node keeps detached aliases of
+// `saved`. Plain detached aliases when grad mode is off, or when no input requires grad unless
+// `always` (a checkpointed block may reach parameters that are no input of it).
+Napi::Value functionWithBackward(const Info& info) {
+  return guard(info, "functionWithBackward", [&] {
+    const std::vector<at::Tensor> inputs = tensorsAt(info, 0);
+    std::vector<at::Tensor> outputs = tensorsAt(info, 1);
+    std::vector<at::Tensor> saved = tensorsAt(info, 2);
+    if (!info[3].IsFunction()) throw Napi::TypeError::New(info.Env(), "argument 3: expected a function");
+    const bool always = boolAt(info, 4);
+    for (at::Tensor& out : outputs) out = out.detach();
+    if (!at::GradMode::is_enabled() || !(always || torch::autograd::any_variable_requires_grad(inputs))) {
+      return wrapAll(info.Env(), outputs);
+    }
+    for (at::Tensor& t : saved) t = t.detach();
+    for (const at::Tensor& out : outputs) {
+      TORCH_CHECK(out.is_floating_point() || out.is_complex(), "functionWithBackward: an output of dtype ",
+                  out.scalar_type(), " cannot carry a gradient; return only floating-point outputs");
+    }
+    napi_ref callback = nullptr;
+    NAPI_THROW_IF_FAILED(info.Env(), napi_create_reference(info.Env(), info[3], 1, &callback), Napi::Value());
+    std::shared_ptr<JsBackwardNode> node(new JsBackwardNode(info.Env(), callback, std::move(saved)),
+                                         torch::autograd::deleteNode);
+    node->set_next_edges(torch::autograd::collect_next_edges(inputs));
+    for (at::Tensor& out : outputs) torch::autograd::create_gradient_edge(out, node);
+    return wrapAll(info.Env(), outputs);
+  }, {0, 1});
+}
+
+// backwardMany(tensors[], grads[] (0 = none), retainGraph, createGraph): torch.autograd.backward.
+Napi::Value backwardMany(const Info& info) {
+  return guard(info, "backward", [&] {
+    const std::vector<at::Tensor> roots = tensorsAt(info, 0);
+    Napi::Array gradIds = info[1].As<Napi::Array>();
+    std::vector<at::Tensor> grads;
+    for (uint32_t k = 0; k < gradIds.Length(); ++k) {
+      uint32_t id = 0;
+      napi_get_value_uint32(info.Env(), gradIds.Get(k), &id);
+      const at::Tensor* g = id == 0 ? nullptr : tensors().find(id);
+      grads.push_back(g == nullptr ? at::Tensor() : *g);
+    }
+    torch::autograd::backward(roots, grads, boolAt(info, 2), boolAt(info, 3));
+    return info.Env().Undefined();
+  }, {0, 1});
+}
+
+// The default CPU generator's state (a uint8 tensor), so a recomputation can replay dropout masks.
+Napi::Value getRngState(const Info& info) {
+  return guard(info, "getRngState", [&] {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    return wrap(info.Env(), gen.get_state());
+  });
+}
+
+Napi::Value setRngState(const Info& info) {
+  return guard(info, "setRngState", [&] {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(tensorAt(info, 0));
+    return info.Env().Undefined();
+  }, {0});
+}
+
 }  // namespace
 
 void registerAutogradOps(Napi::Env env, Napi::Object exports) {
@@ -93,6 +221,10 @@ void registerAutogradOps(Napi::Env env, Napi::Object exports) {
   VL_EXPORT(exports, env, "isGradEnabled", isGradEnabled);
   VL_EXPORT(exports, env, "setGradEnabled", setGradEnabled);
   VL_EXPORT(exports, env, "autogradGrad", autogradGrad);
+  VL_EXPORT(exports, env, "functionWithBackward", functionWithBackward);
+  VL_EXPORT(exports, env, "backwardMany", backwardMany);
+  VL_EXPORT(exports, env, "getRngState", getRngState);
+  VL_EXPORT(exports, env, "setRngState", setRngState);
 }
 
 }  // namespace vlalign

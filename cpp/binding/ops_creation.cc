@@ -215,6 +215,10 @@ Napi::Value ManualSeed(const Info& info) {
 
 }  // namespace
 
+void releaseReferenceOnJsThread(napi_env env, napi_ref ref) { releaseBufferRef(new BufferRef{env, ref}); }
+
+bool onJsThread() { return envAlive && std::this_thread::get_id() == jsThread; }
+
 void releasePendingBufferRefs() {
   std::vector<BufferRef*> ready;
   {

@@ -215,3 +215,13 @@ export const randintLike = (input: Tensor, low: number, high: number, options: T
 export function manualSeed(seed: number): void {
   N.manualSeed(checkInteger(seed, 'seed'));
 }
+
+/** The default CPU generator's state as a uint8 tensor (torch.get_rng_state). */
+export function getRngState(): Tensor {
+  return wrap(N.getRngState());
+}
+
+/** Restores a state returned by getRngState (torch.set_rng_state). */
+export function setRngState(state: Tensor): void {
+  N.setRngState(handleOf(state, 'state'));
+}

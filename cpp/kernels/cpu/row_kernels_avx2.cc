@@ -1,5 +1,6 @@
 // Row kernels for AVX2 + FMA; this file alone is compiled with -mavx2 -mfma.
 #include "linear_logprob_rows.h"
+#include "optim_rows.h"
 
 namespace vlalign::kernels {
 
@@ -7,5 +8,7 @@ FloatRowKernels rowKernelsAvx2() {
   using K = LinearLogprobRows<Avx2Vec>;
   return {"avx2", &K::stats, &K::grad};
 }
+
+OptimKernels optimKernelsAvx2() { return {"avx2", &adamwRun<Avx2Vec>}; }
 
 }  // namespace vlalign::kernels

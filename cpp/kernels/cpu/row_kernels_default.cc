@@ -1,5 +1,6 @@
 // Row kernels without SIMD: CPUs lacking AVX2, and the reference the vector versions must match.
 #include "linear_logprob_rows.h"
+#include "optim_rows.h"
 
 namespace vlalign::kernels {
 
@@ -7,5 +8,7 @@ FloatRowKernels rowKernelsDefault() {
   using K = LinearLogprobRows<ScalarVec<float>>;
   return {"default", &K::stats, &K::grad};
 }
+
+OptimKernels optimKernelsDefault() { return {"default", &adamwRun<ScalarVec<float>>}; }
 
 }  // namespace vlalign::kernels

@@ -24,6 +24,8 @@ struct ScalarVec {
   friend ScalarVec operator+(ScalarVec a, ScalarVec b) { return {a.v + b.v}; }
   friend ScalarVec operator-(ScalarVec a, ScalarVec b) { return {a.v - b.v}; }
   friend ScalarVec operator*(ScalarVec a, ScalarVec b) { return {a.v * b.v}; }
+  friend ScalarVec operator/(ScalarVec a, ScalarVec b) { return {a.v / b.v}; }
+  ScalarVec sqrt() const { return {std::sqrt(v)}; }
   static ScalarVec fma(ScalarVec a, ScalarVec b, ScalarVec c) { return {a.v * b.v + c.v}; }
   static ScalarVec max(ScalarVec a, ScalarVec b) { return {a.v > b.v ? a.v : b.v}; }
   ScalarVec exp() const { return {std::exp(v)}; }
@@ -51,6 +53,8 @@ struct Avx512Vec {
   friend Avx512Vec operator+(Avx512Vec a, Avx512Vec b) { return {_mm512_add_ps(a.v, b.v)}; }
   friend Avx512Vec operator-(Avx512Vec a, Avx512Vec b) { return {_mm512_sub_ps(a.v, b.v)}; }
   friend Avx512Vec operator*(Avx512Vec a, Avx512Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
+  friend Avx512Vec operator/(Avx512Vec a, Avx512Vec b) { return {_mm512_div_ps(a.v, b.v)}; }
+  Avx512Vec sqrt() const { return {_mm512_sqrt_ps(v)}; }
   static Avx512Vec fma(Avx512Vec a, Avx512Vec b, Avx512Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
   static Avx512Vec max(Avx512Vec a, Avx512Vec b) { return {_mm512_max_ps(a.v, b.v)}; }
   Avx512Vec exp() const {
@@ -89,6 +93,8 @@ struct Avx2Vec {
   friend Avx2Vec operator+(Avx2Vec a, Avx2Vec b) { return {_mm256_add_ps(a.v, b.v)}; }
   friend Avx2Vec operator-(Avx2Vec a, Avx2Vec b) { return {_mm256_sub_ps(a.v, b.v)}; }
   friend Avx2Vec operator*(Avx2Vec a, Avx2Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
+  friend Avx2Vec operator/(Avx2Vec a, Avx2Vec b) { return {_mm256_div_ps(a.v, b.v)}; }
+  Avx2Vec sqrt() const { return {_mm256_sqrt_ps(v)}; }
   static Avx2Vec fma(Avx2Vec a, Avx2Vec b, Avx2Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
   static Avx2Vec max(Avx2Vec a, Avx2Vec b) { return {_mm256_max_ps(a.v, b.v)}; }
   Avx2Vec exp() const {

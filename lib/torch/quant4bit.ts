@@ -1,0 +1,102 @@
+// 4-bit weight quantisation compatible with bitsandbytes (NF4 / FP4, blocksize 64, optional double
+// quantisation of the absmax), and the QLoRA linear layer that multiplies by such a weight a tile
+// of rows at a time. The kernels are in cpp/kernels/cpu/quant4bit.{h,cc}, linear4bit.cc.
+import { checkBoolean, checkInteger, invalidArgument } from './args.js';
+import { dtypeCode, type DType } from './dtype.js';
+import { native as N } from './native.js';
+import { handleOf, optionalHandle, Tensor, wrap } from './tensor.js';
+
+export type QuantType = 'nf4' | 'fp4';
+
+/**
+ * A quantised weight, with bitsandbytes' QuantState fields: `packed` (uint8 [ceil(n/2), 1], first
+ * element in the high nibble) is saved as `weight`, `absmax` as `weight.absmax`, `code` as
+ * `weight.quant_map`, `nestedAbsmax` / `nestedCode` as `weight.nested_absmax` /
+ * `weight.nested_quant_map`; `offset` goes into the JSON of `weight.quant_state.bitsandbytes__<type>`.
+ */
+export interface QuantState4bit {
+  packed: Tensor;
+  /** float32 [blocks], or uint8 codes [blocks] with double quantisation. */
+  absmax: Tensor;
+  /** Double quantisation: float32 [ceil(blocks / 256)], the 8-bit dynamic map (256) and the mean. */
+  nestedAbsmax: Tensor | null;
+  nestedCode: Tensor | null;
+  offset: Tensor | null;
+  /** The 16 code values (float32). */
+  code: Tensor;
+  quantType: QuantType;
+  blocksize: number;
+  shape: number[];
+  dtype: DType;
+}
+
+export interface Quantize4bitOptions {
+  quantType?: QuantType;
+  blocksize?: number;
+  doubleQuant?: boolean;
+}
+
+const BLOCKSIZES = [32, 64, 128, 256, 512, 1024, 2048, 4096];
+const QUANTIZABLE: readonly DType[] = ['float32', 'bfloat16', 'float16'];
+
+/** Quantises a float32 / bf16 / f16 weight to 4 bits (bitsandbytes' quantize_4bit). */
+export function quantize4bit(weight: Tensor, options: Quantize4bitOptions = {}): QuantState4bit {
+  const handle = handleOf(weight, 'weight');
+  const quantType = options.quantType ?? 'nf4';
+  if (quantType !== 'nf4' && quantType !== 'fp4') throw invalidArgument('quantType', "'nf4' or 'fp4'", quantType);
+  const blocksize = checkInteger(options.blocksize ?? 64, 'blocksize');
+  if (!BLOCKSIZES.includes(blocksize)) throw invalidArgument('blocksize', `one of ${BLOCKSIZES.join(', ')}`, blocksize);
+  const doubleQuant = checkBoolean(options.doubleQuant ?? false, 'doubleQuant');
+  const dtype = weight.dtype;
+  if (!QUANTIZABLE.includes(dtype)) throw invalidArgument('weight', 'a float32, bfloat16 or float16 tensor', dtype);
+  const [packed, absmax, nestedAbsmax, nestedCode, offset, code] = N.quantize4bit(handle, quantType, blocksize, doubleQuant) as number[];
+  const optional = (h: number | undefined): Tensor | null => (h ? wrap(h) : null);
+  return {
+    packed: wrap(packed!), absmax: wrap(absmax!), nestedAbsmax: optional(nestedAbsmax), nestedCode: optional(nestedCode),
+    offset: optional(offset), code: wrap(code!), quantType, blocksize, shape: weight.shape, dtype,
+  };
+}
+
+function stateHandles(state: QuantState4bit): number[] {
+  if (typeof state !== 'object' || state === null) throw invalidArgument('state', 'a QuantState4bit', state);
+  const nested = state.nestedAbsmax !== null && state.nestedAbsmax !== undefined;
+  if (nested && (!state.nestedCode || !state.offset)) {
+    throw new TypeError('state: double quantisation needs nestedAbsmax, nestedCode and offset together');
+  }
+  return [
+    handleOf(state.packed, 'state.packed'),
+    handleOf(state.absmax, 'state.absmax'),
+    optionalHandle(state.nestedAbsmax, 'state.nestedAbsmax'),
+    optionalHandle(state.nestedCode, 'state.nestedCode'),
+    optionalHandle(state.offset, 'state.offset'),
+    handleOf(state.code, 'state.code'),
+  ];
+}
+
+/** The weight back in `dtype` (default: the dtype it was quantised from), bitsandbytes' dequantize_4bit. */
+export function dequantize4bit(state: QuantState4bit, options: { dtype?: DType } = {}): Tensor {
+  const handles = stateHandles(state);
+  const dtype = options.dtype ?? state.dtype;
+  return wrap(N.dequantize4bit(...handles, checkInteger(state.blocksize, 'state.blocksize'), state.shape, dtypeCode(dtype)));
+}
+
+export interface Linear4bitOptions {
+  /** Bytes of dequantised weight per tile (default 4 MiB): the extra memory of the layer. */
+  tileBytes?: number;
+}
+
+/**
+ * y = x W^T + b for a 4-bit W [out, in] (QLoRA's frozen base layer), computed in x's dtype
+ * (float32, bfloat16, or float64 for gradient checks) without materialising W: each tile of output
+ * rows is dequantised into one reused buffer and multiplied. Differentiable in x and bias.
+ */
+export function linear4bit(x: Tensor, state: QuantState4bit, bias?: Tensor | null, options: Linear4bitOptions = {}): Tensor {
+  const xh = handleOf(x, 'x');
+  const handles = stateHandles(state);
+  if (!Array.isArray(state.shape) || state.shape.length !== 2) throw invalidArgument('state.shape', 'a 2-d weight shape', state.shape);
+  const [outFeatures, inFeatures] = state.shape as [number, number];
+  const tileBytes = checkInteger(options.tileBytes ?? 4 << 20, 'tileBytes');
+  if (tileBytes <= 0) throw invalidArgument('tileBytes', 'a positive integer', tileBytes);
+  return wrap(N.linear4bit(xh, optionalHandle(bias, 'bias'), handles[0], handles[1], handles[2], handles[3], handles[4], handles[5],
+    checkInteger(state.blocksize, 'state.blocksize'), outFeatures, inFeatures, tileBytes));
+}
