@@ -7,3 +7,4 @@ export * as generation from './generation/index.js';
 export * as losses from './losses/index.js';
 export * as tiny from './tiny/index.js';
 export * as adapters from './adapters/index.js';
+export * as optim from './optim/index.js';

@@ -4,7 +4,7 @@
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 
-export type GroupOptions = { lr: number } & Record<string, number | boolean>;
+export interface GroupOptions { lr: number }
 export type ParamGroup<O extends GroupOptions> = O & { params: Tensor[] };
 export type ParamsArg<O extends GroupOptions> = Iterable<Tensor> | Array<Partial<O> & { params: Iterable<Tensor> }>;
 export type ParamState = Record<string, Tensor | number>;
