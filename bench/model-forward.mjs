@@ -3,7 +3,7 @@
 // set of inputs.
 //
 //   node bench/model-forward.mjs [--quick] [--threads 2] [--seq 512] [--batch 1] [--image 16x16]
-//                                [--reps 5] [--warmup 1] [--rounds 3] [--seed 0] [--keep DIR]
+//                                [--reps 5] [--warmup 1] [--rounds 3] [--seed 0] [--keep DIR] [--grad-checkpointing]
 //
 // The model is the peer's "small Qwen2-VL" (`model_forward.py --print-config`: LLM hidden 512,
 // 4 layers, 8/2 heads, vocab 8192; vision width 256, depth 4), float32, randomly initialised here
@@ -13,7 +13,8 @@
 // labels) and are written to a safetensors file both sides read (the peer with --inputs).
 //   forward  model.eval(), no grad: vision tower, M-RoPE index, decoder, lm_head logits [B, L, V]
 //   fwd+bwd  model.train(), grads reset to null, forward, mean cross entropy over all B·L tokens
-//            (no shift, no ignore), backward into every parameter (vision tower included)
+//            (no shift, no ignore), backward into every parameter (vision tower included); like
+//            the peer, no gradient checkpointing unless --grad-checkpointing (then blocks recompute)
 // Every measurement is a fresh process (this script with --child, or the peer) that loads the
 // checkpoint and inputs, runs --warmup untimed then --reps timed forwards, writes one more
 // forward's logits, then does the same for fwd+bwd. Rounds alternate which side goes first; times
@@ -86,6 +87,8 @@ async function runChild() {
 
   let start = process.hrtime.bigint();
   const model = await models.fromPretrained(dir);
+  // The peer keeps every activation; so does this side unless --grad-checkpointing is given.
+  model.gradientCheckpointing_(flags.get('grad-checkpointing') === 'true');
   const buildS = seconds(start);
   const t = await torch.loadSafetensors(inputsFile);
   const inputs = { inputIds: t.input_ids, attentionMask: t.attention_mask, pixelValues: t.pixel_values, imageGridThw: t.image_grid_thw };
@@ -272,7 +275,8 @@ async function runParent() {
     const logitsOf = (side, round) => path.join(dir, `logits-${side}-${round}.safetensors`);
     const measure = (side, round) => {
       const args = [...common, '--save-logits', logitsOf(side, round)];
-      const r = side === 'vlalign' ? runNodeChild(['--child', ...args]) : runPythonPeer(peerScript, args);
+      const mine = ['--child', ...args, ...(flags.get('grad-checkpointing') === 'true' ? ['--grad-checkpointing'] : [])];
+      const r = side === 'vlalign' ? runNodeChild(mine) : runPythonPeer(peerScript, args);
       results[side].push(r);
       log(`  round ${round + 1}/${rounds} ${side.padEnd(8)} forward ${r.forward_s.toFixed(3)} s, fwd+bwd ${r.fwd_bwd_s.toFixed(3)} s, ` +
         `peak ${r.peak_rss_mb.toFixed(0)} MB, loss ${r.loss.toPrecision(7)}  [${seconds(started).toFixed(0)} s]`);

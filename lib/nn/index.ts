@@ -9,3 +9,4 @@ export { attend, repeatKv, causalMask, segmentMask, dtypeMin, type AttendOptions
 export { KVCache } from './kv_cache.js';
 export { initWeights } from './init.js';
 export type { ParamOptions } from './options.js';
+export { checkpointed } from './checkpointing.js';

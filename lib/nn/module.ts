@@ -23,6 +23,11 @@ export interface LoadOptions {
 
 export class Module {
   training = true;
+  /**
+   * Block stacks (decoder layers, vision blocks) recompute activations in backward while training
+   * (nn.checkpointed). On by default; `gradientCheckpointing_(false)` trades memory for speed.
+   */
+  gradientCheckpointing = true;
   readonly #parameters = new Map<string, Tensor>();
   readonly #buffers = new Map<string, BufferEntry>();
   readonly #modules = new Map<string, Module>();
@@ -127,6 +132,11 @@ export class Module {
 
   eval(): this {
     return this.train(false);
+  }
+
+  gradientCheckpointing_(on = true): this {
+    for (const [, module] of this.namedModules()) module.gradientCheckpointing = on;
+    return this;
   }
 
   requiresGrad_(requiresGrad = true): this {

@@ -4,7 +4,7 @@
 // InternViT-6B adds RMSNorm on q and k over the whole width before the head split. No final norm.
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
-import { Module, Linear, LayerNorm, RMSNorm, ModuleList, PatchConv, activation, type Activation, type ParamOptions } from '../../nn/index.js';
+import { Module, Linear, LayerNorm, RMSNorm, ModuleList, PatchConv, activation, checkpointed, type Activation, type ParamOptions } from '../../nn/index.js';
 import { resizeBicubic } from './bicubic.js';
 import type { InternVisionConfig } from './config.js';
 
@@ -156,7 +156,7 @@ export class InternVisionModel extends Module {
     if (pixelValues.shape.length !== 4) throw new Error(`InternVisionModel: pixel_values must be [tiles, 3, H, W], got [${pixelValues.shape.join(', ')}]`);
     return torch.tidy(() => {
       let h = this.embeddings.forward(pixelValues);
-      for (const layer of this.encoder.layers.items.slice(0, layers)) h = layer.forward(h);
+      for (const layer of this.encoder.layers.items.slice(0, layers)) h = checkpointed(this, (x) => layer.forward(x!), [h]);
       return h;
     });
   }

@@ -4,7 +4,7 @@
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
 import {
-  Module, Linear, Embedding, RMSNorm, ModuleList, activation, applyRotary, attend, cosSin,
+  Module, Linear, Embedding, RMSNorm, ModuleList, activation, applyRotary, attend, checkpointed, cosSin,
   inverseFrequencies, mropeAngles, rotaryAngles, type Activation, type CosSin, type KVCache, type ParamOptions,
 } from '../../nn/index.js';
 import type { TextConfig } from './config.js';
@@ -138,7 +138,9 @@ export class Qwen2Model extends Module {
       let h = inputs.inputsEmbeds;
       for (const layer of this.layers) {
         if (inputs.outputHiddenStates) states.push(h);
-        h = layer.forward(h, rotary, inputs.mask, inputs.cache);
+        h = inputs.cache
+          ? layer.forward(h, rotary, inputs.mask, inputs.cache)
+          : checkpointed(this, (x, cos, sin, mask) => layer.forward(x, { cos: cos!, sin: sin! }, mask ?? null), [h, rotary.cos, rotary.sin, ...(inputs.mask ? [inputs.mask] : [])]);
       }
       inputs.cache?.advance(inputs.inputsEmbeds.shape[1]!);
       const hidden = this.norm.forward(h);

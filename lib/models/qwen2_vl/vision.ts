@@ -4,7 +4,7 @@
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
 import {
-  Module, Linear, LayerNorm, RMSNorm, ModuleDict, ModuleList, PatchConv, activation, applyRotary, attend, cosSin,
+  Module, Linear, LayerNorm, RMSNorm, ModuleDict, ModuleList, PatchConv, activation, applyRotary, attend, checkpointed, cosSin,
   inverseFrequencies, segmentMask, type Activation, type CosSin, type ParamOptions,
 } from '../../nn/index.js';
 import { Qwen2MLP } from '../qwen2/decoder.js';
@@ -142,7 +142,8 @@ export class QwenVisionTower extends Module {
       const windowMask = windows && segmentMask(windows.cuWindowSeqlens, this.dtype, device);
       let h = permute(patchEmbeds);
       this.blocks.items.forEach((block, i) => {
-        h = block.forward(h, rotary, windowMask && !c.fullAttentionBlocks.includes(i) ? windowMask : imageMask);
+        const mask = windowMask && !c.fullAttentionBlocks.includes(i) ? windowMask : imageMask;
+        h = checkpointed(this, (x, cos, sin, m) => block.forward(x, { cos: cos!, sin: sin! }, m!), [h, rotary.cos, rotary.sin, mask]);
       });
       let embeds = this.merger.forward(h);
       if (order) embeds = embeds.indexSelect(0, order.argsort());
