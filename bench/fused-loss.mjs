@@ -19,42 +19,19 @@
 // the variants; times are medians of the reps pooled over rounds, memory the largest extra seen.
 // Prints a table, then one JSON line, last on stdout.
 import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { losses, torch } from '../dist/index.js';
 import { native } from '../dist/torch/native.js';
-import { intFlag, median, parseFlags, printJsonLine, runPythonPeer, sig, table } from './lib/report.mjs';
+import { intFlag, median, parseFlags, printJsonLine, runPythonPeer, sig, table, procStatus, resetPeak, secondsSince } from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
 const flags = parseFlags();
 
-// ---- memory probes (both sides read the same /proc counters) ---------------------------------------
-
-/** VmRSS and VmHWM of this process in MiB. */
-function procStatus() {
-  const out = {};
-  for (const line of fs.readFileSync('/proc/self/status', 'utf8').split('\n')) {
-    const m = /^(VmRSS|VmHWM):\s+(\d+)\s+kB/.exec(line);
-    if (m) out[m[1]] = Number(m[2]) / 1024;
-  }
-  return out;
-}
-
-/** Resets VmHWM to the current RSS (Linux >= 4.0); false where not permitted. */
-function resetPeak() {
-  try {
-    fs.writeFileSync('/proc/self/clear_refs', '5');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const seconds = (start) => Number(process.hrtime.bigint() - start) / 1e9;
+const seconds = secondsSince;
 
 // ---- child: one vlalign variant, one shape ----------------------------------------------------------
 

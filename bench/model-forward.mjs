@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { torch } from '../dist/index.js';
 import * as models from '../dist/models/index.js';
 import * as nn from '../dist/nn/index.js';
-import { intFlag, median, parseFlags, printJsonLine, runPythonPeer, sig, table } from './lib/report.mjs';
+import { intFlag, median, parseFlags, printJsonLine, runPythonPeer, sig, table, procStatus, resetPeak, secondsSince } from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
@@ -40,27 +40,7 @@ const python = process.env.PYTHON || '/usr/bin/python3';
 const flags = parseFlags();
 const LOGITS_TOLERANCE = 1e-3;
 
-// ---- memory probes (the peer reads the same /proc counters) -----------------------------------------
-
-function procStatus() {
-  const out = {};
-  for (const line of fs.readFileSync('/proc/self/status', 'utf8').split('\n')) {
-    const m = /^(VmRSS|VmHWM):\s+(\d+)\s+kB/.exec(line);
-    if (m) out[m[1]] = Number(m[2]) / 1024;
-  }
-  return out;
-}
-
-function resetPeak() {
-  try {
-    fs.writeFileSync('/proc/self/clear_refs', '5');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const seconds = (start) => Number(process.hrtime.bigint() - start) / 1e9;
+const seconds = secondsSince;
 
 /** As the peer's time_phase: peak counter reset, warm-up runs, timed runs; extra MB over the start. */
 function timePhase(fn, warmup, reps) {

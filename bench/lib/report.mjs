@@ -1,6 +1,7 @@
 // Shared helpers for the benchmarks: timing, medians, command-line flags, a plain-text table, and
 // the single JSON line each benchmark prints last on stdout.
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 
 /** Median of a list of numbers (mean of the middle two for an even count). */
 export function median(values) {
@@ -103,3 +104,26 @@ export function runPythonPeer(script, args = [], { python = process.env.PYTHON |
     throw new Error(`${python} ${script} printed no JSON line:\n${child.stdout}\n${child.stderr}`);
   }
 }
+
+/** VmRSS and VmHWM (peak RSS) of this process in MiB, from /proc/self/status. */
+export function procStatus() {
+  const out = {};
+  for (const line of fs.readFileSync('/proc/self/status', 'utf8').split('\n')) {
+    const m = /^(VmRSS|VmHWM):\s+(\d+)\s+kB/.exec(line);
+    if (m) out[m[1]] = Number(m[2]) / 1024;
+  }
+  return out;
+}
+
+/** Resets VmHWM to the current RSS (Linux >= 4.0); false where not permitted. */
+export function resetPeak() {
+  try {
+    fs.writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Seconds since a process.hrtime.bigint() reading. */
+export const secondsSince = (start) => Number(process.hrtime.bigint() - start) / 1e9;
