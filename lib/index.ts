@@ -1,6 +1,7 @@
 // vlalign's public surface.
 export * as torch from './torch/index.js';
 export * as nn from './nn/index.js';
+export * as quant from './quant/index.js';
 export * as models from './models/index.js';
 export * as processing from './processing/index.js';
 export * as generation from './generation/index.js';

@@ -1,6 +1,6 @@
 // adapters: PEFT's LoRA / DoRA for vlalign models, with PEFT's config and adapter file format.
 export { LoraConfigSchema, loraConfig, fromPeftJson, toPeftJson, peftJsonText, PEFT_FORMAT_VERSION, TASK_TYPES, type LoraConfig, type LoraConfigInput } from './config.js';
-export { LoraLinear, type LoraLayerOptions, type MergeOptions } from './lora_linear.js';
+export { LoraLinear, castAdapters, type LoraLayerOptions, type MergeOptions } from './lora_linear.js';
 export { SavedModule, cloneModule } from './modules_to_save.js';
 export { LoraModel, getPeftModel } from './lora_model.js';
 export { targetedModules } from './inject.js';

@@ -2,9 +2,16 @@
 // Linear holding the wrapped layer's weight and bias, so the parent's typed field keeps working and
 // the state dict keeps `...q_proj.weight` beside `...q_proj.lora_A.weight`, `...q_proj.lora_B.weight`
 // and, for DoRA, `...q_proj.lora_magnitude_vector`. unload() hands the wrapped Linear object back.
+//
+// Over a 4-bit base (a Linear4bit, QLoRA) the layer holds the base's packed weight and quant-state
+// buffers the same way (PEFT's bnb.Linear4bit): the base output comes from the 4-bit matmul in the
+// base's compute dtype, DoRA's norm uses the dequantised weight, and merge() dequantises, adds the
+// delta and re-quantises (lossy, as PEFT warns); merge({ dequantize: true }) and
+// mergeAndUnload({ dequantize: true }) give a dense layer instead (no re-quantisation).
 import * as torch from '../torch/index.js';
-import type { DType, Tensor } from '../torch/index.js';
+import type { DType, QuantState4bit, Tensor } from '../torch/index.js';
 import { Linear } from '../nn/index.js';
+import { forward4bit, Linear4bit, quantStateOf, stateTensors, type ComputeDtype, type QuantBufferName, type QuantLayerInfo, type QuantSpec } from '../quant/index.js';
 
 export interface LoraLayerOptions {
   r: number;
@@ -15,11 +22,27 @@ export interface LoraLayerOptions {
   useDora?: boolean;
   /** PEFT's init_lora_weights: true, 'gaussian' or false. */
   init?: boolean | 'gaussian';
+  /**
+   * dtype of the adapter tensors: default the base weight's, and float32 over a 4-bit base (PEFT);
+   * TRL trains them in bfloat16 over quantised bases (castAdapter / castAdapters do that later).
+   */
+  dtype?: DType;
 }
 
 export interface MergeOptions {
   /** Merge into a copy and refuse non-finite results before touching the weight (PEFT's safe_merge). */
   safeMerge?: boolean;
+  /**
+   * 4-bit base: merge into the dequantised weight and keep it dense (the layer, and what
+   * mergeAndUnload returns, become dense Linear layers) instead of re-quantising (PEFT's merge).
+   */
+  dequantize?: boolean;
+}
+
+interface QuantBase {
+  spec: QuantSpec;
+  computeDtype: ComputeDtype;
+  buffers: Map<QuantBufferName, Tensor>;
 }
 
 const F = torch.nn.functional;
@@ -37,6 +60,8 @@ export class LoraLinear extends Linear {
   readonly dropout: number;
   readonly #base: Linear;
   readonly #baseRequiresGrad: [boolean, boolean];
+  // The 4-bit base's state (null for a dense base, and once merge({ dequantize }) made it dense).
+  #quant: QuantBase | null = null;
   #enabled = true;
   #merged = false;
   // DoRA: the row norms a merge divided by; unmerge needs them, the merged weight no longer has them.
@@ -45,16 +70,25 @@ export class LoraLinear extends Linear {
   constructor(base: Linear, options: LoraLayerOptions) {
     if (base instanceof LoraLinear) throw new TypeError('LoraLinear: the layer already has an adapter');
     if (!Number.isInteger(options.r) || options.r < 1) throw new RangeError(`LoraLinear: r must be a positive integer, got ${options.r}`);
-    const { dtype, device } = base.weight;
-    super(base.inFeatures, base.outFeatures, { bias: base.bias !== null, dtype, device });
+    const quantized = base instanceof Linear4bit;
+    const { device } = base.weight;
+    // Over a 4-bit base, Linear's [out, in] weight is made uint8 and replaced by the packed one unwritten.
+    const baseDtype = quantized ? 'uint8' : base.weight.dtype;
+    const dtype = options.dtype ?? (quantized ? 'float32' : baseDtype);
+    super(base.inFeatures, base.outFeatures, { bias: base.bias !== null, dtype: baseDtype, device });
     this.#base = base;
     this.#baseRequiresGrad = [base.weight.requiresGrad, base.bias?.requiresGrad ?? false];
     // The base tensors move in rather than being aliased: a second handle would keep the old storage
     // alive after a model.to(dtype). The wrapped Linear is empty until unload() moves them back.
+    this.weight.requiresGrad_(false);
     this.weight.setData(base.weight);
     if (this.bias !== null && base.bias !== null) this.bias.setData(base.bias);
-    this.weight.requiresGrad_(false);
     this.bias?.requiresGrad_(false);
+    if (base instanceof Linear4bit) {
+      const buffers = new Map<QuantBufferName, Tensor>();
+      for (const [name, t] of base.quantBuffers) buffers.set(name, this.registerBuffer(name, torch.empty([0], { device })).setData(t));
+      this.#quant = { spec: base.spec, computeDtype: base.computeDtype, buffers };
+    }
     this.r = options.r;
     this.alpha = options.alpha;
     this.scaling = options.useRslora ? options.alpha / Math.sqrt(options.r) : options.alpha / options.r;
@@ -63,8 +97,46 @@ export class LoraLinear extends Linear {
     this.lora_B = this.registerModule('lora_B', new Linear(this.r, this.outFeatures, { bias: false, dtype, device }));
     initAdapter(this.lora_A.weight, this.lora_B.weight, options.init ?? true);
     this.lora_magnitude_vector = options.useDora
-      ? this.registerParameter('lora_magnitude_vector', torch.noGrad(() => torch.tidy(() => rowNorms(this.weight, this.deltaWeight()))))
+      ? this.registerParameter('lora_magnitude_vector', torch.noGrad(() => torch.tidy(() => cast(rowNorms(this.#denseWeight(), this.deltaWeight()), dtype))))
       : null;
+  }
+
+  /** Whether the base layer is 4-bit (false again after a dequantising merge). */
+  get quantized(): boolean {
+    return this.#quant !== null;
+  }
+
+  /** The 4-bit base's state for checkpoints (null over a dense base). */
+  quantInfo(): QuantLayerInfo | null {
+    const q = this.#quant;
+    return q === null ? null : { spec: q.spec, computeDtype: q.computeDtype, shape: [this.outFeatures, this.inFeatures], weight: this.weight, buffers: q.buffers };
+  }
+
+  #quantState(): QuantState4bit {
+    const q = this.#quant!;
+    return quantStateOf(this.weight, q.buffers, q.spec, [this.outFeatures, this.inFeatures], 'LoraLinear');
+  }
+
+  // The dtype of the dense base weight (of a 4-bit base: the dtype it was quantised from).
+  get #denseDtype(): DType {
+    return this.#quant?.spec.weightDtype ?? this.weight.dtype;
+  }
+
+  /** The base weight [out, in] as a dense tensor (a 4-bit base dequantised; a dense one as is), in `dtype`. */
+  #denseWeight(dtype?: DType): Tensor {
+    if (this.#quant === null) return dtype === undefined ? this.weight : cast(this.weight, dtype);
+    return torch.noGrad(() => torch.dequantize4bit(this.#quantState(), { dtype: dtype ?? this.#denseDtype }));
+  }
+
+  #baseForward(x: Tensor): Tensor {
+    return this.#quant === null ? super.forward(x) : forward4bit(x, this.#quantState(), this.bias, this.#quant.computeDtype);
+  }
+
+  /** Converts the adapter tensors (A, B, DoRA's magnitude) to `dtype`, keeping requiresGrad (TRL's bf16 adapters over a 4-bit base). */
+  castAdapter(dtype: DType): void {
+    torch.noGrad(() => {
+      for (const t of [this.lora_A.weight, this.lora_B.weight, this.lora_magnitude_vector]) if (t !== null && t.dtype !== dtype) t.setData(t.to(dtype));
+    });
   }
 
   get adaptersEnabled(): boolean {
@@ -86,9 +158,9 @@ export class LoraLinear extends Linear {
 
   override forward(x: Tensor): Tensor {
     if (!this.#enabled && this.#merged) this.unmerge(); // as PEFT: disabled means the base weights
-    if (!this.#enabled || this.#merged) return super.forward(x);
+    if (!this.#enabled || this.#merged) return this.#baseForward(x);
     return torch.tidy(() => {
-      const result = super.forward(x);
+      const result = this.#baseForward(x);
       const xa = cast(x, this.lora_A.weight.dtype);
       const dropped = this.training && this.dropout > 0;
       const input = dropped ? F.dropout(xa, this.dropout, true) : xa;
@@ -106,7 +178,7 @@ export class LoraLinear extends Linear {
    * on dropout(x), whose LoRA branch it then matches (PEFT's DoraLinearVariant).
    */
   #doraTerm(result: Tensor, x: Tensor, lora: Tensor, dropped: boolean): Tensor {
-    const weight = cast(this.weight, x.dtype);
+    const weight = this.#denseWeight(x.dtype);
     const norm = torch.noGrad(() => rowNorms(weight, cast(this.deltaWeight(), x.dtype)));
     const g = this.lora_magnitude_vector!.div(norm);
     const base = dropped ? F.linear(x, weight) : this.bias === null ? result : result.sub(this.bias);
@@ -117,13 +189,17 @@ export class LoraLinear extends Linear {
   deltaWeight(): Tensor {
     return torch.tidy(() => {
       const [a, b] = [this.lora_A.weight, this.lora_B.weight].map((w) => (isHalf(w.dtype) ? w.float() : w)) as [Tensor, Tensor];
-      return cast(b.matmul(a).mul(this.scaling), this.weight.dtype);
+      return cast(b.matmul(a).mul(this.scaling), this.#denseDtype);
     });
   }
 
   /** W ← W + s·BA (DoRA: W ← m/‖W + s·BA‖_row · (W + s·BA)); the forward then runs the base Linear. */
   merge(options: MergeOptions = {}): void {
     if (this.#merged) return;
+    if (this.#quant !== null) {
+      this.#merge4bit(options);
+      return;
+    }
     torch.noGrad(() => torch.tidy(() => {
       const delta = this.deltaWeight();
       let merged = this.weight.add(delta);
@@ -142,9 +218,63 @@ export class LoraLinear extends Linear {
     this.#merged = true;
   }
 
-  /** Undoes merge() (up to rounding). */
+  // PEFT's bnb Linear4bit.merge: dequantise, add the delta (DoRA: rescale), re-quantise with the same
+  // settings; or, with `dequantize`, keep the merged weight dense and drop the 4-bit state.
+  #merge4bit(options: MergeOptions): void {
+    const dtype = this.#denseDtype;
+    const merged = torch.noGrad(() => torch.tidy(() => {
+      const dense = this.#denseWeight();
+      const delta = this.deltaWeight();
+      let w = dense.add(delta);
+      if (this.lora_magnitude_vector !== null) {
+        const norm = rowNorms(dense, delta).keep();
+        w = w.mul(this.lora_magnitude_vector.div(norm).unsqueeze(1));
+        this.#mergeNorm = norm;
+      }
+      if (options.safeMerge && !w.isfinite().all().item()) {
+        this.#mergeNorm?.dispose();
+        this.#mergeNorm = null;
+        throw new Error('LoraLinear.merge: the merged weights are not finite; the adapter seems to be broken');
+      }
+      return cast(w, dtype);
+    }));
+    if (options.dequantize) this.#makeDense(merged);
+    else this.#requantize(merged);
+    this.#merged = true;
+  }
+
+  // Quantises `dense` (consumed) with the base's settings into this layer's 4-bit tensors.
+  #requantize(dense: Tensor): void {
+    const q = this.#quant!;
+    const state = torch.noGrad(() => torch.quantize4bit(dense, { quantType: q.spec.quantType, blocksize: q.spec.blocksize, doubleQuant: q.spec.doubleQuant }));
+    dense.dispose();
+    this.weight.setData(state.packed);
+    for (const [name, t] of stateTensors(state)) q.buffers.get(name)!.setData(t);
+  }
+
+  // The layer becomes a LoRA layer over a dense base holding `dense` (consumed); the 4-bit buffers are emptied.
+  #makeDense(dense: Tensor): void {
+    const device = dense.device;
+    this.weight.setData(dense);
+    for (const t of this.#quant!.buffers.values()) t.setData(torch.empty([0], { device }));
+    this.#quant = null;
+  }
+
+  /** Undoes merge() (up to rounding; over a 4-bit base, up to a second quantisation, as PEFT warns). */
   unmerge(): void {
     if (!this.#merged) return;
+    if (this.#quant !== null) {
+      const dense = torch.noGrad(() => torch.tidy(() => {
+        let weight = this.#denseWeight();
+        if (this.lora_magnitude_vector !== null) weight = weight.div(this.lora_magnitude_vector.div(this.#mergeNorm!).unsqueeze(1));
+        return cast(weight.sub(this.deltaWeight()), this.#denseDtype);
+      }));
+      this.#requantize(dense);
+      this.#mergeNorm?.dispose();
+      this.#mergeNorm = null;
+      this.#merged = false;
+      return;
+    }
     torch.noGrad(() => torch.tidy(() => {
       let weight = this.weight;
       if (this.lora_magnitude_vector !== null) weight = weight.div(this.lora_magnitude_vector.div(this.#mergeNorm!).unsqueeze(1));
@@ -155,13 +285,19 @@ export class LoraLinear extends Linear {
     this.#merged = false;
   }
 
-  /** The wrapped Linear with the base weights (unmerged first), the adapter freed. */
+  /**
+   * The wrapped Linear with the base weights (unmerged first), the adapter freed. After a
+   * dequantising merge of a 4-bit base, a new dense Linear instead of the wrapped Linear4bit.
+   */
   unload(): Linear {
     this.unmerge();
     return this.#release();
   }
 
-  /** The wrapped Linear with the adapter merged into its weight, the adapter freed. */
+  /**
+   * The wrapped Linear with the adapter merged into its weight, the adapter freed. Over a 4-bit
+   * base: the Linear4bit re-quantised (PEFT), or with `dequantize` a new dense Linear.
+   */
   mergeAndUnload(options: MergeOptions = {}): Linear {
     this.merge(options);
     return this.#release();
@@ -169,8 +305,17 @@ export class LoraLinear extends Linear {
 
   // The base Linear takes its tensors back, as they are now (merged, or converted by a `to()`).
   #release(): Linear {
-    const base = this.#base;
-    base.weight.setData(this.weight).requiresGrad_(this.#baseRequiresGrad[0]);
+    let base = this.#base;
+    if (base instanceof Linear4bit && this.#quant === null) {
+      // Made dense by merge({ dequantize }): a new Linear takes the tensors; the emptied Linear4bit goes.
+      base.dispose();
+      base = new Linear(this.inFeatures, this.outFeatures, { bias: this.bias !== null, dtype: 'uint8', device: this.weight.device });
+    } else if (this.#quant !== null) {
+      const buffers = (base as Linear4bit).quantBuffers;
+      for (const [name, t] of this.#quant.buffers) buffers.get(name)!.setData(t);
+    }
+    base.weight.setData(this.weight);
+    if (!(base instanceof Linear4bit)) base.weight.requiresGrad_(this.#baseRequiresGrad[0]);
     if (base.bias !== null && this.bias !== null) base.bias.setData(this.bias).requiresGrad_(this.#baseRequiresGrad[1]);
     this.#mergeNorm?.dispose();
     super.dispose();
@@ -200,4 +345,9 @@ function rowNorms(weight: Tensor, delta: Tensor): Tensor {
     const w = isHalf(weight.dtype) ? weight.float().add(delta.float()) : weight.add(delta);
     return cast(w.norm(2, 1), weight.dtype);
   });
+}
+
+/** castAdapter for every layer (e.g. `castAdapters(peft.layers.values(), 'bfloat16')`, TRL's bf16 adapters over a 4-bit base). */
+export function castAdapters(layers: Iterable<LoraLinear>, dtype: DType): void {
+  for (const layer of layers) layer.castAdapter(dtype);
 }

@@ -9,19 +9,29 @@ import type { CausalLM } from './causal_lm.js';
 import { readConfig, readJson } from './config_schema.js';
 import type { ModelFamily } from './family.js';
 import { familyOf } from './registry.js';
+import { bnbQuantizationConfig, bnbStateDict, isQuantized, planQuantizedLoad, type QuantizationOptions, type QuantizedLoad } from '../quant/index.js';
 
 export interface PretrainedOptions {
   /** Parameter dtype (default float32, as transformers without torch_dtype). */
   dtype?: DType;
   device?: Device;
+  /**
+   * Load the Linear layers 4-bit (QLoRA's base model): each weight is quantised as it is read, so the
+   * peak stays near the 4-bit model plus one shard (lib/quant/load.ts). A checkpoint saved 4-bit
+   * (bitsandbytes keys, quantization_config) loads 4-bit without this option; then only
+   * `computeDtype` is taken from it.
+   */
+  quantization?: QuantizationOptions;
 }
 
 export async function fromPretrained(dir: string, options: PretrainedOptions = {}): Promise<CausalLM> {
   const config = readConfig(dir);
   const family = familyOf(config.model_type, join(dir, 'config.json'));
+  const plan = await planQuantizedLoad({ files: weightFiles(dir), config, options: options.quantization });
   const model = family.create(config, { dtype: options.dtype ?? 'float32', device: options.device ?? 'cpu' }, dir);
   try {
-    await loadWeights(model, family, dir);
+    const quant = plan?.apply(model, (name) => family.moduleName(name, model)) ?? null;
+    await loadWeights(model, family, dir, quant);
   } catch (error) {
     model.dispose();
     throw error;
@@ -40,7 +50,7 @@ export function weightFiles(dir: string): string[] {
   return [...new Set(Object.values(map as Record<string, string>))].map((f) => join(dir, f));
 }
 
-async function loadWeights(model: CausalLM, family: ModelFamily, dir: string): Promise<void> {
+async function loadWeights(model: CausalLM, family: ModelFamily, dir: string, quant: QuantizedLoad | null): Promise<void> {
   const own = model.stateDict();
   const loaded = new Set<string>();
   const problems: string[] = [];
@@ -51,6 +61,7 @@ async function loadWeights(model: CausalLM, family: ModelFamily, dir: string): P
     pending = converted.pending;
     for (const [name, tensor] of Object.entries(converted.tensors)) {
       const target = family.moduleName(name, model);
+      if (target !== null && quant?.take(target, tensor, file, problems, loaded)) continue;
       const param = target === null ? undefined : own.get(target);
       if (target !== null && param === undefined) problems.push(`unexpected tensor '${name}' ${fmt(tensor)} in ${file}`);
       else if (param !== undefined && !sameShape(param, tensor)) {
@@ -63,6 +74,7 @@ async function loadWeights(model: CausalLM, family: ModelFamily, dir: string): P
       tensor.dispose();
     }
   }
+  quant?.finish(problems);
   for (const [name, tensor] of Object.entries(pending)) {
     problems.push(`tensor '${name}' ${fmt(tensor)} is one part of a split tensor whose other parts are in no shard`);
     tensor.dispose();
@@ -93,7 +105,21 @@ export interface SaveOptions {
  */
 export async function savePretrained(model: CausalLM, dir: string, options: SaveOptions = {}): Promise<void> {
   mkdirSync(dir, { recursive: true });
-  const state = [...model.stateDict()];
+  // 4-bit layers are written under bitsandbytes' keys, with quantization_config in config.json.
+  const quantized = isQuantized(model) ? bnbStateDict(model) : null;
+  const state = quantized?.entries ?? [...model.stateDict()];
+  const dtype = (quantized === null ? state[0] : state.find(([, t]) => t.dtype !== 'uint8'))?.[1].dtype ?? 'float32';
+  try {
+    await saveWeights(dir, state, options);
+  } finally {
+    quantized?.created.forEach((t) => t.dispose());
+  }
+  const { quantization_config: _, ...config } = model.rawConfig as Record<string, unknown>;
+  const quantization = quantized === null ? null : bnbQuantizationConfig(model);
+  writeAtomic(join(dir, 'config.json'), { ...config, torch_dtype: dtype, ...(quantization === null ? {} : { quantization_config: quantization }) });
+}
+
+async function saveWeights(dir: string, state: Array<[string, Tensor]>, options: SaveOptions): Promise<void> {
   const shards = shard(state, options.maxShardBytes ?? 5e9);
   const metadata = { format: 'pt' };
   if (shards.length === 1) await torch.saveSafetensors(join(dir, 'model.safetensors'), Object.fromEntries(shards[0]!), metadata);
@@ -107,8 +133,6 @@ export async function savePretrained(model: CausalLM, dir: string, options: Save
     const totalSize = state.reduce((n, [, t]) => n + bytes(t), 0);
     writeAtomic(join(dir, 'model.safetensors.index.json'), { metadata: { total_size: totalSize }, weight_map: weightMap });
   }
-  const dtype = state[0]?.[1].dtype ?? 'float32';
-  writeAtomic(join(dir, 'config.json'), { ...model.rawConfig, torch_dtype: dtype });
 }
 
 function shard(state: Array<[string, Tensor]>, maxBytes: number): Array<Array<[string, Tensor]>> {
