@@ -149,7 +149,8 @@ export class LoraModel<M extends Module = Module> {
 
   /** PEFT's print_trainable_parameters line (all params count both sides of modules_to_save). */
   printTrainable(): string {
-    const count = (ps: Iterable<[string, Tensor]>): number => [...ps].reduce((n, [, p]) => n + p.numel(), 0);
+    // A uint8 parameter is a packed 4-bit weight: two parameters per byte, as PEFT counts Params4bit.
+    const count = (ps: Iterable<[string, Tensor]>): number => [...ps].reduce((n, [, p]) => n + p.numel() * (p.dtype === 'uint8' ? 2 : 1), 0);
     const trainable = count(this.trainableParameters());
     const offTree = [...this.saved.values()].map((s) => (this.#enabled ? s.original : s.copy));
     const all = count(this.model.namedParameters()) + offTree.reduce((n, m) => n + count(m.namedParameters()), 0);
