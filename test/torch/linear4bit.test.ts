@@ -1,7 +1,12 @@
 // The QLoRA linear layer: forward and dx equal a linear layer on the dequantised weight (up to
-// summation order), float64 gradcheck, bias gradient, tiling of any size, and no full-weight copy.
+// summation order), float64 gradcheck, bias gradient, tiling of any size, the tiles' dequantised
+// bits (every SIMD variant), and no full-weight copy.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { torch } from '../../lib/index.js';
+import { native } from '../../lib/torch/native.js';
 import { assertGradcheck, input } from './gradcheck.js';
 
 type Tensor = torch.Tensor;
@@ -50,6 +55,66 @@ describe('linear4bit', () => {
       expect(y.dtype).toBe('bfloat16');
       const ref = F.linear(x.to('float32'), torch.dequantize4bit(state, { dtype: 'bfloat16' }).to('float32'));
       expect(maxRelError(y.to('float32'), ref)).toBeLessThan(2e-2);
+    });
+  });
+
+  // x = I gives y = W^T and dy = I gives dx = [W; 0] exactly (one product per sum), so the tiles' own
+  // dequantisation is visible bit for bit: rows of 100 (unaligned to the SIMD width), blocks of 32,
+  // tiles that start mid-block, and bfloat16's column tiles.
+  for (const dtype of ['float32', 'bfloat16'] as const) {
+    for (const tileBytes of [16 << 20, 7 * 100 * 4, 1]) {
+      it(`dequantises each tile bit for bit like dequantize4bit (${dtype}, tiles of ${tileBytes} bytes)`, () => {
+        torch.tidy(() => {
+          const state = torch.quantize4bit(torch.randn(40, 100), { quantType: 'fp4', blocksize: 32, doubleQuant: true });
+          const w = torch.dequantize4bit(state, { dtype });
+          const x = torch.eye(100).to(dtype).requiresGrad_(true);
+          const y = torch.linear4bit(x, state, null, { tileBytes });
+          y.backward(torch.eye(100, 40).to(dtype));
+          // A GEMM sums -0 with +0 products to +0: compare with -0 folded into +0.
+          const values = (t: Tensor): number[] => Array.from(t.to('float32').data() as Float32Array, (v) => v + 0);
+          expect(values(y)).toEqual(values(w.t()));
+          expect(values(x.grad!.narrow(0, 0, 40))).toEqual(values(w));
+        });
+      });
+    }
+  }
+
+  it('dequantises to the same bits with the default, avx2 and avx512 kernels (child processes)', () => {
+    // The ISA is fixed once per process from VLALIGN_CPU_CAPABILITY, so each variant runs in its own
+    // node process: dequantize4bit (whole blocks per thread) and the tiles of linear4bit (any start).
+    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+    const script = `
+      const n = require(${JSON.stringify(path.join(root, 'build/Release/vlalign.node'))});
+      const hex = (h) => Buffer.from(n.bytes(h)).toString('hex');
+      const out = [];
+      for (const [rows, cols, blocksize, type] of [[33, 100, 32, 'nf4'], [1, 1001, 64, 'fp4'], [64, 256, 128, 'nf4']]) {
+        const values = Float32Array.from({ length: rows * cols }, (_, k) => Math.sin(k * 12.9898) * (k % 61 === 0 ? 9 : 1));
+        const q = n.quantize4bit(n.fromBytes(values, 6, [rows, cols]), type, blocksize, false);
+        for (const dtype of [6, 15]) {
+          out.push(hex(n.dequantize4bit(q[0], q[1], 0, 0, 0, q[5], blocksize, [rows, cols], dtype)));
+          const x = n.to(n.eye(cols, cols, 6, 'cpu'), dtype, null, false);
+          out.push(hex(n.linear4bit(x, 0, q[0], q[1], 0, 0, 0, q[5], blocksize, rows, cols, 3 * cols + 6)));
+        }
+      }
+      process.stdout.write(JSON.stringify({ isa: n.rowKernelIsa(), out }));
+    `;
+    const run = (isa: string): { isa: string; out: string[] } => {
+      const child = spawnSync(process.execPath, ['-e', script], {
+        env: { ...process.env, VLALIGN_CPU_CAPABILITY: isa, OMP_NUM_THREADS: '2' },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      if (child.status !== 0) throw new Error(`child (${isa}) failed: ${child.stderr}`);
+      return JSON.parse(child.stdout);
+    };
+    const [base, ...others] = ['default', 'avx2', 'avx512'].map(run);
+    expect(base!.isa).toBe('default');
+    for (const other of others) expect(other.out).toEqual(base!.out);
+    // And the in-process (widest) kernels agree with the forced default one.
+    torch.tidy(() => {
+      const values = Float32Array.from({ length: 33 * 100 }, (_, k) => Math.sin(k * 12.9898) * (k % 61 === 0 ? 9 : 1));
+      const q = torch.quantize4bit(torch.tensor(values, { shape: [33, 100] }), { blocksize: 32 });
+      expect(Buffer.from(native.bytes(torch.dequantize4bit(q).handle)).toString('hex')).toEqual(base!.out[0]);
     });
   });
 

@@ -1,10 +1,11 @@
-// Picks the widest row kernels (losses, optimizers) this CPU runs, once. VLALIGN_CPU_CAPABILITY=default|avx2|avx512
-// overrides (as ATEN_CPU_CAPABILITY does for ATen), e.g. to compare versions in a benchmark.
+// Picks the widest row kernels (losses, optimizers, 4-bit dequantisation) this CPU runs, once.
+// VLALIGN_CPU_CAPABILITY=default|avx2|avx512 overrides (as ATEN_CPU_CAPABILITY does for ATen), e.g. to compare versions in a benchmark.
 #include <cstdlib>
 #include <string>
 
 #include "linear_logprob_rows.h"
 #include "optim_rows.h"
+#include "quant4bit_rows.h"
 
 namespace vlalign::kernels {
 
@@ -42,6 +43,13 @@ const OptimKernels& optimKernels() {
   static const OptimKernels chosen = chosenIsa() == Isa::Avx512 ? optimKernelsAvx512()
                                      : chosenIsa() == Isa::Avx2 ? optimKernelsAvx2()
                                                                 : optimKernelsDefault();
+  return chosen;
+}
+
+const Quant4bitKernels& quant4bitKernels() {
+  static const Quant4bitKernels chosen = chosenIsa() == Isa::Avx512 ? quant4bitKernelsAvx512()
+                                         : chosenIsa() == Isa::Avx2 ? quant4bitKernelsAvx2()
+                                                                    : quant4bitKernelsDefault();
   return chosen;
 }
 

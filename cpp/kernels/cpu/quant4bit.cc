@@ -8,10 +8,13 @@
 
 #include <ATen/Parallel.h>
 
+#include "quant4bit_rows.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <numeric>
+#include <type_traits>
 
 namespace vlalign::kernels {
 
@@ -179,6 +182,14 @@ at::Tensor dequantizeBlockwise8(const at::Tensor& codes, const at::Tensor& absma
 template <typename Out>
 void dequantize4bitRange(const uint8_t* packed, const float* absmax, const float* code, int64_t blocksize,
                          int64_t begin, int64_t count, Out* out) {
+  // float32 and bfloat16 (what linear4bit computes in) go through the SIMD kernels, which give
+  // the same bits as the loop below.
+  if constexpr (std::is_same_v<Out, float>) {
+    return quant4bitKernels().f32(packed, absmax, code, blocksize, begin, count, out);
+  } else if constexpr (std::is_same_v<Out, c10::BFloat16>) {
+    static_assert(sizeof(c10::BFloat16) == sizeof(uint16_t));
+    return quant4bitKernels().bf16(packed, absmax, code, blocksize, begin, count, reinterpret_cast<uint16_t*>(out));
+  }
   const int64_t end = begin + count;
   int64_t i = begin;
   while (i < end) {

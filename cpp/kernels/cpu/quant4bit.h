@@ -52,7 +52,7 @@ void checkWeight4bit(const Weight4bit& w);
 // time into one reused scratch buffer of about `tileBytes`.
 at::Tensor linear4bitForward(const at::Tensor& x, const Weight4bit& w, const c10::optional<at::Tensor>& bias,
                              int64_t tileBytes);
-// dx = dy W, dy [N, out], tiled the same way.
+// dx = dy W, dy [N, out], tiled the same way (bfloat16: tiles of W's columns, see linear4bit.cc).
 at::Tensor linear4bitBackwardInput(const at::Tensor& dy, const Weight4bit& w, int64_t tileBytes);
 
 }  // namespace vlalign::kernels
