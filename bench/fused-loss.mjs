@@ -18,14 +18,13 @@
 // (extra memory = VmHWM - that VmRSS), then times --reps steps. Rounds alternate the order of
 // the variants; times are medians of the reps pooled over rounds, memory the largest extra seen.
 // Prints a table, then one JSON line, last on stdout.
-import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { losses, torch } from '../dist/index.js';
 import { native } from '../dist/torch/native.js';
-import { intFlag, median, parseFlags, printJsonLine, runPythonPeer, sig, table, procStatus, resetPeak, secondsSince } from './lib/report.mjs';
+import { intFlag, median, parseFlags, printJsonLine, runPythonPeer, runNodeScript, sig, table, procStatus, resetPeak, secondsSince } from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
@@ -136,26 +135,7 @@ function runChild() {
 
 // ---- parent: every variant in its own process -------------------------------------------------------
 
-function lastJsonLine(stdout, what) {
-  const lines = stdout.trim().split('\n');
-  try {
-    return JSON.parse(lines[lines.length - 1]);
-  } catch {
-    throw new Error(`${what} printed no JSON line:\n${stdout}`);
-  }
-}
-
-function runNodeChild(args) {
-  const child = spawnSync(process.execPath, [self, ...args], {
-    encoding: 'utf8',
-    env: process.env,
-    maxBuffer: 64 * 1024 * 1024,
-    timeout: 30 * 60 * 1000,
-  });
-  if (child.error) throw child.error;
-  if (child.status !== 0) throw new Error(`node ${self} ${args.join(' ')} exited with ${child.status ?? child.signal}:\n${child.stderr}`);
-  return lastJsonLine(child.stdout, `node ${self} ${args.join(' ')}`);
-}
+const runNodeChild = (args) => runNodeScript(self, args);
 
 function runParent() {
   const quick = flags.get('quick') === 'true';

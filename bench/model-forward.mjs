@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { torch } from '../dist/index.js';
 import * as models from '../dist/models/index.js';
 import * as nn from '../dist/nn/index.js';
-import { intFlag, median, parseFlags, printJsonLine, runPythonPeer, sig, table, procStatus, resetPeak, secondsSince } from './lib/report.mjs';
+import { intFlag, median, parseFlags, printJsonLine, runPythonPeer, runNodeScript, sig, table, procStatus, resetPeak, secondsSince } from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
@@ -178,26 +178,7 @@ function buildInputs(cfg, B, L, grid, seed) {
   return { ...out, imageTokens: B * nImg };
 }
 
-function lastJsonLine(stdout, what) {
-  const lines = stdout.trim().split('\n');
-  try {
-    return JSON.parse(lines[lines.length - 1]);
-  } catch {
-    throw new Error(`${what} printed no JSON line:\n${stdout}`);
-  }
-}
-
-function runNodeChild(args) {
-  const child = spawnSync(process.execPath, [self, ...args], {
-    encoding: 'utf8',
-    env: process.env,
-    maxBuffer: 64 * 1024 * 1024,
-    timeout: 30 * 60 * 1000,
-  });
-  if (child.error) throw child.error;
-  if (child.status !== 0) throw new Error(`node ${self} ${args.join(' ')} exited with ${child.status ?? child.signal}:\n${child.stderr}`);
-  return lastJsonLine(child.stdout, `node ${self} ${args.join(' ')}`);
-}
+const runNodeChild = (args) => runNodeScript(self, args);
 
 async function maxAbsDiff(fileA, fileB) {
   const [a, b] = [await torch.loadSafetensors(fileA), await torch.loadSafetensors(fileB)];

@@ -87,21 +87,24 @@ export function printJsonLine(result) {
  * may be a pyenv without torch). The environment is passed through unchanged.
  */
 export function runPythonPeer(script, args = [], { python = process.env.PYTHON || '/usr/bin/python3', timeoutMs = 30 * 60 * 1000 } = {}) {
-  const child = spawnSync(python, [script, ...args], {
-    encoding: 'utf8',
-    env: process.env,
-    maxBuffer: 64 * 1024 * 1024,
-    timeout: timeoutMs,
-  });
-  if (child.error) throw new Error(`could not run ${python} ${script}: ${child.error.message} (set PYTHON to an interpreter with torch)`);
-  if (child.status !== 0) {
-    throw new Error(`${python} ${script} exited with ${child.status ?? child.signal}:\n${child.stderr}`);
-  }
+  return runProcess(python, [script, ...args], timeoutMs, '(set PYTHON to an interpreter with torch)');
+}
+
+/** Runs a Node script (a benchmark's child mode) and returns the object in its last JSON line. */
+export function runNodeScript(script, args = [], { timeoutMs = 30 * 60 * 1000 } = {}) {
+  return runProcess(process.execPath, [script, ...args], timeoutMs, '');
+}
+
+function runProcess(command, args, timeoutMs, hint) {
+  const what = `${command} ${args.join(' ')}`;
+  const child = spawnSync(command, args, { encoding: 'utf8', env: process.env, maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs });
+  if (child.error) throw new Error(`could not run ${what}: ${child.error.message} ${hint}`);
+  if (child.status !== 0) throw new Error(`${what} exited with ${child.status ?? child.signal}:\n${child.stderr}`);
   const lines = child.stdout.trim().split('\n');
   try {
     return JSON.parse(lines[lines.length - 1]);
   } catch {
-    throw new Error(`${python} ${script} printed no JSON line:\n${child.stdout}\n${child.stderr}`);
+    throw new Error(`${what} printed no JSON line:\n${child.stdout}\n${child.stderr}`);
   }
 }
 

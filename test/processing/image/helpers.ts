@@ -29,17 +29,8 @@ export function runPython(script: string, input: string | Uint8Array = ''): Buff
   return child.stdout;
 }
 
-/** A deterministic pseudo-random generator (mulberry32) for test sizes and pixels. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The same deterministic generator (mulberry32) as the tensor tests, for sizes and pixels.
+export { rng } from '../../torch/gradcheck.js';
 
 /** An integer in [lo, hi]. */
 export const between = (random: () => number, lo: number, hi: number): number => lo + Math.floor(random() * (hi - lo + 1));
