@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 import { torch, optim, models, nn } from '../dist/index.js';
-import { intFlag, median, parseFlags, printJsonLine, procStatus, resetPeak, runPythonPeer, sig, table, timeReps } from './lib/report.mjs';
+import { intFlag, median, parseFlags, printJsonLine, procStatus, resetPeak, runPythonPeer, sig, table, timeOnce } from './lib/report.mjs';
 
 
 const flags = parseFlags();
@@ -59,7 +59,7 @@ function loraTimes() {
   // Interleaved reps, so load from elsewhere falls on both variants alike.
   const steps = [loraStep((x) => torch.nn.functional.linear(x, weight)), loraStep((x) => torch.linear4bit(x, state))];
   const times = [[], []];
-  for (let k = 0; k <= 2 * reps; k++) steps.forEach((step, v) => times[v].push(timeReps(step, { warmup: 0, reps: 1 })[0]));
+  for (let k = 0; k <= 2 * reps; k++) steps.forEach((step, v) => times[v].push(timeOnce(step)));
   return { fp32: median(times[0].slice(1)), qlora: median(times[1].slice(1)) };
 }
 

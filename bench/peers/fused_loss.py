@@ -32,31 +32,14 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-
-def proc_status():
-    """VmRSS and VmHWM of this process in MiB."""
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, value = line.split(":")
-                out[key] = int(value.split()[0]) / 1024
-    return out
-
-
-def reset_peak():
-    """Resets VmHWM to the current RSS (Linux >= 4.0); False where not permitted."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+sys.dont_write_bytecode = True  # no __pycache__ in the repo
+from proc_memory import proc_status, reset_peak  # noqa: E402
 
 
 def selective_log_softmax(logits, index):

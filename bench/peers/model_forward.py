@@ -65,6 +65,7 @@ import torch.nn.functional as F
 sys.dont_write_bytecode = True  # no __pycache__ in the repo
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qwen2_vl_eager as qvl  # noqa: E402
+from proc_memory import proc_status, reset_peak  # noqa: E402
 
 GOLDEN_DIR = "/work/shared/fixtures/golden/qwen2_vl"
 
@@ -114,25 +115,6 @@ def small_config(vocab=8192):
     for k, real in _REAL.items():
         cfg[k] = real - 151643 + top
     return cfg
-
-
-def proc_status():
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, value = line.split(":")
-                out[key] = int(value.split()[0]) / 1024
-    return out
-
-
-def reset_peak():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def parse_grid(s):

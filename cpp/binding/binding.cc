@@ -44,15 +44,18 @@ c10::optional<at::Tensor> optionalTensorAt(const Info& info, size_t i) {
   return tensorAt(info, i);
 }
 
-std::vector<at::Tensor> tensorsAt(const Info& info, size_t i) {
-  if (!info[i].IsArray()) typeError(info, i, "an array of tensors");
+std::vector<at::Tensor> tensorsAt(const Info& info, size_t i, bool zeroIsNone) {
+  const char* expected = zeroIsNone ? "an array of tensors or 0" : "an array of tensors";
+  if (!info[i].IsArray()) typeError(info, i, expected);
   Napi::Array array = info[i].As<Napi::Array>();
   std::vector<at::Tensor> out;
   out.reserve(array.Length());
   for (uint32_t k = 0; k < array.Length(); ++k) {
     uint32_t id = 0;
-    if (napi_get_value_uint32(info.Env(), array.Get(k), &id) != napi_ok) {
-      typeError(info, i, "an array of tensors");
+    if (napi_get_value_uint32(info.Env(), array.Get(k), &id) != napi_ok) typeError(info, i, expected);
+    if (id == 0 && zeroIsNone) {
+      out.emplace_back();  // undefined: "no tensor here"
+      continue;
     }
     at::Tensor* t = tensors().find(id);
     if (t == nullptr) {

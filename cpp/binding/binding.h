@@ -22,7 +22,8 @@ using Info = Napi::CallbackInfo;
 
 at::Tensor& tensorAt(const Info& info, size_t i);
 c10::optional<at::Tensor> optionalTensorAt(const Info& info, size_t i);  // 0, null, undefined: none
-std::vector<at::Tensor> tensorsAt(const Info& info, size_t i);           // array of ids
+// array of ids; with zeroIsNone, id 0 gives an undefined tensor (an optional entry)
+std::vector<at::Tensor> tensorsAt(const Info& info, size_t i, bool zeroIsNone = false);
 double numberAt(const Info& info, size_t i);
 int64_t intAt(const Info& info, size_t i);
 c10::optional<int64_t> optionalIntAt(const Info& info, size_t i);

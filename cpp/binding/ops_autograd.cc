@@ -176,14 +176,7 @@ Napi::Value functionWithBackward(const Info& info) {
 Napi::Value backwardMany(const Info& info) {
   return guard(info, "backward", [&] {
     const std::vector<at::Tensor> roots = tensorsAt(info, 0);
-    Napi::Array gradIds = info[1].As<Napi::Array>();
-    std::vector<at::Tensor> grads;
-    for (uint32_t k = 0; k < gradIds.Length(); ++k) {
-      uint32_t id = 0;
-      napi_get_value_uint32(info.Env(), gradIds.Get(k), &id);
-      const at::Tensor* g = id == 0 ? nullptr : tensors().find(id);
-      grads.push_back(g == nullptr ? at::Tensor() : *g);
-    }
+    const std::vector<at::Tensor> grads = tensorsAt(info, 1, /*zeroIsNone=*/true);
     torch::autograd::backward(roots, grads, boolAt(info, 2), boolAt(info, 3));
     return info.Env().Undefined();
   }, {0, 1});

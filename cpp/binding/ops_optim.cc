@@ -10,16 +10,7 @@ namespace {
 Napi::Value adamwStep_(const Info& info) {
   return guard(info, "adamwStep_", [&] {
     std::vector<at::Tensor> params = tensorsAt(info, 0);
-    if (!info[1].IsArray()) throw Napi::TypeError::New(info.Env(), "argument 1: expected an array of tensors or 0");
-    Napi::Array gradIds = info[1].As<Napi::Array>();
-    std::vector<at::Tensor> grads;
-    for (uint32_t k = 0; k < gradIds.Length(); ++k) {
-      uint32_t id = 0;
-      napi_get_value_uint32(info.Env(), gradIds.Get(k), &id);
-      const at::Tensor* g = id == 0 ? nullptr : tensors().find(id);
-      TORCH_CHECK(id == 0 || g != nullptr, "adamwStep_: grads[", k, "] was disposed");
-      grads.push_back(g == nullptr ? at::Tensor() : *g);
-    }
+    std::vector<at::Tensor> grads = tensorsAt(info, 1, /*zeroIsNone=*/true);
     std::vector<at::Tensor> expAvg = tensorsAt(info, 2);
     std::vector<at::Tensor> expAvgSq = tensorsAt(info, 3);
     const kernels::AdamwOptions options{numberAt(info, 4), numberAt(info, 5), numberAt(info, 6), numberAt(info, 7),

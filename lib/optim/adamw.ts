@@ -33,30 +33,31 @@ export class AdamW extends Optimizer<AdamWOptions> {
   step(): void {
     for (const group of this.paramGroups) {
       // Parameters first updated at different times have different step counts (bias corrections).
-      const byStep = new Map<number, Tensor[]>();
+      const byStep = new Map<number, Array<[Tensor, Tensor]>>();
       for (const p of group.params) {
         const grad = p.grad;
         if (grad === null) continue;
-        grad.dispose();
         const state = this.#state(p);
         state.step = (state.step as number) + 1;
-        byStep.set(state.step, [...(byStep.get(state.step) ?? []), p]);
+        const batch = byStep.get(state.step);
+        if (batch === undefined) byStep.set(state.step, [[p, grad]]);
+        else batch.push([p, grad]);
       }
-      for (const [step, params] of byStep) this.#update(params, group, step);
+      for (const [step, batch] of byStep) this.#update(batch, group, step);
     }
   }
 
-  #update(params: Tensor[], group: AdamWOptions, step: number): void {
-    const grads = params.map((p) => p.grad);
+  #update(batch: Array<[Tensor, Tensor]>, group: AdamWOptions, step: number): void {
+    const params = batch.map(([p]) => p);
     try {
       torch.adamwStep_(
-        params, grads,
+        params, batch.map(([, g]) => g),
         params.map((p) => this.state.get(p)!.expAvg as Tensor),
         params.map((p) => this.state.get(p)!.expAvgSq as Tensor),
         { lr: group.lr, beta1: group.beta1, beta2: group.beta2, eps: group.eps, weightDecay: group.weightDecay, maximize: group.maximize, step },
       );
     } finally {
-      grads.forEach((g) => g?.dispose());
+      for (const [, g] of batch) g.dispose();
     }
   }
 

@@ -5,8 +5,9 @@ import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { Linear } from '../../lib/nn/index.js';
 import { fromPretrained, type CausalLM, type ModelInputs, type QwenVLForConditionalGeneration } from '../../lib/models/index.js';
-import { LoraLinear, allLinearNames, getPeftModel, languageModelTargets, type LoraModel } from '../../lib/adapters/index.js';
+import { LoraLinear, allLinearNames, getPeftModel, languageModelTargets } from '../../lib/adapters/index.js';
 import { goldenDir, loadGolden } from '../models/golden.js';
+import { perturb } from './helpers.js';
 
 const qwen2vl = async (): Promise<QwenVLForConditionalGeneration> => (await fromPretrained(goldenDir('qwen2_vl'))) as QwenVLForConditionalGeneration;
 const ATTENTION = String.raw`^model\.layers\..*\.(q|k|v|o)_proj$`;
@@ -18,17 +19,6 @@ async function inputsOf(name: string): Promise<ModelInputs> {
 
 const logits = (model: CausalLM, inputs: ModelInputs): Tensor => torch.noGrad(() => model.forward(inputs).logits!);
 const maxDiff = (a: Tensor, b: Tensor): number => torch.tidy(() => a.sub(b).abs().max().item() as number);
-
-// Non-zero B (and m) so the adapter changes the output.
-function perturb(peft: LoraModel, seed = 1): void {
-  torch.manualSeed(seed);
-  torch.noGrad(() => {
-    for (const layer of peft.layers.values()) {
-      layer.lora_B.weight.normal_(0, 0.05);
-      layer.lora_magnitude_vector?.mul_(torch.rand(layer.lora_magnitude_vector.shape).mul(0.2).add(0.9));
-    }
-  });
-}
 
 describe('getPeftModel on Qwen2-VL', () => {
   it('a language-model regex wraps only decoder projections; no vision module is touched', async () => {

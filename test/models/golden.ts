@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
+import type { KVCache } from '../../lib/nn/index.js';
+import type { CausalLM, ModelInputs } from '../../lib/models/index.js';
 
 export const goldenDir = (family: string): string => fileURLToPath(new URL(`../fixtures/golden/${family}`, import.meta.url));
 
@@ -40,3 +42,24 @@ export function expectClose(actual: Tensor, expected: Tensor, atol: number, rtol
 }
 
 export const ints = (t: Tensor): number[] => (t.toArray() as number[]).flat(Infinity as 1) as number[];
+
+/**
+ * Prefill, then one token at a time through `cache`, checking each step's last-position logits
+ * against the reference's uncached `stepLogits` (1e-4). Returns the tokens and the largest diff.
+ */
+export function greedyThroughCache(model: CausalLM, prompt: ModelInputs, cache: KVCache, stepLogits: Tensor): { tokens: number[]; worst: number } {
+  const tokens: number[] = [];
+  let worst = 0;
+  let mask = prompt.attentionMask!;
+  let out = torch.noGrad(() => model.forward(prompt, { cache }));
+  for (let step = 0; step < stepLogits.shape[0]!; step++) {
+    const last = out.logits!.select(1, -1).squeeze(0);
+    worst = Math.max(worst, maxAbsDiff(last, stepLogits.select(0, step)));
+    expectClose(last, stepLogits.select(0, step), 1e-4);
+    const next = last.argmax(-1).item() as number;
+    tokens.push(next);
+    mask = torch.cat([mask, torch.ones([1, 1], { dtype: 'int64' })], 1);
+    out = torch.noGrad(() => model.forward({ inputIds: torch.tensor([[next]], { dtype: 'int64' }), attentionMask: mask }, { cache }));
+  }
+  return { tokens, worst };
+}

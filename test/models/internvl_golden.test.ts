@@ -7,7 +7,7 @@ import { KVCache } from '../../lib/nn/index.js';
 import { fromPretrained, InternVLChatModel, type ModelInputs } from '../../lib/models/index.js';
 import { pixelShuffle } from '../../lib/models/internvl/projector.js';
 import { resizeBicubic } from '../../lib/models/internvl/bicubic.js';
-import { expectClose, goldenDir, loadGolden, maxAbsDiff, type GoldenCase } from './golden.js';
+import { expectClose, goldenDir, greedyThroughCache, loadGolden, maxAbsDiff, type GoldenCase } from './golden.js';
 
 const IMG_CONTEXT = 505; // cases.json img_context_token_id: not in config.json, the tokenizer's id
 
@@ -62,7 +62,8 @@ describe('internvl golden', () => {
       const { inputs, expected, info } = cases[name]!;
       const cache = new KVCache();
       try {
-        const tokens = torch.tidy(() => greedy(model, inputs, cache, expected.greedy_step_logits!));
+        const { tokens, worst } = torch.tidy(() => greedyThroughCache(model, modelInputs(inputs), cache, expected.greedy_step_logits!));
+        if (process.env.GOLDEN_REPORT) console.log(`${name} greedy_step_logits max |diff| ${worst.toExponential(2)}`);
         expect(tokens).toEqual(info.greedy.new_tokens);
       } finally {
         cache.dispose();
@@ -133,25 +134,6 @@ function checkOutputs(name: string, hiddenStates: Tensor[], logits: Tensor, expe
   report(`${name} logits`, logits, expected.logits!);
   expectClose(hidden, expected.hidden_states!, 1e-4, 1e-5);
   expectClose(logits, expected.logits!, 1e-4);
-}
-
-// Prefill, then one token at a time through the cache, checking each step's last-position logits.
-function greedy(model: InternVLChatModel, inputs: Record<string, Tensor>, cache: KVCache, stepLogits: Tensor): number[] {
-  const tokens: number[] = [];
-  let mask = inputs.attention_mask!;
-  let out = torch.noGrad(() => model.forward(modelInputs(inputs), { cache }));
-  let worst = 0;
-  for (let step = 0; step < 8; step++) {
-    const last = out.logits!.select(1, -1).squeeze(0);
-    worst = Math.max(worst, maxAbsDiff(last, stepLogits.select(0, step)));
-    expectClose(last, stepLogits.select(0, step), 1e-4);
-    const next = last.argmax(-1).item() as number;
-    tokens.push(next);
-    mask = torch.cat([mask, torch.ones([1, 1], { dtype: 'int64' })], 1);
-    out = torch.noGrad(() => model.forward({ inputIds: torch.tensor([[next]], { dtype: 'int64' }), attentionMask: mask }, { cache }));
-  }
-  if (process.env.GOLDEN_REPORT) console.log(`greedy_step_logits max |diff| ${worst.toExponential(2)}`);
-  return tokens;
 }
 
 function report(label: string, actual: Tensor, expected: Tensor): void {

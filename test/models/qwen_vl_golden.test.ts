@@ -5,7 +5,7 @@ import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { KVCache } from '../../lib/nn/index.js';
 import { fromPretrained, QwenVLForConditionalGeneration, windowLayout } from '../../lib/models/index.js';
-import { expectClose, goldenDir, ints, loadGolden, type GoldenCase } from './golden.js';
+import { expectClose, goldenDir, greedyThroughCache, ints, loadGolden, type GoldenCase } from './golden.js';
 
 for (const family of ['qwen2_vl', 'qwen2_5_vl'] as const) {
   describe(`${family} golden`, () => {
@@ -40,7 +40,7 @@ for (const family of ['qwen2_vl', 'qwen2_5_vl'] as const) {
         const { inputs, expected, info } = cases[name]!;
         const cache = new KVCache();
         try {
-          const tokens = torch.tidy(() => greedy(model, inputs, cache, expected.greedy_step_logits!));
+          const { tokens } = torch.tidy(() => greedyThroughCache(model, modelInputs(inputs), cache, expected.greedy_step_logits!));
           expect(tokens).toEqual(info.greedy.new_tokens);
         } finally {
           cache.dispose();
@@ -74,20 +74,4 @@ for (const family of ['qwen2_vl', 'qwen2_5_vl'] as const) {
 
 function modelInputs(inputs: Record<string, Tensor>) {
   return { inputIds: inputs.input_ids!, attentionMask: inputs.attention_mask!, pixelValues: inputs.pixel_values, imageGridThw: inputs.image_grid_thw };
-}
-
-// Prefill, then one token at a time through the cache, checking each step's last-position logits.
-function greedy(model: QwenVLForConditionalGeneration, inputs: Record<string, Tensor>, cache: KVCache, stepLogits: Tensor): number[] {
-  const tokens: number[] = [];
-  let mask = inputs.attention_mask!;
-  let out = torch.noGrad(() => model.forward(modelInputs(inputs), { cache }));
-  for (let step = 0; step < 8; step++) {
-    const last = out.logits!.select(1, -1);
-    expectClose(last.squeeze(0), stepLogits.select(0, step), 1e-4);
-    const next = last.argmax(-1).item();
-    tokens.push(next);
-    mask = torch.cat([mask, torch.ones([1, 1], { dtype: 'int64' })], 1);
-    out = torch.noGrad(() => model.forward({ inputIds: torch.tensor([[next]], { dtype: 'int64' }), attentionMask: mask }, { cache }));
-  }
-  return tokens;
 }

@@ -12,6 +12,7 @@ import { fromPretrained, savePretrained, type CausalLM, type ModelInputs } from 
 import { LoraLinear, castAdapters, getPeftModel, type LoraModel } from '../../lib/adapters/index.js';
 import { Linear4bit, quantizeModel, parseQuantStateTensor } from '../../lib/quant/index.js';
 import { goldenDir, loadGolden } from '../models/golden.js';
+import { perturb } from '../adapters/helpers.js';
 
 const dirs: string[] = [];
 const tempDir = (): string => {
@@ -130,17 +131,6 @@ describe('quantise on load', () => {
 });
 
 describe('LoRA and DoRA over a 4-bit base', () => {
-  // Non-zero B (and m) so the adapter changes the output.
-  function perturb(peft: LoraModel, seed = 1): void {
-    torch.manualSeed(seed);
-    torch.noGrad(() => {
-      for (const layer of peft.layers.values()) {
-        layer.lora_B.weight.normal_(0, 0.05);
-        layer.lora_magnitude_vector?.mul_(torch.rand(layer.lora_magnitude_vector.shape).mul(0.2).add(0.9));
-      }
-    });
-  }
-
   // The same model with every 4-bit layer replaced by a dense Linear on its dequantised weight.
   function dequantizedTwin(model: CausalLM, twin: CausalLM): void {
     for (const [name, m] of model.namedModules()) {
