@@ -2,14 +2,14 @@
 # Sets up vlalign on a fresh Debian machine: the system packages libtorch needs, the npm
 # dependencies, the native addon (the shipped prebuild when it loads, else a source build) and the
 # TypeScript build. Safe to run again: it installs only what is missing.
-#   bash scripts/setup.sh            # core
-#   bash scripts/setup.sh --peers    # also python3-torch and python3-pil for the benchmarks' peers
+#   bash scripts/setup.sh                                # what `npm run demo` and `npm test` need
 #   VLALIGN_BUILD_FROM_SOURCE=1 bash scripts/setup.sh   # always compile the addon
+# The Python peers (python3-torch, python3-pil, python3-numpy) are test and benchmark dependencies:
+# the tests cross-check against them, so they are installed too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libtorch-dev libgloo-dev libopenblas0-openmp)
-[[ " $* " == *" --peers "* ]] && packages+=(python3-torch python3-pil)
+packages=(libtorch-dev libgloo-dev libopenblas0-openmp python3-torch python3-pil python3-numpy)
 
 missing=()
 for p in "${packages[@]}"; do

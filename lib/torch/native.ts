@@ -39,15 +39,20 @@ export function verifyBinary(file: string): void {
   }
 }
 
-function loadAddon(): NativeAddon {
-  let file: string;
+function findBinary(): string {
   try {
-    file = locateBinary();
+    return locateBinary();
   } catch (cause) {
     throw new Error('vlalign: no native binary found; build it with `npm run build:native`', { cause });
   }
+}
+
+/** The path of the addon binary this process loaded (VLALIGN_NATIVE, else a source build, else the prebuild). */
+export const nativeBinaryPath: string = findBinary();
+
+function loadAddon(file: string): NativeAddon {
   verifyBinary(file);
   return require(file) as NativeAddon;
 }
 
-export const native: NativeAddon = loadAddon();
+export const native: NativeAddon = loadAddon(nativeBinaryPath);

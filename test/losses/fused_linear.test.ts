@@ -4,15 +4,12 @@
 // the row-kernel ISA variants (in child processes, since the ISA is chosen once per process) and
 // the input checks.
 import { spawnSync } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, it, expect } from 'vitest';
 import { torch, losses } from '../../lib/index.js';
-import { native } from '../../lib/torch/native.js';
+import { native, nativeBinaryPath } from '../../lib/torch/native.js';
 import { assertGradcheck } from '../torch/gradcheck.js';
 import { arr, expectAllClose, f32, f64, gradsOf, IGNORE, long, rng, uniform, type Tensor } from './helpers.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 interface RefStats {
   logp: number[];
@@ -282,7 +279,7 @@ describe('fused token stats: row-kernel ISA variants agree (child processes)', (
   // The ISA is fixed once per process from VLALIGN_CPU_CAPABILITY, so each variant runs in its own
   // node process that loads the addon directly (float32: the only dtype with SIMD row kernels).
   const script = `
-    const n = require(${JSON.stringify(path.join(root, 'build/Release/vlalign.node'))});
+    const n = require(${JSON.stringify(nativeBinaryPath)});
     const d = JSON.parse(process.env.VL_CASE);
     const f = (a, shape) => n.fromBytes(new Float32Array(a), 6, shape);
     const read = (h) => Array.from(new Float32Array(n.bytes(h)));

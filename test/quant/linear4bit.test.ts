@@ -1,12 +1,12 @@
 // Linear4bit: the 4-bit layer equals a dense linear layer on its dequantised weight (forward, dx,
 // db), computes in its compute dtype, keeps its weight frozen, names its tensors as documented, and
 // costs ~0.516 bytes per parameter with double quantisation. Plus the bitsandbytes JSON writer.
-import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { Linear } from '../../lib/nn/index.js';
 import { Linear4bit, pythonFloatRepr, quantStateJson } from '../../lib/quant/index.js';
+import { runPythonText } from '../peers/python.js';
 
 const F = torch.nn.functional;
 const relErr = (a: Tensor, b: Tensor): number => torch.tidy(() => (a.sub(b).abs().max().item() as number) / (b.abs().max().item() as number));
@@ -126,16 +126,9 @@ describe('bitsandbytes quant_state JSON', () => {
     const cases: Array<[number, string]> = [[1e-5, '1e-05'], [0.0001, '0.0001'], [1.5, '1.5'], [2, '2.0'], [-0.25, '-0.25'], [1e16, '1e+16'],
       [123456789012345680, '1.2345678901234568e+17'], [1234.5, '1234.5'], [0.000123, '0.000123'], [3.4e-7, '3.4e-07'], [0, '0.0']];
     for (const [x, repr] of cases) expect(pythonFloatRepr(x)).toBe(repr);
-    let python = true;
-    try {
-      execFileSync('python3', ['-c', 'pass']);
-    } catch {
-      python = false;
-    }
-    if (!python) return;
     // float32 values as doubles (what .item() gives bitsandbytes), over many magnitudes.
     const values = Array.from({ length: 200 }, (_, k) => Math.fround(Math.sin(k * 12.9898) * 10 ** ((k % 24) - 12)));
-    const out = execFileSync('python3', ['-c', 'import json,sys; print("\\n".join(json.dumps(float(v)) for v in json.load(sys.stdin)))'], { input: JSON.stringify(values) });
-    expect(values.map(pythonFloatRepr)).toEqual(out.toString().trim().split('\n'));
+    const out = runPythonText('import json,sys; print("\\n".join(json.dumps(float(v)) for v in json.load(sys.stdin)))', { input: JSON.stringify(values) });
+    expect(values.map(pythonFloatRepr)).toEqual(out.trim().split('\n'));
   });
 });

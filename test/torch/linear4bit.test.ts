@@ -2,11 +2,9 @@
 // summation order), float64 gradcheck, bias gradient, tiling of any size, the tiles' dequantised
 // bits (every SIMD variant), and no full-weight copy.
 import { spawnSync } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { torch } from '../../lib/index.js';
-import { native } from '../../lib/torch/native.js';
+import { native, nativeBinaryPath } from '../../lib/torch/native.js';
 import { assertGradcheck, input } from './gradcheck.js';
 
 type Tensor = torch.Tensor;
@@ -82,9 +80,8 @@ describe('linear4bit', () => {
   it('dequantises to the same bits with the default, avx2 and avx512 kernels (child processes)', () => {
     // The ISA is fixed once per process from VLALIGN_CPU_CAPABILITY, so each variant runs in its own
     // node process: dequantize4bit (whole blocks per thread) and the tiles of linear4bit (any start).
-    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
     const script = `
-      const n = require(${JSON.stringify(path.join(root, 'build/Release/vlalign.node'))});
+      const n = require(${JSON.stringify(nativeBinaryPath)});
       const hex = (h) => Buffer.from(n.bytes(h)).toString('hex');
       const out = [];
       for (const [rows, cols, blocksize, type] of [[33, 100, 32, 'nf4'], [1, 1001, 64, 'fp4'], [64, 256, 128, 'nf4']]) {

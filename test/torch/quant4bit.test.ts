@@ -1,10 +1,9 @@
 // 4-bit quantisation against an independent plain-JS reference written from the bitsandbytes
 // semantics (specs/trl_peft.md §5.3): published NF4 / FP4 tables, high-nibble-first packing,
 // nearest code with ties to the lower code, error bounds, double quantisation, bytes per parameter.
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { torch } from '../../lib/index.js';
+import { runPythonText } from '../peers/python.js';
 import { rng } from './gradcheck.js';
 
 const f = Math.fround;
@@ -155,9 +154,7 @@ describe('quantize4bit', () => {
     });
   });
 
-  const python = '/usr/bin/python3';
-  const hasTorch = existsSync(python) && (() => { try { execFileSync(python, ['-c', 'import torch']); return true; } catch { return false; } })();
-  it.skipIf(!hasTorch)('builds the dynamic map exactly as create_dynamic_map does in PyTorch', () => {
+  it('builds the dynamic map exactly as create_dynamic_map does in PyTorch', () => {
     // The construction of bitsandbytes' create_dynamic_map(signed=True), run in Python PyTorch.
     const script = [
       'import torch, json', 'data = []',
@@ -166,7 +163,7 @@ describe('quantize4bit', () => {
       '    data += ((10 ** (-6 + i)) * m).tolist()', '    data += (-(10 ** (-6 + i)) * m).tolist()',
       'data += [0, 1.0]', 'data.sort()', 'print(json.dumps(torch.tensor(data, dtype=torch.float32).tolist()))',
     ].join('\n');
-    const expected = JSON.parse(execFileSync(python, ['-c', script]).toString()) as number[];
+    const expected = JSON.parse(runPythonText(script)) as number[];
     torch.tidy(() => expect(numbers(torch.quantize4bit(torch.randn(64), { doubleQuant: true }).nestedCode!)).toEqual(expected));
   });
 

@@ -1,10 +1,11 @@
 // Shared by the image preprocessing tests: fixture paths, the Python reference (Debian's
 // /usr/bin/python3 with Pillow 9.4 and numpy, the goldens' versions) and hashing.
-import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { runPython as runPeer } from '../../peers/python.js';
 
 export const fixtures = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../fixtures');
 export const imagePath = (name: string): string => path.join(fixtures, 'images', name);
@@ -19,15 +20,8 @@ export function sha256F32(values: Float32Array): string {
   return crypto.createHash('sha256').update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)).digest('hex');
 }
 
-const PYTHON = process.env.PYTHON || '/usr/bin/python3';
-
-/** Runs a Python script with `input` on stdin; returns stdout as bytes (throws with stderr). */
-export function runPython(script: string, input: string | Uint8Array = ''): Buffer {
-  const child = spawnSync(PYTHON, ['-c', script], { input, maxBuffer: 1 << 30 });
-  if (child.error) throw new Error(`could not run ${PYTHON}: ${child.error.message}`);
-  if (child.status !== 0) throw new Error(`${PYTHON} exited with ${child.status}:\n${child.stderr.toString()}`);
-  return child.stdout;
-}
+/** Runs a Python script with `input` on stdin; returns stdout as bytes (a missing peer fails with the fix). */
+export const runPython = (script: string, input: string | Uint8Array = ''): Buffer => runPeer(script, { input });
 
 // The same deterministic generator (mulberry32) as the tensor tests, for sizes and pixels.
 export { rng } from '../../torch/gradcheck.js';
