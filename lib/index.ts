@@ -9,3 +9,4 @@ export * as losses from './losses/index.js';
 export * as tiny from './tiny/index.js';
 export * as adapters from './adapters/index.js';
 export * as optim from './optim/index.js';
+export * as data from './data/index.js';
