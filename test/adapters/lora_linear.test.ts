@@ -4,6 +4,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { Linear } from '../../lib/nn/index.js';
+import { Linear4bit } from '../../lib/quant/index.js';
 import { LoraLinear, type LoraLayerOptions } from '../../lib/adapters/index.js';
 
 const IN = 6;
@@ -261,6 +262,61 @@ describe('LoraLinear life cycle', () => {
       l.enableAdapters(false);
       expect(maxDiff(l.forward(x), plain)).toBeLessThan(1e-5);
       expect(l.merged).toBe(false);
+    });
+  });
+});
+
+describe('LoraLinear over a 4-bit base', () => {
+  const [IN_Q, OUT_Q] = [64, 12];
+  // Two layers over one 4-bit weight (fromLinear quantises one dense weight twice alike), one adapter.
+  function twins(): [LoraLinear, LoraLinear, Tensor] {
+    torch.manualSeed(21);
+    const dense = randomLinear(IN_Q, OUT_Q);
+    const quantise = (): Linear4bit => Linear4bit.fromLinear(dense, { quantType: 'nf4', doubleQuant: true });
+    const [q1, q2] = [quantise(), quantise()];
+    const wq = q1.dequantize().double();
+    const [l1, l2] = [q1, q2].map((q) => new LoraLinear(q, { r: 4, alpha: 8, useDora: true }));
+    torch.noGrad(() => {
+      l1.lora_B.weight.normal_(0, 0.3);
+      l1.lora_magnitude_vector!.mul_(torch.rand([OUT_Q]).add(0.5));
+      l2.lora_A.weight.copy_(l1.lora_A.weight);
+      l2.lora_B.weight.copy_(l1.lora_B.weight);
+      l2.lora_magnitude_vector!.copy_(l1.lora_magnitude_vector!);
+    });
+    return [l1, l2, wq];
+  }
+
+  it('DoRA: a dequantising merge gives m/‖Wq + sBA‖_row · (Wq + sBA) of the dequantised Wq (float64); '
+    + 'unmerge gives Wq back; unload a dense Linear', () => {
+    torch.tidy(() => {
+      const [l, , wq] = twins();
+      const [a, b, m] = [l.lora_A.weight.double(), l.lora_B.weight.double(), l.lora_magnitude_vector!.double()];
+      const w = wq.add(b.matmul(a).mul(2));
+      const expected = m.div(w.square().sum(1).sqrt()).unsqueeze(1).mul(w);
+      // float32 against float64: a few roundings of values up to max|W|, the norm a sum of IN_Q squares.
+      const tol = 8 * 2 ** -23 * Math.sqrt(IN_Q) * (expected.abs().max().item() as number);
+      l.merge({ dequantize: true });
+      expect([l.quantized, l.weight.dtype]).toEqual([false, 'float32']);
+      expect(maxDiff(l.weight, expected)).toBeLessThan(tol);
+      l.unmerge();
+      expect(maxDiff(l.weight, wq)).toBeLessThan(tol);
+      const back = l.unload();
+      expect(back.constructor).toBe(Linear); // a new dense Linear, not the emptied Linear4bit
+      expect(maxDiff(back.weight, wq)).toBeLessThan(tol);
+    });
+  });
+
+  it("DoRA: a re-quantising merge stores exactly the 4-bit quantisation of the dequantising merge's weight", () => {
+    torch.tidy(() => {
+      const [requantised, dequantised] = twins();
+      requantised.merge();
+      dequantised.merge({ dequantize: true });
+      const info = requantised.quantInfo()!;
+      expect(info.spec).toMatchObject({ quantType: 'nf4', blocksize: 64, doubleQuant: true, weightDtype: 'float32' });
+      const expected = torch.quantize4bit(dequantised.weight, { quantType: 'nf4', blocksize: 64, doubleQuant: true });
+      expect(info.weight.equal(expected.packed)).toBe(true);
+      expect(info.buffers.get('weight_absmax')!.equal(expected.absmax)).toBe(true);
+      expect(info.buffers.get('weight_nested_absmax')!.equal(expected.nestedAbsmax!)).toBe(true);
     });
   });
 });
