@@ -87,16 +87,19 @@ Napi::Value FromBuffer(const Info& info) {
     int64_t numel = 1;
     for (int64_t d : shape) numel *= d;
     if (numel * itemsize != static_cast<int64_t>(view.ByteLength())) {
-      throw Napi::RangeError::New(info.Env(), "frombuffer: " + std::to_string(view.ByteLength()) + " bytes given but shape " +
-                                                  shapeString(shape) + " needs " + std::to_string(numel * itemsize));
+      throw Napi::RangeError::New(info.Env(), "frombuffer: " + std::to_string(view.ByteLength()) +
+                                                  " bytes given but shape " + shapeString(shape) + " needs " +
+                                                  std::to_string(numel * itemsize));
     }
     if (reinterpret_cast<uintptr_t>(data) % itemsize != 0) {
-      throw Napi::RangeError::New(info.Env(), "frombuffer: the buffer is not aligned to its " + std::to_string(itemsize) +
+      throw Napi::RangeError::New(info.Env(), "frombuffer: the buffer is not aligned to its " +
+                                                  std::to_string(itemsize) +
                                                   "-byte elements; copy it with torch.tensor instead");
     }
     auto* ref = new BufferRef{info.Env(), nullptr};
     napi_create_reference(info.Env(), buffer, 1, &ref->ref);
-    at::Tensor t = at::from_blob(data, shape, [ref](void*) { releaseBufferRef(ref); }, at::TensorOptions().dtype(dtype));
+    at::Tensor t = at::from_blob(
+        data, shape, [ref](void*) { releaseBufferRef(ref); }, at::TensorOptions().dtype(dtype));
     return wrap(info.Env(), std::move(t));
   });
 }

@@ -50,7 +50,8 @@ Napi::Value indexAdd(const Info& info) {
 
 // Advanced indexing: one entry per leading dim, 0 meaning "all of this dim" (Python's `:`).
 c10::List<c10::optional<at::Tensor>> indicesAt(const Info& info, size_t i) {
-  if (!info[i].IsArray()) throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + ": expected an array of indices");
+  if (!info[i].IsArray())
+    throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + ": expected an array of indices");
   Napi::Array array = info[i].As<Napi::Array>();
   c10::List<c10::optional<at::Tensor>> out;
   for (uint32_t k = 0; k < array.Length(); ++k) {
@@ -68,7 +69,8 @@ c10::List<c10::optional<at::Tensor>> indicesAt(const Info& info, size_t i) {
 }
 
 Napi::Value index(const Info& info) {
-  return guard(info, "index", [&] { return wrap(info.Env(), at::index(tensorAt(info, 0), indicesAt(info, 1))); }, {0, 1});
+  return guard(info, "index", [&] { return wrap(info.Env(), at::index(tensorAt(info, 0), indicesAt(info, 1))); },
+               {0, 1});
 }
 
 // indexPut_(a, indices, values, accumulate)

@@ -22,8 +22,9 @@ OptionalTensor definedOrNone(const at::Tensor& t) { return t.defined() ? Optiona
 // Per-token [logp, entropy, meanLogit] whose backward recomputes each chunk's logits (8NHV FLOPs
 // in all, memory O(chunk x V)); composes with any loss written over per-token log-probs.
 struct LinearLogprobsFunction : public torch::autograd::Function<LinearLogprobsFunction> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const OptionalTensor& bias,
-                               const at::Tensor& labels, double temperature, int64_t chunkRows, double gradFilter) {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                               const OptionalTensor& bias, const at::Tensor& labels, double temperature,
+                               int64_t chunkRows, double gradFilter) {
     const K::LinearLogprobStats s = K::linearLogprobStats(x, weight, bias, labels, temperature, chunkRows);
     ctx->saved_data["gradFilter"] = gradFilter;
     ctx->save_for_backward({x, weight, bias.value_or(at::Tensor()), labels});
@@ -44,9 +45,9 @@ struct LinearLogprobsFunction : public torch::autograd::Function<LinearLogprobsF
 // A scalar whose gradients with respect to (x, weight, bias) were computed already, during a
 // single fused pass; backward only scales them by the upstream gradient.
 struct PrecomputedGradientsFunction : public torch::autograd::Function<PrecomputedGradientsFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& value, const at::Tensor& x, const at::Tensor& weight,
-                            const OptionalTensor& bias, const at::Tensor& gradX, const at::Tensor& gradWeight,
-                            const OptionalTensor& gradBias) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& value, const at::Tensor& x,
+                            const at::Tensor& weight, const OptionalTensor& bias, const at::Tensor& gradX,
+                            const at::Tensor& gradWeight, const OptionalTensor& gradBias) {
     ctx->saved_data["gradX"] = gradX;
     ctx->saved_data["gradWeight"] = gradWeight;
     ctx->saved_data["gradBias"] = gradBias.value_or(at::Tensor());
@@ -63,7 +64,8 @@ struct PrecomputedGradientsFunction : public torch::autograd::Function<Precomput
       ctx->saved_data.erase(name);
       return !grad.defined() || unit ? grad : grad * g;
     };
-    return {at::Tensor(), scaled("gradX"), scaled("gradWeight"), scaled("gradBias"), at::Tensor(), at::Tensor(), at::Tensor()};
+    const at::Tensor none;
+    return {none, scaled("gradX"), scaled("gradWeight"), scaled("gradBias"), none, none, none};
   }
 };
 
@@ -74,8 +76,9 @@ Napi::Value statsResult(Napi::Env env, const K::LinearLogprobStats& s) {
 // linearLogprobStats(x, weight, bias | 0, labels, temperature, chunkRows) -> [logp, entropy, lse, meanLogit]
 Napi::Value linearLogprobStats(const Info& info) {
   return guard(info, "linearLogprobStats", [&] {
-    return statsResult(info.Env(), K::linearLogprobStats(tensorAt(info, 0), tensorAt(info, 1), optionalTensorAt(info, 2),
-                                                         tensorAt(info, 3), numberAt(info, 4), intAt(info, 5)));
+    const auto stats = K::linearLogprobStats(tensorAt(info, 0), tensorAt(info, 1), optionalTensorAt(info, 2),
+                                             tensorAt(info, 3), numberAt(info, 4), intAt(info, 5));
+    return statsResult(info.Env(), stats);
   }, {0, 1, 2, 3});
 }
 
@@ -101,19 +104,22 @@ Napi::Value linearLogprobGradChunk(const Info& info) {
     stats.lse = tensorAt(info, 5);
     stats.entropy = tensorAt(info, 6);
     at::Tensor gradBias = orUndefined(optionalTensorAt(info, 11));
-    return wrap(info.Env(), K::linearLogprobGradChunk(tensorAt(info, 0), tensorAt(info, 1), tensorAt(info, 2), tensorAt(info, 3),
-                                                      numberAt(info, 4), stats, orUndefined(optionalTensorAt(info, 7)),
-                                                      orUndefined(optionalTensorAt(info, 8)),
-                                                      orUndefined(optionalTensorAt(info, 9)), tensorAt(info, 10), gradBias,
-                                                      numberAt(info, 12)));
+    return wrap(info.Env(),
+                K::linearLogprobGradChunk(
+                    tensorAt(info, 0), tensorAt(info, 1), tensorAt(info, 2), tensorAt(info, 3), numberAt(info, 4),
+                    stats, orUndefined(optionalTensorAt(info, 7)), orUndefined(optionalTensorAt(info, 8)),
+                    orUndefined(optionalTensorAt(info, 9)), tensorAt(info, 10), gradBias, numberAt(info, 12)));
   }, {1, 2, 3});
 }
 
-// linearLogprobs(x, weight, bias | 0, labels, temperature, chunkRows, gradFilter) -> [logp, entropy, meanLogit], differentiable
+// linearLogprobs(x, weight, bias | 0, labels, temperature, chunkRows, gradFilter)
+//   -> [logp, entropy, meanLogit], differentiable
 Napi::Value linearLogprobs(const Info& info) {
   return guard(info, "linearLogprobs", [&] {
-    return wrapAll(info.Env(), LinearLogprobsFunction::apply(tensorAt(info, 0), tensorAt(info, 1), optionalTensorAt(info, 2),
-                                                              tensorAt(info, 3), numberAt(info, 4), intAt(info, 5), numberAt(info, 6)));
+    const auto outputs = LinearLogprobsFunction::apply(tensorAt(info, 0), tensorAt(info, 1), optionalTensorAt(info, 2),
+                                                       tensorAt(info, 3), numberAt(info, 4), intAt(info, 5),
+                                                       numberAt(info, 6));
+    return wrapAll(info.Env(), outputs);
   }, {0, 1, 2, 3});
 }
 
@@ -122,9 +128,10 @@ Napi::Value attachGradients(const Info& info) {
   return guard(info, "attachGradients", [&] {
     const OptionalTensor bias = optionalTensorAt(info, 3);
     const OptionalTensor gradBias = optionalTensorAt(info, 6);
-    TORCH_CHECK(bias.has_value() == gradBias.has_value(), "attachGradients: bias and its gradient must be given together");
-    return wrap(info.Env(), PrecomputedGradientsFunction::apply(tensorAt(info, 0), tensorAt(info, 1), tensorAt(info, 2), bias,
-                                                                tensorAt(info, 4), tensorAt(info, 5), gradBias));
+    TORCH_CHECK(bias.has_value() == gradBias.has_value(),
+                "attachGradients: bias and its gradient must be given together");
+    return wrap(info.Env(), PrecomputedGradientsFunction::apply(tensorAt(info, 0), tensorAt(info, 1), tensorAt(info, 2),
+                                                                bias, tensorAt(info, 4), tensorAt(info, 5), gradBias));
   });
 }
 

@@ -256,7 +256,9 @@ void registerMathOps(Napi::Env env, Napi::Object exports) {
   VL_EXPORT_ARITHMETIC(add)
   VL_EXPORT_ARITHMETIC(sub)
   VL_EXPORT_ARITHMETIC(div)
-#define VL_EXPORT_COMPARISON(name) VL_EXPORT(exports, env, #name, name); VL_EXPORT(exports, env, #name "Scalar", name##Scalar);
+#define VL_EXPORT_COMPARISON(name)      \
+  VL_EXPORT(exports, env, #name, name); \
+  VL_EXPORT(exports, env, #name "Scalar", name##Scalar);
   VL_COMPARISONS(VL_EXPORT_COMPARISON)
   VL_EXPORT(exports, env, "isnan", isnan);
   VL_EXPORT(exports, env, "isinf", isinf);

@@ -63,14 +63,16 @@ Napi::Value dequantize4bit(const Info& info) {
 // dequantizeBlockwise8(codes, absmax, code, blocksize) -> float32 (the double-quantised absmax)
 Napi::Value dequantizeBlockwise8(const Info& info) {
   return guard(info, "dequantizeBlockwise8", [&] {
-    return wrap(info.Env(), K::dequantizeBlockwise8(tensorAt(info, 0), tensorAt(info, 1), tensorAt(info, 2), intAt(info, 3)));
+    return wrap(info.Env(),
+                K::dequantizeBlockwise8(tensorAt(info, 0), tensorAt(info, 1), tensorAt(info, 2), intAt(info, 3)));
   }, {0, 1});
 }
 
 // y = x W^T + b over a frozen 4-bit W; backward gives dx (tiled like the forward) and db.
 struct Linear4bitFunction : public torch::autograd::Function<Linear4bitFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const OptionalTensor& bias, const at::Tensor& packed,
-                            const at::Tensor& absmax, const at::Tensor& code, std::vector<int64_t> dims) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const OptionalTensor& bias,
+                            const at::Tensor& packed, const at::Tensor& absmax, const at::Tensor& code,
+                            std::vector<int64_t> dims) {
     const K::Weight4bit w{packed, absmax, code, dims[0], dims[1], dims[2]};
     ctx->save_for_backward({packed, absmax, code});
     ctx->saved_data["dims"] = dims;
@@ -88,7 +90,8 @@ struct Linear4bitFunction : public torch::autograd::Function<Linear4bitFunction>
     const at::Tensor dy = grads[0].reshape({-1, w.outFeatures}).contiguous();
     std::vector<int64_t> xShape = grads[0].sizes().vec();
     xShape.back() = w.inFeatures;
-    const at::Tensor dx = ctx->needs_input_grad(0) ? K::linear4bitBackwardInput(dy, w, dims[3]).view(xShape) : at::Tensor();
+    const at::Tensor dx =
+        ctx->needs_input_grad(0) ? K::linear4bitBackwardInput(dy, w, dims[3]).view(xShape) : at::Tensor();
     const at::Tensor db = ctx->saved_data["hasBias"].toBool() && ctx->needs_input_grad(1) ? dy.sum(0) : at::Tensor();
     return {dx, db, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -103,7 +106,8 @@ Napi::Value linear4bit(const Info& info) {
     const at::Tensor absmax = restoreAbsmax(tensorAt(info, 3), optionalTensorAt(info, 4), optionalTensorAt(info, 5),
                                             optionalTensorAt(info, 6));
     const std::vector<int64_t> dims = {intAt(info, 8), intAt(info, 9), intAt(info, 10), intAt(info, 11)};
-    const K::Weight4bit w{tensorAt(info, 2), absmax, tensorAt(info, 7).to(at::kFloat).contiguous(), dims[0], dims[1], dims[2]};
+    const K::Weight4bit w{tensorAt(info, 2), absmax,  tensorAt(info, 7).to(at::kFloat).contiguous(),
+                          dims[0],           dims[1], dims[2]};
     K::checkWeight4bit(w);
     TORCH_CHECK(x.device().is_cpu(), "linear4bit: x must be on the CPU");
     TORCH_CHECK(x.dim() >= 1 && x.size(-1) == w.inFeatures, "linear4bit: x must end in ", w.inFeatures,

@@ -18,7 +18,8 @@ namespace {
 Napi::Value setNumThreads(const Info& info) {
   return guard(info, "setNumThreads", [&] {
     const int64_t n = intAt(info, 0);
-    if (n < 1) throw Napi::RangeError::New(info.Env(), "setNumThreads: expected at least 1 thread, got " + std::to_string(n));
+    if (n < 1)
+      throw Napi::RangeError::New(info.Env(), "setNumThreads: expected at least 1 thread, got " + std::to_string(n));
     at::set_num_threads(static_cast<int>(n));
     return info.Env().Undefined();
   });

@@ -62,12 +62,14 @@ Napi::Value split(const Info& info) {
   return guard(info, "split", [&] {
     const at::Tensor& a = tensorAt(info, 0);
     const int64_t dim = intAt(info, 2);
-    return wrapAll(info.Env(), info[1].IsArray() ? a.split_with_sizes(intsAt(info, 1), dim) : a.split(intAt(info, 1), dim));
+    return wrapAll(info.Env(),
+                   info[1].IsArray() ? a.split_with_sizes(intsAt(info, 1), dim) : a.split(intAt(info, 1), dim));
   }, {0});
 }
 
 Napi::Value chunk(const Info& info) {
-  return guard(info, "chunk", [&] { return wrapAll(info.Env(), tensorAt(info, 0).chunk(intAt(info, 1), intAt(info, 2))); });
+  return guard(info, "chunk",
+               [&] { return wrapAll(info.Env(), tensorAt(info, 0).chunk(intAt(info, 1), intAt(info, 2))); });
 }
 
 Napi::Value unbind(const Info& info) {

@@ -1,5 +1,7 @@
 #include "tensor_table.h"
 
+#include <utility>
+
 namespace vlalign {
 
 namespace {

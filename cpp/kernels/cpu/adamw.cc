@@ -5,7 +5,10 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "optim_rows.h"
 
@@ -76,11 +79,14 @@ void adamwStep(std::vector<at::Tensor>& params, const std::vector<at::Tensor>& g
     if (params[k].scalar_type() == at::kFloat) {
       float* p = params[k].data_ptr<float>();
       const float* gp = g.data_ptr<float>();
-      at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) { kernels.adamw(p + i0, gp + i0, m + i0, v + i0, i1 - i0, s); });
+      at::parallel_for(0, n, kGrain,
+                       [&](int64_t i0, int64_t i1) { kernels.adamw(p + i0, gp + i0, m + i0, v + i0, i1 - i0, s); });
     } else {
       c10::BFloat16* p = params[k].data_ptr<c10::BFloat16>();
       const c10::BFloat16* gp = g.data_ptr<c10::BFloat16>();
-      at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) { updateBf16(kernels, p + i0, gp + i0, m + i0, v + i0, i1 - i0, s); });
+      at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
+        updateBf16(kernels, p + i0, gp + i0, m + i0, v + i0, i1 - i0, s);
+      });
     }
   }
 }

@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <vector>
+
 namespace vlalign::kernels {
 
 struct AdamwOptions {

@@ -1,5 +1,6 @@
 // Picks the widest row kernels (losses, optimizers, 4-bit dequantisation) this CPU runs, once.
-// VLALIGN_CPU_CAPABILITY=default|avx2|avx512 overrides (as ATEN_CPU_CAPABILITY does for ATen), e.g. to compare versions in a benchmark.
+// VLALIGN_CPU_CAPABILITY=default|avx2|avx512 overrides (as ATEN_CPU_CAPABILITY does for ATen), e.g. to compare versions
+// in a benchmark.
 #include <cstdlib>
 #include <string>
 

@@ -5,6 +5,10 @@
 #include "../fused_linear_logprob_cuda.h"  // declares the CUDA row kernels under VLALIGN_WITH_CUDA
 #include "linear_logprob_rows.h"
 
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
 namespace vlalign::kernels {
 
 const FloatRowKernels& floatRowKernels();  // dispatch.cc
@@ -96,7 +100,8 @@ c10::optional<SignificantEntries> significantEntries(const at::Tensor& block, do
   for (int64_t r = 0; r < rows; ++r) counts[r + 1] += counts[r];
   if (counts[rows] > limit) return c10::nullopt;
   SignificantEntries out{at::empty({counts[rows]}, block.options().dtype(at::kLong)),
-                         at::empty({counts[rows]}, block.options().dtype(at::kLong)), at::empty({counts[rows]}, block.options())};
+                         at::empty({counts[rows]}, block.options().dtype(at::kLong)),
+                         at::empty({counts[rows]}, block.options())};
   int64_t *outRows = out.rows.data_ptr<int64_t>(), *outColumns = out.columns.data_ptr<int64_t>();
   T* outValues = out.values.data_ptr<T>();
   forRows(rows, [&](int64_t r) {
@@ -194,7 +199,8 @@ LinearLogprobStats linearLogprobStatsChunk(const at::Tensor& x, const at::Tensor
                                            double temperature, at::Tensor& logits) {
   at::NoGradGuard noGrad;
   const int64_t rows = x.size(0), vocab = weight.size(0);
-  if (!logits.defined() || logits.size(0) < rows || logits.size(1) != vocab || logits.scalar_type() != x.scalar_type()) {
+  if (!logits.defined() || logits.size(0) < rows || logits.size(1) != vocab ||
+      logits.scalar_type() != x.scalar_type()) {
     logits = at::empty({rows, vocab}, x.options());
   }
   at::Tensor block = logits.narrow(0, 0, rows);
@@ -210,7 +216,8 @@ LinearLogprobStats linearLogprobStatsChunk(const at::Tensor& x, const at::Tensor
     return out;
   }
 #endif
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linearLogprobStats", [&] { statsRows<scalar_t>(block, b, y, temperature, out); });
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linearLogprobStats",
+                             [&] { statsRows<scalar_t>(block, b, y, temperature, out); });
   return out;
 }
 
@@ -230,16 +237,18 @@ at::Tensor linearLogprobGradChunk(at::Tensor& logits, const at::Tensor& x, const
 #ifdef VLALIGN_WITH_CUDA
   if (block.is_cuda()) {
     cudaGradRows(block, y, temperature, stats, c, e, m);
-  } else
+  } else  // NOLINT(readability/braces): the CPU path below is the else branch only in CUDA builds
 #endif
-  AT_DISPATCH_FLOATING_TYPES(dtype, "linearLogprobGrad", [&] { gradRows<scalar_t>(block, y, temperature, stats, c, e, m); });
+    AT_DISPATCH_FLOATING_TYPES(dtype, "linearLogprobGrad",
+                               [&] { gradRows<scalar_t>(block, y, temperature, stats, c, e, m); });
   at::Tensor gradX = at::zeros({rows, x.size(1)}, x.options());
   if (gradFilter > 0 && c.defined() && block.is_cpu()) {
     // The label entries (c/T, never negligible) leave the block first, so the density test sees
     // the softmax part alone.
     applyLabelTerm(block, x, weight, y, c.mul(1.0 / temperature), gradX, gradWeight, gradBias);
     c10::optional<SignificantEntries> sparse;
-    AT_DISPATCH_FLOATING_TYPES(dtype, "significantEntries", [&] { sparse = significantEntries<scalar_t>(block, gradFilter); });
+    AT_DISPATCH_FLOATING_TYPES(dtype, "significantEntries",
+                               [&] { sparse = significantEntries<scalar_t>(block, gradFilter); });
     if (sparse) {
       applyEntries(*sparse, x, weight, gradX, gradWeight, gradBias);
       return gradX;
@@ -264,8 +273,8 @@ LinearLogprobStats linearLogprobStats(const at::Tensor& x, const at::Tensor& wei
   const at::Tensor xc = x.contiguous(), wc = weight.contiguous();
   for (int64_t start = 0; start < n; start += chunkRows) {
     const int64_t rows = std::min(chunkRows, n - start);
-    const LinearLogprobStats s =
-        linearLogprobStatsChunk(xc.narrow(0, start, rows), wc, bias, labels.narrow(0, start, rows), temperature, logits);
+    const LinearLogprobStats s = linearLogprobStatsChunk(xc.narrow(0, start, rows), wc, bias,
+                                                         labels.narrow(0, start, rows), temperature, logits);
     out.logp.narrow(0, start, rows).copy_(s.logp);
     out.entropy.narrow(0, start, rows).copy_(s.entropy);
     out.lse.narrow(0, start, rows).copy_(s.lse);
@@ -284,7 +293,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linearLogprobBackward(
   at::Tensor gradX = at::empty_like(xc);
   at::Tensor gradWeight = at::zeros_like(wc);
   at::Tensor gradBias = bias ? at::zeros_like(*bias) : at::Tensor();
-  auto slice = [](const at::Tensor& t, int64_t start, int64_t rows) { return t.defined() ? t.narrow(0, start, rows) : t; };
+  auto slice = [](const at::Tensor& t, int64_t start, int64_t rows) {
+    return t.defined() ? t.narrow(0, start, rows) : t;
+  };
   at::Tensor logits;
   for (int64_t start = 0; start < n; start += chunkRows) {
     const int64_t rows = std::min(chunkRows, n - start);

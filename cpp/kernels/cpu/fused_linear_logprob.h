@@ -8,6 +8,8 @@
 
 #include <torch/torch.h>
 
+#include <tuple>
+
 namespace vlalign::kernels {
 
 struct LinearLogprobStats {

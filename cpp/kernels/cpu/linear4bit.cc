@@ -117,8 +117,11 @@ at::Tensor linear4bitBackwardInput(const at::Tensor& dy, const Weight4bit& w, in
     at::Tensor tile = scratch.narrow(0, 0, rows);
     dequantizeTile(w, r0, rows, 0, w.inFeatures, tile);
     // The first tile writes dx (beta = 0): no zero fill and no extra read of dx.
-    if (r0 == 0) at::mm_out(dx, dy.narrow(1, 0, rows), tile);
-    else dx.addmm_(dy.narrow(1, r0, rows), tile);
+    if (r0 == 0) {
+      at::mm_out(dx, dy.narrow(1, 0, rows), tile);
+    } else {
+      dx.addmm_(dy.narrow(1, r0, rows), tile);
+    }
   }
   return dx;
 }

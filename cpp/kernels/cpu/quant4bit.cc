@@ -14,7 +14,9 @@
 #include <array>
 #include <cmath>
 #include <numeric>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 namespace vlalign::kernels {
 
@@ -139,8 +141,11 @@ Blockwise quantize4bit(const at::Tensor& weight, const at::Tensor& code, int64_t
   at::Tensor packed = at::empty({(n + 1) / 2, 1}, at::kByte);
   uint8_t* p = packed.data_ptr<uint8_t>();
   at::Tensor absmax = quantizeBlocks(flat, blocksize, nearest, [&](int64_t i, uint8_t c) {
-    if (i % 2 == 0) p[i / 2] = static_cast<uint8_t>(c << 4);
-    else p[i / 2] |= c;
+    if (i % 2 == 0) {
+      p[i / 2] = static_cast<uint8_t>(c << 4);
+    } else {
+      p[i / 2] |= c;
+    }
   });
   // An odd count pads the last byte's low nibble with the code of 0, as bitsandbytes does.
   if (n % 2 == 1) p[n / 2] |= nearest(0.0f);
@@ -211,7 +216,8 @@ void dequantize4bitRange(const uint8_t* packed, const float* absmax, const float
 }
 
 template void dequantize4bitRange<float>(const uint8_t*, const float*, const float*, int64_t, int64_t, int64_t, float*);
-template void dequantize4bitRange<double>(const uint8_t*, const float*, const float*, int64_t, int64_t, int64_t, double*);
+template void dequantize4bitRange<double>(const uint8_t*, const float*, const float*, int64_t, int64_t, int64_t,
+                                          double*);
 template void dequantize4bitRange<c10::BFloat16>(const uint8_t*, const float*, const float*, int64_t, int64_t, int64_t,
                                                  c10::BFloat16*);
 template void dequantize4bitRange<c10::Half>(const uint8_t*, const float*, const float*, int64_t, int64_t, int64_t,
@@ -221,8 +227,9 @@ at::Tensor dequantize4bit(const at::Tensor& packed, const at::Tensor& absmax, co
                           int64_t blocksize, at::IntArrayRef shape, at::ScalarType dtype) {
   checkBlocksize(blocksize);
   const int64_t n = c10::multiply_integers(shape);
-  TORCH_CHECK(packed.scalar_type() == at::kByte && packed.numel() == (n + 1) / 2, "dequantize4bit: packed must be uint8 with ",
-              (n + 1) / 2, " bytes for shape ", shape, ", got ", packed.scalar_type(), " with ", packed.numel());
+  TORCH_CHECK(packed.scalar_type() == at::kByte && packed.numel() == (n + 1) / 2,
+              "dequantize4bit: packed must be uint8 with ", (n + 1) / 2, " bytes for shape ", shape, ", got ",
+              packed.scalar_type(), " with ", packed.numel());
   TORCH_CHECK(absmax.scalar_type() == at::kFloat && absmax.numel() == (n + blocksize - 1) / blocksize,
               "dequantize4bit: absmax must be float32 with ", (n + blocksize - 1) / blocksize, " values, got ",
               absmax.scalar_type(), " with ", absmax.numel());

@@ -11,6 +11,8 @@
 
 #include <torch/torch.h>
 
+#include <string>
+
 namespace vlalign::kernels {
 
 // The 16-entry code of "nf4" or "fp4" (fp4 in bit-pattern order, as bitsandbytes' get_4bit_type).

@@ -35,8 +35,11 @@ struct Dequant4bitRows {
 
   template <typename Out>
   static Out convert(float value) {
-    if constexpr (sizeof(Out) == 2) return roundBf16(value);
-    else return value;
+    if constexpr (sizeof(Out) == 2) {
+      return roundBf16(value);
+    } else {
+      return value;
+    }
   }
 
   // Elements [i, end) one at a time (heads and tails that are not whole vectors).
@@ -113,7 +116,8 @@ void Dequant4bitRows<V>::vectorRun(const uint8_t* packed, const float* code, flo
       const __m512i lo = _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(bytes, bytes)), shifts);
       const __m512i hi = _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(bytes, bytes)), shifts);
       if constexpr (sizeof(Out) == 2) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + i), _mm512_cvtepi32_epi16(_mm512_permutexvar_epi32(lo, bf16Table)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + i),
+                            _mm512_cvtepi32_epi16(_mm512_permutexvar_epi32(lo, bf16Table)));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + i + 16),
                             _mm512_cvtepi32_epi16(_mm512_permutexvar_epi32(hi, bf16Table)));
       } else {
@@ -136,7 +140,8 @@ void Dequant4bitRows<V>::vectorRun(const uint8_t* packed, const float* code, flo
         const __m256i bias = _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1)),
                                               _mm256_set1_epi32(0x7FFF));
         const __m256 rounded = _mm256_castsi256_ps(_mm256_srli_epi32(_mm256_add_epi32(bits, bias), 16));
-        return _mm256_blendv_ps(rounded, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FC0)), _mm256_cmp_ps(t, t, _CMP_UNORD_Q));
+        return _mm256_blendv_ps(rounded, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FC0)),
+                                _mm256_cmp_ps(t, t, _CMP_UNORD_Q));
       };
       tableLo = round(tableLo);
       tableHi = round(tableHi);

@@ -3,6 +3,7 @@
 // with wide instructions; `ScalarVec` serves float64 and CPUs without AVX2.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -74,7 +75,8 @@ struct Avx512Vec {
     return {_mm512_mask_blend_ps(under, result, _mm512_setzero_ps())};
   }
   Avx512Vec flushSubnormal() const {
-    const __mmask16 tiny = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(std::numeric_limits<float>::min()), _CMP_LT_OQ);
+    const __mmask16 tiny =
+        _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(std::numeric_limits<float>::min()), _CMP_LT_OQ);
     return {_mm512_mask_blend_ps(tiny, v, _mm512_setzero_ps())};
   }
   float sum() const { return _mm512_reduce_add_ps(v); }
@@ -99,7 +101,8 @@ struct Avx2Vec {
   static Avx2Vec max(Avx2Vec a, Avx2Vec b) { return {_mm256_max_ps(a.v, b.v)}; }
   Avx2Vec exp() const {
     const __m256 x = _mm256_max_ps(v, _mm256_set1_ps(kExpUnderflow));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 n =
+        _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
     __m256 p = _mm256_set1_ps(1.0f / 720);
