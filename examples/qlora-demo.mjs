@@ -4,7 +4,7 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { adapters, models, optim, tiny, torch } from '../dist/index.js';
+import { adapters, losses, models, optim, tiny, torch } from '../dist/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vlalign-qlora-'));
 try {
@@ -16,12 +16,12 @@ try {
   const opt = new optim.AdamW(params, { lr: 5e-3, weightDecay: 0 });
   const schedule = new optim.LRScheduler(opt, { name: 'cosine', totalSteps: 10, warmupSteps: 2 });
   const ids = torch.tensor([[482, 17, 33, 95, 483, 482, 61, 62, 63, 64, 65, 66, 483]]);
+  const targets = losses.targetsFromLabels(ids); // every token is trained: position t predicts token t + 1
   model.train(); // blocks recompute their activations in backward (gradient checkpointing)
   for (let step = 0; step < 10; step++) {
     const loss = torch.tidy(() => {
       const logits = model.forward({ inputIds: ids }).logits;
-      const n = ids.shape[1] - 1;
-      const l = torch.nn.functional.crossEntropy(logits.narrow(1, 0, n).reshape([-1, logits.shape[2]]), ids.narrow(1, 1, n).reshape([-1]));
+      const l = torch.nn.functional.crossEntropy(logits.reshape([-1, logits.shape[2]]), targets.reshape([-1]));
       l.backward();
       return l.item();
     });

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { generation, models, processing, tiny, torch } from '../dist/index.js';
+import { generation, losses, models, processing, tiny, torch } from '../dist/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vlalign-demo-'));
 try {
@@ -28,8 +28,8 @@ try {
   model.train();
   const loss = torch.tidy(() => {
     const { logits } = model.forward(chat);
-    const n = logits.shape[1] - 1;
-    return torch.nn.functional.crossEntropy(logits.squeeze(0).narrow(0, 0, n), chat.labels.squeeze(0).narrow(0, 1, n));
+    const targets = losses.targetsFromLabels(chat.labels); // position t predicts token t + 1
+    return torch.nn.functional.crossEntropy(logits.squeeze(0), targets.squeeze(0));
   });
   loss.backward();
   console.log(`SFT loss ${loss.item().toFixed(4)}; gradient reaches the vision tower: ${model.visual.patch_embed.proj.weight.grad !== null}`);

@@ -9,6 +9,7 @@ import * as torch from '../../lib/torch/index.js';
 import { fromPretrained, type CausalLM } from '../../lib/models/index.js';
 import { getPeftModel, languageModelTargets, loadAdapter, type LoraModel } from '../../lib/adapters/index.js';
 import { AdamW, LRScheduler, clipGradNorm_, loadOptimizer, saveOptimizer } from '../../lib/optim/index.js';
+import { targetsFromLabels } from '../../lib/losses/index.js';
 import { writeTinyCheckpoint } from '../../lib/tiny/index.js';
 
 const root = mkdtempSync(join(tmpdir(), 'vlalign-qlora-'));
@@ -26,8 +27,7 @@ async function setup(): Promise<{ model: CausalLM; peft: LoraModel; opt: AdamW; 
 function step(model: CausalLM, opt: AdamW, schedule: LRScheduler, ids: torch.Tensor): number {
   const loss = torch.tidy(() => {
     const logits = model.forward({ inputIds: ids }).logits!;
-    const n = ids.shape[1]! - 1;
-    const l = torch.nn.functional.crossEntropy(logits.narrow(1, 0, n).reshape([-1, logits.shape[2]!]), ids.narrow(1, 1, n).reshape([-1]));
+    const l = torch.nn.functional.crossEntropy(logits.reshape([-1, logits.shape[2]!]), targetsFromLabels(ids).reshape([-1]));
     l.backward();
     return l.item() as number;
   });

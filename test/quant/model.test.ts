@@ -10,6 +10,7 @@ import type { Tensor } from '../../lib/torch/index.js';
 import { Linear } from '../../lib/nn/index.js';
 import { fromPretrained, savePretrained, type CausalLM, type ModelInputs } from '../../lib/models/index.js';
 import { LoraLinear, castAdapters, getPeftModel, type LoraModel } from '../../lib/adapters/index.js';
+import { targetsFromLabels } from '../../lib/losses/index.js';
 import { Linear4bit, quantizeModel, parseQuantStateTensor } from '../../lib/quant/index.js';
 import { goldenDir, loadGolden } from '../models/golden.js';
 import { perturb } from '../adapters/helpers.js';
@@ -192,8 +193,7 @@ describe('LoRA and DoRA over a 4-bit base', () => {
       expect(trainable.every((p) => p.dtype === adapterDtype)).toBe(true);
       const lossOf = (): Tensor => {
         const out = model.forward(inputs).logits!;
-        const [b, l, v] = out.shape as [number, number, number];
-        return torch.nn.functional.crossEntropy(out.narrow(1, 0, l - 1).reshape([-1, v]), ids.narrow(1, 1, l - 1).reshape([b * (l - 1)]));
+        return torch.nn.functional.crossEntropy(out.reshape([-1, out.shape[2]!]), targetsFromLabels(ids).reshape([-1]));
       };
       const losses: number[] = [];
       for (let step = 0; step < 6; step++) {
