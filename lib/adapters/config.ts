@@ -1,6 +1,8 @@
 // LoraConfig: PEFT's LoraConfig fields in camelCase with PEFT's defaults, checked at entry (the
 // __post_init__ checks included), and its adapter_config.json form (PEFT's snake_case keys) both ways.
 import { z } from 'zod';
+import { camelToSnake, snakeToCamel } from '../util/case.js';
+import { parseConfig } from '../util/config_error.js';
 import { compilePattern } from './patterns.js';
 
 export const TASK_TYPES = ['SEQ_CLS', 'SEQ_2_SEQ_LM', 'CAUSAL_LM', 'TOKEN_CLS', 'QUESTION_ANS', 'FEATURE_EXTRACTION'] as const;
@@ -53,24 +55,11 @@ export const LoraConfigSchema = z
 export type LoraConfigInput = z.input<typeof LoraConfigSchema>;
 export type LoraConfig = z.output<typeof LoraConfigSchema>;
 
-/** Parses a config (camelCase keys); the TypeError names every offending key. */
+/** Parses a config (camelCase keys); the ConfigError (a TypeError) names every offending key. */
 export function loraConfig(input: LoraConfigInput = {}): LoraConfig {
-  return parse(input, 'LoraConfig', (key) => key);
+  return parseConfig(LoraConfigSchema, input ?? {}, 'LoraConfig');
 }
 
-function parse(input: unknown, what: string, keyName: (camel: string) => string): LoraConfig {
-  const result = LoraConfigSchema.safeParse(input ?? {});
-  if (result.success) return result.data;
-  const issues = result.error.issues.map((i) => {
-    const keys = 'keys' in i && Array.isArray(i.keys) ? (i.keys as string[]).map(keyName).join(', ') : '';
-    const path = i.path.map((p, k) => (k === 0 ? keyName(String(p)) : String(p))).join('.');
-    return `${path || keys || '(root)'}: ${i.message}`;
-  });
-  throw new TypeError(`invalid ${what}: ${issues.join('; ')}`);
-}
-
-export const toSnake = (camel: string): string => camel.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-const toCamel = (snake: string): string => snake.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 const FIELDS = new Set(Object.keys(LoraConfigSchema.shape));
 
 // PEFT keys for features vlalign does not have: accepted while they hold their inert defaults.
@@ -96,18 +85,18 @@ export function fromPeftJson(json: Record<string, unknown>, where = 'adapter_con
   const unsupported: string[] = [];
   for (const [key, value] of Object.entries(json)) {
     if (key === 'peft_type') continue;
-    const camel = toCamel(key);
-    if (FIELDS.has(camel) && toSnake(camel) === key) input[camel] = value;
+    const camel = snakeToCamel(key);
+    if (FIELDS.has(camel) && camelToSnake(camel) === key) input[camel] = value;
     else if (!(INERT_PEFT_KEYS[key]?.(value) ?? isEmpty(value))) unsupported.push(`${key} = ${JSON.stringify(value)}`);
   }
   if (unsupported.length > 0) throw new TypeError(`${where}: unsupported PEFT settings: ${unsupported.join('; ')}`);
-  return parse(input, where, toSnake);
+  return parseConfig(LoraConfigSchema, input, where, { keyCase: 'snake' });
 }
 
 /** adapter_config.json's content: PEFT's keys, sets (target/exclude module lists) sorted and deduplicated. */
 export function toPeftJson(config: LoraConfig): Record<string, unknown> {
   const json: Record<string, unknown> = { peft_type: 'LORA' };
-  for (const [key, value] of Object.entries(config)) json[toSnake(key)] = value;
+  for (const [key, value] of Object.entries(config)) json[camelToSnake(key)] = value;
   for (const key of ['target_modules', 'exclude_modules']) {
     if (Array.isArray(json[key])) json[key] = [...new Set(json[key] as string[])].sort();
   }

@@ -3,8 +3,10 @@
 // `base_model.model.<module>.lora_A.weight`, `.lora_B.weight`, DoRA `.lora_magnitude_vector`,
 // modules_to_save `base_model.model.<module>.<param>`, trained biases of wrapped layers
 // `<module>.base_layer.bias`. Our module names are those keys minus the prefix and `base_layer.`.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeAtomic } from '../util/atomic_write.js';
+import { readJsonObject } from '../util/json_file.js';
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
@@ -25,26 +27,16 @@ export interface AdapterSource {
   adapterStateDict(): Map<string, Tensor>;
 }
 
-/** Writes both files, each atomically (temporary file, then rename). */
+/** Writes both files, each through the shared atomic writer. */
 export async function writeAdapter(source: AdapterSource, dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
   await torch.saveSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), Object.fromEntries(source.adapterStateDict()), { format: 'pt' });
-  const file = join(dir, ADAPTER_CONFIG_FILE);
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, peftJsonText(toPeftJson(source.config)));
-  renameSync(tmp, file);
+  writeAtomic(join(dir, ADAPTER_CONFIG_FILE), peftJsonText(toPeftJson(source.config)));
 }
 
 export function readAdapterConfig(dir: string): LoraConfig {
   const file = join(dir, ADAPTER_CONFIG_FILE);
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new Error(`cannot read ${file}: ${(error as Error).message}`);
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${file}: not a JSON object`);
-  return fromPeftJson(json as Record<string, unknown>, file);
+  return fromPeftJson(readJsonObject(file), file);
 }
 
 /**

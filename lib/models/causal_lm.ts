@@ -1,7 +1,7 @@
 // What every model family offers trainers and generation: one forward from token ids (plus the
 // family's image tensors) to final hidden states and, optionally, logits.
 import type { Tensor } from '../torch/index.js';
-import type { KVCache, Module } from '../nn/index.js';
+import type { KVCache, LmHead, Module } from '../nn/index.js';
 import type { TextConfig } from './qwen2/config.js';
 import type { Json } from './config_schema.js';
 
@@ -41,7 +41,9 @@ export interface CausalLM extends Module {
   /** The config.json content, written back by savePretrained. */
   readonly rawConfig: Json;
   forward(inputs: ModelInputs, options?: ForwardOptions): CausalLMOutput;
-  /** The lm_head weight [V, D] (the input embedding when tied), for fused losses. */
+  /** The output projection as the losses take it: lm_head (the input embedding when tied). */
+  lmHead(): LmHead;
+  /** lmHead().weight [V, D]: how adapters and quantisation find the output layer. */
   outputWeight(): Tensor;
   /** Positions of the next `steps` tokens during cached decoding, shaped as this model expects. */
   decodePositions(cache: KVCache | null, attentionMask: Tensor, steps: number): Tensor;

@@ -1,12 +1,13 @@
 // Hugging Face checkpoint directories: config.json + model.safetensors (or shards listed in
 // model.safetensors.index.json). Loading builds the module tree from the config and takes each
 // tensor as a parameter's data, shard by shard, so peak memory stays near one model plus one shard.
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch/index.js';
 import type { Device, DType, Tensor } from '../torch/index.js';
+import { readJsonObject, writeJsonFile } from '../util/json_file.js';
 import type { CausalLM } from './causal_lm.js';
-import { readConfig, readJson } from './config_schema.js';
+import { readConfig } from './config_schema.js';
 import type { ModelFamily } from './family.js';
 import { familyOf } from './registry.js';
 import { bnbQuantizationConfig, bnbStateDict, isQuantized, planQuantizedLoad, type QuantizationOptions, type QuantizedLoad } from '../quant/index.js';
@@ -45,7 +46,7 @@ export function weightFiles(dir: string): string[] {
   if (existsSync(single)) return [single];
   const indexFile = join(dir, 'model.safetensors.index.json');
   if (!existsSync(indexFile)) throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)`);
-  const map = readJson(indexFile).weight_map;
+  const map = readJsonObject(indexFile).weight_map;
   if (typeof map !== 'object' || map === null) throw new Error(`${indexFile}: missing weight_map`);
   return [...new Set(Object.values(map as Record<string, string>))].map((f) => join(dir, f));
 }
@@ -116,7 +117,8 @@ export async function savePretrained(model: CausalLM, dir: string, options: Save
   }
   const { quantization_config: _, ...config } = model.rawConfig as Record<string, unknown>;
   const quantization = quantized === null ? null : bnbQuantizationConfig(model);
-  writeAtomic(join(dir, 'config.json'), { ...config, torch_dtype: dtype, ...(quantization === null ? {} : { quantization_config: quantization }) });
+  const quantizationEntry = quantization === null ? {} : { quantization_config: quantization };
+  writeJsonFile(join(dir, 'config.json'), { ...config, torch_dtype: dtype, ...quantizationEntry });
 }
 
 async function saveWeights(dir: string, state: Array<[string, Tensor]>, options: SaveOptions): Promise<void> {
@@ -131,7 +133,8 @@ async function saveWeights(dir: string, state: Array<[string, Tensor]>, options:
       for (const [tensor] of entries) weightMap[tensor] = name(k);
     }
     const totalSize = state.reduce((n, [, t]) => n + bytes(t), 0);
-    writeAtomic(join(dir, 'model.safetensors.index.json'), { metadata: { total_size: totalSize }, weight_map: weightMap });
+    const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
+    writeJsonFile(join(dir, 'model.safetensors.index.json'), index);
   }
 }
 
@@ -153,9 +156,3 @@ function shard(state: Array<[string, Tensor]>, maxBytes: number): Array<Array<[s
 const ELEMENT: Partial<Record<DType, number>> = { float64: 8, int64: 8, float32: 4, int32: 4, bfloat16: 2, float16: 2, int16: 2 };
 const bytes = (t: Tensor): number => t.shape.reduce((a, d) => a * d, 1) * (ELEMENT[t.dtype] ?? 1);
 const pad = (k: number): string => String(k).padStart(5, '0');
-
-function writeAtomic(file: string, value: unknown): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
-  renameSync(tmp, file);
-}

@@ -2,13 +2,13 @@
 // (models sit below processing): InternVL's remote-code config does not store its <IMG_CONTEXT> id.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { readJson } from './config_schema.js';
+import { readJsonObject } from '../util/json_file.js';
 
 /** The id of an added token in tokenizer.json / tokenizer_config.json of `dir`, or null. */
 export function addedTokenId(dir: string, content: string): number | null {
   const tokenizer = join(dir, 'tokenizer.json');
   if (existsSync(tokenizer)) {
-    const added = readJson(tokenizer).added_tokens;
+    const added = readJsonObject(tokenizer).added_tokens;
     if (Array.isArray(added)) {
       const hit = added.find((t: { content?: unknown }) => t?.content === content) as { id?: unknown } | undefined;
       if (typeof hit?.id === 'number') return hit.id;
@@ -16,7 +16,7 @@ export function addedTokenId(dir: string, content: string): number | null {
   }
   const config = join(dir, 'tokenizer_config.json');
   if (existsSync(config)) {
-    const decoder = readJson(config).added_tokens_decoder;
+    const decoder = readJsonObject(config).added_tokens_decoder;
     if (decoder && typeof decoder === 'object') {
       for (const [id, t] of Object.entries(decoder as Record<string, { content?: unknown }>)) if (t?.content === content) return Number(id);
     }

@@ -1,6 +1,7 @@
 // Reading a checkpoint directory's JSON files, with errors that name the file.
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseJson } from '../util/json_file.js';
 
 /** True when `dir/name` exists and is a regular file. */
 export async function hasFile(dir: string, name: string): Promise<boolean> {
@@ -26,11 +27,7 @@ export async function readOptionalText(dir: string, name: string): Promise<strin
 export async function readOptionalJson(dir: string, name: string): Promise<unknown> {
   const text = await readOptionalText(dir, name);
   if (text === null) return null;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (error) {
-    throw new Error(`${join(dir, name)} is not valid JSON: ${(error as Error).message}`);
-  }
+  return parseJson(text, join(dir, name));
 }
 
 /** The parsed JSON of `dir/name`; `why` says what needs it when the file is missing. */

@@ -1,6 +1,7 @@
 // Processors: text (tokenizer, chat template, placeholder expansion, labels) + images → model inputs.
 import { join } from 'node:path';
 
+import { byModelType } from '../util/model_type.js';
 import { readJson } from './files.js';
 import { InternVLProcessor, type InternVLProcessorOptions } from './internvl_processor.js';
 import { Qwen2VlProcessor, type Qwen2VlProcessorOptions } from './qwen2_vl_processor.js';
@@ -20,16 +21,15 @@ export * as image from './image/index.js';
 export type Processor = Qwen2VlProcessor | InternVLProcessor;
 export type ProcessorOptions = Qwen2VlProcessorOptions & InternVLProcessorOptions & { chatTemplateName?: string };
 
-const QWEN_TYPES = ['qwen2_vl', 'qwen2_5_vl'];
-const INTERNVL_TYPES = ['internvl_chat', 'internvl'];
+// The processor for each model_type a checkpoint's config.json may name.
+type Loader = (dir: string, options: ProcessorOptions) => Promise<Processor>;
+const PROCESSORS: Array<{ modelTypes: string[]; load: Loader }> = [
+  { modelTypes: ['qwen2_vl', 'qwen2_5_vl'], load: (dir, o) => Qwen2VlProcessor.fromPretrained(dir, o) },
+  { modelTypes: ['internvl_chat', 'internvl'], load: (dir, o) => InternVLProcessor.fromPretrained(dir, o) },
+];
 
 /** The processor for a checkpoint directory, chosen by config.json's model_type. */
 export async function fromPretrained(dir: string, options: ProcessorOptions = {}): Promise<Processor> {
   const config = (await readJson(dir, 'config.json', 'it names the model type')) as { model_type?: unknown };
-  const type = config?.model_type;
-  if (typeof type === 'string' && QWEN_TYPES.includes(type)) return Qwen2VlProcessor.fromPretrained(dir, options);
-  if (typeof type === 'string' && INTERNVL_TYPES.includes(type)) return InternVLProcessor.fromPretrained(dir, options);
-  throw new Error(
-    `${join(dir, 'config.json')}: model_type ${JSON.stringify(type)} has no processor (supported: ${[...QWEN_TYPES, ...INTERNVL_TYPES].join(', ')})`,
-  );
+  return byModelType(PROCESSORS, config?.model_type, join(dir, 'config.json'), 'has no processor').load(dir, options);
 }

@@ -2,6 +2,7 @@
 // (remote code) the conversation template and system message.
 import { join } from 'node:path';
 import { z } from 'zod';
+import { parseConfig } from '../util/config_error.js';
 
 export interface InternVLTiling {
   minNum: number;
@@ -55,11 +56,8 @@ const HfPreprocessor = z
 
 const HfProcessor = z.object({ image_seq_length: z.number().int().positive().optional() }).loose();
 
-function parse<S extends z.ZodType>(schema: S, value: unknown, file: string): z.output<S> {
-  const result = schema.safeParse(value ?? {});
-  if (result.success) return result.data;
-  throw new TypeError(`invalid ${file}: ${result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-}
+const parse = <S extends z.ZodType>(schema: S, value: unknown, file: string): z.output<S> =>
+  parseConfig(schema, value ?? {}, file);
 
 // InternVLChatModel: int((image_size // patch_size) ** 2 * (downsample_ratio ** 2)).
 const tokensPerTile = (imageSize: number, patchSize: number, ratio: number): number =>

@@ -2,6 +2,7 @@
 // of typed parts ({type:'text', text}, {type:'image'}). Image parts are placeholders only; the
 // pixels travel separately, in prompt order.
 import { z } from 'zod';
+import { parseConfig } from '../util/config_error.js';
 
 export type ContentPart = { type: 'text'; text: string } | { type: 'image' } | { type: 'video' };
 
@@ -21,8 +22,5 @@ const Message = z.object({ role: z.string().min(1), content: z.union([z.string()
 
 /** Validates a conversation; `what` names the argument in the error. */
 export function parseMessages(value: unknown, what: string): ChatMessage[] {
-  const result = z.array(Message).safeParse(value);
-  if (result.success) return result.data;
-  const issues = result.error.issues.map((i) => `${what}[${i.path.join('][')}]: ${i.message}`).join('; ');
-  throw new TypeError(`invalid chat messages: ${issues}`);
+  return parseConfig(z.array(Message), value, 'chat messages', { root: what });
 }

@@ -1,5 +1,6 @@
 // One training or inference example as the processors take it, and how it becomes segments.
 import { z } from 'zod';
+import { parseConfig } from '../util/config_error.js';
 
 import { loadImage, type RgbImage } from './image/index.js';
 import { parseMessages, type ChatMessage } from './messages.js';
@@ -47,12 +48,7 @@ const SampleSchema = z
 /** Validates sample `index` of a batch and normalises its messages. */
 export function parseSample(value: unknown, index: number): Sample {
   const where = `samples[${index}]`;
-  const result = SampleSchema.safeParse(value);
-  if (!result.success) {
-    const issues = result.error.issues.map((i) => `${where}.${i.path.join('.')}: ${i.message}`).join('; ');
-    throw new TypeError(`invalid sample: ${issues}`);
-  }
-  const s = result.data;
+  const s = parseConfig(SampleSchema, value, 'sample', { root: where });
   if ((s.messages === undefined) === (s.prompt === undefined)) {
     throw new TypeError(`${where}: give either messages (a conversation) or prompt (with an optional completion)`);
   }

@@ -4,6 +4,7 @@
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { z } from 'zod';
+import { parseConfig } from '../util/config_error.js';
 
 import { readJson, readOptionalJson } from './files.js';
 
@@ -67,12 +68,7 @@ export class TextTokenizer {
     if (typeof tokenizerJson !== 'object' || tokenizerJson === null || !('model' in tokenizerJson)) {
       throw new TypeError(`${join(source, 'tokenizer.json')} has no "model" entry: not a tokenizers file`);
     }
-    const parsed = TokenizerConfigSchema.safeParse(config ?? {});
-    if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-      throw new TypeError(`invalid ${join(source, 'tokenizer_config.json')}: ${issues}`);
-    }
-    this.config = parsed.data;
+    this.config = parseConfig(TokenizerConfigSchema, config ?? {}, join(source, 'tokenizer_config.json'));
     this.inner = new Tokenizer(tokenizerJson, this.config);
     this.vocab = this.inner.get_vocab(true);
     this.vocabSize = this.vocab.size;

@@ -8,6 +8,7 @@
 //   <p>.weight.quant_state.bitsandbytes__nf4  uint8: the UTF-8 bytes of Python's json.dumps of
 //       {"quant_type", "blocksize", "dtype", "shape", "nested_blocksize", "nested_dtype", "nested_offset"}
 // The JSON is written byte for byte as Python writes it (", " / ": " separators, float repr).
+import { parseJson } from '../util/json_file.js';
 import * as torch from '../torch/index.js';
 import type { DType, QuantState4bit, QuantType, Tensor } from '../torch/index.js';
 import type { QuantBufferName, QuantSpec } from './linear4bit.js';
@@ -85,12 +86,7 @@ export function jsonTensor(json: string): Tensor {
 export function parseQuantStateTensor(t: Tensor, where: string): QuantStateJson {
   if (t.dtype !== 'uint8' || t.shape.length !== 1) throw new Error(`${where}: expected a uint8 vector of JSON bytes, got ${t.dtype} [${t.shape.join(', ')}]`);
   const text = Buffer.from(t.data() as Uint8Array).toString('utf8');
-  let json: QuantStateJson;
-  try {
-    json = JSON.parse(text) as QuantStateJson;
-  } catch (error) {
-    throw new Error(`${where}: the quant state is not JSON (${(error as Error).message})`);
-  }
+  const json = parseJson(text, `${where}: quant state`) as QuantStateJson;
   if ((json.quant_type !== 'nf4' && json.quant_type !== 'fp4') || !Number.isInteger(json.blocksize) || !Array.isArray(json.shape)) {
     throw new Error(`${where}: unsupported quant state ${text}`);
   }

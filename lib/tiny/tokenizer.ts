@@ -3,8 +3,9 @@
 // Qwen2 id − 151162), and the family's tokenizer_config.json, chat template and image config.
 // Ordinary tokens: the 256 byte-level symbols (GPT-2 order) and 225 merges learnt here, at load of
 // this module, from a fixed English corpus, so the files are the same on every run.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeJsonFile } from '../util/json_file.js';
 
 export type TinyFamily = 'qwen2_vl' | 'qwen2_5_vl' | 'internvl';
 
@@ -185,10 +186,10 @@ export async function writeTinyTokenizer(dir: string, family: TinyFamily): Promi
     throw new TypeError(`Expected 'qwen2_vl', 'qwen2_5_vl' or 'internvl' for family but received ${JSON.stringify(family)}`);
   }
   await mkdir(dir, { recursive: true });
-  const write = (name: string, value: unknown) => writeFile(join(dir, name), `${JSON.stringify(value, null, 2)}\n`);
-  await write('tokenizer.json', tinyTokenizerJson());
-  await write('tokenizer_config.json', tokenizerConfig(family));
+  const write = (name: string, value: unknown): void => writeJsonFile(join(dir, name), value);
+  write('tokenizer.json', tinyTokenizerJson());
+  write('tokenizer_config.json', tokenizerConfig(family));
   if (family === 'internvl') return;
-  await write('chat_template.json', { chat_template: QWEN2_VL_CHAT_TEMPLATE });
-  await write('preprocessor_config.json', qwenPreprocessorConfig(family));
+  write('chat_template.json', { chat_template: QWEN2_VL_CHAT_TEMPLATE });
+  write('preprocessor_config.json', qwenPreprocessorConfig(family));
 }

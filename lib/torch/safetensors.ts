@@ -1,9 +1,9 @@
 // The safetensors checkpoint format: an 8-byte little-endian header length, a JSON header, then the
 // raw little-endian tensor bytes. Files are never read whole (checkpoints exceed 2 GiB): the header
 // is read by position and each tensor is pread by the addon straight into its storage.
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeAll, writeFileAtomic } from '../util/atomic_write.js';
 import { checkDevice, type Device } from './args.js';
 import { dtypeCode, ELEMENT_SIZE, type DType } from './dtype.js';
 import { native as N } from './native.js';
@@ -239,38 +239,17 @@ function headerBytes(entries: Array<[string, Tensor, DType]>, metadata?: Safeten
   return padded;
 }
 
-// Makes the rename itself durable; directories cannot be opened for fsync everywhere (Windows).
-function syncDirectory(dir: string): void {
-  try {
-    const fd = fs.openSync(dir, 'r');
-    try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
-  } catch { /* best effort */ }
-}
-
-function writeAll(fd: number, bytes: Buffer): void {
-  // position null: write at (and advance) the fd's position, where writeTensor continues.
-  for (let done = 0; done < bytes.length; ) done += fs.writeSync(fd, bytes, done, bytes.length - done, null);
-}
-
-/** Writes tensors (and string metadata) to `file` atomically: a temp file, fsync, then rename. */
+/** Writes tensors (and string metadata) to `file` through the shared atomic writer (lib/util/atomic_write.ts). */
 export async function saveSafetensors(file: string, tensors: Record<string, Tensor>, metadata?: SafetensorsMetadata): Promise<void> {
   if (metadata !== undefined) checkMetadata(metadata);
   const entries = layout(tensors);
   const header = headerBytes(entries, metadata);
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  let fd = -1;
   try {
-    fd = fs.openSync(tmp, 'wx');
-    writeAll(fd, header);
-    for (const [, t] of entries) N.writeTensor(fd, t.handle);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = -1;
-    fs.renameSync(tmp, file);
+    writeFileAtomic(file, (fd) => {
+      writeAll(fd, header);
+      for (const [, t] of entries) N.writeTensor(fd, t.handle);
+    });
   } catch (error) {
-    if (fd !== -1) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
     throw fail(file, `save failed: ${(error as Error).message}`, error);
   }
-  syncDirectory(path.dirname(path.resolve(file)));
 }

@@ -34,7 +34,7 @@ export function writeAtomic(file: string, data: string | Uint8Array): void {
   writeFileAtomic(file, (fd) => writeAll(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data));
 }
 
-/** Writes all of `bytes` at the descriptor's current position (writeSync may write less than asked). */
+/** Writes all of `bytes` at (and advances) the descriptor's position, where a native writer can go on. */
 export function writeAll(fd: number, bytes: Uint8Array): void {
   for (let done = 0; done < bytes.length; ) done += fs.writeSync(fd, bytes, done, bytes.length - done, null);
 }

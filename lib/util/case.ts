@@ -38,7 +38,9 @@ function mapKeys(value: unknown, rename: (key: string) => string, verbatim: Set<
   for (const [key, v] of Object.entries(value)) {
     const renamed = rename(key);
     const clash = from.get(renamed);
-    if (clash !== undefined) throw new TypeError(`${path || '(root)'}: keys '${clash}' and '${key}' both stand for '${renamed}'`);
+    if (clash !== undefined) {
+      throw new TypeError(`${path || '(root)'}: keys '${clash}' and '${key}' both stand for '${renamed}'`);
+    }
     from.set(renamed, key);
     const keep = verbatim.has(key) || verbatim.has(renamed);
     out[renamed] = keep ? v : mapKeys(v, rename, verbatim, path === '' ? key : `${path}.${key}`);
@@ -46,5 +48,8 @@ function mapKeys(value: unknown, rename: (key: string) => string, verbatim: Set<
   return out;
 }
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null);
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}

@@ -26,7 +26,9 @@ export interface IssueFormat {
 }
 
 /** Parses `value` with `schema`; on failure a ConfigError naming `source` and every issue. */
-export function parseConfig<S extends z.ZodType>(schema: S, value: unknown, source: string, format: IssueFormat = {}): z.output<S> {
+export function parseConfig<S extends z.ZodType>(
+  schema: S, value: unknown, source: string, format: IssueFormat = {},
+): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   throw new ConfigError(source, configProblems(result.error.issues, format));

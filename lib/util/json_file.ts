@@ -12,10 +12,17 @@ export function parseJson(text: string, source: string): unknown {
     return JSON.parse(text) as unknown;
   } catch (error) {
     const message = (error as Error).message;
-    const offset = /at position (\d+)/.exec(message)?.[1] ?? (/end of JSON input/.test(message) ? String(text.length) : undefined);
-    const where = offset === undefined ? source : `${source}:${lineColumn(text, Number(offset))}`;
+    const offset = errorOffset(message, text);
+    const where = offset === undefined ? source : `${source}:${lineColumn(text, offset)}`;
     throw new SyntaxError(`${where}: invalid JSON: ${message}`, { cause: error });
   }
+}
+
+// V8 names the offset in most messages; "Unexpected token 'x', "..." is not valid JSON" quotes the text instead.
+function errorOffset(message: string, text: string): number | undefined {
+  const position = /at position (\d+)/.exec(message)?.[1];
+  if (position !== undefined) return Number(position);
+  return /end of JSON input/.test(message) ? text.length : undefined;
 }
 
 /** 1-based `line:column` of a character offset. */
@@ -50,7 +57,8 @@ export async function readOptionalJsonFile(file: string): Promise<unknown> {
 /** `value` when it is a JSON object; `source` names it in the error. */
 export function asObject(value: unknown, source: string): JsonObject {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new TypeError(`${source}: expected a JSON object, found ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}`);
+    const found = Array.isArray(value) ? 'an array' : JSON.stringify(value);
+    throw new TypeError(`${source}: expected a JSON object, found ${found}`);
   }
   return value as JsonObject;
 }

@@ -9,7 +9,9 @@ export interface ModelTypeEntry {
  * The entry serving `modelType`. `where` names the config; `lacking` says what is missing for an
  * unknown type ('is not supported', 'has no processor'); the error lists the supported types.
  */
-export function byModelType<E extends ModelTypeEntry>(entries: readonly E[], modelType: unknown, where: string, lacking = 'is not supported'): E {
+export function byModelType<E extends ModelTypeEntry>(
+  entries: readonly E[], modelType: unknown, where: string, lacking = 'is not supported',
+): E {
   const entry = typeof modelType === 'string' ? entries.find((e) => e.modelTypes.includes(modelType)) : undefined;
   if (entry !== undefined) return entry;
   const supported = `(supported: ${supportedModelTypes(entries).join(', ')})`;
@@ -18,4 +20,5 @@ export function byModelType<E extends ModelTypeEntry>(entries: readonly E[], mod
   throw new Error(`${where}: model_type ${shown} ${lacking} ${supported}`);
 }
 
-export const supportedModelTypes = (entries: readonly ModelTypeEntry[]): string[] => entries.flatMap((e) => e.modelTypes);
+export const supportedModelTypes = (entries: readonly ModelTypeEntry[]): string[] =>
+  entries.flatMap((e) => e.modelTypes);

@@ -53,6 +53,11 @@ describe('adapter_config.json', () => {
     expect(() => fromPeftJson({ ...peftWritten, peft_type: 'IA3' })).toThrow(/peft_type is 'IA3'/);
     expect(() => fromPeftJson({ ...peftWritten, lora_alpha: 'x' })).toThrow(/lora_alpha: /);
     expect(() => fromPeftJson({ ...peftWritten, init_lora_weights: 'pissa' })).toThrow(/init_lora_weights: /);
+    // Every problem, under the file's snake_case names (module names in rank_pattern kept as written).
+    const twoProblems = { ...peftWritten, lora_alpha: 'x', rank_pattern: { q_proj: 0 } };
+    expect(() => fromPeftJson(twoProblems, 'a/adapter_config.json')).toThrow(
+      /^a\/adapter_config.json: invalid lora_alpha: .*; invalid rank_pattern\.q_proj: /,
+    );
   });
 
   it("writes PEFT's snake_case keys, sets as sorted lists, peft_type and peft_version", () => {

@@ -11,7 +11,7 @@ import type { Tensor } from '../../lib/torch/index.js';
 import { causalMask } from '../../lib/nn/index.js';
 import { fromPretrained, savePretrained, InternVLChatModel, type ModelInputs } from '../../lib/models/index.js';
 import { goldenDir, loadGolden, maxAbsDiff } from './golden.js';
-import { readJson } from '../../lib/models/config_schema.js';
+import { readJsonObject } from '../../lib/util/json_file.js';
 
 let scratch: string;
 beforeAll(async () => {
@@ -80,7 +80,7 @@ describe('internvl transformers-native layout', () => {
     const { inputs } = (await loadGolden('internvl')).one_image!;
     const run = (m: InternVLChatModel): Tensor => torch.noGrad(() => m.forward(modelInputs(inputs)).logits!);
     const reference = run(remote);
-    const config = readJson(join(goldenDir('internvl'), 'config.json'));
+    const config = readJsonObject(join(goldenDir('internvl'), 'config.json'));
     const tensors = await torch.loadSafetensors(join(goldenDir('internvl'), 'model.safetensors'));
     for (const newer of [false, true]) {
       const dir = await mkdtemp(join(scratch, 'hf-'));
@@ -99,7 +99,7 @@ describe('internvl transformers-native layout', () => {
   });
 
   it('a q/k/v group missing a part is named in the load error', async () => {
-    const config = readJson(join(goldenDir('internvl'), 'config.json'));
+    const config = readJsonObject(join(goldenDir('internvl'), 'config.json'));
     const dir = await mkdtemp(join(scratch, 'broken-'));
     await writeFile(join(dir, 'config.json'), JSON.stringify(nativeConfig(config)));
     const native = toNative(await torch.loadSafetensors(join(goldenDir('internvl'), 'model.safetensors')), 32, false);
@@ -109,7 +109,7 @@ describe('internvl transformers-native layout', () => {
   });
 
   it('unsupported LLMs are named', () => {
-    const config = readJson(join(goldenDir('internvl'), 'config.json')) as Record<string, any>;
+    const config = readJsonObject(join(goldenDir('internvl'), 'config.json')) as Record<string, any>;
     const internlm = { ...config, llm_config: { ...config.llm_config, architectures: ['InternLM2ForCausalLM'] } };
     expect(() => new InternVLChatModel(internlm)).toThrow(/llm_config\.architectures\[0\] 'InternLM2ForCausalLM' is not supported/);
     const llama = { ...nativeConfig(config), text_config: { ...config.llm_config, model_type: 'llama' } };

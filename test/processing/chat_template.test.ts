@@ -52,7 +52,8 @@ describe('the Qwen2-VL chat template', () => {
   });
 
   it('rejects malformed messages, naming the element', () => {
-    expect(() => parseMessages([{ role: 'user', content: [{ type: 'text' }] }], 'messages')).toThrow(/messages\[0\]\[content\]/);
+    const noText = [{ role: 'user', content: [{ type: 'text' }] }];
+    expect(() => parseMessages(noText, 'messages')).toThrow(/invalid messages\[0\]\.content: /);
     expect(() => new ChatTemplate('{% if %}', 'broken.jinja')).toThrow(/cannot parse the chat template of broken\.jinja/);
   });
 });

@@ -23,7 +23,8 @@ describe('name conversion', () => {
   });
 
   it('leaves names of the other shape alone', () => {
-    for (const name of ['_name_or_path', 'URL', 'a__b', 'q_proj.lora_A', 'Already_Upper']) expect(snakeToCamel(name)).toBe(name);
+    const notSnake = ['_name_or_path', 'URL', 'a__b', 'q_proj.lora_A', 'Already_Upper'];
+    for (const name of notSnake) expect(snakeToCamel(name)).toBe(name);
     for (const name of ['_nameOrPath', 'URL', 'foo_Bar', 'model.layers']) expect(camelToSnake(name)).toBe(name);
     expect(snakeToCamel('loraAlpha')).toBe('loraAlpha');
     expect(camelToSnake('lora_alpha')).toBe('lora_alpha');
@@ -32,7 +33,8 @@ describe('name conversion', () => {
   it('round trips every snake name built from random words and digits', () => {
     let seed = 7;
     const next = (n: number): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
-    const word = (): string => (next(4) === 0 ? String(next(100)) : 'abcxyz'.slice(next(3), 3 + next(3)) + (next(3) === 0 ? String(next(9)) : ''));
+    const letters = (): string => 'abcxyz'.slice(next(3), 3 + next(3)) + (next(3) === 0 ? String(next(9)) : '');
+    const word = (): string => (next(4) === 0 ? String(next(100)) : letters());
     for (let i = 0; i < 500; i++) {
       const snake = ['abc'.slice(next(3)) || 'q', ...Array.from({ length: next(4) }, word)].join('_');
       expect(camelToSnake(snakeToCamel(snake))).toBe(snake);
@@ -60,6 +62,7 @@ describe('nested keys', () => {
   });
 
   it('refuses two keys that stand for one name, naming where', () => {
-    expect(() => toCamelKeys({ lora: { lora_alpha: 1, loraAlpha: 2 } })).toThrow(/^lora: keys 'lora_alpha' and 'loraAlpha' both stand for 'loraAlpha'/);
+    expect(() => toCamelKeys({ lora: { lora_alpha: 1, loraAlpha: 2 } }))
+      .toThrow(/^lora: keys 'lora_alpha' and 'loraAlpha' both stand for 'loraAlpha'/);
   });
 });

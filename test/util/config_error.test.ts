@@ -20,7 +20,8 @@ const errorOf = (fn: () => unknown): ConfigError => {
 
 describe('parseConfig', () => {
   it('returns the parsed value', () => {
-    expect(parseConfig(Schema, { loraAlpha: 2, targetModules: [] }, 'cfg')).toEqual({ loraAlpha: 2, targetModules: [] });
+    const good = { loraAlpha: 2, targetModules: [] };
+    expect(parseConfig(Schema, good, 'cfg')).toEqual(good);
   });
 
   it('lists every problem with its path, unknown keys one by one', () => {
@@ -29,14 +30,16 @@ describe('parseConfig', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect(error).toBeInstanceOf(TypeError);
     expect(error.source).toBe('a/config.json');
-    expect(error.problems.map((p) => p.path).sort()).toEqual(['extra', 'loraAlpha', 'loraAplha', 'nested.maxPixels', 'targetModules[1]']);
+    const paths = ['extra', 'loraAlpha', 'loraAplha', 'nested.maxPixels', 'targetModules[1]'];
+    expect(error.problems.map((p) => p.path).sort()).toEqual(paths);
     expect(error.message.startsWith('a/config.json: invalid ')).toBe(true);
     for (const p of error.problems) expect(error.message).toContain(`invalid ${p.path}: ${p.message}`);
     expect(error.message.split('; ')).toHaveLength(5);
   });
 
   it('names keys in snake_case for files written that way, under a root', () => {
-    const error = errorOf(() => parseConfig(Schema, { loraAlpha: 'x', targetModules: [], nested: { maxPixels: 0 } }, 'f', { keyCase: 'snake' }));
+    const bad = { loraAlpha: 'x', targetModules: [], nested: { maxPixels: 0 } };
+    const error = errorOf(() => parseConfig(Schema, bad, 'f', { keyCase: 'snake' }));
     expect(error.problems.map((p) => p.path).sort()).toEqual(['lora_alpha', 'nested.max_pixels']);
     const rooted = errorOf(() => parseConfig(z.array(z.string()), ['a', 1], 'chat', { root: 'samples[0].messages' }));
     expect(rooted.problems.map((p) => p.path)).toEqual(['samples[0].messages[1]']);

@@ -3,7 +3,8 @@
 // port (`internvl`: `vision_config` of InternVLVisionConfig, `text_config`). Defaults are each
 // config class's own.
 import { z } from 'zod';
-import { parseWith, positiveInt, type Json } from '../config_schema.js';
+import { parseConfig } from '../../util/config_error.js';
+import { positiveInt, type Json } from '../config_schema.js';
 import { parseTextConfig, type TextConfig } from '../qwen2/config.js';
 
 export interface InternVisionConfig {
@@ -115,8 +116,8 @@ export function parseInternVLConfig(raw: Json): InternVLConfig {
 
 function parseRemote(raw: Json): InternVLConfig {
   const where = 'internvl_chat config.json';
-  const c = parseWith(remoteSchema, raw, where);
-  const v = parseWith(remoteVisionSchema, c.vision_config, `${where} vision_config`);
+  const c = parseConfig(remoteSchema, raw, where);
+  const v = parseConfig(remoteVisionSchema, c.vision_config, where, { root: 'vision_config' });
   const arch = (c.llm_config.architectures as unknown[] | undefined)?.[0];
   const modelType = REMOTE_LLMS[String(arch)];
   if (modelType === undefined) {
@@ -144,8 +145,8 @@ function parseRemote(raw: Json): InternVLConfig {
 
 function parseNative(raw: Json): InternVLConfig {
   const where = 'internvl config.json';
-  const c = parseWith(nativeSchema, raw, where);
-  const v = parseWith(nativeVisionSchema, c.vision_config, `${where} vision_config`);
+  const c = parseConfig(nativeSchema, raw, where);
+  const v = parseConfig(nativeVisionSchema, c.vision_config, where, { root: 'vision_config' });
   const modelType = String(c.text_config.model_type ?? 'qwen2');
   if (!NATIVE_LLMS.includes(modelType)) {
     throw new Error(`${where}: text_config.model_type '${modelType}' is not supported (supported: ${NATIVE_LLMS.join(', ')})`);

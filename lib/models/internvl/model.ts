@@ -4,7 +4,7 @@
 // the family maps the transformers-native names onto them.
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
-import { Module, type KVCache, type ParamOptions } from '../../nn/index.js';
+import { Module, type KVCache, type LmHead, type ParamOptions } from '../../nn/index.js';
 import type { CausalLM, CausalLMOutput, ForwardOptions, ModelInputs } from '../causal_lm.js';
 import type { Json } from '../config_schema.js';
 import { Qwen2ForCausalLM } from '../qwen2/causal_lm.js';
@@ -52,6 +52,10 @@ export class InternVLChatModel extends Module implements CausalLM {
 
   get textConfig(): TextConfig {
     return this.language_model.textConfig;
+  }
+
+  lmHead(): LmHead {
+    return this.language_model.lmHead();
   }
 
   outputWeight(): Tensor {

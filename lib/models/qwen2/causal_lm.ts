@@ -2,7 +2,7 @@
 // embeddings are tied; the embedding weight then serves as the output projection).
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
-import { Module, Linear, causalMask, type KVCache, type ParamOptions } from '../../nn/index.js';
+import { Module, Linear, causalMask, type KVCache, type LmHead, type ParamOptions } from '../../nn/index.js';
 import type { CausalLM, CausalLMOutput, ForwardOptions, ModelInputs } from '../causal_lm.js';
 import type { Json } from '../config_schema.js';
 import type { TextConfig } from './config.js';
@@ -24,12 +24,18 @@ export class Qwen2ForCausalLM extends Module implements CausalLM {
     return this.textConfig.modelType;
   }
 
+  // Read at each call: adapters may swap lm_head (modulesToSave) and back.
+  lmHead(): LmHead {
+    return { weight: (this.lm_head ?? this.model.embed_tokens).weight, bias: this.lm_head?.bias ?? null };
+  }
+
   outputWeight(): Tensor {
-    return (this.lm_head ?? this.model.embed_tokens).weight;
+    return this.lmHead().weight;
   }
 
   logits(hidden: Tensor): Tensor {
-    return torch.nn.functional.linear(hidden, this.outputWeight());
+    const head = this.lmHead();
+    return torch.nn.functional.linear(hidden, head.weight, head.bias);
   }
 
   forward(inputs: ModelInputs, options: ForwardOptions = {}): CausalLMOutput {

@@ -1,7 +1,8 @@
 // The Qwen2 / Qwen3 text decoder config: the fields of config.json (flat, or nested under
 // `text_config` / `llm_config` in VLM configs) with transformers' defaults.
 import { z } from 'zod';
-import { parseWith, positiveInt, type Json } from '../config_schema.js';
+import { parseConfig } from '../../util/config_error.js';
+import { positiveInt, type Json } from '../config_schema.js';
 
 const ropeScaling = z
   .object({
@@ -65,7 +66,7 @@ export interface TextConfig {
 }
 
 export function parseTextConfig(json: Json, where: string): TextConfig {
-  const c = parseWith(schema, json, where);
+  const c = parseConfig(schema, json, where);
   const qwen3 = c.model_type === 'qwen3';
   const scaling = c.rope_scaling ?? null;
   const ropeType = scaling?.rope_type ?? scaling?.type ?? 'default';

@@ -4,9 +4,10 @@
 // (`visual.*`, `model.*`, `lm_head.weight`); the loader maps the newer `model.language_model.*` one.
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
-import { Module, Linear, causalMask, type KVCache, type ParamOptions } from '../../nn/index.js';
+import { Module, Linear, causalMask, type KVCache, type LmHead, type ParamOptions } from '../../nn/index.js';
 import type { CausalLM, CausalLMOutput, ForwardOptions, ModelInputs } from '../causal_lm.js';
-import { parseWith, positiveInt, type Json } from '../config_schema.js';
+import { parseConfig } from '../../util/config_error.js';
+import { positiveInt, type Json } from '../config_schema.js';
 import { parseTextConfig, type TextConfig } from '../qwen2/config.js';
 import { Qwen2Model } from '../qwen2/decoder.js';
 import { z } from 'zod';
@@ -36,7 +37,7 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
     super();
     const family = rawConfig.model_type === 'qwen2_5_vl' ? 'qwen2_5_vl' : 'qwen2_vl';
     const where = `${family} config.json`;
-    const c = parseWith(tokenSchema, rawConfig, where);
+    const c = parseConfig(tokenSchema, rawConfig, where);
     // Newer saves nest the text fields under text_config; older ones keep them at the top level.
     // Qwen2VLConfig's own defaults differ from Qwen2Config's (rms_norm_eps 1e-5, rope_theta 1e6).
     const text = { rms_norm_eps: 1e-5, rope_theta: 1e6, ...rawConfig, ...(c.text_config ?? {}), model_type: 'qwen2' };
@@ -58,8 +59,13 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
     return this.visionConfig.family;
   }
 
+  // Read at each call: adapters may swap lm_head (modulesToSave) and back.
+  lmHead(): LmHead {
+    return { weight: (this.lm_head ?? this.model.embed_tokens).weight, bias: this.lm_head?.bias ?? null };
+  }
+
   outputWeight(): Tensor {
-    return (this.lm_head ?? this.model.embed_tokens).weight;
+    return this.lmHead().weight;
   }
 
   /** Image features [tokens, D] for pixel values [N, 1176] and grids [images, 3]. */
@@ -113,7 +119,9 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
       }
       const mask = causalMask(q, past + q, inputs.attentionMask ?? null, embeds.dtype, embeds.device);
       const out = this.model.forward({ inputsEmbeds: embeds, positionIds, mask, cache, outputHiddenStates: options.outputHiddenStates });
-      return options.logits === false ? out : { ...out, logits: torch.nn.functional.linear(out.hidden, this.outputWeight()) };
+      if (options.logits === false) return out;
+      const head = this.lmHead();
+      return { ...out, logits: torch.nn.functional.linear(out.hidden, head.weight, head.bias) };
     });
   }
 

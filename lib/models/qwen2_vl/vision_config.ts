@@ -2,7 +2,8 @@
 // `hidden_size` is the merger output (= LLM width) in Qwen2-VL but the ViT width in Qwen2.5-VL,
 // whose merger output is `out_hidden_size`; Qwen2-VL's ViT width is `embed_dim`.
 import { z } from 'zod';
-import { parseWith, positiveInt, type Json } from '../config_schema.js';
+import { parseConfig } from '../../util/config_error.js';
+import { positiveInt, type Json } from '../config_schema.js';
 
 export interface VisionConfig {
   /** qwen2_vl: LayerNorm + quick_gelu MLP; qwen2_5_vl: RMSNorm + SwiGLU and window attention. */
@@ -53,14 +54,14 @@ const qwen25Schema = z.object({
 
 export function parseVisionConfig(family: VisionConfig['family'], json: Json, where: string): VisionConfig {
   if (family === 'qwen2_vl') {
-    const c = parseWith(qwen2Schema, json, `${where} vision_config`);
+    const c = parseConfig(qwen2Schema, json, where, { root: 'vision_config' });
     return {
       family, depth: c.depth, width: c.embed_dim, numHeads: c.num_heads, intermediateSize: Math.round(c.embed_dim * c.mlp_ratio),
       hiddenAct: c.hidden_act, outHiddenSize: c.hidden_size, inChannels: c.in_channels ?? c.in_chans ?? 3, patchSize: c.patch_size,
       temporalPatchSize: c.temporal_patch_size, spatialMergeSize: c.spatial_merge_size, windowSize: 0, fullAttentionBlocks: [],
     };
   }
-  const c = parseWith(qwen25Schema, json, `${where} vision_config`);
+  const c = parseConfig(qwen25Schema, json, where, { root: 'vision_config' });
   return {
     family, depth: c.depth, width: c.hidden_size, numHeads: c.num_heads, intermediateSize: c.intermediate_size,
     hiddenAct: c.hidden_act, outHiddenSize: c.out_hidden_size, inChannels: c.in_channels ?? c.in_chans ?? 3, patchSize: c.patch_size,

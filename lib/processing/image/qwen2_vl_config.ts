@@ -1,6 +1,7 @@
 // Qwen2-VL / Qwen2.5-VL image processor options: Qwen2VLImageProcessor's class defaults and the
 // keys of a preprocessor_config.json that matter for images.
 import { z } from 'zod';
+import { parseConfig } from '../../util/config_error.js';
 
 /** The image side of Qwen2VLImageProcessor. */
 export interface Qwen2VlImageOptions {
@@ -59,13 +60,7 @@ const PreprocessorConfig = z.looseObject({
  * size.max_pixels (files saved by transformers 4.4x); absent keys keep the class defaults.
  */
 export function qwen2VlImageOptionsFromConfig(json: unknown, file = 'preprocessor_config.json'): Qwen2VlImageOptions {
-  const parsed = PreprocessorConfig.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const key = issue.path.length > 0 ? issue.path.join('.') : '(root)';
-    throw new Error(`${file}: invalid ${key}: ${issue.message}`);
-  }
-  const c = parsed.data;
+  const c = parseConfig(PreprocessorConfig, json, file);
   const d = QWEN2_VL_IMAGE_DEFAULTS;
   const options: Qwen2VlImageOptions = {
     minPixels: c.min_pixels ?? c.size?.shortest_edge ?? c.size?.min_pixels ?? d.minPixels,

@@ -85,6 +85,9 @@ describe('qwen2VlPixelValues', () => {
     expect(() => qwen2VlImageOptionsFromConfig({ resample: 2 }, 'p.json')).toThrow(/p.json: invalid resample: only 3/);
     expect(() => qwen2VlImageOptionsFromConfig({ min_pixels: 10, max_pixels: 5 }, 'p.json')).toThrow(/min_pixels 10 is larger than max_pixels 5/);
     expect(() => qwen2VlImageOptionsFromConfig(null, 'p.json')).toThrow(/p.json: invalid \(root\)/);
+    // Every problem in one message, not only the first.
+    const twoProblems = { max_pixels: -1, resample: 2 };
+    expect(() => qwen2VlImageOptionsFromConfig(twoProblems, 'p.json')).toThrow(/invalid max_pixels: .*; invalid resample: only 3/);
   });
 
   it('names the image that cannot be resized', () => {
