@@ -8,6 +8,7 @@ import { fromPretrained, type CausalLM, type ModelInputs, type QwenVLForConditio
 import { LoraLinear, allLinearNames, getPeftModel, languageModelTargets } from '../../lib/adapters/index.js';
 import { goldenDir, loadGolden } from '../models/golden.js';
 import { perturb } from './helpers.js';
+import { float32Bound } from '../tolerance.js';
 
 const qwen2vl = async (): Promise<QwenVLForConditionalGeneration> => (await fromPretrained(goldenDir('qwen2_vl'))) as QwenVLForConditionalGeneration;
 const ATTENTION = String.raw`^model\.layers\..*\.(q|k|v|o)_proj$`;
@@ -19,6 +20,9 @@ async function inputsOf(name: string): Promise<ModelInputs> {
 
 const logits = (model: CausalLM, inputs: ModelInputs): Tensor => torch.noGrad(() => model.forward(inputs).logits!);
 const maxDiff = (a: Tensor, b: Tensor): number => torch.tidy(() => a.sub(b).abs().max().item() as number);
+// Merged and split matmuls sum in different orders: logits of size max|logit| after 3 layers of
+// reductions of length <= 96 (the MLP width); safety 8 rather than 2 for that chain.
+const roundingTol = (logits: Tensor): number => float32Bound(96, torch.tidy(() => logits.abs().max().item() as number), 8);
 
 describe('getPeftModel on Qwen2-VL', () => {
   it('a language-model regex wraps only decoder projections; no vision module is touched', async () => {
@@ -133,10 +137,10 @@ describe('getPeftModel on Qwen2-VL', () => {
       perturb(peft);
       const adapted = logits(model, inputs);
       peft.merge({ safeMerge: true });
-      expect(maxDiff(logits(model, inputs), adapted)).toBeLessThan(1e-5);
+      expect(maxDiff(logits(model, inputs), adapted)).toBeLessThan(roundingTol(adapted));
       peft.unmerge();
       expect(maxDiff(model.model.layers.at(0).self_attn.q_proj.weight, original.get('model.layers.0.self_attn.q_proj.weight')!)).toBeLessThan(1e-6);
-      expect(maxDiff(logits(model, inputs), adapted)).toBeLessThan(1e-5);
+      expect(maxDiff(logits(model, inputs), adapted)).toBeLessThan(roundingTol(adapted));
       peft.unload();
       peft = getPeftModel(model, { targetModules: ATTENTION, useDora });
       perturb(peft, 2);
@@ -144,7 +148,7 @@ describe('getPeftModel on Qwen2-VL', () => {
       peft.mergeAndUnload();
       const q = model.model.layers.at(1).self_attn.q_proj;
       expect(q.constructor).toBe(Linear);
-      expect(maxDiff(logits(model, inputs), adapted2)).toBeLessThan(1e-5);
+      expect(maxDiff(logits(model, inputs), adapted2)).toBeLessThan(roundingTol(adapted2));
       expect(q.weight.equal(original.get('model.layers.1.self_attn.q_proj.weight')!)).toBe(false);
       expect(() => peft.enableAdapters()).toThrow(/unloaded/);
       model.dispose();

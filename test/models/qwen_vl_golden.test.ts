@@ -6,6 +6,7 @@ import type { Tensor } from '../../lib/torch/index.js';
 import { KVCache } from '../../lib/nn/index.js';
 import { fromPretrained, QwenVLForConditionalGeneration, windowLayout } from '../../lib/models/index.js';
 import { expectClose, goldenDir, greedyThroughCache, ints, loadGolden, type GoldenCase } from './golden.js';
+import { float32Bound } from '../tolerance.js';
 
 for (const family of ['qwen2_vl', 'qwen2_5_vl'] as const) {
   describe(`${family} golden`, () => {
@@ -53,7 +54,9 @@ for (const family of ['qwen2_vl', 'qwen2_5_vl'] as const) {
         const { inputs, expected } = cases[name]!;
         torch.tidy(() => {
           const v = torch.noGrad(() => model.encodeImages(inputs.pixel_values!, inputs.image_grid_thw!, { intermediates: true }));
-          expectClose(v.patchEmbeds!, expected.vision_patch_embeds!, 1e-5);
+          // One float32 conv on each side, a reduction over the patch's 3·2·14·14 = 1176 pixels.
+          const patchTol = float32Bound(inputs.pixel_values!.shape[1]!, expected.vision_patch_embeds!.abs().max().item() as number);
+          expectClose(v.patchEmbeds!, expected.vision_patch_embeds!, patchTol);
           expectClose(v.preMerger!, expected.vision_pre_merger!, 1e-4);
           expectClose(v.embeds, expected.image_embeds!, 1e-4);
         });
