@@ -1,5 +1,8 @@
 // optim: optimizers with parameter groups and resumable state, LR schedules, gradient clipping.
-export { Optimizer, checkOption, type GroupOptions, type ParamGroup, type ParamsArg, type ParamState, type OptimizerState } from './optimizer.js';
+export {
+  Optimizer, checkOption, type GroupOptions, type NamedParameter, type ParamGroup, type ParamList, type ParamsArg,
+  type ParamState, type OptimizerState,
+} from './optimizer.js';
 export { AdamW, ADAMW_DEFAULTS, type AdamWOptions } from './adamw.js';
 export { SGD, SGD_DEFAULTS, type SGDOptions } from './sgd.js';
 export { LRScheduler, lrMultiplier, warmupSteps, type ScheduleName, type ScheduleOptions, type SchedulerState } from './schedule.js';

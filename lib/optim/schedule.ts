@@ -58,12 +58,19 @@ export class LRScheduler {
     this.#apply();
   }
 
-  state(): SchedulerState {
+  stateDict(): SchedulerState {
     return { step: this.#step, baseLrs: [...this.#baseLrs] };
   }
 
-  loadState(state: SchedulerState): void {
-    if (state.baseLrs.length !== this.optimizer.paramGroups.length) throw new Error(`LRScheduler.loadState: ${state.baseLrs.length} base lrs for ${this.optimizer.paramGroups.length} groups`);
+  /** Restores a stateDict() and sets each group's lr for the restored step. */
+  loadStateDict(state: SchedulerState): void {
+    const groups = this.optimizer.paramGroups.length;
+    if (!Number.isInteger(state.step) || state.step < 0) {
+      throw new RangeError(`LRScheduler.loadStateDict: step must be an integer >= 0, got ${String(state.step)}`);
+    }
+    if (state.baseLrs.length !== groups) {
+      throw new Error(`LRScheduler.loadStateDict: ${state.baseLrs.length} base lrs for ${groups} groups`);
+    }
     this.#step = state.step;
     this.#baseLrs = [...state.baseLrs];
     this.#apply();

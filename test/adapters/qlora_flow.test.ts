@@ -19,7 +19,7 @@ async function setup(): Promise<{ model: CausalLM; peft: LoraModel; opt: AdamW; 
   const model = await fromPretrained(join(root, 'base'), { quantization: { quantType: 'nf4', doubleQuant: true } });
   torch.manualSeed(1);
   const peft = getPeftModel(model, { r: 8, loraAlpha: 16, targetModules: languageModelTargets(model, ['q_proj', 'v_proj', 'gate_proj']) });
-  const opt = new AdamW(peft.trainableParameters().map(([, p]) => p), { lr: 1e-2, weightDecay: 0 });
+  const opt = new AdamW(peft.trainableParameters(), { lr: 1e-2, weightDecay: 0 });
   const schedule = new LRScheduler(opt, { name: 'cosine', totalSteps: 12, warmupSteps: 2 });
   return { model: model.train(), peft, opt, schedule };
 }
@@ -56,7 +56,7 @@ describe('QLoRA training flow', () => {
     const resumed = await setup();
     resumed.peft.discard();
     const reloaded = await loadAdapter(resumed.model, join(root, 'adapter'), { trainable: true });
-    const opt2 = new AdamW(reloaded.trainableParameters().map(([, p]) => p), { lr: 1e-2, weightDecay: 0 });
+    const opt2 = new AdamW(reloaded.trainableParameters(), { lr: 1e-2, weightDecay: 0 });
     const schedule2 = new LRScheduler(opt2, { name: 'cosine', totalSteps: 12, warmupSteps: 2 });
     await loadOptimizer(join(root, 'opt.safetensors'), opt2, schedule2);
     const again = [0, 1, 2].map(() => step(resumed.model.train(), opt2, schedule2, ids));

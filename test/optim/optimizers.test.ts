@@ -92,7 +92,8 @@ describe('saveOptimizer / loadOptimizer', () => {
     };
     const make = () => {
       const ps = [param([1, 2]), param([-3])];
-      const opt = new AdamW([{ params: [ps[0]!] }, { params: [ps[1]!], lr: 0.05 }], { lr: 0.1 });
+      const groups = [{ params: [['w', ps[0]!] as const] }, { params: [['b', ps[1]!] as const], lr: 0.05 }];
+      const opt = new AdamW(groups, { lr: 0.1 });
       return { ps, opt, sched: new LRScheduler(opt, { name: 'cosine', totalSteps: 10, warmupSteps: 2 }) };
     };
     const whole = make();
@@ -107,6 +108,76 @@ describe('saveOptimizer / loadOptimizer', () => {
     run(resumed.opt, resumed.sched, resumed.ps, 3, 6);
     resumed.ps.forEach((p, i) => expect(p.equal(whole.ps[i]!)).toBe(true));
     expect(resumed.sched.lastLr).toEqual(whole.sched.lastLr);
-    await expect(loadOptimizer(file, new SGD([param([0])]) as never)).rejects.toThrow(/holds AdamW state, not SGD/);
+    const sgd = new SGD([['w', param([0])]]);
+    await expect(loadOptimizer(file, sgd as never)).rejects.toThrow(/holds AdamW state, not SGD/);
+  });
+
+  // Three LoRA-like parameters, two of one shape, so a positional load would misplace state silently.
+  const loraGrads = (step: number): Record<string, number[]> => ({
+    'q.lora_A': [Math.sin(step), 0.3], 'v.lora_A': [0.2 * step, -Math.cos(step)], 'q.lora_B': [0.1 * step, 1, -0.5],
+  });
+  const loraParams = (): Record<string, Tensor> => ({
+    'q.lora_A': param([1, 2]), 'v.lora_A': param([-1, 0.5]), 'q.lora_B': param([0, 0, 3]),
+  });
+  const stepAll = (opt: AdamW, ps: Record<string, Tensor>, from: number, to: number): void => {
+    for (let s = from; s < to; s++) {
+      for (const [name, p] of Object.entries(ps)) setGrad(p, loraGrads(s)[name]!);
+      opt.step();
+    }
+  };
+
+  it('state follows the parameter names when the trainable parameters come in another order', async () => {
+    const whole = loraParams();
+    const wholeOpt = new AdamW(Object.entries(whole), { lr: 0.1 });
+    stepAll(wholeOpt, whole, 0, 6);
+    const first = loraParams();
+    const firstOpt = new AdamW(Object.entries(first), { lr: 0.1 });
+    stepAll(firstOpt, first, 0, 3);
+    const file = join(dir, 'reordered.safetensors');
+    await saveOptimizer(file, firstOpt);
+    // Resumed with the order reversed, as when disabling an adapter changes which parameters come first.
+    const resumed = loraParams();
+    for (const [name, p] of Object.entries(resumed)) torch.noGrad(() => p.copy_(first[name]!));
+    const resumedOpt = new AdamW(Object.entries(resumed).reverse(), { lr: 0.1 });
+    await loadOptimizer(file, resumedOpt);
+    for (const name of Object.keys(first)) {
+      const moment = (opt: AdamW, p: Tensor): Tensor => opt.state.get(p)!.expAvg as Tensor;
+      expect(moment(resumedOpt, resumed[name]!).equal(moment(firstOpt, first[name]!))).toBe(true);
+    }
+    stepAll(resumedOpt, resumed, 3, 6);
+    for (const name of Object.keys(whole)) expect(resumed[name]!.equal(whole[name]!)).toBe(true);
+    for (const o of [wholeOpt, firstOpt, resumedOpt]) o.disposeState();
+  });
+
+  it('lists every missing, unexpected and misshapen name in one error naming the file; nothing changes', async () => {
+    const saved = loraParams();
+    const savedOpt = new AdamW(Object.entries(saved), { lr: 0.1 });
+    stepAll(savedOpt, saved, 0, 1);
+    const file = join(dir, 'mismatch.safetensors');
+    await saveOptimizer(file, savedOpt);
+    const other = { 'q.lora_A': param([1, 2, 3]), 'q.lora_B': param([0, 0, 3]), 'k.lora_A': param([1, 2]) };
+    const otherOpt = new AdamW(Object.entries(other), { lr: 0.5 });
+    stepAll(otherOpt, { 'q.lora_B': other['q.lora_B'] }, 0, 1);
+    const before = (otherOpt.state.get(other['q.lora_B'])!.expAvg as Tensor).toArray();
+    const error = await loadOptimizer(file, otherOpt).then(() => null, (e: Error) => e);
+    expect(error?.message).toMatch(new RegExp(`^${file}: the saved state does not fit this optimizer:\n`));
+    expect(error?.message.split('\n').slice(1).map((line) => line.trim()).sort()).toEqual([
+      "missing parameter 'k.lora_A' [2]",
+      "parameter 'q.lora_A' [3]: state 'expAvg' has shape [2]",
+      "parameter 'q.lora_A' [3]: state 'expAvgSq' has shape [2]",
+      "unexpected parameter 'v.lora_A'",
+    ]);
+    expect((otherOpt.state.get(other['q.lora_B'])!.expAvg as Tensor).toArray()).toEqual(before);
+    expect(otherOpt.paramGroups[0]!.lr).toBe(0.5);
+    for (const o of [savedOpt, otherOpt]) o.disposeState();
+  });
+
+  it('refuses an optimizer built from unnamed tensors, naming the file', async () => {
+    const file = join(dir, 'unnamed.safetensors');
+    const unnamed = new AdamW([param([1])]);
+    const keyedByName = new RegExp(`^${file}: optimizer files are keyed by parameter name`);
+    await expect(saveOptimizer(file, unnamed)).rejects.toThrow(keyedByName);
+    expect(() => new AdamW([['a', param([1])], param([2])] as never)).toThrow(/mixes named and unnamed/);
+    expect(() => new AdamW([['a', param([1])], ['a', param([2])]])).toThrow(/parameter name 'a' appears twice/);
   });
 });

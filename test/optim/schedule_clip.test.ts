@@ -36,10 +36,10 @@ describe('schedules', () => {
     sched.step();
     expect(sched.lastLr).toEqual([0.5, 0.05]);
     for (let i = 0; i < 4; i++) sched.step();
-    const saved = sched.state();
+    const saved = sched.stateDict();
     const opt2 = new Plain([{ params: [a], lr: 1 }, { params: [b], lr: 0.1 }], { lr: 1 });
     const resumed = new LRScheduler(opt2, { name: 'linear', totalSteps: 10, warmupSteps: 2 });
-    resumed.loadState(saved);
+    resumed.loadStateDict(saved);
     expect(resumed.lastLr).toEqual(sched.lastLr);
     sched.step();
     resumed.step();
