@@ -167,7 +167,7 @@ export class LoraModel<M extends Module = Module> {
       if (layer.lora_magnitude_vector !== null) out.set(`${PEFT_PREFIX}${path}.lora_magnitude_vector`, layer.lora_magnitude_vector);
     }
     for (const [name, bias] of this.#trainedBiases()) out.set(`${PEFT_PREFIX}${name}`, bias);
-    for (const s of this.saved.values()) for (const [name, t] of s.state()) out.set(`${PEFT_PREFIX}${s.path}.${name}`, t);
+    for (const s of this.saved.values()) for (const [name, t] of s.stateDict()) out.set(`${PEFT_PREFIX}${s.path}.${name}`, t);
     return out;
   }
 

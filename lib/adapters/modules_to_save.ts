@@ -14,7 +14,7 @@ export class SavedModule {
   ) {}
 
   /** The copy's parameters and persistent buffers by their names inside the module. */
-  state(): Map<string, Tensor> {
+  stateDict(): Map<string, Tensor> {
     return this.copy.stateDict();
   }
 }
