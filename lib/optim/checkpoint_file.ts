@@ -38,8 +38,8 @@ export async function saveOptimizer(
   for (const [index, entry] of Object.entries(state)) {
     const name = names[Number(index)]!;
     for (const [stat, value] of Object.entries(entry)) {
-      if (typeof value === 'number') (scalars[name] ??= {})[stat] = value;
-      else tensors[`${PREFIX}${name}.${stat}`] = value;
+      if (typeof value !== 'number') tensors[`${PREFIX}${name}.${stat}`] = value;
+      else scalars[name] = { ...scalars[name], [stat]: value };
     }
   }
   const groups = paramGroups.map(({ params: _ids, ...options }) => options);
@@ -94,7 +94,8 @@ function savedState(meta: Meta, tensors: Record<string, Tensor>, file: string): 
   const entry = (name: string, what: string): ParamState => {
     const i = index.get(name);
     if (i === undefined) throw new Error(`${file}: ${what} belongs to '${name}', which no parameter group lists`);
-    return (state[i] ??= {});
+    state[i] ??= {};
+    return state[i];
   };
   for (const [name, values] of Object.entries(meta.scalars)) Object.assign(entry(name, 'a step count'), values);
   for (const [key, t] of Object.entries(tensors)) {

@@ -32,7 +32,10 @@ describe('name conversion', () => {
 
   it('round trips every snake name built from random words and digits', () => {
     let seed = 7;
-    const next = (n: number): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    const next = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
     const letters = (): string => 'abcxyz'.slice(next(3), 3 + next(3)) + (next(3) === 0 ? String(next(9)) : '');
     const word = (): string => (next(4) === 0 ? String(next(100)) : letters());
     for (let i = 0; i < 500; i++) {
