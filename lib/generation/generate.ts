@@ -72,7 +72,8 @@ export function generate(model: CausalLM, inputs: ModelInputs, options: Generate
 function lastLogits(model: CausalLM, inputs: ModelInputs, cache: KVCache): Tensor {
   return torch.tidy(() => {
     const { hidden } = model.forward(inputs, { cache, logits: false });
-    return torch.nn.functional.linear(hidden.select(1, -1), model.outputWeight());
+    const head = model.lmHead();
+    return torch.nn.functional.linear(hidden.select(1, -1), head.weight, head.bias);
   }).keep();
 }
 

@@ -1,6 +1,7 @@
 // nn: modules named like checkpoints, the layers every family shares, attention and rotary math.
 export { Module, isFloating, type StateDict, type LoadOptions } from './module.js';
 export { Linear, Embedding, PatchConv, Dropout } from './layers.js';
+export type { LmHead } from './lm_head.js';
 export { LayerNorm, RMSNorm } from './norm.js';
 export { ModuleList, ModuleDict } from './container.js';
 export { activation, type Activation } from './activation.js';
