@@ -8,6 +8,17 @@ export { tidy, keep, memory, type MemoryInfo } from './scope.js';
 export { noGrad, enableGrad, isGradEnabled, setGradEnabled, checkpoint } from './autograd.js';
 export { quantize4bit, dequantize4bit, linear4bit, type QuantState4bit, type QuantType, type Quantize4bitOptions, type Linear4bitOptions } from './quant4bit.js';
 export { adamwStep_, type AdamwStepOptions } from './fused_optim.js';
+export {
+  linearLogprobs,
+  linearLogprobStats,
+  linearLogprobStatsChunk,
+  linearLogprobGradChunk,
+  attachGradients,
+  type LinearLogprobStats,
+  type LinearLogprobOptions,
+  type StatsGradients,
+  type HeadGradients,
+} from './fused_linear.js';
 export * as autograd from './autograd.js';
 export * as nn from './nn.js';
 export * as cuda from './cuda.js';
