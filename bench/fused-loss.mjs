@@ -65,8 +65,9 @@ function runChild() {
   // --grad-filter (a number or 'auto') is passed on only when given: the library default otherwise.
   const filter = flags.get('grad-filter');
   const gradFilter = filter === undefined ? {} : { gradFilter: filter === 'auto' ? 'auto' : Number(filter) };
-  const loss = new losses.PreferenceLoss({ ...losses.MPO, beta: 0.1, implementation: variant, chunkSize, ...gradFilter });
-  const batch = { hidden, labels, refChosenLogps, refRejectedLogps };
+  // Current TRL's mix (no running-mean shift), as the peer computes it.
+  const loss = new losses.PreferenceLoss({ ...losses.MPO, trlVersion: 'current', beta: 0.1, implementation: variant, chunkSize, ...gradFilter });
+  const batch = { hidden, targets: labels, refChosenLogps, refRejectedLogps };
   const head = { weight };
   const step = () => {
     hidden.grad = null;

@@ -21,9 +21,9 @@ const labels = torch.randint(0, V, [2 * P, T]);
 const ref = { refChosenLogps: torch.randn([P]), refRejectedLogps: torch.randn([P]) };
 
 const step = (config) => {
-  const loss = new losses.PreferenceLoss({ ...losses.MPO, ...config });
+  const loss = new losses.PreferenceLoss({ ...losses.MPO, trlVersion: 'current', ...config }); // the peer's mix: no shift
   const start = process.hrtime.bigint();
-  torch.tidy(() => loss.compute({ hidden, labels, ...ref }, { weight }).loss.backward());
+  torch.tidy(() => loss.compute({ hidden, targets: labels, ...ref }, { weight }).loss.backward());
   hidden.grad = null;
   weight.grad = null;
   return Number(process.hrtime.bigint() - start) / 1e9;

@@ -5,6 +5,8 @@ import { z } from 'zod';
 import { DPO_LOSSES } from './dpo.js';
 
 const DPO_TYPES = [...Object.keys(DPO_LOSSES), 'sft'] as const;
+// Names TRL <= 0.28 used for a type.
+const LEGACY_NAMES: Record<string, string> = { aot_pair: 'aot_unpaired' };
 
 const engine = {
   /** 'fused' (chunked kernels, the default) or 'eager' (materialised logits, the reference). */
@@ -25,21 +27,31 @@ export const PreferenceLossConfigSchema = z
     lossType: z.union([z.string(), z.array(z.string())]).default(['sigmoid']),
     lossWeights: z.array(z.number()).nullable().default(null),
     beta: z.number().positive().default(0.1),
+    /**
+     * 'current' (TRL >= 0.29, the default) or 'legacy' (TRL <= 0.28, which InternVL's MPO trainers
+     * subclass): legacy smooths sigmoid by labelSmoothing (cDPO; current ignores it there), gives
+     * exo_pair 1e-3 for a labelSmoothing of 0, shifts bco_pair by the running mean reward, and
+     * reads fAlphaDivergenceCoef as its own alpha (1 - the current one; default 1.0).
+     */
+    trlVersion: z.enum(['current', 'legacy']).default('current'),
     labelSmoothing: z.number().min(0).max(1).default(0),
     fDivergenceType: z.enum(['reverse_kl', 'forward_kl', 'js_divergence', 'alpha_divergence']).default('reverse_kl'),
-    fAlphaDivergenceCoef: z.number().default(0.5),
+    /** Default: 0.5 (current), 1.0 (legacy). */
+    fAlphaDivergenceCoef: z.number().nullable().default(null),
     discopopTau: z.number().positive().default(0.05),
-    /** bco_pair with the running-mean reward shift of TRL <= 0.28 and InternVL's MPO trainer. */
-    bcoRunningMean: z.boolean().default(false),
+    /** bco_pair's running-mean reward shift (TRL <= 0.28, InternVL MPO); default: on under 'legacy'. */
+    bcoRunningMean: z.boolean().nullable().default(null),
     /** InternVL / RPO: adds rpoAlpha x NLL of the chosen completions. */
     rpoAlpha: z.number().min(0).nullable().default(null),
     ...engine,
   })
   .transform((c, ctx) => {
-    const types = (typeof c.lossType === 'string' ? c.lossType.split(',') : c.lossType).map((t) => t.trim());
+    const names = (typeof c.lossType === 'string' ? c.lossType.split(',') : c.lossType).map((t) => t.trim());
+    const types = names.map((t) => LEGACY_NAMES[t] ?? t);
     for (const t of types) {
       if (!(DPO_TYPES as readonly string[]).includes(t)) {
-        ctx.addIssue({ code: 'custom', path: ['lossType'], message: `unknown loss type '${t}'; expected one of ${DPO_TYPES.join(', ')}` });
+        const message = `unknown loss type '${t}'; expected one of ${DPO_TYPES.join(', ')}`;
+        ctx.addIssue({ code: 'custom', path: ['lossType'], message });
       }
     }
     const weights = c.lossWeights ?? types.map(() => 1);
@@ -50,14 +62,29 @@ export const PreferenceLossConfigSchema = z
         message: `lossWeights has ${weights.length} entries but lossType has ${types.length}`,
       });
     }
-    return { ...c, lossType: types, lossWeights: weights };
+    const legacy = c.trlVersion === 'legacy';
+    return {
+      ...c,
+      lossType: types,
+      lossWeights: weights,
+      fAlphaDivergenceCoef: c.fAlphaDivergenceCoef ?? (legacy ? 1 : 0.5),
+      bcoRunningMean: c.bcoRunningMean ?? legacy,
+    };
   });
 
 export type PreferenceLossConfigInput = z.input<typeof PreferenceLossConfigSchema>;
 export type PreferenceLossConfig = z.output<typeof PreferenceLossConfigSchema>;
 
-/** TRL's MPO recipe: sigmoid 0.8 + bco_pair 0.2 + sft 1.0. */
-export const MPO: PreferenceLossConfigInput = { lossType: ['sigmoid', 'bco_pair', 'sft'], lossWeights: [0.8, 0.2, 1.0] };
+/**
+ * InternVL's MPO recipe (InternVL3.5 on TRL 0.21, as TRL's docs give it): sigmoid 0.8 + bco_pair 0.2
+ * + sft 1.0 in TRL's legacy form, so bco_pair is shifted by the running mean reward (whose state
+ * goes in checkpoints). `{ ...MPO, trlVersion: 'current' }` is the same mix without the shift.
+ */
+export const MPO: PreferenceLossConfigInput = {
+  lossType: ['sigmoid', 'bco_pair', 'sft'],
+  lossWeights: [0.8, 0.2, 1.0],
+  trlVersion: 'legacy',
+};
 
 export const KtoLossConfigSchema = z.object({
   lossType: z.enum(['kto', 'apo_zero_unpaired', 'bco']).default('kto'),
@@ -87,7 +114,8 @@ export const GrpoLossConfigSchema = z
   })
   .transform((c, ctx) => {
     if (c.delta !== null && c.delta <= 1 + (c.epsilonHigh ?? c.epsilon)) {
-      ctx.addIssue({ code: 'custom', path: ['delta'], message: `delta (${c.delta}) must exceed 1 + epsilonHigh (${1 + (c.epsilonHigh ?? c.epsilon)})` });
+      const message = `delta (${c.delta}) must exceed 1 + epsilonHigh (${1 + (c.epsilonHigh ?? c.epsilon)})`;
+      ctx.addIssue({ code: 'custom', path: ['delta'], message });
     }
     return { ...c, epsilonHigh: c.epsilonHigh ?? c.epsilon };
   });

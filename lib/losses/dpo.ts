@@ -1,4 +1,5 @@
-// TRL's DPO loss types as per-pair formulas over sequence log-probs (TRL >= 0.29 unless noted).
+// TRL's DPO loss types as per-pair formulas over sequence log-probs: the current form (TRL >= 0.29)
+// or, with trlVersion 'legacy', TRL <= 0.28's where they differ (trl_peft.md §1.3-1.5).
 //
 // Notation per pair: lp_c, lp_r summed completion log-probs under the policy; ref_c, ref_r under
 // the reference; r = lp - ref; s = g(r) the f-divergence score (reverse KL: s = r); delta = s_c - s_r;
@@ -17,17 +18,23 @@ export interface PairLogps {
 
 export type FDivergence = 'reverse_kl' | 'forward_kl' | 'js_divergence' | 'alpha_divergence';
 
+export type TrlVersion = 'current' | 'legacy';
+
 export interface DpoLossOptions {
   beta: number;
   labelSmoothing: number;
   fDivergenceType: FDivergence;
+  /** alpha_divergence's alpha; under 'legacy' TRL <= 0.28's alpha, which is 1 - the current one. */
   fAlphaDivergenceCoef: number;
   discopopTau: number;
+  trlVersion: TrlVersion;
   /** Running-mean shift D of TRL <= 0.28 / InternVL bco_pair; null for the current TRL form. */
   bcoShift: Tensor | null;
 }
 
-interface Scores {
+export type ScoreOptions = Pick<DpoLossOptions, 'fDivergenceType' | 'fAlphaDivergenceCoef' | 'trlVersion'>;
+
+export interface PairScores {
   rc: Tensor; // r_c
   rr: Tensor; // r_r
   sc: Tensor; // s_c
@@ -38,8 +45,9 @@ interface Scores {
 const F = torch.nn.functional;
 const logsig = (x: Tensor): Tensor => F.logsigmoid(x);
 
-// g(r) per f-divergence (TRL's _get_f_divergence scores); alpha's exponent is clamped at 80.
-function fScore(r: Tensor, o: DpoLossOptions): Tensor {
+// g(r) per f-divergence (TRL's _get_f_divergence scores); alpha's exponent is clamped at 80. Legacy
+// alpha's delta (e^(-a r_r) - e^(-a r_c)) / a is the current form's with alpha = 1 - a.
+function fScore(r: Tensor, o: ScoreOptions): Tensor {
   switch (o.fDivergenceType) {
     case 'reverse_kl':
       return r;
@@ -48,14 +56,15 @@ function fScore(r: Tensor, o: DpoLossOptions): Tensor {
     case 'js_divergence':
       return logsig(r);
     case 'alpha_divergence': {
-      const a = o.fAlphaDivergenceCoef;
+      const a = o.trlVersion === 'legacy' ? 1 - o.fAlphaDivergenceCoef : o.fAlphaDivergenceCoef;
       if (Math.abs(a - 1) < 1e-6) return r;
       return r.mul(a - 1).clamp(null, 80).exp().div(a - 1);
     }
   }
 }
 
-export function scoresOf(p: PairLogps, o: DpoLossOptions): Scores {
+/** The per-pair rewards r and f-divergence scores s every loss type reads. */
+export function scoresOf(p: PairLogps, o: ScoreOptions): PairScores {
   const rc = p.chosen.sub(p.refChosen);
   const rr = p.rejected.sub(p.refRejected);
   const sc = fScore(rc, o);
@@ -66,16 +75,22 @@ export function scoresOf(p: PairLogps, o: DpoLossOptions): Scores {
 // -(1 - eps) log sigma(z) - eps log sigma(-z): cDPO's label smoothing, also aot's form.
 const smoothedSigmoid = (z: Tensor, eps: number): Tensor => logsig(z).mul(-(1 - eps)).sub(logsig(z.neg()).mul(eps));
 
-type PairLoss = (p: PairLogps, s: Scores, o: DpoLossOptions) => Tensor;
+type PairLoss = (p: PairLogps, s: PairScores, o: DpoLossOptions) => Tensor;
+
+// Legacy TRL used 1e-3 where exo_pair's label smoothing is 0; current TRL refuses 0.
+const LEGACY_EXO_EPSILON = 1e-3;
 
 export const DPO_LOSSES = {
-  sigmoid: (_p, s, o) => smoothedSigmoid(s.delta.mul(o.beta), o.labelSmoothing),
+  // Current TRL ignores label smoothing here; legacy applied cDPO's (conservative DPO) smoothing.
+  sigmoid: (_p, s, o) => smoothedSigmoid(s.delta.mul(o.beta), o.trlVersion === 'legacy' ? o.labelSmoothing : 0),
   hinge: (_p, s, o) => s.delta.mul(-o.beta).add(1).relu(),
   // IPO (Azar et al. eq. 17) with TRL's length normalisation; beta plays tau.
   ipo: (p, s, o) => s.sc.div(p.chosenTokens).sub(s.sr.div(p.rejectedTokens)).sub(1 / (2 * o.beta)).square(),
   exo_pair: (_p, s, o) => {
-    const eps = o.labelSmoothing;
-    if (!(eps > 0)) throw new RangeError('exo_pair needs labelSmoothing > 0 (TRL refuses 0)');
+    const eps = o.labelSmoothing > 0 || o.trlVersion !== 'legacy' ? o.labelSmoothing : LEGACY_EXO_EPSILON;
+    if (!(eps > 0)) {
+      throw new RangeError("exo_pair needs labelSmoothing > 0 (current TRL refuses 0; trlVersion 'legacy' uses 1e-3)");
+    }
     const z = s.delta.mul(o.beta);
     const qw = z.sigmoid();
     const ql = z.neg().sigmoid();

@@ -5,15 +5,12 @@
 //   singlePass the fused kernel with the loss evaluated chunk by chunk inside the forward, so the
 //              gradients come out of the same pass (6NHV FLOPs); needs a loss that is a sum over
 //              the layout's chunks.
-import { native as N } from '../torch/native.js';
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
+import type { LmHead } from '../nn/index.js';
 import type { TokenChunk, TokenLayout } from './token_layout.js';
 
-export interface LmHead {
-  weight: Tensor; // [V, H]
-  bias?: Tensor | null; // [V]
-}
+export type { LmHead };
 
 export interface TokenStats {
   logp: Tensor; // [n] log p(label), 0 for ignored labels
@@ -40,34 +37,33 @@ function gradFilterFor(x: Tensor, options: HeadOptions): number {
   return filter;
 }
 
-const handle = (t: Tensor | null | undefined): number => t?.handle ?? 0;
-const wrap = (h: number): Tensor => new torch.Tensor(h);
-
-/** Reference path: the [N, V] logits in full. x [N, H], labels [N] int64. */
-export function eagerTokenStats(x: Tensor, head: LmHead, labels: Tensor, options: HeadOptions = {}): TokenStats {
+/** Reference path: the [N, V] logits in full. x [N, H], targets [N] int64 (negative: none). */
+export function eagerTokenStats(x: Tensor, head: LmHead, targets: Tensor, options: HeadOptions = {}): TokenStats {
   const logits = torch.nn.functional.linear(x, head.weight, head.bias);
   const z = logits.div(options.temperature ?? 1);
   const logprobs = z.logSoftmax(-1);
-  const valid = labels.ge(0);
-  const logp = logprobs.gather(1, labels.clamp(0).unsqueeze(1)).squeeze(1).mul(valid);
+  const valid = targets.ge(0);
+  const logp = logprobs.gather(1, targets.clamp(0).unsqueeze(1)).squeeze(1).mul(valid);
   const entropy = logprobs.exp().mul(logprobs).sum(-1).neg();
   return { logp, entropy, meanLogit: logits.mean(-1) };
 }
 
 /** Fused kernel as an autograd Function; gradients flow to x, weight and bias. */
-export function fusedTokenStats(x: Tensor, head: LmHead, labels: Tensor, options: HeadOptions = {}): TokenStats {
-  const [logp, entropy, meanLogit] = (
-    N.linearLogprobs(x.handle, head.weight.handle, handle(head.bias), labels.handle, options.temperature ?? 1, chunkRows(options),
-      gradFilterFor(x, options)) as number[]
-  ).map(wrap) as [Tensor, Tensor, Tensor];
+export function fusedTokenStats(x: Tensor, head: LmHead, targets: Tensor, options: HeadOptions = {}): TokenStats {
+  const [logp, entropy, meanLogit] = torch.linearLogprobs(x, head.weight, head.bias, targets, {
+    temperature: options.temperature ?? 1,
+    chunkRows: chunkRows(options),
+    gradFilter: gradFilterFor(x, options),
+  });
   return { logp, entropy, meanLogit };
 }
 
 /** Forward-only stats (reference models, KL passes): no graph, no [N, V] buffer. */
-export function tokenStatsNoGrad(x: Tensor, head: LmHead, labels: Tensor, options: HeadOptions = {}): TokenStats {
-  const [logp, entropy, lse, meanLogit] = (
-    N.linearLogprobStats(x.handle, head.weight.handle, handle(head.bias), labels.handle, options.temperature ?? 1, chunkRows(options)) as number[]
-  ).map(wrap) as [Tensor, Tensor, Tensor, Tensor];
+export function tokenStatsNoGrad(x: Tensor, head: LmHead, targets: Tensor, options: HeadOptions = {}): TokenStats {
+  const { logp, entropy, lse, meanLogit } = torch.linearLogprobStats(x, head.weight, head.bias, targets, {
+    temperature: options.temperature ?? 1,
+    chunkRows: chunkRows(options),
+  });
   lse.dispose();
   return { logp, entropy, meanLogit };
 }
@@ -80,48 +76,69 @@ const chunkRows = (options: HeadOptions): number => {
 
 export type ChunkLoss = (stats: TokenStats, chunk: TokenChunk) => Tensor;
 
+// One chunk of the single pass: stats into the scratch logits, the loss with autograd over the
+// chunk's [n] stats, then the scratch turned into the logit gradient; returns the loss, detached.
+function singlePassChunk(
+  x: Tensor,
+  head: LmHead,
+  targets: Tensor,
+  chunk: TokenChunk,
+  lossOfChunk: ChunkLoss,
+  pass: { scratch: Tensor; temperature: number; gradFilter: number; gradX: Tensor; into: torch.HeadGradients },
+): Tensor {
+  const rows = chunk.end - chunk.start;
+  const xs = x.narrow(0, chunk.start, rows);
+  const ys = targets.narrow(0, chunk.start, rows);
+  const { logp, entropy, lse, meanLogit } =
+    torch.linearLogprobStatsChunk(xs, head.weight, head.bias, ys, pass.temperature, pass.scratch);
+  logp.requiresGrad_(true);
+  entropy.requiresGrad_(true);
+  const loss = torch.enableGrad(() => lossOfChunk({ logp, entropy, meanLogit }, chunk));
+  if (!loss.requiresGrad) return loss;
+  const [gLogp, gEntropy] = torch.autograd.grad(loss, [logp, entropy], { allowUnused: true });
+  const dx = torch.linearLogprobGradChunk(pass.scratch, xs, head.weight, ys, pass.temperature, { lse, entropy },
+    { logp: gLogp, entropy: gEntropy }, pass.into, pass.gradFilter);
+  pass.gradX.narrow(0, chunk.start, rows).copy_(dx);
+  return loss.detach();
+}
+
 /**
  * Runs `lossOfChunk` on each chunk's stats and returns the summed loss as a scalar whose backward
  * hands the gradients computed here to x (keeping x's graph), weight and bias.
  */
-export function singlePassLoss(x: Tensor, head: LmHead, labels: Tensor, chunks: readonly TokenChunk[], lossOfChunk: ChunkLoss, options: HeadOptions = {}): Tensor {
-  const temperature = options.temperature ?? 1;
-  const gradFilter = gradFilterFor(x, options);
+export function singlePassLoss(
+  x: Tensor,
+  head: LmHead,
+  targets: Tensor,
+  chunks: readonly TokenChunk[],
+  lossOfChunk: ChunkLoss,
+  options: HeadOptions = {},
+): Tensor {
   const xd = x.detach();
-  const gradX = torch.zerosLike(xd);
   const gradWeight = torch.zerosLike(head.weight, { requiresGrad: false });
-  const gradBias = head.bias ? torch.zerosLike(head.bias) : null;
+  const gradBias = head.bias ? torch.zerosLike(head.bias, { requiresGrad: false }) : null;
   const largest = Math.max(1, ...chunks.map((c) => c.end - c.start));
-  const scratch = torch.empty([largest, head.weight.shape[0]!], { dtype: xd.dtype });
+  const pass = {
+    scratch: torch.empty([largest, head.weight.shape[0]!], { dtype: xd.dtype }),
+    temperature: options.temperature ?? 1,
+    gradFilter: gradFilterFor(x, options),
+    gradX: torch.zerosLike(xd),
+    into: { weight: gradWeight, bias: gradBias },
+  };
   let total = torch.zeros([], { dtype: xd.dtype });
-  for (const chunk of chunks) {
-    const value = torch.tidy(() => {
-      const xs = xd.narrow(0, chunk.start, chunk.end - chunk.start);
-      const ys = labels.narrow(0, chunk.start, chunk.end - chunk.start);
-      const [logp, entropy, lse, meanLogit] = (
-        N.linearLogprobStatsChunk(xs.handle, head.weight.handle, handle(head.bias), ys.handle, temperature, scratch.handle) as number[]
-      ).map(wrap) as [Tensor, Tensor, Tensor, Tensor];
-      logp.requiresGrad_(true);
-      entropy.requiresGrad_(true);
-      const loss = torch.enableGrad(() => lossOfChunk({ logp, entropy, meanLogit }, chunk));
-      if (!loss.requiresGrad) return loss;
-      const [gLogp, gEntropy] = torch.autograd.grad(loss, [logp, entropy], { allowUnused: true });
-      const dx = wrap(
-        N.linearLogprobGradChunk(scratch.handle, xs.handle, head.weight.handle, ys.handle, temperature, lse.handle,
-          entropy.handle, handle(gLogp), handle(gEntropy), 0, gradWeight.handle, handle(gradBias), gradFilter),
-      );
-      gradX.narrow(0, chunk.start, chunk.end - chunk.start).copy_(dx);
-      return loss.detach();
-    });
-    const next = total.add(value);
-    total.dispose();
-    value.dispose();
-    total = next;
+  try {
+    for (const chunk of chunks) {
+      const value = torch.tidy(() => singlePassChunk(xd, head, targets, chunk, lossOfChunk, pass));
+      const next = total.add(value);
+      total.dispose();
+      value.dispose();
+      total = next;
+    }
+    const grads = { x: pass.gradX, weight: gradWeight, bias: gradBias };
+    return torch.attachGradients(total, { x, weight: head.weight, bias: head.bias }, grads);
+  } finally {
+    for (const t of [total, pass.scratch, pass.gradX, gradWeight, gradBias]) t?.dispose();
   }
-  scratch.dispose();
-  const loss = wrap(N.attachGradients(total.handle, x.handle, head.weight.handle, handle(head.bias), gradX.handle, gradWeight.handle, handle(gradBias)));
-  for (const t of [total, gradX, gradWeight, gradBias]) t?.dispose();
-  return loss;
 }
 
 /**
@@ -135,7 +152,9 @@ export function lossOverTokens(
   options: HeadOptions & { implementation: 'fused' | 'eager'; coupled: boolean },
   lossOfChunk: ChunkLoss,
 ): Tensor {
-  if (options.implementation === 'eager') return lossOfChunk(eagerTokenStats(x, head, layout.labels, options), layout.whole);
-  if (options.coupled) return lossOfChunk(fusedTokenStats(x, head, layout.labels, options), layout.whole);
-  return singlePassLoss(x, head, layout.labels, layout.chunks, lossOfChunk, options);
+  if (options.implementation === 'eager') {
+    return lossOfChunk(eagerTokenStats(x, head, layout.targets, options), layout.whole);
+  }
+  if (options.coupled) return lossOfChunk(fusedTokenStats(x, head, layout.targets, options), layout.whole);
+  return singlePassLoss(x, head, layout.targets, layout.chunks, lossOfChunk, options);
 }

@@ -8,13 +8,21 @@
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { GrpoLossConfigSchema, parseConfig, type GrpoLossConfig, type GrpoLossConfigInput } from './config.js';
-import { lossOverTokens, type LmHead, type TokenStats } from './fused_linear.js';
-import type { LossResult } from './preference.js';
-import { disposeLayout, layoutTokens, sumBySlot, type TokenChunk } from './token_layout.js';
+import type { LmHead } from './fused_linear.js';
+import { sumBySlot, type TokenChunk, type TokenLayout } from './token_layout.js';
+import {
+  checkTokenBatch,
+  modeOf,
+  targetsOf,
+  tokenLoss,
+  type ChunkInput,
+  type ComputeOptions,
+  type LossResult,
+} from './token_loss.js';
 
 export interface GrpoBatch {
   hidden: Tensor; // [S, T, H]
-  labels: Tensor; // [S, T] int64 completion tokens, ignoreIndex elsewhere
+  targets: Tensor; // [S, T] int64 completion tokens, ignoreIndex elsewhere
   advantages: Tensor; // [S]
   /** [S, T] per-token log-probs of the sampling policy; omitted: the current policy, detached (on-policy). */
   oldLogps?: Tensor;
@@ -24,14 +32,15 @@ export interface GrpoBatch {
   numItemsInBatch?: number;
 }
 
-interface Totals {
+// What a chunk reads of the whole batch: per-token inputs in layout order, per-row counts.
+interface BatchSide {
   sequences: number;
   tokens: number;
   rowTokens: Tensor; // [S] float
-  clipLow: number;
-  clipHigh: number;
-  klSum: number;
-  entropySum: number;
+  advantages: Tensor; // [S]
+  old: Tensor | null; // [N]
+  ref: Tensor | null; // [N]
+  numItems: number | undefined;
 }
 
 export class GrpoLoss {
@@ -41,88 +50,82 @@ export class GrpoLoss {
     this.config = parseConfig(GrpoLossConfigSchema, config, 'GRPO loss config');
   }
 
-  compute(batch: GrpoBatch, head: LmHead): LossResult {
+  /** `options.mode` is accepted for a uniform API: GRPO keeps no state. */
+  compute(batch: GrpoBatch, head: LmHead, options: ComputeOptions = {}): LossResult {
+    modeOf(options);
     const c = this.config;
-    const sequences = batch.labels.shape[0]!;
+    const targets = targetsOf(batch, 'GRPO loss');
+    const [sequences] = checkTokenBatch(batch.hidden, targets);
     if (c.beta > 0 && !batch.refLogps) throw new TypeError('GRPO loss: beta > 0 needs refLogps');
-    if (batch.advantages.numel() !== sequences) throw new RangeError(`advantages has ${batch.advantages.numel()} values for ${sequences} sequences`);
-    const layout = layoutTokens(batch.labels, Array.from({ length: sequences }, (_, r) => [r]), c.chunkSize, c.ignoreIndex);
-    try {
-      return torch.tidy(() => {
-        const tokens = layout.rowTokens.reduce((a, b) => a + b, 0);
-        const pick = (t: Tensor | undefined): Tensor | null => (t ? t.detach().reshape(-1).indexSelect(0, layout.index) : null);
-        const old = pick(batch.oldLogps);
-        const ref = pick(batch.refLogps);
-        const totals: Totals = {
-          sequences,
-          tokens,
-          rowTokens: torch.tensor(Float64Array.from(layout.rowTokens)),
-          clipLow: 0,
-          clipHigh: 0,
-          klSum: 0,
-          entropySum: 0,
-        };
-        const lossOfChunk = (stats: TokenStats, chunk: TokenChunk): Tensor => {
-          const slice = (t: Tensor | null): Tensor | null => (t ? t.narrow(0, chunk.start, chunk.end - chunk.start).to({ dtype: stats.logp.dtype }) : null);
-          return this.chunkLoss(stats, chunk, batch, slice(old), slice(ref), totals);
-        };
-        const x = batch.hidden.reshape(-1, batch.hidden.shape[2]!).indexSelect(0, layout.index);
-        const loss = lossOverTokens(x, head, layout, { ...c, coupled: false }, lossOfChunk);
-        const perToken = (v: number): number => (tokens ? v / tokens : Number.NaN);
-        return {
-          loss,
-          metrics: {
-            loss: loss.item() as number,
-            'clip_ratio/low_mean': perToken(totals.clipLow),
-            'clip_ratio/high_mean': perToken(totals.clipHigh),
-            'clip_ratio/region_mean': perToken(totals.clipLow + totals.clipHigh),
-            kl: c.beta > 0 ? perToken(totals.klSum) : 0,
-            entropy: perToken(totals.entropySum),
-          },
-        };
-      });
-    } finally {
-      disposeLayout(layout);
+    if (batch.advantages.numel() !== sequences) {
+      throw new RangeError(`advantages has ${batch.advantages.numel()} values for ${sequences} sequences`);
     }
+    const groups = Array.from({ length: sequences }, (_, r) => [r]);
+    return tokenLoss({ hidden: batch.hidden, targets, groups, head, config: c, coupled: false }, (layout) => {
+      const side = batchSide(batch, layout, sequences);
+      return (input) => this.chunkLoss(input, side);
+    });
   }
 
-  private chunkLoss(stats: TokenStats, chunk: TokenChunk, batch: GrpoBatch, old: Tensor | null, ref: Tensor | null, totals: Totals): Tensor {
+  private chunkLoss({ stats, chunk, metrics }: ChunkInput, side: BatchSide): Tensor {
     const c = this.config;
-    const rowIds = torch.tensor(BigInt64Array.from(chunk.rows, BigInt));
     const lp = stats.logp;
+    const slice = (t: Tensor | null): Tensor | null =>
+      t ? t.narrow(0, chunk.start, chunk.end - chunk.start).to({ dtype: lp.dtype }) : null;
+    const [old, ref] = [slice(side.old), slice(side.ref)];
     const logRatio = lp.sub(old ?? lp.detach());
-    const n = totals.rowTokens.indexSelect(0, rowIds).to({ dtype: lp.dtype });
+    const n = side.rowTokens.indexSelect(0, chunk.rowIds).to({ dtype: lp.dtype });
     const ratio =
       c.importanceSamplingLevel === 'sequence'
         ? sumBySlot(logRatio, chunk).div(n.clamp(1)).exp().indexSelect(0, chunk.slot)
         : logRatio.exp();
-    const advantages = batch.advantages.detach().to({ dtype: lp.dtype }).indexSelect(0, rowIds).indexSelect(0, chunk.slot);
+    const advantages = side.advantages.to({ dtype: lp.dtype }).indexSelect(0, chunk.rowIds).indexSelect(0, chunk.slot);
     const unclipped = (c.delta === null ? ratio : ratio.clamp(null, c.delta)).mul(advantages);
     const clipped = ratio.clamp(1 - c.epsilon, 1 + c.epsilonHigh).mul(advantages);
     let perToken = unclipped.minimum(clipped).neg();
+    const tokens = chunk.end - chunk.start;
     if (c.beta > 0 && ref) {
       const d = ref.sub(lp);
       const kl = d.exp().sub(d).sub(1);
-      totals.klSum += kl.sum().item() as number;
+      metrics.add('kl', kl, tokens);
       perToken = perToken.add(kl.mul(c.beta));
+    } else {
+      metrics.add('kl', 0, tokens);
     }
-    totals.clipLow += ratio.lt(1 - c.epsilon).logicalAnd(advantages.lt(0)).sum().item() as number;
-    totals.clipHigh += ratio.gt(1 + c.epsilonHigh).logicalAnd(advantages.gt(0)).sum().item() as number;
-    totals.entropySum += stats.entropy.detach().sum().item() as number;
-    return this.aggregate(perToken, chunk, n, totals, batch.numItemsInBatch);
+    const low = ratio.lt(1 - c.epsilon).logicalAnd(advantages.lt(0));
+    const high = ratio.gt(1 + c.epsilonHigh).logicalAnd(advantages.gt(0));
+    metrics.add('clip_ratio/low_mean', low, tokens);
+    metrics.add('clip_ratio/high_mean', high, tokens);
+    metrics.add('clip_ratio/region_mean', low.logicalOr(high), tokens);
+    metrics.add('entropy', stats.entropy, tokens);
+    return this.aggregate(perToken, chunk, n, side);
   }
 
-  private aggregate(perToken: Tensor, chunk: TokenChunk, n: Tensor, totals: Totals, numItems?: number): Tensor {
+  private aggregate(perToken: Tensor, chunk: TokenChunk, n: Tensor, side: BatchSide): Tensor {
     const sum = perToken.sum();
     switch (this.config.lossType) {
       case 'grpo':
-        return sumBySlot(perToken, chunk).div(n.clamp(1)).sum().div(totals.sequences);
+        return sumBySlot(perToken, chunk).div(n.clamp(1)).sum().div(side.sequences);
       case 'bnpo':
-        return sum.div(Math.max(totals.tokens, 1));
+        return sum.div(Math.max(side.tokens, 1));
       case 'dr_grpo':
-        return sum.div(totals.sequences * this.config.maxCompletionLength);
+        return sum.div(side.sequences * this.config.maxCompletionLength);
       case 'dapo':
-        return sum.div(Math.max(numItems ?? totals.tokens, 1));
+        return sum.div(Math.max(side.numItems ?? side.tokens, 1));
     }
   }
+}
+
+function batchSide(batch: GrpoBatch, layout: TokenLayout, sequences: number): BatchSide {
+  const pick = (t: Tensor | undefined): Tensor | null =>
+    t ? t.detach().reshape(-1).indexSelect(0, layout.index) : null;
+  return {
+    sequences,
+    tokens: layout.rowTokens.reduce((a, b) => a + b, 0),
+    rowTokens: torch.tensor(Float64Array.from(layout.rowTokens)),
+    advantages: batch.advantages.detach().reshape(-1),
+    old: pick(batch.oldLogps),
+    ref: pick(batch.refLogps),
+    numItems: batch.numItemsInBatch,
+  };
 }

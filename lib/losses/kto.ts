@@ -8,23 +8,41 @@
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { KtoLossConfigSchema, parseConfig, type KtoLossConfig, type KtoLossConfigInput } from './config.js';
-import { lossOverTokens, type LmHead, type TokenStats } from './fused_linear.js';
+import type { LmHead } from './fused_linear.js';
+import type { MetricSums } from './metrics.js';
+import { sequenceLogps, type ReferenceHidden } from './reference.js';
 import { WithRunningMoments } from './running_moments.js';
-import { disposeLayout, layoutTokens, sumBySlot, type TokenChunk } from './token_layout.js';
-import type { LossResult } from './preference.js';
-import { sequenceLogps } from './reference.js';
+import { sumBySlot } from './token_layout.js';
+import {
+  checkTokenBatch,
+  modeOf,
+  targetsOf,
+  tokenLoss,
+  type ChunkInput,
+  type ComputeOptions,
+  type LossResult,
+} from './token_loss.js';
 
 export interface UnpairedBatch {
   hidden: Tensor; // [R, T, H]
-  labels: Tensor; // [R, T] int64, ignoreIndex outside completions
+  targets: Tensor; // [R, T] int64, ignoreIndex outside completions
   desirable: readonly boolean[]; // [R]
   refLogps?: Tensor; // [R] summed reference log-probs ...
-  refHidden?: Tensor; // ... or the reference model's hidden states [R, T, H]
+  ref?: ReferenceHidden; // ... or the reference model's hidden states [R, T, H] and its own head
   /** KTO's KL estimate inputs: policy and reference log-probs [R'] of mismatched completions. */
   kl?: { policyLogps: Tensor; refLogps: Tensor };
 }
 
 const F = torch.nn.functional;
+
+// What a chunk reads of the whole batch.
+interface BatchSide {
+  ref: Tensor; // [R] reference log-probs
+  z0: Tensor; // [] KTO's reference point
+  desirable: Tensor; // [R] bool
+  flags: readonly boolean[]; // the same on the host, for the metrics' counts
+  rows: number;
+}
 
 export class UnpairedPreferenceLoss extends WithRunningMoments {
   readonly config: KtoLossConfig;
@@ -34,68 +52,81 @@ export class UnpairedPreferenceLoss extends WithRunningMoments {
     this.config = parseConfig(KtoLossConfigSchema, config, 'KTO loss config');
   }
 
-  compute(batch: UnpairedBatch, head: LmHead, options: { training?: boolean } = {}): LossResult {
+  compute(batch: UnpairedBatch, head: LmHead, options: ComputeOptions = {}): LossResult {
+    const mode = modeOf(options);
     const c = this.config;
-    const rows = batch.labels.shape[0]!;
-    if (batch.desirable.length !== rows) throw new RangeError(`desirable has ${batch.desirable.length} labels for ${rows} rows`);
-    const layout = layoutTokens(batch.labels, Array.from({ length: rows }, (_, r) => [r]), c.chunkSize, c.ignoreIndex);
-    try {
-      return torch.tidy(() => {
-        const ref = batch.refLogps?.detach() ?? (batch.refHidden ? sequenceLogps(batch.refHidden, head, batch.labels, c) : null);
-        if (!ref) throw new TypeError('KTO loss: give refLogps or refHidden');
-        const z0 = batch.kl ? Math.max(0, batch.kl.policyLogps.sub(batch.kl.refLogps).mean().item() as number) : 0;
-        const desirable = torch.tensor(batch.desirable.map(Boolean));
-        const policy: number[] = []; // per-row policy log-probs, for the metrics
-        const lossOfChunk = (stats: TokenStats, chunk: TokenChunk): Tensor => {
-          const rowIds = torch.tensor(BigInt64Array.from(chunk.rows, BigInt));
-          const logps = sumBySlot(stats.logp, chunk);
-          // Chunks hold ascending single rows, so appending keeps row order.
-          policy.push(...(logps.detach().to({ dtype: 'float64' }).data() as Float64Array));
-          const r = logps.sub(ref.indexSelect(0, rowIds).to({ dtype: logps.dtype }));
-          return this.rowLosses(r, desirable.indexSelect(0, rowIds), z0, options.training ?? true).sum().div(rows);
-        };
-        const x = batch.hidden.reshape(-1, batch.hidden.shape[2]!).indexSelect(0, layout.index);
-        const loss = lossOverTokens(x, head, layout, { ...c, coupled: c.lossType === 'bco' }, lossOfChunk);
-        return { loss, metrics: this.metrics(loss, policy, ref, batch.desirable, z0) };
-      });
-    } finally {
-      disposeLayout(layout);
+    const targets = targetsOf(batch, 'KTO loss');
+    const [rows] = checkTokenBatch(batch.hidden, targets);
+    if (batch.desirable.length !== rows) {
+      throw new RangeError(`desirable has ${batch.desirable.length} labels for ${rows} rows`);
     }
+    const groups = Array.from({ length: rows }, (_, r) => [r]);
+    const input = { hidden: batch.hidden, targets, groups, head, config: c, coupled: c.lossType === 'bco' };
+    return tokenLoss(input, (_, metrics) => {
+      const dtype = batch.hidden.dtype;
+      const ref = this.referenceLogps(batch, targets).to({ dtype });
+      const kl = batch.kl;
+      const z0 = kl ? kl.policyLogps.sub(kl.refLogps).detach().mean().clamp(0) : torch.zeros([]);
+      metrics.add('kl', z0, 1);
+      const flags = batch.desirable.map(Boolean);
+      const side: BatchSide = { ref, z0: z0.to({ dtype }), desirable: torch.tensor(flags), flags, rows };
+      return (input) => this.chunkLoss(input, side, mode);
+    });
   }
 
-  private rowLosses(r: Tensor, desirable: Tensor, z0: number, training: boolean): Tensor {
+  private referenceLogps(batch: UnpairedBatch, targets: Tensor): Tensor {
+    if ('refHidden' in batch) {
+      throw new TypeError("KTO loss: refHidden is now ref: { hidden, head } (the reference's own LM head)");
+    }
+    if (batch.refLogps) return batch.refLogps.detach();
+    if (!batch.ref) throw new TypeError('KTO loss: give refLogps or ref: { hidden, head }');
+    return sequenceLogps(batch.ref.hidden, batch.ref.head, targets, this.config);
+  }
+
+  private chunkLoss({ stats, chunk, metrics }: ChunkInput, side: BatchSide, mode: 'train' | 'eval'): Tensor {
+    const logps = sumBySlot(stats.logp, chunk);
+    const r = logps.sub(side.ref.indexSelect(0, chunk.rowIds));
+    const desirable = side.desirable.indexSelect(0, chunk.rowIds);
+    const goodRows = chunk.rows.filter((row) => side.flags[row]).length;
+    this.addRowMetrics(metrics, [goodRows, chunk.rows.length - goodRows], desirable, r, logps);
+    return this.rowLosses(r, desirable, side.z0, mode).sum().div(side.rows);
+  }
+
+  private rowLosses(r: Tensor, desirable: Tensor, z0: Tensor, mode: 'train' | 'eval'): Tensor {
     const { beta, desirableWeight: wD, undesirableWeight: wU } = this.config;
     switch (this.config.lossType) {
       case 'kto':
-        return torch.where(desirable, r.sub(z0).mul(beta).sigmoid().rsub(1).mul(wD), r.rsub(z0).mul(beta).sigmoid().rsub(1).mul(wU));
+        return torch.where(
+          desirable,
+          r.sub(z0).mul(beta).sigmoid().rsub(1).mul(wD),
+          z0.sub(r).mul(beta).sigmoid().rsub(1).mul(wU),
+        );
       case 'apo_zero_unpaired':
         return torch.where(desirable, r.mul(beta).sigmoid().rsub(1), r.mul(beta).sigmoid());
       case 'bco': {
+        // BCO is coupled: this is the whole batch, so D moves once per training batch.
         const rewards = r.mul(beta);
-        if (training) this.running.update(rewards.detach().to({ dtype: 'float64' }).data() as Float64Array);
+        if (mode === 'train') this.running.update(rewards.detach().to({ dtype: 'float64' }).data() as Float64Array);
         const shifted = rewards.sub(this.running.mean);
         return torch.where(desirable, F.logsigmoid(shifted).neg(), F.logsigmoid(shifted.neg()).neg());
       }
     }
   }
 
-  private metrics(loss: Tensor, p: number[], ref: Tensor, desirable: readonly boolean[], z0: number): Record<string, number> {
+  // rewards/* (beta r) and logps/* per side; chosen = desirable rows, rejected = undesirable ones.
+  private addRowMetrics(
+    metrics: MetricSums,
+    [goodRows, badRows]: [number, number],
+    desirable: Tensor,
+    r: Tensor,
+    logps: Tensor,
+  ): void {
     const beta = this.config.beta;
-    const q = ref.to({ dtype: 'float64' }).data() as Float64Array;
-    const mean = (pick: (k: number) => number, want: boolean): number => {
-      const ks = desirable.flatMap((d, k) => (d === want ? [k] : []));
-      return ks.length ? ks.reduce((s, k) => s + pick(k), 0) / ks.length : Number.NaN;
-    };
-    const chosen = mean((k) => beta * (p[k]! - q[k]!), true);
-    const rejected = mean((k) => beta * (p[k]! - q[k]!), false);
-    return {
-      loss: loss.item() as number,
-      kl: z0,
-      'rewards/chosen': chosen,
-      'rewards/rejected': rejected,
-      'rewards/margins': chosen - rejected,
-      'logps/chosen': mean((k) => p[k]!, true),
-      'logps/rejected': mean((k) => p[k]!, false),
-    };
+    const good = desirable.to({ dtype: r.dtype });
+    const bad = good.rsub(1);
+    metrics.add('rewards/chosen', r.mul(good).mul(beta), goodRows);
+    metrics.add('rewards/rejected', r.mul(bad).mul(beta), badRows);
+    metrics.add('logps/chosen', logps.mul(good), goodRows);
+    metrics.add('logps/rejected', logps.mul(bad), badRows);
   }
 }

@@ -1,64 +1,77 @@
-// TRL's logged metrics, accumulated chunk by chunk from detached values and reduced once:
-// rewards/{chosen,rejected,accuracies,margins}, logps/{chosen,rejected}, logits/{chosen,rejected}
-// (token-weighted means of the vocabulary-mean logit), nll_loss, entropy, loss.
+// TRL's logged metrics as sums and counts (TRL keeps `_metrics[mode]` and averages at log time), so
+// gradient accumulation and cross-rank averaging combine them by adding both: a metric's value is
+// sum / count. A compute accumulates detached per-chunk sums on the tensors' device and reads them
+// all in one host sync at the end.
+import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
-import type { TokenStats } from './fused_linear.js';
-import type { TokenChunk } from './token_layout.js';
 
-const values = (t: Tensor): Float64Array => Float64Array.from(t.detach().to({ dtype: 'float64' }).data() as Float64Array);
-const total = (a: ArrayLike<number>): number => {
-  let s = 0;
-  for (let k = 0; k < a.length; k++) s += a[k]!;
-  return s;
-};
+export interface MetricTotals {
+  sums: Record<string, number>;
+  counts: Record<string, number>;
+}
 
 export class MetricSums {
-  private readonly chosenRewards: number[] = [];
-  private readonly rejectedRewards: number[] = [];
-  private readonly chosenLogps: number[] = [];
-  private readonly rejectedLogps: number[] = [];
-  private logitSums = { chosen: 0, rejected: 0, chosenTokens: 0, rejectedTokens: 0 };
-  private entropySum = 0;
-  private nllSum = 0;
+  readonly #pending = new Map<string, Tensor[]>();
+  readonly #hostSums = new Map<string, number>();
+  readonly #counts = new Map<string, number>();
 
-  /** Per-pair implicit rewards (beta * r) and summed log-probs of a chunk's pairs. */
-  addPairs(chosenRewards: Tensor, rejectedRewards: Tensor, chosenLogps: Tensor, rejectedLogps: Tensor): void {
-    this.chosenRewards.push(...values(chosenRewards));
-    this.rejectedRewards.push(...values(rejectedRewards));
-    this.chosenLogps.push(...values(chosenLogps));
-    this.rejectedLogps.push(...values(rejectedLogps));
+  /** Adds `sum` (a tensor, summed over all its elements, or a number) and `count` to `name`. */
+  add(name: string, sum: Tensor | number, count: number): void {
+    this.#counts.set(name, (this.#counts.get(name) ?? 0) + count);
+    if (typeof sum === 'number') {
+      this.#hostSums.set(name, (this.#hostSums.get(name) ?? 0) + sum);
+      return;
+    }
+    const value = torch.tidy(() => sum.detach().to({ dtype: 'float64' }).sum()).keep();
+    const list = this.#pending.get(name);
+    if (list) list.push(value);
+    else this.#pending.set(name, [value]);
   }
 
-  /** Token statistics of a chunk whose first `chosenSlots` slots are chosen rows. */
-  addTokens(stats: TokenStats, chunk: TokenChunk, chosenSlots: number, chosenNllSum: Tensor): void {
-    const slots = chunk.slot.data() as BigInt64Array;
-    const mean = values(stats.meanLogit);
-    slots.forEach((slot, k) => {
-      const side = Number(slot) < chosenSlots ? 'chosen' : 'rejected';
-      this.logitSums[side] += mean[k]!;
-      this.logitSums[`${side}Tokens`] += 1;
+  /** Every sum and count, reading the device values in one host transfer. */
+  read(): MetricTotals {
+    const names = [...this.#pending.keys()];
+    const values = names.length ? this.#readPending(names) : [];
+    const sums: Record<string, number> = Object.fromEntries(this.#hostSums);
+    names.forEach((name, k) => (sums[name] = (sums[name] ?? 0) + values[k]!));
+    return { sums, counts: Object.fromEntries(this.#counts) };
+  }
+
+  #readPending(names: string[]): number[] {
+    return torch.tidy(() => {
+      const perName = names.map((name) => torch.stack(this.#pending.get(name)!).sum());
+      return Array.from(torch.stack(perName).data() as Float64Array);
     });
-    this.entropySum += total(values(stats.entropy));
-    this.nllSum += values(chosenNllSum)[0]!;
   }
 
-  summary(loss: Tensor): Record<string, number> {
-    const mean = (a: number[]): number => (a.length ? total(a) / a.length : Number.NaN);
-    const pairs = this.chosenRewards.length;
-    const wins = this.chosenRewards.filter((c, i) => c > this.rejectedRewards[i]!).length;
-    const tokens = this.logitSums.chosenTokens + this.logitSums.rejectedTokens;
-    return {
-      loss: values(loss)[0]!,
-      'rewards/chosen': mean(this.chosenRewards),
-      'rewards/rejected': mean(this.rejectedRewards),
-      'rewards/accuracies': pairs ? wins / pairs : Number.NaN,
-      'rewards/margins': mean(this.chosenRewards.map((c, i) => c - this.rejectedRewards[i]!)),
-      'logps/chosen': mean(this.chosenLogps),
-      'logps/rejected': mean(this.rejectedLogps),
-      'logits/chosen': this.logitSums.chosen / this.logitSums.chosenTokens,
-      'logits/rejected': this.logitSums.rejected / this.logitSums.rejectedTokens,
-      nll_loss: this.nllSum / this.logitSums.chosenTokens,
-      entropy: this.entropySum / tokens,
-    };
+  /** Frees the accumulated tensors. */
+  dispose(): void {
+    for (const list of this.#pending.values()) for (const t of list) t.dispose();
+    this.#pending.clear();
   }
+}
+
+/** Adds `other`'s sums and counts into a copy of `totals` (accumulation steps, ranks). */
+export function mergeMetricTotals(totals: MetricTotals, other: MetricTotals): MetricTotals {
+  const add = (a: Record<string, number>, b: Record<string, number>): Record<string, number> => {
+    const out = { ...a };
+    for (const [key, value] of Object.entries(b)) out[key] = (out[key] ?? 0) + value;
+    return out;
+  };
+  return { sums: add(totals.sums, other.sums), counts: add(totals.counts, other.counts) };
+}
+
+/**
+ * The metrics under TRL's names: sum / count per name, plus rewards/margins = rewards/chosen -
+ * rewards/rejected where both exist (the mean margin for pairs; TRL KTO's definition for unpaired rows).
+ */
+export function metricMeans(totals: MetricTotals): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, sum] of Object.entries(totals.sums)) out[name] = sum / (totals.counts[name] ?? Number.NaN);
+  const chosen = out['rewards/chosen'];
+  const rejected = out['rewards/rejected'];
+  if (chosen !== undefined && rejected !== undefined && !('rewards/margins' in totals.sums)) {
+    out['rewards/margins'] = chosen - rejected;
+  }
+  return out;
 }

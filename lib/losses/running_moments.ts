@@ -1,6 +1,6 @@
 // TRL's RunningMoments: a count-weighted running mean and variance (Chan et al.'s parallel update),
 // the shift D of legacy bco_pair (TRL <= 0.28, InternVL MPO) and of the unpaired BCO loss. Its
-// state is part of a training checkpoint: save it with toJSON and restore with fromJSON.
+// state is part of a training checkpoint: save it with stateDict and restore it with loadStateDict.
 export interface RunningMomentsState {
   mean: number;
   var: number;
@@ -32,17 +32,23 @@ export class RunningMoments {
     this.count = total;
   }
 
-  toJSON(): RunningMomentsState {
+  stateDict(): RunningMomentsState {
     return { mean: this.mean, var: this.var, count: this.count };
   }
 
-  static fromJSON(state: RunningMomentsState): RunningMoments {
-    const moments = new RunningMoments();
-    for (const key of ['mean', 'var', 'count'] as const) {
-      if (typeof state?.[key] !== 'number') throw new TypeError(`RunningMoments state: ${key} must be a number`);
-      moments[key] = state[key];
+  /** Restores a stateDict(); every field is checked before any is set. */
+  loadStateDict(state: RunningMomentsState): void {
+    const keys = ['mean', 'var', 'count'] as const;
+    for (const key of keys) {
+      const value: unknown = (state as Partial<RunningMomentsState> | null | undefined)?.[key];
+      if (typeof value !== 'number' || !Number.isFinite(value)) {
+        throw new TypeError(`RunningMoments.loadStateDict: state.${key} must be a finite number, got ${String(value)}`);
+      }
     }
-    return moments;
+    if (!(state.count > 0)) {
+      throw new RangeError(`RunningMoments.loadStateDict: state.count must be > 0, got ${state.count}`);
+    }
+    for (const key of keys) this[key] = state[key];
   }
 }
 
@@ -50,11 +56,14 @@ export class RunningMoments {
 export abstract class WithRunningMoments {
   readonly running = new RunningMoments();
 
-  state(): { running: RunningMomentsState } {
-    return { running: this.running.toJSON() };
+  stateDict(): { running: RunningMomentsState } {
+    return { running: this.running.stateDict() };
   }
 
-  loadState(state: { running: RunningMomentsState }): void {
-    Object.assign(this.running, RunningMoments.fromJSON(state.running));
+  loadStateDict(state: { running: RunningMomentsState }): void {
+    if (typeof state !== 'object' || state === null || typeof state.running !== 'object') {
+      throw new TypeError(`${this.constructor.name}.loadStateDict: expected { running: { mean, var, count } }`);
+    }
+    this.running.loadStateDict(state.running);
   }
 }

@@ -1,5 +1,5 @@
 // Which tokens a loss reads, and in what order. A batch row holds a sequence; its completion
-// tokens (label != ignoreIndex) are gathered into one flat [N] list so the LM head runs on them
+// tokens (target != ignoreIndex) are gathered into one flat [N] list so the LM head runs on them
 // only. Rows that a loss couples (a chosen/rejected pair; for GRPO and KTO each row alone) form a
 // group, and the tokens of a group are contiguous: a chunk of whole groups can then compute its
 // loss, and so its gradients, on its own.
@@ -14,13 +14,15 @@ export interface TokenChunk {
   rows: number[];
   /** [end - start] int64: each token's slot (its row's index in `rows`). */
   slot: Tensor;
+  /** [rows.length] int64: `rows` as a tensor, to gather per-row inputs in slot order. */
+  rowIds: Tensor;
 }
 
 export interface TokenLayout {
   /** [N] int64 flat positions (row * T + t) of the selected tokens, group by group. */
   index: Tensor;
-  /** [N] int64 labels of the selected tokens. */
-  labels: Tensor;
+  /** [N] int64 targets of the selected tokens (the token each one predicts). */
+  targets: Tensor;
   /** Selected tokens per batch row. */
   rowTokens: number[];
   chunks: TokenChunk[];
@@ -48,20 +50,26 @@ function chunkOf(groups: GroupTokens[], start: number): TokenChunk {
   const slots: number[] = [];
   for (const g of groups) g.members.forEach((row, m) => g.positions[m]!.forEach(() => slots.push(slotOfRow.get(row)!)));
   const slot = torch.tensor(BigInt64Array.from(slots, BigInt)).keep();
-  return { start, end: start + slots.length, rows, slot };
+  const rowIds = torch.tensor(BigInt64Array.from(rows, BigInt)).keep();
+  return { start, end: start + slots.length, rows, slot, rowIds };
 }
 
 /**
- * Lays out the completion tokens of `labels` [R, T] (int64, ignoreIndex elsewhere) by `groups`
+ * Lays out the completion tokens of `targets` [R, T] (int64, ignoreIndex elsewhere) by `groups`
  * (lists of rows that belong together, covering every row once), in chunks of whole groups of at
  * most `chunkTokens` tokens (a larger group gets a chunk of its own).
  */
-export function layoutTokens(labels: Tensor, groups: number[][], chunkTokens: number, ignoreIndex = -100): TokenLayout {
-  const [rows, width] = labels.shape as [number, number];
-  if (labels.dtype !== 'int64' || labels.ndim !== 2) {
-    throw new TypeError(`labels must be an int64 [rows, tokens] tensor, got ${labels.dtype} [${labels.shape}]`);
+export function layoutTokens(
+  targets: Tensor,
+  groups: number[][],
+  chunkTokens: number,
+  ignoreIndex = -100,
+): TokenLayout {
+  const [rows, width] = targets.shape as [number, number];
+  if (targets.dtype !== 'int64' || targets.ndim !== 2) {
+    throw new TypeError(`targets must be an int64 [rows, tokens] tensor, got ${targets.dtype} [${targets.shape}]`);
   }
-  const values = labels.data() as BigInt64Array;
+  const values = targets.data() as BigInt64Array;
   const ignore = BigInt(ignoreIndex);
   const perRow: number[][] = Array.from({ length: rows }, (_, r) => {
     const positions: number[] = [];
@@ -93,16 +101,18 @@ export function layoutTokens(labels: Tensor, groups: number[][], chunkTokens: nu
   }
   flush();
   const index = torch.tensor(BigInt64Array.from(order, BigInt)).keep();
-  const flatLabels = torch.tensor(BigInt64Array.from(order, (p) => values[p]!)).keep();
-  return { index, labels: flatLabels, rowTokens: perRow.map((p) => p.length), chunks, whole: chunkOf(grouped, 0) };
+  const flatTargets = torch.tensor(BigInt64Array.from(order, (p) => values[p]!)).keep();
+  return { index, targets: flatTargets, rowTokens: perRow.map((p) => p.length), chunks, whole: chunkOf(grouped, 0) };
 }
 
 /** Frees the layout's tensors. */
 export function disposeLayout(layout: TokenLayout): void {
   layout.index.dispose();
-  layout.labels.dispose();
-  layout.whole.slot.dispose();
-  for (const c of layout.chunks) c.slot.dispose();
+  layout.targets.dispose();
+  for (const c of [layout.whole, ...layout.chunks]) {
+    c.slot.dispose();
+    c.rowIds.dispose();
+  }
 }
 
 /** Per-slot sums of per-token values [n] for a chunk: [rows.length]. Differentiable. */

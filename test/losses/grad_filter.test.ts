@@ -7,8 +7,9 @@ import { losses, torch } from '../../lib/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 
 function mpoGrads(hidden: Tensor, weight: Tensor, labels: Tensor, ref: { refChosenLogps: Tensor; refRejectedLogps: Tensor }, config: object) {
-  const loss = new losses.PreferenceLoss({ ...losses.MPO, chunkSize: 64, ...config });
-  const { loss: value } = loss.compute({ hidden, labels, ...ref }, { weight });
+  // The current-TRL mix: no running-mean shift, so the single pass (where the filter acts) runs.
+  const loss = new losses.PreferenceLoss({ ...losses.MPO, trlVersion: 'current', chunkSize: 64, ...config });
+  const { loss: value } = loss.compute({ hidden, targets: labels, ...ref }, { weight });
   const [gh, gw] = torch.autograd.grad(value, [hidden, weight]);
   return { value: value.item() as number, gh: gh!, gw: gw! };
 }

@@ -109,16 +109,28 @@ const klRefNeg = [-7.0, -8.5, -6.0, -7.5]; // mean(policy - ref) = -0.4375 < 0 -
 
 type KtoRef = 'hidden' | 'precomputed';
 
-function runKto(config: losses.KtoLossConfigInput | losses.UnpairedPreferenceLoss, options: { kl?: number[]; ref?: KtoRef; training?: boolean; data?: Data; desirable?: boolean[] } = {}): Run {
+interface KtoRunOptions {
+  kl?: number[];
+  ref?: KtoRef;
+  mode?: 'train' | 'eval';
+  data?: Data;
+  desirable?: boolean[];
+}
+
+function runKto(config: losses.KtoLossConfigInput | losses.UnpairedPreferenceLoss, options: KtoRunOptions = {}): Run {
   const d = options.data ?? kd;
   return torch.tidy(() => {
     const t = tensorsOf(d, true);
-    const batch: losses.UnpairedBatch = { hidden: t.hidden, labels: t.labels, desirable: options.desirable ?? desirable };
-    if ((options.ref ?? 'precomputed') === 'hidden') batch.refHidden = t.refHidden;
+    const batch: losses.UnpairedBatch = {
+      hidden: t.hidden,
+      targets: t.labels,
+      desirable: options.desirable ?? desirable,
+    };
+    if ((options.ref ?? 'precomputed') === 'hidden') batch.ref = { hidden: t.refHidden, head: t.head };
     else batch.refLogps = losses.sequenceLogps(t.refHidden, t.head, t.labels);
     if (options.kl) batch.kl = { policyLogps: f64(klPolicy, [4]), refLogps: f64(options.kl, [4]) };
     const loss = config instanceof losses.UnpairedPreferenceLoss ? config : new losses.UnpairedPreferenceLoss(config);
-    const result = loss.compute(batch, t.head, options.training === undefined ? {} : { training: options.training });
+    const result = loss.compute(batch, t.head, options.mode === undefined ? {} : { mode: options.mode });
     expect(result.loss.shape).toEqual([]);
     return { loss: num(result.loss), metrics: result.metrics, grads: gradsOf(result.loss, [t.hidden, t.head.weight, t.head.bias]) };
   });
@@ -209,16 +221,41 @@ describe('UnpairedPreferenceLoss: kto and apo_zero_unpaired', () => {
     torch.tidy(() => {
       const t = tensorsOf(kd);
       const refLogps = f64(kref, [kd.R]);
-      const result = new losses.UnpairedPreferenceLoss().compute({ hidden: t.hidden, labels: t.labels, desirable, refLogps }, t.head);
+      const batch = { hidden: t.hidden, targets: t.labels, desirable, refLogps };
+      const result = new losses.UnpairedPreferenceLoss().compute(batch, t.head);
       expectClose(num(result.loss), ktoExpected(0.1, 0, 1, 1), 1e-10);
     });
+  });
+
+  it('ref: { hidden, head } scores the reference with its own head', () => {
+    const refWeight = kd.weight.map((w, k) => w - 0.4 * Math.cos(2 * k));
+    const beta = 0.5;
+    const expected = torch.tidy(() => {
+      const t = tensorsOf(kd);
+      const head = { weight: f64(refWeight, [kd.V, kd.H]), bias: t.head.bias };
+      const own = rowSums(arr(eagerTokenLogps(t.refHidden, head, t.labels)), kd.R, kd.T);
+      return mean(klp.map((p, i) => 1 - sigmoid((desirable[i] ? beta : -beta) * (p - own[i]!))));
+    });
+    expect(Math.abs(expected - ktoExpected(beta, 0, 1, 1))).toBeGreaterThan(1e-3);
+    for (const implementation of ['fused', 'eager'] as const) {
+      const got = torch.tidy(() => {
+        const t = tensorsOf(kd);
+        const ref = { hidden: t.refHidden, head: { weight: f64(refWeight, [kd.V, kd.H]), bias: t.head.bias } };
+        const batch = { hidden: t.hidden, targets: t.labels, desirable, ref };
+        return num(new losses.UnpairedPreferenceLoss({ beta, implementation }).compute(batch, t.head).loss);
+      });
+      expectClose(got, expected, 1e-10, implementation);
+    }
   });
 
   it('errors: desirable length, missing reference', () => {
     expect(() => runKto({}, { desirable: [true, false] })).toThrow(RangeError);
     torch.tidy(() => {
       const t = tensorsOf(kd);
-      expect(() => new losses.UnpairedPreferenceLoss().compute({ hidden: t.hidden, labels: t.labels, desirable }, t.head)).toThrow(TypeError);
+      const noRef = { hidden: t.hidden, targets: t.labels, desirable };
+      expect(() => new losses.UnpairedPreferenceLoss().compute(noRef, t.head)).toThrow(TypeError);
+      const old = { hidden: t.hidden, targets: t.labels, desirable, refHidden: t.refHidden } as never;
+      expect(() => new losses.UnpairedPreferenceLoss().compute(old, t.head)).toThrow(/ref: \{ hidden, head \}/);
     });
   });
 });
@@ -250,25 +287,25 @@ describe('UnpairedPreferenceLoss: bco', () => {
     });
   }
 
-  it('training: false uses D without updating it', () => {
+  it("mode: 'eval' uses D without updating it", () => {
     const loss = new losses.UnpairedPreferenceLoss({ lossType: 'bco', beta });
     runKto(loss);
-    const before = loss.state();
-    const evalRun = runKto(loss, { data: kd2, training: false });
-    expect(loss.state()).toEqual(before);
+    const before = loss.stateDict();
+    const evalRun = runKto(loss, { data: kd2, mode: 'eval' });
+    expect(loss.stateDict()).toEqual(before);
     expectClose(evalRun.loss, bcoLoss(kr2, s1.mean), 1e-10, 'eval loss uses the current D');
     const fresh = new losses.UnpairedPreferenceLoss({ lossType: 'bco', beta });
-    runKto(fresh, { training: false });
+    runKto(fresh, { mode: 'eval' });
     expect(fresh.running.mean).toBe(0);
   });
 
-  it('state() / loadState() round trip restores the exact next loss', () => {
+  it('stateDict() / loadStateDict() round trip restores the exact next loss', () => {
     const a = new losses.UnpairedPreferenceLoss({ lossType: 'bco', beta });
     runKto(a);
-    const saved = JSON.parse(JSON.stringify(a.state()));
+    const saved = JSON.parse(JSON.stringify(a.stateDict()));
     const next = runKto(a, { data: kd2 }).loss;
     const b = new losses.UnpairedPreferenceLoss({ lossType: 'bco', beta });
-    b.loadState(saved);
+    b.loadStateDict(saved);
     expect(runKto(b, { data: kd2 }).loss).toBe(next);
   });
 
@@ -362,7 +399,8 @@ function runGrpo(config: losses.GrpoLossConfigInput, options: { old?: boolean; r
   const d = options.data ?? gd;
   return torch.tidy(() => {
     const t = tensorsOf(d, true);
-    const batch: losses.GrpoBatch = { hidden: t.hidden, labels: t.labels, advantages: f64(options.adv ?? advantages, [(options.adv ?? advantages).length]) };
+    const adv = options.adv ?? advantages;
+    const batch: losses.GrpoBatch = { hidden: t.hidden, targets: t.labels, advantages: f64(adv, [adv.length]) };
     if (options.old ?? true) batch.oldLogps = f64(options.oldValues ?? oldLogps, [d.R, d.T]);
     if (options.ref ?? true) batch.refLogps = f64(options.refValues ?? refLogps, [d.R, d.T]);
     if (options.numItems !== undefined) batch.numItemsInBatch = options.numItems;
@@ -503,6 +541,46 @@ describe('GrpoLoss edge cases', () => {
       const seq = runGrpo({ lossType: 'grpo', importanceSamplingLevel: 'sequence', ...impl }, { data: d, adv, old: false, ref: false });
       expect(Number.isFinite(seq.loss)).toBe(true);
     }
+  });
+
+  it('metrics come back as sums and counts, read in one host transfer for any number of chunks', () => {
+    const proto = torch.Tensor.prototype as unknown as Record<'data' | 'item', (...a: unknown[]) => unknown>;
+    const [data, item] = [proto.data, proto.item];
+    let reads = 0;
+    const counted = (chunkSize: number): losses.LossResult['totals'] => {
+      reads = 0;
+      proto.data = function (this: unknown, ...a: unknown[]) { reads++; return data.apply(this, a); };
+      proto.item = function (this: unknown, ...a: unknown[]) { reads++; return item.apply(this, a); };
+      try {
+        return torch.tidy(() => {
+          const t = tensorsOf(gd);
+          const batch = {
+            hidden: t.hidden,
+            targets: t.labels,
+            advantages: f64(advantages, [S]),
+            oldLogps: f64(oldLogps, [S, Tg]),
+            refLogps: f64(refLogps, [S, Tg]),
+          };
+          return new losses.GrpoLoss({ beta: 0.05, chunkSize, temperature: TEMPERATURE }).compute(batch, t.head).totals;
+        });
+      } finally {
+        proto.data = data;
+        proto.item = item;
+      }
+    };
+    const one = counted(1000);
+    expect(reads).toBe(2); // the targets' layout, then the metrics
+    const many = counted(1);
+    expect(reads).toBe(2);
+    const tokens = sum(gCounts);
+    expect(many.counts.entropy).toBe(tokens);
+    expectClose(many.sums.entropy!, one.sums.entropy!, 1e-10, 'entropy sum');
+    const o: GrpoOpts = {
+      lossType: 'dapo', level: 'token', epsilon: 0.2, epsilonHigh: 0.2, delta: null, beta: 0.05, maxCompletionLength: 512,
+    };
+    const e = grpoExpected(o, gq.lp, oldLogps);
+    expectClose(many.sums['clip_ratio/low_mean']!, e.low * tokens, 1e-9, 'clip low count');
+    expectClose(many.sums.kl! / many.counts.kl!, e.kl, 1e-10, 'kl');
   });
 
   it('errors: beta > 0 without refLogps, advantages of the wrong length', () => {

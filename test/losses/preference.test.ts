@@ -118,6 +118,7 @@ function quantities(d: PrefData): Quantities {
 interface Opts {
   beta: number;
   eps: number;
+  legacy?: boolean; // TRL <= 0.28's sigmoid smoothing and exo_pair epsilon
   fdiv: 'reverse_kl' | 'forward_kl' | 'js_divergence' | 'alpha_divergence';
   alpha: number;
   tau: number;
@@ -170,9 +171,11 @@ const scores = (p: Pair, o: Opts): { rc: number; rr: number; sc: number; sr: num
 
 /** §1.4, per pair. */
 const PAIR_FORMULAS: Record<string, (p: Pair, o: Opts) => number> = {
+  // §1.4: current TRL's sigmoid has no smoothing; legacy's is cDPO's.
   sigmoid: (p, o) => {
     const z = o.beta * scores(p, o).delta;
-    return -(1 - o.eps) * logsig(z) - o.eps * logsig(-z);
+    const eps = o.legacy ? o.eps : 0;
+    return -(1 - eps) * logsig(z) - eps * logsig(-z);
   },
   hinge: (p, o) => Math.max(0, 1 - o.beta * scores(p, o).delta),
   ipo: (p, o) => {
@@ -183,7 +186,8 @@ const PAIR_FORMULAS: Record<string, (p: Pair, o: Opts) => number> = {
     const z = o.beta * scores(p, o).delta;
     const qw = sigmoid(z);
     const ql = sigmoid(-z);
-    return qw * (Math.log(qw) - Math.log(1 - o.eps)) + ql * (Math.log(ql) - Math.log(o.eps));
+    const eps = o.legacy && o.eps === 0 ? 1e-3 : o.eps;
+    return qw * (Math.log(qw) - Math.log(1 - eps)) + ql * (Math.log(ql) - Math.log(eps));
   },
   nca_pair: (p, o) => {
     const s = scores(p, o);
@@ -243,6 +247,12 @@ function sftLoss(pairs: Pair[], q: Quantities): number {
   return -sum(pairs.map((p) => p.lpc)) / Math.max(tokens, 1);
 }
 
+/** §1.5 legacy bco_pair: x = mean(cat(beta r_c, beta r_r)) of a batch feeds the running mean D. */
+const batchReward = (pairs: Pair[], beta: number): number =>
+  mean([...pairs.map((p) => beta * (p.lpc - p.refc)), ...pairs.map((p) => beta * (p.lpr - p.refr))]);
+const legacyBcoLoss = (pairs: Pair[], D: number, beta: number): number =>
+  mean(pairs.map((p) => -logsig(beta * (p.lpc - p.refc) - D) - logsig(-(beta * (p.lpr - p.refr) - D))));
+
 // ---- running the library ----------------------------------------------------------------------
 
 interface Run {
@@ -251,18 +261,23 @@ interface Run {
   grads: number[][]; // hidden, weight, bias
 }
 
-function run(config: losses.PreferenceLossConfigInput | losses.PreferenceLoss, d: PrefData, ref: 'hidden' | 'precomputed' = 'hidden'): Run {
+function run(
+  config: losses.PreferenceLossConfigInput | losses.PreferenceLoss,
+  d: PrefData,
+  ref: 'hidden' | 'precomputed' = 'hidden',
+  options: losses.ComputeOptions = {},
+): Run {
   return torch.tidy(() => {
     const t = tensorsOf(d, true);
-    const batch: losses.PreferenceBatch = { hidden: t.hidden, labels: t.labels };
-    if (ref === 'hidden') batch.refHidden = t.refHidden;
+    const batch: losses.PreferenceBatch = { hidden: t.hidden, targets: t.labels };
+    if (ref === 'hidden') batch.ref = { hidden: t.refHidden, head: t.head };
     else {
       const seq = losses.sequenceLogps(t.refHidden, t.head, t.labels);
       batch.refChosenLogps = seq.narrow(0, 0, d.P);
       batch.refRejectedLogps = seq.narrow(0, d.P, d.P);
     }
     const loss = config instanceof losses.PreferenceLoss ? config : new losses.PreferenceLoss(config);
-    const result = loss.compute(batch, t.head);
+    const result = loss.compute(batch, t.head, options);
     expect(result.loss.shape).toEqual([]);
     const inputs = [t.hidden, t.head.weight, t.head.bias];
     const grads = result.loss.requiresGrad ? gradsOf(result.loss, inputs) : inputs.map((x) => new Array<number>(x.numel()).fill(0));
@@ -298,10 +313,13 @@ describe('every DPO loss type against its formula (float64, fused and eager, chu
     const smoothing = ['exo_pair', 'robust', 'aot', 'aot_unpaired', 'sigmoid'].includes(type) ? [0.1] : [0];
     if (type === 'sigmoid' || type === 'aot' || type === 'robust') smoothing.unshift(0);
     for (const eps of smoothing) {
-      it(`${type}${eps ? ` (labelSmoothing ${eps})` : ''}`, () => {
-        const o = { ...defaults, beta: 0.3, eps };
+      // sigmoid's smoothing is legacy TRL's (current TRL ignores it: see 'current vs legacy TRL').
+      const legacy = type === 'sigmoid' && eps > 0;
+      it(`${type}${eps ? ` (labelSmoothing ${eps}${legacy ? ', legacy' : ''})` : ''}`, () => {
+        const o = { ...defaults, beta: 0.3, eps, legacy };
         const expected = typeLoss(type, pairs1, q1, o);
-        const config = { lossType: type, beta: 0.3, labelSmoothing: eps };
+        const trlVersion = legacy ? ('legacy' as const) : ('current' as const);
+        const config = { lossType: type, beta: 0.3, labelSmoothing: eps, trlVersion };
         const eager = run({ ...config, implementation: 'eager' }, d1);
         expectClose(eager.loss, expected, 1e-10, `${type} eager`);
         expect(eager.metrics.loss).toBeCloseTo(eager.loss, 12);
@@ -390,11 +408,13 @@ describe('loss configuration', () => {
     expect(() => new losses.PreferenceLoss({ lossType: 'sigmoid,sigmod' })).toThrow(/sigmod/);
   });
 
-  it('MPO == 0.8 sigmoid + 0.2 bco_pair + 1.0 sft, each computed separately', () => {
+  it("MPO (InternVL's, legacy TRL) == 0.8 sigmoid + 0.2 running-mean bco_pair + 1.0 sft, each alone", () => {
     const o = { ...defaults };
-    const expected = 0.8 * typeLoss('sigmoid', pairs1, q1, o) + 0.2 * typeLoss('bco_pair', pairs1, q1, o) + sftLoss(pairs1, q1);
+    const D = runningUpdate(freshMoments(), [batchReward(pairs1, o.beta)]).mean;
+    const bco = legacyBcoLoss(pairs1, D, o.beta);
+    const expected = 0.8 * typeLoss('sigmoid', pairs1, q1, o) + 0.2 * bco + sftLoss(pairs1, q1);
     const mpo = run(losses.MPO, d1);
-    const parts = ['sigmoid', 'bco_pair', 'sft'].map((lossType) => run({ lossType }, d1));
+    const parts = ['sigmoid', 'bco_pair', 'sft'].map((lossType) => run({ lossType, trlVersion: 'legacy' }, d1));
     const weights = [0.8, 0.2, 1.0];
     expectClose(mpo.loss, expected, 1e-10, 'MPO vs formulas');
     expectClose(mpo.loss, sum(parts.map((p, k) => weights[k]! * p.loss)), 1e-12, 'MPO vs parts');
@@ -447,16 +467,30 @@ describe('legacy bco_pair (bcoRunningMean)', () => {
     expectSameGrads(a, b, 1e-10, 'legacy bco');
   });
 
-  it('state() / loadState() round trip restores the exact next loss', () => {
+  it('stateDict() / loadStateDict() round trip restores the exact next loss', () => {
     const original = new losses.PreferenceLoss({ lossType: 'bco_pair', beta, bcoRunningMean: true });
     run(original, d1);
-    const saved = JSON.parse(JSON.stringify(original.state()));
+    const saved = JSON.parse(JSON.stringify(original.stateDict()));
     const next = run(original, d2).loss;
     const restored = new losses.PreferenceLoss({ lossType: 'bco_pair', beta, bcoRunningMean: true });
-    restored.loadState(saved);
+    restored.loadStateDict(saved);
     expect(run(restored, d2).loss).toBe(next);
-    expect(restored.state()).toEqual(original.state());
-    expect(() => restored.loadState({ running: { mean: 0, var: 1 } as never })).toThrow(TypeError);
+    expect(restored.stateDict()).toEqual(original.stateDict());
+    expect(() => restored.loadStateDict({ running: { mean: 0, var: 1 } as never })).toThrow(/state\.count/);
+    expect(() => restored.loadStateDict({} as never)).toThrow(TypeError);
+  });
+
+  it("mode: 'eval' uses D as it stands and leaves it untouched (fused and eager)", () => {
+    for (const implementation of ['fused', 'eager'] as const) {
+      const loss = new losses.PreferenceLoss({ lossType: 'bco_pair', beta, bcoRunningMean: true, implementation });
+      run(loss, d1);
+      const before = loss.stateDict();
+      const evaluated = run(loss, d2, 'hidden', { mode: 'eval' });
+      expect(loss.stateDict()).toEqual(before);
+      expectClose(evaluated.loss, legacyBco(pairs2, state1.mean), 1e-10, `${implementation} eval loss, current D`);
+      expectClose(run(loss, d2).loss, legacyBco(pairs2, state2.mean), 1e-10, `${implementation} next training batch`);
+    }
+    expect(() => run({ lossType: 'bco_pair' }, d1, 'hidden', { mode: 'test' as never })).toThrow(/mode/);
   });
 
   it("InternVL's MPO: 'sigmoid,bco_pair' with D plus rpoAlpha x NLL", () => {
@@ -497,9 +531,10 @@ describe('reference log-probs', () => {
     torch.tidy(() => {
       const t = tensorsOf(d1);
       const loss = new losses.PreferenceLoss();
-      expect(() => loss.compute({ hidden: t.hidden, labels: t.labels }, t.head)).toThrow(TypeError);
+      expect(() => loss.compute({ hidden: t.hidden, targets: t.labels }, t.head)).toThrow(TypeError);
       const wrong = f64([1, 2, 3], [3]);
-      expect(() => loss.compute({ hidden: t.hidden, labels: t.labels, refChosenLogps: wrong, refRejectedLogps: wrong }, t.head)).toThrow(RangeError);
+      const wrongRef = { hidden: t.hidden, targets: t.labels, refChosenLogps: wrong, refRejectedLogps: wrong };
+      expect(() => loss.compute(wrongRef, t.head)).toThrow(RangeError);
     });
   });
 });
@@ -581,21 +616,36 @@ describe('batch shape errors', () => {
       const t = tensorsOf(d1);
       const hidden = t.hidden.narrow(0, 0, 7);
       const labels = t.labels.narrow(0, 0, 7).contiguous();
-      expect(() => new losses.PreferenceLoss().compute({ hidden, labels, refHidden: t.refHidden.narrow(0, 0, 7) }, t.head)).toThrow(RangeError);
-      expect(() => new losses.PreferenceLoss().compute({ hidden, labels, refHidden: t.refHidden.narrow(0, 0, 7) }, t.head)).toThrow(/7 rows/);
+      const ref = { hidden: t.refHidden.narrow(0, 0, 7), head: t.head };
+      expect(() => new losses.PreferenceLoss().compute({ hidden, targets: labels, ref }, t.head)).toThrow(RangeError);
+      expect(() => new losses.PreferenceLoss().compute({ hidden, targets: labels, ref }, t.head)).toThrow(/7 rows/);
     });
   });
 
-  it('labels whose shape does not match hidden is a RangeError naming both shapes', () => {
+  it('targets whose shape does not match hidden is a RangeError naming both shapes', () => {
     torch.tidy(() => {
       const t = tensorsOf(d1);
-      const labels = t.labels.narrow(1, 0, 5).contiguous();
-      const call = (): unknown => new losses.PreferenceLoss().compute({ hidden: t.hidden, labels, refHidden: t.refHidden }, t.head);
+      const ref = { hidden: t.refHidden, head: t.head };
+      const targets = t.labels.narrow(1, 0, 5).contiguous();
+      const call = (): unknown => new losses.PreferenceLoss().compute({ hidden: t.hidden, targets, ref }, t.head);
       expect(call).toThrow(RangeError);
       expect(call).toThrow(/\[8, ?6\].*\[8, ?6, ?5\].*\[8, ?5\]/);
       const flat = t.labels.reshape(-1);
-      expect(() => new losses.PreferenceLoss().compute({ hidden: t.hidden, labels: flat, refHidden: t.refHidden }, t.head)).toThrow(RangeError);
-      expect(() => new losses.PreferenceLoss().compute({ hidden: t.hidden.reshape(8, -1), labels: t.labels, refHidden: t.refHidden }, t.head)).toThrow(RangeError);
+      const loss = new losses.PreferenceLoss();
+      expect(() => loss.compute({ hidden: t.hidden, targets: flat, ref }, t.head)).toThrow(RangeError);
+      const flatHidden = t.hidden.reshape(8, -1);
+      expect(() => loss.compute({ hidden: flatHidden, targets: t.labels, ref }, t.head)).toThrow(RangeError);
+    });
+  });
+
+  it('a batch in the old shape (labels, refHidden) is a TypeError pointing to the new names', () => {
+    torch.tidy(() => {
+      const t = tensorsOf(d1);
+      const loss = new losses.PreferenceLoss();
+      const old = { hidden: t.hidden, labels: t.labels, refHidden: t.refHidden } as never;
+      expect(() => loss.compute(old, t.head)).toThrow(/targets.*targetsFromLabels/);
+      const halfOld = { hidden: t.hidden, targets: t.labels, refHidden: t.refHidden } as never;
+      expect(() => loss.compute(halfOld, t.head)).toThrow(/ref: \{ hidden, head \}/);
     });
   });
 
@@ -606,5 +656,249 @@ describe('batch shape errors', () => {
       run({ lossType: 'aot' }, d1);
       expect(torch.memory().numTensors).toBe(before);
     });
+  });
+});
+
+// ---- a reference model with its own head ------------------------------------------------------
+
+describe('reference head', () => {
+  // Full fine-tuning against a frozen copy: the reference's head is not the policy's.
+  const refWeight = d1.weight.map((w, k) => w + 0.5 * Math.sin(3 * k));
+  const refHeadOf = (t: Tensors): { weight: Tensor; bias: Tensor } => ({
+    weight: f64(refWeight, [d1.V, d1.H]),
+    bias: t.head.bias,
+  });
+  const refSums = (head: 'own' | 'policy'): number[] =>
+    torch.tidy(() => {
+      const t = tensorsOf(d1);
+      const logps = eagerTokenLogps(t.refHidden, head === 'own' ? refHeadOf(t) : t.head, t.labels);
+      return rowSums(arr(logps), 2 * d1.P, d1.T);
+    });
+
+  it('ref: { hidden, head } scores the reference log-probs with its own head (fused, eager)', () => {
+    const pairs = pairsOf({ ...q1, ref: refSums('own') }, d1.P);
+    const expected = typeLoss('sigmoid', pairs, q1, defaults);
+    const withPolicyHead = typeLoss('sigmoid', pairsOf({ ...q1, ref: refSums('policy') }, d1.P), q1, defaults);
+    expect(Math.abs(expected - withPolicyHead)).toBeGreaterThan(1e-3);
+    for (const implementation of ['fused', 'eager'] as const) {
+      const got = torch.tidy(() => {
+        const t = tensorsOf(d1);
+        const batch = { hidden: t.hidden, targets: t.labels, ref: { hidden: t.refHidden, head: refHeadOf(t) } };
+        const result = new losses.PreferenceLoss({ implementation, chunkSize: 3 }).compute(batch, t.head);
+        return { loss: num(result.loss), chosen: result.metrics['rewards/chosen']! };
+      });
+      expectClose(got.loss, expected, 1e-10, `${implementation} loss`);
+      const chosen = mean(pairs.map((p) => 0.1 * (p.lpc - p.refc)));
+      expectClose(got.chosen, chosen, 1e-10, `${implementation} rewards/chosen`);
+    }
+  });
+});
+
+// ---- current vs legacy TRL ------------------------------------------------------------------------
+
+describe('current vs legacy TRL forms (trlVersion)', () => {
+  const both = (config: losses.PreferenceLossConfigInput): [Run, Run] => [
+    run({ ...config, chunkSize: 3 }, d1),
+    run({ ...config, implementation: 'eager' }, d1),
+  ];
+  const delta = (p: Pair): number => p.lpc - p.refc - p.lpr + p.refr;
+
+  it('sigmoid: current ignores labelSmoothing, legacy applies cDPO smoothing', () => {
+    const beta = 0.3;
+    const current = mean(pairs1.map((p) => -logsig(beta * delta(p))));
+    const legacy = mean(pairs1.map((p) => -(1 - 0.2) * logsig(beta * delta(p)) - 0.2 * logsig(-beta * delta(p))));
+    expect(Math.abs(current - legacy)).toBeGreaterThan(1e-3);
+    const config = { lossType: 'sigmoid', beta, labelSmoothing: 0.2 };
+    for (const r of both(config)) expectClose(r.loss, current, 1e-10, 'current');
+    for (const r of both({ ...config, trlVersion: 'legacy' })) expectClose(r.loss, legacy, 1e-10, 'legacy');
+  });
+
+  it('exo_pair with labelSmoothing 0: current refuses it, legacy uses 1e-3', () => {
+    expect(() => run({ lossType: 'exo_pair' }, d1)).toThrow(/labelSmoothing/);
+    const beta = 0.3;
+    const expected = mean(pairs1.map((p) => {
+      const [qw, ql] = [sigmoid(beta * delta(p)), sigmoid(-beta * delta(p))];
+      return qw * (Math.log(qw) - Math.log(1 - 1e-3)) + ql * (Math.log(ql) - Math.log(1e-3));
+    }));
+    for (const r of both({ lossType: 'exo_pair', beta, trlVersion: 'legacy' })) expectClose(r.loss, expected, 1e-10);
+  });
+
+  it("alpha_divergence: legacy's delta = (e^(-a r_r) - e^(-a r_c)) / a, with a = 1 by default", () => {
+    const beta = 0.4;
+    const legacyDelta = (p: Pair, a: number): number =>
+      (Math.exp(-a * (p.lpr - p.refr)) - Math.exp(-a * (p.lpc - p.refc))) / a;
+    const legacySigmoid = (a: number): number => mean(pairs1.map((p) => -logsig(beta * legacyDelta(p, a))));
+    const config = { lossType: 'sigmoid', beta, fDivergenceType: 'alpha_divergence', trlVersion: 'legacy' } as const;
+    for (const r of both({ ...config, fAlphaDivergenceCoef: 0.3 })) expectClose(r.loss, legacySigmoid(0.3), 1e-10);
+    for (const r of both(config)) expectClose(r.loss, legacySigmoid(1), 1e-10, 'legacy default a = 1');
+    // current's default coefficient is 0.5: s = e^(-r/2) / (-1/2)
+    const s = (r: number): number => -2 * Math.exp(-r / 2);
+    const currentDefault = mean(pairs1.map((p) => -logsig(beta * (s(p.lpc - p.refc) - s(p.lpr - p.refr)))));
+    expectClose(run({ ...config, trlVersion: 'current' }, d1).loss, currentDefault, 1e-10, 'current default');
+    expect(Math.abs(currentDefault - legacySigmoid(1))).toBeGreaterThan(1e-4);
+  });
+
+  it('bco_pair: legacy shifts by the running mean unless bcoRunningMean is false', () => {
+    const beta = 0.3;
+    const D = runningUpdate(freshMoments(), [batchReward(pairs1, beta)]).mean;
+    const config = { lossType: 'bco_pair', beta, trlVersion: 'legacy' } as const;
+    for (const r of both(config)) expectClose(r.loss, legacyBcoLoss(pairs1, D, beta), 1e-10, 'legacy');
+    const unshifted = run({ ...config, bcoRunningMean: false }, d1);
+    expectClose(unshifted.loss, typeLoss('bco_pair', pairs1, q1, { ...defaults, beta }), 1e-10, 'without the shift');
+    expect(new losses.PreferenceLoss(losses.MPO).config).toMatchObject({ trlVersion: 'legacy', bcoRunningMean: true });
+  });
+
+  it("legacy's name aot_pair is aot_unpaired", () => {
+    const loss = new losses.PreferenceLoss({ lossType: 'aot_pair', labelSmoothing: 0.1 });
+    expect(loss.config.lossType).toEqual(['aot_unpaired']);
+    expectClose(run(loss, d1).loss, typeLoss('aot_unpaired', pairs1, q1, { ...defaults, eps: 0.1 }), 1e-10);
+  });
+});
+
+// ---- the functional form over sequence log-probs ----------------------------------------------------
+
+describe('losses.preferenceLossFromLogps', () => {
+  const P = d1.P;
+  const inputs = (t?: Tensor): losses.PreferenceLogps => ({
+    chosenLogps: t ? t.narrow(0, 0, P) : f64(q1.lp.slice(0, P), [P]),
+    rejectedLogps: t ? t.narrow(0, P, P) : f64(q1.lp.slice(P), [P]),
+    refChosenLogps: f64(q1.ref.slice(0, P), [P]),
+    refRejectedLogps: f64(q1.ref.slice(P), [P]),
+    chosenTokens: q1.counts.slice(0, P),
+    rejectedTokens: f64(q1.counts.slice(P), [P]),
+  });
+  const lossOf = (config: losses.PreferenceLossConfigInput): number =>
+    torch.tidy(() => num(losses.preferenceLossFromLogps(inputs(), config).loss));
+
+  it('every loss type against its formula, and a weighted mix with rpoAlpha (float64)', () => {
+    for (const type of [...Object.keys(losses.DPO_LOSSES), 'sft']) {
+      const eps = ['exo_pair', 'robust', 'aot', 'aot_unpaired'].includes(type) ? 0.1 : 0;
+      const got = torch.tidy(() => {
+        const result = losses.preferenceLossFromLogps(inputs(), { lossType: type, beta: 0.3, labelSmoothing: eps });
+        return [num(result.loss), num(result.perType[type]!)];
+      });
+      const expected = typeLoss(type, pairs1, q1, { ...defaults, beta: 0.3, eps });
+      expectClose(got[0]!, expected, 1e-12, type);
+      expectClose(got[1]!, expected, 1e-12, `${type} perType`);
+    }
+    const mixed = lossOf({ lossType: ['ipo', 'hinge', 'sft'], lossWeights: [0.5, 2, 0.25], rpoAlpha: 0.7 });
+    const parts = [typeLoss('ipo', pairs1, q1, defaults), typeLoss('hinge', pairs1, q1, defaults), sftLoss(pairs1, q1)];
+    expectClose(mixed, 0.5 * parts[0]! + 2 * parts[1]! + (0.25 + 0.7) * parts[2]!, 1e-12, 'mix');
+  });
+
+  it("defaults are TRL's: sigmoid, beta 0.1; token counts are optional where no type reads them", () => {
+    const { chosenLogps, rejectedLogps, refChosenLogps, refRejectedLogps } = inputs();
+    const logps = { chosenLogps, rejectedLogps, refChosenLogps, refRejectedLogps };
+    const result = losses.preferenceLossFromLogps(logps);
+    expectClose(num(result.loss), typeLoss('sigmoid', pairs1, q1, defaults), 1e-12);
+    const margins = mean(pairs1.map((p) => 0.1 * (p.lpc - p.refc - p.lpr + p.refr)));
+    expectClose(result.metrics['rewards/margins']!, margins, 1e-12, 'margins');
+    expect(() => losses.preferenceLossFromLogps(logps, { lossType: 'ipo' })).toThrow(/chosenTokens and rejectedTokens/);
+    expect(() => losses.preferenceLossFromLogps({ ...logps, rejectedLogps: f64([1, 2], [2]) }))
+      .toThrow(/rejectedLogps must be \[4\], got \[2\]/);
+    expect(() => losses.preferenceLossFromLogps({ ...inputs(), chosenTokens: [1, 2, 3] }, { lossType: 'sft' }))
+      .toThrow(/chosenTokens/);
+  });
+
+  for (const config of [
+    { lossType: ['sigmoid', 'ipo', 'sft'], lossWeights: [0.8, 0.3, 1], beta: 0.2 },
+    { ...losses.MPO },
+    { lossType: 'aot', beta: 0.5 },
+  ] as losses.PreferenceLossConfigInput[]) {
+    it(`PreferenceLoss.compute equals it on the same log-probs (${JSON.stringify(config)})`, () => {
+      const engine = run({ ...config, chunkSize: 3 }, d1, 'precomputed');
+      const functional = torch.tidy(() => {
+        const t = tensorsOf(d1, true);
+        const lp = eagerTokenLogps(t.hidden, t.head, t.labels).sum(1);
+        const result = losses.preferenceLossFromLogps(inputs(lp), config);
+        const grads = gradsOf(result.loss, [t.hidden, t.head.weight, t.head.bias]);
+        return { loss: num(result.loss), metrics: result.metrics, grads };
+      });
+      expectClose(engine.loss, functional.loss, 1e-12, 'loss');
+      const rewards = ['rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins'];
+      for (const key of [...rewards, 'logps/chosen', 'logps/rejected', 'nll_loss']) {
+        expectClose(engine.metrics[key]!, functional.metrics[key]!, 1e-12, key);
+      }
+      ['hidden', 'weight', 'bias'].forEach((name, k) =>
+        expectAllClose(engine.grads[k]!, functional.grads[k]!, 1e-12, 0, `grad ${name}`),
+      );
+    });
+  }
+
+  it('legacy bco_pair: a given RunningMoments is updated in training and left alone in evaluation', () => {
+    const beta = 0.4;
+    const running = new losses.RunningMoments();
+    const config = { lossType: 'bco_pair', beta, trlVersion: 'legacy' } as const;
+    const lossWith = (mode: 'train' | 'eval'): number =>
+      torch.tidy(() => num(losses.preferenceLossFromLogps(inputs(), config, { running, mode }).loss));
+    const first = lossWith('train');
+    const D = runningUpdate(freshMoments(), [batchReward(pairs1, beta)]);
+    expectClose(running.mean, D.mean, 1e-12, 'D');
+    expectClose(first, legacyBcoLoss(pairs1, D.mean, beta), 1e-12, 'loss');
+    const evaluated = lossWith('eval');
+    expect(running.stateDict()).toEqual(D);
+    expectClose(evaluated, legacyBcoLoss(pairs1, D.mean, beta), 1e-12, 'eval loss');
+  });
+});
+
+// ---- metrics as sums and counts ----------------------------------------------------------------
+
+describe('metric totals', () => {
+  const d2 = makePref(202);
+  const q2 = quantities(d2);
+  const pairs2 = pairsOf(q2, d2.P);
+  const config = { lossType: ['sigmoid', 'sft'], beta: 0.25, chunkSize: 2 };
+  const totalsOf = (d: PrefData): losses.MetricTotals =>
+    torch.tidy(() => {
+      const t = tensorsOf(d);
+      const batch = { hidden: t.hidden, targets: t.labels, ref: { hidden: t.refHidden, head: t.head } };
+      return new losses.PreferenceLoss(config).compute(batch, t.head).totals;
+    });
+
+  it('merged over two batches, they give the pooled means (accumulation, ranks)', () => {
+    const beta = config.beta;
+    const results = [totalsOf(d1), totalsOf(d2)] as const;
+    const merged = losses.metricMeans(losses.mergeMetricTotals(results[0], results[1]));
+    const all = [...pairs1, ...pairs2];
+    expectClose(merged['rewards/chosen']!, mean(all.map((p) => beta * (p.lpc - p.refc))), 1e-10, 'rewards/chosen');
+    const margins = mean(all.map((p) => beta * (p.lpc - p.refc - p.lpr + p.refr)));
+    expectClose(merged['rewards/margins']!, margins, 1e-10, 'margins');
+    expectClose(merged['logps/rejected']!, mean(all.map((p) => p.lpr)), 1e-10, 'logps/rejected');
+    const chosenTokens = sum(q1.counts.slice(0, d1.P)) + sum(q2.counts.slice(0, d2.P));
+    expectClose(merged.nll_loss!, -sum(all.map((p) => p.lpc)) / chosenTokens, 1e-10, 'nll_loss per chosen token');
+    expectClose(merged.loss!, (results[0].sums.loss! + results[1].sums.loss!) / 2, 1e-12, 'loss per batch');
+    expectClose(results[0].sums.loss!, run(config, d1).loss, 1e-12, 'loss sum');
+    expect(results[0].counts['rewards/chosen']).toBe(d1.P);
+  });
+
+  it('a compute reads the device once for its metrics, whatever the number of chunks', () => {
+    const reads = (chunkSize: number, lossType: string): number => {
+      const proto = torch.Tensor.prototype as unknown as Record<'data' | 'item', (...a: unknown[]) => unknown>;
+      const [data, item] = [proto.data, proto.item];
+      let count = 0;
+      proto.data = function (this: unknown, ...a: unknown[]) {
+        count++;
+        return data.apply(this, a);
+      };
+      proto.item = function (this: unknown, ...a: unknown[]) {
+        count++;
+        return item.apply(this, a);
+      };
+      try {
+        torch.tidy(() => {
+          const t = tensorsOf(d1);
+          const refChosenLogps = f64(q1.ref.slice(0, d1.P), [d1.P]);
+          const refRejectedLogps = f64(q1.ref.slice(d1.P), [d1.P]);
+          const batch = { hidden: t.hidden, targets: t.labels, refChosenLogps, refRejectedLogps };
+          new losses.PreferenceLoss({ lossType, chunkSize }).compute(batch, t.head);
+        });
+      } finally {
+        proto.data = data;
+        proto.item = item;
+      }
+      return count;
+    };
+    // the targets' layout, then the metrics
+    for (const lossType of ['sigmoid', 'sft']) expect([reads(1, lossType), reads(1000, lossType)]).toEqual([2, 2]);
   });
 });
