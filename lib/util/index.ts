@@ -4,7 +4,8 @@ export {
 } from './config_error.js';
 export { writeAll, writeAtomic, writeFileAtomic } from './atomic_write.js';
 export {
-  asObject, parseJson, readJsonFile, readJsonObject, readOptionalJsonFile, writeJsonFile, type JsonObject,
+  asObject, parseJson, readJsonFile, readJsonObject, readOptionalJsonFile, readOptionalTextFile, writeJsonFile,
+  type JsonObject,
 } from './json_file.js';
 export { camelToSnake, snakeToCamel, toCamelKeys, toSnakeKeys, type KeyCaseOptions } from './case.js';
 export { byModelType, supportedModelTypes, type ModelTypeEntry } from './model_type.js';

@@ -1,5 +1,5 @@
-// JSON files: reading with errors that name the file (and the line and column of a syntax error),
-// writing through the shared atomic writer.
+// JSON (and text) files: reading with errors that name the file (and the line and column of a JSON
+// syntax error), writing through the shared atomic writer.
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { writeAtomic } from './atomic_write.js';
@@ -44,14 +44,18 @@ export function readJsonObject(file: string): JsonObject {
 
 /** readJsonFile without blocking; null when the file does not exist. */
 export async function readOptionalJsonFile(file: string): Promise<unknown> {
-  let text: string;
+  const text = await readOptionalTextFile(file);
+  return text === null ? null : parseJson(text, file);
+}
+
+/** The UTF-8 text of `file`, or null when it does not exist; other failures name the file. */
+export async function readOptionalTextFile(file: string): Promise<string | null> {
   try {
-    text = await readFile(file, 'utf8');
+    return await readFile(file, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw cannotRead(file, error);
   }
-  return parseJson(text, file);
 }
 
 /** `value` when it is a JSON object; `source` names it in the error. */

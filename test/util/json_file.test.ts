@@ -3,7 +3,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseJson, readJsonFile, readJsonObject, readOptionalJsonFile, writeJsonFile } from '../../lib/util/index.js';
+import {
+  parseJson, readJsonFile, readJsonObject, readOptionalJsonFile, readOptionalTextFile, writeJsonFile,
+} from '../../lib/util/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vlalign-json-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -33,6 +35,8 @@ describe('reading', () => {
     const missing = join(dir, 'missing.json');
     expect(() => readJsonFile(missing)).toThrow(`cannot read ${missing}`);
     expect(await readOptionalJsonFile(missing)).toBeNull();
+    expect(await readOptionalTextFile(missing)).toBeNull();
+    await expect(readOptionalTextFile(dir)).rejects.toThrow(`cannot read ${dir}: EISDIR`);
     const list = fileWith('list.json', '[1]');
     expect(() => readJsonObject(list)).toThrow(`${list}: expected a JSON object, found an array`);
   });
