@@ -1,10 +1,12 @@
 // Chat templates: where a checkpoint keeps its Jinja template, and rendering it with
-// @huggingface/jinja under the variables transformers' apply_chat_template provides.
+// @huggingface/jinja under the variables transformers' apply_chat_template provides. Rendering
+// runs in a bounded sandbox (template_sandbox.ts): a template is untrusted code from a checkpoint.
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 
 import { readOptionalJson, readOptionalText } from './files.js';
 import type { ChatMessage } from './messages.js';
+import { renderSandboxed, TemplateRenderError, type TemplateLimits } from './template_sandbox.js';
 import type { TextTokenizer } from './tokenizer.js';
 
 export interface RenderOptions {
@@ -17,20 +19,21 @@ export interface RenderOptions {
 }
 
 export class ChatTemplate {
-  private readonly template: Template;
-
   /**
    * @param source the Jinja source
    * @param origin where it came from (a file, or a description), named in errors
    * @param specialTokens bos_token, eos_token, ... as the template sees them (unset ones omitted)
+   * @param limits the render sandbox's time, output and range budgets (DEFAULT_TEMPLATE_LIMITS)
    */
   constructor(
     readonly source: string,
     readonly origin: string,
     private readonly specialTokens: Record<string, string> = {},
+    readonly limits: TemplateLimits = {},
   ) {
+    // Parsed here (bounded by the source's length) so a syntax error surfaces at load time.
     try {
-      this.template = new Template(source);
+      new Template(source);
     } catch (error) {
       throw new Error(`cannot parse the chat template of ${origin}: ${(error as Error).message}`);
     }
@@ -46,9 +49,10 @@ export class ChatTemplate {
     };
     // @huggingface/jinja provides raise_exception itself; its message arrives here.
     try {
-      return this.template.render(context);
+      return renderSandboxed(this.source, context, this.limits);
     } catch (error) {
-      throw new Error(`rendering the chat template of ${this.origin} failed: ${(error as Error).message}`);
+      const limit = error instanceof TemplateRenderError && error.limit ? ` (limit: ${error.limit})` : '';
+      throw new Error(`rendering the chat template of ${this.origin} failed: ${(error as Error).message}${limit}`);
     }
   }
 }
@@ -86,20 +90,25 @@ export function selectNamedTemplate(value: unknown, origin: string, name = 'defa
  * chat_template.jinja, then chat_template.json (`{"chat_template": ...}`), then
  * tokenizer_config.json's `chat_template`. Null when there is none.
  */
-export async function loadChatTemplate(dir: string, tokenizer: TextTokenizer, name?: string): Promise<ChatTemplate | null> {
+export async function loadChatTemplate(
+  dir: string,
+  tokenizer: TextTokenizer,
+  name?: string,
+  limits: TemplateLimits = {},
+): Promise<ChatTemplate | null> {
   const specials = specialTokenVariables(tokenizer);
   const jinja = await readOptionalText(dir, 'chat_template.jinja');
-  if (jinja !== null) return new ChatTemplate(jinja, join(dir, 'chat_template.jinja'), specials);
+  if (jinja !== null) return new ChatTemplate(jinja, join(dir, 'chat_template.jinja'), specials, limits);
   const jsonFile = join(dir, 'chat_template.json');
   const json = (await readOptionalJson(dir, 'chat_template.json')) as { chat_template?: unknown } | null;
   if (json !== null) {
     const source = selectNamedTemplate(json.chat_template, jsonFile, name);
     if (source === null) throw new Error(`${jsonFile} has no "chat_template" entry`);
-    return new ChatTemplate(source, jsonFile, specials);
+    return new ChatTemplate(source, jsonFile, specials, limits);
   }
   const configFile = join(dir, 'tokenizer_config.json');
   const source = selectNamedTemplate(tokenizer.config.chat_template, configFile, name);
-  return source === null ? null : new ChatTemplate(source, configFile, specials);
+  return source === null ? null : new ChatTemplate(source, configFile, specials, limits);
 }
 
 /** bos_token, eos_token, pad_token, unk_token as template variables (the ones that are set). */

@@ -1,0 +1,79 @@
+// Hostile chat templates (issue #17): each reproducer fails with an error naming the file and the
+// limit, within a bounded time, and the process keeps rendering afterwards.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { ChatTemplate, loadChatTemplate } from '../../lib/processing/chat_template.js';
+import { parseMessages } from '../../lib/processing/messages.js';
+import type { TemplateLimits } from '../../lib/processing/template_sandbox.js';
+import { TextTokenizer } from '../../lib/processing/tokenizer.js';
+import { QWEN2_VL_TEMPLATE, tinyDir } from './helpers.js';
+
+const messages = parseMessages([{ role: 'user', content: [{ type: 'text', text: 'hi' }] }], 'messages');
+const EXPECTED_QWEN = '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n';
+
+// The render is the time measured; rendering a harmless template afterwards must still work.
+function expectRejected(source: string, limits: TemplateLimits, pattern: RegExp, withinMs: number): void {
+  const template = new ChatTemplate(source, 'hostile/chat_template.jinja', {}, limits);
+  const start = performance.now();
+  expect(() => template.render(messages)).toThrow(pattern);
+  expect(performance.now() - start).toBeLessThan(withinMs);
+  expect(new ChatTemplate(QWEN2_VL_TEMPLATE, 'spec').render(messages)).toBe(EXPECTED_QWEN);
+}
+
+describe('rendering hostile chat templates', () => {
+  it('refuses range(1000000000) at once instead of materialising it', () => {
+    const source = '{% for i in range(1000000000) %}{% endfor %}x';
+    expectRejected(source, {}, /hostile\/chat_template\.jinja.*1000000000 items.*limit: maxRangeItems 1000000/, 1000);
+  });
+
+  it('refuses range(10000000) with an empty body', () => {
+    expectRejected('{% for i in range(10000000) %}{% endfor %}', {}, /maxRangeItems 1000000\)/, 1000);
+  });
+
+  it('stops nested range(100000) loops at the wall-clock limit', () => {
+    const source = '{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}';
+    const pattern = /hostile\/chat_template\.jinja failed: did not finish within 500 ms.*limit: timeoutMs 500/;
+    expectRejected(source, { timeoutMs: 500 }, pattern, 500 + 1500);
+  });
+
+  it('stops a render whose memory grows past the worker heap, without harming the process', () => {
+    // A range bound above the heap: only the heap limit and the deadline stand in the way.
+    const source = '{% for i in range(1000000000) %}{% endfor %}';
+    const limits = { maxRangeItems: 1e10, maxHeapMb: 32, timeoutMs: 3000 };
+    expectRejected(source, limits, /did not finish within 3000 ms \(or ran past the 32 MB heap\)/, 3000 + 3000);
+  });
+
+  it('refuses output longer than maxOutputChars', () => {
+    const source = '{% for i in range(1000) %}0123456789{% endfor %}';
+    expectRejected(source, { maxOutputChars: 5000 }, /10000 characters \(limit: maxOutputChars 5000\)/, 1000);
+    const fits = new ChatTemplate(source, 'fits', {}, { maxOutputChars: 10000 });
+    expect(fits.render(messages)).toBe('0123456789'.repeat(1000));
+  });
+
+  it('keeps range() semantics within the limit', () => {
+    const source = '{{ range(3) | join(",") }};{{ range(2, 8, 3) | join(",") }};{{ range(5, 0, -2) | join(",") }}';
+    expect(new ChatTemplate(source, 'range').render(messages)).toBe('0,1,2;2,5;5,3,1');
+    expect(() => new ChatTemplate('{{ range(1, 2, 0) }}', 'zero').render(messages)).toThrow(/step must not be zero/);
+  });
+
+  it('gives templates no JS globals', () => {
+    const source = '[{{ process }}][{{ globalThis }}][{{ require }}]';
+    expect(new ChatTemplate(source, 'globals').render(messages)).toBe('[][][]');
+  });
+
+  it('names the checkpoint file when loaded from a directory', async () => {
+    const dir = await tinyDir('internvl', { model_type: 'internvl' });
+    await writeFile(join(dir, 'chat_template.jinja'), '{% for i in range(1000000000) %}{% endfor %}x');
+    const tokenizer = await TextTokenizer.fromPretrained(dir);
+    const template = (await loadChatTemplate(dir, tokenizer))!;
+    const file = join(dir, 'chat_template.jinja').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    expect(() => template.render(messages)).toThrow(new RegExp(`${file} failed: .*maxRangeItems`));
+  });
+
+  it('rejects a non-positive limit by name', () => {
+    const template = new ChatTemplate('x', 'bad limits', {}, { timeoutMs: 0 });
+    expect(() => template.render(messages)).toThrow(/templateLimits\.timeoutMs but received 0/);
+  });
+});
