@@ -10,3 +10,4 @@ export * as tiny from './tiny/index.js';
 export * as adapters from './adapters/index.js';
 export * as optim from './optim/index.js';
 export * as data from './data/index.js';
+export * as train from './train/index.js';

@@ -39,8 +39,8 @@ export function writeAll(fd: number, bytes: Uint8Array): void {
   for (let done = 0; done < bytes.length; ) done += fs.writeSync(fd, bytes, done, bytes.length - done, null);
 }
 
-// Directories cannot be opened for fsync everywhere (Windows): there the rename stays best effort.
-function syncDirectory(dir: string): void {
+/** Fsyncs a directory so renames in it persist; best effort where directories cannot be opened (Windows). */
+export function syncDirectory(dir: string): void {
   try {
     const fd = fs.openSync(dir, 'r');
     try {

@@ -2,7 +2,7 @@
 export {
   ConfigError, configProblems, formatPath, parseConfig, type ConfigProblem, type IssueFormat,
 } from './config_error.js';
-export { writeAll, writeAtomic, writeFileAtomic } from './atomic_write.js';
+export { syncDirectory, writeAll, writeAtomic, writeFileAtomic } from './atomic_write.js';
 export {
   asObject, parseJson, readJsonFile, readJsonObject, readOptionalJsonFile, readOptionalTextFile, writeJsonFile,
   type JsonObject,
