@@ -19,7 +19,7 @@ export function where(condition: Tensor, input: Tensor | Scalar, other: Tensor |
   const a = input instanceof Tensor ? input : scalarLike(c, input, other);
   const b = other instanceof Tensor ? other : scalarLike(c, other, input);
   try {
-    return wrap(N.where(c, a.handle, b.handle));
+    return wrap(N.where(c, handleOf(a, 'input'), handleOf(b, 'other')));
   } finally {
     if (a !== input) a.dispose();
     if (b !== other) b.dispose();

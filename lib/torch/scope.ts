@@ -9,9 +9,23 @@
 import { native } from './native.js';
 
 export interface Tracked {
-  handle: number;
+  readonly handle: number;
   scope: Scope | null;
   registered: boolean;
+}
+
+// Tensor keeps its id in a private field, so it lends this module the one way to change it.
+type HandleWriter = (t: Tracked, handle: number) => void;
+let setHandle: HandleWriter = () => {
+  throw new Error('vlalign: tensor handles are written only after lib/torch/tensor.ts has loaded');
+};
+let installed = false;
+
+/** @internal Tensor's class body installs its writer, once. */
+export function installHandleWriter(writer: HandleWriter): void {
+  if (installed) throw new Error('vlalign: the tensor handle writer is already installed');
+  installed = true;
+  setHandle = writer;
 }
 
 export class Scope {
@@ -64,7 +78,7 @@ export function track(t: Tracked): void {
 export function release(t: Tracked): void {
   const handle = t.handle;
   if (handle === 0) return;
-  t.handle = 0;
+  setHandle(t, 0);
   native.free(handle);
   if (t.registered) {
     backstop.unregister(t);
@@ -95,9 +109,9 @@ export function transferHandle(dst: Tracked, src: Tracked): void {
     backstop.unregister(src);
     src.registered = false;
   }
-  src.handle = 0;
+  setHandle(src, 0);
   const old = dst.handle;
-  dst.handle = handle;
+  setHandle(dst, handle);
   if (old !== 0) native.free(old);
   if (dst.registered) {
     backstop.unregister(dst);
@@ -154,7 +168,7 @@ export function tidy<T>(fn: () => T): T {
     } else {
       // Scoped tensors never hold a registry entry, so freeing is the handle alone.
       freed.push(t.handle);
-      t.handle = 0;
+      setHandle(t, 0);
     }
   }
   if (freed.length > 0) native.freeMany(freed);
