@@ -7,6 +7,7 @@ import * as torch from '../torch/index.js';
 import type { Device, DType, Tensor } from '../torch/index.js';
 import { readJsonObject, writeJsonFile } from '../util/json_file.js';
 import type { CausalLM } from './causal_lm.js';
+import { checkCheckpointShapes } from './checkpoint_shapes.js';
 import { readConfig } from './config_schema.js';
 import type { ModelFamily } from './family.js';
 import { familyOf } from './registry.js';
@@ -28,6 +29,8 @@ export interface PretrainedOptions {
 export async function fromPretrained(dir: string, options: PretrainedOptions = {}): Promise<CausalLM> {
   const config = readConfig(dir);
   const family = familyOf(config.model_type, join(dir, 'config.json'));
+  // Sizes are bounded and matched against the tensor headers before anything is allocated.
+  await checkCheckpointShapes(dir, config, weightFiles(dir));
   const plan = await planQuantizedLoad({ files: weightFiles(dir), config, options: options.quantization });
   const model = family.create(config, { dtype: options.dtype ?? 'float32', device: options.device ?? 'cpu' }, dir);
   try {

@@ -3,6 +3,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { parseConfig } from '../util/config_error.js';
+import { boundedInt, SIZE_BOUNDS as B } from '../models/config_schema.js';
 
 export interface InternVLTiling {
   minNum: number;
@@ -21,40 +22,45 @@ export interface InternVLSettings {
   systemMessage: string | null;
 }
 
-const Size = z.union([z.number().int().positive(), z.array(z.number().int().positive()).length(2)]).transform((s) => (Array.isArray(s) ? s[0]! : s));
+const side = (max: number) => z.union([boundedInt(max), z.array(boundedInt(max)).length(2)]);
+// Tiles per image: InternVL uses up to 12 (40 at most in its configs); more is a corrupt file.
+const MAX_TILES = 1024;
+const firstSide = (s: number | number[]): number => (Array.isArray(s) ? s[0]! : s);
+const Size = side(B.imageSide).transform(firstSide);
+const PatchSize = side(B.patch).transform(firstSide);
 
 const RemoteConfig = z
   .object({
-    force_image_size: z.number().int().positive().nullish(),
+    force_image_size: boundedInt(B.imageSide).nullish(),
     downsample_ratio: z.number().positive().default(0.5),
     template: z.string().default('internvl2_5'),
     system_message: z.string().nullish(),
     dynamic_image_size: z.boolean().default(true),
     use_thumbnail: z.boolean().default(true),
-    min_dynamic_patch: z.number().int().positive().default(1),
-    max_dynamic_patch: z.number().int().positive().default(12),
-    vision_config: z.object({ image_size: Size.default(448), patch_size: Size.default(14) }).loose().default({ image_size: 448, patch_size: 14 }),
+    min_dynamic_patch: boundedInt(MAX_TILES).default(1),
+    max_dynamic_patch: boundedInt(MAX_TILES).default(12),
+    vision_config: z.object({ image_size: Size.default(448), patch_size: PatchSize.default(14) }).loose().default({ image_size: 448, patch_size: 14 }),
   })
   .loose();
 
 const HfConfig = z
   .object({
-    image_seq_length: z.number().int().positive().optional(),
+    image_seq_length: boundedInt(B.positions).optional(),
     downsample_ratio: z.number().positive().default(0.5),
-    vision_config: z.object({ image_size: Size.default(448), patch_size: Size.default(14) }).loose().default({ image_size: 448, patch_size: 14 }),
+    vision_config: z.object({ image_size: Size.default(448), patch_size: PatchSize.default(14) }).loose().default({ image_size: 448, patch_size: 14 }),
   })
   .loose();
 
 const HfPreprocessor = z
   .object({
     crop_to_patches: z.boolean().default(true),
-    min_patches: z.number().int().positive().default(1),
-    max_patches: z.number().int().positive().default(12),
-    size: z.object({ height: z.number().int().positive() }).loose().optional(),
+    min_patches: boundedInt(MAX_TILES).default(1),
+    max_patches: boundedInt(MAX_TILES).default(12),
+    size: z.object({ height: boundedInt(B.imageSide) }).loose().optional(),
   })
   .loose();
 
-const HfProcessor = z.object({ image_seq_length: z.number().int().positive().optional() }).loose();
+const HfProcessor = z.object({ image_seq_length: boundedInt(B.positions).optional() }).loose();
 
 const parse = <S extends z.ZodType>(schema: S, value: unknown, file: string): z.output<S> =>
   parseConfig(schema, value ?? {}, file);

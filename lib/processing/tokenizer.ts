@@ -4,6 +4,7 @@
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { z } from 'zod';
+import { SIZE_BOUNDS } from '../models/config_schema.js';
 import { parseConfig } from '../util/config_error.js';
 
 import { readJson, readOptionalJson } from './files.js';
@@ -68,6 +69,7 @@ export class TextTokenizer {
     if (typeof tokenizerJson !== 'object' || tokenizerJson === null || !('model' in tokenizerJson)) {
       throw new TypeError(`${join(source, 'tokenizer.json')} has no "model" entry: not a tokenizers file`);
     }
+    checkTokenIds(tokenizerJson, join(source, 'tokenizer.json'));
     this.config = parseConfig(TokenizerConfigSchema, config ?? {}, join(source, 'tokenizer_config.json'));
     this.inner = new Tokenizer(tokenizerJson, this.config);
     this.vocab = this.inner.get_vocab(true);
@@ -136,4 +138,30 @@ export class TextTokenizer {
     }
     return id;
   }
+}
+
+/**
+ * Every id in tokenizer.json (model.vocab values, added_tokens[].id) is an integer below
+ * SIZE_BOUNDS.vocab, and the vocabulary no longer than it. Checked before @huggingface/tokenizers
+ * sees the file: it sizes tables by the largest id, so one id of 2147483648 stalls it for minutes.
+ */
+export function checkTokenIds(tokenizerJson: object, file: string): void {
+  const { model, added_tokens: added } = tokenizerJson as { model?: { vocab?: unknown }; added_tokens?: unknown };
+  const vocab = model?.vocab;
+  const max = SIZE_BOUNDS.vocab;
+  if (Array.isArray(vocab) && vocab.length > max) {
+    throw new RangeError(`${file}: model.vocab has ${vocab.length} entries, above the sane bound ${max}`);
+  }
+  if (vocab !== null && typeof vocab === 'object' && !Array.isArray(vocab)) {
+    for (const [token, id] of Object.entries(vocab)) checkId(id, `model.vocab[${JSON.stringify(token)}]`, file);
+  }
+  if (added === undefined || added === null) return;
+  if (!Array.isArray(added)) throw new TypeError(`${file}: added_tokens must be a list, not ${typeof added}`);
+  added.forEach((entry: { id?: unknown } | null, k) => checkId(entry?.id, `added_tokens[${k}].id`, file));
+}
+
+function checkId(id: unknown, key: string, file: string): void {
+  if (typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < SIZE_BOUNDS.vocab) return;
+  const shown = typeof id === 'number' ? String(id) : JSON.stringify(id) ?? 'undefined';
+  throw new RangeError(`${file}: ${key} is ${shown}, not a token id in [0, ${SIZE_BOUNDS.vocab - 1}]`);
 }

@@ -4,7 +4,7 @@
 // config class's own.
 import { z } from 'zod';
 import { parseConfig } from '../../util/config_error.js';
-import { positiveInt, type Json } from '../config_schema.js';
+import { boundedInt, SIZE_BOUNDS as B, tokenId, type Json } from '../config_schema.js';
 import { parseTextConfig, type TextConfig } from '../qwen2/config.js';
 
 export interface InternVisionConfig {
@@ -52,53 +52,53 @@ const remoteSchema = z.object({
   llm_config: json,
   downsample_ratio: z.number().positive().max(1).default(0.5),
   ps_version: z.enum(['v1', 'v2']).default('v1'),
-  select_layer: z.number().int().default(-1),
-  img_context_token_id: z.number().int().optional(),
+  select_layer: z.number().int().min(-B.layers).max(B.layers).default(-1),
+  img_context_token_id: tokenId.optional(),
 }).loose();
 
 const remoteVisionSchema = z.object({
-  hidden_size: positiveInt.default(3200),
-  num_hidden_layers: positiveInt.default(48),
-  num_attention_heads: positiveInt.default(25),
-  intermediate_size: positiveInt.default(12800),
+  hidden_size: boundedInt(B.hidden).default(3200),
+  num_hidden_layers: boundedInt(B.layers).default(48),
+  num_attention_heads: boundedInt(B.heads).default(25),
+  intermediate_size: boundedInt(B.intermediate).default(12800),
   hidden_act: z.string().default('gelu'),
   norm_type: z.enum(['layer_norm', 'rms_norm']).default('rms_norm'),
   layer_norm_eps: z.number().positive().default(1e-6),
   qkv_bias: z.boolean().default(false),
   qk_normalization: z.boolean().default(true),
-  image_size: positiveInt.default(224),
-  patch_size: positiveInt.default(14),
-  num_channels: positiveInt.default(3),
+  image_size: boundedInt(B.imageSide).default(224),
+  patch_size: boundedInt(B.patch).default(14),
+  num_channels: boundedInt(B.channels).default(3),
   attention_dropout: z.number().min(0).max(1).default(0),
   initializer_factor: z.number().default(0.1),
 }).loose();
 
-const side = z.union([positiveInt, z.array(positiveInt).length(2)]);
+const side = (max: number) => z.union([boundedInt(max), z.array(boundedInt(max)).length(2)]);
 
 const nativeSchema = z.object({
   vision_config: json.default({}),
   text_config: json.default({}),
-  image_token_id: z.number().int().default(151667),
+  image_token_id: tokenId.default(151667),
   downsample_ratio: z.number().positive().max(1).default(0.5),
   projector_hidden_act: z.string().default('gelu'),
-  vision_feature_layer: z.number().int().default(-1),
+  vision_feature_layer: z.number().int().min(-B.layers).max(B.layers).default(-1),
   vision_feature_select_strategy: z.literal('default', { message: "only 'default' (drop the CLS token) is supported" }).default('default'),
   tie_word_embeddings: z.boolean().optional(),
 }).loose();
 
 const nativeVisionSchema = z.object({
-  hidden_size: positiveInt.default(1024),
-  num_hidden_layers: positiveInt.default(24),
-  num_attention_heads: positiveInt.default(16),
-  intermediate_size: positiveInt.default(4096),
+  hidden_size: boundedInt(B.hidden).default(1024),
+  num_hidden_layers: boundedInt(B.layers).default(24),
+  num_attention_heads: boundedInt(B.heads).default(16),
+  intermediate_size: boundedInt(B.intermediate).default(4096),
   hidden_act: z.string().default('gelu'),
   norm_type: z.enum(['layer_norm', 'rms_norm']).default('layer_norm'),
   layer_norm_eps: z.number().positive().default(1e-6),
   attention_bias: z.boolean().default(false),
   use_qk_norm: z.boolean().default(false),
-  image_size: side.default(448),
-  patch_size: side.default(14),
-  num_channels: positiveInt.default(3),
+  image_size: side(B.imageSide).default(448),
+  patch_size: side(B.patch).default(14),
+  num_channels: boundedInt(B.channels).default(3),
   attention_dropout: z.number().min(0).max(1).default(0),
   layer_scale_init_value: z.number().default(0.1),
   use_mean_pooling: z.literal(true, { message: 'a final layernorm (use_mean_pooling=false) is not supported' }).default(true),

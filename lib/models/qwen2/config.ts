@@ -2,13 +2,13 @@
 // `text_config` / `llm_config` in VLM configs) with transformers' defaults.
 import { z } from 'zod';
 import { parseConfig } from '../../util/config_error.js';
-import { positiveInt, type Json } from '../config_schema.js';
+import { boundedInt, SIZE_BOUNDS as B, tokenId, type Json } from '../config_schema.js';
 
 const ropeScaling = z
   .object({
     type: z.string().optional(),
     rope_type: z.string().optional(),
-    mrope_section: z.array(positiveInt).optional(),
+    mrope_section: z.array(boundedInt(B.hidden)).optional(),
     factor: z.number().optional(),
   })
   .loose()
@@ -18,24 +18,24 @@ const ropeScaling = z
 const schema = z
   .object({
     model_type: z.string().default('qwen2'),
-    vocab_size: positiveInt,
-    hidden_size: positiveInt,
-    intermediate_size: positiveInt,
-    num_hidden_layers: positiveInt,
-    num_attention_heads: positiveInt,
-    num_key_value_heads: positiveInt.optional(),
-    head_dim: positiveInt.nullable().optional(),
+    vocab_size: boundedInt(B.vocab),
+    hidden_size: boundedInt(B.hidden),
+    intermediate_size: boundedInt(B.intermediate),
+    num_hidden_layers: boundedInt(B.layers),
+    num_attention_heads: boundedInt(B.heads),
+    num_key_value_heads: boundedInt(B.heads).optional(),
+    head_dim: boundedInt(B.hidden).nullable().optional(),
     hidden_act: z.string().default('silu'),
     rms_norm_eps: z.number().positive().default(1e-6),
     rope_theta: z.number().positive().default(10000),
     rope_scaling: ropeScaling,
-    max_position_embeddings: positiveInt.default(32768),
+    max_position_embeddings: boundedInt(B.positions).default(32768),
     tie_word_embeddings: z.boolean().default(false),
     attention_bias: z.boolean().optional(),
     attention_dropout: z.number().min(0).max(1).default(0),
     use_sliding_window: z.boolean().default(false),
-    bos_token_id: z.number().int().nullable().optional(),
-    eos_token_id: z.union([z.number().int(), z.array(z.number().int())]).nullable().optional(),
+    bos_token_id: tokenId.nullable().optional(),
+    eos_token_id: z.union([tokenId, z.array(tokenId)]).nullable().optional(),
   })
   .loose();
 

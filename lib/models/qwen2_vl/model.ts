@@ -7,7 +7,7 @@ import type { Tensor } from '../../torch/index.js';
 import { Module, Linear, causalMask, type KVCache, type LmHead, type ParamOptions } from '../../nn/index.js';
 import type { CausalLM, CausalLMOutput, ForwardOptions, ModelInputs } from '../causal_lm.js';
 import { parseConfig } from '../../util/config_error.js';
-import { positiveInt, type Json } from '../config_schema.js';
+import { boundedInt, SIZE_BOUNDS, tokenId, type Json } from '../config_schema.js';
 import { parseTextConfig, type TextConfig } from '../qwen2/config.js';
 import { Qwen2Model } from '../qwen2/decoder.js';
 import { z } from 'zod';
@@ -17,12 +17,12 @@ import { QwenVisionTower, type VisionOutput } from './vision.js';
 import type { Grid } from './vision_layout.js';
 
 const tokenSchema = z.object({
-  image_token_id: z.number().int().default(151655),
-  video_token_id: z.number().int().default(151656),
-  vision_start_token_id: z.number().int().default(151652),
+  image_token_id: tokenId.default(151655),
+  video_token_id: tokenId.default(151656),
+  vision_start_token_id: tokenId.default(151652),
   vision_config: z.record(z.string(), z.unknown()).default({}),
   text_config: z.record(z.string(), z.unknown()).optional(),
-  spatial_merge_size: positiveInt.optional(),
+  spatial_merge_size: boundedInt(SIZE_BOUNDS.patch).optional(),
 }).loose();
 
 export class QwenVLForConditionalGeneration extends Module implements CausalLM {

@@ -3,7 +3,7 @@
 // whose merger output is `out_hidden_size`; Qwen2-VL's ViT width is `embed_dim`.
 import { z } from 'zod';
 import { parseConfig } from '../../util/config_error.js';
-import { positiveInt, type Json } from '../config_schema.js';
+import { boundedInt, SIZE_BOUNDS as B, type Json } from '../config_schema.js';
 
 export interface VisionConfig {
   /** qwen2_vl: LayerNorm + quick_gelu MLP; qwen2_5_vl: RMSNorm + SwiGLU and window attention. */
@@ -25,31 +25,31 @@ export interface VisionConfig {
 }
 
 const common = {
-  depth: positiveInt.default(32),
-  num_heads: positiveInt.default(16),
-  in_channels: positiveInt.optional(),
-  in_chans: positiveInt.optional(),
-  patch_size: positiveInt.default(14),
-  temporal_patch_size: positiveInt.default(2),
-  spatial_merge_size: positiveInt.default(2),
+  depth: boundedInt(B.layers).default(32),
+  num_heads: boundedInt(B.heads).default(16),
+  in_channels: boundedInt(B.channels).optional(),
+  in_chans: boundedInt(B.channels).optional(),
+  patch_size: boundedInt(B.patch).default(14),
+  temporal_patch_size: boundedInt(B.patch).default(2),
+  spatial_merge_size: boundedInt(B.patch).default(2),
 };
 
 const qwen2Schema = z.object({
   ...common,
-  embed_dim: positiveInt.default(1280),
-  hidden_size: positiveInt.default(3584),
-  mlp_ratio: z.number().positive().default(4),
+  embed_dim: boundedInt(B.hidden).default(1280),
+  hidden_size: boundedInt(B.hidden).default(3584),
+  mlp_ratio: z.number().positive().max(64).default(4),
   hidden_act: z.string().default('quick_gelu'),
 }).loose();
 
 const qwen25Schema = z.object({
   ...common,
-  hidden_size: positiveInt.default(3584),
-  intermediate_size: positiveInt.default(3420),
-  out_hidden_size: positiveInt.default(3584),
+  hidden_size: boundedInt(B.hidden).default(3584),
+  intermediate_size: boundedInt(B.intermediate).default(3420),
+  out_hidden_size: boundedInt(B.hidden).default(3584),
   hidden_act: z.string().default('silu'),
-  window_size: positiveInt.default(112),
-  fullatt_block_indexes: z.array(z.number().int().min(0)).default([7, 15, 23, 31]),
+  window_size: boundedInt(B.imageSide).default(112),
+  fullatt_block_indexes: z.array(z.number().int().min(0).max(B.layers - 1)).max(B.layers).default([7, 15, 23, 31]),
 }).loose();
 
 export function parseVisionConfig(family: VisionConfig['family'], json: Json, where: string): VisionConfig {

@@ -2,6 +2,7 @@
 // keys of a preprocessor_config.json that matter for images.
 import { z } from 'zod';
 import { parseConfig } from '../../util/config_error.js';
+import { boundedInt, SIZE_BOUNDS as B } from '../../models/config_schema.js';
 
 /** The image side of Qwen2VLImageProcessor. */
 export interface Qwen2VlImageOptions {
@@ -25,25 +26,27 @@ export const QWEN2_VL_IMAGE_DEFAULTS: Readonly<Qwen2VlImageOptions> = Object.fre
   imageStd: [0.26862954, 0.26130258, 0.27577711],
 });
 
-const positive = z.number().int().positive();
+// Pixel counts up to a 65536-pixel square; patch sizes as SIZE_BOUNDS allows.
+const pixels = boundedInt(B.imageSide * B.imageSide);
+const patch = boundedInt(B.patch);
 const triple = z.tuple([z.number(), z.number(), z.number()]);
 
 // Keys we read; others (processor_class, image_processor_type, ...) pass through. Settings that
 // would change the pipeline we implement are accepted only at the values it implements.
 const PreprocessorConfig = z.looseObject({
-  min_pixels: positive.nullish(),
-  max_pixels: positive.nullish(),
+  min_pixels: pixels.nullish(),
+  max_pixels: pixels.nullish(),
   size: z
     .looseObject({
-      shortest_edge: positive.optional(),
-      longest_edge: positive.optional(),
-      min_pixels: positive.optional(),
-      max_pixels: positive.optional(),
+      shortest_edge: pixels.optional(),
+      longest_edge: pixels.optional(),
+      min_pixels: pixels.optional(),
+      max_pixels: pixels.optional(),
     })
     .nullish(),
-  patch_size: positive.optional(),
-  temporal_patch_size: positive.optional(),
-  merge_size: positive.optional(),
+  patch_size: patch.optional(),
+  temporal_patch_size: patch.optional(),
+  merge_size: patch.optional(),
   image_mean: triple.optional(),
   image_std: triple.optional(),
   do_resize: z.literal(true).optional(),

@@ -1,0 +1,143 @@
+// Hostile and inconsistent configs (issue #17): sizes past sane bounds and configs that disagree
+// with their tensors fail fast, naming the file, the key and the value, before any allocation.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fromPretrained } from '../../lib/models/index.js';
+import * as processing from '../../lib/processing/index.js';
+import { writeTinyCheckpoint, type TinyFamily } from '../../lib/tiny/index.js';
+
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+const tiny: Partial<Record<TinyFamily, string>> = {};
+beforeAll(async () => {
+  for (const family of ['qwen2_vl', 'internvl'] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'vlalign-hostile-'));
+    dirs.push(dir);
+    await writeTinyCheckpoint(dir, family);
+    tiny[family] = dir;
+  }
+});
+
+type JsonEdit = (json: Record<string, any>) => void;
+
+// A copy of a tiny checkpoint with `file`'s JSON edited.
+function edited(family: TinyFamily, file: string, edit: JsonEdit): string {
+  const source = tiny[family]!;
+  const dir = mkdtempSync(join(tmpdir(), 'vlalign-hostile-'));
+  dirs.push(dir);
+  for (const name of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json']) {
+    try {
+      writeFileSync(join(dir, name), readFileSync(join(source, name)));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+  const json = JSON.parse(readFileSync(join(dir, file), 'utf8'));
+  edit(json);
+  writeFileSync(join(dir, file), JSON.stringify(json));
+  return dir;
+}
+
+// The promise rejects with a message matching every pattern, within `withinMs`.
+async function expectFastRejection(promise: () => Promise<unknown>, patterns: RegExp[], withinMs = 2000): Promise<void> {
+  const start = performance.now();
+  const message = await promise().then(() => 'resolved', (e: Error) => e.message);
+  expect(performance.now() - start).toBeLessThan(withinMs);
+  for (const pattern of patterns) expect(message).toMatch(pattern);
+}
+
+describe('model configs past sane bounds', () => {
+  it('rejects num_hidden_layers 2147483648 at once, naming the key and the value', async () => {
+    const dir = edited('qwen2_vl', 'config.json', (c) => {
+      c.num_hidden_layers = 2147483648;
+    });
+    await expectFastRejection(() => fromPretrained(dir), [/config\.json/, /num_hidden_layers: 2147483648 exceeds the sane bound 1024/]);
+  });
+
+  it('rejects a vision depth and an InternVL LLM vocabulary past their bounds', async () => {
+    const qwen = edited('qwen2_vl', 'config.json', (c) => {
+      c.vision_config.depth = 1e9;
+    });
+    await expectFastRejection(() => fromPretrained(qwen), [/vision_config\.depth: 1000000000 exceeds the sane bound 1024/]);
+    const intern = edited('internvl', 'config.json', (c) => {
+      c.llm_config.vocab_size = 2 ** 31;
+    });
+    await expectFastRejection(() => fromPretrained(intern), [/vocab_size: 2147483648 exceeds the sane bound 16777216/]);
+  });
+
+  it('rejects a token id in config.json past the vocabulary bound', async () => {
+    const dir = edited('qwen2_vl', 'config.json', (c) => {
+      c.image_token_id = 2 ** 31;
+    });
+    await expectFastRejection(() => fromPretrained(dir), [/image_token_id: token id 2147483648 exceeds the sane bound/]);
+  });
+});
+
+describe('model configs that disagree with their tensors', () => {
+  it('names the tensor and both shapes when hidden_size was changed', async () => {
+    const dir = edited('qwen2_vl', 'config.json', (c) => {
+      c.hidden_size = 32;
+      c.head_dim = 32; // keeps the M-RoPE sections valid, so only the tensors disagree
+    });
+    await expectFastRejection(() => fromPretrained(dir), [
+      /config\.json disagrees with the checkpoint/,
+      new RegExp(`tensor 'model\\.embed_tokens\\.weight' in ${join(dir, 'model.safetensors')} has shape \\[\\d+, 64\\]`),
+      /but .*config\.json \(vocab_size, hidden_size\) implies \[\d+, 32\]/,
+      /'model\.layers\.0\.mlp\.gate_proj\.weight' .* has shape \[96, 64\] but .* implies \[96, 32\]/,
+      /'model\.layers\.0\.self_attn\.q_proj\.weight' .* has shape \[64, 64\] but .* implies \[64, 32\]/,
+    ]);
+  });
+
+  it('names the layer counts when num_hidden_layers was changed', async () => {
+    const dir = edited('qwen2_vl', 'config.json', (c) => {
+      c.num_hidden_layers = 5;
+    });
+    await expectFastRejection(() => fromPretrained(dir), [/has num_hidden_layers 5 but the checkpoint has 3 layers \('model\.layers\.N\.'\)/]);
+  });
+
+  it('finds the InternVL language model under its own prefix', async () => {
+    const dir = edited('internvl', 'config.json', (c) => {
+      c.llm_config.vocab_size += 8;
+      c.llm_config.intermediate_size = 48;
+    });
+    await expectFastRejection(() => fromPretrained(dir), [
+      /tensor 'language_model\.model\.embed_tokens\.weight' .* has shape \[(\d+), 48\] but .* implies \[\d+, 48\]/,
+      /tensor 'language_model\.lm_head\.weight'/,
+      /'language_model\.model\.layers\.0\.mlp\.gate_proj\.weight' .* has shape \[96, 48\] but .* implies \[48, 48\]/,
+    ]);
+  });
+
+  it('still loads the unedited checkpoints', async () => {
+    for (const dir of Object.values(tiny)) (await fromPretrained(dir!)).dispose();
+  });
+});
+
+describe('tokenizer and preprocessor files past sane bounds', () => {
+  it('rejects a vocab id of 2147483648 in tokenizer.json before the tokenizer sees it', async () => {
+    const dir = edited('qwen2_vl', 'tokenizer.json', (t) => {
+      const first = Object.keys(t.model.vocab)[0]!;
+      t.model.vocab[first] = 2147483648;
+    });
+    const file = join(dir, 'tokenizer.json').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    await expectFastRejection(() => processing.fromPretrained(dir), [
+      new RegExp(`${file}: model\\.vocab\\[".*"\\] is 2147483648, not a token id in \\[0, 16777215\\]`),
+    ]);
+  });
+
+  it('rejects an added token id that is not an integer', async () => {
+    const dir = edited('qwen2_vl', 'tokenizer.json', (t) => {
+      t.added_tokens[1].id = -3;
+    });
+    await expectFastRejection(() => processing.fromPretrained(dir), [/added_tokens\[1\]\.id is -3, not a token id/]);
+  });
+
+  it('rejects a preprocessor max_pixels past the bound', async () => {
+    const dir = edited('qwen2_vl', 'preprocessor_config.json', (p) => {
+      p.max_pixels = 2 ** 40;
+    });
+    await expectFastRejection(() => processing.fromPretrained(dir), [/preprocessor_config\.json/, /max_pixels: 1099511627776 exceeds/]);
+  });
+});
