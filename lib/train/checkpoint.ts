@@ -41,10 +41,26 @@ export interface TrainerState {
 /** A TrainerState with HF's defaults for the fields not given. */
 export function trainerState(fields: Partial<TrainerState> & Pick<TrainerState, 'global_step'>): TrainerState {
   return {
-    epoch: 0, max_steps: 0, logging_steps: 500, eval_steps: 500, save_steps: 500, train_batch_size: null,
-    num_train_epochs: 0, num_input_tokens_seen: 0, total_flos: 0, log_history: [], best_metric: null,
-    best_global_step: null, best_model_checkpoint: null, is_local_process_zero: true, is_world_process_zero: true,
-    is_hyper_param_search: false, trial_name: null, trial_params: null, stateful_callbacks: {}, ...fields,
+    epoch: 0,
+    max_steps: 0,
+    logging_steps: 500,
+    eval_steps: 500,
+    save_steps: 500,
+    train_batch_size: null,
+    num_train_epochs: 0,
+    num_input_tokens_seen: 0,
+    total_flos: 0,
+    log_history: [],
+    best_metric: null,
+    best_global_step: null,
+    best_model_checkpoint: null,
+    is_local_process_zero: true,
+    is_world_process_zero: true,
+    is_hyper_param_search: false,
+    trial_name: null,
+    trial_params: null,
+    stateful_callbacks: {},
+    ...fields,
   };
 }
 
@@ -68,7 +84,8 @@ const LEFTOVER = /^checkpoint-\d+\.(?:tmp|old|deleted)-(\d+)$/;
 /** The complete checkpoints in `outputDir`, oldest step first. */
 export function listCheckpoints(outputDir: string): SavedCheckpoint[] {
   if (!fs.existsSync(outputDir)) return [];
-  return fs.readdirSync(outputDir, { withFileTypes: true })
+  return fs
+    .readdirSync(outputDir, { withFileTypes: true })
     .flatMap((entry) => {
       const step = FINAL.exec(entry.name)?.[1];
       const dir = path.join(outputDir, entry.name);
@@ -109,7 +126,10 @@ export function loadCheckpoint(dir: string): LoadedCheckpoint {
 
 export class CheckpointManager {
   /** `saveTotalLimit`: keep only the newest this many complete checkpoints (HF's save_total_limit). */
-  constructor(readonly outputDir: string, readonly options: { saveTotalLimit?: number | null } = {}) {
+  constructor(
+    readonly outputDir: string,
+    readonly options: { saveTotalLimit?: number | null } = {},
+  ) {
     const limit = options.saveTotalLimit;
     if (limit != null && (!Number.isInteger(limit) || limit < 1)) {
       throw new RangeError(`Expected a positive integer or null for save_total_limit but received ${limit}`);
@@ -119,7 +139,8 @@ export class CheckpointManager {
   /** Writes `checkpoint-<state.global_step>` through `writers`, then the trainer state and the marker. */
   async save(state: TrainerState, writers: readonly CheckpointWriter[]): Promise<string> {
     const step = state.global_step;
-    if (!Number.isInteger(step) || step < 0) throw new RangeError(`checkpoint: global_step must be an integer >= 0, got ${step}`);
+    if (!Number.isInteger(step) || step < 0)
+      throw new RangeError(`checkpoint: global_step must be an integer >= 0, got ${step}`);
     fs.mkdirSync(this.outputDir, { recursive: true });
     this.#removeLeftovers();
     const final = path.join(this.outputDir, `checkpoint-${step}`);

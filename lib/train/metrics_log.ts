@@ -42,7 +42,10 @@ export class MetricsLog {
    * Opens `file` for appending. With `resumeStep`, lines logged after that step (by the run being
    * resumed, after its last checkpoint) are dropped first, atomically.
    */
-  constructor(readonly file: string, options: { resumeStep?: number } = {}) {
+  constructor(
+    readonly file: string,
+    options: { resumeStep?: number } = {},
+  ) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
     if (options.resumeStep !== undefined && fs.existsSync(file)) this.#truncateAfter(options.resumeStep);
     this.#fd = fs.openSync(file, 'a');

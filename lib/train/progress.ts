@@ -35,18 +35,24 @@ export class TrainingProgress {
   readonly #startTime: number;
   readonly #bar: cliProgress.SingleBar | null = null;
 
-  constructor(readonly totalSteps: number, options: ProgressOptions = {}) {
+  constructor(
+    readonly totalSteps: number,
+    options: ProgressOptions = {},
+  ) {
     this.#stream = options.stream ?? process.stderr;
     this.#now = options.now ?? Date.now;
     this.#startStep = options.startStep ?? 0;
     this.#startTime = this.#now();
     if (this.#stream.isTTY !== true) return;
-    this.#bar = new cliProgress.SingleBar({
-      format: 'step {value}/{total} |{bar}| loss {loss} | {rate} it/s | ETA {etaText}',
-      stream: this.#stream as NodeJS.WritableStream,
-      hideCursor: true,
-      clearOnComplete: false,
-    }, cliProgress.Presets.shades_classic);
+    this.#bar = new cliProgress.SingleBar(
+      {
+        format: 'step {value}/{total} |{bar}| loss {loss} | {rate} it/s | ETA {etaText}',
+        stream: this.#stream as NodeJS.WritableStream,
+        hideCursor: true,
+        clearOnComplete: false,
+      },
+      cliProgress.Presets.shades_classic,
+    );
     this.#bar.start(totalSteps, this.#startStep, { loss: '-', rate: '-', etaText: '?' });
   }
 

@@ -95,14 +95,19 @@ export class TensorBoardWriter {
   readonly file: string;
   #fd: number;
 
-  constructor(logDir: string, private readonly now: () => number = Date.now) {
+  constructor(
+    logDir: string,
+    private readonly now: () => number = Date.now,
+  ) {
     fs.mkdirSync(logDir, { recursive: true });
     const seconds = Math.floor(now() / 1000);
     this.file = path.join(logDir, `events.out.tfevents.${seconds}.${hostname()}.${process.pid}.${filesOpened++}`);
     try {
       this.#fd = fs.openSync(this.file, 'a');
     } catch (error) {
-      throw new Error(`cannot open the TensorBoard event file ${this.file}: ${(error as Error).message}`, { cause: error });
+      throw new Error(`cannot open the TensorBoard event file ${this.file}: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     this.#write([event(now() / 1000, 0, bytesField(3, 'brain.Event:2'))]);
   }
@@ -110,7 +115,9 @@ export class TensorBoardWriter {
   /** One event per value, all at `step`; non-finite values are written as they are (TensorBoard shows them). */
   logScalars(step: number, values: Record<string, number>): void {
     const wallTime = this.now() / 1000;
-    const events = Object.entries(values).map(([tag, v]) => event(wallTime, step, bytesField(5, bytesField(1, scalarValue(tag, v)))));
+    const events = Object.entries(values).map(([tag, v]) =>
+      event(wallTime, step, bytesField(5, bytesField(1, scalarValue(tag, v)))),
+    );
     this.#write(events);
   }
 

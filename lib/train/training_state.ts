@@ -68,12 +68,14 @@ export function trainingWriters(parts: TrainingParts, data: DataPosition | null)
 export async function restoreTraining(dir: string, parts: TrainingParts): Promise<DataPosition | null> {
   if (parts.model !== undefined) await loadModelWeights(dir, parts.model);
   if (parts.adapter !== undefined) await parts.adapter.loadAdapterWeights(dir);
-  if (parts.optimizer !== undefined) await loadOptimizer(path.join(dir, OPTIMIZER_FILE), parts.optimizer, parts.scheduler);
+  if (parts.optimizer !== undefined)
+    await loadOptimizer(path.join(dir, OPTIMIZER_FILE), parts.optimizer, parts.scheduler);
   await loadRng(dir);
   const file = path.join(dir, RESUME_STATE_FILE);
   const saved = readJsonObject(file) as unknown as ResumeState;
   for (const [name, part] of Object.entries(parts.stateful ?? {})) {
-    if (!(name in saved.stateful)) throw new Error(`${file}: no state for '${name}' (saved: ${Object.keys(saved.stateful).join(', ')})`);
+    if (!(name in saved.stateful))
+      throw new Error(`${file}: no state for '${name}' (saved: ${Object.keys(saved.stateful).join(', ')})`);
     part.loadStateDict(saved.stateful[name] as never);
   }
   return saved.data;

@@ -8,7 +8,13 @@ import path from 'node:path';
 import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  COMPLETE_MARKER, CheckpointManager, latestCheckpoint, listCheckpoints, loadCheckpoint, resolveResume, trainerState,
+  COMPLETE_MARKER,
+  CheckpointManager,
+  latestCheckpoint,
+  listCheckpoints,
+  loadCheckpoint,
+  resolveResume,
+  trainerState,
   type CheckpointWriter,
 } from '../../lib/train/checkpoint.js';
 
@@ -16,11 +22,14 @@ const root = fs.mkdtempSync(path.join(tmpdir(), 'vlalign-ckpt-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 const repo = path.resolve(import.meta.dirname, '../..');
 
-const fileWriter = (name: string, text: string): CheckpointWriter => (dir) => {
-  fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-  fs.writeFileSync(path.join(dir, name), text);
-};
-const state = (step: number) => trainerState({ global_step: step, epoch: step / 10, log_history: [{ step, loss: 1 / step }] });
+const fileWriter =
+  (name: string, text: string): CheckpointWriter =>
+  (dir) => {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), text);
+  };
+const state = (step: number) =>
+  trainerState({ global_step: step, epoch: step / 10, log_history: [{ step, loss: 1 / step }] });
 const steps = (outputDir: string): number[] => listCheckpoints(outputDir).map((c) => c.step);
 
 // The child runs the library's own checkpoint.ts as plain JS: each module it imports (relative
@@ -39,7 +48,8 @@ function transpileForChild(entry: string, outDir: string): string {
     const out = path.join(outDir, path.relative(repo, file)).replace(/\.ts$/, '.js');
     fs.mkdirSync(path.dirname(out), { recursive: true });
     fs.writeFileSync(out, js);
-    for (const [, spec] of js.matchAll(/from '(\.[^']+)\.js'/g)) pending.push(path.resolve(path.dirname(file), `${spec}.ts`));
+    for (const [, spec] of js.matchAll(/from '(\.[^']+)\.js'/g))
+      pending.push(path.resolve(path.dirname(file), `${spec}.ts`));
   }
   return path.join(outDir, entry.replace(/\.ts$/, '.js'));
 }
@@ -55,9 +65,13 @@ async function killDuringSave(outputDir: string): Promise<number> {
       (dir) => fs.writeFileSync(dir + '/adapter_model.safetensors', 'half of step 2'),
       () => { process.stdout.write('blocked\\n'); return new Promise(() => setInterval(() => {}, 1000)); },
     ]);`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script, outputDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, outputDir], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (chunk: Buffer) => { if (chunk.toString().includes('blocked')) resolve(); });
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('blocked')) resolve();
+    });
     child.on('exit', (code) => reject(new Error(`the child exited (${code}) before blocking`)));
   });
   const exited = new Promise((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
@@ -70,7 +84,10 @@ describe('CheckpointManager', () => {
   it('a kill during a save leaves the previous checkpoint complete, loadable and latest', async () => {
     const outputDir = path.join(root, 'killed');
     const manager = new CheckpointManager(outputDir, { saveTotalLimit: 2 });
-    await manager.save(state(1), [fileWriter('adapter_model.safetensors', 'step 1 weights'), fileWriter('sub/x.json', '{}')]);
+    await manager.save(state(1), [
+      fileWriter('adapter_model.safetensors', 'step 1 weights'),
+      fileWriter('sub/x.json', '{}'),
+    ]);
     const pid = await killDuringSave(outputDir);
 
     const leftover = path.join(outputDir, `checkpoint-2.tmp-${pid}`);
@@ -121,12 +138,20 @@ describe('CheckpointManager', () => {
 
   it('the marker lists every file with its size; a damaged checkpoint is named with its problems', async () => {
     const outputDir = path.join(root, 'damaged');
-    const dir = await new CheckpointManager(outputDir).save(state(5), [fileWriter('a.bin', 'abcd'), fileWriter('d/b.bin', 'xy')]);
+    const dir = await new CheckpointManager(outputDir).save(state(5), [
+      fileWriter('a.bin', 'abcd'),
+      fileWriter('d/b.bin', 'xy'),
+    ]);
     const marker = JSON.parse(fs.readFileSync(path.join(dir, COMPLETE_MARKER), 'utf8'));
-    expect(marker).toEqual({ global_step: 5, files: { 'a.bin': 4, 'd/b.bin': 2, 'trainer_state.json': expect.any(Number) } });
+    expect(marker).toEqual({
+      global_step: 5,
+      files: { 'a.bin': 4, 'd/b.bin': 2, 'trainer_state.json': expect.any(Number) },
+    });
     fs.writeFileSync(path.join(dir, 'a.bin'), 'ab');
     fs.rmSync(path.join(dir, 'd/b.bin'));
-    expect(() => loadCheckpoint(dir)).toThrow(`${dir}: damaged checkpoint:\n  a.bin has 2 bytes, the marker says 4\n  d/b.bin is missing`);
+    expect(() => loadCheckpoint(dir)).toThrow(
+      `${dir}: damaged checkpoint:\n  a.bin has 2 bytes, the marker says 4\n  d/b.bin is missing`,
+    );
   });
 
   it('writes trainer_state.json as HF does: every TrainerState field, keys sorted, indent 2', async () => {
@@ -135,12 +160,34 @@ describe('CheckpointManager', () => {
     const parsed = JSON.parse(text);
     // transformers.TrainerState's fields (trainer_callback.py).
     const hfFields = [
-      'best_global_step', 'best_metric', 'best_model_checkpoint', 'epoch', 'eval_steps', 'global_step', 'is_hyper_param_search',
-      'is_local_process_zero', 'is_world_process_zero', 'log_history', 'logging_steps', 'max_steps', 'num_input_tokens_seen',
-      'num_train_epochs', 'save_steps', 'stateful_callbacks', 'total_flos', 'train_batch_size', 'trial_name', 'trial_params',
+      'best_global_step',
+      'best_metric',
+      'best_model_checkpoint',
+      'epoch',
+      'eval_steps',
+      'global_step',
+      'is_hyper_param_search',
+      'is_local_process_zero',
+      'is_world_process_zero',
+      'log_history',
+      'logging_steps',
+      'max_steps',
+      'num_input_tokens_seen',
+      'num_train_epochs',
+      'save_steps',
+      'stateful_callbacks',
+      'total_flos',
+      'train_batch_size',
+      'trial_name',
+      'trial_params',
     ];
     expect(Object.keys(parsed)).toEqual(hfFields);
-    expect(parsed).toMatchObject({ global_step: 3, epoch: 0.3, best_metric: null, log_history: [{ loss: 1 / 3, step: 3 }] });
+    expect(parsed).toMatchObject({
+      global_step: 3,
+      epoch: 0.3,
+      best_metric: null,
+      log_history: [{ loss: 1 / 3, step: 3 }],
+    });
     expect(text).toBe(`${JSON.stringify(parsed, null, 2)}\n`);
   });
 });

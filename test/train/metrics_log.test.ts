@@ -11,7 +11,7 @@ const dir = fs.mkdtempSync(path.join(tmpdir(), 'vlalign-metrics-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const entries = [
-  { step: 1, epoch: 0.1, loss: 0.6931, 'rewards/chosen': -0.002, learning_rate: 5e-7 },
+  { step: 1, epoch: 0.1, loss: Math.LN2, 'rewards/chosen': -0.002, learning_rate: 5e-7 },
   { step: 2, epoch: 0.2, loss: 0.6, 'rewards/margins': 0.25, grad_norm: 1.5 },
   { step: 3, epoch: 0.3, loss: 0.5 },
 ];
@@ -38,7 +38,7 @@ describe('MetricsLog', () => {
     expect(() => readMetricsLog(file)).toThrow(`${file}:1: a metrics line must be an object with an integer step`);
   });
 
-  it('on resume, keeps only the lines up to the checkpoint\'s step, then appends', () => {
+  it("on resume, keeps only the lines up to the checkpoint's step, then appends", () => {
     const file = path.join(dir, 'resume.jsonl');
     fs.writeFileSync(file, `${entries.map((e) => JSON.stringify(e)).join('\n')}\n{"step": 4, "lo`);
     const log = new MetricsLog(file, { resumeStep: 2 });

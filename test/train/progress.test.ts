@@ -14,14 +14,14 @@ describe('TrainingProgress', () => {
     const stream = fakeStream(false);
     const progress = new TrainingProgress(20, { stream, now: () => ms });
     ms = 2000;
-    progress.update(4, { loss: 0.693147 });
+    progress.update(4, { loss: Math.LN2 });
     ms = 62_000;
     progress.update(10);
     progress.stop();
     expect(stream.text()).toBe('step 4/20 loss 0.6931 2.00 it/s ETA 8s\nstep 10/20 loss - 0.16 it/s ETA 1m02s\n');
   });
 
-  it('counts only this process\'s steps after a resume', () => {
+  it("counts only this process's steps after a resume", () => {
     let ms = 0;
     const progress = new TrainingProgress(100, { stream: fakeStream(false), now: () => ms, startStep: 50 });
     ms = 5000;
@@ -49,8 +49,13 @@ describe('TrainingProgress', () => {
 describe('startBanner', () => {
   it('states the parameter counts, the output directory, the reporters and the config', () => {
     const text = startBanner({
-      method: 'dpo', config: { beta: 0.1, learning_rate: 5e-7 }, trainableParams: 1_234, totalParams: 1_000_000,
-      outputDir: '/runs/a', reportTo: ['tensorboard'], resumeFrom: '/runs/a/checkpoint-20',
+      method: 'dpo',
+      config: { beta: 0.1, learning_rate: 5e-7 },
+      trainableParams: 1_234,
+      totalParams: 1_000_000,
+      outputDir: '/runs/a',
+      reportTo: ['tensorboard'],
+      resumeFrom: '/runs/a/checkpoint-20',
     });
     expect(text.split('\n')).toEqual([
       'vlalign dpo: trainable params 1,234 / total 1,000,000 (0.1234%); output: /runs/a; report_to: tensorboard',

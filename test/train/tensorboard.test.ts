@@ -68,7 +68,14 @@ function parseMessage(bytes: Buffer): Field[] {
 
 const one = (fields: Field[], n: number): Field | undefined => fields.find((f) => f.field === n);
 
-interface DecodedValue { step: number; wallTime: number; tag: string; value?: number; text?: string; plugin?: string }
+interface DecodedValue {
+  step: number;
+  wallTime: number;
+  tag: string;
+  value?: number;
+  text?: string;
+  plugin?: string;
+}
 
 // Event: wall_time 1 (double), step 2 (int64), file_version 3, summary 5 → Summary.value 1 →
 // Value: tag 1, simple_value 2 (float), tensor 8 (TensorProto: dtype 1, string_val 8), metadata 9.
@@ -103,7 +110,7 @@ function decodeEvents(file: string): { version: string; values: DecodedValue[] }
 }
 
 describe('TensorBoardWriter', () => {
-  it('the test reader\'s CRC32C gives the standard check value', () => {
+  it("the test reader's CRC32C gives the standard check value", () => {
     expect(crc32cBitwise(Buffer.from('123456789'))).toBe(0xe3069283);
   });
 
@@ -115,7 +122,11 @@ describe('TensorBoardWriter', () => {
     writer.logText(0, 'config', 'lr: 5e-7');
     for (let step = 1; step <= 3; step++) {
       clock += 1000;
-      writer.logScalars(step, { 'train/loss': 0.75 / step, 'rewards/accuracies': step / 4, 'train/learning_rate': 5e-7 });
+      writer.logScalars(step, {
+        'train/loss': 0.75 / step,
+        'rewards/accuracies': step / 4,
+        'train/learning_rate': 5e-7,
+      });
     }
     writer.logScalars(2 ** 40, { 'train/loss': 0.125 }); // int64 steps beyond 32 bits
     // Flushed per log: readable before close.
@@ -126,8 +137,13 @@ describe('TensorBoardWriter', () => {
     const losses = values.filter((v) => v.tag === 'train/loss');
     expect(losses.map((v) => v.step)).toEqual([1, 2, 3, 2 ** 40]);
     expect(losses.map((v) => v.value)).toEqual([0.75, 0.375, 0.25, 0.125].map(Math.fround));
-    expect(values.filter((v) => v.tag === 'train/learning_rate').map((v) => v.value)).toEqual(Array(3).fill(Math.fround(5e-7)));
-    expect(values.find((v) => v.tag === 'rewards/accuracies' && v.step === 3)).toMatchObject({ value: 0.75, wallTime: 1_700_000_003.5 });
+    expect(values.filter((v) => v.tag === 'train/learning_rate').map((v) => v.value)).toEqual(
+      Array(3).fill(Math.fround(5e-7)),
+    );
+    expect(values.find((v) => v.tag === 'rewards/accuracies' && v.step === 3)).toMatchObject({
+      value: 0.75,
+      wallTime: 1_700_000_003.5,
+    });
   });
 
   it('refuses writes after close, naming the file', () => {

@@ -11,7 +11,13 @@ import { fromPretrained } from '../../lib/models/index.js';
 import { getPeftModel } from '../../lib/adapters/index.js';
 import { AdamW, LRScheduler } from '../../lib/optim/index.js';
 import { RunningMoments } from '../../lib/losses/running_moments.js';
-import { CheckpointManager, loadCheckpoint, restoreTraining, trainerState, trainingWriters } from '../../lib/train/index.js';
+import {
+  CheckpointManager,
+  loadCheckpoint,
+  restoreTraining,
+  trainerState,
+  trainingWriters,
+} from '../../lib/train/index.js';
 import { goldenDir } from '../models/golden.js';
 import { perturb } from '../adapters/helpers.js';
 
@@ -36,7 +42,8 @@ function trainStep(run: Run, k: number): void {
   run.moments.update([k, -k / 3]);
 }
 
-const adapterTensors = (run: Run): Map<string, Tensor> => new Map([...run.adapter.adapterStateDict()].map(([n, t]) => [n, t.clone()]));
+const adapterTensors = (run: Run): Map<string, Tensor> =>
+  new Map([...run.adapter.adapterStateDict()].map(([n, t]) => [n, t.clone()]));
 const sameTensors = (a: Map<string, Tensor>, b: Map<string, Tensor>): boolean =>
   a.size === b.size && [...a].every(([n, t]) => b.get(n)?.equal(t) === true);
 
@@ -45,16 +52,28 @@ describe('trainingWriters / restoreTraining', () => {
     const first = await buildRun();
     perturb(first.adapter);
     for (let k = 1; k <= 3; k++) trainStep(first, k);
-    const parts = { adapter: first.adapter, optimizer: first.optimizer, scheduler: first.scheduler, stateful: { loss: first.moments } };
+    const parts = {
+      adapter: first.adapter,
+      optimizer: first.optimizer,
+      scheduler: first.scheduler,
+      stateful: { loss: first.moments },
+    };
     const data = { epoch: 1, index: 12, seed: 42 };
-    const dir = await new CheckpointManager(path.join(root, 'lora')).save(trainerState({ global_step: 3 }), trainingWriters(parts, data));
+    const dir = await new CheckpointManager(path.join(root, 'lora')).save(
+      trainerState({ global_step: 3 }),
+      trainingWriters(parts, data),
+    );
     const atSave = adapterTensors(first);
     const momentsAtSave = first.moments.stateDict();
     const nextRandom = torch.rand([6]);
     for (let k = 4; k <= 5; k++) trainStep(first, k);
 
     expect(Object.keys(loadCheckpoint(dir).files).sort()).toEqual([
-      'adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors', 'resume_state.json', 'rng_state.safetensors',
+      'adapter_config.json',
+      'adapter_model.safetensors',
+      'optimizer.safetensors',
+      'resume_state.json',
+      'rng_state.safetensors',
       'trainer_state.json',
     ]);
     const header = await torch.readSafetensorsHeader(path.join(dir, 'adapter_model.safetensors'));
@@ -63,7 +82,10 @@ describe('trainingWriters / restoreTraining', () => {
     const resumed = await buildRun();
     torch.manualSeed(999); // a different generator state, which the checkpoint must replace
     const position = await restoreTraining(dir, {
-      adapter: resumed.adapter, optimizer: resumed.optimizer, scheduler: resumed.scheduler, stateful: { loss: resumed.moments },
+      adapter: resumed.adapter,
+      optimizer: resumed.optimizer,
+      scheduler: resumed.scheduler,
+      stateful: { loss: resumed.moments },
     });
     expect(position).toEqual(data);
     expect(sameTensors(adapterTensors(resumed), atSave)).toBe(true);
@@ -82,8 +104,13 @@ describe('trainingWriters / restoreTraining', () => {
 
   it('a full fine-tune checkpoint is an HF model directory, restored in place', async () => {
     const trained = await fromPretrained(goldenDir('qwen2_vl'));
-    torch.noGrad(() => { for (const [, p] of trained.namedParameters()) p.add_(p.detach().cos().mul(1e-3)); });
-    const dir = await new CheckpointManager(path.join(root, 'full')).save(trainerState({ global_step: 1 }), trainingWriters({ model: trained }, null));
+    torch.noGrad(() => {
+      for (const [, p] of trained.namedParameters()) p.add_(p.detach().cos().mul(1e-3));
+    });
+    const dir = await new CheckpointManager(path.join(root, 'full')).save(
+      trainerState({ global_step: 1 }),
+      trainingWriters({ model: trained }, null),
+    );
     const fresh = await fromPretrained(goldenDir('qwen2_vl'));
     expect(await restoreTraining(dir, { model: fresh })).toBeNull();
     const reloaded = await fromPretrained(dir);
@@ -95,7 +122,12 @@ describe('trainingWriters / restoreTraining', () => {
 
   it('names the checkpoint file when a stateful part has no saved state', async () => {
     const moments = new RunningMoments();
-    const dir = await new CheckpointManager(path.join(root, 'missing')).save(trainerState({ global_step: 1 }), trainingWriters({}, null));
-    await expect(restoreTraining(dir, { stateful: { loss: moments } })).rejects.toThrow(`${path.join(dir, 'resume_state.json')}: no state for 'loss'`);
+    const dir = await new CheckpointManager(path.join(root, 'missing')).save(
+      trainerState({ global_step: 1 }),
+      trainingWriters({}, null),
+    );
+    await expect(restoreTraining(dir, { stateful: { loss: moments } })).rejects.toThrow(
+      `${path.join(dir, 'resume_state.json')}: no state for 'loss'`,
+    );
   });
 });
