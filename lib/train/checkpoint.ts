@@ -113,15 +113,19 @@ export function resolveResume(outputDir: string, resume: string | boolean | unde
 export function loadCheckpoint(dir: string): LoadedCheckpoint {
   const markerFile = path.join(dir, COMPLETE_MARKER);
   if (!fs.existsSync(markerFile)) throw new Error(`${dir}: not a complete checkpoint (no ${COMPLETE_MARKER})`);
-  const marker = readJsonObject(markerFile) as { global_step: number; files: Record<string, number> };
-  const problems = Object.entries(marker.files).flatMap(([file, size]) => {
+  const marker = readJsonObject(markerFile) as { global_step: unknown; files: unknown };
+  if (!Number.isInteger(marker.global_step) || typeof marker.files !== 'object' || marker.files === null) {
+    throw new Error(`${markerFile}: expected { global_step: integer, files: { path: bytes } }`);
+  }
+  const files = marker.files as Record<string, number>;
+  const problems = Object.entries(files).flatMap(([file, size]) => {
     const stat = fs.statSync(path.join(dir, file), { throwIfNoEntry: false });
     if (stat === undefined) return [`${file} is missing`];
     return stat.size === size ? [] : [`${file} has ${stat.size} bytes, the marker says ${size}`];
   });
   if (problems.length > 0) throw new Error(`${dir}: damaged checkpoint:\n  ${problems.join('\n  ')}`);
   const trainerState = readJsonObject(path.join(dir, TRAINER_STATE_FILE)) as unknown as TrainerState;
-  return { dir, step: marker.global_step, trainerState, files: marker.files };
+  return { dir, step: marker.global_step as number, trainerState, files };
 }
 
 export class CheckpointManager {

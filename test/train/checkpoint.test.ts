@@ -154,6 +154,12 @@ describe('CheckpointManager', () => {
     );
   });
 
+  it('names the marker file when it is malformed', async () => {
+    const dir = await new CheckpointManager(path.join(root, 'bad-marker')).save(state(2), []);
+    fs.writeFileSync(path.join(dir, COMPLETE_MARKER), '{"global_step": "2"}');
+    expect(() => loadCheckpoint(dir)).toThrow(`${path.join(dir, COMPLETE_MARKER)}: expected { global_step: integer`);
+  });
+
   it('writes trainer_state.json as HF does: every TrainerState field, keys sorted, indent 2', async () => {
     const dir = await new CheckpointManager(path.join(root, 'hf')).save(state(3), []);
     const text = fs.readFileSync(path.join(dir, 'trainer_state.json'), 'utf8');
