@@ -11,6 +11,8 @@ export interface TensorOptions {
 }
 
 type ShapeArgs = Array<number | readonly number[]>;
+// A shape, then optionally the options: (2, 3), ([2, 3]), (2, 3, { dtype }), ([2, 3], undefined).
+type ShapeAndOptions = Array<number | readonly number[] | TensorOptions | undefined>;
 export type NestedArray = number | boolean | ReadonlyArray<NestedArray>;
 
 // Applies dtype, device and requiresGrad to a creation call taking (dtypeCode, device) last.
@@ -21,9 +23,14 @@ function create(options: TensorOptions, make: (dtype: number, device: string) =>
 }
 
 // The options may trail the shape: zeros(2, 3, { dtype }) or zeros([2, 3], { dtype }).
-function splitShapeAndOptions(args: Array<number | readonly number[] | TensorOptions>): [number[], TensorOptions] {
+// A trailing undefined is absent options, as in zeros(shape, undefined).
+function splitShapeAndOptions(args: ShapeAndOptions): [number[], TensorOptions] {
+  if (args.length > 1 && args[args.length - 1] === undefined) return splitShapeAndOptions(args.slice(0, -1));
   const last = args[args.length - 1];
-  const hasOptions = last !== undefined && typeof last === 'object' && !Array.isArray(last);
+  const hasOptions = typeof last === 'object' && last !== null && !Array.isArray(last);
+  if (!hasOptions && args.length > 1 && Array.isArray(args[0])) {
+    throw invalidArgument('options', 'an object { dtype, device, requiresGrad } after the shape array', last);
+  }
   const shapePart = (hasOptions ? args.slice(0, -1) : args) as ShapeArgs;
   return [shapeArgs(shapePart), hasOptions ? (last as TensorOptions) : {}];
 }
@@ -138,27 +145,27 @@ export function frombuffer(buffer: ArrayBufferView | ArrayBuffer, options: { dty
   return wrap(N.fromBuffer(bytes, dtypeCode(options.dtype), shape));
 }
 
-export function zeros(...args: Array<number | readonly number[] | TensorOptions>): Tensor {
+export function zeros(...args: ShapeAndOptions): Tensor {
   const [shape, options] = splitShapeAndOptions(args);
   return create(options, (d, dev) => N.zeros(shape, d, dev));
 }
 
-export function ones(...args: Array<number | readonly number[] | TensorOptions>): Tensor {
+export function ones(...args: ShapeAndOptions): Tensor {
   const [shape, options] = splitShapeAndOptions(args);
   return create(options, (d, dev) => N.ones(shape, d, dev));
 }
 
-export function empty(...args: Array<number | readonly number[] | TensorOptions>): Tensor {
+export function empty(...args: ShapeAndOptions): Tensor {
   const [shape, options] = splitShapeAndOptions(args);
   return create(options, (d, dev) => N.empty(shape, d, dev));
 }
 
-export function rand(...args: Array<number | readonly number[] | TensorOptions>): Tensor {
+export function rand(...args: ShapeAndOptions): Tensor {
   const [shape, options] = splitShapeAndOptions(args);
   return create(options, (d, dev) => N.rand(shape, d, dev));
 }
 
-export function randn(...args: Array<number | readonly number[] | TensorOptions>): Tensor {
+export function randn(...args: ShapeAndOptions): Tensor {
   const [shape, options] = splitShapeAndOptions(args);
   return create(options, (d, dev) => N.randn(shape, d, dev));
 }

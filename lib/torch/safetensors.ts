@@ -76,7 +76,50 @@ async function readHeader(fh: fs.promises.FileHandle, file: string): Promise<Saf
   const text = attempt(file, 'header is not valid UTF-8', () => new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes));
   const json: unknown = attempt(file, 'header is not valid JSON', () => JSON.parse(text));
   if (!isObject(json)) throw fail(file, 'header is not a JSON object');
+  const duplicate = firstDuplicateKey(text);
+  if (duplicate !== undefined) throw fail(file, `header repeats the key '${duplicate}'`);
   return parseHeader(file, json, 8 + headerLength, size - 8 - headerLength);
+}
+
+/**
+ * The first key that appears twice in one object of `text` (valid JSON), or undefined. JSON.parse
+ * silently keeps the last value of a repeated key; the reference reader refuses the file. Keys are
+ * compared after unescaping, so "a" and "\u0061" are the same key.
+ */
+export function firstDuplicateKey(text: string): string | undefined {
+  const stack: Array<Set<string> | null> = []; // one entry per open object (its keys) or array (null)
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      const end = endOfString(text, i);
+      const top = stack[stack.length - 1];
+      if (top && expectKey) {
+        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        if (top.has(key)) return key;
+        top.add(key);
+        expectKey = false;
+      }
+      i = end;
+    } else if (c === '{') {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (c === '[') {
+      stack.push(null);
+    } else if (c === '}' || c === ']') {
+      stack.pop();
+    } else if (c === ',') {
+      expectKey = stack[stack.length - 1] instanceof Set;
+    }
+  }
+  return undefined;
+}
+
+// Index of the quote closing the string that opens at `start`.
+function endOfString(text: string, start: number): number {
+  let i = start + 1;
+  while (text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+  return i;
 }
 
 function parseHeader(file: string, json: Record<string, unknown>, dataStart: number, dataLength: number): SafetensorsHeader {
@@ -112,9 +155,22 @@ function parseEntry(file: string, name: string, entry: unknown, dataLength: numb
   const [begin, end] = offsets as [number, number];
   if (begin < 0 || end < begin) throw bad(`data_offsets [${begin}, ${end}] must satisfy 0 <= begin <= end`);
   if (end > dataLength) throw bad(`data_offsets end ${end} is beyond the ${dataLength}-byte data section`);
+  if (elementCountOverflows(shape as number[])) throw bad(`shape ${JSON.stringify(shape)} overflows a 64-bit element count`);
   const nbytes = (shape as number[]).reduce((a, d) => a * d, 1) * ELEMENT_SIZE[dtype];
   if (end - begin !== nbytes) throw bad(`data_offsets span ${end - begin} bytes but shape and dtype need ${nbytes}`);
   return { dtype, shape: shape as number[], dataOffsets: [begin, end] };
+}
+
+// The reference reader multiplies the dims in order, refusing the file when a partial product leaves
+// 64 bits (libtorch does the same, with a less helpful message); a later 0 does not undo that. Any
+// other zero-element shape is valid however large its other dims.
+function elementCountOverflows(shape: readonly number[]): boolean {
+  let count = 1n;
+  for (const d of shape) {
+    count *= BigInt(d);
+    if (count >= 1n << 64n) return true;
+  }
+  return false;
 }
 
 // Like the Python library, the ranges sorted by offset must tile the data section exactly:
@@ -203,7 +259,7 @@ export async function loadSafetensors(file: string, options: { device?: Device }
 // Sorted as the Python library writes: by dtype alignment descending, then by name as UTF-8 bytes.
 function layout(tensors: Record<string, Tensor>): Array<[string, Tensor, DType]> {
   const entries = Object.entries(tensors).map(([name, t]): [string, Tensor, DType] => {
-    if (!(t instanceof Tensor)) throw new TypeError(`saveSafetensors: '${name}' is not a Tensor`);
+    if (!Tensor.isTensor(t)) throw new TypeError(`saveSafetensors: '${name}' is not a Tensor`);
     if (t.isDisposed) throw new TypeError(`saveSafetensors: tensor '${name}' was disposed`);
     if (name === METADATA_KEY) throw new TypeError(`saveSafetensors: '${METADATA_KEY}' cannot name a tensor`);
     return [name, t, t.dtype];

@@ -1,6 +1,9 @@
 // Hostile inputs at the tensor boundary (issue #17): forged tensors, lenient safetensors files and
 // op errors that do not say which op failed.
-import { describe, it, expect } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, it, expect } from 'vitest';
 import { torch } from '../../lib/index.js';
 
 type Tensor = torch.Tensor;
@@ -66,5 +69,89 @@ describe('tensor handles cannot be forged', () => {
     expect(kept.isDisposed).toBe(true);
     expect(target.toArray()).toEqual([3]);
     target.dispose();
+  });
+});
+
+// ---- safetensors: files the reference reader refuses, and valid ones it accepts ------------------
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-hostile-'));
+let fileCount = 0;
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+// A file byte by byte from the format: u64 little-endian header length, the JSON text as given
+// (so keys can repeat), then the data bytes.
+function writeRaw(headerText: string, dataBytes = 0): string {
+  const json = Buffer.from(headerText, 'utf8');
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.length));
+  const target = path.join(dir, `raw-${fileCount++}.safetensors`);
+  fs.writeFileSync(target, Buffer.concat([length, json, Buffer.alloc(dataBytes)]));
+  return target;
+}
+
+const f32 = (shape: number[], begin: number, end: number): string =>
+  `{"dtype":"F32","shape":${JSON.stringify(shape)},"data_offsets":[${begin},${end}]}`;
+
+describe('safetensors refuses what the reference reader refuses', () => {
+  const refused: Array<[string, string, number, RegExp]> = [
+    ['a repeated tensor name', `{"a":${f32([1], 0, 4)},"a":${f32([1], 0, 4)}}`, 4, /header repeats the key 'a'/],
+    ['a repeat spelled with an escape', `{"a":${f32([1], 0, 4)},"\\u0061":${f32([1], 0, 4)}}`, 4, /header repeats the key 'a'/],
+    ['a repeated field inside an entry', `{"a":{"dtype":"F32","dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, 4, /repeats the key 'dtype'/],
+    ['a repeated metadata key', `{"__metadata__":{"k":"1","k":"2"},"a":${f32([1], 0, 4)}}`, 4, /repeats the key 'k'/],
+    ['a repeated __metadata__', `{"__metadata__":{},"__metadata__":{},"a":${f32([1], 0, 4)}}`, 4, /repeats the key '__metadata__'/],
+    ['two tensors on the same bytes', `{"a":${f32([1], 0, 4)},"b":${f32([1], 0, 4)}}`, 4, /overlaps/],
+    ['an empty tensor inside another', `{"a":${f32([2], 0, 8)},"b":${f32([0], 4, 4)}}`, 8, /overlaps/],
+    ['a partial overlap', `{"a":${f32([2], 0, 8)},"b":${f32([2], 4, 12)}}`, 12, /overlaps/],
+    ['an element count past 64 bits', `{"a":${f32([2 ** 32, 2 ** 32, 0], 0, 0)}}`, 0, /overflows a 64-bit element count/],
+  ];
+
+  it.each(refused)('refuses %s', async (_name, header, dataBytes, problem) => {
+    const target = writeRaw(header, dataBytes);
+    await expect(torch.readSafetensorsHeader(target)).rejects.toThrow(problem);
+    await expect(torch.loadSafetensors(target)).rejects.toThrow(problem);
+  });
+
+  it('keys may repeat across different objects, and inside string values', async () => {
+    const target = writeRaw(`{"__metadata__":{"a":"{\\"a\\":1,\\"a\\":2}"},"a":${f32([1], 0, 4)}}`, 4);
+    const header = await torch.readSafetensorsHeader(target);
+    expect(header.metadata).toEqual({ a: '{"a":1,"a":2}' });
+    const loaded = await torch.loadSafetensors(target);
+    expect(loaded.a!.toArray()).toEqual([0]);
+    loaded.a!.dispose();
+  });
+
+  it('an empty tensor at a boundary tiles, as in the reference reader', async () => {
+    const target = writeRaw(`{"a":${f32([1], 0, 4)},"e":${f32([0], 4, 4)},"b":${f32([1], 4, 8)}}`, 8);
+    const loaded = await torch.loadSafetensors(target);
+    expect(Object.keys(loaded).sort()).toEqual(['a', 'b', 'e']);
+    expect(loaded.e!.shape).toEqual([0]);
+    for (const t of Object.values(loaded)) t.dispose();
+  });
+
+  // Partial products 2^40 and 2^63 stay below 2^64; the 0 then makes every byte count 0.
+  it.each([[[0, 2 ** 40]], [[2 ** 40, 0]], [[2 ** 31, 2 ** 32, 0]], [[0, 2 ** 52, 2 ** 52]], [[3, 0, 2 ** 50, 7]]])(
+    'accepts the zero-element tensor of shape %j',
+    async (shape) => {
+      const target = writeRaw(`{"z":${f32(shape, 0, 0)}}`);
+      const loaded = await torch.loadSafetensors(target);
+      expect(loaded.z!.shape).toEqual(shape);
+      expect(loaded.z!.numel()).toBe(0);
+      loaded.z!.dispose();
+    },
+  );
+});
+
+describe('creation options', () => {
+  it('undefined options mean the defaults', () => {
+    torch.tidy(() => {
+      expect(torch.zeros([2, 3], undefined).shape).toEqual([2, 3]);
+      expect(torch.ones(2, 3, undefined).dtype).toBe('float32');
+      expect(torch.empty([4], undefined).shape).toEqual([4]);
+    });
+  });
+
+  it('options that are not an object are named as options, not as the shape', () => {
+    expect(() => torch.zeros([2, 3], 'float64' as never)).toThrow(/for options but received 'float64'/);
+    expect(() => torch.zeros([2, 3], null as never)).toThrow(/for options but received null/);
   });
 });
