@@ -18,6 +18,14 @@ export interface RenderOptions {
   variables?: Record<string, unknown>;
 }
 
+/** How a processor loads its checkpoint's template. */
+export interface TemplateLoadOptions {
+  /** The entry of a list-form chat_template to use (default "default"). */
+  chatTemplateName?: string;
+  /** Bounds of every render (DEFAULT_TEMPLATE_LIMITS: 5 s, 1M characters, 1M range() items, 256 MB heap). */
+  templateLimits?: TemplateLimits;
+}
+
 export class ChatTemplate {
   /**
    * @param source the Jinja source

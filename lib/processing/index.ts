@@ -3,11 +3,13 @@ import { join } from 'node:path';
 
 import { byModelType } from '../util/model_type.js';
 import { readJson } from './files.js';
+import type { TemplateLoadOptions } from './chat_template.js';
 import { InternVLProcessor, type InternVLProcessorOptions } from './internvl_processor.js';
 import { Qwen2VlProcessor, type Qwen2VlProcessorOptions } from './qwen2_vl_processor.js';
 
 export { TextTokenizer, type EncodeOptions, type DecodeOptions, type TokenizerConfig } from './tokenizer.js';
-export { ChatTemplate, loadChatTemplate, selectNamedTemplate, type RenderOptions } from './chat_template.js';
+export { ChatTemplate, loadChatTemplate, selectNamedTemplate, type RenderOptions, type TemplateLoadOptions } from './chat_template.js';
+export { DEFAULT_TEMPLATE_LIMITS, TemplateRenderError, type TemplateLimits } from './template_sandbox.js';
 export { parseMessages, type ChatMessage, type ContentPart } from './messages.js';
 export { IGNORE_INDEX, tokenizeSegments, templateSegments, type Encoded, type LabelOptions, type Segment } from './segments.js';
 export type { Sample, ImageInput, ConversationRenderer } from './sample.js';
@@ -19,7 +21,7 @@ export type { InternVLSettings, InternVLTiling } from './internvl_config.js';
 export * as image from './image/index.js';
 
 export type Processor = Qwen2VlProcessor | InternVLProcessor;
-export type ProcessorOptions = Qwen2VlProcessorOptions & InternVLProcessorOptions & { chatTemplateName?: string };
+export type ProcessorOptions = Qwen2VlProcessorOptions & InternVLProcessorOptions & TemplateLoadOptions;
 
 // The processor for each model_type a checkpoint's config.json may name.
 type Loader = (dir: string, options: ProcessorOptions) => Promise<Processor>;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { padBatch, resolvePadTokenId, type PaddingSide, type TokenBatch } from './batch.js';
-import { loadChatTemplate, type ChatTemplate } from './chat_template.js';
+import { loadChatTemplate, type ChatTemplate, type TemplateLoadOptions } from './chat_template.js';
 import { checkPlaceholderCount, expandPlaceholders, type Placeholder } from './expand.js';
 import { readJson, readOptionalJson } from './files.js';
 import { internvlPixelValues, type InternvlPixelValues } from './image/index.js';
@@ -65,7 +65,7 @@ export class InternVLProcessor {
   }
 
   /** Reads config.json (model_type internvl_chat or internvl), the tokenizer and, for internvl, the processor files. */
-  static async fromPretrained(dir: string, options: InternVLProcessorOptions & { chatTemplateName?: string } = {}): Promise<InternVLProcessor> {
+  static async fromPretrained(dir: string, options: InternVLProcessorOptions & TemplateLoadOptions = {}): Promise<InternVLProcessor> {
     const config = (await readJson(dir, 'config.json', 'it names the model type')) as { model_type?: unknown };
     const tokenizer = await TextTokenizer.fromPretrained(dir);
     if (config.model_type === 'internvl_chat') return new InternVLProcessor(tokenizer, remoteSettings(config, dir), null, options, dir);
@@ -74,7 +74,7 @@ export class InternVLProcessor {
     }
     const preprocessor = await readOptionalJson(dir, 'preprocessor_config.json');
     const processor = await readOptionalJson(dir, 'processor_config.json');
-    const template = await loadChatTemplate(dir, tokenizer, options.chatTemplateName);
+    const template = await loadChatTemplate(dir, tokenizer, options.chatTemplateName, options.templateLimits);
     return new InternVLProcessor(tokenizer, hfSettings(config, preprocessor, processor, dir), template, options, dir);
   }
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { padBatch, resolvePadTokenId, type PaddingSide, type TokenBatch } from './batch.js';
-import { loadChatTemplate, type ChatTemplate } from './chat_template.js';
+import { loadChatTemplate, type ChatTemplate, type TemplateLoadOptions } from './chat_template.js';
 import { checkPlaceholderCount, expandPlaceholders, type Placeholder } from './expand.js';
 import { readOptionalJson } from './files.js';
 import { qwen2VlImageOptionsFromConfig, qwen2VlPixelValues, type Qwen2VlImageOptions } from './image/index.js';
@@ -65,9 +65,9 @@ export class Qwen2VlProcessor {
   }
 
   /** Loads tokenizer.json, tokenizer_config.json, the chat template and preprocessor_config.json from `dir`. */
-  static async fromPretrained(dir: string, options: Qwen2VlProcessorOptions & { chatTemplateName?: string } = {}): Promise<Qwen2VlProcessor> {
+  static async fromPretrained(dir: string, options: Qwen2VlProcessorOptions & TemplateLoadOptions = {}): Promise<Qwen2VlProcessor> {
     const tokenizer = await TextTokenizer.fromPretrained(dir);
-    const template = await loadChatTemplate(dir, tokenizer, options.chatTemplateName);
+    const template = await loadChatTemplate(dir, tokenizer, options.chatTemplateName, options.templateLimits);
     const preprocessor = (await readOptionalJson(dir, 'preprocessor_config.json')) ?? {};
     return new Qwen2VlProcessor(tokenizer, template, preprocessor, options, dir);
   }

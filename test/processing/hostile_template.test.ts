@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { ChatTemplate, loadChatTemplate } from '../../lib/processing/chat_template.js';
+import * as processing from '../../lib/processing/index.js';
 import { parseMessages } from '../../lib/processing/messages.js';
 import type { TemplateLimits } from '../../lib/processing/template_sandbox.js';
 import { TextTokenizer } from '../../lib/processing/tokenizer.js';
@@ -70,6 +71,18 @@ describe('rendering hostile chat templates', () => {
     const template = (await loadChatTemplate(dir, tokenizer))!;
     const file = join(dir, 'chat_template.jinja').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     expect(() => template.render(messages)).toThrow(new RegExp(`${file} failed: .*maxRangeItems`));
+  });
+
+  it('takes templateLimits from processing.fromPretrained, and process() recovers after a failure', async () => {
+    const dir = await tinyDir('qwen2_vl', { model_type: 'qwen2_vl' });
+    const source = '{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}';
+    await writeFile(join(dir, 'chat_template.jinja'), `{% if messages[0].content == 'loop' %}${source}{% endif %}ok`);
+    const processor = await processing.fromPretrained(dir, { templateLimits: { timeoutMs: 300 } });
+    const chat = (text: string) => ({ messages: [{ role: 'user', content: text }, { role: 'assistant', content: 'a' }] });
+    const start = performance.now();
+    await expect(processor.process(chat('loop'))).rejects.toThrow(/chat_template\.jinja failed: .*limit: timeoutMs 300/);
+    expect(performance.now() - start).toBeLessThan(300 + 1500);
+    expect(processor.applyChatTemplate(parseMessages(chat('fine').messages, 'messages'))).toBe('ok');
   });
 
   it('rejects a non-positive limit by name', () => {
