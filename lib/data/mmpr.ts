@@ -94,6 +94,10 @@ class MmprDataset implements RecordDataset<PreferenceRecord> {
     return this.policy.report;
   }
 
+  get skipBadRows(): boolean {
+    return this.policy.skipBadRows;
+  }
+
   get(i: number): Promise<PreferenceRecord | undefined> {
     if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new RangeError(`MMPR record ${i} out of range [0, ${this.length})`);
     const p = this.ends.findIndex((end) => i < end);

@@ -55,6 +55,8 @@ export interface RecordDataset<T extends DataRecord = DataRecord> {
   get(i: number): Promise<T | undefined>;
   /** Rows skipped so far, with the first messages (only with `skipBadRows`). */
   readonly badRows: BadRowReport;
+  /** Whether bad rows are skipped and counted (true) or thrown (false). */
+  readonly skipBadRows: boolean;
 }
 
 /** A row that cannot become a record: the message starts with `file:line` or `file row N`. */
@@ -79,6 +81,11 @@ export interface BadRowReport {
 
 const KEPT_EXAMPLES = 10;
 
+export function countBadRow(report: BadRowReport, error: DataError): void {
+  report.count += 1;
+  if (report.examples.length < KEPT_EXAMPLES) report.examples.push(error.message);
+}
+
 /** Throws bad rows, or (skipBadRows) counts them and answers undefined. */
 export class BadRowPolicy {
   readonly report: BadRowReport = { count: 0, examples: [] };
@@ -90,8 +97,7 @@ export class BadRowPolicy {
       return await read();
     } catch (error) {
       if (!this.skipBadRows || !(error instanceof DataError)) throw error;
-      this.report.count += 1;
-      if (this.report.examples.length < KEPT_EXAMPLES) this.report.examples.push(error.message);
+      countBadRow(this.report, error);
       return undefined;
     }
   }

@@ -73,6 +73,10 @@ class TrlDataset implements RecordDataset {
     return this.policy.report;
   }
 
+  get skipBadRows(): boolean {
+    return this.policy.skipBadRows;
+  }
+
   get(i: number): Promise<DataRecord | undefined> {
     return this.policy.guard(async () => trlRecord(await this.rows.row(i), this.kind, this.imageRoot));
   }

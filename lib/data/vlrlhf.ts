@@ -36,6 +36,10 @@ class ConvertedDataset<T extends PreferenceRecord | SftRecord> implements Record
     return this.policy.report;
   }
 
+  get skipBadRows(): boolean {
+    return this.policy.skipBadRows;
+  }
+
   get(i: number): Promise<T | undefined> {
     return this.policy.guard(async () => this.convert(await this.rows.row(i)));
   }
