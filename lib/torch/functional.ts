@@ -5,21 +5,23 @@ import { dtypeCode, isFloatingPoint, type DType } from './dtype.js';
 import { native as N } from './native.js';
 import { handleOf, Tensor, wrap, wrapAll, type Scalar } from './tensor.js';
 
-function handlesOf(tensors: readonly Tensor[], name: string): number[] {
-  if (!Array.isArray(tensors)) throw invalidArgument(name, 'an array of Tensors', tensors);
-  return tensors.map((t, k) => handleOf(t, `${name}[${k}]`));
+function handlesOf(tensors: readonly Tensor[], name: string, op: string): number[] {
+  if (!Array.isArray(tensors)) throw invalidArgument(name, 'an array of Tensors', tensors, op);
+  return tensors.map((t, k) => handleOf(t, `${name}[${k}]`, op));
 }
 
-export const cat = (tensors: readonly Tensor[], dim = 0): Tensor => wrap(N.cat(handlesOf(tensors, 'tensors'), checkInteger(dim, 'dim')));
-export const stack = (tensors: readonly Tensor[], dim = 0): Tensor => wrap(N.stack(handlesOf(tensors, 'tensors'), checkInteger(dim, 'dim')));
+export const cat = (tensors: readonly Tensor[], dim = 0): Tensor =>
+  wrap(N.cat(handlesOf(tensors, 'tensors', 'cat'), checkInteger(dim, 'dim', 'cat')));
+export const stack = (tensors: readonly Tensor[], dim = 0): Tensor =>
+  wrap(N.stack(handlesOf(tensors, 'tensors', 'stack'), checkInteger(dim, 'dim', 'stack')));
 
 /** Elementwise choice: input where condition holds, other elsewhere. Scalars broadcast and promote as in PyTorch. */
 export function where(condition: Tensor, input: Tensor | Scalar, other: Tensor | Scalar): Tensor {
-  const c = handleOf(condition, 'condition');
+  const c = handleOf(condition, 'condition', 'where');
   const a = input instanceof Tensor ? input : scalarLike(c, input, other);
   const b = other instanceof Tensor ? other : scalarLike(c, other, input);
   try {
-    return wrap(N.where(c, handleOf(a, 'input'), handleOf(b, 'other')));
+    return wrap(N.where(c, handleOf(a, 'input', 'where'), handleOf(b, 'other', 'where')));
   } finally {
     if (a !== input) a.dispose();
     if (b !== other) b.dispose();
@@ -42,7 +44,7 @@ export const sub = (input: Tensor, other: Tensor | Scalar, alpha?: number): Tens
 export const mul = (input: Tensor, other: Tensor | Scalar): Tensor => input.mul(other);
 export const div = (input: Tensor, other: Tensor | Scalar, roundingMode?: 'trunc' | 'floor'): Tensor => input.div(other, roundingMode);
 export const pow = (input: Tensor | number, exponent: Tensor | Scalar): Tensor =>
-  typeof input === 'number' ? wrap(N.rpowScalar(handleOf(exponent, 'exponent'), input)) : input.pow(exponent);
+  typeof input === 'number' ? wrap(N.rpowScalar(handleOf(exponent, 'exponent', 'pow'), input)) : input.pow(exponent);
 export const matmul = (input: Tensor, other: Tensor): Tensor => input.matmul(other);
 export const mm = (input: Tensor, mat2: Tensor): Tensor => input.mm(mat2);
 export const bmm = (input: Tensor, mat2: Tensor): Tensor => input.bmm(mat2);
@@ -70,4 +72,4 @@ export const topk = (input: Tensor, k: number, dim = -1, largest = true, sorted 
   input.topk(k, dim, largest, sorted);
 export const multinomial = (input: Tensor, numSamples: number, replacement = false): Tensor => input.multinomial(numSamples, replacement);
 export const allclose = (a: Tensor, b: Tensor, rtol?: number, atol?: number): boolean => a.allclose(b, rtol, atol);
-export const unbind = (input: Tensor, dim = 0): Tensor[] => wrapAll(N.unbind(handleOf(input, 'input'), dim));
+export const unbind = (input: Tensor, dim = 0): Tensor[] => wrapAll(N.unbind(handleOf(input, 'input', 'unbind'), dim));

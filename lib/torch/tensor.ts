@@ -13,10 +13,10 @@ type Dims = number | readonly number[];
  * The native id of a tensor argument. Only tensors this library made count: a look-alike such as
  * `Object.create(Tensor.prototype)` has no private handle and is refused like any other non-tensor.
  */
-export function handleOf(value: unknown, name: string): number {
-  if (!Tensor.isTensor(value)) throw invalidArgument(name, 'a Tensor', value);
+export function handleOf(value: unknown, name: string, op?: string): number {
+  if (!Tensor.isTensor(value)) throw invalidArgument(name, 'a Tensor', value, op);
   const handle = value.handle;
-  if (handle === 0) throw new Error(`${name}: the tensor was disposed and cannot be used`);
+  if (handle === 0) throw new Error(`${op === undefined ? '' : `${op}: `}${name}: the tensor was disposed and cannot be used`);
   return handle;
 }
 
@@ -28,13 +28,13 @@ const INTERNAL = Symbol('vlalign.Tensor.internal');
 const wrap = (handle: number): Tensor => new Tensor(INTERNAL, handle);
 const wrapAll = (handles: number[]): Tensor[] => handles.map(wrap);
 // An optional tensor: null / undefined is "none" (0 to the addon); a disposed one is an error.
-const optionalHandle = (value: Tensor | null | undefined, name: string): number =>
-  value === null || value === undefined ? 0 : handleOf(value, name);
+const optionalHandle = (value: Tensor | null | undefined, name: string, op?: string): number =>
+  value === null || value === undefined ? 0 : handleOf(value, name, op);
 const optionalDtype = (dtype: DType | undefined): number | null => (dtype === undefined ? null : dtypeCode(dtype));
 
 function scalarOrTensor(self: Tensor, other: Tensor | Scalar, tensorOp: string, scalarOp: string, name: string): Tensor {
   if (typeof other === 'number' || typeof other === 'boolean') return wrap(N[scalarOp](self.handle, other));
-  return wrap(N[tensorOp](self.handle, handleOf(other, name)));
+  return wrap(N[tensorOp](self.handle, handleOf(other, name, tensorOp)));
 }
 
 export interface ToOptions {
@@ -94,7 +94,7 @@ export class Tensor {
    * sees the new values, dtype and device, and `requiresGrad` is kept. `src` is consumed (disposed).
    */
   setData(src: Tensor): this {
-    handleOf(src, 'src');
+    handleOf(src, 'src', 'setData');
     const requiresGrad = this.#handle !== 0 && this.requiresGrad;
     transferHandle(this, src);
     this.#shape = undefined;
@@ -120,7 +120,7 @@ export class Tensor {
   size(dim?: number): number | number[] {
     if (dim === undefined) return this.shape;
     const shape = this.shape;
-    const d = checkInteger(dim, 'dim');
+    const d = checkInteger(dim, 'dim', 'size');
     const value = shape[d < 0 ? d + shape.length : d];
     if (value === undefined) throw new RangeError(`size: dim ${d} out of range for a tensor of ${shape.length} dims`);
     return value;
@@ -201,7 +201,7 @@ export class Tensor {
   to(target: DType | Device | ToOptions): Tensor {
     const options: ToOptions =
       typeof target === 'string' ? (/^(cpu|cuda)/.test(target) ? { device: target as Device } : { dtype: target as DType }) : target;
-    const device = options.device === undefined ? null : checkDevice(options.device);
+    const device = options.device === undefined ? null : checkDevice(options.device, undefined, 'to');
     return wrap(N.to(this.#handle, optionalDtype(options.dtype), device, options.copy ?? false));
   }
 
@@ -225,11 +225,11 @@ export class Tensor {
   }
 
   set requiresGrad(value: boolean) {
-    N.requiresGrad_(this.#handle, checkBoolean(value, 'requiresGrad'));
+    N.requiresGrad_(this.#handle, checkBoolean(value, 'requiresGrad', 'requiresGrad'));
   }
 
   requiresGrad_(value = true): this {
-    N.requiresGrad_(this.#handle, checkBoolean(value, 'requiresGrad'));
+    N.requiresGrad_(this.#handle, checkBoolean(value, 'requiresGrad', 'requiresGrad_'));
     return this;
   }
 
@@ -249,7 +249,7 @@ export class Tensor {
   }
 
   set grad(value: Tensor | null) {
-    N.setGrad(this.#handle, optionalHandle(value, 'grad'));
+    N.setGrad(this.#handle, optionalHandle(value, 'grad', 'grad'));
   }
 
   retainGrad(): void {
@@ -258,7 +258,7 @@ export class Tensor {
 
   backward(gradient?: Tensor, options: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
     const createGraph = options.createGraph ?? false;
-    N.backward(this.#handle, optionalHandle(gradient, 'gradient'), options.retainGraph ?? createGraph, createGraph);
+    N.backward(this.#handle, optionalHandle(gradient, 'gradient', 'backward'), options.retainGraph ?? createGraph, createGraph);
   }
 
   // ---- elementwise ------------------------------------------------------------------------------
@@ -277,16 +277,16 @@ export class Tensor {
   div(other: Tensor | Scalar, roundingMode?: 'trunc' | 'floor'): Tensor {
     if (roundingMode === undefined) return scalarOrTensor(this, other, 'div', 'divScalar', 'other');
     if (typeof other === 'number') return wrap(N.divScalar(this.#handle, other, roundingMode));
-    return wrap(N.div(this.#handle, handleOf(other, 'other'), roundingMode));
+    return wrap(N.div(this.#handle, handleOf(other, 'other', 'div'), roundingMode));
   }
   pow(exponent: Tensor | Scalar): Tensor { return scalarOrTensor(this, exponent, 'pow', 'powScalar', 'exponent'); }
   remainder(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'remainder', 'remainderScalar', 'other'); }
   fmod(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'fmod', 'fmodScalar', 'other'); }
   /** other - this */
   rsub(other: Scalar): Tensor { return wrap(N.rsubScalar(this.#handle, other)); }
-  maximum(other: Tensor): Tensor { return wrap(N.maximum(this.#handle, handleOf(other, 'other'))); }
-  minimum(other: Tensor): Tensor { return wrap(N.minimum(this.#handle, handleOf(other, 'other'))); }
-  atan2(other: Tensor): Tensor { return wrap(N.atan2(this.#handle, handleOf(other, 'other'))); }
+  maximum(other: Tensor): Tensor { return wrap(N.maximum(this.#handle, handleOf(other, 'other', 'maximum'))); }
+  minimum(other: Tensor): Tensor { return wrap(N.minimum(this.#handle, handleOf(other, 'other', 'minimum'))); }
+  atan2(other: Tensor): Tensor { return wrap(N.atan2(this.#handle, handleOf(other, 'other', 'atan2'))); }
 
   eq(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'eq', 'eqScalar', 'other'); }
   ne(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'ne', 'neScalar', 'other'); }
@@ -294,14 +294,14 @@ export class Tensor {
   le(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'le', 'leScalar', 'other'); }
   gt(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'gt', 'gtScalar', 'other'); }
   ge(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'ge', 'geScalar', 'other'); }
-  logicalAnd(other: Tensor): Tensor { return wrap(N.logicalAnd(this.#handle, handleOf(other, 'other'))); }
-  logicalOr(other: Tensor): Tensor { return wrap(N.logicalOr(this.#handle, handleOf(other, 'other'))); }
-  logicalXor(other: Tensor): Tensor { return wrap(N.logicalXor(this.#handle, handleOf(other, 'other'))); }
+  logicalAnd(other: Tensor): Tensor { return wrap(N.logicalAnd(this.#handle, handleOf(other, 'other', 'logicalAnd'))); }
+  logicalOr(other: Tensor): Tensor { return wrap(N.logicalOr(this.#handle, handleOf(other, 'other', 'logicalOr'))); }
+  logicalXor(other: Tensor): Tensor { return wrap(N.logicalXor(this.#handle, handleOf(other, 'other', 'logicalXor'))); }
   logicalNot(): Tensor { return wrap(N.logicalNot(this.#handle)); }
   /** Same shape and dtype and equal elements. */
-  equal(other: Tensor): boolean { return N.equal(this.#handle, handleOf(other, 'other')); }
+  equal(other: Tensor): boolean { return N.equal(this.#handle, handleOf(other, 'other', 'equal')); }
   allclose(other: Tensor, rtol = 1e-5, atol = 1e-8, equalNan = false): boolean {
-    return N.allclose(this.#handle, handleOf(other, 'other'), rtol, atol, equalNan);
+    return N.allclose(this.#handle, handleOf(other, 'other', 'allclose'), rtol, atol, equalNan);
   }
 
   neg(): Tensor { return wrap(N.neg(this.#handle)); }
@@ -332,14 +332,14 @@ export class Tensor {
   isfinite(): Tensor { return wrap(N.isfinite(this.#handle)); }
 
   clamp(min?: number | null, max?: number | null): Tensor { return wrap(N.clamp(this.#handle, min ?? null, max ?? null)); }
-  maskedFill(mask: Tensor, value: Scalar): Tensor { return wrap(N.maskedFill(this.#handle, handleOf(mask, 'mask'), value)); }
+  maskedFill(mask: Tensor, value: Scalar): Tensor { return wrap(N.maskedFill(this.#handle, handleOf(mask, 'mask', 'maskedFill'), value)); }
   /** where(condition, this, other) */
   where(condition: Tensor, other: Tensor): Tensor {
-    return wrap(N.where(handleOf(condition, 'condition'), this.#handle, handleOf(other, 'other')));
+    return wrap(N.where(handleOf(condition, 'condition', 'where'), this.#handle, handleOf(other, 'other', 'where')));
   }
-  lerp(end: Tensor, weight: number): Tensor { return wrap(N.lerp(this.#handle, handleOf(end, 'end'), weight)); }
-  addcmul(a: Tensor, b: Tensor, value = 1): Tensor { return wrap(N.addcmul(this.#handle, handleOf(a, 'tensor1'), handleOf(b, 'tensor2'), value)); }
-  addcdiv(a: Tensor, b: Tensor, value = 1): Tensor { return wrap(N.addcdiv(this.#handle, handleOf(a, 'tensor1'), handleOf(b, 'tensor2'), value)); }
+  lerp(end: Tensor, weight: number): Tensor { return wrap(N.lerp(this.#handle, handleOf(end, 'end', 'lerp'), weight)); }
+  addcmul(a: Tensor, b: Tensor, value = 1): Tensor { return wrap(N.addcmul(this.#handle, handleOf(a, 'tensor1', 'addcmul'), handleOf(b, 'tensor2', 'addcmul'), value)); }
+  addcdiv(a: Tensor, b: Tensor, value = 1): Tensor { return wrap(N.addcdiv(this.#handle, handleOf(a, 'tensor1', 'addcdiv'), handleOf(b, 'tensor2', 'addcdiv'), value)); }
 
   // ---- in place (each returns this) -------------------------------------------------------------
 
@@ -360,23 +360,23 @@ export class Tensor {
   zero_(): this { N.zero_(this.#handle); return this; }
   fill_(value: Scalar): this { N.fill_(this.#handle, value); return this; }
   clamp_(min?: number | null, max?: number | null): this { N.clamp_(this.#handle, min ?? null, max ?? null); return this; }
-  maskedFill_(mask: Tensor, value: Scalar): this { N.maskedFill_(this.#handle, handleOf(mask, 'mask'), value); return this; }
-  copy_(src: Tensor): this { N.copy_(this.#handle, handleOf(src, 'src')); return this; }
+  maskedFill_(mask: Tensor, value: Scalar): this { N.maskedFill_(this.#handle, handleOf(mask, 'mask', 'maskedFill_'), value); return this; }
+  copy_(src: Tensor): this { N.copy_(this.#handle, handleOf(src, 'src', 'copy_')); return this; }
   uniform_(from = 0, to = 1): this { N.uniform_(this.#handle, from, to); return this; }
   normal_(mean = 0, std = 1): this { N.normal_(this.#handle, mean, std); return this; }
   scatter_(dim: number, index: Tensor, src: Tensor): this {
-    N.scatter_(this.#handle, dim, handleOf(index, 'index'), handleOf(src, 'src'));
+    N.scatter_(this.#handle, dim, handleOf(index, 'index', 'scatter_'), handleOf(src, 'src', 'scatter_'));
     return this;
   }
   /** this[indices] = values (accumulate adds instead). null in `indices` stands for a full slice. */
   indexPut_(indices: ReadonlyArray<Tensor | null>, values: Tensor, accumulate = false): this {
-    N.indexPut_(this.#handle, indices.map((t, k) => optionalHandle(t, `indices[${k}]`)), handleOf(values, 'values'), accumulate);
+    N.indexPut_(this.#handle, indices.map((t, k) => optionalHandle(t, `indices[${k}]`, 'indexPut_')), handleOf(values, 'values', 'indexPut_'), accumulate);
     return this;
   }
 
   #inplace(other: Tensor | Scalar, tensorOp: string, scalarOp: string, alpha?: number): this {
     const scalar = typeof other === 'number' || typeof other === 'boolean';
-    const operand = scalar ? other : handleOf(other, 'other');
+    const operand = scalar ? other : handleOf(other, 'other', tensorOp);
     if (alpha === undefined) N[scalar ? scalarOp : tensorOp](this.#handle, operand);
     else N[scalar ? scalarOp : tensorOp](this.#handle, operand, alpha);
     return this;
@@ -385,44 +385,44 @@ export class Tensor {
   // ---- reductions -------------------------------------------------------------------------------
 
   sum(dim?: Dims, keepdim = false, options: { dtype?: DType } = {}): Tensor {
-    return wrap(N.sum(this.#handle, this.#reducedDims(dim, keepdim), keepdim, optionalDtype(options.dtype)));
+    return wrap(N.sum(this.#handle, this.#reducedDims(dim, keepdim, 'sum'), keepdim, optionalDtype(options.dtype)));
   }
   mean(dim?: Dims, keepdim = false, options: { dtype?: DType } = {}): Tensor {
-    return wrap(N.mean(this.#handle, this.#reducedDims(dim, keepdim), keepdim, optionalDtype(options.dtype)));
+    return wrap(N.mean(this.#handle, this.#reducedDims(dim, keepdim, 'mean'), keepdim, optionalDtype(options.dtype)));
   }
   // keepdim over every dim needs the dims spelled out (libtorch's all-dims overloads drop keepdim).
-  #reducedDims(dim: Dims | undefined, keepdim: boolean): number[] | null {
+  #reducedDims(dim: Dims | undefined, keepdim: boolean, op: string): number[] | null {
     if (dim === undefined && keepdim) return Array.from({ length: this.ndim }, (_, k) => k);
-    return dimsArg(dim);
+    return dimsArg(dim, undefined, op);
   }
   prod(dim?: number, keepdim = false): Tensor { return wrap(N.prod(this.#handle, dim ?? null, keepdim)); }
-  amax(dim?: Dims, keepdim = false): Tensor { return wrap(N.amax(this.#handle, dimsArg(dim), keepdim)); }
-  amin(dim?: Dims, keepdim = false): Tensor { return wrap(N.amin(this.#handle, dimsArg(dim), keepdim)); }
+  amax(dim?: Dims, keepdim = false): Tensor { return wrap(N.amax(this.#handle, dimsArg(dim, undefined, 'amax'), keepdim)); }
+  amin(dim?: Dims, keepdim = false): Tensor { return wrap(N.amin(this.#handle, dimsArg(dim, undefined, 'amin'), keepdim)); }
   /** max() is the largest element; max(dim) is [values, indices] along dim. */
   max(): Tensor;
   max(dim: number, keepdim?: boolean): [Tensor, Tensor];
   max(dim?: number, keepdim = false): Tensor | [Tensor, Tensor] {
     if (dim === undefined) return wrap(N.max(this.#handle, null, false));
-    return wrapAll(N.max(this.#handle, checkInteger(dim, 'dim'), keepdim)) as [Tensor, Tensor];
+    return wrapAll(N.max(this.#handle, checkInteger(dim, 'dim', 'max'), keepdim)) as [Tensor, Tensor];
   }
   min(): Tensor;
   min(dim: number, keepdim?: boolean): [Tensor, Tensor];
   min(dim?: number, keepdim = false): Tensor | [Tensor, Tensor] {
     if (dim === undefined) return wrap(N.min(this.#handle, null, false));
-    return wrapAll(N.min(this.#handle, checkInteger(dim, 'dim'), keepdim)) as [Tensor, Tensor];
+    return wrapAll(N.min(this.#handle, checkInteger(dim, 'dim', 'min'), keepdim)) as [Tensor, Tensor];
   }
   argmax(dim?: number, keepdim = false): Tensor { return wrap(N.argmax(this.#handle, dim ?? null, keepdim)); }
   argmin(dim?: number, keepdim = false): Tensor { return wrap(N.argmin(this.#handle, dim ?? null, keepdim)); }
-  logsumexp(dim: Dims, keepdim = false): Tensor { return wrap(N.logsumexp(this.#handle, dimsArg(dim), keepdim)); }
+  logsumexp(dim: Dims, keepdim = false): Tensor { return wrap(N.logsumexp(this.#handle, dimsArg(dim, undefined, 'logsumexp'), keepdim)); }
   /** Variance with Bessel's correction by default (correction = 1), as PyTorch. */
   var(dim?: Dims, options: { correction?: number; keepdim?: boolean } = {}): Tensor {
-    return wrap(N.var(this.#handle, dimsArg(dim), checkInteger(options.correction ?? 1, 'correction'), options.keepdim ?? false));
+    return wrap(N.var(this.#handle, dimsArg(dim, undefined, 'var'), checkInteger(options.correction ?? 1, 'correction', 'var'), options.keepdim ?? false));
   }
   std(dim?: Dims, options: { correction?: number; keepdim?: boolean } = {}): Tensor {
-    return wrap(N.std(this.#handle, dimsArg(dim), checkInteger(options.correction ?? 1, 'correction'), options.keepdim ?? false));
+    return wrap(N.std(this.#handle, dimsArg(dim, undefined, 'std'), checkInteger(options.correction ?? 1, 'correction', 'std'), options.keepdim ?? false));
   }
   /** Vector p-norm over dim (all elements when omitted). */
-  norm(p = 2, dim?: Dims, keepdim = false): Tensor { return wrap(N.norm(this.#handle, p, dimsArg(dim), keepdim)); }
+  norm(p = 2, dim?: Dims, keepdim = false): Tensor { return wrap(N.norm(this.#handle, p, dimsArg(dim, undefined, 'norm'), keepdim)); }
   all(dim?: number, keepdim = false): Tensor { return wrap(N.all(this.#handle, dim ?? null, keepdim)); }
   any(dim?: number, keepdim = false): Tensor { return wrap(N.any(this.#handle, dim ?? null, keepdim)); }
   cumsum(dim: number, options: { dtype?: DType } = {}): Tensor { return wrap(N.cumsum(this.#handle, dim, optionalDtype(options.dtype))); }
@@ -434,32 +434,32 @@ export class Tensor {
   }
   argsort(dim = -1, descending = false): Tensor { return wrap(N.argsort(this.#handle, dim, descending)); }
   topk(k: number, dim = -1, largest = true, sorted = true): [Tensor, Tensor] {
-    return wrapAll(N.topk(this.#handle, checkInteger(k, 'k'), dim, largest, sorted)) as [Tensor, Tensor];
+    return wrapAll(N.topk(this.#handle, checkInteger(k, 'k', 'topk'), dim, largest, sorted)) as [Tensor, Tensor];
   }
   multinomial(numSamples: number, replacement = false): Tensor {
-    return wrap(N.multinomial(this.#handle, checkInteger(numSamples, 'numSamples'), replacement));
+    return wrap(N.multinomial(this.#handle, checkInteger(numSamples, 'numSamples', 'multinomial'), replacement));
   }
 
   // ---- shape ------------------------------------------------------------------------------------
 
-  view(...shape: Array<number | readonly number[]>): Tensor { return wrap(N.view(this.#handle, shapeArgs(shape))); }
-  reshape(...shape: Array<number | readonly number[]>): Tensor { return wrap(N.reshape(this.#handle, shapeArgs(shape))); }
-  permute(...dims: Array<number | readonly number[]>): Tensor { return wrap(N.permute(this.#handle, shapeArgs(dims, 'dims'))); }
+  view(...shape: Array<number | readonly number[]>): Tensor { return wrap(N.view(this.#handle, shapeArgs(shape, undefined, 'view'))); }
+  reshape(...shape: Array<number | readonly number[]>): Tensor { return wrap(N.reshape(this.#handle, shapeArgs(shape, undefined, 'reshape'))); }
+  permute(...dims: Array<number | readonly number[]>): Tensor { return wrap(N.permute(this.#handle, shapeArgs(dims, 'dims', 'permute'))); }
   transpose(dim0: number, dim1: number): Tensor { return wrap(N.transpose(this.#handle, dim0, dim1)); }
   /** Transpose of a matrix (dims 0 and 1). */
   t(): Tensor { return wrap(N.transpose(this.#handle, 0, 1)); }
-  expand(...shape: Array<number | readonly number[]>): Tensor { return wrap(N.expand(this.#handle, shapeArgs(shape))); }
+  expand(...shape: Array<number | readonly number[]>): Tensor { return wrap(N.expand(this.#handle, shapeArgs(shape, undefined, 'expand'))); }
   expandAs(other: Tensor): Tensor { return wrap(N.expand(this.#handle, other.shape)); }
-  repeat(...repeats: Array<number | readonly number[]>): Tensor { return wrap(N.repeat(this.#handle, shapeArgs(repeats, 'repeats'))); }
+  repeat(...repeats: Array<number | readonly number[]>): Tensor { return wrap(N.repeat(this.#handle, shapeArgs(repeats, 'repeats', 'repeat'))); }
   repeatInterleave(repeats: number, dim?: number): Tensor { return wrap(N.repeatInterleave(this.#handle, repeats, dim ?? null)); }
   flatten(startDim = 0, endDim = -1): Tensor { return wrap(N.flatten(this.#handle, startDim, endDim)); }
   unflatten(dim: number, sizes: readonly number[]): Tensor { return wrap(N.unflatten(this.#handle, dim, sizes)); }
   squeeze(dim?: number): Tensor { return wrap(N.squeeze(this.#handle, dim ?? null)); }
-  unsqueeze(dim: number): Tensor { return wrap(N.unsqueeze(this.#handle, checkInteger(dim, 'dim'))); }
-  flip(dims: Dims): Tensor { return wrap(N.flip(this.#handle, dimsArg(dims))); }
-  roll(shifts: Dims, dims: Dims): Tensor { return wrap(N.roll(this.#handle, dimsArg(shifts, 'shifts'), dimsArg(dims))); }
+  unsqueeze(dim: number): Tensor { return wrap(N.unsqueeze(this.#handle, checkInteger(dim, 'dim', 'unsqueeze'))); }
+  flip(dims: Dims): Tensor { return wrap(N.flip(this.#handle, dimsArg(dims, undefined, 'flip'))); }
+  roll(shifts: Dims, dims: Dims): Tensor { return wrap(N.roll(this.#handle, dimsArg(shifts, 'shifts', 'roll'), dimsArg(dims, undefined, 'roll'))); }
   movedim(source: Dims, destination: Dims): Tensor {
-    return wrap(N.movedim(this.#handle, dimsArg(source, 'source'), dimsArg(destination, 'destination')));
+    return wrap(N.movedim(this.#handle, dimsArg(source, 'source', 'movedim'), dimsArg(destination, 'destination', 'movedim')));
   }
   narrow(dim: number, start: number, length: number): Tensor { return wrap(N.narrow(this.#handle, dim, start, length)); }
   /** Python's a[start:end:step] along dim; null start/end mean the ends. */
@@ -475,35 +475,35 @@ export class Tensor {
 
   // ---- indexing ---------------------------------------------------------------------------------
 
-  gather(dim: number, index: Tensor): Tensor { return wrap(N.gather(this.#handle, dim, handleOf(index, 'index'))); }
+  gather(dim: number, index: Tensor): Tensor { return wrap(N.gather(this.#handle, dim, handleOf(index, 'index', 'gather'))); }
   scatter(dim: number, index: Tensor, src: Tensor | Scalar): Tensor {
-    if (typeof src === 'number' || typeof src === 'boolean') return wrap(N.scatterValue(this.#handle, dim, handleOf(index, 'index'), src));
-    return wrap(N.scatter(this.#handle, dim, handleOf(index, 'index'), handleOf(src, 'src')));
+    if (typeof src === 'number' || typeof src === 'boolean') return wrap(N.scatterValue(this.#handle, dim, handleOf(index, 'index', 'scatter'), src));
+    return wrap(N.scatter(this.#handle, dim, handleOf(index, 'index', 'scatter'), handleOf(src, 'src', 'scatter')));
   }
   scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor {
-    return wrap(N.scatterAdd(this.#handle, dim, handleOf(index, 'index'), handleOf(src, 'src')));
+    return wrap(N.scatterAdd(this.#handle, dim, handleOf(index, 'index', 'scatterAdd'), handleOf(src, 'src', 'scatterAdd')));
   }
-  indexSelect(dim: number, index: Tensor): Tensor { return wrap(N.indexSelect(this.#handle, dim, handleOf(index, 'index'))); }
+  indexSelect(dim: number, index: Tensor): Tensor { return wrap(N.indexSelect(this.#handle, dim, handleOf(index, 'index', 'indexSelect'))); }
   indexAdd(dim: number, index: Tensor, source: Tensor): Tensor {
-    return wrap(N.indexAdd(this.#handle, dim, handleOf(index, 'index'), handleOf(source, 'source')));
+    return wrap(N.indexAdd(this.#handle, dim, handleOf(index, 'index', 'indexAdd'), handleOf(source, 'source', 'indexAdd')));
   }
   /** Advanced indexing, Python's a[i0, i1, ...] with index tensors; null stands for ':'. */
   index(indices: ReadonlyArray<Tensor | null>): Tensor {
-    return wrap(N.index(this.#handle, indices.map((t, k) => optionalHandle(t, `indices[${k}]`))));
+    return wrap(N.index(this.#handle, indices.map((t, k) => optionalHandle(t, `indices[${k}]`, 'index'))));
   }
-  maskedSelect(mask: Tensor): Tensor { return wrap(N.maskedSelect(this.#handle, handleOf(mask, 'mask'))); }
+  maskedSelect(mask: Tensor): Tensor { return wrap(N.maskedSelect(this.#handle, handleOf(mask, 'mask', 'maskedSelect'))); }
   nonzero(): Tensor { return wrap(N.nonzero(this.#handle)); }
 
   // ---- products ---------------------------------------------------------------------------------
 
-  matmul(other: Tensor): Tensor { return wrap(N.matmul(this.#handle, handleOf(other, 'other'))); }
-  mm(other: Tensor): Tensor { return wrap(N.mm(this.#handle, handleOf(other, 'mat2'))); }
-  bmm(other: Tensor): Tensor { return wrap(N.bmm(this.#handle, handleOf(other, 'mat2'))); }
+  matmul(other: Tensor): Tensor { return wrap(N.matmul(this.#handle, handleOf(other, 'other', 'matmul'))); }
+  mm(other: Tensor): Tensor { return wrap(N.mm(this.#handle, handleOf(other, 'mat2', 'mm'))); }
+  bmm(other: Tensor): Tensor { return wrap(N.bmm(this.#handle, handleOf(other, 'mat2', 'bmm'))); }
 }
 
 function scalarOrTensorAlpha(self: Tensor, other: Tensor | Scalar, op: 'add' | 'sub', alpha: number): Tensor {
   if (typeof other === 'number' || typeof other === 'boolean') return wrap(N[`${op}Scalar`](self.handle, other, alpha));
-  return wrap(N[op](self.handle, handleOf(other, 'other'), alpha));
+  return wrap(N[op](self.handle, handleOf(other, 'other', op), alpha));
 }
 
 export { wrap, wrapAll, optionalHandle, optionalDtype };
