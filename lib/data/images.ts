@@ -10,7 +10,10 @@ import type { SeededRandom } from './rng.js';
 export const JPEG_QUALITY_RANGE = [75, 100] as const;
 
 /** The image re-encoded as JPEG at a quality drawn from `random` (inclusive range, as randint). */
-export async function jpegReencode(image: RgbImage, random: SeededRandom): Promise<{ bytes: Uint8Array; quality: number }> {
+export async function jpegReencode(
+  image: RgbImage,
+  random: SeededRandom,
+): Promise<{ bytes: Uint8Array; quality: number }> {
   const [low, high] = JPEG_QUALITY_RANGE;
   const quality = low + random.int(high - low + 1);
   const raw = { width: image.width, height: image.height, channels: 3 as const };
@@ -26,7 +29,8 @@ export async function decodeRecordImages(record: DataRecord, random?: SeededRand
   const decoded: RgbImage[] = [];
   for (const [k, image] of record.images.entries()) {
     let rgb = await decodeOne(image, k, record);
-    if (record.augment === true && random !== undefined) rgb = await decodeOne((await jpegReencode(rgb, random)).bytes, k, record);
+    if (record.augment === true && random !== undefined)
+      rgb = await decodeOne((await jpegReencode(rgb, random)).bytes, k, record);
     decoded.push(rgb);
   }
   return decoded;
@@ -38,7 +42,9 @@ async function decodeOne(image: ImageInput, k: number, record: DataRecord): Prom
     return await loadImage(image);
   } catch (error) {
     const name = typeof image === 'string' ? image : `${image.length} bytes`;
-    throw new DataError(record.source, `image ${k} (${name}) is unreadable: ${(error as Error).message}`, { cause: error });
+    throw new DataError(record.source, `image ${k} (${name}) is unreadable: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }
 
@@ -61,10 +67,13 @@ export interface PrefetchOptions {
  * an unreadable image counts as a bad row there too.
  */
 export async function* prefetchDecoded<T extends DataRecord>(
-  dataset: RecordDataset<T>, order: Iterable<number>, options: PrefetchOptions = {},
+  dataset: RecordDataset<T>,
+  order: Iterable<number>,
+  options: PrefetchOptions = {},
 ): AsyncGenerator<DecodedRecord<T>> {
   const depth = options.depth ?? 4;
-  if (!Number.isInteger(depth) || depth < 1) throw new RangeError(`prefetchDecoded: expected a positive integer for depth but received ${depth}`);
+  if (!Number.isInteger(depth) || depth < 1)
+    throw new RangeError(`prefetchDecoded: expected a positive integer for depth but received ${depth}`);
   const load = async (index: number): Promise<DecodedRecord<T> | undefined> => {
     const record = await dataset.get(index);
     if (record === undefined) return undefined;

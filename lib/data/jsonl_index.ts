@@ -35,7 +35,8 @@ export class JsonlIndex {
 
   /** The text of row `i`. */
   async text(i: number): Promise<string> {
-    if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new RangeError(`${this.file}: row ${i} out of range [0, ${this.length})`);
+    if (!Number.isInteger(i) || i < 0 || i >= this.length)
+      throw new RangeError(`${this.file}: row ${i} out of range [0, ${this.length})`);
     const buffer = Buffer.allocUnsafe(this.lengths[i] as number);
     const handle = await open(this.file, 'r');
     try {
@@ -53,9 +54,12 @@ export class JsonlIndex {
     try {
       value = parseJson(await this.text(i), `${this.file}:${source.line}`);
     } catch (error) {
-      throw new DataError(source, `malformed JSON line (${(error as Error).message.split(': invalid JSON: ')[1]})`, { cause: error });
+      throw new DataError(source, `malformed JSON line (${(error as Error).message.split(': invalid JSON: ')[1]})`, {
+        cause: error,
+      });
     }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new DataError(source, 'expected a JSON object');
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      throw new DataError(source, 'expected a JSON object');
     return value as Record<string, unknown>;
   }
 }

@@ -12,19 +12,27 @@ import { readJsonFile } from '../util/json_file.js';
 import { IMAGE_PLACEHOLDER } from '../processing/internvl_template.js';
 import { JsonlIndex } from './jsonl_index.js';
 import {
-  BadRowPolicy, DataError, assistantMessage, resolveInsideRoot, userMessage,
-  type PreferenceRecord, type RecordDataset, type RecordSource,
+  BadRowPolicy,
+  DataError,
+  assistantMessage,
+  resolveInsideRoot,
+  userMessage,
+  type PreferenceRecord,
+  type RecordDataset,
+  type RecordSource,
 } from './records.js';
 import { SeededRandom } from './rng.js';
 
-const MetaEntry = z.object({
-  root: z.string(),
-  annotation: z.string().endsWith('.jsonl', 'InternVL reads annotation files as jsonl'),
-  data_augment: z.boolean().default(false),
-  repeat_time: z.number().positive().default(1),
-  max_dynamic_patch: z.number().int().positive().optional(),
-  length: z.number().optional(),
-}).loose();
+const MetaEntry = z
+  .object({
+    root: z.string(),
+    annotation: z.string().endsWith('.jsonl', 'InternVL reads annotation files as jsonl'),
+    data_augment: z.boolean().default(false),
+    repeat_time: z.number().positive().default(1),
+    max_dynamic_patch: z.number().int().positive().optional(),
+    length: z.number().optional(),
+  })
+  .loose();
 
 const Meta = z.record(z.string(), MetaEntry);
 
@@ -81,9 +89,15 @@ export async function openMmpr(metaFile: string, options: MmprOptions = {}): Pro
 class MmprDataset implements RecordDataset<PreferenceRecord> {
   private readonly ends: number[] = [];
 
-  constructor(private readonly parts: MmprPart[], private readonly policy: BadRowPolicy) {
+  constructor(
+    private readonly parts: MmprPart[],
+    private readonly policy: BadRowPolicy,
+  ) {
     let total = 0;
-    for (const part of parts) this.ends.push((total += part.order.length));
+    for (const part of parts) {
+      total += part.order.length;
+      this.ends.push(total);
+    }
   }
 
   get length(): number {
@@ -99,7 +113,8 @@ class MmprDataset implements RecordDataset<PreferenceRecord> {
   }
 
   get(i: number): Promise<PreferenceRecord | undefined> {
-    if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new RangeError(`MMPR record ${i} out of range [0, ${this.length})`);
+    if (!Number.isInteger(i) || i < 0 || i >= this.length)
+      throw new RangeError(`MMPR record ${i} out of range [0, ${this.length})`);
     const p = this.ends.findIndex((end) => i < end);
     const part = this.parts[p] as MmprPart;
     const row = part.order[i - (p === 0 ? 0 : (this.ends[p - 1] as number))] as number;
@@ -142,6 +157,7 @@ function imagePaths(value: unknown, source: RecordSource): string[] {
 function placeImages(question: string, images: number, source: RecordSource): string {
   const present = question.split(IMAGE_PLACEHOLDER).length - 1;
   if (images === 1 && present === 0) return `${IMAGE_PLACEHOLDER}\n${question}`;
-  if (present !== images) throw new DataError(source, `question has ${present} ${IMAGE_PLACEHOLDER} for ${images} image(s)`);
+  if (present !== images)
+    throw new DataError(source, `question has ${present} ${IMAGE_PLACEHOLDER} for ${images} image(s)`);
   return question;
 }

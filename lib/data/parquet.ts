@@ -1,7 +1,13 @@
 // Parquet files (one, or the shards of a split) as random-access rows: only footers are read up
 // front, and a row is read with its row group, of which one stays cached, so shards never sit
 // whole in memory. hyparquet reads (pure JS); hyparquet-compressors adds zstd, brotli, lz4, gzip.
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, type AsyncBuffer, type FileMetaData } from 'hyparquet';
+import {
+  asyncBufferFromFile,
+  parquetMetadataAsync,
+  parquetReadObjects,
+  type AsyncBuffer,
+  type FileMetaData,
+} from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 
 interface RowGroupSpan {
@@ -22,7 +28,11 @@ interface Shard {
 export class ParquetRows {
   private cached: { group: number; rows: Promise<Record<string, unknown>[]> } | undefined;
 
-  private constructor(private readonly shards: Shard[], private readonly groups: RowGroupSpan[], readonly length: number) {}
+  private constructor(
+    private readonly shards: Shard[],
+    private readonly groups: RowGroupSpan[],
+    readonly length: number,
+  ) {}
 
   /** Reads the footers of `files` (in order). */
   static async open(files: readonly string[]): Promise<ParquetRows> {
@@ -60,12 +70,17 @@ export class ParquetRows {
 
   /** Row `i` (across shards) with the file and row within that file. */
   async row(i: number): Promise<{ value: Record<string, unknown>; file: string; row: number }> {
-    if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new RangeError(`parquet row ${i} out of range [0, ${this.length})`);
+    if (!Number.isInteger(i) || i < 0 || i >= this.length)
+      throw new RangeError(`parquet row ${i} out of range [0, ${this.length})`);
     const group = this.groupOf(i);
     const span = this.groups[group] as RowGroupSpan;
     const rows = await this.groupRows(group);
     const offset = i - span.globalStart;
-    return { value: rows[offset] as Record<string, unknown>, file: (this.shards[span.shard] as Shard).file, row: span.start + offset };
+    return {
+      value: rows[offset] as Record<string, unknown>,
+      file: (this.shards[span.shard] as Shard).file,
+      row: span.start + offset,
+    };
   }
 
   private groupOf(i: number): number {
@@ -84,9 +99,16 @@ export class ParquetRows {
     const shard = this.shards[span.shard] as Shard;
     // utf8: false keeps BLOB columns (image bytes) as bytes; STRING columns still decode as text.
     const rows = parquetReadObjects({
-      file: shard.buffer, metadata: shard.metadata, compressors, rowStart: span.start, rowEnd: span.end, utf8: false,
+      file: shard.buffer,
+      metadata: shard.metadata,
+      compressors,
+      rowStart: span.start,
+      rowEnd: span.end,
+      utf8: false,
     }).catch((error: unknown) => {
-      throw new Error(`${shard.file}: cannot read rows ${span.start}-${span.end} (${(error as Error).message})`, { cause: error });
+      throw new Error(`${shard.file}: cannot read rows ${span.start}-${span.end} (${(error as Error).message})`, {
+        cause: error,
+      });
     });
     this.cached = { group, rows };
     return rows;

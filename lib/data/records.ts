@@ -63,7 +63,11 @@ export interface RecordDataset<T extends DataRecord = DataRecord> {
 export class DataError extends Error {
   override readonly name = 'DataError';
 
-  constructor(readonly source: RecordSource, detail: string, options?: ErrorOptions) {
+  constructor(
+    readonly source: RecordSource,
+    detail: string,
+    options?: ErrorOptions,
+  ) {
     super(`${describeSource(source)}: ${detail}`, options);
   }
 }
@@ -108,7 +112,8 @@ export class BadRowPolicy {
  * real path of `root`: no `..`, no absolute path, no symlink out. A missing file is a DataError too.
  */
 export function resolveInsideRoot(root: string, path: string, source: RecordSource): string {
-  if (isAbsolute(path)) throw new DataError(source, `image path ${JSON.stringify(path)} is absolute; give it relative to ${root}`);
+  if (isAbsolute(path))
+    throw new DataError(source, `image path ${JSON.stringify(path)} is absolute; give it relative to ${root}`);
   let realRoot: string;
   try {
     realRoot = realpathSync(root);
@@ -123,7 +128,8 @@ export function resolveInsideRoot(root: string, path: string, source: RecordSour
     const why = inside ? 'not found' : 'escapes the image root';
     throw new DataError(source, `image ${JSON.stringify(path)} ${why} (root ${root})`, { cause: error });
   }
-  if (!isInside(realRoot, real)) throw new DataError(source, `image ${JSON.stringify(path)} escapes the image root ${root}`);
+  if (!isInside(realRoot, real))
+    throw new DataError(source, `image ${JSON.stringify(path)} escapes the image root ${root}`);
   return real;
 }
 

@@ -19,8 +19,15 @@ export interface RowSource {
 
 export async function jsonlRows(file: string): Promise<RowSource> {
   const index = await JsonlIndex.build(file);
-  const row = async (i: number): Promise<RawRow> => ({ value: await index.object(i), source: { file, line: index.lineNumber(i) } });
-  return { length: index.length, columns: async () => (index.length === 0 ? [] : Object.keys((await row(0)).value)), row };
+  const row = async (i: number): Promise<RawRow> => ({
+    value: await index.object(i),
+    source: { file, line: index.lineNumber(i) },
+  });
+  return {
+    length: index.length,
+    columns: async () => (index.length === 0 ? [] : Object.keys((await row(0)).value)),
+    row,
+  };
 }
 
 /** A JSON file holding a list of objects (VL-RLHF's format): parsed whole, as VL-RLHF does. */
@@ -30,10 +37,15 @@ export function jsonListRows(file: string): RowSource {
   const row = async (i: number): Promise<RawRow> => {
     const source = { file, row: i };
     const value: unknown = list[i];
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new DataError(source, 'expected a JSON object');
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      throw new DataError(source, 'expected a JSON object');
     return { value: value as Record<string, unknown>, source };
   };
-  return { length: list.length, columns: async () => (list.length === 0 ? [] : Object.keys((await row(0)).value)), row };
+  return {
+    length: list.length,
+    columns: async () => (list.length === 0 ? [] : Object.keys((await row(0)).value)),
+    row,
+  };
 }
 
 export async function parquetRows(files: readonly string[]): Promise<RowSource> {
@@ -51,7 +63,8 @@ export async function parquetRows(files: readonly string[]): Promise<RowSource> 
 /** Rows [from, to) of `rows` (a split slice). */
 export function sliceRows(rows: RowSource, from: number, to: number): RowSource {
   const row = (i: number): Promise<RawRow> => {
-    if (!Number.isInteger(i) || i < 0 || i >= to - from) throw new RangeError(`row ${i} out of range [0, ${to - from})`);
+    if (!Number.isInteger(i) || i < 0 || i >= to - from)
+      throw new RangeError(`row ${i} out of range [0, ${to - from})`);
     return rows.row(from + i);
   };
   return { length: to - from, columns: () => rows.columns(), row };

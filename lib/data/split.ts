@@ -10,7 +10,8 @@ const SPLIT = /^([\w.-]+)(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?$/;
 
 export function parseSplit(text: string): SplitSpec {
   const match = SPLIT.exec(text.trim());
-  if (match === null) throw new TypeError(`split ${JSON.stringify(text)}: expected name or name[start:end] (e.g. train[:5%])`);
+  if (match === null)
+    throw new TypeError(`split ${JSON.stringify(text)}: expected name or name[start:end] (e.g. train[:5%])`);
   return { name: match[1] as string, start: match[2], end: match[3] };
 }
 
@@ -24,7 +25,8 @@ export function splitRange(split: SplitSpec, rows: number): [number, number] {
 function boundary(text: string, rows: number): number {
   const percent = text.endsWith('%');
   const value = Number(percent ? text.slice(0, -1) : text);
-  if (percent && Math.abs(value) > 100) throw new RangeError(`split boundary ${text}: a percentage is within [-100%, 100%]`);
+  if (percent && Math.abs(value) > 100)
+    throw new RangeError(`split boundary ${text}: a percentage is within [-100%, 100%]`);
   const absolute = percent ? roundHalfEven((value * rows) / 100) : value;
   return Math.min(rows, Math.max(0, absolute < 0 ? rows + absolute : absolute));
 }

@@ -9,8 +9,12 @@ import type { ChatMessage } from '../processing/messages.js';
 import { parseMessages } from '../processing/messages.js';
 import type { ImageInput } from '../processing/sample.js';
 import {
-  BadRowPolicy, DataError, resolveInsideRoot,
-  type DataRecord, type RecordDataset, type RecordSource,
+  BadRowPolicy,
+  DataError,
+  resolveInsideRoot,
+  type DataRecord,
+  type RecordDataset,
+  type RecordSource,
 } from './records.js';
 import { jsonlRows, parquetRows, sliceRows, type RawRow, type RowSource } from './rows.js';
 import { parseSplit, splitRange } from './split.js';
@@ -42,9 +46,12 @@ export async function openTrl(path: string, options: TrlOptions = {}): Promise<R
 function dataFiles(path: string, split: string): string[] {
   if (!statSync(path).isDirectory()) return [path];
   const folder = statSync(join(path, 'data'), { throwIfNoEntry: false })?.isDirectory() ? join(path, 'data') : path;
-  const names = readdirSync(folder).filter((n) => /\.(parquet|jsonl)$/.test(n)).sort();
+  const names = readdirSync(folder)
+    .filter((n) => /\.(parquet|jsonl)$/.test(n))
+    .sort();
   const ofSplit = names.filter((n) => n.startsWith(`${split}-`) || n.startsWith(`${split}.`));
-  if (ofSplit.length === 0) throw new Error(`${folder}: no ${split}-*.parquet or ${split}.jsonl (found: ${names.join(', ') || 'none'})`);
+  if (ofSplit.length === 0)
+    throw new Error(`${folder}: no ${split}-*.parquet or ${split}.jsonl (found: ${names.join(', ') || 'none'})`);
   if (ofSplit.some((n) => n.endsWith('.jsonl')) && ofSplit.length > 1) {
     throw new Error(`${folder}: split ${split} mixes files (${ofSplit.join(', ')}); give one file`);
   }
@@ -56,13 +63,16 @@ function detectKind(columns: string[], path: string): TrlKind {
   if (has('messages')) return 'sft';
   if (has('chosen', 'rejected')) return 'preference';
   if (has('prompt', 'completion', 'label')) return 'unpaired';
-  throw new Error(`${path}: columns [${columns.join(', ')}] match no TRL format (messages | chosen+rejected | prompt+completion+label)`);
+  const formats = 'messages | chosen+rejected | prompt+completion+label';
+  throw new Error(`${path}: columns [${columns.join(', ')}] match no TRL format (${formats})`);
 }
 
 class TrlDataset implements RecordDataset {
   constructor(
-    private readonly rows: RowSource, private readonly kind: TrlKind,
-    private readonly imageRoot: string, private readonly policy: BadRowPolicy,
+    private readonly rows: RowSource,
+    private readonly kind: TrlKind,
+    private readonly imageRoot: string,
+    private readonly policy: BadRowPolicy,
   ) {}
 
   get length(): number {
@@ -92,11 +102,13 @@ function trlRecord({ value, source }: RawRow, kind: TrlKind, imageRoot: string):
   }
   if (kind === 'unpaired') {
     const label = value.label;
-    if (typeof label !== 'boolean') throw new DataError(source, `"label" must be true or false, got ${JSON.stringify(label)}`);
+    if (typeof label !== 'boolean')
+      throw new DataError(source, `"label" must be true or false, got ${JSON.stringify(label)}`);
     return { kind, prompt: turns('prompt'), completion: turns('completion'), label, ...base };
   }
   const [chosen, rejected] = [turns('chosen'), turns('rejected')];
-  if (value.prompt !== undefined && value.prompt !== null) return { kind, prompt: turns('prompt'), chosen, rejected, ...base };
+  if (value.prompt !== undefined && value.prompt !== null)
+    return { kind, prompt: turns('prompt'), chosen, rejected, ...base };
   return { kind, ...implicitPrompt(chosen, rejected, source), ...base };
 }
 

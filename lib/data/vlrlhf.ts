@@ -7,8 +7,14 @@ import { basename } from 'node:path';
 import type { ChatMessage, ContentPart } from '../processing/messages.js';
 import { IMAGE_PLACEHOLDER } from '../processing/internvl_template.js';
 import {
-  BadRowPolicy, DataError, assistantMessage, resolveInsideRoot,
-  type PreferenceRecord, type RecordDataset, type RecordSource, type SftRecord,
+  BadRowPolicy,
+  DataError,
+  assistantMessage,
+  resolveInsideRoot,
+  type PreferenceRecord,
+  type RecordDataset,
+  type RecordSource,
+  type SftRecord,
 } from './records.js';
 import { jsonListRows, jsonlRows, type RawRow, type RowSource } from './rows.js';
 
@@ -26,7 +32,11 @@ export interface InternVlSftOptions extends VlRlhfOptions {
 type Convert<T> = (row: RawRow) => T;
 
 class ConvertedDataset<T extends PreferenceRecord | SftRecord> implements RecordDataset<T> {
-  constructor(private readonly rows: RowSource, private readonly convert: Convert<T>, private readonly policy: BadRowPolicy) {}
+  constructor(
+    private readonly rows: RowSource,
+    private readonly convert: Convert<T>,
+    private readonly policy: BadRowPolicy,
+  ) {}
 
   get length(): number {
     return this.rows.length;
@@ -45,7 +55,11 @@ class ConvertedDataset<T extends PreferenceRecord | SftRecord> implements Record
   }
 }
 
-async function open<T extends PreferenceRecord | SftRecord>(file: string, skip: boolean | undefined, convert: Convert<T>) {
+async function open<T extends PreferenceRecord | SftRecord>(
+  file: string,
+  skip: boolean | undefined,
+  convert: Convert<T>,
+) {
   const rows = file.endsWith('.jsonl') ? await jsonlRows(file) : jsonListRows(file);
   return new ConvertedDataset(rows, convert, new BadRowPolicy(skip ?? false));
 }
@@ -55,11 +69,18 @@ export function openPlainDpo(file: string, options: VlRlhfOptions): Promise<Reco
   return open(file, options.skipBadRows, ({ value, source }): PreferenceRecord => {
     const images = imagePaths(value.image, options.imageRoot, source);
     const prompt = text(value, 'prompt', source);
-    const content: ContentPart[] = [...images.map((): ContentPart => ({ type: 'image' })), { type: 'text', text: prompt }];
+    const content: ContentPart[] = [
+      ...images.map((): ContentPart => ({ type: 'image' })),
+      { type: 'text', text: prompt },
+    ];
     return {
-      kind: 'preference', id: rowId(source), prompt: [{ role: 'user', content }],
-      chosen: [assistantMessage(text(value, 'chosen', source))], rejected: [assistantMessage(text(value, 'rejected', source))],
-      images, source,
+      kind: 'preference',
+      id: rowId(source),
+      prompt: [{ role: 'user', content }],
+      chosen: [assistantMessage(text(value, 'chosen', source))],
+      rejected: [assistantMessage(text(value, 'rejected', source))],
+      images,
+      source,
     };
   });
 }
@@ -71,9 +92,18 @@ export function openVlQuery(file: string, options: VlRlhfOptions): Promise<Recor
     const turns = conversations(value, { user: 'user', assistant: 'assistant' }, source);
     const first = turns.findIndex((m) => m.role === 'user');
     if (images.length > 0 && first === -1) throw new DataError(source, 'an image needs a user turn');
-    const messages = turns.map((m, k): ChatMessage => (k !== first ? m : {
-      role: 'user', content: [...images.map((): ContentPart => ({ type: 'image' })), { type: 'text', text: m.content as string }],
-    }));
+    const messages = turns.map(
+      (m, k): ChatMessage =>
+        k !== first
+          ? m
+          : {
+              role: 'user',
+              content: [
+                ...images.map((): ContentPart => ({ type: 'image' })),
+                { type: 'text', text: m.content as string },
+              ],
+            },
+    );
     return { kind: 'sft', id: rowId(source), messages, images, source };
   });
 }
@@ -84,7 +114,11 @@ export function openInternVlSft(file: string, options: InternVlSftOptions): Prom
   return open(file, options.skipBadRows, ({ value, source }): SftRecord => {
     const images = imagePaths(value.image, options.imageRoot, source);
     const messages = conversations(value, { human: 'user', gpt: 'assistant', system: 'system' }, source);
-    const placed = messages.map((m) => m.content as string).join('').split(IMAGE_PLACEHOLDER).length - 1;
+    const placed =
+      messages
+        .map((m) => m.content as string)
+        .join('')
+        .split(IMAGE_PLACEHOLDER).length - 1;
     const first = messages.findIndex((m) => m.role === 'user');
     if (images.length === 1 && placed === 0 && first !== -1) {
       messages[first] = { role: 'user', content: `${IMAGE_PLACEHOLDER}\n${messages[first]?.content as string}` };
@@ -116,13 +150,18 @@ function imagePaths(value: unknown, root: string, source: RecordSource): string[
 }
 
 /** `conversations: [{from, value}]` with `from` mapped to chat roles; other speakers are refused. */
-function conversations(value: Record<string, unknown>, roles: Record<string, string>, source: RecordSource): ChatMessage[] {
+function conversations(
+  value: Record<string, unknown>,
+  roles: Record<string, string>,
+  source: RecordSource,
+): ChatMessage[] {
   const turns = value.conversations;
   if (!Array.isArray(turns) || turns.length === 0) throw new DataError(source, 'missing or empty "conversations"');
   return turns.map((turn: unknown, k) => {
     const { from, value: said } = (turn ?? {}) as { from?: unknown; value?: unknown };
     const role = typeof from === 'string' ? roles[from] : undefined;
-    if (role === undefined) throw new DataError(source, `conversations[${k}].from must be one of ${Object.keys(roles).join(', ')}`);
+    if (role === undefined)
+      throw new DataError(source, `conversations[${k}].from must be one of ${Object.keys(roles).join(', ')}`);
     if (typeof said !== 'string') throw new DataError(source, `conversations[${k}].value must be a string`);
     return { role, content: said };
   });

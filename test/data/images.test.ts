@@ -17,7 +17,12 @@ const root = mkdtempSync(join(tmpdir(), 'vlalign-images-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const record = (images: DataRecord['images'], augment = false): DataRecord => ({
-  kind: 'sft', id: 'r', messages: [], images, augment, source: { file: 'data.jsonl', line: 7 },
+  kind: 'sft',
+  id: 'r',
+  messages: [],
+  images,
+  augment,
+  source: { file: 'data.jsonl', line: 7 },
 });
 
 describe('decodeRecordImages', () => {
@@ -47,7 +52,9 @@ describe('decodeRecordImages', () => {
   it('names the record of an unreadable image', async () => {
     const broken = join(root, 'broken.png');
     writeFileSync(broken, 'not an image');
-    await expect(decodeRecordImages(record([broken]))).rejects.toThrow(`data.jsonl:7: image 0 (${broken}) is unreadable`);
+    await expect(decodeRecordImages(record([broken]))).rejects.toThrow(
+      `data.jsonl:7: image 0 (${broken}) is unreadable`,
+    );
   });
 });
 
@@ -57,17 +64,29 @@ describe('prefetchDecoded', () => {
     mkdirSync(join(folder, 'images'), { recursive: true });
     writeFileSync(join(folder, 'images', 'ok.png'), readFileSync(fixture));
     writeFileSync(join(folder, 'images', 'bad.png'), 'garbage');
-    const rows = Array.from({ length: 12 }, (_, i) => ({ image: i === 5 ? 'bad.png' : 'ok.png', question: `q${i}`, chosen: 'c', rejected: 'r' }));
+    const rows = Array.from({ length: 12 }, (_, i) => ({
+      image: i === 5 ? 'bad.png' : 'ok.png',
+      question: `q${i}`,
+      chosen: 'c',
+      rejected: 'r',
+    }));
     rows[8] = { ...rows[8], chosen: undefined } as never;
     writeFileSync(join(folder, 'ann.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n'));
-    writeFileSync(join(folder, 'meta.json'), JSON.stringify({ d: { root: 'images', annotation: 'ann.jsonl', repeat_time: 1 } }));
+    writeFileSync(
+      join(folder, 'meta.json'),
+      JSON.stringify({ d: { root: 'images', annotation: 'ann.jsonl', repeat_time: 1 } }),
+    );
     const dataset = await openMmpr(join(folder, 'meta.json'), { skipBadRows: true });
     let inFlight = 0;
     let peak = 0;
     const counted: RecordDataset = {
-      ...dataset, length: dataset.length, badRows: dataset.badRows, skipBadRows: true,
+      ...dataset,
+      length: dataset.length,
+      badRows: dataset.badRows,
+      skipBadRows: true,
       get: async (i) => {
-        peak = Math.max(peak, (inFlight += 1));
+        inFlight += 1;
+        peak = Math.max(peak, inFlight);
         try {
           return await dataset.get(i);
         } finally {
@@ -82,10 +101,14 @@ describe('prefetchDecoded', () => {
     for await (const item of prefetchDecoded(counted, order, { depth: 3 })) seen.push(item);
     expect(peak).toBeLessThanOrEqual(3);
     expect(peak).toBeGreaterThan(1);
-    expect(seen.map((s) => s.record.source.line)).toEqual(lines.filter((line) => line !== 6 && line !== 9 && line !== undefined));
+    expect(seen.map((s) => s.record.source.line)).toEqual(
+      lines.filter((line) => line !== 6 && line !== 9 && line !== undefined),
+    );
     expect(seen.every((s) => s.pixels[0]?.width === 140)).toBe(true);
     expect(dataset.badRows.count).toBe(3);
-    expect(dataset.badRows.examples.some((m) => m.includes('ann.jsonl:6: image 0') && m.includes('unreadable'))).toBe(true);
+    expect(dataset.badRows.examples.some((m) => m.includes('ann.jsonl:6: image 0') && m.includes('unreadable'))).toBe(
+      true,
+    );
     expect(dataset.badRows.examples.some((m) => m.includes('ann.jsonl:9: missing or non-string "chosen"'))).toBe(true);
   });
 });

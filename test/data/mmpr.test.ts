@@ -45,22 +45,33 @@ function writeDataset(name: string, lines: string[], meta: Record<string, unknow
   for (const image of ['a.jpg', 'b.jpg', 'c.jpg']) writeFileSync(join(folder, 'images', image), 'x');
   writeFileSync(join(folder, 'ann.jsonl'), lines.join('\n'));
   const metaFile = join(folder, 'meta.json');
-  writeFileSync(metaFile, JSON.stringify({ [name]: { root: 'images', annotation: 'ann.jsonl', repeat_time: 1, ...meta } }));
+  writeFileSync(
+    metaFile,
+    JSON.stringify({ [name]: { root: 'images', annotation: 'ann.jsonl', repeat_time: 1, ...meta } }),
+  );
   return metaFile;
 }
 
-const row = (extra: Record<string, unknown>) => JSON.stringify({ question: 'Q?', chosen: 'yes', rejected: 'no', ...extra });
+const row = (extra: Record<string, unknown>) =>
+  JSON.stringify({ question: 'Q?', chosen: 'yes', rejected: 'no', ...extra });
 
 describe('openMmpr', () => {
   it('places <image>, resolves images inside the root and budgets tiles per image', async () => {
-    const meta = writeDataset('rules', [
-      row({}),
-      row({ image: 'a.jpg' }),
-      row({ image: 'b.jpg', question: 'Look: <image>\nQ?' }),
-      '',
-      row({ image: ['a.jpg', 'b.jpg', 'c.jpg'], question: 'Image-1: <image>\nImage-2: <image>\nImage-3: <image>\nQ?' }),
-      row({ image: '', extra: 1 }),
-    ], { max_dynamic_patch: 8, data_augment: true });
+    const meta = writeDataset(
+      'rules',
+      [
+        row({}),
+        row({ image: 'a.jpg' }),
+        row({ image: 'b.jpg', question: 'Look: <image>\nQ?' }),
+        '',
+        row({
+          image: ['a.jpg', 'b.jpg', 'c.jpg'],
+          question: 'Image-1: <image>\nImage-2: <image>\nImage-3: <image>\nQ?',
+        }),
+        row({ image: '', extra: 1 }),
+      ],
+      { max_dynamic_patch: 8, data_augment: true },
+    );
     const data = await openMmpr(meta);
     expect(data.length).toBe(5);
     const records = await Promise.all([...Array(5).keys()].map((i) => data.get(i)));
@@ -69,7 +80,10 @@ describe('openMmpr', () => {
     expect(byLine.get(1)).toMatchObject({ prompt: [{ role: 'user', content: 'Q?' }], images: [], maxTiles: 1 });
     expect(byLine.get(2)).toMatchObject({ prompt: [{ content: '<image>\nQ?' }], maxTiles: 8, augment: true });
     expect(byLine.get(2)?.images).toEqual([join(root, 'rules', 'images', 'a.jpg')]);
-    expect(byLine.get(2)).toMatchObject({ chosen: [{ role: 'assistant', content: 'yes' }], rejected: [{ content: 'no' }] });
+    expect(byLine.get(2)).toMatchObject({
+      chosen: [{ role: 'assistant', content: 'yes' }],
+      rejected: [{ content: 'no' }],
+    });
     expect(byLine.get(3)?.prompt).toEqual([{ role: 'user', content: 'Look: <image>\nQ?' }]);
     expect(byLine.get(5)).toMatchObject({ maxTiles: 2 }); // max(1, 8 // 3)
     expect(byLine.get(5)?.images).toHaveLength(3);
@@ -79,18 +93,28 @@ describe('openMmpr', () => {
   it('the CLI max_dynamic_patch applies without a per-dataset one; 13 images get 1 tile each', async () => {
     const images = Array(13).fill('a.jpg');
     const question = `${'<image>'.repeat(13)}Q?`;
-    const meta = writeDataset('budget', [row({ image: ['a.jpg', 'b.jpg'], question: '<image><image>' }), row({ image: images, question })], {});
+    const meta = writeDataset(
+      'budget',
+      [row({ image: ['a.jpg', 'b.jpg'], question: '<image><image>' }), row({ image: images, question })],
+      {},
+    );
     const data = await openMmpr(meta, { maxDynamicPatch: 12 });
     const tiles = (await Promise.all([data.get(0), data.get(1)])).map((r) => [r?.images.length, r?.maxTiles]);
-    expect(tiles.sort()).toEqual([[13, 1], [2, 6]]);
+    expect(tiles.sort()).toEqual([
+      [13, 1],
+      [2, 6],
+    ]);
   });
 
   it('concatenates datasets with repeat_time and numbers them per dataset', async () => {
     const metaFile = writeDataset('concat', [row({}), row({}), row({}), row({})], { repeat_time: 0.5 });
-    writeFileSync(join(root, 'concat', 'meta.json'), JSON.stringify({
-      half: { root: 'images', annotation: 'ann.jsonl', repeat_time: 0.5 },
-      triple: { root: 'images', annotation: 'ann.jsonl', repeat_time: 3 },
-    }));
+    writeFileSync(
+      join(root, 'concat', 'meta.json'),
+      JSON.stringify({
+        half: { root: 'images', annotation: 'ann.jsonl', repeat_time: 0.5 },
+        triple: { root: 'images', annotation: 'ann.jsonl', repeat_time: 3 },
+      }),
+    );
     const data = await openMmpr(metaFile);
     expect(data.length).toBe(2 + 12);
     const ids = await Promise.all([...Array(14).keys()].map(async (i) => (await data.get(i))?.id));
@@ -100,14 +124,18 @@ describe('openMmpr', () => {
   });
 
   it('names the file and line of bad rows, and counts them when skipping', async () => {
-    const meta = writeDataset('bad', [
-      row({}),
-      '{"question": "Q?", "chosen": "yes"',
-      row({ rejected: 3 }),
-      row({ image: 'missing.jpg' }),
-      row({ image: ['a.jpg', 'b.jpg'], question: 'one <image> only' }),
-      '[1, 2]',
-    ], {});
+    const meta = writeDataset(
+      'bad',
+      [
+        row({}),
+        '{"question": "Q?", "chosen": "yes"',
+        row({ rejected: 3 }),
+        row({ image: 'missing.jpg' }),
+        row({ image: ['a.jpg', 'b.jpg'], question: 'one <image> only' }),
+        '[1, 2]',
+      ],
+      {},
+    );
     const annotation = join(root, 'bad', 'ann.jsonl');
     const strict = await openMmpr(meta, { seed: 5 });
     const errors: string[] = [];
@@ -129,15 +157,26 @@ describe('openMmpr', () => {
 
   it('refuses image paths that escape the root: .., absolute, symlink out', async () => {
     writeFileSync(join(root, 'secret.jpg'), 'x');
-    const meta = writeDataset('escape', [
-      row({ image: '../../secret.jpg' }),
-      row({ image: join(root, 'secret.jpg') }),
-      row({ image: 'link.jpg' }),
-      row({ image: 'images/../a.jpg' }),
-    ], {});
+    const meta = writeDataset(
+      'escape',
+      [
+        row({ image: '../../secret.jpg' }),
+        row({ image: join(root, 'secret.jpg') }),
+        row({ image: 'link.jpg' }),
+        row({ image: 'images/../a.jpg' }),
+      ],
+      {},
+    );
     symlinkSync(join(root, 'secret.jpg'), join(root, 'escape', 'images', 'link.jpg'));
     const data = await openMmpr(meta);
-    const results = await Promise.all([...Array(4).keys()].map((i) => data.get(i).then((r) => r?.images[0], (e: Error) => e.message)));
+    const results = await Promise.all(
+      [...Array(4).keys()].map((i) =>
+        data.get(i).then(
+          (r) => r?.images[0],
+          (e: Error) => e.message,
+        ),
+      ),
+    );
     const messages = results.filter((r) => typeof r === 'string' && r.includes('ann.jsonl:')).sort();
     expect(messages).toEqual([
       expect.stringMatching(/ann\.jsonl:1: image "\.\.\/\.\.\/secret\.jpg" escapes the image root/),

@@ -28,7 +28,9 @@ const preferenceRows = (from: number, to: number) => `
   FROM range(${from}, ${to}) t(i)`;
 
 async function writeParquet(select: string, file: string, compression: 'zstd' | 'snappy', rowGroup = 122880) {
-  await db.run(`COPY (${select}) TO '${file}' (FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE ${rowGroup})`);
+  await db.run(
+    `COPY (${select}) TO '${file}' (FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE ${rowGroup})`,
+  );
 }
 
 const text = (messages: PreferenceRecord['chosen']) => (typeof messages === 'string' ? messages : messages[0]?.content);
@@ -77,27 +79,47 @@ describe('parquet (written by DuckDB)', () => {
   it('reads standard (text) rows, implicit prompts and image paths inside the root', async () => {
     const file = join(root, 'standard.parquet');
     writeFileSync(join(root, 'pic.png'), png);
-    await writeParquet(`
+    await writeParquet(
+      `
       SELECT 'p' || i AS prompt, 'c' || i AS chosen, 'r' || i AS rejected,
         [{'bytes': NULL::BLOB, 'path': CASE WHEN i = 2 THEN '../outside.png' ELSE 'pic.png' END}] AS images
-      FROM range(3) t(i)`, file, 'snappy');
+      FROM range(3) t(i)`,
+      file,
+      'snappy',
+    );
     const data = await openTrl(file);
-    expect(await data.get(1)).toMatchObject({ prompt: 'p1', chosen: 'c1', rejected: 'r1', images: [join(root, 'pic.png')] });
+    expect(await data.get(1)).toMatchObject({
+      prompt: 'p1',
+      chosen: 'c1',
+      rejected: 'r1',
+      images: [join(root, 'pic.png')],
+    });
     await expect(data.get(2)).rejects.toThrow(`${file} row 2: image "../outside.png" escapes the image root`);
 
     const implicit = join(root, 'implicit.parquet');
-    await writeParquet(`
+    await writeParquet(
+      `
       SELECT [{'role': 'user', 'content': 'hi'}, {'role': 'assistant', 'content': 'A'}] AS chosen,
-        [{'role': 'user', 'content': 'hi'}, {'role': 'assistant', 'content': 'B'}] AS rejected`, implicit, 'zstd');
+        [{'role': 'user', 'content': 'hi'}, {'role': 'assistant', 'content': 'B'}] AS rejected`,
+      implicit,
+      'zstd',
+    );
     expect(await (await openTrl(implicit)).get(0)).toMatchObject({
-      prompt: [{ role: 'user', content: 'hi' }], chosen: [{ role: 'assistant', content: 'A' }], rejected: [{ content: 'B' }], images: [],
+      prompt: [{ role: 'user', content: 'hi' }],
+      chosen: [{ role: 'assistant', content: 'A' }],
+      rejected: [{ content: 'B' }],
+      images: [],
     });
   });
 
   it('names the file and row of bad rows, and counts them when skipping', async () => {
     const file = join(root, 'bad.parquet');
-    await writeParquet(`
-      SELECT 'p' AS prompt, CASE WHEN i = 1 THEN NULL ELSE 'c' END AS chosen, 'r' AS rejected FROM range(3) t(i)`, file, 'zstd');
+    await writeParquet(
+      `
+      SELECT 'p' AS prompt, CASE WHEN i = 1 THEN NULL ELSE 'c' END AS chosen, 'r' AS rejected FROM range(3) t(i)`,
+      file,
+      'zstd',
+    );
     await expect((await openTrl(file)).get(1)).rejects.toThrow(`${file} row 1: missing "chosen"`);
     const lenient = await openTrl(file, { skipBadRows: true });
     const rows = await Promise.all([0, 1, 2].map((i) => lenient.get(i)));
@@ -113,21 +135,44 @@ describe('parquet (written by DuckDB)', () => {
 describe('jsonl', () => {
   it('reads unpaired KTO rows and SFT messages, naming bad lines', async () => {
     const kto = join(root, 'kto.jsonl');
-    writeFileSync(kto, [
-      JSON.stringify({ prompt: [{ role: 'user', content: 'q' }], completion: [{ role: 'assistant', content: 'a' }], label: true }),
-      JSON.stringify({ prompt: 'q', completion: 'a', label: 'yes' }),
-      JSON.stringify({ prompt: 'q', completion: 'a', label: false, images: ['../../etc/passwd'] }),
-    ].join('\n'));
+    writeFileSync(
+      kto,
+      [
+        JSON.stringify({
+          prompt: [{ role: 'user', content: 'q' }],
+          completion: [{ role: 'assistant', content: 'a' }],
+          label: true,
+        }),
+        JSON.stringify({ prompt: 'q', completion: 'a', label: 'yes' }),
+        JSON.stringify({ prompt: 'q', completion: 'a', label: false, images: ['../../etc/passwd'] }),
+      ].join('\n'),
+    );
     const data = await openTrl(kto);
-    expect(await data.get(0)).toMatchObject({ kind: 'unpaired', label: true, completion: [{ role: 'assistant', content: 'a' }] });
+    expect(await data.get(0)).toMatchObject({
+      kind: 'unpaired',
+      label: true,
+      completion: [{ role: 'assistant', content: 'a' }],
+    });
     await expect(data.get(1)).rejects.toThrow(`${kto}:2: "label" must be true or false, got "yes"`);
     await expect(data.get(2)).rejects.toThrow(`${kto}:3: image "../../etc/passwd" escapes the image root`);
 
     const sft = join(root, 'sft.jsonl');
-    writeFileSync(sft, `${JSON.stringify({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }] })}\n`
-      + `${JSON.stringify({ messages: [{ role: 'user', content: [{ type: 'txt' }] }] })}\n`);
+    writeFileSync(
+      sft,
+      `${JSON.stringify({
+        messages: [
+          { role: 'user', content: 'q' },
+          { role: 'assistant', content: 'a' },
+        ],
+      })}\n` + `${JSON.stringify({ messages: [{ role: 'user', content: [{ type: 'txt' }] }] })}\n`,
+    );
     const messages = await openTrl(sft);
-    expect(await messages.get(0)).toMatchObject({ kind: 'sft', messages: [{ role: 'user' }, { role: 'assistant', content: 'a' }] });
-    await expect(messages.get(1)).rejects.toThrow(new RegExp(`^${sft}:2: chat messages: invalid messages\\[0\\]\\.content`));
+    expect(await messages.get(0)).toMatchObject({
+      kind: 'sft',
+      messages: [{ role: 'user' }, { role: 'assistant', content: 'a' }],
+    });
+    await expect(messages.get(1)).rejects.toThrow(
+      new RegExp(`^${sft}:2: chat messages: invalid messages\\[0\\]\\.content`),
+    );
   });
 });
