@@ -16,7 +16,8 @@ export async function checkCheckpointShapes(dir: string, config: Json, files: re
   const text = parseTextConfig(textFields(config), where);
   const shapes = await readShapes(files);
   const problems = languageModelProblems(text, shapes, where);
-  if (problems.length > 0) throw new Error(`${dir}: config.json disagrees with the checkpoint:\n  ${problems.join('\n  ')}`);
+  if (problems.length === 0) return;
+  throw new Error(`${dir}: config.json disagrees with the checkpoint:\n  ${problems.join('\n  ')}`);
 }
 
 // Where each family's config keeps its language model's fields.
@@ -24,7 +25,8 @@ function textFields(config: Json): Json {
   const nested = (key: string): Json => (config[key] ?? {}) as Json;
   if (config.model_type === 'internvl_chat') return nested('llm_config');
   if (config.model_type === 'internvl') return nested('text_config');
-  if (config.model_type === 'qwen2_vl' || config.model_type === 'qwen2_5_vl') return { ...config, ...nested('text_config') };
+  const qwenVL = config.model_type === 'qwen2_vl' || config.model_type === 'qwen2_5_vl';
+  if (qwenVL) return { ...config, ...nested('text_config') };
   return config;
 }
 
@@ -45,17 +47,20 @@ function languageModelProblems(c: TextConfig, shapes: Shapes, where: string): st
   if (embed === undefined) return [];
   const prefix = embed.slice(0, -'embed_tokens.weight'.length);
   const layer0 = `${prefix}layers.0.`;
+  const hidden = c.hiddenSize;
+  const [q, k] = [c.numHeads * c.headDim, c.numKvHeads * c.headDim];
   const expected: Array<[string, number[], string]> = [
-    [embed, [c.vocabSize, c.hiddenSize], 'vocab_size, hidden_size'],
-    [lmHeadName(prefix), [c.vocabSize, c.hiddenSize], 'vocab_size, hidden_size'],
-    [`${layer0}self_attn.q_proj.weight`, [c.numHeads * c.headDim, c.hiddenSize], 'num_attention_heads * head_dim, hidden_size'],
-    [`${layer0}self_attn.k_proj.weight`, [c.numKvHeads * c.headDim, c.hiddenSize], 'num_key_value_heads * head_dim, hidden_size'],
-    [`${layer0}mlp.gate_proj.weight`, [c.intermediateSize, c.hiddenSize], 'intermediate_size, hidden_size'],
+    [embed, [c.vocabSize, hidden], 'vocab_size, hidden_size'],
+    [lmHeadName(prefix), [c.vocabSize, hidden], 'vocab_size, hidden_size'],
+    [`${layer0}self_attn.q_proj.weight`, [q, hidden], 'num_attention_heads * head_dim, hidden_size'],
+    [`${layer0}self_attn.k_proj.weight`, [k, hidden], 'num_key_value_heads * head_dim, hidden_size'],
+    [`${layer0}mlp.gate_proj.weight`, [c.intermediateSize, hidden], 'intermediate_size, hidden_size'],
   ];
   const problems = expected.flatMap(([name, shape, keys]) => shapeProblem(shapes, name, shape, `${where} (${keys})`));
   const layers = layerCount(shapes, `${prefix}layers.`);
   if (layers !== null && layers !== c.numLayers) {
-    problems.push(`${where} has num_hidden_layers ${c.numLayers} but the checkpoint has ${layers} layers ('${prefix}layers.N.')`);
+    const found = `the checkpoint has ${layers} layers ('${prefix}layers.N.')`;
+    problems.push(`${where} has num_hidden_layers ${c.numLayers} but ${found}`);
   }
   return problems;
 }
@@ -70,7 +75,8 @@ function lmHeadName(prefix: string): string {
 function shapeProblem(shapes: Shapes, name: string, expected: number[], source: string): string[] {
   const found = shapes.get(name);
   if (found === undefined || sameShape(found.shape, expected)) return [];
-  return [`tensor '${name}' in ${found.file} has shape [${found.shape.join(', ')}] but ${source} implies [${expected.join(', ')}]`];
+  const mismatch = `has shape [${found.shape.join(', ')}] but ${source} implies [${expected.join(', ')}]`;
+  return [`tensor '${name}' in ${found.file} ${mismatch}`];
 }
 
 function layerCount(shapes: Shapes, layersPrefix: string): number | null {
@@ -83,4 +89,5 @@ function layerCount(shapes: Shapes, layersPrefix: string): number | null {
   return max < 0 ? null : max + 1;
 }
 
-const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
+const sameShape = (a: readonly number[], b: readonly number[]): boolean =>
+  a.length === b.length && a.every((d, i) => d === b[i]);

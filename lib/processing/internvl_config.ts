@@ -28,6 +28,10 @@ const MAX_TILES = 1024;
 const firstSide = (s: number | number[]): number => (Array.isArray(s) ? s[0]! : s);
 const Size = side(B.imageSide).transform(firstSide);
 const PatchSize = side(B.patch).transform(firstSide);
+const VisionSizes = z
+  .object({ image_size: Size.default(448), patch_size: PatchSize.default(14) })
+  .loose()
+  .default({ image_size: 448, patch_size: 14 });
 
 const RemoteConfig = z
   .object({
@@ -39,7 +43,7 @@ const RemoteConfig = z
     use_thumbnail: z.boolean().default(true),
     min_dynamic_patch: boundedInt(MAX_TILES).default(1),
     max_dynamic_patch: boundedInt(MAX_TILES).default(12),
-    vision_config: z.object({ image_size: Size.default(448), patch_size: PatchSize.default(14) }).loose().default({ image_size: 448, patch_size: 14 }),
+    vision_config: VisionSizes,
   })
   .loose();
 
@@ -47,7 +51,7 @@ const HfConfig = z
   .object({
     image_seq_length: boundedInt(B.positions).optional(),
     downsample_ratio: z.number().positive().default(0.5),
-    vision_config: z.object({ image_size: Size.default(448), patch_size: PatchSize.default(14) }).loose().default({ image_size: 448, patch_size: 14 }),
+    vision_config: VisionSizes,
   })
   .loose();
 

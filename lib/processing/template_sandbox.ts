@@ -83,6 +83,10 @@ import(jinjaUrl).then(({ Template, Environment }) => {
   });
   Atomics.store(flag, 0, 1);
   Atomics.notify(flag, 0);
+}).catch((error) => {
+  port.postMessage({ ok: false, message: 'cannot load @huggingface/jinja: ' + error.message });
+  Atomics.store(flag, 0, 1);
+  Atomics.notify(flag, 0);
 });
 `;
 
@@ -157,6 +161,11 @@ function ensureSandbox(heapMb: number): Sandbox {
   if (Atomics.wait(flag, 0, 0, STARTUP_TIMEOUT_MS) === 'timed-out') {
     discard(box);
     throw new TemplateRenderError(`the template render worker did not start within ${STARTUP_TIMEOUT_MS} ms`);
+  }
+  const failure = receiveMessageOnPort(port1)?.message as Reply | undefined;
+  if (failure !== undefined && !failure.ok) {
+    discard(box);
+    throw new TemplateRenderError(failure.message);
   }
   sandbox = box;
   return box;

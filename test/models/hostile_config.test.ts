@@ -21,6 +21,8 @@ beforeAll(async () => {
   }
 });
 
+const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 type JsonEdit = (json: Record<string, any>) => void;
 
 // A copy of a tiny checkpoint with `file`'s JSON edited.
@@ -28,7 +30,9 @@ function edited(family: TinyFamily, file: string, edit: JsonEdit): string {
   const source = tiny[family]!;
   const dir = mkdtempSync(join(tmpdir(), 'vlalign-hostile-'));
   dirs.push(dir);
-  for (const name of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json']) {
+  const files = ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'];
+  files.push('preprocessor_config.json');
+  for (const name of files) {
     try {
       writeFileSync(join(dir, name), readFileSync(join(source, name)));
     } catch (error) {
@@ -42,9 +46,9 @@ function edited(family: TinyFamily, file: string, edit: JsonEdit): string {
 }
 
 // The promise rejects with a message matching every pattern, within `withinMs`.
-async function expectFastRejection(promise: () => Promise<unknown>, patterns: RegExp[], withinMs = 2000): Promise<void> {
+async function expectFastRejection(load: () => Promise<unknown>, patterns: RegExp[], withinMs = 2000): Promise<void> {
   const start = performance.now();
-  const message = await promise().then(() => 'resolved', (e: Error) => e.message);
+  const message = await load().then(() => 'resolved', (e: Error) => e.message);
   expect(performance.now() - start).toBeLessThan(withinMs);
   for (const pattern of patterns) expect(message).toMatch(pattern);
 }
@@ -54,14 +58,16 @@ describe('model configs past sane bounds', () => {
     const dir = edited('qwen2_vl', 'config.json', (c) => {
       c.num_hidden_layers = 2147483648;
     });
-    await expectFastRejection(() => fromPretrained(dir), [/config\.json/, /num_hidden_layers: 2147483648 exceeds the sane bound 1024/]);
+    const patterns = [/config\.json/, /num_hidden_layers: 2147483648 exceeds the sane bound 1024/];
+    await expectFastRejection(() => fromPretrained(dir), patterns);
   });
 
   it('rejects a vision depth and an InternVL LLM vocabulary past their bounds', async () => {
     const qwen = edited('qwen2_vl', 'config.json', (c) => {
       c.vision_config.depth = 1e9;
     });
-    await expectFastRejection(() => fromPretrained(qwen), [/vision_config\.depth: 1000000000 exceeds the sane bound 1024/]);
+    const depth = /vision_config\.depth: 1000000000 exceeds the sane bound 1024/;
+    await expectFastRejection(() => fromPretrained(qwen), [depth]);
     const intern = edited('internvl', 'config.json', (c) => {
       c.llm_config.vocab_size = 2 ** 31;
     });
@@ -72,7 +78,8 @@ describe('model configs past sane bounds', () => {
     const dir = edited('qwen2_vl', 'config.json', (c) => {
       c.image_token_id = 2 ** 31;
     });
-    await expectFastRejection(() => fromPretrained(dir), [/image_token_id: token id 2147483648 exceeds the sane bound/]);
+    const pattern = /image_token_id: token id 2147483648 exceeds the sane bound/;
+    await expectFastRejection(() => fromPretrained(dir), [pattern]);
   });
 });
 
@@ -82,9 +89,10 @@ describe('model configs that disagree with their tensors', () => {
       c.hidden_size = 32;
       c.head_dim = 32; // keeps the M-RoPE sections valid, so only the tensors disagree
     });
+    const weights = escape(join(dir, 'model.safetensors'));
     await expectFastRejection(() => fromPretrained(dir), [
       /config\.json disagrees with the checkpoint/,
-      new RegExp(`tensor 'model\\.embed_tokens\\.weight' in ${join(dir, 'model.safetensors')} has shape \\[\\d+, 64\\]`),
+      new RegExp(`'model\\.embed_tokens\\.weight' in ${weights} has shape \\[\\d+, 64\\]`),
       /but .*config\.json \(vocab_size, hidden_size\) implies \[\d+, 32\]/,
       /'model\.layers\.0\.mlp\.gate_proj\.weight' .* has shape \[96, 64\] but .* implies \[96, 32\]/,
       /'model\.layers\.0\.self_attn\.q_proj\.weight' .* has shape \[64, 64\] but .* implies \[64, 32\]/,
@@ -95,7 +103,8 @@ describe('model configs that disagree with their tensors', () => {
     const dir = edited('qwen2_vl', 'config.json', (c) => {
       c.num_hidden_layers = 5;
     });
-    await expectFastRejection(() => fromPretrained(dir), [/has num_hidden_layers 5 but the checkpoint has 3 layers \('model\.layers\.N\.'\)/]);
+    const pattern = /has num_hidden_layers 5 but the checkpoint has 3 layers \('model\.layers\.N\.'\)/;
+    await expectFastRejection(() => fromPretrained(dir), [pattern]);
   });
 
   it('finds the InternVL language model under its own prefix', async () => {
@@ -121,7 +130,7 @@ describe('tokenizer and preprocessor files past sane bounds', () => {
       const first = Object.keys(t.model.vocab)[0]!;
       t.model.vocab[first] = 2147483648;
     });
-    const file = join(dir, 'tokenizer.json').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const file = escape(join(dir, 'tokenizer.json'));
     await expectFastRejection(() => processing.fromPretrained(dir), [
       new RegExp(`${file}: model\\.vocab\\[".*"\\] is 2147483648, not a token id in \\[0, 16777215\\]`),
     ]);
@@ -138,6 +147,7 @@ describe('tokenizer and preprocessor files past sane bounds', () => {
     const dir = edited('qwen2_vl', 'preprocessor_config.json', (p) => {
       p.max_pixels = 2 ** 40;
     });
-    await expectFastRejection(() => processing.fromPretrained(dir), [/preprocessor_config\.json/, /max_pixels: 1099511627776 exceeds/]);
+    const patterns = [/preprocessor_config\.json/, /max_pixels: 1099511627776 exceeds/];
+    await expectFastRejection(() => processing.fromPretrained(dir), patterns);
   });
 });
