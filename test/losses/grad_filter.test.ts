@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 
 import { losses, torch } from '../../lib/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
+import { EPS32, float32Bound } from '../tolerance.js';
 
 function mpoGrads(hidden: Tensor, weight: Tensor, labels: Tensor, ref: { refChosenLogps: Tensor; refRejectedLogps: Tensor }, config: object) {
   // The current-TRL mix: no running-mean shift, so the single pass (where the filter acts) runs.
@@ -34,7 +35,10 @@ describe('gradFilter', () => {
       const bound = 2 * P * T * 2 ** -28 * scale(hidden);
       expect(scale(filtered.gw.sub(exact.gw))).toBeLessThan(bound);
       expect(scale(filtered.gh.sub(exact.gh))).toBeLessThan(V * 2 ** -28 * scale(weight));
-      expect(scale(exact.gw.sub(eager.gw)) / scale(eager.gw)).toBeLessThan(1e-5);
+      // Fused vs eager: p = exp(l - lse) carries each path's rounding of logits of size max|l|
+      // (~120 here) as a relative error eps·max|l|; two paths, twice that.
+      const maxLogit = torch.noGrad(() => scale(hidden.matmul(weight.t())));
+      expect(scale(exact.gw.sub(eager.gw)) / scale(eager.gw)).toBeLessThan(2 * EPS32 * maxLogit);
       expect(scale(filtered.gw.sub(eager.gw)) / scale(eager.gw)).toBeLessThan(1e-4);
     });
   });
@@ -54,10 +58,11 @@ describe('gradFilter', () => {
           expect(auto.gw.equal(exact.gw)).toBe(true);
           expect(auto.gh.equal(exact.gh)).toBe(true);
         } else {
-          // Same entries; only the label term is applied separately (another summation order).
+          // Same entries; only the label term is applied separately (another summation order):
+          // dW sums over the 2PT tokens, dh over the V vocabulary rows.
           const rel = (a: Tensor, b: Tensor): number => (a.sub(b).abs().max().item() as number) / (b.abs().max().item() as number);
-          expect(rel(auto.gw, exact.gw)).toBeLessThan(1e-6);
-          expect(rel(auto.gh, exact.gh)).toBeLessThan(1e-6);
+          expect(rel(auto.gw, exact.gw)).toBeLessThan(float32Bound(2 * P * T));
+          expect(rel(auto.gh, exact.gh)).toBeLessThan(float32Bound(V));
         }
       }
     });
