@@ -112,6 +112,31 @@ describe('parquet (written by DuckDB)', () => {
     });
   });
 
+  it('reads KTO rows, rlaif-v style content structs, null image lists and shards without data/', async () => {
+    const folder = join(root, 'kto');
+    mkdirSync(folder);
+    const select = (from: number, to: number) => `
+      SELECT [{'role': 'user', 'content': [
+          {'index': 0, 'text': NULL, 'type': 'image'}, {'index': NULL, 'text': 'q' || i, 'type': 'text'}]}] AS prompt,
+        [{'role': 'assistant', 'content': 'a' || i}] AS completion,
+        i % 2 = 0 AS label,
+        CASE WHEN i % 3 = 0 THEN NULL ELSE [{'bytes': from_hex('${png.toString('hex')}'), 'path': NULL}] END AS images
+      FROM range(${from}, ${to}) t(i)`;
+    await writeParquet(select(0, 6), join(folder, 'train-00000-of-00002.parquet'), 'zstd');
+    await writeParquet(select(6, 9), join(folder, 'train-00001-of-00002.parquet'), 'snappy');
+    const data = await openTrl(folder);
+    expect(data.length).toBe(9);
+    expect(await data.get(7)).toMatchObject({
+      kind: 'unpaired',
+      label: false,
+      prompt: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'q7' }] }],
+      completion: [{ role: 'assistant', content: 'a7' }],
+      source: { row: 1 },
+    });
+    expect((await data.get(6))?.images).toEqual([]);
+    expect((await data.get(4))?.images.map((b) => Buffer.from(b as Uint8Array).equals(png))).toEqual([true]);
+  });
+
   it('names the file and row of bad rows, and counts them when skipping', async () => {
     const file = join(root, 'bad.parquet');
     await writeParquet(
