@@ -78,7 +78,13 @@ export class UnpairedPreferenceLoss extends WithRunningMoments {
     if ('refHidden' in batch) {
       throw new TypeError("KTO loss: refHidden is now ref: { hidden, head } (the reference's own LM head)");
     }
-    if (batch.refLogps) return batch.refLogps.detach();
+    if (batch.refLogps) {
+      const rows = targets.shape[0]!;
+      if (batch.refLogps.ndim !== 1 || batch.refLogps.shape[0] !== rows) {
+        throw new RangeError(`refLogps must have shape [${rows}], got [${batch.refLogps.shape}]`);
+      }
+      return batch.refLogps.detach();
+    }
     if (!batch.ref) throw new TypeError('KTO loss: give refLogps or ref: { hidden, head }');
     return sequenceLogps(batch.ref.hidden, batch.ref.head, targets, this.config);
   }

@@ -254,6 +254,8 @@ describe('UnpairedPreferenceLoss: kto and apo_zero_unpaired', () => {
       const t = tensorsOf(kd);
       const noRef = { hidden: t.hidden, targets: t.labels, desirable };
       expect(() => new losses.UnpairedPreferenceLoss().compute(noRef, t.head)).toThrow(TypeError);
+      const shortRef = { ...noRef, refLogps: f64([1, 2], [2]) };
+      expect(() => new losses.UnpairedPreferenceLoss().compute(shortRef, t.head)).toThrow(/refLogps must have shape \[6\]/);
       const old = { hidden: t.hidden, targets: t.labels, desirable, refHidden: t.refHidden } as never;
       expect(() => new losses.UnpairedPreferenceLoss().compute(old, t.head)).toThrow(/ref: \{ hidden, head \}/);
     });
