@@ -5,7 +5,7 @@
 // the first layer's projections, the layer count); the loader's per-tensor check covers the rest.
 import { join } from 'node:path';
 import * as torch from '../torch/index.js';
-import type { Json } from './config_schema.js';
+import { SIZE_BOUNDS, type Json } from './config_schema.js';
 import { parseTextConfig, type TextConfig } from './qwen2/config.js';
 
 type Shapes = Map<string, { shape: number[]; file: string }>;
@@ -15,7 +15,7 @@ export async function checkCheckpointShapes(dir: string, config: Json, files: re
   const where = join(dir, 'config.json');
   const text = parseTextConfig(textFields(config), where);
   const shapes = await readShapes(files);
-  const problems = languageModelProblems(text, shapes, where);
+  const problems = [...languageModelProblems(text, shapes, where), ...visionDepthProblems(config, shapes, where)];
   if (problems.length === 0) return;
   throw new Error(`${dir}: config.json disagrees with the checkpoint:\n  ${problems.join('\n  ')}`);
 }
@@ -65,11 +65,27 @@ function languageModelProblems(c: TextConfig, shapes: Shapes, where: string): st
   return problems;
 }
 
-// lm_head sits beside the decoder: `lm_head.weight` next to `model.`, `language_model.lm_head.weight`
-// next to `language_model.model.`; the native InternVL layout keeps it at the root.
+// The vision tower's block count, where config.json states it (Qwen-VL `depth`, InternViT
+// `num_hidden_layers`) and the checkpoint holds blocks under one of the known names.
+const VISION_BLOCK = /(?:^|\.)(?:visual\.blocks|vision_model\.encoder\.layers|vision_tower\.encoder\.layer)\.(\d+)\./;
+
+function visionDepthProblems(config: Json, shapes: Shapes, where: string): string[] {
+  const vision = (config.vision_config ?? {}) as Json;
+  const key = 'depth' in vision ? 'depth' : 'num_hidden_layers';
+  const depth = vision[key];
+  // Out-of-bounds values are left to the config schema, whose error names the bound.
+  if (typeof depth !== 'number' || depth > SIZE_BOUNDS.layers) return [];
+  let blocks = 0;
+  for (const name of shapes.keys()) blocks = Math.max(blocks, Number(VISION_BLOCK.exec(name)?.[1] ?? -1) + 1);
+  if (blocks === 0 || blocks === depth) return [];
+  return [`${where} has vision_config.${key} ${depth} but the checkpoint's vision tower has ${blocks} blocks`];
+}
+
+// lm_head sits beside the decoder: `lm_head.weight` next to `model.` and `model.language_model.`
+// (newer transformers), `language_model.lm_head.weight` next to `language_model.model.`.
 function lmHeadName(prefix: string): string {
-  const parent = prefix.replace(/(^|\.)(model|language_model)\.$/, '$1');
-  return `${parent}lm_head.weight`;
+  const outer = prefix.endsWith('language_model.') ? prefix.slice(0, -'language_model.'.length) : prefix;
+  return `${outer.replace(/(^|\.)model\.$/, '$1')}lm_head.weight`;
 }
 
 function shapeProblem(shapes: Shapes, name: string, expected: number[], source: string): string[] {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromPretrained } from '../../lib/models/index.js';
+import * as torch from '../../lib/torch/index.js';
 import * as processing from '../../lib/processing/index.js';
 import { writeTinyCheckpoint, type TinyFamily } from '../../lib/tiny/index.js';
 
@@ -105,6 +106,35 @@ describe('model configs that disagree with their tensors', () => {
     });
     const pattern = /has num_hidden_layers 5 but the checkpoint has 3 layers \('model\.layers\.N\.'\)/;
     await expectFastRejection(() => fromPretrained(dir), [pattern]);
+  });
+
+  it('names the vision depths when the vision tower was changed', async () => {
+    const qwen = edited('qwen2_vl', 'config.json', (c) => {
+      c.vision_config.depth += 2;
+    });
+    const intern = edited('internvl', 'config.json', (c) => {
+      c.vision_config.num_hidden_layers = 1;
+    });
+    const depth = /vision_config\.depth (\d+) but the checkpoint's vision tower has/;
+    await expectFastRejection(() => fromPretrained(qwen), [depth]);
+    const layers = /vision_config\.num_hidden_layers 1 but .* vision tower has 3 blocks/;
+    await expectFastRejection(() => fromPretrained(intern), [layers]);
+  });
+
+  it('reads the newer Qwen-VL layout (model.language_model.*, lm_head at the root)', async () => {
+    const dir = edited('qwen2_vl', 'config.json', (c) => {
+      c.vocab_size += 8;
+    });
+    const tensors = await torch.loadSafetensors(join(dir, 'model.safetensors'));
+    const rename = (k: string): string =>
+      k.startsWith('visual.') ? `model.${k}` : k.startsWith('model.') ? `model.language_model.${k.slice(6)}` : k;
+    const renamed = Object.fromEntries(Object.entries(tensors).map(([k, v]) => [rename(k), v]));
+    await torch.saveSafetensors(join(dir, 'model.safetensors'), renamed);
+    Object.values(tensors).forEach((t) => t.dispose());
+    await expectFastRejection(() => fromPretrained(dir), [
+      /tensor 'model\.language_model\.embed_tokens\.weight' .* has shape \[(\d+), 64\]/,
+      /tensor 'lm_head\.weight' .* has shape \[\d+, 64\] but .* \(vocab_size, hidden_size\) implies/,
+    ]);
   });
 
   it('finds the InternVL language model under its own prefix', async () => {
