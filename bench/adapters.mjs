@@ -15,7 +15,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-import { torch, optim, models, nn } from '../dist/index.js';
+import { torch, optim, models, nn } from 'vlalign';
 import { intFlag, median, parseFlags, printJsonLine, procStatus, resetPeak, runPythonPeer, sig, table, timeOnce } from './lib/report.mjs';
 
 

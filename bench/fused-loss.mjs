@@ -22,8 +22,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { losses, torch } from '../dist/index.js';
-import { native } from '../dist/torch/native.js';
+import { losses, torch } from 'vlalign';
+import { native } from 'vlalign/internal';
 import { intFlag, median, parseFlags, printJsonLine, runPythonPeer, runNodeScript, sig, table, procStatus, resetPeak, secondsSince } from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

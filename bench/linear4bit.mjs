@@ -9,7 +9,7 @@
 // The reference is F.linear on the dequantised W in the same dtype; linear4bit runs once per tile
 // size. Rounds alternate the order of the variants (the machine may be shared); times are medians
 // of the reps pooled over rounds, ratios linear4bit / reference. Prints a table, then one JSON line.
-import { torch } from '../dist/index.js';
+import { torch } from 'vlalign';
 import { intFlag, median, parseFlags, printJsonLine, sig, table } from './lib/report.mjs';
 
 const flags = parseFlags();

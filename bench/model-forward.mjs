@@ -28,9 +28,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { torch } from '../dist/index.js';
-import * as models from '../dist/models/index.js';
-import * as nn from '../dist/nn/index.js';
+import { models, nn, torch } from 'vlalign';
 import { intFlag, median, parseFlags, printJsonLine, runPythonPeer, runNodeScript, sig, table, procStatus, resetPeak, secondsSince } from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { torch } from '../dist/index.js';
+import { torch } from 'vlalign';
 import { intFlag, median, parseFlags, printJsonLine, runPythonPeer, sig, table, timeReps } from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { losses, torch } from '../dist/index.js';
+import { losses, torch } from 'vlalign';
 import { intFlag, parseFlags, printJsonLine, table } from './lib/report.mjs';
 
 const flags = parseFlags();

@@ -24,8 +24,9 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 
-import { torch } from '../dist/index.js';
-import { internvlPixelValues, loadImage, qwen2VlPixelValues } from '../dist/processing/image/index.js';
+import { processing, torch } from 'vlalign';
+
+const { internvlPixelValues, loadImage, qwen2VlPixelValues } = processing.image;
 import { intFlag, median, parseFlags, printJsonLine, sig, table } from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -4,7 +4,7 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { adapters, losses, models, optim, tiny, torch } from '../dist/index.js';
+import { adapters, losses, models, optim, tiny, torch } from 'vlalign';
 
 const dir = mkdtempSync(join(tmpdir(), 'vlalign-qlora-'));
 try {

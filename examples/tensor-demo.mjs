@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { torch } from '../dist/index.js';
+import { torch } from 'vlalign';
 
 torch.manualSeed(0);
 const x = torch.randn([256, 1]);

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { generation, losses, models, processing, tiny, torch } from '../dist/index.js';
+import { generation, losses, models, processing, tiny, torch } from 'vlalign';
 
 const dir = mkdtempSync(join(tmpdir(), 'vlalign-demo-'));
 try {

@@ -4,7 +4,7 @@
 // Each family goes to <out-dir>/<family>/ (config.json, model.safetensors, tokenizer files).
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { tiny } from '../dist/index.js';
+import { tiny } from 'vlalign';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

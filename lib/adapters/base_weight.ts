@@ -12,7 +12,7 @@ import { Linear } from '../nn/index.js';
 import {
   forward4bit, Linear4bit, quantStateOf, stateTensors,
   type ComputeDtype, type QuantBufferName, type QuantLayerInfo, type QuantSpec,
-} from '../quant/index.js';
+} from '../quant/linear4bit.js';
 import { cast } from './dtype.js';
 
 /** The LoRA layer's own slots that the wrapped layer's tensors move into. */

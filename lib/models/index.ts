@@ -7,5 +7,4 @@ export { Qwen2Model } from './qwen2/decoder.js';
 export { parseTextConfig, type TextConfig } from './qwen2/config.js';
 export { QwenVLForConditionalGeneration } from './qwen2_vl/model.js';
 export { ropeIndex } from './qwen2_vl/rope_index.js';
-export { windowLayout, patchPositions, imageSegments } from './qwen2_vl/vision_layout.js';
 export { InternVLChatModel, type InternVLOptions, type ImageFeatures } from './internvl/model.js';

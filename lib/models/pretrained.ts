@@ -11,7 +11,8 @@ import { checkCheckpointShapes } from './checkpoint_shapes.js';
 import { readConfig } from './config_schema.js';
 import type { ModelFamily } from './family.js';
 import { familyOf } from './registry.js';
-import { bnbQuantizationConfig, bnbStateDict, isQuantized, planQuantizedLoad, type QuantizationOptions, type QuantizedLoad } from '../quant/index.js';
+import { bnbQuantizationConfig, bnbStateDict, isQuantized, type QuantizationOptions } from '../quant/index.js';
+import { planQuantizedLoad, type QuantizedLoad } from '../quant/load.js';
 
 export interface PretrainedOptions {
   /** Parameter dtype (default float32, as transformers without torch_dtype). */

@@ -1,6 +1,6 @@
 // optim: optimizers with parameter groups and resumable state, LR schedules, gradient clipping.
 export {
-  Optimizer, checkOption, type GroupOptions, type NamedParameter, type ParamGroup, type ParamList, type ParamsArg,
+  Optimizer, type GroupOptions, type NamedParameter, type ParamGroup, type ParamList, type ParamsArg,
   type ParamState, type OptimizerState,
 } from './optimizer.js';
 export { AdamW, ADAMW_DEFAULTS, type AdamWOptions } from './adamw.js';

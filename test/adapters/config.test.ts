@@ -1,6 +1,7 @@
 // LoraConfig: PEFT's defaults, validation messages that name the key, and adapter_config.json both ways.
 import { describe, expect, it } from 'vitest';
-import { PEFT_FORMAT_VERSION, fromPeftJson, loraConfig, peftJsonText, toPeftJson } from '../../lib/adapters/index.js';
+import { PEFT_FORMAT_VERSION, fromPeftJson, loraConfig, toPeftJson } from '../../lib/adapters/index.js';
+import { peftJsonText } from '../../lib/internal.js';
 
 describe('LoraConfig', () => {
   it("has PEFT's defaults", () => {

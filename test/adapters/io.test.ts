@@ -7,7 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { fromPretrained, type CausalLM, type QwenVLForConditionalGeneration } from '../../lib/models/index.js';
-import { LoraLinear, adapterTensorName, getPeftModel, loadAdapter, type LoraConfigInput, type LoraModel } from '../../lib/adapters/index.js';
+import { LoraLinear, getPeftModel, loadAdapter, type LoraConfigInput, type LoraModel } from '../../lib/adapters/index.js';
+import { adapterTensorName } from '../../lib/internal.js';
 import { goldenDir, loadGolden } from '../models/golden.js';
 
 const dirs: string[] = [];

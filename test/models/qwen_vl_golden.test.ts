@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { KVCache } from '../../lib/nn/index.js';
-import { fromPretrained, QwenVLForConditionalGeneration, windowLayout } from '../../lib/models/index.js';
+import { fromPretrained, QwenVLForConditionalGeneration } from '../../lib/models/index.js';
+import { windowLayout } from '../../lib/internal.js';
 import { expectClose, goldenDir, greedyThroughCache, ints, loadGolden, type GoldenCase } from './golden.js';
 import { float32Bound } from '../tolerance.js';
 

@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { Linear } from '../../lib/nn/index.js';
-import { Linear4bit, pythonFloatRepr, quantStateJson } from '../../lib/quant/index.js';
+import { Linear4bit } from '../../lib/quant/index.js';
+import { pythonFloatRepr, quantStateJson } from '../../lib/internal.js';
 import { runPythonText } from '../peers/python.js';
 
 const F = torch.nn.functional;

@@ -9,9 +9,10 @@ import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { Linear } from '../../lib/nn/index.js';
 import { fromPretrained, savePretrained, type CausalLM, type ModelInputs } from '../../lib/models/index.js';
-import { LoraLinear, castAdapters, getPeftModel, type LoraModel } from '../../lib/adapters/index.js';
+import { LoraLinear, getPeftModel, type LoraModel } from '../../lib/adapters/index.js';
+import { castAdapters, parseQuantStateTensor } from '../../lib/internal.js';
 import { targetsFromLabels } from '../../lib/losses/index.js';
-import { Linear4bit, quantizeModel, parseQuantStateTensor } from '../../lib/quant/index.js';
+import { Linear4bit, quantizeModel } from '../../lib/quant/index.js';
 import { goldenDir, loadGolden } from '../models/golden.js';
 import { perturb } from '../adapters/helpers.js';
 
