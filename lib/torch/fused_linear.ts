@@ -31,55 +31,57 @@ interface Operands {
   targets: number;
 }
 
-const operands = (x: Tensor, weight: Tensor, bias: Tensor | null | undefined, targets: Tensor): Operands => ({
-  x: handleOf(x, 'x'),
-  weight: handleOf(weight, 'weight'),
-  bias: optionalHandle(bias, 'bias'),
-  targets: handleOf(targets, 'targets'),
+type Bias = Tensor | null | undefined;
+
+const operands = (op: string, x: Tensor, weight: Tensor, bias: Bias, targets: Tensor): Operands => ({
+  x: handleOf(x, 'x', op),
+  weight: handleOf(weight, 'weight', op),
+  bias: optionalHandle(bias, 'bias', op),
+  targets: handleOf(targets, 'targets', op),
 });
 
-function temperatureOf(value: unknown): number {
-  const t = checkNumber(value ?? 1, 'temperature');
-  if (!(t > 0)) throw new RangeError(`fused linear log-softmax: temperature must be > 0, got ${t}`);
+function temperatureOf(value: unknown, op: string): number {
+  const t = checkNumber(value ?? 1, 'temperature', op);
+  if (!(t > 0)) throw new RangeError(`${op}: temperature must be > 0, got ${t}`);
   return t;
 }
 
-function chunkRowsOf(value: unknown): number {
+function chunkRowsOf(value: unknown, op: string): number {
   const rows = value ?? 1024;
   if (!Number.isInteger(rows) || (rows as number) < 1) {
-    throw new RangeError(`Expected a positive integer for chunkRows but received ${String(rows)}`);
+    throw new RangeError(`${op}: expected a positive integer for chunkRows but received ${String(rows)}`);
   }
   return rows as number;
 }
 
-function gradFilterOf(value: unknown): number {
-  const filter = checkNumber(value ?? 0, 'gradFilter');
-  if (!(filter >= 0)) throw new RangeError(`Expected a number >= 0 for gradFilter but received ${filter}`);
+function gradFilterOf(value: unknown, op: string): number {
+  const filter = checkNumber(value ?? 0, 'gradFilter', op);
+  if (!(filter >= 0)) throw new RangeError(`${op}: expected a number >= 0 for gradFilter but received ${filter}`);
   return filter;
 }
 
-function expectShape(t: Tensor, name: string, shape: readonly number[]): void {
+function expectShape(t: Tensor, name: string, shape: readonly number[], op: string): void {
   const actual = t.shape;
   if (actual.length !== shape.length || actual.some((d, k) => d !== shape[k])) {
-    throw new RangeError(`Expected ${name} of shape [${shape.join(', ')}] but received [${actual.join(', ')}]`);
+    throw new RangeError(`${op}: expected ${name} of shape [${shape.join(', ')}] but received [${actual.join(', ')}]`);
   }
 }
 
-function expectDtype(t: Tensor, name: string, like: Tensor): void {
+function expectDtype(t: Tensor, name: string, like: Tensor, op: string): void {
   if (t.dtype !== like.dtype) {
-    throw new TypeError(`Expected ${name} of dtype ${like.dtype} (the hidden states') but received ${t.dtype}`);
+    throw new TypeError(`${op}: expected ${name} of dtype ${like.dtype} (the hidden states') but received ${t.dtype}`);
   }
 }
 
 // The [rows, V] logits buffer a chunk writes and its gradient call reads back.
-function checkScratch(scratch: Tensor, x: Tensor, weight: Tensor): void {
-  handleOf(scratch, 'scratch');
+function checkScratch(scratch: Tensor, x: Tensor, weight: Tensor, op: string): void {
+  handleOf(scratch, 'scratch', op);
   const [rows, vocab] = scratch.shape;
   if (scratch.ndim !== 2 || rows! < x.shape[0]! || vocab !== weight.shape[0]) {
     const expected = `[>= ${x.shape[0]}, ${weight.shape[0]}]`;
-    throw new RangeError(`Expected scratch of shape ${expected} but received [${scratch.shape.join(', ')}]`);
+    throw new RangeError(`${op}: expected scratch of shape ${expected} but received [${scratch.shape.join(', ')}]`);
   }
-  expectDtype(scratch, 'scratch', x);
+  expectDtype(scratch, 'scratch', x, op);
 }
 
 /**
@@ -93,10 +95,11 @@ export function linearLogprobs(
   targets: Tensor,
   options: LinearLogprobOptions = {},
 ): [Tensor, Tensor, Tensor] {
-  const h = operands(x, weight, bias, targets);
-  const temperature = temperatureOf(options.temperature);
-  const rows = chunkRowsOf(options.chunkRows);
-  const gradFilter = gradFilterOf(options.gradFilter);
+  const op = 'linearLogprobs';
+  const h = operands(op, x, weight, bias, targets);
+  const temperature = temperatureOf(options.temperature, op);
+  const rows = chunkRowsOf(options.chunkRows, op);
+  const gradFilter = gradFilterOf(options.gradFilter, op);
   const out = N.linearLogprobs(h.x, h.weight, h.bias, h.targets, temperature, rows, gradFilter) as number[];
   return out.map(wrap) as [Tensor, Tensor, Tensor];
 }
@@ -109,9 +112,10 @@ export function linearLogprobStats(
   targets: Tensor,
   options: Omit<LinearLogprobOptions, 'gradFilter'> = {},
 ): LinearLogprobStats {
-  const h = operands(x, weight, bias, targets);
-  const out = N.linearLogprobStats(h.x, h.weight, h.bias, h.targets, temperatureOf(options.temperature),
-    chunkRowsOf(options.chunkRows)) as number[];
+  const op = 'linearLogprobStats';
+  const h = operands(op, x, weight, bias, targets);
+  const out = N.linearLogprobStats(h.x, h.weight, h.bias, h.targets, temperatureOf(options.temperature, op),
+    chunkRowsOf(options.chunkRows, op)) as number[];
   return statsOf(out);
 }
 
@@ -132,9 +136,10 @@ export function linearLogprobStatsChunk(
   temperature: number,
   scratch: Tensor,
 ): LinearLogprobStats {
-  const h = operands(x, weight, bias, targets);
-  checkScratch(scratch, x, weight);
-  const t = temperatureOf(temperature);
+  const op = 'linearLogprobStatsChunk';
+  const h = operands(op, x, weight, bias, targets);
+  checkScratch(scratch, x, weight, op);
+  const t = temperatureOf(temperature, op);
   return statsOf(N.linearLogprobStatsChunk(h.x, h.weight, h.bias, h.targets, t, scratch.handle) as number[]);
 }
 
@@ -166,34 +171,31 @@ export function linearLogprobGradChunk(
   into: HeadGradients,
   gradFilter = 0,
 ): Tensor {
-  const h = operands(x, weight, null, targets);
-  checkScratch(scratch, x, weight);
+  const op = 'linearLogprobGradChunk';
+  const h = operands(op, x, weight, null, targets);
+  checkScratch(scratch, x, weight, op);
   const [rows, width] = x.shape as [number, number];
   const vocab = weight.shape[0]!;
-  const perToken = (t: Tensor | null | undefined, name: string): number => {
-    const handle = optionalHandle(t, name);
+  const buffer = (t: Tensor | null | undefined, name: string, shape: number[]): number => {
+    const handle = optionalHandle(t, name, op);
     if (t) {
-      expectShape(t, name, [rows]);
-      expectDtype(t, name, x);
+      expectShape(t, name, shape, op);
+      expectDtype(t, name, x, op);
     }
     return handle;
   };
-  expectShape(targets, 'targets', [rows]);
+  const perToken = (t: Tensor | null | undefined, name: string): number => buffer(t, name, [rows]);
+  expectShape(targets, 'targets', [rows], op);
   const [lse, entropy] = [perToken(stats.lse, 'stats.lse'), perToken(stats.entropy, 'stats.entropy')];
-  if (!lse || !entropy) throw invalidArgument('stats', 'the lse and entropy of linearLogprobStatsChunk', stats);
-  const gradWeight = handleOf(into.weight, 'into.weight');
-  expectShape(into.weight, 'into.weight', [vocab, width]);
-  expectDtype(into.weight, 'into.weight', x);
-  const gradBias = optionalHandle(into.bias, 'into.bias');
-  if (into.bias) {
-    expectShape(into.bias, 'into.bias', [vocab]);
-    expectDtype(into.bias, 'into.bias', x);
-  }
+  if (!lse || !entropy) throw invalidArgument('stats', 'the lse and entropy of linearLogprobStatsChunk', stats, op);
+  const gradWeight = handleOf(into.weight, 'into.weight', op);
+  buffer(into.weight, 'into.weight', [vocab, width]);
+  const gradBias = buffer(into.bias, 'into.bias', [vocab]);
   const upstream = [perToken(grads.logp, 'grads.logp'), perToken(grads.entropy, 'grads.entropy'),
     perToken(grads.meanLogit, 'grads.meanLogit')];
-  const t = temperatureOf(temperature);
+  const t = temperatureOf(temperature, op);
   return wrap(N.linearLogprobGradChunk(scratch.handle, h.x, h.weight, h.targets, t, lse, entropy, ...upstream,
-    gradWeight, gradBias, gradFilterOf(gradFilter)));
+    gradWeight, gradBias, gradFilterOf(gradFilter, op)));
 }
 
 /**
@@ -206,17 +208,20 @@ export function attachGradients(
   inputs: { x: Tensor; weight: Tensor; bias?: Tensor | null },
   grads: { x: Tensor; weight: Tensor; bias?: Tensor | null },
 ): Tensor {
-  const valueHandle = handleOf(value, 'value');
-  if (value.numel() !== 1) throw new RangeError(`Expected a one-element value but received shape [${value.shape}]`);
-  const x = handleOf(inputs.x, 'inputs.x');
-  const weight = handleOf(inputs.weight, 'inputs.weight');
-  const bias = optionalHandle(inputs.bias, 'inputs.bias');
-  const gradX = handleOf(grads.x, 'grads.x');
-  const gradWeight = handleOf(grads.weight, 'grads.weight');
-  const gradBias = optionalHandle(grads.bias, 'grads.bias');
-  if (!bias !== !gradBias) throw new TypeError('attachGradients: inputs.bias and grads.bias must be given together');
-  expectShape(grads.x, 'grads.x', inputs.x.shape);
-  expectShape(grads.weight, 'grads.weight', inputs.weight.shape);
-  if (inputs.bias && grads.bias) expectShape(grads.bias, 'grads.bias', inputs.bias.shape);
+  const op = 'attachGradients';
+  const valueHandle = handleOf(value, 'value', op);
+  if (value.numel() !== 1) {
+    throw new RangeError(`${op}: expected a one-element value but received shape [${value.shape}]`);
+  }
+  const x = handleOf(inputs.x, 'inputs.x', op);
+  const weight = handleOf(inputs.weight, 'inputs.weight', op);
+  const bias = optionalHandle(inputs.bias, 'inputs.bias', op);
+  const gradX = handleOf(grads.x, 'grads.x', op);
+  const gradWeight = handleOf(grads.weight, 'grads.weight', op);
+  const gradBias = optionalHandle(grads.bias, 'grads.bias', op);
+  if (!bias !== !gradBias) throw new TypeError(`${op}: inputs.bias and grads.bias must be given together`);
+  expectShape(grads.x, 'grads.x', inputs.x.shape, op);
+  expectShape(grads.weight, 'grads.weight', inputs.weight.shape, op);
+  if (inputs.bias && grads.bias) expectShape(grads.bias, 'grads.bias', inputs.bias.shape, op);
   return wrap(N.attachGradients(valueHandle, x, weight, bias, gradX, gradWeight, gradBias));
 }

@@ -35,7 +35,7 @@ describe('torch.linearLogprob*: argument checks', () => {
   it('non-tensors, disposed tensors and bad options are refused before the addon', () => {
     torch.tidy(() => {
       const { x, weight, bias, targets } = operands();
-      expect(() => torch.linearLogprobStats(x, [1, 2] as never, bias, targets)).toThrow(/Expected a Tensor for weight/);
+      expect(() => torch.linearLogprobStats(x, [1, 2] as never, bias, targets)).toThrow(/linearLogprobStats: expected a Tensor for weight/);
       const gone = x.clone();
       gone.dispose();
       expect(() => torch.linearLogprobStats(gone, weight, bias, targets)).toThrow(/x: the tensor was disposed/);
