@@ -10,9 +10,6 @@ namespace {
 
 std::string argName(size_t i) { return "argument " + std::to_string(i); }
 
-[[noreturn]] void typeError(const Info& info, size_t i, const char* expected) {
-  throw Napi::TypeError::New(info.Env(), argName(i) + ": expected " + expected);
-}
 
 napi_valuetype typeAt(const Info& info, size_t i) {
   napi_valuetype type = napi_undefined;
@@ -26,12 +23,20 @@ constexpr int64_t kExternalReportThreshold = 1 << 20;
 
 }  // namespace
 
+void argumentTypeError(const Info& info, size_t i, const std::string& expected) {
+  throw ArgumentError(Napi::TypeError::New(info.Env(), argName(i) + ": expected " + expected), true);
+}
+
+void argumentError(const Info& info, size_t i, const std::string& problem) {
+  throw ArgumentError(Napi::Error::New(info.Env(), argName(i) + ": " + problem), false);
+}
+
 at::Tensor& tensorAt(const Info& info, size_t i) {
   uint32_t id = 0;
-  if (napi_get_value_uint32(info.Env(), info[i], &id) != napi_ok) typeError(info, i, "a tensor");
+  if (napi_get_value_uint32(info.Env(), info[i], &id) != napi_ok) argumentTypeError(info, i, "a tensor");
   at::Tensor* t = tensors().find(id);
   if (t == nullptr) {
-    throw Napi::Error::New(info.Env(), argName(i) + ": the tensor was disposed and cannot be used");
+    argumentError(info, i, "the tensor was disposed and cannot be used");
   }
   return *t;
 }
@@ -40,27 +45,27 @@ c10::optional<at::Tensor> optionalTensorAt(const Info& info, size_t i) {
   const napi_valuetype type = typeAt(info, i);
   if (type == napi_undefined || type == napi_null) return c10::nullopt;
   uint32_t id = 0;
-  if (napi_get_value_uint32(info.Env(), info[i], &id) != napi_ok) typeError(info, i, "a tensor or none");
+  if (napi_get_value_uint32(info.Env(), info[i], &id) != napi_ok) argumentTypeError(info, i, "a tensor or none");
   if (id == 0) return c10::nullopt;
   return tensorAt(info, i);
 }
 
 std::vector<at::Tensor> tensorsAt(const Info& info, size_t i, bool zeroIsNone) {
   const char* expected = zeroIsNone ? "an array of tensors or 0" : "an array of tensors";
-  if (!info[i].IsArray()) typeError(info, i, expected);
+  if (!info[i].IsArray()) argumentTypeError(info, i, expected);
   Napi::Array array = info[i].As<Napi::Array>();
   std::vector<at::Tensor> out;
   out.reserve(array.Length());
   for (uint32_t k = 0; k < array.Length(); ++k) {
     uint32_t id = 0;
-    if (napi_get_value_uint32(info.Env(), array.Get(k), &id) != napi_ok) typeError(info, i, expected);
+    if (napi_get_value_uint32(info.Env(), array.Get(k), &id) != napi_ok) argumentTypeError(info, i, expected);
     if (id == 0 && zeroIsNone) {
       out.emplace_back();  // undefined: "no tensor here"
       continue;
     }
     at::Tensor* t = tensors().find(id);
     if (t == nullptr) {
-      throw Napi::Error::New(info.Env(), argName(i) + "[" + std::to_string(k) + "]: the tensor was disposed");
+      argumentError(info, i, "entry " + std::to_string(k) + " is a disposed tensor");
     }
     out.push_back(*t);
   }
@@ -69,13 +74,13 @@ std::vector<at::Tensor> tensorsAt(const Info& info, size_t i, bool zeroIsNone) {
 
 double numberAt(const Info& info, size_t i) {
   double v = 0;
-  if (napi_get_value_double(info.Env(), info[i], &v) != napi_ok) typeError(info, i, "a number");
+  if (napi_get_value_double(info.Env(), info[i], &v) != napi_ok) argumentTypeError(info, i, "a number");
   return v;
 }
 
 int64_t intAt(const Info& info, size_t i) {
   const double v = numberAt(info, i);
-  if (!std::isfinite(v) || std::floor(v) != v) typeError(info, i, "an integer");
+  if (!std::isfinite(v) || std::floor(v) != v) argumentTypeError(info, i, "an integer");
   return static_cast<int64_t>(v);
 }
 
@@ -87,24 +92,24 @@ c10::optional<int64_t> optionalIntAt(const Info& info, size_t i) {
 
 bool boolAt(const Info& info, size_t i) {
   bool v = false;
-  if (napi_get_value_bool(info.Env(), info[i], &v) != napi_ok) typeError(info, i, "a boolean");
+  if (napi_get_value_bool(info.Env(), info[i], &v) != napi_ok) argumentTypeError(info, i, "a boolean");
   return v;
 }
 
 std::string stringAt(const Info& info, size_t i) {
-  if (!info[i].IsString()) typeError(info, i, "a string");
+  if (!info[i].IsString()) argumentTypeError(info, i, "a string");
   return info[i].As<Napi::String>().Utf8Value();
 }
 
 std::vector<int64_t> intsAt(const Info& info, size_t i) {
-  if (!info[i].IsArray()) typeError(info, i, "an array of integers");
+  if (!info[i].IsArray()) argumentTypeError(info, i, "an array of integers");
   Napi::Array array = info[i].As<Napi::Array>();
   std::vector<int64_t> out(array.Length());
   for (uint32_t k = 0; k < array.Length(); ++k) {
     double v = 0;
     if (napi_get_value_double(info.Env(), array.Get(k), &v) != napi_ok || !std::isfinite(v) ||
         std::floor(v) != v) {
-      typeError(info, i, "an array of integers");
+      argumentTypeError(info, i, "an array of integers");
     }
     out[k] = static_cast<int64_t>(v);
   }
@@ -124,7 +129,7 @@ at::ScalarType dtypeAt(const Info& info, size_t i) {
     case at::kInt: case at::kShort: case at::kChar: case at::kByte: case at::kBool:
       return static_cast<at::ScalarType>(code);
     default:
-      throw Napi::TypeError::New(info.Env(), argName(i) + ": unknown dtype code " + std::to_string(code));
+      argumentTypeError(info, i, "a dtype code, not " + std::to_string(code));
   }
 }
 
@@ -139,7 +144,7 @@ c10::Device deviceAt(const Info& info, size_t i) {
   try {
     return c10::Device(name);
   } catch (const c10::Error&) {
-    throw Napi::TypeError::New(info.Env(), argName(i) + ": invalid device '" + name + "'");
+    argumentTypeError(info, i, "a device, not '" + name + "'");
   }
 }
 
@@ -212,6 +217,12 @@ std::string trimmed(std::string s) {
   return s;
 }
 }  // namespace
+
+void rethrowWithOpName(const Info& info, const char* op, const ArgumentError& error) {
+  const std::string message = std::string(op) + ": " + error.Message();
+  if (error.isTypeError()) throw Napi::TypeError::New(info.Env(), message);
+  throw Napi::Error::New(info.Env(), message);
+}
 
 void rethrowAsJs(const Info& info, const char* op, std::initializer_list<size_t> tensorArgs) {
   const Napi::Env env = info.Env();

@@ -10,6 +10,7 @@
 
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tensor_table.h"
@@ -19,6 +20,21 @@ namespace vlalign {
 using Info = Napi::CallbackInfo;
 
 // ---- argument unpacking -------------------------------------------------------------------------
+
+// An argument that could not be unpacked ("argument 1: expected an integer"). guard() rethrows it
+// with the op's name in front; outside a guard it reaches JS as the plain TypeError / Error it is.
+class ArgumentError : public Napi::Error {
+ public:
+  ArgumentError(Napi::Error error, bool typeError) : Napi::Error(std::move(error)), typeError_(typeError) {}
+  bool isTypeError() const { return typeError_; }
+
+ private:
+  bool typeError_;
+};
+
+// "argument <i>: expected <what>" as a TypeError, and "argument <i>: <problem>" as an Error.
+[[noreturn]] void argumentTypeError(const Info& info, size_t i, const std::string& expected);
+[[noreturn]] void argumentError(const Info& info, size_t i, const std::string& problem);
 
 at::Tensor& tensorAt(const Info& info, size_t i);
 c10::optional<at::Tensor> optionalTensorAt(const Info& info, size_t i);  // 0, null, undefined: none
@@ -65,14 +81,17 @@ std::string describeTensors(const Info& info, std::initializer_list<size_t> tens
 // backtrace. When `tensorArgs` is given, the shapes of those arguments are appended, so a shape
 // mismatch names both shapes.
 [[noreturn]] void rethrowAsJs(const Info& info, const char* op, std::initializer_list<size_t> tensorArgs);
+[[noreturn]] void rethrowWithOpName(const Info& info, const char* op, const ArgumentError& error);
 
 template <class Body>
 inline Napi::Value guard(const Info& info, const char* op, Body&& body,
                          std::initializer_list<size_t> tensorArgs = {}) {
   try {
     return body();
+  } catch (const ArgumentError& e) {
+    rethrowWithOpName(info, op, e);
   } catch (const Napi::Error&) {
-    throw;
+    throw;  // an exception from a JS callback: passed on as it was
   } catch (...) {
     rethrowAsJs(info, op, tensorArgs);
   }

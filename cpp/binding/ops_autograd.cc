@@ -151,7 +151,7 @@ Napi::Value functionWithBackward(const Info& info) {
     const std::vector<at::Tensor> inputs = tensorsAt(info, 0);
     std::vector<at::Tensor> outputs = tensorsAt(info, 1);
     std::vector<at::Tensor> saved = tensorsAt(info, 2);
-    if (!info[3].IsFunction()) throw Napi::TypeError::New(info.Env(), "argument 3: expected a function");
+    if (!info[3].IsFunction()) argumentTypeError(info, 3, "a function");
     const bool always = boolAt(info, 4);
     for (at::Tensor& out : outputs) out = out.detach();
     if (!at::GradMode::is_enabled() || !(always || torch::autograd::any_variable_requires_grad(inputs))) {

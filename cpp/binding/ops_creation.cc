@@ -30,7 +30,7 @@ Napi::Value FromBytes(const Info& info) {
       data = buffer.Data();
       length = buffer.ByteLength();
     } else {
-      throw Napi::TypeError::New(info.Env(), "argument 0: expected a typed array, Buffer or ArrayBuffer");
+      argumentTypeError(info, 0, "a typed array, Buffer or ArrayBuffer");
     }
     const at::ScalarType dtype = dtypeAt(info, 1);
     const std::vector<int64_t> shape = intsAt(info, 2);
@@ -77,7 +77,7 @@ void releaseBufferRef(void* context) {
 // fromBuffer(view, dtype, shape): shares the bytes of a typed array or Buffer (aligned to dtype).
 Napi::Value FromBuffer(const Info& info) {
   return guard(info, "frombuffer", [&] {
-    if (!info[0].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "argument 0: expected a typed array or Buffer");
+    if (!info[0].IsTypedArray()) argumentTypeError(info, 0, "a typed array or Buffer");
     Napi::TypedArray view = info[0].As<Napi::TypedArray>();
     Napi::ArrayBuffer buffer = view.ArrayBuffer();
     const at::ScalarType dtype = dtypeAt(info, 1);

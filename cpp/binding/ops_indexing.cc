@@ -51,7 +51,7 @@ Napi::Value indexAdd(const Info& info) {
 // Advanced indexing: one entry per leading dim, 0 meaning "all of this dim" (Python's `:`).
 c10::List<c10::optional<at::Tensor>> indicesAt(const Info& info, size_t i) {
   if (!info[i].IsArray())
-    throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + ": expected an array of indices");
+    argumentTypeError(info, i, "an array of indices");
   Napi::Array array = info[i].As<Napi::Array>();
   c10::List<c10::optional<at::Tensor>> out;
   for (uint32_t k = 0; k < array.Length(); ++k) {

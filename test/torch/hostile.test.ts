@@ -29,12 +29,12 @@ describe('tensor handles cannot be forged', () => {
       const y = x.mul(2).sum();
       expect(torch.Tensor.isTensor(fake)).toBe(false);
       expect(torch.Tensor.isTensor(x)).toBe(true);
-      expect(() => y.backward(fake)).toThrow(/Expected a Tensor for gradient/);
+      expect(() => y.backward(fake)).toThrow(/^backward: expected a Tensor for gradient/);
       const state = torch.quantize4bit(torch.ones([2, 64]));
       expect(() => torch.linear4bit(torch.ones([1, 64]), state, fake)).toThrow(/Expected a Tensor for bias/);
-      expect(() => x.add(fake)).toThrow(/Expected a Tensor for other/);
-      expect(() => torch.cat([x, fake])).toThrow(/Expected a Tensor for tensors\[1\]/);
-      expect(() => torch.where(x.gt(0), fake, x)).toThrow(/Expected a Tensor for input/);
+      expect(() => x.add(fake)).toThrow(/^add: expected a Tensor for other/);
+      expect(() => torch.cat([x, fake])).toThrow(/^cat: expected a Tensor for tensors\[1\]/);
+      expect(() => torch.where(x.gt(0), fake, x)).toThrow(/^where: expected a Tensor for input/);
       // Methods called on the look-alike fail as JS errors, never reaching the addon.
       expect(() => fake.add(x)).toThrow(TypeError);
       expect(() => fake.handle).toThrow(TypeError);
@@ -153,5 +153,68 @@ describe('creation options', () => {
   it('options that are not an object are named as options, not as the shape', () => {
     expect(() => torch.zeros([2, 3], 'float64' as never)).toThrow(/for options but received 'float64'/);
     expect(() => torch.zeros([2, 3], null as never)).toThrow(/for options but received null/);
+  });
+});
+
+// ---- every op error starts with the op's name -----------------------------------------------------
+
+describe('op errors name the op', () => {
+  const F = torch.nn.functional;
+  const bad = (value: unknown): never => value as never;
+  // [op, call]: each call fails on a disposed tensor or an argument of the wrong type, checked in
+  // lib/torch (the JS cases) or while the addon unpacks its arguments (the native cases).
+  const cases: Array<[string, (x: Tensor, gone: Tensor) => unknown]> = [
+    ['add', (x) => x.add(bad('x'))],
+    ['add', (x, gone) => x.add(gone)],
+    ['mul', (x) => x.mul(bad({}))],
+    ['sub', (x) => x.sub(bad(null), 2)],
+    ['add_', (x) => x.add_(bad('1'))],
+    ['cat', (x) => torch.cat([x, bad(1)])],
+    ['stack', (x) => torch.stack(bad(x))],
+    ['view', (x) => x.view(bad('a'))],
+    ['sum', (x) => x.sum(bad('x'))],
+    ['gather', (x) => x.gather(0, bad([0]))],
+    ['unsqueeze', (x) => x.unsqueeze(0.5)],
+    ['topk', (x) => x.topk(1.5)],
+    ['requiresGrad_', (x) => x.requiresGrad_(bad(1))],
+    ['matmul', (x, gone) => x.matmul(gone)],
+    ['conv2d', () => F.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2), null, { stride: bad('a') })],
+    ['crossEntropy', (x) => F.crossEntropy(x, torch.tensor([0, 1]), { reduction: bad('avg') })],
+    ['layerNorm', (x) => F.layerNorm(x, [3], null, null, bad('1e-5'))],
+    ['linear', (x) => F.linear(x, bad('w'))],
+    ['scaledDotProductAttention', (x, gone) => F.scaledDotProductAttention(x, x, gone)],
+    // Disposed receivers and unchecked scalars reach the addon, which names the op itself.
+    ['add', (x, gone) => gone.add(x)],
+    ['exp', (_x, gone) => gone.exp()],
+    ['sum', (_x, gone) => gone.sum()],
+    ['softmax', (x) => x.softmax(bad('a'))],
+    ['transpose', (x) => x.transpose(bad('0'), 1)],
+    ['narrow', (x) => x.narrow(0, bad('a'), 1)],
+  ];
+
+  it.each(cases)('%s', (op, call) => {
+    torch.tidy(() => {
+      const x = torch.ones(2, 3);
+      const gone = torch.ones(2, 3);
+      gone.dispose();
+      let message = '';
+      try {
+        call(x, gone);
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message).toMatch(new RegExp(`^${op}: `));
+    });
+  });
+
+  it('an exception thrown by a JS backward callback passes through unprefixed', () => {
+    const f = torch.autograd.functionWithBackward;
+    const x = torch.ones([2], { requiresGrad: true });
+    const [y] = f([x], () => [x.mul(2)], () => {
+      throw new RangeError('from the callback');
+    });
+    expect(() => y!.sum().backward()).toThrow(/^from the callback$/);
+    x.dispose();
+    y!.dispose();
   });
 });
