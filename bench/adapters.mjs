@@ -16,23 +16,42 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 import { torch, optim, models, nn } from 'vlalign';
-import { intFlag, median, parseFlags, printJsonLine, procStatus, resetPeak, runPythonPeer, sig, table, timeOnce } from './lib/report.mjs';
-
+import {
+  intFlag,
+  median,
+  parseFlags,
+  printJsonLine,
+  procStatus,
+  resetPeak,
+  runPythonPeer,
+  sig,
+  table,
+  timeOnce,
+} from './lib/report.mjs';
 
 const flags = parseFlags();
 const quick = flags.get('quick') === 'true';
 const threads = intFlag(flags, 'threads', 2);
 const reps = intFlag(flags, 'reps', quick ? 3 : 5);
 const adamwMillions = Number(flags.get('adamw-params') ?? (quick ? 20 : 50));
-const DIM = 4096, TOKENS = 512, RANK = 16, ALPHA = 32;
+const DIM = 4096,
+  TOKENS = 512,
+  RANK = 16,
+  ALPHA = 32;
 
 torch.setNumThreads(threads);
 
 // (a) ---------------------------------------------------------------------------------------------
 function nf4Bytes(doubleQuant) {
   return torch.tidy(() => {
-    const state = torch.quantize4bit(torch.randn([DIM, DIM]).mul(DIM ** -0.5), { quantType: 'nf4', blocksize: 64, doubleQuant });
-    const parts = [state.packed, state.absmax, state.nestedAbsmax, state.nestedCode, state.offset, state.code].filter((t) => t);
+    const state = torch.quantize4bit(torch.randn([DIM, DIM]).mul(DIM ** -0.5), {
+      quantType: 'nf4',
+      blocksize: 64,
+      doubleQuant,
+    });
+    const parts = [state.packed, state.absmax, state.nestedAbsmax, state.nestedCode, state.offset, state.code].filter(
+      (t) => t,
+    );
     const bytes = parts.reduce((n, t) => n + t.numel() * { uint8: 1, float32: 4 }[t.dtype], 0);
     return bytes / (DIM * DIM);
   });
@@ -42,19 +61,29 @@ function nf4Bytes(doubleQuant) {
 // The LoRA linear of PEFT: y = base(x) + s·B(A x); base frozen, A, B and x (from the layer below) train.
 function loraStep(base) {
   torch.manualSeed(0);
-  const a = torch.rand([RANK, DIM]).mul(2).sub(1).mul(DIM ** -0.5).requiresGrad_(true).keep();
+  const a = torch
+    .rand([RANK, DIM])
+    .mul(2)
+    .sub(1)
+    .mul(DIM ** -0.5)
+    .requiresGrad_(true)
+    .keep();
   const b = torch.randn([DIM, RANK]).mul(0.01).requiresGrad_(true).keep();
   const x = torch.randn([TOKENS, DIM]).requiresGrad_(true).keep();
   const F = torch.nn.functional;
-  return () => torch.tidy(() => {
-    for (const t of [x, a, b]) t.grad = null;
-    const y = base(x).add(F.linear(F.linear(x, a), b).mul(ALPHA / RANK));
-    y.sum().backward();
-  });
+  return () =>
+    torch.tidy(() => {
+      for (const t of [x, a, b]) t.grad = null;
+      const y = base(x).add(F.linear(F.linear(x, a), b).mul(ALPHA / RANK));
+      y.sum().backward();
+    });
 }
 
 function loraTimes() {
-  const weight = torch.randn([DIM, DIM]).mul(DIM ** -0.5).keep();
+  const weight = torch
+    .randn([DIM, DIM])
+    .mul(DIM ** -0.5)
+    .keep();
   const state = torch.quantize4bit(weight, { quantType: 'nf4', blocksize: 64, doubleQuant: true });
   // Interleaved reps, so load from elsewhere falls on both variants alike.
   const steps = [loraStep((x) => torch.nn.functional.linear(x, weight)), loraStep((x) => torch.linear4bit(x, state))];
@@ -64,8 +93,17 @@ function loraTimes() {
 }
 
 // (c) ---------------------------------------------------------------------------------------------
-const SMALL = { model_type: 'qwen2', vocab_size: 8192, hidden_size: 512, intermediate_size: 1408, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 2 };
-const BATCH = 4, SEQ = 512;
+const SMALL = {
+  model_type: 'qwen2',
+  vocab_size: 8192,
+  hidden_size: 512,
+  intermediate_size: 1408,
+  num_hidden_layers: 8,
+  num_attention_heads: 8,
+  num_key_value_heads: 2,
+};
+const BATCH = 4,
+  SEQ = 512;
 
 function trainingStepMemory(checkpointing) {
   torch.manualSeed(0);
@@ -73,11 +111,12 @@ function trainingStepMemory(checkpointing) {
   nn.initWeights(model);
   model.train().gradientCheckpointing_(checkpointing);
   const ids = torch.randint(0, SMALL.vocab_size, [BATCH, SEQ]).keep();
-  const step = () => torch.tidy(() => {
-    model.zeroGrad();
-    const logits = model.forward({ inputIds: ids }).logits;
-    torch.nn.functional.crossEntropy(logits.view([-1, SMALL.vocab_size]), ids.view([-1])).backward();
-  });
+  const step = () =>
+    torch.tidy(() => {
+      model.zeroGrad();
+      const logits = model.forward({ inputIds: ids }).logits;
+      torch.nn.functional.crossEntropy(logits.view([-1, SMALL.vocab_size]), ids.view([-1])).backward();
+    });
   step(); // warm-up: allocator, BLAS, gradients allocated
   model.zeroGrad();
   const before = procStatus();
@@ -89,7 +128,11 @@ function trainingStepMemory(checkpointing) {
 }
 
 function childMemory(mode) {
-  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', mode, '--threads', String(threads)], { encoding: 'utf8' });
+  const child = spawnSync(
+    process.execPath,
+    [fileURLToPath(import.meta.url), '--child', mode, '--threads', String(threads)],
+    { encoding: 'utf8' },
+  );
   if (child.status !== 0) throw new Error(`child ${mode} failed:\n${child.stderr}`);
   return JSON.parse(child.stdout.trim().split('\n').pop());
 }
@@ -100,7 +143,12 @@ function decoderShapes(total) {
   const layer = [[h, h], [h / 4, h], [h / 4, h], [h, h], [i, h], [i, h], [h, i], [h], [h]];
   const shapes = [];
   let n = 0;
-  while (n < total) for (const s of layer) (shapes.push(s), (n += s.reduce((a, b) => a * b, 1)));
+  while (n < total) {
+    for (const s of layer) {
+      shapes.push(s);
+      n += s.reduce((a, b) => a * b, 1);
+    }
+  }
   return shapes;
 }
 
@@ -119,7 +167,7 @@ function adamwStepTimes() {
 }
 
 if (flags.has('child')) {
-    console.log(JSON.stringify(trainingStepMemory(flags.get('child') === 'checkpointing')));
+  console.log(JSON.stringify(trainingStepMemory(flags.get('child') === 'checkpointing')));
   process.exit(0);
 }
 torch.setNumThreads(threads);
@@ -132,26 +180,68 @@ const lora = loraTimes();
 const plain = childMemory('plain');
 const ckpt = childMemory('checkpointing');
 const adamw = adamwStepTimes();
-const peer = runPythonPeer(fileURLToPath(new URL('./peers/adapters.py', import.meta.url)),
-  ['--threads', String(threads), '--reps', String(reps), '--adamw-params', String(adamwMillions)]);
+const peer = runPythonPeer(fileURLToPath(new URL('./peers/adapters.py', import.meta.url)), [
+  '--threads',
+  String(threads),
+  '--reps',
+  String(reps),
+  '--adamw-params',
+  String(adamwMillions),
+]);
 
 const qloraTimeRatio = lora.qlora / lora.fp32;
 const adamwTimeRatio = adamw.seconds / peer.adamw_s;
 const checkpointMemoryRatio = ckpt.extraMb / plain.extraMb;
-console.log(table(['measure', 'vlalign', 'PyTorch', 'ratio', 'target'], [
-  ['(a) NF4 + double quant, bytes / param', sig(bytesNf4), '-', '-', '<= 0.52'],
-  ['    NF4 without double quant', sig(bytesNf4Plain), '-', '-', '-'],
-  ['(b) LoRA linear 4096² x 512, fp32 base, fwd+bwd s', sig(lora.fp32), sig(peer.lora_fp32_s), `${sig(lora.fp32 / peer.lora_fp32_s)}x`, '-'],
-  ['    QLoRA (NF4 base), fwd+bwd s', sig(lora.qlora), '-', `${sig(qloraTimeRatio)}x of fp32`, '<= 1.5x'],
-  ['(c) training step extra MB, plain', sig(plain.extraMb), '-', '-', '-'],
-  ['    with gradient checkpointing', sig(ckpt.extraMb), '-', `${sig(checkpointMemoryRatio)}x of plain`, '-'],
-  ['    step s plain / checkpointed', `${sig(plain.seconds)} / ${sig(ckpt.seconds)}`, '-', `${sig(ckpt.seconds / plain.seconds)}x`, '-'],
-  [`(d) AdamW step, ${(adamw.count / 1e6).toFixed(1)}M params, s`, sig(adamw.seconds), sig(peer.adamw_s), `${sig(adamwTimeRatio)}x`, '<= 1.0x'],
-]));
-console.log(`(${threads} threads; small decoder: hidden 512, 8 layers, batch ${BATCH}x${SEQ}; total ${((Date.now() - started) / 1000).toFixed(0)} s)`);
+console.log(
+  table(
+    ['measure', 'vlalign', 'PyTorch', 'ratio', 'target'],
+    [
+      ['(a) NF4 + double quant, bytes / param', sig(bytesNf4), '-', '-', '<= 0.52'],
+      ['    NF4 without double quant', sig(bytesNf4Plain), '-', '-', '-'],
+      [
+        '(b) LoRA linear 4096² x 512, fp32 base, fwd+bwd s',
+        sig(lora.fp32),
+        sig(peer.lora_fp32_s),
+        `${sig(lora.fp32 / peer.lora_fp32_s)}x`,
+        '-',
+      ],
+      ['    QLoRA (NF4 base), fwd+bwd s', sig(lora.qlora), '-', `${sig(qloraTimeRatio)}x of fp32`, '<= 1.5x'],
+      ['(c) training step extra MB, plain', sig(plain.extraMb), '-', '-', '-'],
+      ['    with gradient checkpointing', sig(ckpt.extraMb), '-', `${sig(checkpointMemoryRatio)}x of plain`, '-'],
+      [
+        '    step s plain / checkpointed',
+        `${sig(plain.seconds)} / ${sig(ckpt.seconds)}`,
+        '-',
+        `${sig(ckpt.seconds / plain.seconds)}x`,
+        '-',
+      ],
+      [
+        `(d) AdamW step, ${(adamw.count / 1e6).toFixed(1)}M params, s`,
+        sig(adamw.seconds),
+        sig(peer.adamw_s),
+        `${sig(adamwTimeRatio)}x`,
+        '<= 1.0x',
+      ],
+    ],
+  ),
+);
+console.log(
+  `(${threads} threads; small decoder: hidden 512, 8 layers, batch ${BATCH}x${SEQ}; total ${((Date.now() - started) / 1000).toFixed(0)} s)`,
+);
 printJsonLine({
-  bench: 'adapters', threads, nf4BytesPerParam: bytesNf4, nf4BytesPerParamNoDoubleQuant: bytesNf4Plain,
-  qloraSeconds: lora.qlora, loraFp32Seconds: lora.fp32, peerLoraFp32Seconds: peer.lora_fp32_s, qloraTimeRatio,
-  plainStepExtraMb: plain.extraMb, checkpointStepExtraMb: ckpt.extraMb, checkpointMemoryRatio,
-  adamwSeconds: adamw.seconds, peerAdamwSeconds: peer.adamw_s, adamwParams: adamw.count, adamwTimeRatio,
+  bench: 'adapters',
+  threads,
+  nf4BytesPerParam: bytesNf4,
+  nf4BytesPerParamNoDoubleQuant: bytesNf4Plain,
+  qloraSeconds: lora.qlora,
+  loraFp32Seconds: lora.fp32,
+  peerLoraFp32Seconds: peer.lora_fp32_s,
+  qloraTimeRatio,
+  plainStepExtraMb: plain.extraMb,
+  checkpointStepExtraMb: ckpt.extraMb,
+  checkpointMemoryRatio,
+  adamwSeconds: adamw.seconds,
+  peerAdamwSeconds: peer.adamw_s,
+  adamwParams: adamw.count,
+  adamwTimeRatio,
 });

@@ -24,7 +24,19 @@ import { fileURLToPath } from 'node:url';
 
 import { losses, torch } from 'vlalign';
 import { native } from 'vlalign/internal';
-import { intFlag, median, parseFlags, printJsonLine, runPythonPeer, runNodeScript, sig, table, procStatus, resetPeak, secondsSince } from './lib/report.mjs';
+import {
+  intFlag,
+  median,
+  parseFlags,
+  printJsonLine,
+  runPythonPeer,
+  runNodeScript,
+  sig,
+  table,
+  procStatus,
+  resetPeak,
+  secondsSince,
+} from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
@@ -51,8 +63,14 @@ function runChild() {
   const weight = torch.randn([V, H], { dtype: 'float32' });
   weight.mul_(Number(flags.get('logit-scale') ?? 1) / Math.sqrt(H));
   const labels = torch.randint(0, V, [2 * P, T]);
-  const refChosenLogps = torch.randn([P], { dtype: 'float32' }).mul_(10).sub_(T * Math.log(V));
-  const refRejectedLogps = torch.randn([P], { dtype: 'float32' }).mul_(10).sub_(T * Math.log(V));
+  const refChosenLogps = torch
+    .randn([P], { dtype: 'float32' })
+    .mul_(10)
+    .sub_(T * Math.log(V));
+  const refRejectedLogps = torch
+    .randn([P], { dtype: 'float32' })
+    .mul_(10)
+    .sub_(T * Math.log(V));
   hidden.requiresGrad_(true);
   weight.requiresGrad_(true);
   const inputs = torch.tidy(() => ({
@@ -66,7 +84,14 @@ function runChild() {
   const filter = flags.get('grad-filter');
   const gradFilter = filter === undefined ? {} : { gradFilter: filter === 'auto' ? 'auto' : Number(filter) };
   // Current TRL's mix (no running-mean shift), as the peer computes it.
-  const loss = new losses.PreferenceLoss({ ...losses.MPO, trlVersion: 'current', beta: 0.1, implementation: variant, chunkSize, ...gradFilter });
+  const loss = new losses.PreferenceLoss({
+    ...losses.MPO,
+    trlVersion: 'current',
+    beta: 0.1,
+    implementation: variant,
+    chunkSize,
+    ...gradFilter,
+  });
   const batch = { hidden, targets: labels, refChosenLogps, refRejectedLogps };
   const head = { weight };
   const step = () => {
@@ -151,12 +176,17 @@ function runParent() {
   const T = intFlag(flags, 'tokens', 128);
   const bigH = intFlag(flags, 'hidden', 896);
   const toyH = intFlag(flags, 'toy-hidden', 64);
-  const sweep = String(flags.get('sweep') ?? '256,512,1024,2048').split(',').map(Number);
+  const sweep = String(flags.get('sweep') ?? '256,512,1024,2048')
+    .split(',')
+    .map(Number);
   if (reps < 5 || toyReps < 5) throw new Error('--reps and --toy-reps must be at least 5');
-  if (sweep.some((c) => !Number.isInteger(c) || c <= 0)) throw new Error(`--sweep expects positive integers, got ${flags.get('sweep')}`);
+  if (sweep.some((c) => !Number.isInteger(c) || c <= 0))
+    throw new Error(`--sweep expects positive integers, got ${flags.get('sweep')}`);
   const N = 2 * P * T;
   const logitScale = Number(flags.get('logit-scale') ?? 1);
-  const common = ['--vocab', V, '--pairs', P, '--tokens', T, '--threads', threads, '--logit-scale', logitScale].map(String);
+  const common = ['--vocab', V, '--pairs', P, '--tokens', T, '--threads', threads, '--logit-scale', logitScale].map(
+    String,
+  );
 
   const measure = (kind, hidden, chunkSize, repCount) => {
     const args = [...common, '--hidden', String(hidden), '--reps', String(repCount)];
@@ -173,12 +203,17 @@ function runParent() {
   const record = (key, r) => {
     if (!results.has(key)) results.set(key, []);
     results.get(key).push(r);
-    log(`  ${key.padEnd(22)} step ${r.stepS.toFixed(3)} s (cold ${r.coldStepS.toFixed(2)} s), extra ${r.extraMb.toFixed(0)} MB, ` +
-      `loss ${r.loss.toPrecision(8)}  [${seconds(started).toFixed(0)} s]`);
+    log(
+      `  ${key.padEnd(22)} step ${r.stepS.toFixed(3)} s (cold ${r.coldStepS.toFixed(2)} s), extra ${r.extraMb.toFixed(0)} MB, ` +
+        `loss ${r.loss.toPrecision(8)}  [${seconds(started).toFixed(0)} s]`,
+    );
   };
   const kinds = ['fused', 'eager', 'python'];
   const keyOf = (kind, hidden, chunkSize) => (kind === 'fused' ? `fused@${hidden}/${chunkSize}` : `${kind}@${hidden}`);
-  for (const [hidden, repCount] of [[bigH, reps], [toyH, toyReps]]) {
+  for (const [hidden, repCount] of [
+    [bigH, reps],
+    [toyH, toyReps],
+  ]) {
     for (let round = 0; round < rounds; round++) {
       log(`H=${hidden} round ${round + 1}/${rounds}`);
       const order = round % 2 === 0 ? kinds : [...kinds].reverse();
@@ -224,7 +259,9 @@ function runParent() {
   const rel = (a, b) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-30);
   const checks = [];
   const checkAgainst = (label, r, py) => {
-    const inputsEqual = ['hiddenSum', 'weightSum', 'labelSum', 'refSum'].every((k) => rel(r.inputs[k], py.inputs[k]) < 1e-6);
+    const inputsEqual = ['hiddenSum', 'weightSum', 'labelSum', 'refSum'].every(
+      (k) => rel(r.inputs[k], py.inputs[k]) < 1e-6,
+    );
     const c = {
       label,
       inputsEqual,
@@ -254,36 +291,80 @@ function runParent() {
   const eagerMemRatio = big.eager.extraMb / big.python.extraMb;
   const toyMemRatio = toy.fused.extraMb / toy.python.extraMb;
   const targets = { memRatio: 0.2, timeRatio: 1.0, timeRatioAim: 0.7, toySpeedup: 2 };
-  const met = { memRatio: memRatio <= targets.memRatio, timeRatio: timeRatio <= targets.timeRatio, toySpeedup: toySpeedup >= targets.toySpeedup };
+  const met = {
+    memRatio: memRatio <= targets.memRatio,
+    timeRatio: timeRatio <= targets.timeRatio,
+    toySpeedup: toySpeedup >= targets.toySpeedup,
+  };
 
   // ---- report ----
   const envVars = Object.entries(process.env)
     .filter(([k]) => /^(OPENBLAS_|OMP_|MKL_|GOMP_|KMP_|VLALIGN_CPU_CAPABILITY|ATEN_CPU_CAPABILITY)/.test(k))
     .map(([k, v]) => `${k}=${v}`);
-  console.log(`fused-loss: ${os.cpus()[0]?.model ?? 'cpu'} x${os.availableParallelism()}, node ${process.version}, ` +
-    `vlalign ${big.fused.sourceHash} libtorch ${big.fused.torchVersion} (row kernels ${big.fused.rowKernelIsa}, gradFilter ${big.fused.gradFilter ?? 'n/a'}), ` +
-    `PyTorch ${big.python.torchVersion}, ` +
-    `${threads} intra-op threads` + (envVars.length ? `, ${envVars.join(' ')}` : ''));
-  console.log(`MPO (0.8 sigmoid + 0.2 bco_pair + 1.0 sft, beta 0.1), forward + backward to hidden and W, float32; ` +
-    `N = ${N} tokens (${P} pairs x 2 rows x ${T}), V = ${V}, H = ${bigH} and ${toyH}`);
-  console.log(`time: median of ${rounds} process(es) x reps (${reps} at H=${bigH}, ${toyReps} at H=${toyH}) after a warm-up step; ` +
-    `extra MB: VmHWM during the first step - VmRSS before it (largest over processes); warm MB: the same around a later step`);
+  console.log(
+    `fused-loss: ${os.cpus()[0]?.model ?? 'cpu'} x${os.availableParallelism()}, node ${process.version}, ` +
+      `vlalign ${big.fused.sourceHash} libtorch ${big.fused.torchVersion} (row kernels ${big.fused.rowKernelIsa}, gradFilter ${big.fused.gradFilter ?? 'n/a'}), ` +
+      `PyTorch ${big.python.torchVersion}, ` +
+      `${threads} intra-op threads` +
+      (envVars.length ? `, ${envVars.join(' ')}` : ''),
+  );
+  console.log(
+    `MPO (0.8 sigmoid + 0.2 bco_pair + 1.0 sft, beta 0.1), forward + backward to hidden and W, float32; ` +
+      `N = ${N} tokens (${P} pairs x 2 rows x ${T}), V = ${V}, H = ${bigH} and ${toyH}`,
+  );
+  console.log(
+    `time: median of ${rounds} process(es) x reps (${reps} at H=${bigH}, ${toyReps} at H=${toyH}) after a warm-up step; ` +
+      `extra MB: VmHWM during the first step - VmRSS before it (largest over processes); warm MB: the same around a later step`,
+  );
   const unreset = [...results.values()].flat().filter((r) => !r.hwmReset || r.hwmBeforeMb > r.baselineRssMb + 1);
-  if (unreset.length > 0) console.log(`warning: ${unreset.length} process(es) could not reset VmHWM; their extra MB may include earlier peaks`);
-  console.log(`load average (1 min) ${loadBefore.toFixed(2)} at start (above ~0.5: other work is sharing the ` +
-    `${os.availableParallelism()} cores and the times are unreliable), ${os.loadavg()[0].toFixed(2)} at end (includes this ` +
-    `benchmark's own ${threads} threads)`);
-  console.log(`PyTorch peer: TRL eager formulation, logits [${2 * P}, ${T}, V] materialised, sft from ${big.python.sftFrom}`);
+  if (unreset.length > 0)
+    console.log(
+      `warning: ${unreset.length} process(es) could not reset VmHWM; their extra MB may include earlier peaks`,
+    );
+  console.log(
+    `load average (1 min) ${loadBefore.toFixed(2)} at start (above ~0.5: other work is sharing the ` +
+      `${os.availableParallelism()} cores and the times are unreliable), ${os.loadavg()[0].toFixed(2)} at end (includes this ` +
+      `benchmark's own ${threads} threads)`,
+  );
+  console.log(
+    `PyTorch peer: TRL eager formulation, logits [${2 * P}, ${T}, V] materialised, sft from ${big.python.sftFrom}`,
+  );
   const range = (values) => `${Math.min(...values).toFixed(2)}..${Math.max(...values).toFixed(2)}`;
-  console.log('rep min..max (s): ' + [bigH, toyH].map((h) =>
-    `H=${h}: fused ${range(byShape[h].fused.stepSReps)}, eager ${range(byShape[h].eager.stepSReps)}, python ${range(byShape[h].python.stepSReps)}`).join('; '));
+  console.log(
+    'rep min..max (s): ' +
+      [bigH, toyH]
+        .map(
+          (h) =>
+            `H=${h}: fused ${range(byShape[h].fused.stepSReps)}, eager ${range(byShape[h].eager.stepSReps)}, python ${range(byShape[h].python.stepSReps)}`,
+        )
+        .join('; '),
+  );
   console.log();
 
   const row = (name, h, r, py) => [
-    name, `H=${h}`, String(r.chunkSize ?? '-'), r.stepS, r.extraMb, r.stepS / py.stepS, r.extraMb / py.extraMb, r.warmExtraMb,
-    r.loss.toPrecision(8), r.gradWAbsSum.toPrecision(7),
+    name,
+    `H=${h}`,
+    String(r.chunkSize ?? '-'),
+    r.stepS,
+    r.extraMb,
+    r.stepS / py.stepS,
+    r.extraMb / py.extraMb,
+    r.warmExtraMb,
+    r.loss.toPrecision(8),
+    r.gradWAbsSum.toPrecision(7),
   ];
-  const columns = ['variant', 'shape', 'chunk', 'time s', 'extra MB', 'time/py', 'mem/py', 'warm MB', 'loss', 'sum|dW|'];
+  const columns = [
+    'variant',
+    'shape',
+    'chunk',
+    'time s',
+    'extra MB',
+    'time/py',
+    'mem/py',
+    'warm MB',
+    'loss',
+    'sum|dW|',
+  ];
   const rows = [];
   for (const h of [bigH, toyH]) {
     const s = byShape[h];
@@ -294,32 +375,57 @@ function runParent() {
   console.log(table(columns, rows));
   console.log();
   console.log(`chunk sweep, vlalign fused at H=${bigH}:`);
-  console.log(table(['chunk', 'pairs/chunk', 'time s', 'extra MB', 'time/py', 'mem/py', 'warm MB', 'rep min..max', 'loss'], sweepRows.map((r) => [
-    String(r.chunkSize), String(Math.max(1, Math.floor(r.chunkSize / (2 * T)))), r.stepS, r.extraMb,
-    r.stepS / big.python.stepS, r.extraMb / big.python.extraMb, r.warmExtraMb, range(r.stepSReps), r.loss.toPrecision(8),
-  ])));
+  console.log(
+    table(
+      ['chunk', 'pairs/chunk', 'time s', 'extra MB', 'time/py', 'mem/py', 'warm MB', 'rep min..max', 'loss'],
+      sweepRows.map((r) => [
+        String(r.chunkSize),
+        String(Math.max(1, Math.floor(r.chunkSize / (2 * T)))),
+        r.stepS,
+        r.extraMb,
+        r.stepS / big.python.stepS,
+        r.extraMb / big.python.extraMb,
+        r.warmExtraMb,
+        range(r.stepSReps),
+        r.loss.toPrecision(8),
+      ]),
+    ),
+  );
   console.log();
   console.log('agreement with PyTorch (same inputs; loss rel < 1e-4, sum|dW| and sum|dX| rel < 1e-3):');
-  const worst = (list) => list.reduce((a, b) => (a > b ? a : b), 0);
+  const worst = (list) => list.reduce((a, b) => Math.max(a, b), 0);
   const grouped = new Map();
   for (const c of checks) {
     if (!grouped.has(c.label)) grouped.set(c.label, []);
     grouped.get(c.label).push(c);
   }
-  console.log(table(['variant', 'inputs equal', 'loss rel', 'dW rel', 'dX rel', ''], [...grouped].map(([label, cs]) => [
-    label, String(cs.every((c) => c.inputsEqual)), worst(cs.map((c) => c.lossRel)).toExponential(2),
-    worst(cs.map((c) => c.gradWRel)).toExponential(2), worst(cs.map((c) => c.gradXRel)).toExponential(2),
-    cs.every((c) => c.ok) ? 'ok' : 'MISMATCH',
-  ])));
+  console.log(
+    table(
+      ['variant', 'inputs equal', 'loss rel', 'dW rel', 'dX rel', ''],
+      [...grouped].map(([label, cs]) => [
+        label,
+        String(cs.every((c) => c.inputsEqual)),
+        worst(cs.map((c) => c.lossRel)).toExponential(2),
+        worst(cs.map((c) => c.gradWRel)).toExponential(2),
+        worst(cs.map((c) => c.gradXRel)).toExponential(2),
+        cs.every((c) => c.ok) ? 'ok' : 'MISMATCH',
+      ]),
+    ),
+  );
   console.log();
   const verdict = (ok) => (ok ? 'ok' : 'MISS');
   console.log('targets:');
-  console.log(table(['metric', 'value', 'target', ''], [
-    [`memRatio (fused / PyTorch extra MB, H=${bigH})`, memRatio, '<= 0.2', verdict(met.memRatio)],
-    [`timeRatio (fused / PyTorch time, H=${bigH})`, timeRatio, '<= 1.0 (aim 0.7)', verdict(met.timeRatio)],
-    [`toySpeedup (PyTorch / fused time, H=${toyH})`, toySpeedup, '>= 2', verdict(met.toySpeedup)],
-    [`eagerTimeRatio (vlalign eager / PyTorch, H=${bigH})`, eagerTimeRatio, '-', ''],
-  ]));
+  console.log(
+    table(
+      ['metric', 'value', 'target', ''],
+      [
+        [`memRatio (fused / PyTorch extra MB, H=${bigH})`, memRatio, '<= 0.2', verdict(met.memRatio)],
+        [`timeRatio (fused / PyTorch time, H=${bigH})`, timeRatio, '<= 1.0 (aim 0.7)', verdict(met.timeRatio)],
+        [`toySpeedup (PyTorch / fused time, H=${toyH})`, toySpeedup, '>= 2', verdict(met.toySpeedup)],
+        [`eagerTimeRatio (vlalign eager / PyTorch, H=${bigH})`, eagerTimeRatio, '-', ''],
+      ],
+    ),
+  );
   console.log(`(total ${seconds(started).toFixed(0)} s)`);
 
   const brief = (r) => ({
@@ -359,7 +465,14 @@ function runParent() {
     met,
     agree,
     variants: [bigH, toyH].flatMap((h) => ['fused', 'eager', 'python'].map((k) => brief(byShape[h][k]))),
-    sweep: sweepRows.map((r) => ({ chunkSize: r.chunkSize, stepS: sig(r.stepS), extraMb: sig(r.extraMb), warmExtraMb: sig(r.warmExtraMb), timeRatio: sig(r.stepS / big.python.stepS), memRatio: sig(r.extraMb / big.python.extraMb) })),
+    sweep: sweepRows.map((r) => ({
+      chunkSize: r.chunkSize,
+      stepS: sig(r.stepS),
+      extraMb: sig(r.extraMb),
+      warmExtraMb: sig(r.warmExtraMb),
+      timeRatio: sig(r.stepS / big.python.stepS),
+      memRatio: sig(r.extraMb / big.python.extraMb),
+    })),
   });
 }
 

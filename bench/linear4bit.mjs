@@ -54,7 +54,13 @@ for (const dtype of dtypes) {
   const ref = median(times.get('linear'));
   for (const [name, ms] of times) {
     rows.push([dtype, name, median(ms), Math.min(...ms), median(ms) / ref]);
-    results.push({ dtype, variant: name, medianMs: sig(median(ms)), minMs: sig(Math.min(...ms)), ratio: sig(median(ms) / ref) });
+    results.push({
+      dtype,
+      variant: name,
+      medianMs: sig(median(ms)),
+      minMs: sig(Math.min(...ms)),
+      ratio: sig(median(ms) / ref),
+    });
   }
   for (const t of [w, x0, dy]) t.dispose();
 }

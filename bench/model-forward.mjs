@@ -29,7 +29,19 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { models, nn, torch } from 'vlalign';
-import { intFlag, median, parseFlags, printJsonLine, runPythonPeer, runNodeScript, sig, table, procStatus, resetPeak, secondsSince } from './lib/report.mjs';
+import {
+  intFlag,
+  median,
+  parseFlags,
+  printJsonLine,
+  runPythonPeer,
+  runNodeScript,
+  sig,
+  table,
+  procStatus,
+  resetPeak,
+  secondsSince,
+} from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
@@ -63,13 +75,18 @@ async function runChild() {
   const warmup = Number(flags.get('warmup') ?? 1);
   torch.setNumThreads(intFlag(flags, 'threads', 2));
 
-  let start = process.hrtime.bigint();
+  const start = process.hrtime.bigint();
   const model = await models.fromPretrained(dir);
   // The peer keeps every activation; so does this side unless --grad-checkpointing is given.
   model.gradientCheckpointing_(flags.get('grad-checkpointing') === 'true');
   const buildS = seconds(start);
   const t = await torch.loadSafetensors(inputsFile);
-  const inputs = { inputIds: t.input_ids, attentionMask: t.attention_mask, pixelValues: t.pixel_values, imageGridThw: t.image_grid_thw };
+  const inputs = {
+    inputIds: t.input_ids,
+    attentionMask: t.attention_mask,
+    pixelValues: t.pixel_values,
+    imageGridThw: t.image_grid_thw,
+  };
   const labels = t.labels.view([-1]);
   const [B, L] = t.input_ids.shape;
   const params = model.parameters();
@@ -135,7 +152,9 @@ async function runChild() {
 function smallConfig() {
   const child = spawnSync(python, [peerScript, '--print-config'], { encoding: 'utf8', env: process.env });
   if (child.error || child.status !== 0) {
-    throw new Error(`${python} ${peerScript} --print-config failed: ${child.error?.message ?? child.stderr} (set PYTHON to an interpreter with torch)`);
+    throw new Error(
+      `${python} ${peerScript} --print-config failed: ${child.error?.message ?? child.stderr} (set PYTHON to an interpreter with torch)`,
+    );
   }
   return JSON.parse(child.stdout);
 }
@@ -156,13 +175,18 @@ function buildInputs(cfg, B, L, grid, seed) {
   const imEnd = firstSpecial + 2;
   const vc = cfg.vision_config;
   const nImg = grid === null ? 0 : (grid[0] * grid[1]) / vc.spatial_merge_size ** 2;
-  const media = grid === null ? [] : [cfg.vision_start_token_id, ...Array(nImg).fill(cfg.image_token_id), cfg.vision_end_token_id];
+  const media =
+    grid === null ? [] : [cfg.vision_start_token_id, ...Array(nImg).fill(cfg.image_token_id), cfg.vision_end_token_id];
   const layout = [imStart, null, null, null, imEnd, null, imStart, null, null, ...media];
-  if (layout.length > L) throw new Error(`--seq ${L} is too short for the prompt head + ${nImg} image tokens (${layout.length})`);
+  if (layout.length > L)
+    throw new Error(`--seq ${L} is too short for the prompt head + ${nImg} image tokens (${layout.length})`);
   const text = torch.randint(0, Math.min(V, firstSpecial), [B, L]);
   const ids = text.data();
   text.dispose();
-  for (let b = 0; b < B; b++) layout.forEach((tok, i) => { if (tok !== null) ids[b * L + i] = BigInt(tok); });
+  for (let b = 0; b < B; b++)
+    layout.forEach((tok, i) => {
+      if (tok !== null) ids[b * L + i] = BigInt(tok);
+    });
   const out = {
     input_ids: torch.tensor(ids, { shape: [B, L] }),
     attention_mask: torch.ones([B, L], { dtype: 'int64' }),
@@ -170,7 +194,10 @@ function buildInputs(cfg, B, L, grid, seed) {
   if (grid !== null) {
     const row = vc.in_channels * vc.temporal_patch_size * vc.patch_size ** 2;
     out.pixel_values = torch.randn([B * grid[0] * grid[1], row], { dtype: 'float32' });
-    out.image_grid_thw = torch.tensor(Array.from({ length: B }, () => [1, grid[0], grid[1]]), { dtype: 'int64' });
+    out.image_grid_thw = torch.tensor(
+      Array.from({ length: B }, () => [1, grid[0], grid[1]]),
+      { dtype: 'int64' },
+    );
   }
   out.labels = torch.randint(0, V, [B, L]);
   return { ...out, imageTokens: B * nImg };
@@ -181,7 +208,8 @@ const runNodeChild = (args) => runNodeScript(self, args);
 async function maxAbsDiff(fileA, fileB) {
   const [a, b] = [await torch.loadSafetensors(fileA), await torch.loadSafetensors(fileB)];
   try {
-    if (a.logits.shape.join() !== b.logits.shape.join()) throw new Error(`logits shapes differ: [${a.logits.shape}] vs [${b.logits.shape}]`);
+    if (a.logits.shape.join() !== b.logits.shape.join())
+      throw new Error(`logits shapes differ: [${a.logits.shape}] vs [${b.logits.shape}]`);
     return torch.tidy(() => a.logits.sub(b.logits).abs().max().item());
   } finally {
     a.logits.dispose();
@@ -207,7 +235,9 @@ async function runParent() {
   if (process.env.OMP_NUM_THREADS === undefined) process.env.OMP_NUM_THREADS = String(threads);
   torch.setNumThreads(threads);
 
-  const dir = flags.has('keep') ? path.resolve(flags.get('keep')) : fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-model-forward-'));
+  const dir = flags.has('keep')
+    ? path.resolve(flags.get('keep'))
+    : fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-model-forward-'));
   fs.mkdirSync(dir, { recursive: true });
   const checkpoint = path.join(dir, 'checkpoint');
   const inputsFile = path.join(dir, 'inputs.safetensors');
@@ -226,19 +256,38 @@ async function runParent() {
     const { imageTokens, ...tensors } = buildInputs(config, batch, seq, grid, seed);
     await torch.saveSafetensors(inputsFile, tensors);
     for (const t of Object.values(tensors)) t.dispose();
-    log(`checkpoint and inputs in ${dir} (${(params / 1e6).toFixed(2)}M params, ${batch}x${seq} tokens, ${imageTokens} image tokens)`);
+    log(
+      `checkpoint and inputs in ${dir} (${(params / 1e6).toFixed(2)}M params, ${batch}x${seq} tokens, ${imageTokens} image tokens)`,
+    );
 
     // ---- measurements ----
-    const common = ['--checkpoint', checkpoint, '--inputs', inputsFile, '--threads', String(threads), '--reps', String(reps), '--warmup', String(warmup)];
+    const common = [
+      '--checkpoint',
+      checkpoint,
+      '--inputs',
+      inputsFile,
+      '--threads',
+      String(threads),
+      '--reps',
+      String(reps),
+      '--warmup',
+      String(warmup),
+    ];
     const results = { vlalign: [], pytorch: [] };
     const logitsOf = (side, round) => path.join(dir, `logits-${side}-${round}.safetensors`);
     const measure = (side, round) => {
       const args = [...common, '--save-logits', logitsOf(side, round)];
-      const mine = ['--child', ...args, ...(flags.get('grad-checkpointing') === 'true' ? ['--grad-checkpointing'] : [])];
+      const mine = [
+        '--child',
+        ...args,
+        ...(flags.get('grad-checkpointing') === 'true' ? ['--grad-checkpointing'] : []),
+      ];
       const r = side === 'vlalign' ? runNodeChild(mine) : runPythonPeer(peerScript, args);
       results[side].push(r);
-      log(`  round ${round + 1}/${rounds} ${side.padEnd(8)} forward ${r.forward_s.toFixed(3)} s, fwd+bwd ${r.fwd_bwd_s.toFixed(3)} s, ` +
-        `peak ${r.peak_rss_mb.toFixed(0)} MB, loss ${r.loss.toPrecision(7)}  [${seconds(started).toFixed(0)} s]`);
+      log(
+        `  round ${round + 1}/${rounds} ${side.padEnd(8)} forward ${r.forward_s.toFixed(3)} s, fwd+bwd ${r.fwd_bwd_s.toFixed(3)} s, ` +
+          `peak ${r.peak_rss_mb.toFixed(0)} MB, loss ${r.loss.toPrecision(7)}  [${seconds(started).toFixed(0)} s]`,
+      );
     };
     for (let round = 0; round < rounds; round++) {
       const order = round % 2 === 0 ? ['vlalign', 'pytorch'] : ['pytorch', 'vlalign'];
@@ -281,29 +330,40 @@ async function runParent() {
     const lossDiff = Math.abs(ours.loss - peer.loss);
 
     const range = (xs) => `${Math.min(...xs).toFixed(3)}-${Math.max(...xs).toFixed(3)}`;
-    console.log(`model-forward: small Qwen2-VL (${(params / 1e6).toFixed(1)}M params, ${(visionParams / 1e6).toFixed(1)}M vision), float32, ` +
-      `batch ${batch} x seq ${seq} (${imageTokens} image tokens from ${grid ? `${grid[0]}x${grid[1]}` : 'no'} patches), ${threads} threads, ` +
-      `${rounds} round(s) x ${reps} reps`);
-    console.log(table(
-      ['', 'vlalign', 'PyTorch eager', 'ratio'],
-      [
-        ['forward tok/s', ours.forwardTokS, peer.forwardTokS, `${forwardRatio.toFixed(2)}x`],
-        ['fwd+bwd tok/s', ours.fwdBwdTokS, peer.fwdBwdTokS, `${fwdBwdRatio.toFixed(2)}x`],
-        ['forward tok/s, best rep', ours.forwardBestTokS, peer.forwardBestTokS, `${forwardBestRatio.toFixed(2)}x`],
-        ['fwd+bwd tok/s, best rep', ours.fwdBwdBestTokS, peer.fwdBwdBestTokS, `${fwdBwdBestRatio.toFixed(2)}x`],
-        ['forward s (median)', ours.forwardS, peer.forwardS, ''],
-        ['fwd+bwd s (median)', ours.fwdBwdS, peer.fwdBwdS, ''],
-        ['peak RSS MB', ours.peakRssMb, peer.peakRssMb, `${(ours.peakRssMb / peer.peakRssMb).toFixed(2)}x`],
-        ['fwd+bwd extra MB', ours.fwdBwdExtraMb, peer.fwdBwdExtraMb, ''],
-      ],
-    ));
-    console.log(`rep ranges (s): forward vlalign ${range(ours.forwardSReps)}, PyTorch ${range(peer.forwardSReps)}; ` +
-      `fwd+bwd vlalign ${range(ours.fwdBwdSReps)}, PyTorch ${range(peer.fwdBwdSReps)}`);
-    console.log(`agreement: max |logits diff| ${logitsMaxDiff.toExponential(2)} (${logitsOk ? 'ok' : 'FAILED'}, tolerance ${LOGITS_TOLERANCE}), ` +
-      `loss ${ours.loss.toFixed(6)} vs ${peer.loss.toFixed(6)}`);
-    console.log('ratios are vlalign / PyTorch throughput (target >= 1.0); tok/s rows are medians of all reps unless marked best');
+    console.log(
+      `model-forward: small Qwen2-VL (${(params / 1e6).toFixed(1)}M params, ${(visionParams / 1e6).toFixed(1)}M vision), float32, ` +
+        `batch ${batch} x seq ${seq} (${imageTokens} image tokens from ${grid ? `${grid[0]}x${grid[1]}` : 'no'} patches), ${threads} threads, ` +
+        `${rounds} round(s) x ${reps} reps`,
+    );
+    console.log(
+      table(
+        ['', 'vlalign', 'PyTorch eager', 'ratio'],
+        [
+          ['forward tok/s', ours.forwardTokS, peer.forwardTokS, `${forwardRatio.toFixed(2)}x`],
+          ['fwd+bwd tok/s', ours.fwdBwdTokS, peer.fwdBwdTokS, `${fwdBwdRatio.toFixed(2)}x`],
+          ['forward tok/s, best rep', ours.forwardBestTokS, peer.forwardBestTokS, `${forwardBestRatio.toFixed(2)}x`],
+          ['fwd+bwd tok/s, best rep', ours.fwdBwdBestTokS, peer.fwdBwdBestTokS, `${fwdBwdBestRatio.toFixed(2)}x`],
+          ['forward s (median)', ours.forwardS, peer.forwardS, ''],
+          ['fwd+bwd s (median)', ours.fwdBwdS, peer.fwdBwdS, ''],
+          ['peak RSS MB', ours.peakRssMb, peer.peakRssMb, `${(ours.peakRssMb / peer.peakRssMb).toFixed(2)}x`],
+          ['fwd+bwd extra MB', ours.fwdBwdExtraMb, peer.fwdBwdExtraMb, ''],
+        ],
+      ),
+    );
+    console.log(
+      `rep ranges (s): forward vlalign ${range(ours.forwardSReps)}, PyTorch ${range(peer.forwardSReps)}; ` +
+        `fwd+bwd vlalign ${range(ours.fwdBwdSReps)}, PyTorch ${range(peer.fwdBwdSReps)}`,
+    );
+    console.log(
+      `agreement: max |logits diff| ${logitsMaxDiff.toExponential(2)} (${logitsOk ? 'ok' : 'FAILED'}, tolerance ${LOGITS_TOLERANCE}), ` +
+        `loss ${ours.loss.toFixed(6)} vs ${peer.loss.toFixed(6)}`,
+    );
+    console.log(
+      'ratios are vlalign / PyTorch throughput (target >= 1.0); tok/s rows are medians of all reps unless marked best',
+    );
 
-    const round4 = (o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Array.isArray(v) ? v.map((x) => sig(x)) : sig(v)]));
+    const round4 = (o) =>
+      Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Array.isArray(v) ? v.map((x) => sig(x)) : sig(v)]));
     printJsonLine({
       bench: 'model-forward',
       forwardRatio: sig(forwardRatio),

@@ -45,38 +45,50 @@ const perOpUs = (seconds, iters) => seconds.map((s) => (s / iters) * 1e6);
 /** One round of every measurement in this process: per-rep figures, as the peer reports them. */
 function measureVlalign() {
   // 1. small op, each result disposed at once.
-  const small = timeReps(() => {
-    for (let k = 0; k < smallIters; k++) {
-      const c = a.add(b);
-      c.dispose();
-    }
-  }, { reps });
+  const small = timeReps(
+    () => {
+      for (let k = 0; k < smallIters; k++) {
+        const c = a.add(b);
+        c.dispose();
+      }
+    },
+    { reps },
+  );
 
   // 2. the same inside tidy scopes of 1000 ops each.
-  const tidy = timeReps(() => {
-    for (let k = 0; k < smallIters; k += TIDY_BATCH) {
-      torch.tidy(() => {
-        for (let j = 0; j < TIDY_BATCH; j++) a.add(b);
-      });
-    }
-  }, { reps });
+  const tidy = timeReps(
+    () => {
+      for (let k = 0; k < smallIters; k += TIDY_BATCH) {
+        torch.tidy(() => {
+          for (let j = 0; j < TIDY_BATCH; j++) a.add(b);
+        });
+      }
+    },
+    { reps },
+  );
 
   // 4. matmul n x n x n float32.
-  const matmul = timeReps(() => {
-    for (let k = 0; k < matmulIters; k++) A.matmul(B).dispose();
-  }, { reps });
+  const matmul = timeReps(
+    () => {
+      for (let k = 0; k < matmulIters; k++) A.matmul(B).dispose();
+    },
+    { reps },
+  );
 
   // 5. autograd step: forward, backward, grads zeroed by setting them to null; tidy frees the graph.
-  const autograd = timeReps(() => {
-    for (let k = 0; k < autogradIters; k++) {
-      torch.tidy(() => {
-        const loss = x.matmul(w).tanh().sum();
-        loss.backward();
-      });
-      w.grad = null;
-      x.grad = null;
-    }
-  }, { reps });
+  const autograd = timeReps(
+    () => {
+      for (let k = 0; k < autogradIters; k++) {
+        torch.tidy(() => {
+          const loss = x.matmul(w).tanh().sum();
+          loss.backward();
+        });
+        w.grad = null;
+        x.grad = null;
+      }
+    },
+    { reps },
+  );
 
   return {
     smallOpUsReps: perOpUs(small, smallIters),
@@ -89,12 +101,18 @@ function measureVlalign() {
 // ---- PyTorch peer ---------------------------------------------------------------------------------
 
 const peerArgs = [
-  '--threads', String(threads),
-  '--reps', String(reps),
-  '--small-iters', String(smallIters),
-  '--matmul-size', String(matmulSize),
-  '--matmul-iters', String(matmulIters),
-  '--autograd-iters', String(autogradIters),
+  '--threads',
+  String(threads),
+  '--reps',
+  String(reps),
+  '--small-iters',
+  String(smallIters),
+  '--matmul-size',
+  String(matmulSize),
+  '--matmul-iters',
+  String(matmulIters),
+  '--autograd-iters',
+  String(autogradIters),
 ];
 const measurePyTorch = () => runPythonPeer(path.join(here, 'peers/op_overhead.py'), peerArgs);
 
@@ -102,9 +120,8 @@ const measurePyTorch = () => runPythonPeer(path.join(here, 'peers/op_overhead.py
 // first, for --rounds rounds; each figure is the median of the reps pooled over the rounds, so a
 // burst of load from another process hits both sides rather than one.
 const KEYS = ['smallOpUsReps', 'smallOpTidyUsReps', 'matmulGflopsReps', 'autogradStepUsReps'];
-const pool = (results) => Object.fromEntries(
-  KEYS.filter((k) => k in results[0]).map((k) => [k, results.flatMap((r) => r[k])]),
-);
+const pool = (results) =>
+  Object.fromEntries(KEYS.filter((k) => k in results[0]).map((k) => [k, results.flatMap((r) => r[k])]));
 const jsRounds = [];
 const pyRounds = [];
 for (let round = 0; round < rounds; round++) {
@@ -132,7 +149,8 @@ py.rssMb = Math.max(...pyRounds.map((r) => r.rssMb));
 py.torchVersion = pyRounds[0].torchVersion;
 py.threads = pyRounds[0].threads;
 if (py.threads !== threads) console.warn(`warning: PyTorch reports ${py.threads} threads, asked for ${threads}`);
-if (torch.getNumThreads() !== threads) console.warn(`warning: vlalign reports ${torch.getNumThreads()} threads, asked for ${threads}`);
+if (torch.getNumThreads() !== threads)
+  console.warn(`warning: vlalign reports ${torch.getNumThreads()} threads, asked for ${threads}`);
 
 // ---- report -------------------------------------------------------------------------------------
 
@@ -147,24 +165,58 @@ const envVars = Object.entries(process.env)
   .filter(([k]) => /^(OPENBLAS_|OMP_|MKL_|GOMP_|KMP_)/.test(k))
   .map(([k, v]) => `${k}=${v}`);
 const info = torch.buildInfo();
-console.log(`op-overhead: ${os.cpus()[0]?.model ?? 'cpu'} x${os.availableParallelism()}, node ${process.version}, ` +
-  `vlalign libtorch ${info.torchVersion}, PyTorch ${py.torchVersion}, ${threads} intra-op threads` +
-  (envVars.length ? `, ${envVars.join(' ')}` : ''));
-console.log(`median of ${rounds} rounds x ${reps} reps (each after a warm-up rep); small op ${smallIters} adds/rep, matmul ${matmulIters}x ` +
-  `${matmulSize}^3/rep, autograd ${autogradIters} steps/rep`);
+console.log(
+  `op-overhead: ${os.cpus()[0]?.model ?? 'cpu'} x${os.availableParallelism()}, node ${process.version}, ` +
+    `vlalign libtorch ${info.torchVersion}, PyTorch ${py.torchVersion}, ${threads} intra-op threads` +
+    (envVars.length ? `, ${envVars.join(' ')}` : ''),
+);
+console.log(
+  `median of ${rounds} rounds x ${reps} reps (each after a warm-up rep); small op ${smallIters} adds/rep, matmul ${matmulIters}x ` +
+    `${matmulSize}^3/rep, autograd ${autogradIters} steps/rep`,
+);
 const range = (values) => `${Math.min(...values).toFixed(2)}..${Math.max(...values).toFixed(2)}`;
-console.log(`rep min..max: small op ${range(js.smallOpUsReps)} us (PyTorch ${range(py.smallOpUsReps)}), ` +
-  `in tidy ${range(js.smallOpTidyUsReps)} us`);
-console.log(`              matmul ${range(js.matmulGflopsReps)} GFLOP/s (PyTorch ${range(py.matmulGflopsReps)}), ` +
-  `autograd ${range(js.autogradStepUsReps)} us (PyTorch ${range(py.autogradStepUsReps)})`);
+console.log(
+  `rep min..max: small op ${range(js.smallOpUsReps)} us (PyTorch ${range(py.smallOpUsReps)}), ` +
+    `in tidy ${range(js.smallOpTidyUsReps)} us`,
+);
+console.log(
+  `              matmul ${range(js.matmulGflopsReps)} GFLOP/s (PyTorch ${range(py.matmulGflopsReps)}), ` +
+    `autograd ${range(js.autogradStepUsReps)} us (PyTorch ${range(py.autogradStepUsReps)})`,
+);
 console.log();
-console.log(table(['metric', 'vlalign', 'PyTorch', 'ratio', 'target', ''], [
-  ['small op, disposed (us/op)', js.smallOpUs, py.smallOpUs, smallOpRatio, '<= 1.0 (aim 0.8)', verdict(smallOpRatio <= 1)],
-  ['small op, in tidy (us/op)', js.smallOpTidyUs, py.smallOpUs, smallOpTidyRatio, '<= 1.0 (aim 0.8)', verdict(smallOpTidyRatio <= 1)],
-  [`matmul ${matmulSize}^3 fp32 (GFLOP/s)`, js.matmulGflops, py.matmulGflops, matmulRatio, '>= 0.95', verdict(matmulRatio >= 0.95)],
-  ['autograd step (us)', js.autogradStepUs, py.autogradStepUs, autogradRatio, '-', ''],
-  ['peak RSS (MB)', rssMb, py.rssMb, ratio(rssMb, py.rssMb), '-', ''],
-]));
+console.log(
+  table(
+    ['metric', 'vlalign', 'PyTorch', 'ratio', 'target', ''],
+    [
+      [
+        'small op, disposed (us/op)',
+        js.smallOpUs,
+        py.smallOpUs,
+        smallOpRatio,
+        '<= 1.0 (aim 0.8)',
+        verdict(smallOpRatio <= 1),
+      ],
+      [
+        'small op, in tidy (us/op)',
+        js.smallOpTidyUs,
+        py.smallOpUs,
+        smallOpTidyRatio,
+        '<= 1.0 (aim 0.8)',
+        verdict(smallOpTidyRatio <= 1),
+      ],
+      [
+        `matmul ${matmulSize}^3 fp32 (GFLOP/s)`,
+        js.matmulGflops,
+        py.matmulGflops,
+        matmulRatio,
+        '>= 0.95',
+        verdict(matmulRatio >= 0.95),
+      ],
+      ['autograd step (us)', js.autogradStepUs, py.autogradStepUs, autogradRatio, '-', ''],
+      ['peak RSS (MB)', rssMb, py.rssMb, ratio(rssMb, py.rssMb), '-', ''],
+    ],
+  ),
+);
 console.log('(ratio = vlalign / PyTorch; for times lower is better, for GFLOP/s higher is better)');
 
 printJsonLine({

@@ -16,7 +16,10 @@ torch.setNumThreads(2);
 torch.manualSeed(0);
 const [P, T, H, V] = [8, 128, 896, 32000];
 const hidden = torch.randn([2 * P, T, H], { requiresGrad: true });
-const weight = torch.randn([V, H]).mul_(16 / Math.sqrt(H)).requiresGrad_();
+const weight = torch
+  .randn([V, H])
+  .mul_(16 / Math.sqrt(H))
+  .requiresGrad_();
 const labels = torch.randint(0, V, [2 * P, T]);
 const ref = { refChosenLogps: torch.randn([P]), refRejectedLogps: torch.randn([P]) };
 
@@ -33,12 +36,31 @@ const filtered = median(Array.from({ length: 5 }, () => step({})));
 const exact = median(Array.from({ length: 5 }, () => step({ gradFilter: 0 })));
 
 const peer = path.join(path.dirname(fileURLToPath(import.meta.url)), 'peers/peaked_softmax.py');
-const python = spawnSync(process.env.PYTHON ?? '/usr/bin/python3', [peer], { encoding: 'utf8', timeout: timeout * 1000 });
+const python = spawnSync(process.env.PYTHON ?? '/usr/bin/python3', [peer], {
+  encoding: 'utf8',
+  timeout: timeout * 1000,
+});
 const pythonS = python.status === 0 ? Number(/pythonEagerS': ([\d.]+)/.exec(python.stdout)?.[1]) : null;
 
-console.log(table(['variant', 'time s', 'time / fused filtered'], [
-  ['vlalign fused, gradFilter auto', filtered.toFixed(3), '1.000'],
-  ['vlalign fused, exact (gradFilter 0)', exact.toFixed(3), (exact / filtered).toFixed(3)],
-  ['PyTorch eager (TRL)', pythonS === null ? `> ${timeout} for 3 steps` : pythonS.toFixed(3), pythonS === null ? '-' : (pythonS / filtered).toFixed(3)],
-]));
-printJsonLine({ bench: 'peaked-softmax', logitStd: 16, fusedFilteredS: filtered, fusedExactS: exact, pythonEagerS: pythonS, pythonTimeoutS: timeout });
+console.log(
+  table(
+    ['variant', 'time s', 'time / fused filtered'],
+    [
+      ['vlalign fused, gradFilter auto', filtered.toFixed(3), '1.000'],
+      ['vlalign fused, exact (gradFilter 0)', exact.toFixed(3), (exact / filtered).toFixed(3)],
+      [
+        'PyTorch eager (TRL)',
+        pythonS === null ? `> ${timeout} for 3 steps` : pythonS.toFixed(3),
+        pythonS === null ? '-' : (pythonS / filtered).toFixed(3),
+      ],
+    ],
+  ),
+);
+printJsonLine({
+  bench: 'peaked-softmax',
+  logitStd: 16,
+  fusedFilteredS: filtered,
+  fusedExactS: exact,
+  pythonEagerS: pythonS,
+  pythonTimeoutS: timeout,
+});

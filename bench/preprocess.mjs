@@ -52,17 +52,24 @@ async function syntheticJpeg(file, width, height, seed) {
       data[i++] = (x * y) / (width * 6) + 40 + noise;
     }
   }
-  await sharp(data, { raw: { width, height, channels: 3 } }).jpeg({ quality: 90 }).toFile(file);
+  await sharp(data, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toFile(file);
 }
 
 /** The Python peer as a line-protocol server: ask(...fields) resolves with its JSON reply. */
 function startPeer() {
   const python = process.env.PYTHON || '/usr/bin/python3';
-  const child = spawn(python, [path.join(here, 'peers/preprocess.py'), '--serve'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(python, [path.join(here, 'peers/preprocess.py'), '--serve'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const next = async () => {
     const { value, done } = await lines.next();
-    if (done) throw new Error(`${python} bench/peers/preprocess.py exited early (set PYTHON to an interpreter with numpy and PIL)`);
+    if (done)
+      throw new Error(
+        `${python} bench/peers/preprocess.py exited early (set PYTHON to an interpreter with numpy and PIL)`,
+      );
     return JSON.parse(value);
   };
   return {
@@ -90,7 +97,10 @@ async function runOurs(run, file, iters) {
 /** Warm-up, output check, then `reps` alternating reps of both sides on one image. */
 async function compare(peer, name, file) {
   const out = await pipelines[name](file);
-  const mine = { shape: out.shape, sha256: crypto.createHash('sha256').update(new Uint8Array(out.data().buffer)).digest('hex') };
+  const mine = {
+    shape: out.shape,
+    sha256: crypto.createHash('sha256').update(new Uint8Array(out.data().buffer)).digest('hex'),
+  };
   out.dispose();
   const theirs = await peer.ask('describe', name, file);
   const ourIters = Math.max(1, Math.round(minSeconds / (await runOurs(pipelines[name], file, 1))));
@@ -98,7 +108,10 @@ async function compare(peer, name, file) {
   const ours = [];
   const peers = [];
   for (let r = 0; r < reps; r++) {
-    const pair = [async () => ours.push(await runOurs(pipelines[name], file, ourIters)), async () => peers.push((await peer.ask('run', name, file, peerIters)).seconds)];
+    const pair = [
+      async () => ours.push(await runOurs(pipelines[name], file, ourIters)),
+      async () => peers.push((await peer.ask('run', name, file, peerIters)).seconds),
+    ];
     if (r % 2 === 1) pair.reverse();
     for (const step of pair) await step();
   }
@@ -108,8 +121,13 @@ async function compare(peer, name, file) {
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-bench-preprocess-'));
 const peer = startPeer();
 try {
-  const images = ['img_320x240.png', 'img_70x350.png', 'img_777x333.png', 'img_140x140.png'].map((n) => path.join(here, '../test/fixtures/images', n));
-  for (const [w, h, seed] of [[1920, 1080, 1], [1024, 768, 2]]) {
+  const images = ['img_320x240.png', 'img_70x350.png', 'img_777x333.png', 'img_140x140.png'].map((n) =>
+    path.join(here, '../test/fixtures/images', n),
+  );
+  for (const [w, h, seed] of [
+    [1920, 1080, 1],
+    [1024, 768, 2],
+  ]) {
     const file = path.join(tmp, `photo_${w}x${h}.jpg`);
     await syntheticJpeg(file, w, h, seed);
     images.push(file);
@@ -126,15 +144,49 @@ try {
       const pil = median(c.peers);
       ourTotal += vl;
       peerTotal += pil;
-      rows.push([`${name} ${path.basename(file)}`, c.shape.join('x'), 1 / vl, 1 / pil, `${(pil / vl).toFixed(2)}x`, c.identical ? 'yes' : 'NO']);
-      results.push({ pipeline: name, image: path.basename(file), shape: c.shape, images_per_s: sig(1 / vl), peer_images_per_s: sig(1 / pil), ratio: sig(pil / vl), identical: c.identical, reps_s: c.ours.map((s) => sig(s)), peer_reps_s: c.peers.map((s) => sig(s)) });
+      rows.push([
+        `${name} ${path.basename(file)}`,
+        c.shape.join('x'),
+        1 / vl,
+        1 / pil,
+        `${(pil / vl).toFixed(2)}x`,
+        c.identical ? 'yes' : 'NO',
+      ]);
+      results.push({
+        pipeline: name,
+        image: path.basename(file),
+        shape: c.shape,
+        images_per_s: sig(1 / vl),
+        peer_images_per_s: sig(1 / pil),
+        ratio: sig(pil / vl),
+        identical: c.identical,
+        reps_s: c.ours.map((s) => sig(s)),
+        peer_reps_s: c.peers.map((s) => sig(s)),
+      });
     }
     const n = images.length;
-    rows.push([`${name}: all ${n}, one each`, '-', n / ourTotal, n / peerTotal, `${(peerTotal / ourTotal).toFixed(2)}x`, '-']);
-    results.push({ pipeline: name, image: 'all', images_per_s: sig(n / ourTotal), peer_images_per_s: sig(n / peerTotal), ratio: sig(peerTotal / ourTotal) });
+    rows.push([
+      `${name}: all ${n}, one each`,
+      '-',
+      n / ourTotal,
+      n / peerTotal,
+      `${(peerTotal / ourTotal).toFixed(2)}x`,
+      '-',
+    ]);
+    results.push({
+      pipeline: name,
+      image: 'all',
+      images_per_s: sig(n / ourTotal),
+      peer_images_per_s: sig(n / peerTotal),
+      ratio: sig(peerTotal / ourTotal),
+    });
   }
-  console.log(`image preprocessing, images/s (vlalign vs ${peerName}); threads ${threads}, median of ${reps} alternating reps`);
-  console.log(table(['pipeline / image', 'output', 'vlalign img/s', 'PIL+numpy img/s', 'speed-up', 'same bytes'], rows));
+  console.log(
+    `image preprocessing, images/s (vlalign vs ${peerName}); threads ${threads}, median of ${reps} alternating reps`,
+  );
+  console.log(
+    table(['pipeline / image', 'output', 'vlalign img/s', 'PIL+numpy img/s', 'speed-up', 'same bytes'], rows),
+  );
   printJsonLine({ bench: 'preprocess', threads, reps, minSeconds, peer: peerName, results });
 } finally {
   peer.close();

@@ -9,8 +9,14 @@ import { adapters, losses, models, optim, tiny, torch } from 'vlalign';
 const dir = mkdtempSync(join(tmpdir(), 'vlalign-qlora-'));
 try {
   await tiny.writeTinyCheckpoint(join(dir, 'base'), 'qwen2_vl');
-  const model = await models.fromPretrained(join(dir, 'base'), { quantization: { quantType: 'nf4', doubleQuant: true } });
-  const peft = adapters.getPeftModel(model, { r: 8, loraAlpha: 16, targetModules: adapters.languageModelTargets(model) });
+  const model = await models.fromPretrained(join(dir, 'base'), {
+    quantization: { quantType: 'nf4', doubleQuant: true },
+  });
+  const peft = adapters.getPeftModel(model, {
+    r: 8,
+    loraAlpha: 16,
+    targetModules: adapters.languageModelTargets(model),
+  });
   console.log(peft.printTrainable());
   const params = peft.trainableParameters().map(([, p]) => p);
   const opt = new optim.AdamW(params, { lr: 5e-3, weightDecay: 0 });

@@ -8,7 +8,12 @@ import { torch } from 'vlalign';
 
 torch.manualSeed(0);
 const x = torch.randn([256, 1]);
-const y = torch.tidy(() => x.mul(3).sub(2).add(torch.randn([256, 1]).mul(0.1)));
+const y = torch.tidy(() =>
+  x
+    .mul(3)
+    .sub(2)
+    .add(torch.randn([256, 1]).mul(0.1)),
+);
 const w = torch.zeros([1, 1], { requiresGrad: true });
 const b = torch.zeros([1], { requiresGrad: true });
 const baseline = torch.memory().numTensors;
@@ -35,4 +40,6 @@ const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-demo-')), 
 await torch.saveSafetensors(file, { weight: w.detach(), bias: b.detach() }, { format: 'pt' });
 const loaded = await torch.loadSafetensors(file);
 console.log(`saved and reloaded ${file}: weight ${loaded.weight.toString()}`);
-console.log(`threads ${torch.getNumThreads()}, libtorch ${torch.buildInfo().torchVersion}, cuda ${torch.cuda.isAvailable()}`);
+console.log(
+  `threads ${torch.getNumThreads()}, libtorch ${torch.buildInfo().torchVersion}, cuda ${torch.cuda.isAvailable()}`,
+);

@@ -20,7 +20,9 @@ function usableBinary() {
     console.log(`vlalign: ${path.relative(root, file)} does not match the sources in cpp/`);
     return null;
   }
-  const probe = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)}).buildInfo()`], { encoding: 'utf8' });
+  const probe = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)}).buildInfo()`], {
+    encoding: 'utf8',
+  });
   if (probe.status !== 0) {
     console.log(`vlalign: ${path.relative(root, file)} does not load here:\n${probe.stderr.trim().split('\n')[0]}`);
     return null;

@@ -140,25 +140,60 @@ function writeHashHeader(dir) {
   return dir;
 }
 
-module.exports = { root, writeHashHeader, sources, cppSources, ISA_FLAGS, sourceHash, binarySourceHash, torchCmakeDir, torchLayout, linkFlags };
+module.exports = {
+  root,
+  writeHashHeader,
+  sources,
+  cppSources,
+  ISA_FLAGS,
+  sourceHash,
+  binarySourceHash,
+  torchCmakeDir,
+  torchLayout,
+  linkFlags,
+};
 
 if (require.main === module) {
   const what = process.argv[2];
-  const print = (lines) => process.stdout.write([].concat(lines).join('\n') + '\n');
+  const print = (lines) => process.stdout.write(`${[].concat(lines).join('\n')}\n`);
   switch (what) {
-    case 'sources': print(sources()); break;
-    case 'sources-avx2': print(sources('avx2')); break;
-    case 'sources-avx512': print(sources('avx512')); break;
-    case 'isa-flags': print(ISA_FLAGS[process.argv[3]]); break;
-    case 'source-hash': print(sourceHash()); break;
-    case 'hash-header': print(writeHashHeader(path.resolve(process.argv[3] || 'build/generated'))); break;
-    case 'include-dirs': print(torchLayout().includeDirs); break;
-    case 'cxx-flags': print(torchLayout().cxxFlags); break;
-    case 'libs': print(linkFlags(torchLayout())); break;
-    case 'torch-cmake-dir': print(torchCmakeDir()); break;
-    case 'cuda': print(String(torchLayout().cuda)); break;
+    case 'sources':
+      print(sources());
+      break;
+    case 'sources-avx2':
+      print(sources('avx2'));
+      break;
+    case 'sources-avx512':
+      print(sources('avx512'));
+      break;
+    case 'isa-flags':
+      print(ISA_FLAGS[process.argv[3]]);
+      break;
+    case 'source-hash':
+      print(sourceHash());
+      break;
+    case 'hash-header':
+      print(writeHashHeader(path.resolve(process.argv[3] || 'build/generated')));
+      break;
+    case 'include-dirs':
+      print(torchLayout().includeDirs);
+      break;
+    case 'cxx-flags':
+      print(torchLayout().cxxFlags);
+      break;
+    case 'libs':
+      print(linkFlags(torchLayout()));
+      break;
+    case 'torch-cmake-dir':
+      print(torchCmakeDir());
+      break;
+    case 'cuda':
+      print(String(torchLayout().cuda));
+      break;
     default:
-      process.stderr.write(`usage: node scripts/native-build.cjs sources|sources-avx2|sources-avx512|isa-flags <isa>|source-hash|hash-header [dir]|include-dirs|cxx-flags|libs|torch-cmake-dir|cuda\n`);
+      process.stderr.write(
+        `usage: node scripts/native-build.cjs sources|sources-avx2|sources-avx512|isa-flags <isa>|source-hash|hash-header [dir]|include-dirs|cxx-flags|libs|torch-cmake-dir|cuda\n`,
+      );
       process.exit(2);
   }
 }

@@ -24,4 +24,6 @@ const strip = spawnSync('strip', ['--strip-unneeded', '-o', `${target}.tmp`, sou
 if (strip.status !== 0) process.exit(strip.status ?? 1);
 fs.renameSync(`${target}.tmp`, target);
 if (binarySourceHash(target) !== sourceHash()) throw new Error('prebuild lost its source hash marker');
-console.log(`vlalign: wrote ${path.relative(root, target)} (${(fs.statSync(target).size / 1e6).toFixed(1)} MB, sources ${sourceHash()})`);
+console.log(
+  `vlalign: wrote ${path.relative(root, target)} (${(fs.statSync(target).size / 1e6).toFixed(1)} MB, sources ${sourceHash()})`,
+);

@@ -47,7 +47,8 @@ export function parseFlags(argv = process.argv.slice(2)) {
 export function intFlag(flags, name, fallback) {
   if (!flags.has(name)) return fallback;
   const value = Number(flags.get(name));
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} expects a positive integer, got ${flags.get(name)}`);
+  if (!Number.isInteger(value) || value <= 0)
+    throw new Error(`--${name} expects a positive integer, got ${flags.get(name)}`);
   return value;
 }
 
@@ -72,7 +73,10 @@ export function table(columns, rows) {
   const cells = rows.map((row) => row.map((cell) => (typeof cell === 'number' ? fmt(cell) : String(cell ?? '-'))));
   const widths = columns.map((header, c) => Math.max(header.length, ...cells.map((row) => row[c].length)));
   const line = (row) =>
-    row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ').trimEnd();
+    row
+      .map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c])))
+      .join('  ')
+      .trimEnd();
   return [line(columns), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.map(line)].join('\n');
 }
 
@@ -86,7 +90,11 @@ export function printJsonLine(result) {
  * The interpreter is $PYTHON, else /usr/bin/python3 (Debian's python3-torch; the `python3` on PATH
  * may be a pyenv without torch). The environment is passed through unchanged.
  */
-export function runPythonPeer(script, args = [], { python = process.env.PYTHON || '/usr/bin/python3', timeoutMs = 30 * 60 * 1000 } = {}) {
+export function runPythonPeer(
+  script,
+  args = [],
+  { python = process.env.PYTHON || '/usr/bin/python3', timeoutMs = 30 * 60 * 1000 } = {},
+) {
   return runProcess(python, [script, ...args], timeoutMs, '(set PYTHON to an interpreter with torch)');
 }
 
@@ -97,7 +105,12 @@ export function runNodeScript(script, args = [], { timeoutMs = 30 * 60 * 1000 } 
 
 function runProcess(command, args, timeoutMs, hint) {
   const what = `${command} ${args.join(' ')}`;
-  const child = spawnSync(command, args, { encoding: 'utf8', env: process.env, maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs });
+  const child = spawnSync(command, args, {
+    encoding: 'utf8',
+    env: process.env,
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: timeoutMs,
+  });
   if (child.error) throw new Error(`could not run ${what}: ${child.error.message} ${hint}`);
   if (child.status !== 0) throw new Error(`${what} exited with ${child.status ?? child.signal}:\n${child.stderr}`);
   const lines = child.stdout.trim().split('\n');

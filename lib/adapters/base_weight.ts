@@ -10,8 +10,14 @@ import * as torch from '../torch/index.js';
 import type { DType, QuantState4bit, Tensor } from '../torch/index.js';
 import { Linear } from '../nn/index.js';
 import {
-  forward4bit, Linear4bit, quantStateOf, stateTensors,
-  type ComputeDtype, type QuantBufferName, type QuantLayerInfo, type QuantSpec,
+  forward4bit,
+  Linear4bit,
+  quantStateOf,
+  stateTensors,
+  type ComputeDtype,
+  type QuantBufferName,
+  type QuantLayerInfo,
+  type QuantSpec,
 } from '../quant/linear4bit.js';
 import { cast } from './dtype.js';
 

@@ -5,14 +5,24 @@ import { camelToSnake, snakeToCamel } from '../util/case.js';
 import { parseConfig } from '../util/config_error.js';
 import { compilePattern } from './patterns.js';
 
-export const TASK_TYPES = ['SEQ_CLS', 'SEQ_2_SEQ_LM', 'CAUSAL_LM', 'TOKEN_CLS', 'QUESTION_ANS', 'FEATURE_EXTRACTION'] as const;
+export const TASK_TYPES = [
+  'SEQ_CLS',
+  'SEQ_2_SEQ_LM',
+  'CAUSAL_LM',
+  'TOKEN_CLS',
+  'QUESTION_ANS',
+  'FEATURE_EXTRACTION',
+] as const;
 
 /** The PEFT release whose adapter format we write, used as `peft_version` when the config has none. */
 export const PEFT_FORMAT_VERSION = '0.18.0';
 
 const pattern = z.string().refine((p) => compilePattern(p) !== null, { message: 'not a valid regular expression' });
 /** A str is a regex matched against the whole module name; a list holds exact names or suffixes. */
-const moduleNames = z.union([pattern, z.array(z.string())]).nullable().default(null);
+const moduleNames = z
+  .union([pattern, z.array(z.string())])
+  .nullable()
+  .default(null);
 
 export const LoraConfigSchema = z
   .strictObject({
@@ -23,7 +33,11 @@ export const LoraConfigSchema = z
     useRslora: z.boolean().default(false),
     useDora: z.boolean().default(false),
     /** true: A ~ U(±1/√in), B = 0; 'gaussian': A ~ N(0, 1/r), B = 0; false: A and B random (debugging). */
-    initLoraWeights: z.union([z.boolean(), z.literal('gaussian')], { error: "expected true, false or 'gaussian' (PiSSA, OLoRA, EVA, LoftQ... are not supported)" }).default(true),
+    initLoraWeights: z
+      .union([z.boolean(), z.literal('gaussian')], {
+        error: "expected true, false or 'gaussian' (PiSSA, OLoRA, EVA, LoftQ... are not supported)",
+      })
+      .default(true),
     /** A regex (full match), a list (exact name or suffix after '.'), 'all-linear', or null for the model's default. */
     targetModules: moduleNames,
     excludeModules: moduleNames,
@@ -31,8 +45,14 @@ export const LoraConfigSchema = z
     modulesToSave: z.array(z.string()).nullable().default(null),
     rankPattern: z.record(pattern, z.number().int().positive()).default({}),
     alphaPattern: z.record(pattern, z.number()).default({}),
-    layersToTransform: z.union([z.number().int().min(0), z.array(z.number().int().min(0))]).nullable().default(null),
-    layersPattern: z.union([z.string(), z.array(z.string())]).nullable().default(null),
+    layersToTransform: z
+      .union([z.number().int().min(0), z.array(z.number().int().min(0))])
+      .nullable()
+      .default(null),
+    layersPattern: z
+      .union([z.string(), z.array(z.string())])
+      .nullable()
+      .default(null),
     fanInFanOut: z.boolean().default(false),
     loraBias: z.boolean().default(false),
     taskType: z.enum(TASK_TYPES).nullable().default(null),
@@ -44,8 +64,10 @@ export const LoraConfigSchema = z
   .superRefine((c, ctx) => {
     const issue = (key: string, message: string): void => ctx.addIssue({ code: 'custom', path: [key], message });
     const regexTargets = typeof c.targetModules === 'string';
-    if (regexTargets && c.layersToTransform !== null) issue('layersToTransform', 'cannot be used when targetModules is a regex string');
-    if (regexTargets && c.layersPattern !== null) issue('layersPattern', 'cannot be used when targetModules is a regex string');
+    if (regexTargets && c.layersToTransform !== null)
+      issue('layersToTransform', 'cannot be used when targetModules is a regex string');
+    if (regexTargets && c.layersPattern !== null)
+      issue('layersPattern', 'cannot be used when targetModules is a regex string');
     if (c.layersPattern !== null && c.layersToTransform === null) issue('layersPattern', 'needs layersToTransform');
     // Both are for layers that store [in, out] (GPT-2's Conv1D) or LoRA biases, which vlalign has no use for.
     if (c.fanInFanOut) issue('fanInFanOut', 'is only for Conv1D layers; Linear weights are [out, in]');
@@ -71,7 +93,10 @@ const INERT_PEFT_KEYS: Record<string, (v: unknown) => boolean> = {
   loftq_config: (v) => isEmpty(v),
 };
 const isEmpty = (v: unknown): boolean =>
-  v === null || v === false || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && v !== null && Object.keys(v).length === 0);
+  v === null ||
+  v === false ||
+  (Array.isArray(v) && v.length === 0) ||
+  (typeof v === 'object' && v !== null && Object.keys(v).length === 0);
 
 /**
  * A config from adapter_config.json's content. Keys PEFT has and vlalign does not (eva_config,
@@ -117,11 +142,14 @@ export function peftJsonText(value: unknown, indent = '', key = ''): string {
   if (typeof value === 'object' && value !== null) {
     const keys = Object.keys(value).sort();
     if (keys.length === 0) return '{}';
-    const entries = keys.map((k) => `${inner}${ascii(JSON.stringify(k))}: ${peftJsonText((value as Record<string, unknown>)[k], inner, k)}`);
+    const entries = keys.map(
+      (k) => `${inner}${ascii(JSON.stringify(k))}: ${peftJsonText((value as Record<string, unknown>)[k], inner, k)}`,
+    );
     return `{\n${entries.join(',\n')}\n${indent}}`;
   }
   if (typeof value === 'number' && FLOAT_KEYS.has(key) && Number.isInteger(value)) return value.toFixed(1);
   return ascii(JSON.stringify(value ?? null));
 }
 
-const ascii = (text: string): string => text.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+const ascii = (text: string): string =>
+  text.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);

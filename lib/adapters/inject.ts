@@ -1,6 +1,6 @@
 // Planning getPeftModel's changes before any is made: which modules take a LoRA layer (PEFT's
 // inject_adapter checks and messages) and which modules_to_save get a trainable copy.
-import { Linear, Module } from '../nn/index.js';
+import { Linear, type Module } from '../nn/index.js';
 import type { LoraConfig } from './config.js';
 import { SavedModule, cloneModule } from './modules_to_save.js';
 import { matchModule, resolveTargets, type TargetSpec } from './targeting.js';
@@ -19,20 +19,28 @@ export function planTargets(model: Module, config: LoraConfig, targets: TargetSp
 }
 
 /** The module names `config` adapts in `model` (throws as getPeftModel would when none match). */
-export const targetedModules = (model: Module, config: LoraConfig): string[] => planTargets(model, config, resolveTargets(model, config));
+export const targetedModules = (model: Module, config: LoraConfig): string[] =>
+  planTargets(model, config, resolveTargets(model, config));
 
 export function checkTargets(model: Module, names: readonly string[]): string[] {
   for (const name of names) {
     const m = model.getSubmodule(name);
-    if (!(m instanceof Linear)) throw new TypeError(`LoRA: target '${name}' is a ${m.constructor.name}; only Linear layers take a LoRA adapter`);
+    if (!(m instanceof Linear))
+      throw new TypeError(`LoRA: target '${name}' is a ${m.constructor.name}; only Linear layers take a LoRA adapter`);
   }
   return [...names];
 }
 
 function noMatchMessage(model: Module, config: LoraConfig, targets: TargetSpec, excluded: number): string {
   const parts = [`LoRA: targetModules ${JSON.stringify(targets)} matched no module of ${model.constructor.name}`];
-  if (excluded > 0) parts.push(`${excluded} module(s) were excluded by excludeModules ${JSON.stringify(config.excludeModules)} or modulesToSave ${JSON.stringify(config.modulesToSave)}`);
-  if (config.layersToTransform !== null) parts.push(`layersToTransform is ${JSON.stringify(config.layersToTransform)}, layersPattern ${JSON.stringify(config.layersPattern)}`);
+  if (excluded > 0)
+    parts.push(
+      `${excluded} module(s) were excluded by excludeModules ${JSON.stringify(config.excludeModules)} or modulesToSave ${JSON.stringify(config.modulesToSave)}`,
+    );
+  if (config.layersToTransform !== null)
+    parts.push(
+      `layersToTransform is ${JSON.stringify(config.layersToTransform)}, layersPattern ${JSON.stringify(config.layersPattern)}`,
+    );
   return parts.join('; ');
 }
 
@@ -49,7 +57,8 @@ export function planModulesToSave(model: Module, config: LoraConfig, targets: st
   if (clash !== undefined) throw new Error(`LoRA: '${clash}' is both a LoRA target and in modulesToSave`);
   const saved: SavedModule[] = [];
   try {
-    for (const path of paths) saved.push(new SavedModule(path, model.getSubmodule(path), cloneModule(model.getSubmodule(path), path)));
+    for (const path of paths)
+      saved.push(new SavedModule(path, model.getSubmodule(path), cloneModule(model.getSubmodule(path), path)));
   } catch (error) {
     saved.forEach((s) => s.copy.dispose());
     throw error;

@@ -30,7 +30,9 @@ export interface AdapterSource {
 /** Writes both files, each through the shared atomic writer. */
 export async function writeAdapter(source: AdapterSource, dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
-  await torch.saveSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), Object.fromEntries(source.adapterStateDict()), { format: 'pt' });
+  await torch.saveSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), Object.fromEntries(source.adapterStateDict()), {
+    format: 'pt',
+  });
   writeAtomic(join(dir, ADAPTER_CONFIG_FILE), peftJsonText(toPeftJson(source.config)));
 }
 
@@ -64,7 +66,8 @@ export async function loadAdapterWeights(source: AdapterSource, dir: string, ada
   const given = await torch.loadSafetensors(file);
   try {
     const matched = matchTensors(source.model, expected, given, adapterName);
-    if (matched.problems.length > 0) throw new Error(`cannot load the adapter in ${dir}:\n  ${matched.problems.join('\n  ')}`);
+    if (matched.problems.length > 0)
+      throw new Error(`cannot load the adapter in ${dir}:\n  ${matched.problems.join('\n  ')}`);
     torch.noGrad(() => {
       for (const [dst, src] of matched.pairs) dst.copy_(src);
     });
@@ -75,7 +78,8 @@ export async function loadAdapterWeights(source: AdapterSource, dir: string, ada
 
 function weightsFile(dir: string): string {
   const file = join(dir, ADAPTER_WEIGHTS_FILE);
-  if (!existsSync(file)) throw new Error(`${dir}: no ${ADAPTER_WEIGHTS_FILE} (only safetensors adapters are supported)`);
+  if (!existsSync(file))
+    throw new Error(`${dir}: no ${ADAPTER_WEIGHTS_FILE} (only safetensors adapters are supported)`);
   return file;
 }
 
@@ -90,12 +94,17 @@ export async function adapterModules(model: Module, dir: string, adapterName = '
     const name = adapterTensorName(key, adapterName);
     if (!name.endsWith(suffix)) continue;
     const path = name.slice(0, -suffix.length);
-    found.add(own.has(path) ? path : rename(name)?.slice(0, -suffix.length) ?? path);
+    found.add(own.has(path) ? path : (rename(name)?.slice(0, -suffix.length) ?? path));
   }
   return [...found].sort();
 }
 
-function matchTensors(model: Module, expected: Map<string, Tensor>, given: Record<string, Tensor>, adapterName: string) {
+function matchTensors(
+  model: Module,
+  expected: Map<string, Tensor>,
+  given: Record<string, Tensor>,
+  adapterName: string,
+) {
   const rename = checkpointRenamer(model);
   const pairs: Array<[Tensor, Tensor]> = [];
   const problems: string[] = [];
@@ -105,13 +114,15 @@ function matchTensors(model: Module, expected: Map<string, Tensor>, given: Recor
     const name = expected.has(direct) ? direct : rename(direct);
     const dst = name === null ? undefined : expected.get(name);
     if (dst === undefined) problems.push(`unexpected tensor '${key}' ${fmt(src.shape)}`);
-    else if (!sameShape(dst.shape, src.shape)) problems.push(`tensor '${key}' has shape ${fmt(src.shape)} but the adapter expects ${fmt(dst.shape)}`);
+    else if (!sameShape(dst.shape, src.shape))
+      problems.push(`tensor '${key}' has shape ${fmt(src.shape)} but the adapter expects ${fmt(dst.shape)}`);
     else {
       pairs.push([dst, src]);
       seen.add(name!);
     }
   }
-  for (const [name, t] of expected) if (!seen.has(name)) problems.push(`missing tensor '${PEFT_PREFIX}${name}' ${fmt(t.shape)}`);
+  for (const [name, t] of expected)
+    if (!seen.has(name)) problems.push(`missing tensor '${PEFT_PREFIX}${name}' ${fmt(t.shape)}`);
   return { pairs, problems };
 }
 

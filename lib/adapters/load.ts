@@ -14,7 +14,11 @@ export interface LoadAdapterOptions {
 }
 
 /** Wraps `model` with the adapter in `dir`; on a bad file the model is left as it was. */
-export async function loadAdapter<M extends Module>(model: M, dir: string, options: LoadAdapterOptions = {}): Promise<LoraModel<M>> {
+export async function loadAdapter<M extends Module>(
+  model: M,
+  dir: string,
+  options: LoadAdapterOptions = {},
+): Promise<LoraModel<M>> {
   const config = readAdapterConfig(dir);
   const targetNames = await checkedTargets(model, config, dir, options.adapterName);
   const flags = model.parameters().map((p) => [p, p.requiresGrad] as const);
@@ -34,7 +38,12 @@ export async function loadAdapter<M extends Module>(model: M, dir: string, optio
  * where they apply; a regex written for another module layout (newer transformers'
  * `model.language_model.layers...`) matches nothing here and so defers to the file.
  */
-async function checkedTargets(model: Module, config: LoraConfig, dir: string, adapterName?: string): Promise<string[] | undefined> {
+async function checkedTargets(
+  model: Module,
+  config: LoraConfig,
+  dir: string,
+  adapterName?: string,
+): Promise<string[] | undefined> {
   const fromFile = await adapterModules(model, dir, adapterName);
   if (fromFile.length === 0) return undefined;
   let fromConfig: string[];
@@ -46,6 +55,9 @@ async function checkedTargets(model: Module, config: LoraConfig, dir: string, ad
   const onlyConfig = fromConfig.filter((n) => !fromFile.includes(n));
   const onlyFile = fromFile.filter((n) => !fromConfig.includes(n));
   if (onlyConfig.length + onlyFile.length === 0) return fromFile;
-  const list = (names: string[]): string => `${names.slice(0, 5).join(', ')}${names.length > 5 ? `, ... (${names.length})` : ''}`;
-  throw new Error(`${dir}: adapter_config.json and the weights disagree on the adapted modules: only in the config's targets: [${list(onlyConfig)}]; only in the weights: [${list(onlyFile)}]`);
+  const list = (names: string[]): string =>
+    `${names.slice(0, 5).join(', ')}${names.length > 5 ? `, ... (${names.length})` : ''}`;
+  throw new Error(
+    `${dir}: adapter_config.json and the weights disagree on the adapted modules: only in the config's targets: [${list(onlyConfig)}]; only in the weights: [${list(onlyFile)}]`,
+  );
 }

@@ -136,7 +136,13 @@ export class LoraLinear extends Linear {
       const input = dropped ? F.dropout(xa, this.dropout, true) : xa;
       const lora = this.lora_B.forward(this.lora_A.forward(input));
       const added = this.#variant.forward({
-        result, input, lora, dropped, scaling: this.scaling, base: this.#base, deltaWeight: () => this.deltaWeight(),
+        result,
+        input,
+        lora,
+        dropped,
+        scaling: this.scaling,
+        base: this.#base,
+        deltaWeight: () => this.deltaWeight(),
       });
       return cast(result.add(added), result.dtype);
     });
@@ -161,14 +167,16 @@ export class LoraLinear extends Linear {
    */
   merge(options: MergeOptions = {}): void {
     if (this.#merged) return;
-    const merged = torch.noGrad(() => torch.tidy(() => {
-      const weight = this.#variant.merge(this.#base.dense(), this.deltaWeight());
-      if (options.safeMerge && !weight.isfinite().all().item()) {
-        this.#variant.forgetMerge();
-        throw new Error('LoraLinear.merge: the merged weights are not finite; the adapter seems to be broken');
-      }
-      return cast(weight, this.#base.denseDtype);
-    }));
+    const merged = torch.noGrad(() =>
+      torch.tidy(() => {
+        const weight = this.#variant.merge(this.#base.dense(), this.deltaWeight());
+        if (options.safeMerge && !weight.isfinite().all().item()) {
+          this.#variant.forgetMerge();
+          throw new Error('LoraLinear.merge: the merged weights are not finite; the adapter seems to be broken');
+        }
+        return cast(weight, this.#base.denseDtype);
+      }),
+    );
     this.#base = this.#base.store(merged, options);
     this.#merged = true;
   }
@@ -176,8 +184,9 @@ export class LoraLinear extends Linear {
   /** Undoes merge() (up to rounding; over a 4-bit base, up to a second quantisation, as PEFT warns). */
   unmerge(): void {
     if (!this.#merged) return;
-    const weight = torch.noGrad(() => torch.tidy(() => (
-      cast(this.#variant.unmerge(this.#base.dense(), this.deltaWeight()), this.#base.denseDtype))));
+    const weight = torch.noGrad(() =>
+      torch.tidy(() => cast(this.#variant.unmerge(this.#base.dense(), this.deltaWeight()), this.#base.denseDtype)),
+    );
     this.#base = this.#base.store(weight);
     this.#variant.forgetMerge();
     this.#merged = false;

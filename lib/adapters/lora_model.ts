@@ -14,10 +14,15 @@ import { rankAndAlpha, resolveTargets } from './targeting.js';
  * Applies `config` to `model` in place and returns the handle that manages the adapter. The model's
  * own forward keeps working (the wrapped layers are Linear subclasses in the parents' fields).
  */
-export function getPeftModel<M extends Module>(model: M, input: LoraConfigInput = {}, options: { targetNames?: readonly string[] } = {}): LoraModel<M> {
+export function getPeftModel<M extends Module>(
+  model: M,
+  input: LoraConfigInput = {},
+  options: { targetNames?: readonly string[] } = {},
+): LoraModel<M> {
   const config = loraConfig(input);
   for (const [name, m] of model.namedModules()) {
-    if (m instanceof LoraLinear) throw new Error(`getPeftModel: '${name}' already has a LoRA adapter; unload() the first one`);
+    if (m instanceof LoraLinear)
+      throw new Error(`getPeftModel: '${name}' already has a LoRA adapter; unload() the first one`);
   }
   // targetNames (loadAdapter: the modules an adapter file holds) replace the config's matching.
   const given = options.targetNames;
@@ -30,7 +35,11 @@ export function getPeftModel<M extends Module>(model: M, input: LoraConfigInput 
   const layers = new Map<string, LoraLinear>();
   for (const name of names) {
     const layer = new LoraLinear(model.getSubmodule(name) as Linear, {
-      ...rankAndAlpha(config, name), dropout: config.loraDropout, useRslora: config.useRslora, useDora: config.useDora, init: config.initLoraWeights,
+      ...rankAndAlpha(config, name),
+      dropout: config.loraDropout,
+      useRslora: config.useRslora,
+      useDora: config.useDora,
+      init: config.initLoraWeights,
     });
     model.replaceModule(name, layer);
     layers.set(name, layer);
@@ -150,7 +159,8 @@ export class LoraModel<M extends Module = Module> {
   /** PEFT's print_trainable_parameters line (all params count both sides of modules_to_save). */
   printTrainable(): string {
     // A uint8 parameter is a packed 4-bit weight: two parameters per byte, as PEFT counts Params4bit.
-    const count = (ps: Iterable<[string, Tensor]>): number => [...ps].reduce((n, [, p]) => n + p.numel() * (p.dtype === 'uint8' ? 2 : 1), 0);
+    const count = (ps: Iterable<[string, Tensor]>): number =>
+      [...ps].reduce((n, [, p]) => n + p.numel() * (p.dtype === 'uint8' ? 2 : 1), 0);
     const trainable = count(this.trainableParameters());
     const offTree = [...this.saved.values()].map((s) => (this.#enabled ? s.original : s.copy));
     const all = count(this.model.namedParameters()) + offTree.reduce((n, m) => n + count(m.namedParameters()), 0);
@@ -164,10 +174,12 @@ export class LoraModel<M extends Module = Module> {
     for (const [path, layer] of this.layers) {
       out.set(`${PEFT_PREFIX}${path}.lora_A.weight`, layer.lora_A.weight);
       out.set(`${PEFT_PREFIX}${path}.lora_B.weight`, layer.lora_B.weight);
-      if (layer.lora_magnitude_vector !== null) out.set(`${PEFT_PREFIX}${path}.lora_magnitude_vector`, layer.lora_magnitude_vector);
+      if (layer.lora_magnitude_vector !== null)
+        out.set(`${PEFT_PREFIX}${path}.lora_magnitude_vector`, layer.lora_magnitude_vector);
     }
     for (const [name, bias] of this.#trainedBiases()) out.set(`${PEFT_PREFIX}${name}`, bias);
-    for (const s of this.saved.values()) for (const [name, t] of s.stateDict()) out.set(`${PEFT_PREFIX}${s.path}.${name}`, t);
+    for (const s of this.saved.values())
+      for (const [name, t] of s.stateDict()) out.set(`${PEFT_PREFIX}${s.path}.${name}`, t);
     return out;
   }
 
@@ -181,7 +193,8 @@ export class LoraModel<M extends Module = Module> {
       const bias = (m as { bias?: unknown }).bias;
       if (!(bias instanceof Tensor) || savedPrefixes.some((p) => `${name}.`.startsWith(p))) continue;
       const wrapped = m instanceof LoraLinear;
-      if (this.config.bias === 'all' || wrapped) biases.push([wrapped ? `${name}.base_layer.bias` : `${name}.bias`, bias]);
+      if (this.config.bias === 'all' || wrapped)
+        biases.push([wrapped ? `${name}.base_layer.bias` : `${name}.bias`, bias]);
     }
     return biases;
   }

@@ -32,11 +32,19 @@ export function cloneModule(module: Module, path: string): Module {
 
 function construct(m: Module, path: string): Module {
   // Exact classes only: a subclass (a LoraLinear, a model's own layer) may compute something else.
-  if (m instanceof Linear && m.constructor === Linear) return new Linear(m.inFeatures, m.outFeatures, { bias: m.bias !== null, ...placement(m.weight) });
-  if (m instanceof Embedding && m.constructor === Embedding) return new Embedding(m.numEmbeddings, m.embeddingDim, placement(m.weight));
-  if (m instanceof LayerNorm && m.constructor === LayerNorm) return new LayerNorm(m.dim, m.eps, { bias: m.bias !== null, ...placement(m.weight) });
+  if (m instanceof Linear && m.constructor === Linear)
+    return new Linear(m.inFeatures, m.outFeatures, { bias: m.bias !== null, ...placement(m.weight) });
+  if (m instanceof Embedding && m.constructor === Embedding)
+    return new Embedding(m.numEmbeddings, m.embeddingDim, placement(m.weight));
+  if (m instanceof LayerNorm && m.constructor === LayerNorm)
+    return new LayerNorm(m.dim, m.eps, { bias: m.bias !== null, ...placement(m.weight) });
   if (m instanceof RMSNorm && m.constructor === RMSNorm) return new RMSNorm(m.dim, m.eps, placement(m.weight));
-  throw new TypeError(`modulesToSave: '${path}' is a ${m.constructor.name}; Linear, Embedding, LayerNorm and RMSNorm modules can be saved`);
+  throw new TypeError(
+    `modulesToSave: '${path}' is a ${m.constructor.name}; Linear, Embedding, LayerNorm and RMSNorm modules can be saved`,
+  );
 }
 
-const placement = (t: Tensor): { dtype: Tensor['dtype']; device: Tensor['device'] } => ({ dtype: t.dtype, device: t.device });
+const placement = (t: Tensor): { dtype: Tensor['dtype']; device: Tensor['device'] } => ({
+  dtype: t.dtype,
+  device: t.device,
+});

@@ -17,7 +17,11 @@ export function compilePattern(pattern: string, anchor: (p: string) => string = 
 }
 
 const pythonToJs = (p: string): string =>
-  p.replace(/\(\?P</g, '(?<').replace(/\(\?P=(\w+)\)/g, '\\k<$1>').replace(/\\A/g, '^').replace(/\\Z/g, '$');
+  p
+    .replace(/\(\?P</g, '(?<')
+    .replace(/\(\?P=(\w+)\)/g, '\\k<$1>')
+    .replace(/\\A/g, '^')
+    .replace(/\\Z/g, '$');
 
 function mustCompile(pattern: string, anchor: (p: string) => string): RegExp {
   const re = compilePattern(pattern, anchor);
@@ -26,7 +30,8 @@ function mustCompile(pattern: string, anchor: (p: string) => string): RegExp {
 }
 
 /** Python's re.fullmatch(pattern, name). */
-export const fullMatch = (pattern: string, name: string): boolean => mustCompile(pattern, (p) => `^(?:${p})$`).test(name);
+export const fullMatch = (pattern: string, name: string): boolean =>
+  mustCompile(pattern, (p) => `^(?:${p})$`).test(name);
 
 /** PEFT's rule for target_modules / exclude_modules: a str is a full regex match, a list entry the exact name or a suffix after '.'. */
 export function matchesModule(spec: string | readonly string[], name: string): boolean {
@@ -50,9 +55,10 @@ export const underModuleToSave = (entry: string, name: string): boolean =>
  */
 export function layerIndex(name: string, layersPattern: string | readonly string[] | null): number | null {
   const patterns = layersPattern === null ? [] : typeof layersPattern === 'string' ? [layersPattern] : layersPattern;
-  const regexes = patterns.length === 0
-    ? [mustCompile('.*?\\.[^.]*\\.(\\d+)\\.', (p) => `^${p}`)]
-    : patterns.map((p) => mustCompile(`.*?\\.${p}\\.(\\d+)\\.`, (q) => `^${q}`));
+  const regexes =
+    patterns.length === 0
+      ? [mustCompile('.*?\\.[^.]*\\.(\\d+)\\.', (p) => `^${p}`)]
+      : patterns.map((p) => mustCompile(`.*?\\.${p}\\.(\\d+)\\.`, (q) => `^${q}`));
   for (const re of regexes) {
     const m = re.exec(name);
     if (m !== null) return Number(m[1]);

@@ -8,7 +8,15 @@ import { escapeRegex, layerIndex, matchesModule, patternKey, underModuleToSave }
 export const ALL_LINEAR = 'all-linear';
 
 /** The Linear layers of a decoder block (attention, then MLP), the usual LoRA targets. */
-export const DECODER_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export const DECODER_PROJECTIONS = [
+  'q_proj',
+  'k_proj',
+  'v_proj',
+  'o_proj',
+  'gate_proj',
+  'up_proj',
+  'down_proj',
+] as const;
 
 // PEFT's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING for the model types vlalign loads; it
 // has no entry for the VLMs, so they need explicit targets there too.
@@ -44,7 +52,9 @@ export function resolveTargets(model: Module, config: LoraConfig): TargetSpec {
   const modelType = modelTypeOf(model);
   const defaults = modelType === null ? undefined : DEFAULT_TARGETS[modelType];
   if (defaults === undefined) {
-    throw new TypeError(`LoraConfig.targetModules: no default target modules for model type '${modelType ?? 'unknown'}'; pass a regex, a list or '${ALL_LINEAR}'`);
+    throw new TypeError(
+      `LoraConfig.targetModules: no default target modules for model type '${modelType ?? 'unknown'}'; pass a regex, a list or '${ALL_LINEAR}'`,
+    );
   }
   return defaults;
 }
@@ -106,5 +116,7 @@ export function decoderLayersPath(model: Module): string {
   for (const name of names) {
     if ((name === 'layers' || name.endsWith('.layers')) && names.has(`${name}.0.self_attn`)) return name;
   }
-  throw new Error(`languageModelTargets: ${model.constructor.name} has no decoder layer list ('<...>.layers.0.self_attn')`);
+  throw new Error(
+    `languageModelTargets: ${model.constructor.name} has no decoder layer list ('<...>.layers.0.self_attn')`,
+  );
 }

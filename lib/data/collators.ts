@@ -60,7 +60,14 @@ export function collatePairs(
   if (rejectedRows !== pairs) {
     throw new RangeError(`collatePairs: chosen has ${pairs} rows, rejected ${rejectedRows}: pair i is row i of both`);
   }
-  const joined = joinBatches(processor, [['chosen', chosen], ['rejected', rejected]], options);
+  const joined = joinBatches(
+    processor,
+    [
+      ['chosen', chosen],
+      ['rejected', rejected],
+    ],
+    options,
+  );
   return { ...joined, pairs };
 }
 
@@ -93,7 +100,11 @@ export function joinBatches(
   batches.forEach(([name, b]) => checkFamily(b, internvl, name));
   const { padTokenId, side } = paddingOf(processor);
   return torch.tidy(() => {
-    const tokens = padBatch(batches.flatMap(([name, b]) => unpaddedRows(b, name)), padTokenId, side);
+    const tokens = padBatch(
+      batches.flatMap(([name, b]) => unpaddedRows(b, name)),
+      padTokenId,
+      side,
+    );
     const targets = targetsFromLabels(tokens.labels, options.ignoreIndex ?? -100);
     const present = batches.filter(([, b]) => b.pixelValues !== null);
     const pixelValues = present.length > 0 ? torch.cat(present.map(([, b]) => b.pixelValues!)) : null;
@@ -130,7 +141,10 @@ function checkFamily(batch: ProcessorBatch, internvl: boolean, name: string): vo
 // Each row's tokens and labels without its padding (the run of attention_mask = 1).
 function unpaddedRows(batch: ProcessorBatch, name: string): Encoded[] {
   const [rows, width] = batch.inputIds.shape as [number, number];
-  for (const [key, t] of [['attentionMask', batch.attentionMask], ['labels', batch.labels]] as const) {
+  for (const [key, t] of [
+    ['attentionMask', batch.attentionMask],
+    ['labels', batch.labels],
+  ] as const) {
     if (t.shape.length !== 2 || t.shape[0] !== rows || t.shape[1] !== width) {
       throw new RangeError(`${name}.${key} must be [${rows}, ${width}] like inputIds, got [${t.shape}]`);
     }

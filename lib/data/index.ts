@@ -1,14 +1,28 @@
 // data: collators from processor batches and generated tokens to the batches the losses take.
 export {
-  collatePairs, collateUnpaired, joinBatches,
-  type ProcessorBatch, type CollatedBatch, type PairBatch, type UnpairedCollated, type CollateOptions,
+  collatePairs,
+  collateUnpaired,
+  joinBatches,
+  type ProcessorBatch,
+  type CollatedBatch,
+  type PairBatch,
+  type UnpairedCollated,
+  type CollateOptions,
 } from './collators.js';
 export { collateRollouts, type RolloutPrompt, type RolloutOptions, type RolloutBatch } from './rollouts.js';
 // Format readers: records only (no tokenising), read lazily, bad rows named by file and line/row.
 export {
-  BadRowPolicy, DataError, describeSource, resolveInsideRoot,
-  type BadRowReport, type DataRecord, type PreferenceRecord, type RecordDataset, type RecordSource,
-  type SftRecord, type UnpairedRecord,
+  BadRowPolicy,
+  DataError,
+  describeSource,
+  resolveInsideRoot,
+  type BadRowReport,
+  type DataRecord,
+  type PreferenceRecord,
+  type RecordDataset,
+  type RecordSource,
+  type SftRecord,
+  type UnpairedRecord,
 } from './records.js';
 export { JsonlIndex } from './jsonl_index.js';
 export { ParquetRows } from './parquet.js';
@@ -17,7 +31,11 @@ export { openMmpr, repeatedOrder, type MmprOptions } from './mmpr.js';
 export { openTrl, type TrlKind, type TrlOptions } from './trl.js';
 export { openInternVlSft, openPlainDpo, openVlQuery, type InternVlSftOptions, type VlRlhfOptions } from './vlrlhf.js';
 export {
-  JPEG_QUALITY_RANGE, decodeRecordImages, jpegReencode, prefetchDecoded,
-  type DecodedRecord, type PrefetchOptions,
+  JPEG_QUALITY_RANGE,
+  decodeRecordImages,
+  jpegReencode,
+  prefetchDecoded,
+  type DecodedRecord,
+  type PrefetchOptions,
 } from './images.js';
 export { SeededRandom } from './rng.js';

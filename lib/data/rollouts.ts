@@ -102,7 +102,7 @@ export function collateRollouts(
 // [S, P] int64 ids whose mask ends every row with a token: generate's left padding.
 function checkPrompt(prompt: RolloutPrompt): [number, number] {
   const ids = prompt?.inputIds;
-  if (!ids || ids.dtype !== 'int64' || ids.ndim !== 2) {
+  if (ids?.dtype !== 'int64' || ids.ndim !== 2) {
     const got = ids ? `${ids.dtype} [${ids.shape}]` : String(ids);
     throw new TypeError(`Expected an int64 [rows, tokens] tensor for prompt.inputIds but received ${got}`);
   }
@@ -113,7 +113,14 @@ function checkPrompt(prompt: RolloutPrompt): [number, number] {
   if (mask.ndim !== 2 || mask.shape[0] !== rows || mask.shape[1] !== length) {
     throw new RangeError(`prompt.attentionMask must be [${rows}, ${length}] like inputIds, got [${mask.shape}]`);
   }
-  const last = torch.tidy(() => mask.select(1, length - 1).long().contiguous().data() as BigInt64Array);
+  const last = torch.tidy(
+    () =>
+      mask
+        .select(1, length - 1)
+        .long()
+        .contiguous()
+        .data() as BigInt64Array,
+  );
   last.forEach((m, s) => {
     if (m !== 1n) {
       throw new RangeError(`collateRollouts: prompt row ${s} ends with padding; generation pads prompts on the left`);

@@ -33,7 +33,11 @@ export function generate(model: CausalLM, inputs: ModelInputs, options: Generate
   const [batch, promptLength] = inputs.inputIds.shape as [number, number];
   checkLeftPadded(inputs.attentionMask ?? null);
   if (options.seed !== undefined) torch.manualSeed(options.seed);
-  const result: GenerateResult = { tokens: [...Array(batch)].map(() => []), logprobs: [...Array(batch)].map(() => []), finishReasons: Array(batch).fill('length') };
+  const result: GenerateResult = {
+    tokens: [...Array(batch)].map(() => []),
+    logprobs: [...Array(batch)].map(() => []),
+    finishReasons: Array(batch).fill('length'),
+  };
   const cache = new KVCache();
   let mask = (inputs.attentionMask?.clone() ?? torch.ones([batch, promptLength], { dtype: 'int64' })).keep();
   let live = [...Array(batch).keys()]; // original row of each batch row still decoding
@@ -56,7 +60,10 @@ export function generate(model: CausalLM, inputs: ModelInputs, options: Generate
       });
       if (keep.length === 0 || step + 1 === options.maxNewTokens) break;
       ({ mask, live } = dropFinished(cache, mask, live, keep));
-      const ids = torch.tensor(keep.map((i) => [tokens[i]!]), { dtype: 'int64' });
+      const ids = torch.tensor(
+        keep.map((i) => [tokens[i]!]),
+        { dtype: 'int64' },
+      );
       mask = extend(mask);
       next = torch.noGrad(() => lastLogits(model, { inputIds: ids, attentionMask: mask }, cache));
       ids.dispose();
@@ -70,11 +77,13 @@ export function generate(model: CausalLM, inputs: ModelInputs, options: Generate
 
 // Runs the model on new tokens and returns the last position's logits [B, V] (lm_head on one row).
 function lastLogits(model: CausalLM, inputs: ModelInputs, cache: KVCache): Tensor {
-  return torch.tidy(() => {
-    const { hidden } = model.forward(inputs, { cache, logits: false });
-    const head = model.lmHead();
-    return torch.nn.functional.linear(hidden.select(1, -1), head.weight, head.bias);
-  }).keep();
+  return torch
+    .tidy(() => {
+      const { hidden } = model.forward(inputs, { cache, logits: false });
+      const head = model.lmHead();
+      return torch.nn.functional.linear(hidden.select(1, -1), head.weight, head.bias);
+    })
+    .keep();
 }
 
 function dropFinished(cache: KVCache, mask: Tensor, live: number[], keep: number[]): { mask: Tensor; live: number[] } {
@@ -97,6 +106,7 @@ function checkLeftPadded(mask: Tensor | null): void {
   if (mask === null) return;
   const rows = mask.toArray() as number[][];
   rows.forEach((row, b) => {
-    if (row[row.length - 1] !== 1) throw new Error(`generate: attention_mask row ${b} ends with padding; pad prompts on the left`);
+    if (row[row.length - 1] !== 1)
+      throw new Error(`generate: attention_mask row ${b} ends with padding; pad prompts on the left`);
   });
 }

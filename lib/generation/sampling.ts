@@ -27,7 +27,9 @@ export function chooseNext(logits: Tensor, options: SamplingOptions = {}): Choic
   return torch.tidy(() => {
     const scaled = logits.float().div(temperature);
     const logProbs = scaled.logSoftmax(-1);
-    const tokens = options.doSample ? filtered(scaled, options).softmax(-1).multinomial(1).squeeze(1) : scaled.argmax(-1);
+    const tokens = options.doSample
+      ? filtered(scaled, options).softmax(-1).multinomial(1).squeeze(1)
+      : scaled.argmax(-1);
     return { tokens, logprobs: logProbs.gather(1, tokens.unsqueeze(1)).squeeze(1) };
   });
 }

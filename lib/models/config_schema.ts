@@ -31,9 +31,17 @@ export const SIZE_BOUNDS = {
 
 /** A positive integer at most `max`; the error names the value and the bound. */
 export const boundedInt = (max: number) =>
-  z.number().int().positive().max(max, { error: (issue) => `${String(issue.input)} exceeds the sane bound ${max}` });
+  z
+    .number()
+    .int()
+    .positive()
+    .max(max, { error: (issue) => `${String(issue.input)} exceeds the sane bound ${max}` });
 
 /** A token id: a non-negative integer below the vocabulary bound. */
-export const tokenId = z.number().int().min(0).max(SIZE_BOUNDS.vocab - 1, {
-  error: (issue) => `token id ${String(issue.input)} exceeds the sane bound ${SIZE_BOUNDS.vocab - 1}`,
-});
+export const tokenId = z
+  .number()
+  .int()
+  .min(0)
+  .max(SIZE_BOUNDS.vocab - 1, {
+    error: (issue) => `token id ${String(issue.input)} exceeds the sane bound ${SIZE_BOUNDS.vocab - 1}`,
+  });

@@ -49,13 +49,21 @@ export function weightFiles(dir: string): string[] {
   const single = join(dir, 'model.safetensors');
   if (existsSync(single)) return [single];
   const indexFile = join(dir, 'model.safetensors.index.json');
-  if (!existsSync(indexFile)) throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)`);
+  if (!existsSync(indexFile))
+    throw new Error(
+      `${dir}: no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)`,
+    );
   const map = readJsonObject(indexFile).weight_map;
   if (typeof map !== 'object' || map === null) throw new Error(`${indexFile}: missing weight_map`);
   return [...new Set(Object.values(map as Record<string, string>))].map((f) => join(dir, f));
 }
 
-async function loadWeights(model: CausalLM, family: ModelFamily, dir: string, quant: QuantizedLoad | null): Promise<void> {
+async function loadWeights(
+  model: CausalLM,
+  family: ModelFamily,
+  dir: string,
+  quant: QuantizedLoad | null,
+): Promise<void> {
   const own = model.stateDict();
   const loaded = new Set<string>();
   const problems: string[] = [];
@@ -68,7 +76,8 @@ async function loadWeights(model: CausalLM, family: ModelFamily, dir: string, qu
       const target = family.moduleName(name, model);
       if (target !== null && quant?.take(target, tensor, file, problems, loaded)) continue;
       const param = target === null ? undefined : own.get(target);
-      if (target !== null && param === undefined) problems.push(`unexpected tensor '${name}' ${fmt(tensor)} in ${file}`);
+      if (target !== null && param === undefined)
+        problems.push(`unexpected tensor '${name}' ${fmt(tensor)} in ${file}`);
       else if (param !== undefined && !sameShape(param, tensor)) {
         problems.push(`tensor '${name}' in ${file} has shape ${fmt(tensor)} but the model expects ${fmt(param)}`);
       } else if (param !== undefined && problems.length === 0) {
@@ -97,7 +106,8 @@ function assign(param: Tensor, tensor: Tensor): void {
 }
 
 const fmt = (t: Tensor): string => `[${t.shape.join(', ')}]`;
-const sameShape = (a: Tensor, b: Tensor): boolean => a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+const sameShape = (a: Tensor, b: Tensor): boolean =>
+  a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
 
 export interface SaveOptions {
   /** Split weights into shards of at most this many bytes (default 5 GB, as transformers). */
@@ -128,7 +138,8 @@ export async function savePretrained(model: CausalLM, dir: string, options: Save
 async function saveWeights(dir: string, state: Array<[string, Tensor]>, options: SaveOptions): Promise<void> {
   const shards = shard(state, options.maxShardBytes ?? 5e9);
   const metadata = { format: 'pt' };
-  if (shards.length === 1) await torch.saveSafetensors(join(dir, 'model.safetensors'), Object.fromEntries(shards[0]!), metadata);
+  if (shards.length === 1)
+    await torch.saveSafetensors(join(dir, 'model.safetensors'), Object.fromEntries(shards[0]!), metadata);
   else {
     const weightMap: Record<string, string> = {};
     const name = (k: number): string => `model-${pad(k + 1)}-of-${pad(shards.length)}.safetensors`;
@@ -157,6 +168,14 @@ function shard(state: Array<[string, Tensor]>, maxBytes: number): Array<Array<[s
   return shards;
 }
 
-const ELEMENT: Partial<Record<DType, number>> = { float64: 8, int64: 8, float32: 4, int32: 4, bfloat16: 2, float16: 2, int16: 2 };
+const ELEMENT: Partial<Record<DType, number>> = {
+  float64: 8,
+  int64: 8,
+  float32: 4,
+  int32: 4,
+  bfloat16: 2,
+  float16: 2,
+  int16: 2,
+};
 const bytes = (t: Tensor): number => t.shape.reduce((a, d) => a * d, 1) * (ELEMENT[t.dtype] ?? 1);
 const pad = (k: number): string => String(k).padStart(5, '0');

@@ -18,7 +18,8 @@ export function addedTokenId(dir: string, content: string): number | null {
   if (existsSync(config)) {
     const decoder = readJsonObject(config).added_tokens_decoder;
     if (decoder && typeof decoder === 'object') {
-      for (const [id, t] of Object.entries(decoder as Record<string, { content?: unknown }>)) if (t?.content === content) return Number(id);
+      for (const [id, t] of Object.entries(decoder as Record<string, { content?: unknown }>))
+        if (t?.content === content) return Number(id);
     }
   }
   return null;

@@ -21,6 +21,7 @@ const ACTIVATIONS: Record<string, Activation> = {
 
 export function activation(name: string, where = 'hidden_act'): Activation {
   const fn = ACTIVATIONS[name];
-  if (fn === undefined) throw new Error(`${where}: unknown activation '${name}' (known: ${Object.keys(ACTIVATIONS).join(', ')})`);
+  if (fn === undefined)
+    throw new Error(`${where}: unknown activation '${name}' (known: ${Object.keys(ACTIVATIONS).join(', ')})`);
   return fn;
 }

@@ -8,7 +8,10 @@ export function repeatKv(x: Tensor, groups: number): Tensor {
   if (groups === 1) return x;
   return torch.tidy(() => {
     const [b, h, s, d] = x.shape as [number, number, number, number];
-    return x.unsqueeze(2).expand([b, h, groups, s, d]).reshape([b, h * groups, s, d]);
+    return x
+      .unsqueeze(2)
+      .expand([b, h, groups, s, d])
+      .reshape([b, h * groups, s, d]);
   });
 }
 
@@ -36,8 +39,10 @@ export function attend(q: Tensor, k: Tensor, v: Tensor, options: AttendOptions =
     if (mask) scores = broadcastsInto(mask.shape, scores.shape) ? scores.add_(mask) : scores.add(mask);
     // Half precision is upcast (float64 stays float64, so gradchecks stay exact).
     const half = scores.dtype === 'bfloat16' || scores.dtype === 'float16';
-    let weights = half && options.softmaxFloat32 !== false ? scores.float().softmax(-1).to(q.dtype) : scores.softmax(-1);
-    if (options.training && (options.dropout ?? 0) > 0) weights = torch.nn.functional.dropout(weights, options.dropout, true);
+    let weights =
+      half && options.softmaxFloat32 !== false ? scores.float().softmax(-1).to(q.dtype) : scores.softmax(-1);
+    if (options.training && (options.dropout ?? 0) > 0)
+      weights = torch.nn.functional.dropout(weights, options.dropout, true);
     return weights.matmul(values);
   });
 }
@@ -51,10 +56,14 @@ function broadcastsInto(from: readonly number[], to: readonly number[]): boolean
 /** The most negative finite value of a floating dtype, as masks use it. */
 export function dtypeMin(dtype: Tensor['dtype']): number {
   switch (dtype) {
-    case 'float64': return -Number.MAX_VALUE;
-    case 'float16': return -65504;
-    case 'bfloat16': return -3.3895313892515355e38;
-    default: return -3.4028234663852886e38;
+    case 'float64':
+      return -Number.MAX_VALUE;
+    case 'float16':
+      return -65504;
+    case 'bfloat16':
+      return -3.3895313892515355e38;
+    default:
+      return -3.4028234663852886e38;
   }
 }
 
@@ -62,7 +71,13 @@ export function dtypeMin(dtype: Tensor['dtype']): number {
  * Causal + padding mask [B, 1, Q, K] for queries at absolute positions past..past+Q-1 over keys
  * 0..K-1; `attentionMask` [B, K] marks real tokens with 1 (null: no padding).
  */
-export function causalMask(queries: number, keys: number, attentionMask: Tensor | null, dtype: Tensor['dtype'], device: Tensor['device'] = 'cpu'): Tensor {
+export function causalMask(
+  queries: number,
+  keys: number,
+  attentionMask: Tensor | null,
+  dtype: Tensor['dtype'],
+  device: Tensor['device'] = 'cpu',
+): Tensor {
   return torch.tidy(() => {
     const past = keys - queries;
     const row = torch.arange(past, keys, { dtype: 'int64', device }).unsqueeze(1);
@@ -77,7 +92,11 @@ export function causalMask(queries: number, keys: number, attentionMask: Tensor 
  * Block-diagonal mask [1, 1, N, N] from cumulative segment boundaries [0, n1, n1+n2, ...]: each
  * segment (one image, or one window) attends only to itself.
  */
-export function segmentMask(cuSeqlens: readonly number[], dtype: Tensor['dtype'], device: Tensor['device'] = 'cpu'): Tensor {
+export function segmentMask(
+  cuSeqlens: readonly number[],
+  dtype: Tensor['dtype'],
+  device: Tensor['device'] = 'cpu',
+): Tensor {
   const n = cuSeqlens[cuSeqlens.length - 1]!;
   const segment = new Int32Array(n);
   for (let s = 0; s + 1 < cuSeqlens.length; s++) segment.fill(s, cuSeqlens[s]!, cuSeqlens[s + 1]!);

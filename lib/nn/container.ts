@@ -20,7 +20,8 @@ export class ModuleList<M extends Module> extends Module {
 
   at(index: number): M {
     const item = this.items.at(index);
-    if (item === undefined) throw new RangeError(`ModuleList: index ${index} out of range for ${this.items.length} items`);
+    if (item === undefined)
+      throw new RangeError(`ModuleList: index ${index} out of range for ${this.items.length} items`);
     return item;
   }
 

@@ -5,7 +5,15 @@ export type { LmHead } from './lm_head.js';
 export { LayerNorm, RMSNorm } from './norm.js';
 export { ModuleList, ModuleDict } from './container.js';
 export { activation, type Activation } from './activation.js';
-export { inverseFrequencies, rotaryAngles, cosSin, mropeAngles, rotateHalf, applyRotary, type CosSin } from './rotary.js';
+export {
+  inverseFrequencies,
+  rotaryAngles,
+  cosSin,
+  mropeAngles,
+  rotateHalf,
+  applyRotary,
+  type CosSin,
+} from './rotary.js';
 export { attend, repeatKv, causalMask, segmentMask, dtypeMin, type AttendOptions } from './attention.js';
 export { KVCache } from './kv_cache.js';
 export { initWeights } from './init.js';

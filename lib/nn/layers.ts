@@ -9,10 +9,14 @@ export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, options: ParamOptions & { bias?: boolean } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    options: ParamOptions & { bias?: boolean } = {},
+  ) {
     super();
     this.weight = this.registerParameter('weight', torch.empty([outFeatures, inFeatures], options));
-    this.bias = options.bias ?? true ? this.registerParameter('bias', torch.empty([outFeatures], options)) : null;
+    this.bias = (options.bias ?? true) ? this.registerParameter('bias', torch.empty([outFeatures], options)) : null;
   }
 
   forward(x: Tensor): Tensor {
@@ -23,7 +27,11 @@ export class Linear extends Module {
 export class Embedding extends Module {
   readonly weight: Tensor;
 
-  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, options: ParamOptions = {}) {
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+    options: ParamOptions = {},
+  ) {
     super();
     this.weight = this.registerParameter('weight', torch.empty([numEmbeddings, embeddingDim], options));
   }
@@ -41,10 +49,15 @@ export class PatchConv extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
 
-  constructor(inChannels: number, outChannels: number, readonly kernel: readonly number[], options: ParamOptions & { bias?: boolean } = {}) {
+  constructor(
+    inChannels: number,
+    outChannels: number,
+    readonly kernel: readonly number[],
+    options: ParamOptions & { bias?: boolean } = {},
+  ) {
     super();
     this.weight = this.registerParameter('weight', torch.empty([outChannels, inChannels, ...kernel], options));
-    this.bias = options.bias ?? true ? this.registerParameter('bias', torch.empty([outChannels], options)) : null;
+    this.bias = (options.bias ?? true) ? this.registerParameter('bias', torch.empty([outChannels], options)) : null;
   }
 
   /** Image(s) [B, C, ...spatial] to feature maps [B, out, ...spatial / kernel]. */
@@ -57,7 +70,9 @@ export class PatchConv extends Module {
 
   /** Already-flattened patches [N, C·prod(kernel)] to [N, out]. */
   forwardPatches(patches: Tensor): Tensor {
-    return torch.tidy(() => torch.nn.functional.linear(patches, this.weight.reshape([this.weight.shape[0]!, -1]), this.bias));
+    return torch.tidy(() =>
+      torch.nn.functional.linear(patches, this.weight.reshape([this.weight.shape[0]!, -1]), this.bias),
+    );
   }
 }
 

@@ -94,7 +94,8 @@ export class Module {
     let module: Module = this;
     for (const part of path === '' ? [] : path.split('.')) {
       const child = module.#modules.get(part);
-      if (child === undefined) throw new Error(`getSubmodule: ${this.constructor.name} has no submodule '${path}' (no '${part}')`);
+      if (child === undefined)
+        throw new Error(`getSubmodule: ${this.constructor.name} has no submodule '${path}' (no '${part}')`);
       module = child;
     }
     return module;
@@ -150,7 +151,8 @@ export class Module {
 
   numParameters(options: { trainableOnly?: boolean } = {}): number {
     let n = 0;
-    for (const p of this.parameters()) if (!options.trainableOnly || p.requiresGrad) n += p.shape.reduce((a, b) => a * b, 1);
+    for (const p of this.parameters())
+      if (!options.trainableOnly || p.requiresGrad) n += p.shape.reduce((a, b) => a * b, 1);
     return n;
   }
 
@@ -159,7 +161,8 @@ export class Module {
     torch.noGrad(() => {
       for (const t of [...this.parameters(), ...[...this.namedBuffers()].map(([, b]) => b)]) {
         const dtype = target.dtype !== undefined && isFloating(t.dtype) ? target.dtype : undefined;
-        if ((dtype === undefined || dtype === t.dtype) && (target.device === undefined || target.device === t.device)) continue;
+        if ((dtype === undefined || dtype === t.dtype) && (target.device === undefined || target.device === t.device))
+          continue;
         t.setData(t.to({ dtype, device: target.device }));
       }
     });
@@ -186,7 +189,12 @@ export class Module {
       for (const [name, src] of given) {
         const dst = own.get(name);
         if (dst === undefined) continue;
-        if (options.assign) dst.setData(src.dtype === dst.dtype && src.device === dst.device ? src.detach() : src.to({ dtype: dst.dtype, device: dst.device }));
+        if (options.assign)
+          dst.setData(
+            src.dtype === dst.dtype && src.device === dst.device
+              ? src.detach()
+              : src.to({ dtype: dst.dtype, device: dst.device }),
+          );
         else dst.copy_(src);
       }
     });
@@ -209,7 +217,8 @@ function stateProblems(own: StateDict, given: Map<string, Tensor>, strict: boole
       problems.push(`tensor '${name}' has shape ${fmt(src.shape)} but the model expects ${fmt(dst.shape)}`);
     }
   }
-  if (strict) for (const [name, dst] of own) if (!given.has(name)) problems.push(`missing tensor '${name}' ${fmt(dst.shape)}`);
+  if (strict)
+    for (const [name, dst] of own) if (!given.has(name)) problems.push(`missing tensor '${name}' ${fmt(dst.shape)}`);
   return problems;
 }
 

@@ -8,10 +8,14 @@ export class LayerNorm extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
 
-  constructor(readonly dim: number, readonly eps = 1e-5, options: ParamOptions & { bias?: boolean } = {}) {
+  constructor(
+    readonly dim: number,
+    readonly eps = 1e-5,
+    options: ParamOptions & { bias?: boolean } = {},
+  ) {
     super();
     this.weight = this.registerParameter('weight', torch.ones([dim], options));
-    this.bias = options.bias ?? true ? this.registerParameter('bias', torch.zeros([dim], options)) : null;
+    this.bias = (options.bias ?? true) ? this.registerParameter('bias', torch.zeros([dim], options)) : null;
   }
 
   forward(x: Tensor): Tensor {
@@ -26,7 +30,11 @@ export class LayerNorm extends Module {
 export class RMSNorm extends Module {
   readonly weight: Tensor;
 
-  constructor(readonly dim: number, readonly eps = 1e-6, options: ParamOptions = {}) {
+  constructor(
+    readonly dim: number,
+    readonly eps = 1e-6,
+    options: ParamOptions = {},
+  ) {
     super();
     this.weight = this.registerParameter('weight', torch.ones([dim], options));
   }

@@ -36,7 +36,10 @@ export function cosSin(angles: Tensor, dtype: Tensor['dtype'] = 'float32'): CosS
 export function mropeAngles(angles: Tensor, section: readonly number[]): Tensor {
   return torch.tidy(() => {
     const parts = angles.split(section, -1);
-    return torch.cat(parts.map((part, i) => part.select(0, i % 3)), -1);
+    return torch.cat(
+      parts.map((part, i) => part.select(0, i % 3)),
+      -1,
+    );
   });
 }
 

@@ -15,7 +15,14 @@ export interface AdamWOptions {
   maximize: boolean;
 }
 
-export const ADAMW_DEFAULTS: AdamWOptions = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-2, maximize: false };
+export const ADAMW_DEFAULTS: AdamWOptions = {
+  lr: 1e-3,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 1e-2,
+  maximize: false,
+};
 
 export class AdamW extends Optimizer<AdamWOptions> {
   constructor(params: ParamsArg<AdamWOptions>, options: Partial<AdamWOptions> = {}) {
@@ -51,10 +58,19 @@ export class AdamW extends Optimizer<AdamWOptions> {
     const params = batch.map(([p]) => p);
     try {
       torch.adamwStep_(
-        params, batch.map(([, g]) => g),
+        params,
+        batch.map(([, g]) => g),
         params.map((p) => this.state.get(p)!.expAvg as Tensor),
         params.map((p) => this.state.get(p)!.expAvgSq as Tensor),
-        { lr: group.lr, beta1: group.beta1, beta2: group.beta2, eps: group.eps, weightDecay: group.weightDecay, maximize: group.maximize, step },
+        {
+          lr: group.lr,
+          beta1: group.beta1,
+          beta2: group.beta2,
+          eps: group.eps,
+          weightDecay: group.weightDecay,
+          maximize: group.maximize,
+          step,
+        },
       );
     } finally {
       for (const [, g] of batch) g.dispose();

@@ -28,7 +28,9 @@ type Meta = z.output<typeof MetaSchema>;
  * from named parameters (`model.namedParameters()`, a LoraModel's `trainableParameters()`).
  */
 export async function saveOptimizer(
-  file: string, optimizer: Optimizer<GroupOptions>, scheduler?: LRScheduler,
+  file: string,
+  optimizer: Optimizer<GroupOptions>,
+  scheduler?: LRScheduler,
 ): Promise<void> {
   requireNames(optimizer, file);
   const { state, paramGroups } = optimizer.stateDict();
@@ -53,7 +55,9 @@ export async function saveOptimizer(
  * by name: missing, unexpected and misshapen parameters are listed in one error naming the file.
  */
 export async function loadOptimizer(
-  file: string, optimizer: Optimizer<GroupOptions>, scheduler?: LRScheduler,
+  file: string,
+  optimizer: Optimizer<GroupOptions>,
+  scheduler?: LRScheduler,
 ): Promise<void> {
   requireNames(optimizer, file);
   const meta = await readMeta(file);
@@ -75,7 +79,7 @@ function requireNames(optimizer: Optimizer<GroupOptions>, file: string): void {
   if (optimizer.named) return;
   throw new TypeError(
     `${file}: optimizer files are keyed by parameter name, but this ${optimizer.constructor.name} was built from ` +
-      'unnamed tensors; build it from named parameters (model.namedParameters(), a LoraModel\'s trainableParameters())',
+      "unnamed tensors; build it from named parameters (model.namedParameters(), a LoraModel's trainableParameters())",
   );
 }
 

@@ -6,7 +6,9 @@
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 
-export interface GroupOptions { lr: number }
+export interface GroupOptions {
+  lr: number;
+}
 export type NamedParameter = readonly [string, Tensor];
 export type ParamList = Iterable<Tensor> | Iterable<NamedParameter>;
 export type ParamGroup<O extends GroupOptions> = O & { params: Tensor[]; paramNames?: string[] };
@@ -30,7 +32,10 @@ export abstract class Optimizer<O extends GroupOptions> {
   readonly paramGroups: Array<ParamGroup<O>>;
   readonly state = new Map<Tensor, ParamState>();
 
-  constructor(params: ParamsArg<O>, readonly defaults: O) {
+  constructor(
+    params: ParamsArg<O>,
+    readonly defaults: O,
+  ) {
     const list = [...(params as Iterable<unknown>)];
     const isGroup = list.length > 0 && !isTensorLike(list[0]) && !Array.isArray(list[0]);
     const groups = isGroup ? (list as Array<Partial<O> & { params: ParamList }>) : [{ params: list as Tensor[] }];
@@ -134,14 +139,16 @@ export abstract class Optimizer<O extends GroupOptions> {
     });
     const pairs: Array<[Tensor, ParamState, string]> = [];
     const problems: string[] = [];
-    this.paramGroups.forEach((g, group) => g.params.forEach((param, k) => {
-      const name = g.paramNames![k]!;
-      const at = savedAt.get(name);
-      savedAt.delete(name);
-      if (at === undefined) problems.push(`missing parameter '${name}' ${fmt(param.shape)}`);
-      else if (at.group !== group) problems.push(`parameter '${name}' is in group ${group}, saved in ${at.group}`);
-      else if (saved.state[at.id] !== undefined) pairs.push([param, saved.state[at.id]!, `'${name}'`]);
-    }));
+    this.paramGroups.forEach((g, group) =>
+      g.params.forEach((param, k) => {
+        const name = g.paramNames![k]!;
+        const at = savedAt.get(name);
+        savedAt.delete(name);
+        if (at === undefined) problems.push(`missing parameter '${name}' ${fmt(param.shape)}`);
+        else if (at.group !== group) problems.push(`parameter '${name}' is in group ${group}, saved in ${at.group}`);
+        else if (saved.state[at.id] !== undefined) pairs.push([param, saved.state[at.id]!, `'${name}'`]);
+      }),
+    );
     for (const name of savedAt.keys()) problems.push(`unexpected parameter '${name}'`);
     return { pairs, problems };
   }
@@ -190,7 +197,11 @@ const isNamed = (v: unknown): v is NamedParameter =>
   Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && isTensorLike(v[1]);
 
 export function checkOption(
-  value: unknown, name: string, where: string, ok: (v: number) => boolean, expected: string,
+  value: unknown,
+  name: string,
+  where: string,
+  ok: (v: number) => boolean,
+  expected: string,
 ): void {
   if (typeof value !== 'number' || !ok(value)) {
     throw new RangeError(`${where}: expected ${expected} for ${name} but received ${String(value)}`);

@@ -41,9 +41,14 @@ export class LRScheduler {
   #step = 0;
   #baseLrs: number[];
 
-  constructor(readonly optimizer: Optimizer<GroupOptions>, readonly options: ScheduleOptions) {
-    if (!Number.isInteger(options.totalSteps) || options.totalSteps < 1) throw new RangeError(`schedule: totalSteps must be a positive integer, got ${options.totalSteps}`);
-    if (!['constant', 'linear', 'cosine'].includes(options.name)) throw new Error(`schedule: unknown name '${options.name}' (constant, linear, cosine)`);
+  constructor(
+    readonly optimizer: Optimizer<GroupOptions>,
+    readonly options: ScheduleOptions,
+  ) {
+    if (!Number.isInteger(options.totalSteps) || options.totalSteps < 1)
+      throw new RangeError(`schedule: totalSteps must be a positive integer, got ${options.totalSteps}`);
+    if (!['constant', 'linear', 'cosine'].includes(options.name))
+      throw new Error(`schedule: unknown name '${options.name}' (constant, linear, cosine)`);
     warmupSteps(options);
     this.#baseLrs = optimizer.paramGroups.map((g) => g.lr);
     this.#apply();

@@ -14,7 +14,14 @@ export interface SGDOptions {
   maximize: boolean;
 }
 
-export const SGD_DEFAULTS: SGDOptions = { lr: 1e-3, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, maximize: false };
+export const SGD_DEFAULTS: SGDOptions = {
+  lr: 1e-3,
+  momentum: 0,
+  dampening: 0,
+  weightDecay: 0,
+  nesterov: false,
+  maximize: false,
+};
 
 export class SGD extends Optimizer<SGDOptions> {
   constructor(params: ParamsArg<SGDOptions>, options: Partial<SGDOptions> = {}) {
@@ -47,7 +54,7 @@ export class SGD extends Optimizer<SGDOptions> {
         const buffer = state?.momentumBuffer as Tensor | undefined;
         if (buffer === undefined) this.state.set(p, { momentumBuffer: d.clone().keep() });
         else buffer.mul_(g.momentum).add_(d, 1 - g.dampening);
-        const b = (this.state.get(p)!.momentumBuffer as Tensor);
+        const b = this.state.get(p)!.momentumBuffer as Tensor;
         d = g.nesterov ? d.add(b, g.momentum) : b;
       }
       p.sub_(d, g.lr);

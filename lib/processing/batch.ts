@@ -34,9 +34,11 @@ export function padBatch(rows: readonly Encoded[], padTokenId: number, side: Pad
 /** The pad id: the override, else tokenizer_config's pad_token; throws when neither is set. */
 export function resolvePadTokenId(override: number | undefined, padTokenId: number | null, source: string): number {
   if (override !== undefined) {
-    if (!Number.isInteger(override) || override < 0) throw new TypeError(`Expected a token id for padTokenId but received ${override}`);
+    if (!Number.isInteger(override) || override < 0)
+      throw new TypeError(`Expected a token id for padTokenId but received ${override}`);
     return override;
   }
-  if (padTokenId === null) throw new Error(`${source}/tokenizer_config.json sets no pad_token: pass the padTokenId option`);
+  if (padTokenId === null)
+    throw new Error(`${source}/tokenizer_config.json sets no pad_token: pass the padTokenId option`);
   return padTokenId;
 }

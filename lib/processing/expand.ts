@@ -10,15 +10,27 @@ export interface Placeholder {
 }
 
 /** Throws, naming `where`, unless `ids` hold exactly `images` placeholders. */
-export function checkPlaceholderCount(ids: readonly number[], placeholder: Placeholder, images: number, where: string): void {
+export function checkPlaceholderCount(
+  ids: readonly number[],
+  placeholder: Placeholder,
+  images: number,
+  where: string,
+): void {
   const found = ids.reduce((n, id) => (id === placeholder.id ? n + 1 : n), 0);
   if (found !== images) {
-    throw new Error(`${where}: the prompt has ${found} ${placeholder.token} placeholder(s) but ${images} image(s) were given`);
+    throw new Error(
+      `${where}: the prompt has ${found} ${placeholder.token} placeholder(s) but ${images} image(s) were given`,
+    );
   }
 }
 
 /** Replaces the i-th `placeholder` by `counts[i]` copies (labels -100: image positions carry no loss). */
-export function expandPlaceholders(encoded: Encoded, placeholder: Placeholder, counts: readonly number[], where: string): Encoded {
+export function expandPlaceholders(
+  encoded: Encoded,
+  placeholder: Placeholder,
+  counts: readonly number[],
+  where: string,
+): Encoded {
   checkPlaceholderCount(encoded.ids, placeholder, counts.length, where);
   const ids: number[] = [];
   const labels: number[] = [];

@@ -8,10 +8,23 @@ import { InternVLProcessor, type InternVLProcessorOptions } from './internvl_pro
 import { Qwen2VlProcessor, type Qwen2VlProcessorOptions } from './qwen2_vl_processor.js';
 
 export { TextTokenizer, type EncodeOptions, type DecodeOptions, type TokenizerConfig } from './tokenizer.js';
-export { ChatTemplate, loadChatTemplate, selectNamedTemplate, type RenderOptions, type TemplateLoadOptions } from './chat_template.js';
+export {
+  ChatTemplate,
+  loadChatTemplate,
+  selectNamedTemplate,
+  type RenderOptions,
+  type TemplateLoadOptions,
+} from './chat_template.js';
 export { DEFAULT_TEMPLATE_LIMITS, TemplateRenderError, type TemplateLimits } from './template_sandbox.js';
 export { parseMessages, type ChatMessage, type ContentPart } from './messages.js';
-export { IGNORE_INDEX, tokenizeSegments, templateSegments, type Encoded, type LabelOptions, type Segment } from './segments.js';
+export {
+  IGNORE_INDEX,
+  tokenizeSegments,
+  templateSegments,
+  type Encoded,
+  type LabelOptions,
+  type Segment,
+} from './segments.js';
 export type { Sample, ImageInput, ConversationRenderer } from './sample.js';
 export { padBatch, type TokenBatch, type PaddingSide } from './batch.js';
 export { Qwen2VlProcessor, type Qwen2VlProcessorOptions, type Qwen2VlBatch, type Grid } from './qwen2_vl_processor.js';

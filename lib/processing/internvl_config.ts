@@ -60,7 +60,10 @@ const HfPreprocessor = z
     crop_to_patches: z.boolean().default(true),
     min_patches: boundedInt(MAX_TILES).default(1),
     max_patches: boundedInt(MAX_TILES).default(12),
-    size: z.object({ height: boundedInt(B.imageSide) }).loose().optional(),
+    size: z
+      .object({ height: boundedInt(B.imageSide) })
+      .loose()
+      .optional(),
   })
   .loose();
 
@@ -85,7 +88,12 @@ export function remoteSettings(config: unknown, dir: string): InternVLSettings {
     mode: 'remote',
     tokensPerTile: tokensPerTile(imageSize, c.vision_config.patch_size, c.downsample_ratio),
     // Without dynamic_image_size InternVL resizes to one tile, which is tiling with max 1.
-    tiling: { minNum: dynamic ? c.min_dynamic_patch : 1, maxNum: dynamic ? c.max_dynamic_patch : 1, imageSize, useThumbnail: c.use_thumbnail },
+    tiling: {
+      minNum: dynamic ? c.min_dynamic_patch : 1,
+      maxNum: dynamic ? c.max_dynamic_patch : 1,
+      imageSize,
+      useThumbnail: c.use_thumbnail,
+    },
     systemMessage: c.system_message ?? null,
   };
 }
@@ -98,8 +106,16 @@ export function hfSettings(config: unknown, preprocessor: unknown, processor: un
   const imageSize = p.size?.height ?? c.vision_config.image_size;
   return {
     mode: 'hf',
-    tokensPerTile: seq ?? c.image_seq_length ?? tokensPerTile(c.vision_config.image_size, c.vision_config.patch_size, c.downsample_ratio),
-    tiling: { minNum: p.crop_to_patches ? p.min_patches : 1, maxNum: p.crop_to_patches ? p.max_patches : 1, imageSize, useThumbnail: true },
+    tokensPerTile:
+      seq ??
+      c.image_seq_length ??
+      tokensPerTile(c.vision_config.image_size, c.vision_config.patch_size, c.downsample_ratio),
+    tiling: {
+      minNum: p.crop_to_patches ? p.min_patches : 1,
+      maxNum: p.crop_to_patches ? p.max_patches : 1,
+      imageSize,
+      useThumbnail: true,
+    },
     systemMessage: null,
   };
 }

@@ -12,7 +12,12 @@ import { checkPlaceholderCount, expandPlaceholders, type Placeholder } from './e
 import { readJson, readOptionalJson } from './files.js';
 import { internvlPixelValues, type InternvlPixelValues } from './image/index.js';
 import { hfSettings, remoteSettings, type InternVLSettings, type InternVLTiling } from './internvl_config.js';
-import { IMAGE_PLACEHOLDER, InternVL25Template, INTERNVL2_5_SYSTEM_MESSAGE, withImagePlaceholders } from './internvl_template.js';
+import {
+  IMAGE_PLACEHOLDER,
+  InternVL25Template,
+  INTERNVL2_5_SYSTEM_MESSAGE,
+  withImagePlaceholders,
+} from './internvl_template.js';
 import type { ChatMessage } from './messages.js';
 import { parseSample, resolveImages, sampleSegments, type ConversationRenderer, type Sample } from './sample.js';
 import { templateSegments, tokenizeSegments, type Encoded, type LabelOptions } from './segments.js';
@@ -65,12 +70,18 @@ export class InternVLProcessor {
   }
 
   /** Reads config.json (model_type internvl_chat or internvl), the tokenizer and, for internvl, the processor files. */
-  static async fromPretrained(dir: string, options: InternVLProcessorOptions & TemplateLoadOptions = {}): Promise<InternVLProcessor> {
+  static async fromPretrained(
+    dir: string,
+    options: InternVLProcessorOptions & TemplateLoadOptions = {},
+  ): Promise<InternVLProcessor> {
     const config = (await readJson(dir, 'config.json', 'it names the model type')) as { model_type?: unknown };
     const tokenizer = await TextTokenizer.fromPretrained(dir);
-    if (config.model_type === 'internvl_chat') return new InternVLProcessor(tokenizer, remoteSettings(config, dir), null, options, dir);
+    if (config.model_type === 'internvl_chat')
+      return new InternVLProcessor(tokenizer, remoteSettings(config, dir), null, options, dir);
     if (config.model_type !== 'internvl') {
-      throw new Error(`${join(dir, 'config.json')}: model_type ${JSON.stringify(config.model_type)} is not an InternVL type (internvl_chat, internvl)`);
+      throw new Error(
+        `${join(dir, 'config.json')}: model_type ${JSON.stringify(config.model_type)} is not an InternVL type (internvl_chat, internvl)`,
+      );
     }
     const preprocessor = await readOptionalJson(dir, 'preprocessor_config.json');
     const processor = await readOptionalJson(dir, 'processor_config.json');
@@ -79,7 +90,10 @@ export class InternVLProcessor {
   }
 
   /** The prompt text before expansion (remote code: as chat() writes it, `<image>` placed for `images`). */
-  applyChatTemplate(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean; images?: number } = {}): string {
+  applyChatTemplate(
+    messages: readonly ChatMessage[],
+    options: { addGenerationPrompt?: boolean; images?: number } = {},
+  ): string {
     const addGenerationPrompt = options.addGenerationPrompt ?? false;
     if (this.settings.mode === 'remote') {
       const template = this.renderer as InternVL25Template;
@@ -93,7 +107,12 @@ export class InternVLProcessor {
   encode(sample: Sample, tilesPerImage: readonly number[], index = 0): Encoded {
     const where = `samples[${index}]`;
     const encoded = this.tokenize(parseSample(sample, index), where);
-    return expandPlaceholders(encoded, this.imageContext, tilesPerImage.map((t) => t * this.settings.tokensPerTile), where);
+    return expandPlaceholders(
+      encoded,
+      this.imageContext,
+      tilesPerImage.map((t) => t * this.settings.tokensPerTile),
+      where,
+    );
   }
 
   /** Tensors for a batch: ids, mask, labels, the tiles of every image in order, image flags. */
@@ -121,7 +140,10 @@ export class InternVLProcessor {
 
   private tokenize(sample: Sample, where: string): Encoded {
     const placed = this.settings.mode === 'remote' ? placeRemoteImages(sample) : sample;
-    const segments = sampleSegments(placed, this.renderer, where).map((s) => ({ ...s, text: this.withImageBlocks(s.text) }));
+    const segments = sampleSegments(placed, this.renderer, where).map((s) => ({
+      ...s,
+      text: this.withImageBlocks(s.text),
+    }));
     return tokenizeSegments(this.tokenizer, segments, this.options);
   }
 
@@ -131,7 +153,9 @@ export class InternVLProcessor {
   }
 }
 
-function visionInputs(present: readonly InternvlPixelValues[]): Pick<InternVLBatch, 'pixelValues' | 'imageFlags' | 'tilesPerImage'> {
+function visionInputs(
+  present: readonly InternvlPixelValues[],
+): Pick<InternVLBatch, 'pixelValues' | 'imageFlags' | 'tilesPerImage'> {
   if (present.length === 0) return { pixelValues: null, imageFlags: null, tilesPerImage: [] };
   const tilesPerImage = present.flatMap((v) => v.tilesPerImage);
   const total = tilesPerImage.reduce((a, b) => a + b, 0);
@@ -147,5 +171,9 @@ function placeRemoteImages(sample: Sample): Sample {
   const completion = Array.isArray(sample.completion) ? sample.completion : [];
   const placed = withImagePlaceholders([...sample.prompt, ...completion], images);
   const prompt = placed.slice(0, sample.prompt.length);
-  return { ...sample, prompt, completion: Array.isArray(sample.completion) ? placed.slice(prompt.length) : sample.completion };
+  return {
+    ...sample,
+    prompt,
+    completion: Array.isArray(sample.completion) ? placed.slice(prompt.length) : sample.completion,
+  };
 }

@@ -19,7 +19,10 @@ export class InternVL25Template implements ConversationRenderer {
 
   /** The prompt text, as chat() builds it. */
   render(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
-    const segments = this.segments(messages, { labelFrom: messages.length, addGenerationPrompt: options.addGenerationPrompt ?? false });
+    const segments = this.segments(messages, {
+      labelFrom: messages.length,
+      addGenerationPrompt: options.addGenerationPrompt ?? false,
+    });
     return segments.map((s) => s.text).join('');
   }
 
@@ -31,10 +34,16 @@ export class InternVL25Template implements ConversationRenderer {
     messages.forEach((message, k) => {
       if (k === 0 && hasSystem) return;
       if (message.role !== 'user' && message.role !== 'assistant') {
-        throw new Error(`messages[${k}]: role '${message.role}' is not supported by the internvl2_5 template (system first, then user/assistant)`);
+        throw new Error(
+          `messages[${k}]: role '${message.role}' is not supported by the internvl2_5 template (system first, then user/assistant)`,
+        );
       }
       const text = `<|im_start|>${message.role}\n${messageText(message, k)}<|im_end|>\n`;
-      segments.push(message.role === 'assistant' && k >= options.labelFrom ? { kind: 'turn', text, header: ASSISTANT_HEADER } : { kind: 'context', text });
+      segments.push(
+        message.role === 'assistant' && k >= options.labelFrom
+          ? { kind: 'turn', text, header: ASSISTANT_HEADER }
+          : { kind: 'context', text },
+      );
     });
     if (options.addGenerationPrompt) segments.push({ kind: 'context', text: ASSISTANT_HEADER });
     return segments;
@@ -62,7 +71,9 @@ export function withImagePlaceholders(messages: readonly ChatMessage[], images: 
   const placeholder = (): string => (images > 1 ? `Image-${++k}: ${IMAGE_PLACEHOLDER}\n` : `${IMAGE_PLACEHOLDER}\n`);
   const text = (m: ChatMessage): string => {
     if (typeof m.content === 'string') return m.content;
-    return m.content.map((p) => (p.type === 'text' ? p.text : p.type === 'image' ? placeholder() : unsupportedVideo())).join('');
+    return m.content
+      .map((p) => (p.type === 'text' ? p.text : p.type === 'image' ? placeholder() : unsupportedVideo()))
+      .join('');
   };
   const out = messages.map((m): ChatMessage => ({ role: m.role, content: text(m) }));
   if (images === 0 || out.some((m) => (m.content as string).includes(IMAGE_PLACEHOLDER))) return out;

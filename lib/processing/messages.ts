@@ -13,9 +13,17 @@ export interface ChatMessage {
 
 // Extra keys (an `image` URL, `image_url`) are dropped: templates only test a part's type.
 const Part = z.union([
-  z.object({ type: z.literal('text'), text: z.string() }).transform((p): ContentPart => ({ type: 'text', text: p.text })),
-  z.object({ type: z.enum(['image', 'image_url']) }).loose().transform((): ContentPart => ({ type: 'image' })),
-  z.object({ type: z.literal('video') }).loose().transform((): ContentPart => ({ type: 'video' })),
+  z
+    .object({ type: z.literal('text'), text: z.string() })
+    .transform((p): ContentPart => ({ type: 'text', text: p.text })),
+  z
+    .object({ type: z.enum(['image', 'image_url']) })
+    .loose()
+    .transform((): ContentPart => ({ type: 'image' })),
+  z
+    .object({ type: z.literal('video') })
+    .loose()
+    .transform((): ContentPart => ({ type: 'video' })),
 ]);
 
 const Message = z.object({ role: z.string().min(1), content: z.union([z.string(), z.array(Part)]) });

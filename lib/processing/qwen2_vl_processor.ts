@@ -60,12 +60,16 @@ export class Qwen2VlProcessor {
     this.videoPadId = tokenizer.findTokenId('<|video_pad|>');
     const template = chatTemplate;
     this.renderer = template && {
-      segments: (messages, o) => templateSegments(template, messages, { ...o, render: { addVisionId: options.addVisionId ?? false } }),
+      segments: (messages, o) =>
+        templateSegments(template, messages, { ...o, render: { addVisionId: options.addVisionId ?? false } }),
     };
   }
 
   /** Loads tokenizer.json, tokenizer_config.json, the chat template and preprocessor_config.json from `dir`. */
-  static async fromPretrained(dir: string, options: Qwen2VlProcessorOptions & TemplateLoadOptions = {}): Promise<Qwen2VlProcessor> {
+  static async fromPretrained(
+    dir: string,
+    options: Qwen2VlProcessorOptions & TemplateLoadOptions = {},
+  ): Promise<Qwen2VlProcessor> {
     const tokenizer = await TextTokenizer.fromPretrained(dir);
     const template = await loadChatTemplate(dir, tokenizer, options.chatTemplateName, options.templateLimits);
     const preprocessor = (await readOptionalJson(dir, 'preprocessor_config.json')) ?? {};
@@ -73,7 +77,10 @@ export class Qwen2VlProcessor {
   }
 
   /** The chat template's text for `messages` (image parts become the vision block). */
-  applyChatTemplate(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean; addVisionId?: boolean } = {}): string {
+  applyChatTemplate(
+    messages: readonly ChatMessage[],
+    options: { addGenerationPrompt?: boolean; addVisionId?: boolean } = {},
+  ): string {
     if (this.chatTemplate === null) throw new Error(`${this.source} has no chat template`);
     return this.chatTemplate.render(messages, { addVisionId: this.options.addVisionId, ...options });
   }
@@ -87,7 +94,12 @@ export class Qwen2VlProcessor {
   encode(sample: Sample, grids: readonly Grid[], index = 0): Encoded {
     const where = `samples[${index}]`;
     const encoded = this.tokenize(parseSample(sample, index), where);
-    return expandPlaceholders(encoded, this.imagePad, grids.map((g) => this.tokensPerImage(g)), where);
+    return expandPlaceholders(
+      encoded,
+      this.imagePad,
+      grids.map((g) => this.tokensPerImage(g)),
+      where,
+    );
   }
 
   /** Tensors for a batch: ids, mask, labels, and the pixel values of every image in order. */
@@ -104,8 +116,15 @@ export class Qwen2VlProcessor {
       const vision = images.length > 0 ? qwen2VlPixelValues(images, this.imageOptions) : null;
       let next = 0;
       const rows = encoded.map((e, i) => {
-        const grids = vision ? vision.grids.slice(next, (next += list[i]!.images!.length)) : [];
-        return expandPlaceholders(e, this.imagePad, grids.map((g) => this.tokensPerImage(g)), `samples[${i}]`);
+        const first = next;
+        next += vision ? list[i]!.images!.length : 0;
+        const grids = vision ? vision.grids.slice(first, next) : [];
+        return expandPlaceholders(
+          e,
+          this.imagePad,
+          grids.map((g) => this.tokensPerImage(g)),
+          `samples[${i}]`,
+        );
       });
       const padId = resolvePadTokenId(this.options.padTokenId, this.tokenizer.padTokenId, this.source);
       const batch = padBatch(rows, padId, this.options.paddingSide ?? this.tokenizer.paddingSide);

@@ -30,7 +30,12 @@ export interface ConversationRenderer {
 }
 
 const isRgbImage = (v: unknown): v is RgbImage =>
-  typeof v === 'object' && v !== null && 'data' in v && (v as RgbImage).data instanceof Uint8Array && 'width' in v && 'height' in v;
+  typeof v === 'object' &&
+  v !== null &&
+  'data' in v &&
+  (v as RgbImage).data instanceof Uint8Array &&
+  'width' in v &&
+  'height' in v;
 
 const ImageSchema = z.custom<ImageInput>((v) => typeof v === 'string' || v instanceof Uint8Array || isRgbImage(v), {
   message: 'expected an RgbImage {width, height, data}, a file path or encoded bytes',
@@ -52,7 +57,8 @@ export function parseSample(value: unknown, index: number): Sample {
   if ((s.messages === undefined) === (s.prompt === undefined)) {
     throw new TypeError(`${where}: give either messages (a conversation) or prompt (with an optional completion)`);
   }
-  if (s.messages !== undefined && s.completion !== undefined) throw new TypeError(`${where}: completion goes with prompt, not with messages`);
+  if (s.messages !== undefined && s.completion !== undefined)
+    throw new TypeError(`${where}: completion goes with prompt, not with messages`);
   const messages = (v: unknown[] | string | undefined, key: string) =>
     v === undefined || typeof v === 'string' ? v : parseMessages(v, `${where}.${key}`);
   return {
@@ -66,22 +72,34 @@ export function parseSample(value: unknown, index: number): Sample {
 /** The sample's segments; `renderer` is null when the checkpoint has no chat template. */
 export function sampleSegments(sample: Sample, renderer: ConversationRenderer | null, where: string): Segment[] {
   const need = (): ConversationRenderer => {
-    if (renderer === null) throw new Error(`${where}: the checkpoint has no chat template; pass the prompt as a rendered string`);
+    if (renderer === null)
+      throw new Error(`${where}: the checkpoint has no chat template; pass the prompt as a rendered string`);
     return renderer;
   };
-  if (sample.messages !== undefined) return need().segments(sample.messages, { labelFrom: 0, addGenerationPrompt: false });
+  if (sample.messages !== undefined)
+    return need().segments(sample.messages, { labelFrom: 0, addGenerationPrompt: false });
   const { prompt, completion } = sample;
   if (typeof prompt === 'string') {
-    if (completion !== undefined && typeof completion !== 'string') throw new TypeError(`${where}: a string prompt takes a string completion`);
-    return completion === undefined ? [{ kind: 'context', text: prompt }] : [{ kind: 'context', text: prompt }, { kind: 'completion', text: completion }];
+    if (completion !== undefined && typeof completion !== 'string')
+      throw new TypeError(`${where}: a string prompt takes a string completion`);
+    return completion === undefined
+      ? [{ kind: 'context', text: prompt }]
+      : [
+          { kind: 'context', text: prompt },
+          { kind: 'completion', text: completion },
+        ];
   }
   const promptMessages = prompt ?? [];
   if (typeof completion === 'string') {
     const context = need().segments(promptMessages, { labelFrom: promptMessages.length, addGenerationPrompt: true });
     return [...context, { kind: 'completion', text: completion }];
   }
-  if (completion === undefined) return need().segments(promptMessages, { labelFrom: promptMessages.length, addGenerationPrompt: true });
-  return need().segments([...promptMessages, ...completion], { labelFrom: promptMessages.length, addGenerationPrompt: false });
+  if (completion === undefined)
+    return need().segments(promptMessages, { labelFrom: promptMessages.length, addGenerationPrompt: true });
+  return need().segments([...promptMessages, ...completion], {
+    labelFrom: promptMessages.length,
+    addGenerationPrompt: false,
+  });
 }
 
 /** Decodes the inputs that are not decoded yet. */

@@ -32,7 +32,11 @@ export interface LabelOptions {
 }
 
 /** Token ids and labels of the segments, concatenated; a BOS first when the tokenizer adds one. */
-export function tokenizeSegments(tokenizer: TextTokenizer, segments: readonly Segment[], options: LabelOptions = {}): Encoded {
+export function tokenizeSegments(
+  tokenizer: TextTokenizer,
+  segments: readonly Segment[],
+  options: LabelOptions = {},
+): Encoded {
   const ids: number[] = [];
   const labels: number[] = [];
   if (tokenizer.addBosToken && tokenizer.bosTokenId !== null) {
@@ -51,7 +55,9 @@ function segmentLabels(tokenizer: TextTokenizer, segment: Segment, piece: number
   if (segment.kind === 'context') return piece.map(() => IGNORE_INDEX);
   if (segment.kind === 'completion') return [...piece];
   if (!segment.text.startsWith(segment.header)) {
-    throw new Error(`assistant turn ${JSON.stringify(segment.text.slice(0, 40))} does not start with its header ${JSON.stringify(segment.header)}`);
+    throw new Error(
+      `assistant turn ${JSON.stringify(segment.text.slice(0, 40))} does not start with its header ${JSON.stringify(segment.header)}`,
+    );
   }
   const headerLength = tokenizer.encode(segment.header, { addSpecialTokens: false }).length;
   let end = piece.length;
@@ -76,7 +82,11 @@ export interface TemplateSegmentOptions {
  * and the messages through it: each rendering must extend the previous one, as it does for
  * templates that render messages independently (Qwen-VL, InternVL).
  */
-export function templateSegments(template: ChatTemplate, messages: readonly ChatMessage[], options: TemplateSegmentOptions): Segment[] {
+export function templateSegments(
+  template: ChatTemplate,
+  messages: readonly ChatMessage[],
+  options: TemplateSegmentOptions,
+): Segment[] {
   const render = (upTo: number, addGenerationPrompt: boolean): string =>
     template.render(messages.slice(0, upTo), { ...options.render, addGenerationPrompt });
   const full = render(messages.length, options.addGenerationPrompt);
@@ -87,14 +97,23 @@ export function templateSegments(template: ChatTemplate, messages: readonly Chat
     const before = render(k, false);
     const prompt = render(k, true);
     const through = render(k + 1, false);
-    if (before.length < position || !prompt.startsWith(before) || !through.startsWith(prompt) || !full.startsWith(through)) {
+    if (
+      before.length < position ||
+      !prompt.startsWith(before) ||
+      !through.startsWith(prompt) ||
+      !full.startsWith(through)
+    ) {
       throw new Error(
         `the chat template of ${template.origin} does not render message ${k} (assistant) as an extension of ` +
           'the messages before it, so its tokens cannot be located for the labels',
       );
     }
     if (before.length > position) segments.push({ kind: 'context', text: full.slice(position, before.length) });
-    segments.push({ kind: 'turn', text: full.slice(before.length, through.length), header: prompt.slice(before.length) });
+    segments.push({
+      kind: 'turn',
+      text: full.slice(before.length, through.length),
+      header: prompt.slice(before.length),
+    });
     position = through.length;
   }
   if (position < full.length) segments.push({ kind: 'context', text: full.slice(position) });

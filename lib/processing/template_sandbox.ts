@@ -92,7 +92,10 @@ import(jinjaUrl).then(({ Template, Environment }) => {
 
 /** A render that broke a limit (or the template's own error, when `limit` is undefined). */
 export class TemplateRenderError extends Error {
-  constructor(message: string, readonly limit?: string) {
+  constructor(
+    message: string,
+    readonly limit?: string,
+  ) {
     super(message);
     this.name = 'TemplateRenderError';
   }

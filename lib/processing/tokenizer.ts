@@ -65,7 +65,11 @@ export class TextTokenizer {
    * @param config the parsed tokenizer_config.json (or {})
    * @param source where they came from, for error messages (a directory)
    */
-  constructor(tokenizerJson: unknown, config: unknown, readonly source: string = '(in-memory tokenizer)') {
+  constructor(
+    tokenizerJson: unknown,
+    config: unknown,
+    readonly source: string = '(in-memory tokenizer)',
+  ) {
     if (typeof tokenizerJson !== 'object' || tokenizerJson === null || !('model' in tokenizerJson)) {
       throw new TypeError(`${join(source, 'tokenizer.json')} has no "model" entry: not a tokenizers file`);
     }
@@ -74,7 +78,9 @@ export class TextTokenizer {
     this.inner = new Tokenizer(tokenizerJson, this.config);
     this.vocab = this.inner.get_vocab(true);
     this.vocabSize = this.vocab.size;
-    this.specialIds = new Set([...this.inner.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id));
+    this.specialIds = new Set(
+      [...this.inner.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id),
+    );
     this.eosToken = this.config.eos_token;
     this.padToken = this.config.pad_token;
     this.bosToken = this.config.bos_token;
@@ -114,7 +120,8 @@ export class TextTokenizer {
   /** The id of a token (an added token or a vocabulary entry); throws when absent. */
   tokenToId(token: string): number {
     const id = this.vocab.get(token);
-    if (id === undefined) throw new Error(`token '${token}' is not in the vocabulary of ${join(this.source, 'tokenizer.json')}`);
+    if (id === undefined)
+      throw new Error(`token '${token}' is not in the vocabulary of ${join(this.source, 'tokenizer.json')}`);
     return id;
   }
 
@@ -134,7 +141,9 @@ export class TextTokenizer {
     if (token === null) return null;
     const id = this.vocab.get(token);
     if (id === undefined) {
-      throw new Error(`${key} '${token}' of ${join(this.source, 'tokenizer_config.json')} is not in tokenizer.json's vocabulary`);
+      throw new Error(
+        `${key} '${token}' of ${join(this.source, 'tokenizer_config.json')} is not in tokenizer.json's vocabulary`,
+      );
     }
     return id;
   }
@@ -162,6 +171,6 @@ export function checkTokenIds(tokenizerJson: object, file: string): void {
 
 function checkId(id: unknown, key: string, file: string): void {
   if (typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < SIZE_BOUNDS.vocab) return;
-  const shown = typeof id === 'number' ? String(id) : JSON.stringify(id) ?? 'undefined';
+  const shown = typeof id === 'number' ? String(id) : (JSON.stringify(id) ?? 'undefined');
   throw new RangeError(`${file}: ${key} is ${shown}, not a token id in [0, ${SIZE_BOUNDS.vocab - 1}]`);
 }

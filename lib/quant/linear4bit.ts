@@ -45,45 +45,76 @@ export interface Linear4bitOptions {
 }
 
 /** The quant-state buffers of a 4-bit layer, in registration order (the nested ones only with double quantisation). */
-export const QUANT_BUFFERS = ['weight_absmax', 'weight_quant_map', 'weight_nested_absmax', 'weight_nested_quant_map', 'weight_nested_offset'] as const;
+export const QUANT_BUFFERS = [
+  'weight_absmax',
+  'weight_quant_map',
+  'weight_nested_absmax',
+  'weight_nested_quant_map',
+  'weight_nested_offset',
+] as const;
 export type QuantBufferName = (typeof QUANT_BUFFERS)[number];
-export const quantBufferNames = (doubleQuant: boolean): QuantBufferName[] => QUANT_BUFFERS.filter((n) => doubleQuant || !n.includes('nested'));
+export const quantBufferNames = (doubleQuant: boolean): QuantBufferName[] =>
+  QUANT_BUFFERS.filter((n) => doubleQuant || !n.includes('nested'));
 
 const COMPUTE_DTYPES: readonly string[] = ['float32', 'bfloat16'];
 const cast = (t: Tensor, dtype: DType): Tensor => (t.dtype === dtype ? t : t.to(dtype));
 
 export function checkComputeDtype(dtype: unknown): ComputeDtype {
-  if (!COMPUTE_DTYPES.includes(dtype as string)) throw new TypeError(`computeDtype must be 'float32' or 'bfloat16', got ${String(dtype)}`);
+  if (!COMPUTE_DTYPES.includes(dtype as string))
+    throw new TypeError(`computeDtype must be 'float32' or 'bfloat16', got ${String(dtype)}`);
   return dtype as ComputeDtype;
 }
 
 /** The QuantState4bit that the torch 4-bit ops take, from a layer's tensors. */
-export function quantStateOf(weight: Tensor, buffers: ReadonlyMap<string, Tensor>, spec: QuantSpec, shape: [number, number], where: string): QuantState4bit {
+export function quantStateOf(
+  weight: Tensor,
+  buffers: ReadonlyMap<string, Tensor>,
+  spec: QuantSpec,
+  shape: [number, number],
+  where: string,
+): QuantState4bit {
   const get = (name: QuantBufferName): Tensor => buffers.get(name)!;
   const code = get('weight_quant_map');
-  const floats = [code, ...(spec.doubleQuant ? [get('weight_nested_absmax'), get('weight_nested_quant_map'), get('weight_nested_offset')] : [get('weight_absmax')])];
+  const floats = [
+    code,
+    ...(spec.doubleQuant
+      ? [get('weight_nested_absmax'), get('weight_nested_quant_map'), get('weight_nested_offset')]
+      : [get('weight_absmax')]),
+  ];
   const converted = floats.find((t) => t.dtype !== 'float32');
   if (converted !== undefined) {
-    throw new Error(`${where}: the 4-bit quantisation state was converted to ${converted.dtype} (model.to({ dtype }) on a quantised model?); ` +
-      'it must stay float32 (transformers refuses .to(dtype) on 4-bit models too)');
+    throw new Error(
+      `${where}: the 4-bit quantisation state was converted to ${converted.dtype} (model.to({ dtype }) on a quantised model?); ` +
+        'it must stay float32 (transformers refuses .to(dtype) on 4-bit models too)',
+    );
   }
   return {
-    packed: weight, absmax: get('weight_absmax'), code,
+    packed: weight,
+    absmax: get('weight_absmax'),
+    code,
     nestedAbsmax: spec.doubleQuant ? get('weight_nested_absmax') : null,
     nestedCode: spec.doubleQuant ? get('weight_nested_quant_map') : null,
     offset: spec.doubleQuant ? get('weight_nested_offset') : null,
-    quantType: spec.quantType, blocksize: spec.blocksize, shape: [...shape], dtype: spec.weightDtype,
+    quantType: spec.quantType,
+    blocksize: spec.blocksize,
+    shape: [...shape],
+    dtype: spec.weightDtype,
   };
 }
 
 /** bitsandbytes' Linear4bit.forward: x and bias in the compute dtype, the 4-bit matmul, y back in x's dtype. */
 export function forward4bit(x: Tensor, state: QuantState4bit, bias: Tensor | null, computeDtype: ComputeDtype): Tensor {
-  return torch.tidy(() => cast(torch.linear4bit(cast(x, computeDtype), state, bias === null ? null : cast(bias, computeDtype)), x.dtype));
+  return torch.tidy(() =>
+    cast(torch.linear4bit(cast(x, computeDtype), state, bias === null ? null : cast(bias, computeDtype)), x.dtype),
+  );
 }
 
 /** The tensors of a QuantState4bit under the layer's buffer names (the packed weight apart). */
 export function stateTensors(state: QuantState4bit): Map<QuantBufferName, Tensor> {
-  const out = new Map<QuantBufferName, Tensor>([['weight_absmax', state.absmax], ['weight_quant_map', state.code]]);
+  const out = new Map<QuantBufferName, Tensor>([
+    ['weight_absmax', state.absmax],
+    ['weight_quant_map', state.code],
+  ]);
   if (state.nestedAbsmax !== null) {
     out.set('weight_nested_absmax', state.nestedAbsmax);
     out.set('weight_nested_quant_map', state.nestedCode!);
@@ -109,7 +140,8 @@ export class Linear4bit extends Linear {
     const device = options.device ?? 'cpu';
     super(inFeatures, outFeatures, { bias: false, dtype: 'uint8', device });
     this.quantType = options.quantType ?? 'nf4';
-    if (this.quantType !== 'nf4' && this.quantType !== 'fp4') throw new TypeError(`Linear4bit: quantType must be 'nf4' or 'fp4', got ${String(this.quantType)}`);
+    if (this.quantType !== 'nf4' && this.quantType !== 'fp4')
+      throw new TypeError(`Linear4bit: quantType must be 'nf4' or 'fp4', got ${String(this.quantType)}`);
     this.blocksize = options.blocksize ?? 64;
     this.doubleQuant = options.doubleQuant ?? true;
     this.computeDtype = checkComputeDtype(options.computeDtype ?? 'float32');
@@ -119,7 +151,10 @@ export class Linear4bit extends Linear {
     this.weight.setData(torch.empty([Math.ceil(n / 2), 1], { dtype: 'uint8', device }));
     if (options.bias ?? true) {
       // Linear's `bias` is readonly for users; this constructor is where it is made.
-      (this as { bias: Tensor | null }).bias = this.registerParameter('bias', torch.empty([outFeatures], { dtype: options.biasDtype ?? this.weightDtype, device }));
+      (this as { bias: Tensor | null }).bias = this.registerParameter(
+        'bias',
+        torch.empty([outFeatures], { dtype: options.biasDtype ?? this.weightDtype, device }),
+      );
     }
     const shapes: Record<QuantBufferName, [number[], DType]> = {
       weight_absmax: [[blocks], this.doubleQuant ? 'uint8' : 'float32'],
@@ -135,33 +170,55 @@ export class Linear4bit extends Linear {
   }
 
   /** Quantises `linear`'s weight into a new Linear4bit that shares its bias (`linear` is left intact). */
-  static fromLinear(linear: Linear, options: Omit<Linear4bitOptions, 'bias' | 'biasDtype' | 'weightDtype' | 'device'> = {}): Linear4bit {
+  static fromLinear(
+    linear: Linear,
+    options: Omit<Linear4bitOptions, 'bias' | 'biasDtype' | 'weightDtype' | 'device'> = {},
+  ): Linear4bit {
     if (linear instanceof Linear4bit) throw new TypeError('Linear4bit.fromLinear: the layer is already 4-bit');
     const { dtype, device } = linear.weight;
     const layer = new Linear4bit(linear.inFeatures, linear.outFeatures, {
-      ...options, weightDtype: dtype, device, bias: linear.bias !== null, biasDtype: linear.bias?.dtype,
+      ...options,
+      weightDtype: dtype,
+      device,
+      bias: linear.bias !== null,
+      biasDtype: linear.bias?.dtype,
     });
     layer.quantizeFrom(linear.weight);
-    if (layer.bias !== null && linear.bias !== null) layer.bias.setData(linear.bias.detach()).requiresGrad_(linear.bias.requiresGrad);
+    if (layer.bias !== null && linear.bias !== null)
+      layer.bias.setData(linear.bias.detach()).requiresGrad_(linear.bias.requiresGrad);
     return layer;
   }
 
   /** Quantises a dense [out, in] weight into this layer (its dtype becomes weightDtype). */
   quantizeFrom(weight: Tensor): void {
     if (weight.shape.length !== 2 || weight.shape[0] !== this.outFeatures || weight.shape[1] !== this.inFeatures) {
-      throw new Error(`Linear4bit: weight has shape [${weight.shape.join(', ')}], expected [${this.outFeatures}, ${this.inFeatures}]`);
+      throw new Error(
+        `Linear4bit: weight has shape [${weight.shape.join(', ')}], expected [${this.outFeatures}, ${this.inFeatures}]`,
+      );
     }
     this.weightDtype = weight.dtype;
-    this.setState(torch.noGrad(() => torch.quantize4bit(weight, { quantType: this.quantType, blocksize: this.blocksize, doubleQuant: this.doubleQuant })));
+    this.setState(
+      torch.noGrad(() =>
+        torch.quantize4bit(weight, {
+          quantType: this.quantType,
+          blocksize: this.blocksize,
+          doubleQuant: this.doubleQuant,
+        }),
+      ),
+    );
   }
 
   /** Takes `state`'s tensors as this layer's (they are consumed). */
   setState(state: QuantState4bit): void {
     if (state.shape.length !== 2 || state.shape[0] !== this.outFeatures || state.shape[1] !== this.inFeatures) {
-      throw new Error(`Linear4bit: state has shape [${state.shape.join(', ')}], expected [${this.outFeatures}, ${this.inFeatures}]`);
+      throw new Error(
+        `Linear4bit: state has shape [${state.shape.join(', ')}], expected [${this.outFeatures}, ${this.inFeatures}]`,
+      );
     }
     if ((state.nestedAbsmax !== null) !== this.doubleQuant) {
-      throw new Error(`Linear4bit: the state is ${state.nestedAbsmax !== null ? '' : 'not '}double-quantised but the layer ${this.doubleQuant ? 'is' : 'is not'}`);
+      throw new Error(
+        `Linear4bit: the state is ${state.nestedAbsmax !== null ? '' : 'not '}double-quantised but the layer ${this.doubleQuant ? 'is' : 'is not'}`,
+      );
     }
     this.quantType = state.quantType;
     this.blocksize = state.blocksize;
@@ -172,7 +229,12 @@ export class Linear4bit extends Linear {
   }
 
   get spec(): QuantSpec {
-    return { quantType: this.quantType, blocksize: this.blocksize, doubleQuant: this.doubleQuant, weightDtype: this.weightDtype };
+    return {
+      quantType: this.quantType,
+      blocksize: this.blocksize,
+      doubleQuant: this.doubleQuant,
+      weightDtype: this.weightDtype,
+    };
   }
 
   /** The live quant-state tensors by buffer name. */
@@ -181,7 +243,13 @@ export class Linear4bit extends Linear {
   }
 
   quantInfo(): QuantLayerInfo {
-    return { spec: this.spec, computeDtype: this.computeDtype, shape: [this.outFeatures, this.inFeatures], weight: this.weight, buffers: this.#buffers };
+    return {
+      spec: this.spec,
+      computeDtype: this.computeDtype,
+      shape: [this.outFeatures, this.inFeatures],
+      weight: this.weight,
+      buffers: this.#buffers,
+    };
   }
 
   /** The state the torch 4-bit ops take (live tensors, not copies). */
@@ -201,9 +269,14 @@ export class Linear4bit extends Linear {
   /** A dense Linear with the dequantised weight, sharing this layer's bias. */
   toLinear(): Linear {
     const weight = this.dequantize();
-    const linear = new Linear(this.inFeatures, this.outFeatures, { bias: this.bias !== null, dtype: 'uint8', device: weight.device });
+    const linear = new Linear(this.inFeatures, this.outFeatures, {
+      bias: this.bias !== null,
+      dtype: 'uint8',
+      device: weight.device,
+    });
     linear.weight.requiresGrad_(false).setData(weight);
-    if (linear.bias !== null && this.bias !== null) linear.bias.setData(this.bias.detach()).requiresGrad_(this.bias.requiresGrad);
+    if (linear.bias !== null && this.bias !== null)
+      linear.bias.setData(this.bias.detach()).requiresGrad_(this.bias.requiresGrad);
     return linear;
   }
 

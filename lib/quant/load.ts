@@ -10,7 +10,12 @@ import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { Linear, type Module } from '../nn/index.js';
 import { Linear4bit, quantBufferNames, type ComputeDtype } from './linear4bit.js';
-import { parseBnbQuantizationConfig, quantizationConfig, quantizationTargets, type QuantizationOptions } from './quantize.js';
+import {
+  parseBnbQuantizationConfig,
+  quantizationConfig,
+  quantizationTargets,
+  type QuantizationOptions,
+} from './quantize.js';
 import { bnbPart, QUANT_STATE_KEY, stateFromParts } from './serialization.js';
 
 export interface QuantizedLoadInput {
@@ -29,7 +34,8 @@ export interface QuantizedLoadInput {
 export async function planQuantizedLoad(input: QuantizedLoadInput): Promise<QuantizedLoadPlan | null> {
   const saved = parseBnbQuantizationConfig(input.config.quantization_config);
   const names = new Set<string>();
-  for (const file of input.files) for (const name of Object.keys((await readSafetensorsHeader(file)).tensors)) names.add(name);
+  for (const file of input.files)
+    for (const name of Object.keys((await readSafetensorsHeader(file)).tensors)) names.add(name);
   const prequantized = [...names].some((n) => QUANT_STATE_KEY.test(n));
   if (!prequantized && input.options === undefined && saved === null) return null;
   return new QuantizedLoadPlan(names, prequantized, saved, input.options);
@@ -56,7 +62,12 @@ export class QuantizedLoadPlan {
         const m = QUANT_STATE_KEY.exec(name);
         const target = m === null ? null : moduleName(`${m[1]}.weight`);
         if (m === null || target === null || !target.endsWith('.weight')) continue;
-        const spec = { quantType: m[2] as 'nf4' | 'fp4', doubleQuant: this.names.has(`${m[1]}.weight.nested_absmax`), blocksize: 64, computeDtype };
+        const spec = {
+          quantType: m[2] as 'nf4' | 'fp4',
+          doubleQuant: this.names.has(`${m[1]}.weight.nested_absmax`),
+          blocksize: 64,
+          computeDtype,
+        };
         const path = target.slice(0, -'.weight'.length);
         layers.set(path, placeholder(model, path, spec));
       }
@@ -68,16 +79,25 @@ export class QuantizedLoadPlan {
   }
 }
 
-function placeholder(model: Module, path: string, spec: { quantType: 'nf4' | 'fp4'; doubleQuant: boolean; blocksize: number; computeDtype: ComputeDtype }): Linear4bit {
+function placeholder(
+  model: Module,
+  path: string,
+  spec: { quantType: 'nf4' | 'fp4'; doubleQuant: boolean; blocksize: number; computeDtype: ComputeDtype },
+): Linear4bit {
   let linear: Module;
   try {
     linear = model.getSubmodule(path);
   } catch {
     throw new Error(`the checkpoint has a 4-bit layer '${path}' that the model does not have`);
   }
-  if (!(linear instanceof Linear) || linear instanceof Linear4bit) throw new Error(`the checkpoint has a 4-bit layer '${path}', which is a ${linear.constructor.name} in the model`);
+  if (!(linear instanceof Linear) || linear instanceof Linear4bit)
+    throw new Error(`the checkpoint has a 4-bit layer '${path}', which is a ${linear.constructor.name} in the model`);
   const layer = new Linear4bit(linear.inFeatures, linear.outFeatures, {
-    ...spec, weightDtype: linear.weight.dtype, bias: linear.bias !== null, biasDtype: linear.bias?.dtype, device: linear.weight.device,
+    ...spec,
+    weightDtype: linear.weight.dtype,
+    bias: linear.bias !== null,
+    biasDtype: linear.bias?.dtype,
+    device: linear.weight.device,
   });
   layer.training = linear.training;
   model.replaceModule(path, layer);
@@ -108,13 +128,17 @@ export class QuantizedLoad {
       if (kind !== 'weight') return false;
       const shape = [layer.outFeatures, layer.inFeatures];
       if (tensor.shape.length !== 2 || tensor.shape[0] !== shape[0] || tensor.shape[1] !== shape[1]) {
-        problems.push(`tensor '${target}' in ${file} has shape [${tensor.shape.join(', ')}] but the model expects [${shape.join(', ')}]`);
+        problems.push(
+          `tensor '${target}' in ${file} has shape [${tensor.shape.join(', ')}] but the model expects [${shape.join(', ')}]`,
+        );
         tensor.dispose();
         return true;
       }
       if (problems.length === 0) {
         const same = tensor.dtype === layer.weightDtype && tensor.device === layer.weight.device;
-        const dense = same ? tensor : torch.noGrad(() => tensor.to({ dtype: layer.weightDtype, device: layer.weight.device }));
+        const dense = same
+          ? tensor
+          : torch.noGrad(() => tensor.to({ dtype: layer.weightDtype, device: layer.weight.device }));
         layer.quantizeFrom(dense);
         if (!same) dense.dispose();
         markLoaded(path, layer, loaded);
@@ -126,7 +150,7 @@ export class QuantizedLoad {
     this.#parts.set(path, parts);
     parts.get(kind)?.dispose();
     parts.set(kind, tensor);
-    let state;
+    let state: ReturnType<typeof stateFromParts>;
     try {
       state = stateFromParts(parts, path);
     } catch (error) {
@@ -166,7 +190,10 @@ export class QuantizedLoad {
       } catch {
         // reported when the part arrived
       }
-      if (missing.length > 0) problems.push(`4-bit layer '${path}' lacks ${missing.map((m) => `'weight.${m}'`.replace("'weight.weight'", "'weight'")).join(', ')} in every shard`);
+      if (missing.length > 0)
+        problems.push(
+          `4-bit layer '${path}' lacks ${missing.map((m) => `'weight.${m}'`.replace("'weight.weight'", "'weight'")).join(', ')} in every shard`,
+        );
       for (const t of parts.values()) t.dispose();
     }
     this.#parts.clear();

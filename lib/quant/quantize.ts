@@ -35,17 +35,29 @@ export interface QuantizationConfig {
 
 export function quantizationConfig(input: QuantizationOptions = {}): QuantizationConfig {
   const quantType = input.quantType ?? 'nf4';
-  if (quantType !== 'nf4' && quantType !== 'fp4') throw new TypeError(`quantization.quantType must be 'nf4' or 'fp4', got ${String(quantType)}`);
+  if (quantType !== 'nf4' && quantType !== 'fp4')
+    throw new TypeError(`quantization.quantType must be 'nf4' or 'fp4', got ${String(quantType)}`);
   const blocksize = input.blocksize ?? 64;
-  if (![32, 64, 128, 256, 512, 1024, 2048, 4096].includes(blocksize)) throw new RangeError(`quantization.blocksize must be a power of two in [32, 4096], got ${blocksize}`);
+  if (![32, 64, 128, 256, 512, 1024, 2048, 4096].includes(blocksize))
+    throw new RangeError(`quantization.blocksize must be a power of two in [32, 4096], got ${blocksize}`);
   const skip = input.skipModules ?? ['lm_head'];
-  for (const s of skip) if (typeof s !== 'string' && !(s instanceof RegExp)) throw new TypeError(`quantization.skipModules: expected strings or RegExps, got ${String(s)}`);
-  return { quantType, doubleQuant: input.doubleQuant ?? true, computeDtype: checkComputeDtype(input.computeDtype ?? 'float32'), blocksize, skipModules: skip };
+  for (const s of skip)
+    if (typeof s !== 'string' && !(s instanceof RegExp))
+      throw new TypeError(`quantization.skipModules: expected strings or RegExps, got ${String(s)}`);
+  return {
+    quantType,
+    doubleQuant: input.doubleQuant ?? true,
+    computeDtype: checkComputeDtype(input.computeDtype ?? 'float32'),
+    blocksize,
+    skipModules: skip,
+  };
 }
 
 /** Whether `name` is left dense by `skip` (see QuantizationOptions.skipModules). */
 export function isSkipped(name: string, skip: ReadonlyArray<string | RegExp>): boolean {
-  return skip.some((s) => (typeof s === 'string' ? `.${name}.`.includes(`.${s}.`) : new RegExp(s.source, s.flags.replace('g', '')).test(name)));
+  return skip.some((s) =>
+    typeof s === 'string' ? `.${name}.`.includes(`.${s}.`) : new RegExp(s.source, s.flags.replace('g', '')).test(name),
+  );
 }
 
 export function quantInfo(module: Module): QuantLayerInfo | null {
@@ -59,7 +71,8 @@ const isAdapterLayer = (m: Module): boolean => 'lora_A' in m && 'lora_B' in m;
 export function outputLinearName(model: Module): string | null {
   const outputWeight = (model as { outputWeight?: () => unknown }).outputWeight;
   const weight = typeof outputWeight === 'function' ? outputWeight.call(model) : undefined;
-  for (const [name, m] of model.namedModules()) if (m instanceof Linear && weight !== undefined && m.weight === weight) return name;
+  for (const [name, m] of model.namedModules())
+    if (m instanceof Linear && weight !== undefined && m.weight === weight) return name;
   return null;
 }
 
@@ -72,7 +85,10 @@ export function quantizationTargets(model: Module, config: QuantizationConfig): 
   const names: string[] = [];
   for (const [name, m] of model.namedModules()) {
     if (name === '') continue;
-    if (isAdapterLayer(m)) throw new Error(`quantizeModel: '${name}' has a LoRA adapter; quantise the base model before getPeftModel (as QLoRA does)`);
+    if (isAdapterLayer(m))
+      throw new Error(
+        `quantizeModel: '${name}' has a LoRA adapter; quantise the base model before getPeftModel (as QLoRA does)`,
+      );
     if (m.constructor !== Linear || name === output || isSkipped(name, config.skipModules)) continue;
     names.push(name);
   }
@@ -127,7 +143,9 @@ export function bnbStateDict(model: Module): { entries: Array<[string, Tensor]>;
     const info = name.endsWith('.weight') ? layers.get(name.slice(0, -'.weight'.length)) : undefined;
     if (info !== undefined && info.weight === tensor) {
       const offset = info.buffers.get('weight_nested_offset');
-      const json = jsonTensor(quantStateJson(info.spec, info.shape, offset === undefined ? null : (offset.item() as number)));
+      const json = jsonTensor(
+        quantStateJson(info.spec, info.shape, offset === undefined ? null : (offset.item() as number)),
+      );
       created.push(json);
       entries.push([`${name}.${quantStateKey(info.spec.quantType)}`, json]);
     }
@@ -155,7 +173,8 @@ export function bnbQuantizationConfig(model: Module): Record<string, unknown> | 
   if (first === null) return null;
   const skip: string[] = [];
   const byTop = new Map<string, boolean>();
-  for (const [name, quantized] of linears) byTop.set(name.split('.')[0]!, (byTop.get(name.split('.')[0]!) ?? true) && !quantized);
+  for (const [name, quantized] of linears)
+    byTop.set(name.split('.')[0]!, (byTop.get(name.split('.')[0]!) ?? true) && !quantized);
   for (const [name, quantized] of linears) {
     const top = name.split('.')[0]!;
     if (byTop.get(top)) {

@@ -24,7 +24,8 @@ export const BNB_KEYS: Readonly<Partial<Record<QuantBufferName, string>>> = {
 };
 
 /** `<path>.weight` or `<path>.weight.<part>` of a bitsandbytes 4-bit layer: [path, part ('weight' for the packed codes)]. */
-const PART = /^(.*)\.weight(?:\.(absmax|quant_map|nested_absmax|nested_quant_map|quant_state\.bitsandbytes__(?:nf4|fp4)))?$/;
+const PART =
+  /^(.*)\.weight(?:\.(absmax|quant_map|nested_absmax|nested_quant_map|quant_state\.bitsandbytes__(?:nf4|fp4)))?$/;
 export function bnbPart(name: string): [string, string] | null {
   const m = PART.exec(name);
   return m === null ? null : [m[1]!, m[2] ?? 'weight'];
@@ -52,7 +53,11 @@ export function quantStateJson(spec: QuantSpec, shape: readonly number[], offset
     ['shape', `[${shape.join(', ')}]`],
   ];
   if (offset !== null) {
-    items.push(['nested_blocksize', String(NESTED_BLOCKSIZE)], ['nested_dtype', '"float32"'], ['nested_offset', pythonFloatRepr(offset)]);
+    items.push(
+      ['nested_blocksize', String(NESTED_BLOCKSIZE)],
+      ['nested_dtype', '"float32"'],
+      ['nested_offset', pythonFloatRepr(offset)],
+    );
   }
   return `{${items.map(([k, v]) => `"${k}": ${v}`).join(', ')}}`;
 }
@@ -84,14 +89,21 @@ export function jsonTensor(json: string): Tensor {
 }
 
 export function parseQuantStateTensor(t: Tensor, where: string): QuantStateJson {
-  if (t.dtype !== 'uint8' || t.shape.length !== 1) throw new Error(`${where}: expected a uint8 vector of JSON bytes, got ${t.dtype} [${t.shape.join(', ')}]`);
+  if (t.dtype !== 'uint8' || t.shape.length !== 1)
+    throw new Error(`${where}: expected a uint8 vector of JSON bytes, got ${t.dtype} [${t.shape.join(', ')}]`);
   const text = Buffer.from(t.data() as Uint8Array).toString('utf8');
   const json = parseJson(text, `${where}: quant state`) as QuantStateJson;
-  if ((json.quant_type !== 'nf4' && json.quant_type !== 'fp4') || !Number.isInteger(json.blocksize) || !Array.isArray(json.shape)) {
+  if (
+    (json.quant_type !== 'nf4' && json.quant_type !== 'fp4') ||
+    !Number.isInteger(json.blocksize) ||
+    !Array.isArray(json.shape)
+  ) {
     throw new Error(`${where}: unsupported quant state ${text}`);
   }
   if (json.nested_offset !== undefined && (json.nested_blocksize ?? NESTED_BLOCKSIZE) !== NESTED_BLOCKSIZE) {
-    throw new Error(`${where}: nested_blocksize ${json.nested_blocksize} is not supported (bitsandbytes always writes ${NESTED_BLOCKSIZE})`);
+    throw new Error(
+      `${where}: nested_blocksize ${json.nested_blocksize} is not supported (bitsandbytes always writes ${NESTED_BLOCKSIZE})`,
+    );
   }
   return json;
 }
@@ -106,7 +118,8 @@ export function stateFromParts(parts: ReadonlyMap<string, Tensor>, where: string
   const stateKey = [...parts.keys()].find((k) => k.startsWith('quant_state.'));
   if (stateKey === undefined) return ['quant_state.bitsandbytes__<type>'];
   const json = parseQuantStateTensor(parts.get(stateKey)!, `${where}.weight.${stateKey}`);
-  if (stateKey !== quantStateKey(json.quant_type)) throw new Error(`${where}: ${stateKey} holds quant_type '${json.quant_type}'`);
+  if (stateKey !== quantStateKey(json.quant_type))
+    throw new Error(`${where}: ${stateKey} holds quant_type '${json.quant_type}'`);
   const nested = json.nested_offset !== undefined;
   const needed = ['weight', 'absmax', 'quant_map', ...(nested ? ['nested_absmax', 'nested_quant_map'] : [])];
   const missing = needed.filter((k) => !parts.has(k));
@@ -116,21 +129,39 @@ export function stateFromParts(parts: ReadonlyMap<string, Tensor>, where: string
   const n = json.shape.reduce((a, b) => a * b, 1);
   const checks: Array<[string, boolean]> = [
     ['weight', get('weight').dtype === 'uint8' && get('weight').numel() === Math.ceil(n / 2)],
-    ['absmax', get('absmax').numel() === Math.ceil(n / json.blocksize) && get('absmax').dtype === (nested ? 'uint8' : 'float32')],
+    [
+      'absmax',
+      get('absmax').numel() === Math.ceil(n / json.blocksize) && get('absmax').dtype === (nested ? 'uint8' : 'float32'),
+    ],
     ['quant_map', get('quant_map').numel() === 16 && get('quant_map').dtype === 'float32'],
   ];
   if (nested) {
-    checks.push(['nested_absmax', get('nested_absmax').numel() === Math.ceil(Math.ceil(n / json.blocksize) / NESTED_BLOCKSIZE) && get('nested_absmax').dtype === 'float32']);
-    checks.push(['nested_quant_map', get('nested_quant_map').numel() === 256 && get('nested_quant_map').dtype === 'float32']);
+    checks.push([
+      'nested_absmax',
+      get('nested_absmax').numel() === Math.ceil(Math.ceil(n / json.blocksize) / NESTED_BLOCKSIZE) &&
+        get('nested_absmax').dtype === 'float32',
+    ]);
+    checks.push([
+      'nested_quant_map',
+      get('nested_quant_map').numel() === 256 && get('nested_quant_map').dtype === 'float32',
+    ]);
   }
   const bad = checks.filter(([, ok]) => !ok).map(([k]) => `${k} ${get(k).dtype} [${get(k).shape.join(', ')}]`);
-  if (bad.length > 0) throw new Error(`${where}: 4-bit state of shape [${json.shape.join(', ')}], blocksize ${json.blocksize} has inconsistent ${bad.join(', ')}`);
+  if (bad.length > 0)
+    throw new Error(
+      `${where}: 4-bit state of shape [${json.shape.join(', ')}], blocksize ${json.blocksize} has inconsistent ${bad.join(', ')}`,
+    );
   return {
-    packed: get('weight'), absmax: get('absmax'), code: get('quant_map'),
+    packed: get('weight'),
+    absmax: get('absmax'),
+    code: get('quant_map'),
     nestedAbsmax: nested ? get('nested_absmax') : null,
     nestedCode: nested ? get('nested_quant_map') : null,
     offset: nested ? scalar(json.nested_offset!) : null,
-    quantType: json.quant_type, blocksize: json.blocksize, shape: json.shape, dtype: json.dtype as DType,
+    quantType: json.quant_type,
+    blocksize: json.blocksize,
+    shape: json.shape,
+    dtype: json.dtype as DType,
   };
 }
 

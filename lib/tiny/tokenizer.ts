@@ -16,18 +16,47 @@ const ORDINARY = 481;
 
 /** Qwen2.5's added tokens 151643..151664, then InternVL's 151665..151673, in id order. */
 export const TINY_SPECIAL_TOKENS: ReadonlyArray<{ content: string; special: boolean }> = [
-  ...['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|object_ref_start|>', '<|object_ref_end|>', '<|box_start|>', '<|box_end|>']
-    .concat(['<|quad_start|>', '<|quad_end|>', '<|vision_start|>', '<|vision_end|>', '<|vision_pad|>', '<|image_pad|>', '<|video_pad|>'])
+  ...[
+    '<|endoftext|>',
+    '<|im_start|>',
+    '<|im_end|>',
+    '<|object_ref_start|>',
+    '<|object_ref_end|>',
+    '<|box_start|>',
+    '<|box_end|>',
+  ]
+    .concat([
+      '<|quad_start|>',
+      '<|quad_end|>',
+      '<|vision_start|>',
+      '<|vision_end|>',
+      '<|vision_pad|>',
+      '<|image_pad|>',
+      '<|video_pad|>',
+    ])
     .map((content) => ({ content, special: true })),
-  ...['<tool_call>', '</tool_call>', '<|fim_prefix|>', '<|fim_middle|>', '<|fim_suffix|>', '<|fim_pad|>', '<|repo_name|>', '<|file_sep|>']
-    .map((content) => ({ content, special: false })),
-  ...['<img>', '</img>', '<IMG_CONTEXT>', '<quad>', '</quad>', '<ref>', '</ref>', '<box>', '</box>'].map((content) => ({ content, special: true })),
+  ...[
+    '<tool_call>',
+    '</tool_call>',
+    '<|fim_prefix|>',
+    '<|fim_middle|>',
+    '<|fim_suffix|>',
+    '<|fim_pad|>',
+    '<|repo_name|>',
+    '<|file_sep|>',
+  ].map((content) => ({ content, special: false })),
+  ...['<img>', '</img>', '<IMG_CONTEXT>', '<quad>', '</quad>', '<ref>', '</ref>', '<box>', '</box>'].map((content) => ({
+    content,
+    special: true,
+  })),
 ];
 
 // Qwen2's pre-tokenizer split (tokenizer.json of the Qwen2 / Qwen2.5 / Qwen2-VL releases).
-const QWEN_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const QWEN_SPLIT =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 // The same split in JS syntax (no inline flag groups); used only to learn the merges.
-const JS_SPLIT = /'(?:[sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu;
+const JS_SPLIT =
+  /'(?:[sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu;
 
 const CORPUS = `You are a helpful assistant. The user shows an image and asks a question about it; the assistant
 answers in a short sentence. What is in the picture? There is a cat sitting on the table next to a red
@@ -53,7 +82,9 @@ function byteSymbols(): string[] {
 
 const BYTES = byteSymbols();
 // Vocabulary order of the byte symbols: the printable ones first, in byte order, then the rest.
-const BYTE_ORDER = [...Array(256).keys()].sort((a, b) => BYTES[a]!.codePointAt(0)! - BYTES[b]!.codePointAt(0)!).map((b) => BYTES[b]!);
+const BYTE_ORDER = [...Array(256).keys()]
+  .sort((a, b) => BYTES[a]!.codePointAt(0)! - BYTES[b]!.codePointAt(0)!)
+  .map((b) => BYTES[b]!);
 
 const toSymbols = (word: string): string[] => [...new TextEncoder().encode(word)].map((b) => BYTES[b]!);
 
@@ -106,18 +137,35 @@ export function tinyTokenizerJson(): Record<string, unknown> {
     truncation: null,
     padding: null,
     added_tokens: TINY_SPECIAL_TOKENS.map((t, i) => ({
-      id: ORDINARY + i, content: t.content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: t.special,
+      id: ORDINARY + i,
+      content: t.content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: t.special,
     })),
     normalizer: { type: 'NFC' },
     pre_tokenizer: {
       type: 'Sequence',
-      pretokenizers: [{ type: 'Split', pattern: { Regex: QWEN_SPLIT }, behavior: 'Isolated', invert: false }, byteLevel],
+      pretokenizers: [
+        { type: 'Split', pattern: { Regex: QWEN_SPLIT }, behavior: 'Isolated', invert: false },
+        byteLevel,
+      ],
     },
     post_processor: byteLevel,
     decoder: byteLevel,
     model: {
-      type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '',
-      fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: MERGES.map(([a, b]) => `${a} ${b}`),
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '',
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab,
+      merges: MERGES.map(([a, b]) => `${a} ${b}`),
     },
   };
 }
@@ -133,7 +181,14 @@ export const INTERNVL_HF_CHAT_TEMPLATE =
 function tokenizerConfig(family: TinyFamily): Record<string, unknown> {
   const decoder: Record<string, unknown> = {};
   TINY_SPECIAL_TOKENS.forEach((t, i) => {
-    decoder[String(ORDINARY + i)] = { content: t.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: t.special };
+    decoder[String(ORDINARY + i)] = {
+      content: t.content,
+      lstrip: false,
+      normalized: false,
+      rstrip: false,
+      single_word: false,
+      special: t.special,
+    };
   });
   const specials = TINY_SPECIAL_TOKENS.filter((t) => t.special).map((t) => t.content);
   const additional = family === 'internvl' ? specials.slice(1) : specials.slice(1).filter((t) => t.startsWith('<|'));
@@ -183,7 +238,9 @@ function qwenPreprocessorConfig(family: TinyFamily): Record<string, unknown> {
  */
 export async function writeTinyTokenizer(dir: string, family: TinyFamily): Promise<void> {
   if (!['qwen2_vl', 'qwen2_5_vl', 'internvl'].includes(family)) {
-    throw new TypeError(`Expected 'qwen2_vl', 'qwen2_5_vl' or 'internvl' for family but received ${JSON.stringify(family)}`);
+    throw new TypeError(
+      `Expected 'qwen2_vl', 'qwen2_5_vl' or 'internvl' for family but received ${JSON.stringify(family)}`,
+    );
   }
   await mkdir(dir, { recursive: true });
   const write = (name: string, value: unknown): void => writeJsonFile(join(dir, name), value);

@@ -13,7 +13,10 @@ export interface ConfigProblem {
 export class ConfigError extends TypeError {
   override readonly name = 'ConfigError';
 
-  constructor(readonly source: string, readonly problems: readonly ConfigProblem[]) {
+  constructor(
+    readonly source: string,
+    readonly problems: readonly ConfigProblem[],
+  ) {
     super(`${source}: ${problems.map((p) => `invalid ${p.path}: ${p.message}`).join('; ')}`);
   }
 }
@@ -27,7 +30,10 @@ export interface IssueFormat {
 
 /** Parses `value` with `schema`; on failure a ConfigError naming `source` and every issue. */
 export function parseConfig<S extends z.ZodType>(
-  schema: S, value: unknown, source: string, format: IssueFormat = {},
+  schema: S,
+  value: unknown,
+  source: string,
+  format: IssueFormat = {},
 ): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;

@@ -10,7 +10,10 @@ export interface ModelTypeEntry {
  * unknown type ('is not supported', 'has no processor'); the error lists the supported types.
  */
 export function byModelType<E extends ModelTypeEntry>(
-  entries: readonly E[], modelType: unknown, where: string, lacking = 'is not supported',
+  entries: readonly E[],
+  modelType: unknown,
+  where: string,
+  lacking = 'is not supported',
 ): E {
   const entry = typeof modelType === 'string' ? entries.find((e) => e.modelTypes.includes(modelType)) : undefined;
   if (entry !== undefined) return entry;

@@ -7,7 +7,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { fromPretrained, type CausalLM, type QwenVLForConditionalGeneration } from '../../lib/models/index.js';
-import { LoraLinear, getPeftModel, loadAdapter, type LoraConfigInput, type LoraModel } from '../../lib/adapters/index.js';
+import {
+  LoraLinear,
+  getPeftModel,
+  loadAdapter,
+  type LoraConfigInput,
+  type LoraModel,
+} from '../../lib/adapters/index.js';
 import { adapterTensorName } from '../../lib/internal.js';
 import { goldenDir, loadGolden } from '../models/golden.js';
 
@@ -33,16 +39,29 @@ async function trained(options: LoraConfigInput): Promise<LoraModel<CausalLM>> {
 
 async function logitsOf(model: CausalLM): Promise<Tensor> {
   const inputs = (await loadGolden('qwen2_vl')).one_image!.inputs;
-  return torch.noGrad(() => model.forward({
-    inputIds: inputs.input_ids!, attentionMask: inputs.attention_mask, pixelValues: inputs.pixel_values, imageGridThw: inputs.image_grid_thw,
-  }).logits!);
+  return torch.noGrad(
+    () =>
+      model.forward({
+        inputIds: inputs.input_ids!,
+        attentionMask: inputs.attention_mask,
+        pixelValues: inputs.pixel_values,
+        imageGridThw: inputs.image_grid_thw,
+      }).logits!,
+  );
 }
 
-const headerNames = async (dir: string): Promise<string[]> => Object.keys((await torch.readSafetensorsHeader(join(dir, 'adapter_model.safetensors'))).tensors).sort();
+const headerNames = async (dir: string): Promise<string[]> =>
+  Object.keys((await torch.readSafetensorsHeader(join(dir, 'adapter_model.safetensors'))).tensors).sort();
 
 describe('saveAdapter', () => {
   it("writes PEFT's tensor names, {format: pt} metadata and a sorted adapter_config.json", async () => {
-    const peft = await trained({ targetModules: LM, r: 4, loraAlpha: 8, taskType: 'CAUSAL_LM', baseModelNameOrPath: 'tiny/qwen2-vl' });
+    const peft = await trained({
+      targetModules: LM,
+      r: 4,
+      loraAlpha: 8,
+      taskType: 'CAUSAL_LM',
+      baseModelNameOrPath: 'tiny/qwen2-vl',
+    });
     const dir = tempDir();
     await peft.saveAdapter(dir);
     const names = await headerNames(dir);
@@ -57,11 +76,23 @@ describe('saveAdapter', () => {
     const json = JSON.parse(text);
     expect(Object.keys(json)).toEqual(Object.keys(json).sort());
     expect(json).toMatchObject({
-      peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 4, lora_alpha: 8, target_modules: LM, base_model_name_or_path: 'tiny/qwen2-vl',
-      use_dora: false, use_rslora: false, init_lora_weights: true, bias: 'none', modules_to_save: null, inference_mode: false,
+      peft_type: 'LORA',
+      task_type: 'CAUSAL_LM',
+      r: 4,
+      lora_alpha: 8,
+      target_modules: LM,
+      base_model_name_or_path: 'tiny/qwen2-vl',
+      use_dora: false,
+      use_rslora: false,
+      init_lora_weights: true,
+      bias: 'none',
+      modules_to_save: null,
+      inference_mode: false,
     });
     expect(text).toContain('\n  "lora_dropout": 0.0,\n');
-    expect(text.startsWith('{\n  "alpha_pattern": {},\n  "base_model_name_or_path": "tiny/qwen2-vl",\n  "bias": "none",')).toBe(true);
+    expect(
+      text.startsWith('{\n  "alpha_pattern": {},\n  "base_model_name_or_path": "tiny/qwen2-vl",\n  "bias": "none",'),
+    ).toBe(true);
     peft.model.dispose();
   });
 
@@ -82,7 +113,10 @@ describe('saveAdapter', () => {
 describe('loadAdapter', () => {
   const variants: Array<[string, LoraConfigInput]> = [
     ['LoRA', { targetModules: LM }],
-    ['DoRA + rsLoRA + modules_to_save + biases', { targetModules: LM, useDora: true, useRslora: true, modulesToSave: ['lm_head'], bias: 'lora_only' }],
+    [
+      'DoRA + rsLoRA + modules_to_save + biases',
+      { targetModules: LM, useDora: true, useRslora: true, modulesToSave: ['lm_head'], bias: 'lora_only' },
+    ],
   ];
   for (const [label, options] of variants) {
     it(`${label}: save → load is bit-exact (tensors and outputs)`, async () => {
@@ -108,13 +142,18 @@ describe('loadAdapter', () => {
     const dir = tempDir();
     await peft.saveAdapter(dir);
     const tensors = await torch.loadSafetensors(join(dir, 'adapter_model.safetensors'));
-    const renamed = Object.fromEntries(Object.entries(tensors).map(([k, v]) => [
-      k.replace('base_model.model.model.', 'base_model.model.model.language_model.')
-        .replace(/\.lora_([AB])\.weight$/, '.lora_$1.default.weight')
-        .replace(/\.lora_magnitude_vector$/, '.lora_magnitude_vector.default.weight'),
-      v,
-    ]));
-    expect(Object.keys(renamed)).toContain('base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.default.weight');
+    const renamed = Object.fromEntries(
+      Object.entries(tensors).map(([k, v]) => [
+        k
+          .replace('base_model.model.model.', 'base_model.model.model.language_model.')
+          .replace(/\.lora_([AB])\.weight$/, '.lora_$1.default.weight')
+          .replace(/\.lora_magnitude_vector$/, '.lora_magnitude_vector.default.weight'),
+        v,
+      ]),
+    );
+    expect(Object.keys(renamed)).toContain(
+      'base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.default.weight',
+    );
     await torch.saveSafetensors(join(dir, 'adapter_model.safetensors'), renamed, { format: 'pt' });
     const config = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8'));
     config.target_modules = String.raw`model\.language_model\.layers\.\d+\.self_attn\.(q|v)_proj`;
@@ -137,17 +176,27 @@ describe('loadAdapter', () => {
     const model = (await fromPretrained(goldenDir('qwen2_vl'))) as QwenVLForConditionalGeneration;
     const head = model.lm_head;
     const flags = model.parameters().map((p) => p.requiresGrad);
-    const error = await loadAdapter(model, dir).then(() => null, (e: Error) => e.message);
+    const error = await loadAdapter(model, dir).then(
+      () => null,
+      (e: Error) => e.message,
+    );
     expect(error).toContain("unexpected tensor 'base_model.model.model.norm.weight' [64]");
     expect(error).toContain("missing tensor 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight' [64, 8]");
-    expect(error).toContain("tensor 'base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight' has shape [8, 63] but the adapter expects [8, 64]");
+    expect(error).toContain(
+      "tensor 'base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight' has shape [8, 63] but the adapter expects [8, 64]",
+    );
     expect([...model.namedModules()].some(([, m]) => m instanceof LoraLinear)).toBe(false);
     expect(model.parameters().map((p) => p.requiresGrad)).toEqual(flags);
     expect(model.lm_head).toBe(head);
     tensors['base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight'] = torch.zeros([8, 64]);
     await torch.saveSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
-    await expect(loadAdapter(model, dir)).rejects.toThrow(/disagree on the adapted modules: only in the config's targets: \[\]; only in the weights: \[model\.layers\.0\.self_attn\.k_proj\]/);
-    writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 8, target_modules: LM, use_qalora: true }));
+    await expect(loadAdapter(model, dir)).rejects.toThrow(
+      /disagree on the adapted modules: only in the config's targets: \[\]; only in the weights: \[model\.layers\.0\.self_attn\.k_proj\]/,
+    );
+    writeFileSync(
+      join(dir, 'adapter_config.json'),
+      JSON.stringify({ peft_type: 'LORA', r: 8, target_modules: LM, use_qalora: true }),
+    );
     await expect(loadAdapter(model, dir)).rejects.toThrow(/unsupported PEFT settings: use_qalora = true/);
     peft.model.dispose();
     model.dispose();

@@ -10,14 +10,25 @@ import { LoraLinear, type LoraLayerOptions } from '../../lib/adapters/index.js';
 const IN = 6;
 const OUT = 5;
 
-interface Fixture { w0: Tensor; b: Tensor; a: Tensor; bMat: Tensor; m: Tensor; x: Tensor }
+interface Fixture {
+  w0: Tensor;
+  b: Tensor;
+  a: Tensor;
+  bMat: Tensor;
+  m: Tensor;
+  x: Tensor;
+}
 
 function fixture(): Fixture {
   torch.manualSeed(7);
   const opts = { dtype: 'float64' as const };
   return {
-    w0: torch.randn([OUT, IN], opts), b: torch.randn([OUT], opts), a: torch.randn([3, IN], opts).mul(0.5),
-    bMat: torch.randn([OUT, 3], opts).mul(0.5), m: torch.rand([OUT], opts).add(0.5), x: torch.randn([2, 4, IN], opts),
+    w0: torch.randn([OUT, IN], opts),
+    b: torch.randn([OUT], opts),
+    a: torch.randn([3, IN], opts).mul(0.5),
+    bMat: torch.randn([OUT, 3], opts).mul(0.5),
+    m: torch.rand([OUT], opts).add(0.5),
+    x: torch.randn([2, 4, IN], opts),
   };
 }
 
@@ -38,7 +49,11 @@ function layer(f: Fixture, options: Partial<LoraLayerOptions> = {}, bias = true)
 }
 
 // nn.Linear starts uninitialised (checkpoints fill it); tests give it random values.
-function randomLinear(inFeatures: number, outFeatures: number, options: { dtype?: 'float32' | 'float64' | 'bfloat16' } = {}): Linear {
+function randomLinear(
+  inFeatures: number,
+  outFeatures: number,
+  options: { dtype?: 'float32' | 'float64' | 'bfloat16' } = {},
+): Linear {
   const l = new Linear(inFeatures, outFeatures, options);
   torch.noGrad(() => {
     l.weight.normal_(0, 1 / Math.sqrt(inFeatures));
@@ -48,10 +63,16 @@ function randomLinear(inFeatures: number, outFeatures: number, options: { dtype?
 }
 
 const leaf = (t: Tensor): Tensor => t.detach().clone().requiresGrad_(true);
-const maxDiff = (a: Tensor, b: Tensor): number => torch.tidy(() => a.double().sub(b.double()).abs().max().item() as number);
+const maxDiff = (a: Tensor, b: Tensor): number =>
+  torch.tidy(() => a.double().sub(b.double()).abs().max().item() as number);
 
 /** The reference: y = x W0ᵀ + b + s·x Aᵀ Bᵀ (LoRA) or g ⊙ (x W0ᵀ + s·x Aᵀ Bᵀ) + b with g = m / ‖W0 + s·BA‖_row detached (DoRA). */
-function reference(f: Fixture, s: number, dora: boolean, leaves: { a: Tensor; bMat: Tensor; m: Tensor; x: Tensor }): Tensor {
+function reference(
+  f: Fixture,
+  s: number,
+  dora: boolean,
+  leaves: { a: Tensor; bMat: Tensor; m: Tensor; x: Tensor },
+): Tensor {
   const { a, bMat, m, x } = leaves;
   const base = x.matmul(f.w0.t());
   const lora = x.matmul(a.t()).matmul(bMat.t()).mul(s);
@@ -86,7 +107,8 @@ function compareWithReference(dora: boolean, options: Partial<LoraLayerOptions>,
 describe('LoraLinear forward and gradients', () => {
   it('LoRA: y = W0x + b + (α/r)·BAx, gradients for A, B and x', () => compareWithReference(false, {}, 2));
   it('rsLoRA scales by α/√r', () => compareWithReference(false, { useRslora: true }, 6 / Math.sqrt(3)));
-  it('DoRA: y = m/‖W0 + sBA‖_row ⊙ (W0x + sBAx) + b with the norm detached; gradients for A, B, m and x', () => compareWithReference(true, {}, 2));
+  it('DoRA: y = m/‖W0 + sBA‖_row ⊙ (W0x + sBAx) + b with the norm detached; gradients for A, B, m and x', () =>
+    compareWithReference(true, {}, 2));
   it('DoRA with rsLoRA', () => compareWithReference(true, { useRslora: true }, 6 / Math.sqrt(3)));
 
   it('DoRA initialises m to the row norms of W0 + s·BA (B = 0 → ‖W0‖_row), so the layer starts as the base', () => {
@@ -98,7 +120,12 @@ describe('LoraLinear forward and gradients', () => {
       const l = new LoraLinear(base, { r: 3, alpha: 6, useDora: true });
       expect(maxDiff(l.lora_magnitude_vector!, f.w0.square().sum(1).sqrt())).toBeLessThan(1e-14);
       expect(maxDiff(l.forward(f.x), plain)).toBeLessThan(1e-12);
-      const random = new LoraLinear(randomLinear(IN, OUT, { dtype: 'float64' }), { r: 2, alpha: 4, useDora: true, init: false });
+      const random = new LoraLinear(randomLinear(IN, OUT, { dtype: 'float64' }), {
+        r: 2,
+        alpha: 4,
+        useDora: true,
+        init: false,
+      });
       const w = random.weight.add(random.lora_B.weight.matmul(random.lora_A.weight).mul(2));
       expect(maxDiff(random.lora_magnitude_vector!, w.square().sum(1).sqrt())).toBeLessThan(1e-14);
     });
@@ -134,10 +161,21 @@ describe('LoraLinear forward and gradients', () => {
       const l = new LoraLinear(randomLinear(IN, OUT), { r: 2, alpha: 2 });
       expect(l.forward(torch.randn([3, IN])).dtype).toBe('float32');
       expect(l.lora_A.weight.dtype).toBe('float32');
-      expect([l.weight.requiresGrad, l.bias!.requiresGrad, l.lora_A.weight.requiresGrad, l.lora_B.weight.requiresGrad]).toEqual([false, false, true, true]);
+      expect([
+        l.weight.requiresGrad,
+        l.bias!.requiresGrad,
+        l.lora_A.weight.requiresGrad,
+        l.lora_B.weight.requiresGrad,
+      ]).toEqual([false, false, true, true]);
       expect([...l.stateDict().keys()].sort()).toEqual(['bias', 'lora_A.weight', 'lora_B.weight', 'weight']);
       const dora = new LoraLinear(randomLinear(IN, OUT, { dtype: 'bfloat16' }), { r: 2, alpha: 2, useDora: true });
-      expect([...dora.stateDict().keys()].sort()).toEqual(['bias', 'lora_A.weight', 'lora_B.weight', 'lora_magnitude_vector', 'weight']);
+      expect([...dora.stateDict().keys()].sort()).toEqual([
+        'bias',
+        'lora_A.weight',
+        'lora_B.weight',
+        'lora_magnitude_vector',
+        'weight',
+      ]);
       expect(dora.forward(torch.randn([3, IN]).bfloat16()).dtype).toBe('bfloat16');
     });
   });
@@ -286,25 +324,28 @@ describe('LoraLinear over a 4-bit base', () => {
     return [l1, l2, wq];
   }
 
-  it('DoRA: a dequantising merge gives m/‖Wq + sBA‖_row · (Wq + sBA) of the dequantised Wq (float64); '
-    + 'unmerge gives Wq back; unload a dense Linear', () => {
-    torch.tidy(() => {
-      const [l, , wq] = twins();
-      const [a, b, m] = [l.lora_A.weight.double(), l.lora_B.weight.double(), l.lora_magnitude_vector!.double()];
-      const w = wq.add(b.matmul(a).mul(2));
-      const expected = m.div(w.square().sum(1).sqrt()).unsqueeze(1).mul(w);
-      // float32 against float64: a few roundings of values up to max|W|, the norm a sum of IN_Q squares.
-      const tol = 8 * 2 ** -23 * Math.sqrt(IN_Q) * (expected.abs().max().item() as number);
-      l.merge({ dequantize: true });
-      expect([l.quantized, l.weight.dtype]).toEqual([false, 'float32']);
-      expect(maxDiff(l.weight, expected)).toBeLessThan(tol);
-      l.unmerge();
-      expect(maxDiff(l.weight, wq)).toBeLessThan(tol);
-      const back = l.unload();
-      expect(back.constructor).toBe(Linear); // a new dense Linear, not the emptied Linear4bit
-      expect(maxDiff(back.weight, wq)).toBeLessThan(tol);
-    });
-  });
+  it(
+    'DoRA: a dequantising merge gives m/‖Wq + sBA‖_row · (Wq + sBA) of the dequantised Wq (float64); ' +
+      'unmerge gives Wq back; unload a dense Linear',
+    () => {
+      torch.tidy(() => {
+        const [l, , wq] = twins();
+        const [a, b, m] = [l.lora_A.weight.double(), l.lora_B.weight.double(), l.lora_magnitude_vector!.double()];
+        const w = wq.add(b.matmul(a).mul(2));
+        const expected = m.div(w.square().sum(1).sqrt()).unsqueeze(1).mul(w);
+        // float32 against float64: a few roundings of values up to max|W|, the norm a sum of IN_Q squares.
+        const tol = 8 * 2 ** -23 * Math.sqrt(IN_Q) * (expected.abs().max().item() as number);
+        l.merge({ dequantize: true });
+        expect([l.quantized, l.weight.dtype]).toEqual([false, 'float32']);
+        expect(maxDiff(l.weight, expected)).toBeLessThan(tol);
+        l.unmerge();
+        expect(maxDiff(l.weight, wq)).toBeLessThan(tol);
+        const back = l.unload();
+        expect(back.constructor).toBe(Linear); // a new dense Linear, not the emptied Linear4bit
+        expect(maxDiff(back.weight, wq)).toBeLessThan(tol);
+      });
+    },
+  );
 
   it("DoRA: a re-quantising merge stores exactly the 4-bit quantisation of the dequantising merge's weight", () => {
     torch.tidy(() => {

@@ -4,25 +4,41 @@ import { describe, expect, it } from 'vitest';
 import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { Linear } from '../../lib/nn/index.js';
-import { fromPretrained, type CausalLM, type ModelInputs, type QwenVLForConditionalGeneration } from '../../lib/models/index.js';
+import {
+  fromPretrained,
+  type CausalLM,
+  type ModelInputs,
+  type QwenVLForConditionalGeneration,
+} from '../../lib/models/index.js';
 import { LoraLinear, allLinearNames, getPeftModel, languageModelTargets } from '../../lib/adapters/index.js';
 import { goldenDir, loadGolden } from '../models/golden.js';
 import { perturb } from './helpers.js';
 import { float32Bound } from '../tolerance.js';
 
-const qwen2vl = async (): Promise<QwenVLForConditionalGeneration> => (await fromPretrained(goldenDir('qwen2_vl'))) as QwenVLForConditionalGeneration;
+const qwen2vl = async (): Promise<QwenVLForConditionalGeneration> =>
+  (await fromPretrained(goldenDir('qwen2_vl'))) as QwenVLForConditionalGeneration;
 const ATTENTION = String.raw`^model\.layers\..*\.(q|k|v|o)_proj$`;
 
 async function inputsOf(name: string): Promise<ModelInputs> {
   const inputs = (await loadGolden('qwen2_vl'))[name]!.inputs;
-  return { inputIds: inputs.input_ids!, attentionMask: inputs.attention_mask, pixelValues: inputs.pixel_values, imageGridThw: inputs.image_grid_thw };
+  return {
+    inputIds: inputs.input_ids!,
+    attentionMask: inputs.attention_mask,
+    pixelValues: inputs.pixel_values,
+    imageGridThw: inputs.image_grid_thw,
+  };
 }
 
 const logits = (model: CausalLM, inputs: ModelInputs): Tensor => torch.noGrad(() => model.forward(inputs).logits!);
 const maxDiff = (a: Tensor, b: Tensor): number => torch.tidy(() => a.sub(b).abs().max().item() as number);
 // Merged and split matmuls sum in different orders: logits of size max|logit| after 3 layers of
 // reductions of length <= 96 (the MLP width); safety 8 rather than 2 for that chain.
-const roundingTol = (logits: Tensor): number => float32Bound(96, torch.tidy(() => logits.abs().max().item() as number), 8);
+const roundingTol = (logits: Tensor): number =>
+  float32Bound(
+    96,
+    torch.tidy(() => logits.abs().max().item() as number),
+    8,
+  );
 
 describe('getPeftModel on Qwen2-VL', () => {
   it('a language-model regex wraps only decoder projections; no vision module is touched', async () => {
@@ -36,7 +52,8 @@ describe('getPeftModel on Qwen2-VL', () => {
     // The typed field follows the swap, and the state dict keeps the base names beside the adapter's.
     expect(model.model.layers.at(0).self_attn.q_proj).toBe(peft.layers.get('model.layers.0.self_attn.q_proj'));
     const names = [...model.stateDict().keys()];
-    for (const n of ['weight', 'bias', 'lora_A.weight', 'lora_B.weight']) expect(names).toContain(`model.layers.0.self_attn.q_proj.${n}`);
+    for (const n of ['weight', 'bias', 'lora_A.weight', 'lora_B.weight'])
+      expect(names).toContain(`model.layers.0.self_attn.q_proj.${n}`);
     model.dispose();
   });
 
@@ -63,9 +80,15 @@ describe('getPeftModel on Qwen2-VL', () => {
     expect(peft.layers.has('lm_head')).toBe(false);
     expect(peft.layers.has('visual.blocks.0.attn.qkv')).toBe(true);
     expect(peft.layers.has('visual.merger.mlp.0')).toBe(true);
-    expect((model as unknown as { visual: { merger: { mlp: { get(n: string): unknown } } } }).visual.merger.mlp.get('2')).toBeInstanceOf(LoraLinear);
+    expect(
+      (model as unknown as { visual: { merger: { mlp: { get(n: string): unknown } } } }).visual.merger.mlp.get('2'),
+    ).toBeInstanceOf(LoraLinear);
     // As PEFT writes it: every Linear but the output layer.
-    expect(peft.config.targetModules).toEqual(allLinearNames(peft.model).filter((n) => !n.includes('lora_')).sort());
+    expect(peft.config.targetModules).toEqual(
+      allLinearNames(peft.model)
+        .filter((n) => !n.includes('lora_'))
+        .sort(),
+    );
     model.dispose();
   });
 
@@ -79,7 +102,9 @@ describe('getPeftModel on Qwen2-VL', () => {
     const count = trainable.reduce((n, [, p]) => n + p.numel(), 0);
     // q, o: 64 → 64; k, v: 64 → 32; r = 4: A is 4·64, B is out·4.
     expect(count).toBe(3 * (2 * (256 + 256) + 2 * (256 + 128)));
-    expect(peft.printTrainable()).toBe(`trainable params: ${count.toLocaleString('en-US')} || all params: ${(total + count).toLocaleString('en-US')} || trainable%: ${((100 * count) / (total + count)).toFixed(4)}`);
+    expect(peft.printTrainable()).toBe(
+      `trainable params: ${count.toLocaleString('en-US')} || all params: ${(total + count).toLocaleString('en-US')} || trainable%: ${((100 * count) / (total + count)).toFixed(4)}`,
+    );
     model.dispose();
   });
 
@@ -139,7 +164,12 @@ describe('getPeftModel on Qwen2-VL', () => {
       peft.merge({ safeMerge: true });
       expect(maxDiff(logits(model, inputs), adapted)).toBeLessThan(roundingTol(adapted));
       peft.unmerge();
-      expect(maxDiff(model.model.layers.at(0).self_attn.q_proj.weight, original.get('model.layers.0.self_attn.q_proj.weight')!)).toBeLessThan(1e-6);
+      expect(
+        maxDiff(
+          model.model.layers.at(0).self_attn.q_proj.weight,
+          original.get('model.layers.0.self_attn.q_proj.weight')!,
+        ),
+      ).toBeLessThan(1e-6);
       expect(maxDiff(logits(model, inputs), adapted)).toBeLessThan(roundingTol(adapted));
       peft.unload();
       peft = getPeftModel(model, { targetModules: ATTENTION, useDora });
@@ -173,7 +203,11 @@ describe('getPeftModel on Qwen2-VL', () => {
     expect(model.outputWeight()).toBe(head.weight);
     expect(logits(model, inputs).equal(base)).toBe(true);
     expect(peft.trainableParameters().map(([n]) => n)).toContain('lm_head.weight');
-    expect(() => peft.withAdaptersDisabled(() => { throw new Error('boom'); })).toThrow('boom');
+    expect(() =>
+      peft.withAdaptersDisabled(() => {
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
     expect(peft.adaptersEnabled).toBe(false); // the state before the call
     peft.enableAdapters();
     expect(peft.adapterStateDict().get('base_model.model.lm_head.weight')).toBe(model.lm_head!.weight);

@@ -18,7 +18,11 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 async function setup(): Promise<{ model: CausalLM; peft: LoraModel; opt: AdamW; schedule: LRScheduler }> {
   const model = await fromPretrained(join(root, 'base'), { quantization: { quantType: 'nf4', doubleQuant: true } });
   torch.manualSeed(1);
-  const peft = getPeftModel(model, { r: 8, loraAlpha: 16, targetModules: languageModelTargets(model, ['q_proj', 'v_proj', 'gate_proj']) });
+  const peft = getPeftModel(model, {
+    r: 8,
+    loraAlpha: 16,
+    targetModules: languageModelTargets(model, ['q_proj', 'v_proj', 'gate_proj']),
+  });
   const opt = new AdamW(peft.trainableParameters(), { lr: 1e-2, weightDecay: 0 });
   const schedule = new LRScheduler(opt, { name: 'cosine', totalSteps: 12, warmupSteps: 2 });
   return { model: model.train(), peft, opt, schedule };
@@ -27,7 +31,10 @@ async function setup(): Promise<{ model: CausalLM; peft: LoraModel; opt: AdamW; 
 function step(model: CausalLM, opt: AdamW, schedule: LRScheduler, ids: torch.Tensor): number {
   const loss = torch.tidy(() => {
     const logits = model.forward({ inputIds: ids }).logits!;
-    const l = torch.nn.functional.crossEntropy(logits.reshape([-1, logits.shape[2]!]), targetsFromLabels(ids).reshape([-1]));
+    const l = torch.nn.functional.crossEntropy(
+      logits.reshape([-1, logits.shape[2]!]),
+      targetsFromLabels(ids).reshape([-1]),
+    );
     l.backward();
     return l.item() as number;
   });
@@ -43,11 +50,15 @@ describe('QLoRA training flow', () => {
     await writeTinyCheckpoint(join(root, 'base'), 'qwen2_vl', { seed: 2 });
     const ids = torch.tensor([[482, 17, 33, 95, 483, 482, 61, 62, 63, 64, 65, 66, 483]]).keep();
     const { model, peft, opt, schedule } = await setup();
-    const base = new Map([...model.namedParameters()].filter(([n]) => !n.includes('lora_')).map(([n, p]) => [n, p.clone().keep()]));
+    const base = new Map(
+      [...model.namedParameters()].filter(([n]) => !n.includes('lora_')).map(([n, p]) => [n, p.clone().keep()]),
+    );
     const losses = [0, 1, 2, 3, 4, 5].map(() => step(model, opt, schedule, ids));
     expect(losses[5]).toBeLessThan(losses[0]! * 0.8);
     for (const [n, p] of model.namedParameters()) if (base.has(n)) expect(p.equal(base.get(n)!), n).toBe(true);
-    expect([...model.namedModules()].some(([n, m]) => n.startsWith('visual.') && m.constructor.name === 'LoraLinear')).toBe(false);
+    expect(
+      [...model.namedModules()].some(([n, m]) => n.startsWith('visual.') && m.constructor.name === 'LoraLinear'),
+    ).toBe(false);
 
     await peft.saveAdapter(join(root, 'adapter'));
     await saveOptimizer(join(root, 'opt.safetensors'), opt, schedule);

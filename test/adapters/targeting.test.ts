@@ -3,8 +3,15 @@
 import { describe, expect, it } from 'vitest';
 import { Linear, Module, ModuleList } from '../../lib/nn/index.js';
 import {
-  allLinearNames, getPeftModel, languageModelTargets, loraConfig, matchModule, rankAndAlpha, resolveTargets,
-  type LoraConfigInput, type Match,
+  allLinearNames,
+  getPeftModel,
+  languageModelTargets,
+  loraConfig,
+  matchModule,
+  rankAndAlpha,
+  resolveTargets,
+  type LoraConfigInput,
+  type Match,
 } from '../../lib/adapters/index.js';
 
 const Q0 = 'model.layers.0.self_attn.q_proj';
@@ -17,7 +24,12 @@ const cases: Array<[string, LoraConfigInput, string, Match]> = [
   ['list: a suffix must start at a dot', { targetModules: ['q_proj'] }, 'model.layers.0.self_attn.xq_proj', 'none'],
   ['list: dotted suffix', { targetModules: ['self_attn.q_proj'] }, Q0, 'target'],
   ['list: the name itself', { targetModules: ['lm_head'] }, 'lm_head', 'target'],
-  ['list: suffix hits the vision tower too (peft#2615)', { targetModules: ['gate_proj'] }, 'visual.blocks.0.mlp.gate_proj', 'target'],
+  [
+    'list: suffix hits the vision tower too (peft#2615)',
+    { targetModules: ['gate_proj'] },
+    'visual.blocks.0.mlp.gate_proj',
+    'target',
+  ],
   ['regex: full match', { targetModules: String.raw`model\.layers\.\d+\.self_attn\.(q|v)_proj` }, Q1, 'target'],
   ['regex: no partial match', { targetModules: 'q_proj' }, Q0, 'none'],
   ['regex: no prefix match', { targetModules: String.raw`model\.layers\.0` }, Q0, 'none'],
@@ -25,16 +37,46 @@ const cases: Array<[string, LoraConfigInput, string, Match]> = [
   ['regex: Python named group', { targetModules: String.raw`.*\.(?P<kind>q|k)_proj` }, Q0, 'target'],
   ['exclude list: suffix', { targetModules: ['q_proj', 'k_proj'], excludeModules: ['q_proj'] }, Q0, 'excluded'],
   ['exclude list: other layer untouched', { targetModules: ['q_proj'], excludeModules: [Q1] }, Q0, 'target'],
-  ['exclude regex', { targetModules: ['gate_proj'], excludeModules: '.*visual.*' }, 'visual.blocks.0.mlp.gate_proj', 'excluded'],
-  ['modules_to_save are never targets', { targetModules: ['lm_head'], modulesToSave: ['lm_head'] }, 'lm_head', 'excluded'],
+  [
+    'exclude regex',
+    { targetModules: ['gate_proj'], excludeModules: '.*visual.*' },
+    'visual.blocks.0.mlp.gate_proj',
+    'excluded',
+  ],
+  [
+    'modules_to_save are never targets',
+    { targetModules: ['lm_head'], modulesToSave: ['lm_head'] },
+    'lm_head',
+    'excluded',
+  ],
   ['modules_to_save cover their children', { targetModules: ['q_proj'], modulesToSave: ['self_attn'] }, Q0, 'excluded'],
   ['layersToTransform keeps listed layers', { targetModules: ['q_proj'], layersToTransform: [1] }, Q1, 'target'],
   ['layersToTransform drops others', { targetModules: ['q_proj'], layersToTransform: [1] }, Q0, 'none'],
   ['layersToTransform as one int', { targetModules: ['q_proj'], layersToTransform: 0 }, Q0, 'target'],
-  ['layersToTransform: an exact entry bypasses it (PEFT)', { targetModules: [Q0], layersToTransform: [1] }, Q0, 'target'],
-  ['layersToTransform: first numbered segment, vision blocks too', { targetModules: ['qkv'], layersToTransform: [0] }, 'visual.blocks.0.attn.qkv', 'target'],
-  ['layersPattern picks the segment', { targetModules: ['qkv'], layersToTransform: [0], layersPattern: 'layers' }, 'visual.blocks.0.attn.qkv', 'none'],
-  ['layersPattern match', { targetModules: ['q_proj'], layersToTransform: [1], layersPattern: ['h', 'layers'] }, Q1, 'target'],
+  [
+    'layersToTransform: an exact entry bypasses it (PEFT)',
+    { targetModules: [Q0], layersToTransform: [1] },
+    Q0,
+    'target',
+  ],
+  [
+    'layersToTransform: first numbered segment, vision blocks too',
+    { targetModules: ['qkv'], layersToTransform: [0] },
+    'visual.blocks.0.attn.qkv',
+    'target',
+  ],
+  [
+    'layersPattern picks the segment',
+    { targetModules: ['qkv'], layersToTransform: [0], layersPattern: 'layers' },
+    'visual.blocks.0.attn.qkv',
+    'none',
+  ],
+  [
+    'layersPattern match',
+    { targetModules: ['q_proj'], layersToTransform: [1], layersPattern: ['h', 'layers'] },
+    Q1,
+    'target',
+  ],
 ];
 
 describe('matchModule', () => {
@@ -46,8 +88,9 @@ describe('matchModule', () => {
 
 describe('rank and alpha patterns', () => {
   const config = loraConfig({
-    r: 8, loraAlpha: 16,
-    rankPattern: { [String.raw`layers\.1\.self_attn\.q_proj`]: 32, v_proj: 4 },
+    r: 8,
+    loraAlpha: 16,
+    rankPattern: { 'layers.1.self_attn.q_proj': 32, v_proj: 4 },
     alphaPattern: { 'model.layers.0.self_attn.o_proj': 2, '.*mlp.*': 64 },
   });
   it.each([
@@ -87,7 +130,14 @@ class ToyLayer extends Module {
 describe('target resolution', () => {
   it("'all-linear' is every Linear but the output layer, also written in any case", () => {
     const toy = new Toy();
-    const expected = ['layers.0.mlp', 'layers.0.self_attn.q_proj', 'layers.0.self_attn.v_proj', 'layers.1.mlp', 'layers.1.self_attn.q_proj', 'layers.1.self_attn.v_proj'];
+    const expected = [
+      'layers.0.mlp',
+      'layers.0.self_attn.q_proj',
+      'layers.0.self_attn.v_proj',
+      'layers.1.mlp',
+      'layers.1.self_attn.q_proj',
+      'layers.1.self_attn.v_proj',
+    ];
     expect(allLinearNames(toy)).toEqual(expected);
     expect(resolveTargets(toy, loraConfig({ targetModules: 'ALL-LINEAR' }))).toEqual(expected);
   });
@@ -95,7 +145,9 @@ describe('target resolution', () => {
   it('null targets take the model type default (qwen2: q_proj, v_proj) or fail naming targetModules', () => {
     const qwen2 = Object.assign(new Toy(), { modelType: 'qwen2' });
     expect(resolveTargets(qwen2, loraConfig())).toEqual(['q_proj', 'v_proj']);
-    expect(() => resolveTargets(new Toy(), loraConfig())).toThrow(/targetModules: no default target modules for model type 'unknown'/);
+    expect(() => resolveTargets(new Toy(), loraConfig())).toThrow(
+      /targetModules: no default target modules for model type 'unknown'/,
+    );
   });
 
   it('languageModelTargets builds a regex over the decoder layers only', () => {
@@ -109,9 +161,17 @@ describe('target resolution', () => {
   });
 
   it('errors name the patterns when nothing matched, and refuse non-Linear targets', () => {
-    expect(() => getPeftModel(new Toy(), { targetModules: ['k_proj'] })).toThrow(/targetModules \["k_proj"\] matched no module of Toy/);
-    expect(() => getPeftModel(new Toy(), { targetModules: ['q_proj'], excludeModules: ['q_proj'] })).toThrow(/2 module\(s\) were excluded by excludeModules \["q_proj"\]/);
-    expect(() => getPeftModel(new Toy(), { targetModules: ['q_proj'], layersToTransform: [5] })).toThrow(/layersToTransform is \[5\]/);
-    expect(() => getPeftModel(new Toy(), { targetModules: ['self_attn'] })).toThrow(/target 'layers.0.self_attn' is a Attention; only Linear layers/);
+    expect(() => getPeftModel(new Toy(), { targetModules: ['k_proj'] })).toThrow(
+      /targetModules \["k_proj"\] matched no module of Toy/,
+    );
+    expect(() => getPeftModel(new Toy(), { targetModules: ['q_proj'], excludeModules: ['q_proj'] })).toThrow(
+      /2 module\(s\) were excluded by excludeModules \["q_proj"\]/,
+    );
+    expect(() => getPeftModel(new Toy(), { targetModules: ['q_proj'], layersToTransform: [5] })).toThrow(
+      /layersToTransform is \[5\]/,
+    );
+    expect(() => getPeftModel(new Toy(), { targetModules: ['self_attn'] })).toThrow(
+      /target 'layers.0.self_attn' is a Attention; only Linear layers/,
+    );
   });
 });

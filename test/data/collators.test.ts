@@ -52,7 +52,12 @@ function padRows(batches: processing.TokenBatch[], side: 'left' | 'right') {
   };
   return {
     inputIds: unpadded.map((r) => pad(r.ids, PAD)),
-    attentionMask: unpadded.map((r) => pad(r.ids.map(() => 1), 0)),
+    attentionMask: unpadded.map((r) =>
+      pad(
+        r.ids.map(() => 1),
+        0,
+      ),
+    ),
     targets: unpadded.map((r) => pad([...r.labels.slice(1), IGNORE], IGNORE)),
   };
 }
@@ -82,17 +87,45 @@ describe('collatePairs on hand-built batches', () => {
 
   // chosen: 2 rows (right-padded to 4), rejected: 2 rows of 5 and 2 tokens; images in rows 0 and 2.
   const chosen = () => ({
-    inputIds: ids([[10, 493, 11, 12], [20, 21, 22, PAD]]),
-    attentionMask: ids([[1, 1, 1, 1], [1, 1, 1, 0]]),
-    labels: ids([[IGNORE, IGNORE, 11, 12], [IGNORE, 21, 22, IGNORE]]),
-    pixelValues: torch.tensor([[1, 1], [2, 2], [3, 3], [4, 4]]),
+    inputIds: ids([
+      [10, 493, 11, 12],
+      [20, 21, 22, PAD],
+    ]),
+    attentionMask: ids([
+      [1, 1, 1, 1],
+      [1, 1, 1, 0],
+    ]),
+    labels: ids([
+      [IGNORE, IGNORE, 11, 12],
+      [IGNORE, 21, 22, IGNORE],
+    ]),
+    pixelValues: torch.tensor([
+      [1, 1],
+      [2, 2],
+      [3, 3],
+      [4, 4],
+    ]),
     imageGridThw: ids([[1, 2, 2]]),
   });
   const rejected = () => ({
-    inputIds: ids([[10, 493, 13, 14, 15], [20, 23, PAD, PAD, PAD]]),
-    attentionMask: ids([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]),
-    labels: ids([[IGNORE, IGNORE, 13, 14, 15], [IGNORE, 23, IGNORE, IGNORE, IGNORE]]),
-    pixelValues: torch.tensor([[5, 5], [6, 6], [7, 7], [8, 8]]),
+    inputIds: ids([
+      [10, 493, 13, 14, 15],
+      [20, 23, PAD, PAD, PAD],
+    ]),
+    attentionMask: ids([
+      [1, 1, 1, 1, 1],
+      [1, 1, 0, 0, 0],
+    ]),
+    labels: ids([
+      [IGNORE, IGNORE, 13, 14, 15],
+      [IGNORE, 23, IGNORE, IGNORE, IGNORE],
+    ]),
+    pixelValues: torch.tensor([
+      [5, 5],
+      [6, 6],
+      [7, 7],
+      [8, 8],
+    ]),
     imageGridThw: ids([[1, 2, 2]]),
   });
 
@@ -105,15 +138,32 @@ describe('collatePairs on hand-built batches', () => {
       [10, 493, 13, 14, 15],
       [20, 23, PAD, PAD, PAD],
     ]);
-    expect(rows(batch.attentionMask)).toEqual([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]);
+    expect(rows(batch.attentionMask)).toEqual([
+      [1, 1, 1, 1, 0],
+      [1, 1, 1, 0, 0],
+      [1, 1, 1, 1, 1],
+      [1, 1, 0, 0, 0],
+    ]);
     expect(rows(batch.targets)).toEqual([
       [IGNORE, 11, 12, IGNORE, IGNORE],
       [21, 22, IGNORE, IGNORE, IGNORE],
       [IGNORE, 13, 14, 15, IGNORE],
       [23, IGNORE, IGNORE, IGNORE, IGNORE],
     ]);
-    expect(batch.pixelValues!.toArray()).toEqual([[1, 1], [2, 2], [3, 3], [4, 4], [5, 5], [6, 6], [7, 7], [8, 8]]);
-    expect(rows(batch.imageGridThw!)).toEqual([[1, 2, 2], [1, 2, 2]]);
+    expect(batch.pixelValues!.toArray()).toEqual([
+      [1, 1],
+      [2, 2],
+      [3, 3],
+      [4, 4],
+      [5, 5],
+      [6, 6],
+      [7, 7],
+      [8, 8],
+    ]);
+    expect(rows(batch.imageGridThw!)).toEqual([
+      [1, 2, 2],
+      [1, 2, 2],
+    ]);
     expect([batch.imageFlags, batch.tilesPerImage]).toEqual([null, []]);
   });
 
@@ -135,7 +185,13 @@ describe('collatePairs on hand-built batches', () => {
     const row = ids([[1, 2, 3, 4, 5]]);
     const one = { ...rejected(), inputIds: row, attentionMask: ids([[1, 1, 1, 1, 1]]), labels: row };
     expect(() => data.collatePairs(processor, chosen(), one)).toThrow(/chosen has 2 rows, rejected 1/);
-    const holes = { ...chosen(), attentionMask: ids([[1, 0, 1, 1], [1, 1, 1, 0]]) };
+    const holes = {
+      ...chosen(),
+      attentionMask: ids([
+        [1, 0, 1, 1],
+        [1, 1, 1, 0],
+      ]),
+    };
     expect(() => data.collatePairs(processor, holes, rejected())).toThrow(/chosen row 0: attention_mask has padding/);
     const short = { ...rejected(), labels: ids([[1, 2]]) };
     expect(() => data.collatePairs(processor, chosen(), short)).toThrow(/rejected\.labels must be \[2, 5\]/);
@@ -147,7 +203,10 @@ describe('collatePairs on hand-built batches', () => {
     const batch = data.collateUnpaired(processor, rejected(), [true, false]);
     expect(batch.desirable).toEqual([true, false]);
     expect(rows(batch.inputIds)).toEqual(rows(rejected().inputIds));
-    expect(rows(batch.targets)).toEqual([[IGNORE, 13, 14, 15, IGNORE], [23, IGNORE, IGNORE, IGNORE, IGNORE]]);
+    expect(rows(batch.targets)).toEqual([
+      [IGNORE, 13, 14, 15, IGNORE],
+      [23, IGNORE, IGNORE, IGNORE, IGNORE],
+    ]);
     expect(() => data.collateUnpaired(processor, rejected(), [true])).toThrow(/1 flags for 2 rows/);
     expect(() => data.collateUnpaired(processor, rejected(), [true, 1 as never])).toThrow(/desirable\[1\]/);
   });
@@ -184,7 +243,7 @@ describe.each(['qwen2_vl', 'internvl'] as const)('collatePairs with the %s proce
     }
   });
 
-  it("the model reads each collated row (with its images) as it reads the sample alone", async () => {
+  it('the model reads each collated row (with its images) as it reads the sample alone', async () => {
     const processor = setup.right;
     const [chosen, rejected] = [await processor.process(samples(CHOSEN)), await processor.process(samples(REJECTED))];
     const batch = data.collatePairs(processor, chosen, rejected);
@@ -201,26 +260,61 @@ describe.each(['qwen2_vl', 'internvl'] as const)('collatePairs with the %s proce
 });
 
 describe('collateRollouts', () => {
-  const prompt = () => ({ inputIds: ids([[PAD, 5, 6], [7, 8, 9]]), attentionMask: ids([[0, 1, 1], [1, 1, 1]]) });
+  const prompt = () => ({
+    inputIds: ids([
+      [PAD, 5, 6],
+      [7, 8, 9],
+    ]),
+    attentionMask: ids([
+      [0, 1, 1],
+      [1, 1, 1],
+    ]),
+  });
 
   it('appends completions after the left-padded prompts, targets on the positions that predict them', () => {
-    const batch = data.collateRollouts(prompt(), [[10, EOS], [11, 12, 13]], { padTokenId: PAD, stopTokenIds: [EOS] });
+    const batch = data.collateRollouts(
+      prompt(),
+      [
+        [10, EOS],
+        [11, 12, 13],
+      ],
+      { padTokenId: PAD, stopTokenIds: [EOS] },
+    );
     expect(batch.promptLength).toBe(3);
-    expect(rows(batch.inputIds)).toEqual([[PAD, 5, 6, 10, EOS, PAD], [7, 8, 9, 11, 12, 13]]);
-    expect(rows(batch.attentionMask)).toEqual([[0, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]]);
+    expect(rows(batch.inputIds)).toEqual([
+      [PAD, 5, 6, 10, EOS, PAD],
+      [7, 8, 9, 11, 12, 13],
+    ]);
+    expect(rows(batch.attentionMask)).toEqual([
+      [0, 1, 1, 1, 1, 0],
+      [1, 1, 1, 1, 1, 1],
+    ]);
     expect(rows(batch.targets)).toEqual([
       [IGNORE, IGNORE, 10, EOS, IGNORE, IGNORE],
       [IGNORE, IGNORE, 11, 12, 13, IGNORE],
     ]);
-    expect(rows(batch.completionMask)).toEqual([[0, 0, 1, 1, 0, 0], [0, 0, 1, 1, 1, 0]]);
+    expect(rows(batch.completionMask)).toEqual([
+      [0, 0, 1, 1, 0, 0],
+      [0, 0, 1, 1, 1, 0],
+    ]);
     expect(batch.truncated).toEqual([false, true]);
     expect([batch.pixelValues, batch.imageGridThw, batch.imageFlags]).toEqual([null, null, null]);
   });
 
   it('maskTruncated drops the targets of completions cut at the length limit', () => {
     const options = { padTokenId: PAD, stopTokenIds: [EOS], maskTruncated: true, ignoreIndex: -1 };
-    const batch = data.collateRollouts(prompt(), [[10, EOS], [11, 12, 13]], options);
-    expect(rows(batch.targets)).toEqual([[-1, -1, 10, EOS, -1, -1], [-1, -1, -1, -1, -1, -1]]);
+    const batch = data.collateRollouts(
+      prompt(),
+      [
+        [10, EOS],
+        [11, 12, 13],
+      ],
+      options,
+    );
+    expect(rows(batch.targets)).toEqual([
+      [-1, -1, 10, EOS, -1, -1],
+      [-1, -1, -1, -1, -1, -1],
+    ]);
     expect(rows(batch.completionMask)[1]).toEqual([0, 0, 0, 0, 0, 0]);
   });
 
@@ -228,7 +322,13 @@ describe('collateRollouts', () => {
     const options = { padTokenId: PAD, stopTokenIds: [EOS] };
     expect(() => data.collateRollouts(prompt(), [[1]], options)).toThrow(/1 completions for 2 prompt rows/);
     expect(() => data.collateRollouts(prompt(), [[1], [2.5]], options)).toThrow(/completions\[1\]\[0\]/);
-    const right = { inputIds: prompt().inputIds, attentionMask: ids([[1, 1, 0], [1, 1, 1]]) };
+    const right = {
+      inputIds: prompt().inputIds,
+      attentionMask: ids([
+        [1, 1, 0],
+        [1, 1, 1],
+      ]),
+    };
     expect(() => data.collateRollouts(right, [[1], [2]], options)).toThrow(/prompt row 0 ends with padding/);
     expect(() => data.collateRollouts(prompt(), [[1], [2]], { ...options, padTokenId: -1 })).toThrow(/padTokenId/);
   });
@@ -262,10 +362,9 @@ describe.each(['qwen2_vl', 'internvl'] as const)('collateRollouts of %s generati
 
     // GRPO on the collated batch: with generate's log-probs as the old policy the ratio is 1, so
     // the loss equals the on-policy loss and nothing is clipped.
-    const old = torch.zeros(batch.targets.shape).indexPut_(
-      [batch.completionMask.bool()],
-      torch.tensor(out.logprobs.flat()),
-    );
+    const old = torch
+      .zeros(batch.targets.shape)
+      .indexPut_([batch.completionMask.bool()], torch.tensor(out.logprobs.flat()));
     const grpo = new losses.GrpoLoss({ lossType: 'grpo' });
     const advantages = torch.tensor([1, -0.5, 0.25]);
     const withOld = grpo.compute({ hidden, targets: batch.targets, advantages, oldLogps: old }, head);

@@ -27,7 +27,10 @@ describe('generate on golden checkpoints', () => {
   afterAll(() => model.dispose());
 
   const inputsOf = (c: GoldenCase) => ({
-    inputIds: c.inputs.input_ids!, attentionMask: c.inputs.attention_mask!, pixelValues: c.inputs.pixel_values, imageGridThw: c.inputs.image_grid_thw,
+    inputIds: c.inputs.input_ids!,
+    attentionMask: c.inputs.attention_mask!,
+    pixelValues: c.inputs.pixel_values,
+    imageGridThw: c.inputs.image_grid_thw,
   });
 
   it('greedy decoding reproduces the reference continuation of every case', () => {
@@ -44,10 +47,20 @@ describe('generate on golden checkpoints', () => {
     const prompt = (c.inputs.input_ids!.toArray() as number[][])[0]!;
     torch.tidy(() => {
       const full = torch.tensor([[...prompt, ...out.tokens[0]!.slice(0, 3)]], { dtype: 'int64' });
-      const logits = torch.noGrad(() => model.forward({ inputIds: full, pixelValues: c.inputs.pixel_values, imageGridThw: c.inputs.image_grid_thw }).logits!);
+      const logits = torch.noGrad(
+        () =>
+          model.forward({ inputIds: full, pixelValues: c.inputs.pixel_values, imageGridThw: c.inputs.image_grid_thw })
+            .logits!,
+      );
       const logp = logits.squeeze(0).logSoftmax(-1);
       out.tokens[0]!.forEach((token, k) => {
-        expect(out.logprobs[0]![k]).toBeCloseTo(logp.select(0, prompt.length - 1 + k).select(0, token).item(), 4);
+        expect(out.logprobs[0]![k]).toBeCloseTo(
+          logp
+            .select(0, prompt.length - 1 + k)
+            .select(0, token)
+            .item(),
+          4,
+        );
       });
     });
   });
@@ -55,7 +68,13 @@ describe('generate on golden checkpoints', () => {
   it('a left-padded batch decodes each row as it would alone', () => {
     const text = (cases.text_only!.inputs.input_ids!.toArray() as number[][])[0]!;
     const rows = [text, text.slice(0, 11), text.slice(4)];
-    const alone = rows.map((r) => torch.tidy(() => generate(model, { inputIds: torch.tensor([r], { dtype: 'int64' }) }, { maxNewTokens: 6, stopTokenIds: [] }).tokens[0]));
+    const alone = rows.map((r) =>
+      torch.tidy(
+        () =>
+          generate(model, { inputIds: torch.tensor([r], { dtype: 'int64' }) }, { maxNewTokens: 6, stopTokenIds: [] })
+            .tokens[0],
+      ),
+    );
     const batch = torch.tidy(() => generate(model, leftPadded(rows), { maxNewTokens: 6, stopTokenIds: [] }));
     expect(batch.tokens).toEqual(alone);
   });
@@ -64,14 +83,29 @@ describe('generate on golden checkpoints', () => {
     const image = cases.one_image!;
     const text = (cases.text_only!.inputs.input_ids!.toArray() as number[][])[0]!;
     const imageIds = (image.inputs.input_ids!.toArray() as number[][])[0]!;
-    const batch = torch.tidy(() => generate(model, { ...leftPadded([imageIds, text]), pixelValues: image.inputs.pixel_values, imageGridThw: image.inputs.image_grid_thw }, { maxNewTokens: 8, stopTokenIds: [] }));
+    const batch = torch.tidy(() =>
+      generate(
+        model,
+        {
+          ...leftPadded([imageIds, text]),
+          pixelValues: image.inputs.pixel_values,
+          imageGridThw: image.inputs.image_grid_thw,
+        },
+        { maxNewTokens: 8, stopTokenIds: [] },
+      ),
+    );
     expect(batch.tokens).toEqual([image.info.greedy.new_tokens, cases.text_only!.info.greedy.new_tokens]);
   });
 
   it('stops at a stop token, which ends the output, and reports why', () => {
     const c = cases.text_only!;
     const stop = c.info.greedy.new_tokens[2]!; // 418, first seen at step 2
-    const out = torch.tidy(() => generate(model, leftPadded([(c.inputs.input_ids!.toArray() as number[][])[0]!, [1, 2, 3]]), { maxNewTokens: 8, stopTokenIds: [stop] }));
+    const out = torch.tidy(() =>
+      generate(model, leftPadded([(c.inputs.input_ids!.toArray() as number[][])[0]!, [1, 2, 3]]), {
+        maxNewTokens: 8,
+        stopTokenIds: [stop],
+      }),
+    );
     expect(out.tokens[0]).toEqual(c.info.greedy.new_tokens.slice(0, 3));
     expect(out.finishReasons[0]).toBe('stop');
     expect(out.tokens[1]!.length === 8 ? 'length' : 'stop').toBe(out.finishReasons[1]);
@@ -81,7 +115,9 @@ describe('generate on golden checkpoints', () => {
     torch.tidy(() => {
       const inputIds = torch.tensor([[5, 6, PAD]], { dtype: 'int64' });
       const attentionMask = torch.tensor([[1, 1, 0]], { dtype: 'int64' });
-      expect(() => generate(model, { inputIds, attentionMask }, { maxNewTokens: 2 })).toThrow(/row 0 ends with padding/);
+      expect(() => generate(model, { inputIds, attentionMask }, { maxNewTokens: 2 })).toThrow(
+        /row 0 ends with padding/,
+      );
       expect(() => generate(model, { inputIds }, { maxNewTokens: 0 })).toThrow(/maxNewTokens/);
     });
   });

@@ -17,17 +17,30 @@ function gradients(model: CausalLM, inputs: ModelInputs, checkpoint: boolean): M
   return new Map([...model.namedParameters()].map(([name, p]) => [name, p.grad!]));
 }
 
-describe.each([['qwen2_vl', 'two_images'], ['qwen2_5_vl', 'two_images'], ['internvl', 'one_image']])('%s', (family, name) => {
+describe.each([
+  ['qwen2_vl', 'two_images'],
+  ['qwen2_5_vl', 'two_images'],
+  ['internvl', 'one_image'],
+])('%s', (family, name) => {
   it(`checkpointed and plain gradients are identical (${name})`, async () => {
     const model = await fromPretrained(goldenDir(family));
     if ('imgContextTokenId' in model) (model as unknown as { imgContextTokenId: number }).imgContextTokenId = 505;
     const { inputs } = (await loadGolden(family))[name]!;
-    const modelInputs = { inputIds: inputs.input_ids!, attentionMask: inputs.attention_mask!, pixelValues: inputs.pixel_values, imageGridThw: inputs.image_grid_thw, imageFlags: inputs.image_flags };
+    const modelInputs = {
+      inputIds: inputs.input_ids!,
+      attentionMask: inputs.attention_mask!,
+      pixelValues: inputs.pixel_values,
+      imageGridThw: inputs.image_grid_thw,
+      imageFlags: inputs.image_flags,
+    };
     // Count block calls to see the recomputation happen: once per step plain, twice checkpointed.
     const block = firstBlock(model);
     const forward = block.forward.bind(block);
     let calls = 0;
-    block.forward = (...args: unknown[]) => (calls++, (forward as (...a: unknown[]) => Tensor)(...args));
+    block.forward = (...args: unknown[]) => {
+      calls++;
+      return (forward as (...a: unknown[]) => Tensor)(...args);
+    };
     const plain = gradients(model, modelInputs, false);
     expect(calls).toBe(1);
     const recomputed = gradients(model, modelInputs, true);

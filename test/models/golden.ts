@@ -8,7 +8,8 @@ import type { Tensor } from '../../lib/torch/index.js';
 import type { KVCache } from '../../lib/nn/index.js';
 import type { CausalLM, ModelInputs } from '../../lib/models/index.js';
 
-export const goldenDir = (family: string): string => fileURLToPath(new URL(`../fixtures/golden/${family}`, import.meta.url));
+export const goldenDir = (family: string): string =>
+  fileURLToPath(new URL(`../fixtures/golden/${family}`, import.meta.url));
 
 export interface GoldenCase {
   inputs: Record<string, Tensor>;
@@ -17,14 +18,23 @@ export interface GoldenCase {
 }
 
 const byCase = (all: Record<string, Tensor>, name: string): Record<string, Tensor> =>
-  Object.fromEntries(Object.entries(all).filter(([k]) => k.startsWith(`${name}.`)).map(([k, v]) => [k.slice(name.length + 1), v]));
+  Object.fromEntries(
+    Object.entries(all)
+      .filter(([k]) => k.startsWith(`${name}.`))
+      .map(([k, v]) => [k.slice(name.length + 1), v]),
+  );
 
 export async function loadGolden(family: string): Promise<Record<string, GoldenCase>> {
   const dir = goldenDir(family);
   const inputs = await torch.loadSafetensors(`${dir}/inputs.safetensors`);
   const expected = await torch.loadSafetensors(`${dir}/expected.safetensors`);
   const cases = JSON.parse(readFileSync(`${dir}/cases.json`, 'utf8')).cases as Record<string, GoldenCase['info']>;
-  return Object.fromEntries(Object.entries(cases).map(([name, info]) => [name, { inputs: byCase(inputs, name), expected: byCase(expected, name), info }]));
+  return Object.fromEntries(
+    Object.entries(cases).map(([name, info]) => [
+      name,
+      { inputs: byCase(inputs, name), expected: byCase(expected, name), info },
+    ]),
+  );
 }
 
 export function maxAbsDiff(a: Tensor, b: Tensor): number {
@@ -47,7 +57,12 @@ export const ints = (t: Tensor): number[] => (t.toArray() as number[]).flat(Infi
  * Prefill, then one token at a time through `cache`, checking each step's last-position logits
  * against the reference's uncached `stepLogits` (1e-4). Returns the tokens and the largest diff.
  */
-export function greedyThroughCache(model: CausalLM, prompt: ModelInputs, cache: KVCache, stepLogits: Tensor): { tokens: number[]; worst: number } {
+export function greedyThroughCache(
+  model: CausalLM,
+  prompt: ModelInputs,
+  cache: KVCache,
+  stepLogits: Tensor,
+): { tokens: number[]; worst: number } {
   const tokens: number[] = [];
   let worst = 0;
   let mask = prompt.attentionMask!;
@@ -59,7 +74,9 @@ export function greedyThroughCache(model: CausalLM, prompt: ModelInputs, cache: 
     const next = last.argmax(-1).item() as number;
     tokens.push(next);
     mask = torch.cat([mask, torch.ones([1, 1], { dtype: 'int64' })], 1);
-    out = torch.noGrad(() => model.forward({ inputIds: torch.tensor([[next]], { dtype: 'int64' }), attentionMask: mask }, { cache }));
+    out = torch.noGrad(() =>
+      model.forward({ inputIds: torch.tensor([[next]], { dtype: 'int64' }), attentionMask: mask }, { cache }),
+    );
   }
   return { tokens, worst };
 }

@@ -22,7 +22,7 @@ beforeAll(async () => {
   }
 });
 
-const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 type JsonEdit = (json: Record<string, any>) => void;
 
@@ -49,7 +49,10 @@ function edited(family: TinyFamily, file: string, edit: JsonEdit): string {
 // The promise rejects with a message matching every pattern, within `withinMs`.
 async function expectFastRejection(load: () => Promise<unknown>, patterns: RegExp[], withinMs = 2000): Promise<void> {
   const start = performance.now();
-  const message = await load().then(() => 'resolved', (e: Error) => e.message);
+  const message = await load().then(
+    () => 'resolved',
+    (e: Error) => e.message,
+  );
   expect(performance.now() - start).toBeLessThan(withinMs);
   for (const pattern of patterns) expect(message).toMatch(pattern);
 }
@@ -90,14 +93,17 @@ describe('model configs that disagree with their tensors', () => {
       c.hidden_size = 32;
       c.head_dim = 32; // keeps the M-RoPE sections valid, so only the tensors disagree
     });
-    const weights = escape(join(dir, 'model.safetensors'));
-    await expectFastRejection(() => fromPretrained(dir), [
-      /config\.json disagrees with the checkpoint/,
-      new RegExp(`'model\\.embed_tokens\\.weight' in ${weights} has shape \\[\\d+, 64\\]`),
-      /but .*config\.json \(vocab_size, hidden_size\) implies \[\d+, 32\]/,
-      /'model\.layers\.0\.mlp\.gate_proj\.weight' .* has shape \[96, 64\] but .* implies \[96, 32\]/,
-      /'model\.layers\.0\.self_attn\.q_proj\.weight' .* has shape \[64, 64\] but .* implies \[64, 32\]/,
-    ]);
+    const weights = escapeRegExp(join(dir, 'model.safetensors'));
+    await expectFastRejection(
+      () => fromPretrained(dir),
+      [
+        /config\.json disagrees with the checkpoint/,
+        new RegExp(`'model\\.embed_tokens\\.weight' in ${weights} has shape \\[\\d+, 64\\]`),
+        /but .*config\.json \(vocab_size, hidden_size\) implies \[\d+, 32\]/,
+        /'model\.layers\.0\.mlp\.gate_proj\.weight' .* has shape \[96, 64\] but .* implies \[96, 32\]/,
+        /'model\.layers\.0\.self_attn\.q_proj\.weight' .* has shape \[64, 64\] but .* implies \[64, 32\]/,
+      ],
+    );
   });
 
   it('names the layer counts when num_hidden_layers was changed', async () => {
@@ -131,10 +137,13 @@ describe('model configs that disagree with their tensors', () => {
     const renamed = Object.fromEntries(Object.entries(tensors).map(([k, v]) => [rename(k), v]));
     await torch.saveSafetensors(join(dir, 'model.safetensors'), renamed);
     Object.values(tensors).forEach((t) => t.dispose());
-    await expectFastRejection(() => fromPretrained(dir), [
-      /tensor 'model\.language_model\.embed_tokens\.weight' .* has shape \[(\d+), 64\]/,
-      /tensor 'lm_head\.weight' .* has shape \[\d+, 64\] but .* \(vocab_size, hidden_size\) implies/,
-    ]);
+    await expectFastRejection(
+      () => fromPretrained(dir),
+      [
+        /tensor 'model\.language_model\.embed_tokens\.weight' .* has shape \[(\d+), 64\]/,
+        /tensor 'lm_head\.weight' .* has shape \[\d+, 64\] but .* \(vocab_size, hidden_size\) implies/,
+      ],
+    );
   });
 
   it('finds the InternVL language model under its own prefix', async () => {
@@ -142,11 +151,14 @@ describe('model configs that disagree with their tensors', () => {
       c.llm_config.vocab_size += 8;
       c.llm_config.intermediate_size = 48;
     });
-    await expectFastRejection(() => fromPretrained(dir), [
-      /tensor 'language_model\.model\.embed_tokens\.weight' .* has shape \[(\d+), 48\] but .* implies \[\d+, 48\]/,
-      /tensor 'language_model\.lm_head\.weight'/,
-      /'language_model\.model\.layers\.0\.mlp\.gate_proj\.weight' .* has shape \[96, 48\] but .* implies \[48, 48\]/,
-    ]);
+    await expectFastRejection(
+      () => fromPretrained(dir),
+      [
+        /tensor 'language_model\.model\.embed_tokens\.weight' .* has shape \[(\d+), 48\] but .* implies \[\d+, 48\]/,
+        /tensor 'language_model\.lm_head\.weight'/,
+        /'language_model\.model\.layers\.0\.mlp\.gate_proj\.weight' .* has shape \[96, 48\] but .* implies \[48, 48\]/,
+      ],
+    );
   });
 
   it('still loads the unedited checkpoints', async () => {
@@ -160,10 +172,11 @@ describe('tokenizer and preprocessor files past sane bounds', () => {
       const first = Object.keys(t.model.vocab)[0]!;
       t.model.vocab[first] = 2147483648;
     });
-    const file = escape(join(dir, 'tokenizer.json'));
-    await expectFastRejection(() => processing.fromPretrained(dir), [
-      new RegExp(`${file}: model\\.vocab\\[".*"\\] is 2147483648, not a token id in \\[0, 16777215\\]`),
-    ]);
+    const file = escapeRegExp(join(dir, 'tokenizer.json'));
+    await expectFastRejection(
+      () => processing.fromPretrained(dir),
+      [new RegExp(`${file}: model\\.vocab\\[".*"\\] is 2147483648, not a token id in \\[0, 16777215\\]`)],
+    );
   });
 
   it('rejects an added token id that is not an integer', async () => {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { KVCache } from '../../lib/nn/index.js';
-import { fromPretrained, InternVLChatModel, type ModelInputs } from '../../lib/models/index.js';
+import { fromPretrained, type InternVLChatModel, type ModelInputs } from '../../lib/models/index.js';
 import { pixelShuffle } from '../../lib/models/internvl/projector.js';
 import { resizeBicubic } from '../../lib/models/internvl/bicubic.js';
 import { expectClose, goldenDir, greedyThroughCache, loadGolden, maxAbsDiff, type GoldenCase } from './golden.js';
@@ -63,7 +63,9 @@ describe('internvl golden', () => {
       const { inputs, expected, info } = cases[name]!;
       const cache = new KVCache();
       try {
-        const { tokens, worst } = torch.tidy(() => greedyThroughCache(model, modelInputs(inputs), cache, expected.greedy_step_logits!));
+        const { tokens, worst } = torch.tidy(() =>
+          greedyThroughCache(model, modelInputs(inputs), cache, expected.greedy_step_logits!),
+        );
         if (process.env.GOLDEN_REPORT) console.log(`${name} greedy_step_logits max |diff| ${worst.toExponential(2)}`);
         expect(tokens).toEqual(info.greedy.new_tokens);
       } finally {
@@ -86,7 +88,9 @@ describe('internvl golden', () => {
     const { inputs } = cases.one_image!;
     torch.tidy(() => {
       const inputIds = inputs.input_ids!.narrow(1, 0, 200);
-      expect(() => model.forward({ inputIds, pixelValues: inputs.pixel_values })).toThrow(/has 190 <IMG_CONTEXT> tokens \(id 505\) but the kept tiles give 256 rows/);
+      expect(() => model.forward({ inputIds, pixelValues: inputs.pixel_values })).toThrow(
+        /has 190 <IMG_CONTEXT> tokens \(id 505\) but the kept tiles give 256 rows/,
+      );
     });
   });
 });
@@ -97,15 +101,24 @@ describe('internvl exact semantics', () => {
     torch.tidy(() => {
       const D = 3;
       const value = (row: number, col: number, c: number): number => row * 1000 + col * 10 + c;
-      const grid = torch.tensor(Float32Array.from({ length: 32 * 32 * D }, (_, i) => value(Math.floor(i / (32 * D)), Math.floor(i / D) % 32, i % D)), { shape: [1, 32, 32, D] });
+      const grid = torch.tensor(
+        Float32Array.from({ length: 32 * 32 * D }, (_, i) =>
+          value(Math.floor(i / (32 * D)), Math.floor(i / D) % 32, i % D),
+        ),
+        { shape: [1, 32, 32, D] },
+      );
       const v2 = pixelShuffle(grid, 0.5, 'v2').toArray() as number[][][];
       const v1 = pixelShuffle(grid, 0.5, 'v1').toArray() as number[][][];
       expect([v2[0]!.length, v2[0]![0]!.length]).toEqual([256, 4 * D]);
-      for (let i2 = 0; i2 < 16; i2++) for (let j2 = 0; j2 < 16; j2++) for (let di = 0; di < 2; di++) for (let dj = 0; dj < 2; dj++) for (let c = 0; c < D; c++) {
-        const want = value(2 * i2 + di, 2 * j2 + dj, c);
-        expect(v2[0]![i2 * 16 + j2]![di * 2 * D + dj * D + c]).toBe(want);
-        expect(v1[0]![j2 * 16 + i2]![di * 2 * D + dj * D + c]).toBe(want);
-      }
+      for (let i2 = 0; i2 < 16; i2++)
+        for (let j2 = 0; j2 < 16; j2++)
+          for (let di = 0; di < 2; di++)
+            for (let dj = 0; dj < 2; dj++)
+              for (let c = 0; c < D; c++) {
+                const want = value(2 * i2 + di, 2 * j2 + dj, c);
+                expect(v2[0]![i2 * 16 + j2]![di * 2 * D + dj * D + c]).toBe(want);
+                expect(v1[0]![j2 * 16 + i2]![di * 2 * D + dj * D + c]).toBe(want);
+              }
     });
   });
 
@@ -113,8 +126,18 @@ describe('internvl exact semantics', () => {
     torch.tidy(() => {
       // PyTorch's test_upsamplingBicubic2d_correctness: arange(8).view(1, 2, 2, 2), scale 2.
       const expected = torch.tensor([
-        [[-0.31641, 0.01562, 0.5625, 0.89453], [0.34766, 0.67969, 1.22656, 1.55859], [1.44141, 1.77344, 2.32031, 2.65234], [2.10547, 2.4375, 2.98438, 3.31641]],
-        [[3.68359, 4.01562, 4.5625, 4.89453], [4.34766, 4.67969, 5.22656, 5.55859], [5.44141, 5.77344, 6.32031, 6.65234], [6.10547, 6.4375, 6.98438, 7.31641]],
+        [
+          [-0.31641, 0.01562, 0.5625, 0.89453],
+          [0.34766, 0.67969, 1.22656, 1.55859],
+          [1.44141, 1.77344, 2.32031, 2.65234],
+          [2.10547, 2.4375, 2.98438, 3.31641],
+        ],
+        [
+          [3.68359, 4.01562, 4.5625, 4.89453],
+          [4.34766, 4.67969, 5.22656, 5.55859],
+          [5.44141, 5.77344, 6.32031, 6.65234],
+          [6.10547, 6.4375, 6.98438, 7.31641],
+        ],
       ]);
       const grid = torch.arange(0, 8).float().reshape([2, 2, 2]).permute([1, 2, 0]); // [h, w, channels]
       // The literals have 5 decimals (±5e-6); each output sums 4x4 taps of values up to ~7.3 in float32.
@@ -127,7 +150,12 @@ describe('internvl exact semantics', () => {
 });
 
 function modelInputs(inputs: Record<string, Tensor>): ModelInputs {
-  return { inputIds: inputs.input_ids!, attentionMask: inputs.attention_mask!, pixelValues: inputs.pixel_values, imageFlags: inputs.image_flags };
+  return {
+    inputIds: inputs.input_ids!,
+    attentionMask: inputs.attention_mask!,
+    pixelValues: inputs.pixel_values,
+    imageFlags: inputs.image_flags,
+  };
 }
 
 function checkOutputs(name: string, hiddenStates: Tensor[], logits: Tensor, expected: Record<string, Tensor>): void {

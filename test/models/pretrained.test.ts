@@ -7,7 +7,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { initWeights } from '../../lib/nn/index.js';
-import { fromPretrained, savePretrained, Qwen2ForCausalLM, parseTextConfig, type CausalLM } from '../../lib/models/index.js';
+import {
+  fromPretrained,
+  savePretrained,
+  Qwen2ForCausalLM,
+  parseTextConfig,
+  type CausalLM,
+} from '../../lib/models/index.js';
 import { goldenDir, loadGolden } from './golden.js';
 
 const dirs: string[] = [];
@@ -19,7 +25,11 @@ const tempDir = (): string => {
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 // A golden checkpoint rewritten with `edit` applied to its tensors (and optionally its config).
-async function variant(family: string, edit: (t: Record<string, Tensor>) => Record<string, Tensor>, config?: (c: Record<string, unknown>) => void): Promise<string> {
+async function variant(
+  family: string,
+  edit: (t: Record<string, Tensor>) => Record<string, Tensor>,
+  config?: (c: Record<string, unknown>) => void,
+): Promise<string> {
   const dir = tempDir();
   const tensors = await torch.loadSafetensors(join(goldenDir(family), 'model.safetensors'));
   await torch.saveSafetensors(join(dir, 'model.safetensors'), edit(tensors));
@@ -49,7 +59,9 @@ describe('fromPretrained / savePretrained', () => {
       const original = Object.keys(await torch.loadSafetensors(join(goldenDir(family), 'model.safetensors'))).sort();
       const header = await torch.readSafetensorsHeader(join(dir, 'model.safetensors'));
       expect(Object.keys(header.tensors).sort()).toEqual(original);
-      expect(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).model_type).toBe(family === 'internvl' ? 'internvl_chat' : family);
+      expect(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).model_type).toBe(
+        family === 'internvl' ? 'internvl_chat' : family,
+      );
       model.dispose();
       again.dispose();
     });
@@ -70,9 +82,14 @@ describe('fromPretrained / savePretrained', () => {
   });
 
   it('reads the newer layout (model.language_model.*, model.visual.*) into the same model', async () => {
-    const dir = await variant('qwen2_vl', (t) => Object.fromEntries(Object.entries(t).map(([k, v]) => [
-      k.startsWith('visual.') ? `model.${k}` : k.startsWith('model.') ? `model.language_model.${k.slice(6)}` : k, v,
-    ])));
+    const dir = await variant('qwen2_vl', (t) =>
+      Object.fromEntries(
+        Object.entries(t).map(([k, v]) => [
+          k.startsWith('visual.') ? `model.${k}` : k.startsWith('model.') ? `model.language_model.${k.slice(6)}` : k,
+          v,
+        ]),
+      ),
+    );
     const [a, b] = [await fromPretrained(goldenDir('qwen2_vl')), await fromPretrained(dir)];
     expectSameState(a, b);
     a.dispose();
@@ -86,7 +103,10 @@ describe('fromPretrained / savePretrained', () => {
       out['visual.blocks.1.attn.proj.weight'] = torch.zeros([32, 31]);
       return out;
     });
-    const error = await fromPretrained(dir).then(() => null, (e: Error) => e.message);
+    const error = await fromPretrained(dir).then(
+      () => null,
+      (e: Error) => e.message,
+    );
     expect(error).toContain(`unexpected tensor 'model.layers.0.extra.weight' [2] in ${join(dir, 'model.safetensors')}`);
     expect(error).toContain("tensor 'visual.blocks.1.attn.proj.weight'");
     expect(error).toContain('has shape [32, 31] but the model expects [32, 32]');
@@ -94,7 +114,13 @@ describe('fromPretrained / savePretrained', () => {
   });
 
   it('tied embeddings: no lm_head module, the embedding is the output layer, a stored lm_head is ignored', async () => {
-    const dir = await variant('qwen2_vl', (t) => t, (c) => { c.tie_word_embeddings = true; });
+    const dir = await variant(
+      'qwen2_vl',
+      (t) => t,
+      (c) => {
+        c.tie_word_embeddings = true;
+      },
+    );
     const model = await fromPretrained(dir);
     expect([...model.stateDict().keys()]).not.toContain('lm_head.weight');
     const embed = model.stateDict().get('model.embed_tokens.weight')!;
@@ -108,7 +134,10 @@ describe('fromPretrained / savePretrained', () => {
   });
 
   it('loads in bfloat16 when asked, close to the float32 model', async () => {
-    const [f32, bf16] = [await fromPretrained(goldenDir('qwen2_vl')), await fromPretrained(goldenDir('qwen2_vl'), { dtype: 'bfloat16' })];
+    const [f32, bf16] = [
+      await fromPretrained(goldenDir('qwen2_vl')),
+      await fromPretrained(goldenDir('qwen2_vl'), { dtype: 'bfloat16' }),
+    ];
     expect(bf16.outputWeight().dtype).toBe('bfloat16');
     const golden = await loadGolden('qwen2_vl');
     torch.tidy(() => {
@@ -122,18 +151,33 @@ describe('fromPretrained / savePretrained', () => {
   });
 
   it('a plain Qwen2 causal LM made from a config round-trips, and its errors name the config', async () => {
-    const raw = { model_type: 'qwen2', vocab_size: 64, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: true };
+    const raw = {
+      model_type: 'qwen2',
+      vocab_size: 64,
+      hidden_size: 16,
+      intermediate_size: 24,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      tie_word_embeddings: true,
+    };
     const model = new Qwen2ForCausalLM(parseTextConfig(raw, 'test'), raw);
     initWeights(model);
     const dir = tempDir();
     await savePretrained(model, dir);
     const again = await fromPretrained(dir);
     expectSameState(model, again);
-    torch.tidy(() => expect(logitsOf(model, torch.tensor([[1, 5, 9]])).equal(logitsOf(again, torch.tensor([[1, 5, 9]])))).toBe(true));
+    torch.tidy(() =>
+      expect(logitsOf(model, torch.tensor([[1, 5, 9]])).equal(logitsOf(again, torch.tensor([[1, 5, 9]])))).toBe(true),
+    );
     model.dispose();
     again.dispose();
-    expect(() => parseTextConfig({ ...raw, num_key_value_heads: 3 }, 'x/config.json')).toThrow(/x\/config.json: num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)/);
-    expect(() => parseTextConfig({ ...raw, hidden_size: 'big' }, 'x/config.json')).toThrow(/x\/config.json: invalid hidden_size: /);
+    expect(() => parseTextConfig({ ...raw, num_key_value_heads: 3 }, 'x/config.json')).toThrow(
+      /x\/config.json: num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)/,
+    );
+    expect(() => parseTextConfig({ ...raw, hidden_size: 'big' }, 'x/config.json')).toThrow(
+      /x\/config.json: invalid hidden_size: /,
+    );
   });
 
   it('reports an unknown model_type, a missing config and missing weights', async () => {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { KVCache } from '../../lib/nn/index.js';
-import { fromPretrained, QwenVLForConditionalGeneration } from '../../lib/models/index.js';
+import { fromPretrained, type QwenVLForConditionalGeneration } from '../../lib/models/index.js';
 import { windowLayout } from '../../lib/internal.js';
 import { expectClose, goldenDir, greedyThroughCache, ints, loadGolden, type GoldenCase } from './golden.js';
 import { float32Bound } from '../tolerance.js';
@@ -23,7 +23,11 @@ for (const family of ['qwen2_vl', 'qwen2_5_vl'] as const) {
       it(`${name}: M-RoPE positions and rope deltas are exact`, () => {
         const { inputs } = cases[name]!;
         torch.tidy(() => {
-          const { positionIds, ropeDeltas } = model.ropeIndex(inputs.input_ids!, inputs.attention_mask!, inputs.image_grid_thw);
+          const { positionIds, ropeDeltas } = model.ropeIndex(
+            inputs.input_ids!,
+            inputs.attention_mask!,
+            inputs.image_grid_thw,
+          );
           expect(ints(positionIds)).toEqual(ints(inputs.position_ids!));
           expect(ints(ropeDeltas)).toEqual(ints(inputs.rope_deltas!));
         });
@@ -42,7 +46,9 @@ for (const family of ['qwen2_vl', 'qwen2_5_vl'] as const) {
         const { inputs, expected, info } = cases[name]!;
         const cache = new KVCache();
         try {
-          const { tokens } = torch.tidy(() => greedyThroughCache(model, modelInputs(inputs), cache, expected.greedy_step_logits!));
+          const { tokens } = torch.tidy(() =>
+            greedyThroughCache(model, modelInputs(inputs), cache, expected.greedy_step_logits!),
+          );
           expect(tokens).toEqual(info.greedy.new_tokens);
         } finally {
           cache.dispose();
@@ -54,9 +60,14 @@ for (const family of ['qwen2_vl', 'qwen2_5_vl'] as const) {
       it(`${name}: vision intermediates and image embeddings match`, () => {
         const { inputs, expected } = cases[name]!;
         torch.tidy(() => {
-          const v = torch.noGrad(() => model.encodeImages(inputs.pixel_values!, inputs.image_grid_thw!, { intermediates: true }));
+          const v = torch.noGrad(() =>
+            model.encodeImages(inputs.pixel_values!, inputs.image_grid_thw!, { intermediates: true }),
+          );
           // One float32 conv on each side, a reduction over the patch's 3·2·14·14 = 1176 pixels.
-          const patchTol = float32Bound(inputs.pixel_values!.shape[1]!, expected.vision_patch_embeds!.abs().max().item() as number);
+          const patchTol = float32Bound(
+            inputs.pixel_values!.shape[1]!,
+            expected.vision_patch_embeds!.abs().max().item() as number,
+          );
           expectClose(v.patchEmbeds!, expected.vision_patch_embeds!, patchTol);
           expectClose(v.preMerger!, expected.vision_pre_merger!, 1e-4);
           expectClose(v.embeds, expected.image_embeds!, 1e-4);
@@ -66,7 +77,9 @@ for (const family of ['qwen2_vl', 'qwen2_5_vl'] as const) {
       if (family === 'qwen2_5_vl') {
         it(`${name}: window index and window boundaries are exact`, () => {
           const { inputs, expected } = cases[name]!;
-          const grids = (inputs.image_grid_thw!.toArray() as number[][]).map((g) => g as unknown as [number, number, number]);
+          const grids = (inputs.image_grid_thw!.toArray() as number[][]).map(
+            (g) => g as unknown as [number, number, number],
+          );
           const layout = windowLayout(grids, 2, 112 / 2 / 14);
           expect([...layout.windowIndex]).toEqual(ints(expected.vision_window_index!));
           expect(layout.cuWindowSeqlens).toEqual(ints(expected.vision_cu_window_seqlens!));
@@ -77,5 +90,10 @@ for (const family of ['qwen2_vl', 'qwen2_5_vl'] as const) {
 }
 
 function modelInputs(inputs: Record<string, Tensor>) {
-  return { inputIds: inputs.input_ids!, attentionMask: inputs.attention_mask!, pixelValues: inputs.pixel_values, imageGridThw: inputs.image_grid_thw };
+  return {
+    inputIds: inputs.input_ids!,
+    attentionMask: inputs.attention_mask!,
+    pixelValues: inputs.pixel_values,
+    imageGridThw: inputs.image_grid_thw,
+  };
 }

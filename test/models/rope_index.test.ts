@@ -35,7 +35,18 @@ describe('ropeIndex', () => {
   it('padding gets position 1 and does not count; image grids are consumed across the batch', () => {
     const row = [7, ...text(4, 9), 2];
     const padded = [0, 0, ...row];
-    const { positions, deltas } = ropeIndex([padded, row], [[0, 0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]], [[1, 4, 4], [1, 4, 4]], tokens);
+    const { positions, deltas } = ropeIndex(
+      [padded, row],
+      [
+        [0, 0, 1, 1, 1, 1, 1, 1],
+        [1, 1, 1, 1, 1, 1],
+      ],
+      [
+        [1, 4, 4],
+        [1, 4, 4],
+      ],
+      tokens,
+    );
     expect([...positions[0]![0]!].slice(0, 2)).toEqual([1, 1]);
     expect([...positions[1]![0]!].slice(2)).toEqual([...positions[1]![1]!]);
     expect(deltas).toEqual([3 + 1 - 8, 3 + 1 - 6]);

@@ -2,7 +2,17 @@
 import { describe, expect, it } from 'vitest';
 import * as torch from '../../lib/torch/index.js';
 import {
-  KVCache, PatchConv, RMSNorm, activation, applyRotary, attend, causalMask, cosSin, inverseFrequencies, mropeAngles, segmentMask,
+  KVCache,
+  PatchConv,
+  RMSNorm,
+  activation,
+  applyRotary,
+  attend,
+  causalMask,
+  cosSin,
+  inverseFrequencies,
+  mropeAngles,
+  segmentMask,
 } from '../../lib/nn/index.js';
 
 const MIN = -3.4028234663852886e38;
@@ -71,7 +81,9 @@ describe('attention', () => {
         const g = Math.floor(head / (h / kv));
         for (let i = 0; i < q; i++) {
           const visible = k - q + i + 1;
-          const scores = [...Array(visible).keys()].map((j) => qa![0]![head]![i]!.reduce((s, x, c) => s + x * ka![0]![g]![j]![c]!, 0) / Math.sqrt(d));
+          const scores = [...Array(visible).keys()].map(
+            (j) => qa![0]![head]![i]!.reduce((s, x, c) => s + x * ka![0]![g]![j]![c]!, 0) / Math.sqrt(d),
+          );
           const max = Math.max(...scores);
           const w = scores.map((s) => Math.exp(s - max));
           const z = w.reduce((a, b) => a + b, 0);
@@ -87,9 +99,16 @@ describe('attention', () => {
   it('causal masks block the future and padding; segment masks block other segments', () => {
     torch.tidy(() => {
       const m = causalMask(2, 4, torch.tensor([[0, 1, 1, 1]]), 'float32').toArray() as number[][][][];
-      expect(m[0]![0]).toEqual([[MIN, 0, 0, MIN], [MIN, 0, 0, 0]]);
+      expect(m[0]![0]).toEqual([
+        [MIN, 0, 0, MIN],
+        [MIN, 0, 0, 0],
+      ]);
       const s = segmentMask([0, 1, 3], 'float32').toArray() as number[][][][];
-      expect(s[0]![0]).toEqual([[0, MIN, MIN], [MIN, 0, 0], [MIN, 0, 0]]);
+      expect(s[0]![0]).toEqual([
+        [0, MIN, MIN],
+        [MIN, 0, 0],
+        [MIN, 0, 0],
+      ]);
     });
   });
 
@@ -99,11 +118,14 @@ describe('attention', () => {
       const all: number[] = [];
       for (let step = 0; step < 5; step++) {
         const n = step === 0 ? 60 : 3;
-        const k = torch.arange(all.length, all.length + n).float().view([1, 1, n, 1]);
+        const k = torch
+          .arange(all.length, all.length + n)
+          .float()
+          .view([1, 1, n, 1]);
         for (let i = 0; i < n; i++) all.push(all.length);
         const [keys] = cache.update(0, k, k);
         cache.advance(n);
-        expect((keys.flatten().toArray() as number[])).toEqual(all);
+        expect(keys.flatten().toArray() as number[]).toEqual(all);
       }
       cache.selectRows(torch.tensor([0, 0]));
       const [keys] = cache.update(0, torch.zeros([2, 1, 1, 1]), torch.zeros([2, 1, 1, 1]));

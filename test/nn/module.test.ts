@@ -19,15 +19,26 @@ class Block extends Module {
 class Net extends Module {
   readonly embed = this.registerModule('embed', new Embedding(5, 3));
   readonly layers = this.registerModule('layers', new ModuleList([new Block(), new Block()]));
-  readonly head = this.registerModule('head', new ModuleDict({ 0: new LayerNorm(2), 2: new Linear(2, 4, { bias: false }) }));
+  readonly head = this.registerModule(
+    'head',
+    new ModuleDict({ 0: new LayerNorm(2), 2: new Linear(2, 4, { bias: false }) }),
+  );
 }
 
 describe('Module', () => {
   it('names parameters and buffers by their dotted checkpoint paths, in registration order', () => {
     const net = new Net();
     expect([...net.namedParameters()].map(([n]) => n)).toEqual([
-      'embed.weight', 'layers.0.proj.weight', 'layers.0.proj.bias', 'layers.0.norm.weight',
-      'layers.1.proj.weight', 'layers.1.proj.bias', 'layers.1.norm.weight', 'head.0.weight', 'head.0.bias', 'head.2.weight',
+      'embed.weight',
+      'layers.0.proj.weight',
+      'layers.0.proj.bias',
+      'layers.0.norm.weight',
+      'layers.1.proj.weight',
+      'layers.1.proj.bias',
+      'layers.1.norm.weight',
+      'head.0.weight',
+      'head.0.bias',
+      'head.2.weight',
     ]);
     // Non-persistent buffers stay out of the state dict, persistent ones are in it.
     const names = [...net.stateDict().keys()];
@@ -47,7 +58,14 @@ describe('Module', () => {
     bad.delete('embed.weight');
     bad.set('layers.0.proj.weight', torch.zeros([3, 3]));
     bad.set('extra.weight', torch.zeros([1]));
-    const message = (() => { try { net.loadStateDict(bad); return ''; } catch (e) { return (e as Error).message; } })();
+    const message = (() => {
+      try {
+        net.loadStateDict(bad);
+        return '';
+      } catch (e) {
+        return (e as Error).message;
+      }
+    })();
     expect(message).toContain("unexpected tensor 'extra.weight' [1]");
     expect(message).toContain("tensor 'layers.0.proj.weight' has shape [3, 3] but the model expects [2, 3]");
     expect(message).toContain("missing tensor 'embed.weight' [5, 3]");

@@ -12,11 +12,20 @@ const dir = mkdtempSync(join(tmpdir(), 'vlalign-optim-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const param = (values: number[]): Tensor => torch.tensor(values, { dtype: 'float32' }).requiresGrad_(true).keep();
-const setGrad = (p: Tensor, values: number[]): void => { p.grad = torch.tensor(values, { dtype: 'float32' }); };
+const setGrad = (p: Tensor, values: number[]): void => {
+  p.grad = torch.tensor(values, { dtype: 'float32' });
+};
 const values = (p: Tensor): number[] => p.detach().toArray() as number[];
 
 // AdamW in float64 for one scalar: returns the new (p, m, v).
-function adamw(p: number, g: number, m: number, v: number, t: number, o: { lr: number; b1: number; b2: number; eps: number; wd: number }) {
+function adamw(
+  p: number,
+  g: number,
+  m: number,
+  v: number,
+  t: number,
+  o: { lr: number; b1: number; b2: number; eps: number; wd: number },
+) {
   p *= 1 - o.lr * o.wd;
   m = o.b1 * m + (1 - o.b1) * g;
   v = o.b2 * v + (1 - o.b2) * g * g;
@@ -29,18 +38,29 @@ describe('AdamW', () => {
   it('follows the decoupled-weight-decay update over several steps, per group, with per-parameter step counts', () => {
     const a = param([0.5, -1.25, 2]);
     const b = param([3, -0.75]);
-    const opt = new AdamW([{ params: [a], lr: 0.1 }, { params: [b], lr: 0.01, weightDecay: 0 }], { weightDecay: 0.1 });
+    const opt = new AdamW(
+      [
+        { params: [a], lr: 0.1 },
+        { params: [b], lr: 0.01, weightDecay: 0 },
+      ],
+      { weightDecay: 0.1 },
+    );
     const ref = { a: [0.5, -1.25, 2].map((p) => ({ p, m: 0, v: 0 })), b: [3, -0.75].map((p) => ({ p, m: 0, v: 0 })) };
     let bSteps = 0;
     for (let step = 1; step <= 5; step++) {
       const ga = [0.3 * step, -0.2, 0.05 * step * step];
       setGrad(a, ga);
-      ref.a = ref.a.map((s, i) => adamw(s.p, ga[i]!, s.m, s.v, step, { lr: 0.1, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.1 }));
-      if (step % 2 === 1) { // b only has a gradient on odd steps: its own count runs 1, 2, 3
+      ref.a = ref.a.map((s, i) =>
+        adamw(s.p, ga[i]!, s.m, s.v, step, { lr: 0.1, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.1 }),
+      );
+      if (step % 2 === 1) {
+        // b only has a gradient on odd steps: its own count runs 1, 2, 3
         const gb = [1 - step, 0.5];
         setGrad(b, gb);
         bSteps++;
-        ref.b = ref.b.map((s, i) => adamw(s.p, gb[i]!, s.m, s.v, bSteps, { lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0 }));
+        ref.b = ref.b.map((s, i) =>
+          adamw(s.p, gb[i]!, s.m, s.v, bSteps, { lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0 }),
+        );
       } else b.grad = null;
       opt.step();
     }
@@ -114,10 +134,14 @@ describe('saveOptimizer / loadOptimizer', () => {
 
   // Three LoRA-like parameters, two of one shape, so a positional load would misplace state silently.
   const loraGrads = (step: number): Record<string, number[]> => ({
-    'q.lora_A': [Math.sin(step), 0.3], 'v.lora_A': [0.2 * step, -Math.cos(step)], 'q.lora_B': [0.1 * step, 1, -0.5],
+    'q.lora_A': [Math.sin(step), 0.3],
+    'v.lora_A': [0.2 * step, -Math.cos(step)],
+    'q.lora_B': [0.1 * step, 1, -0.5],
   });
   const loraParams = (): Record<string, Tensor> => ({
-    'q.lora_A': param([1, 2]), 'v.lora_A': param([-1, 0.5]), 'q.lora_B': param([0, 0, 3]),
+    'q.lora_A': param([1, 2]),
+    'v.lora_A': param([-1, 0.5]),
+    'q.lora_B': param([0, 0, 3]),
   });
   const stepAll = (opt: AdamW, ps: Record<string, Tensor>, from: number, to: number): void => {
     for (let s = from; s < to; s++) {
@@ -159,9 +183,18 @@ describe('saveOptimizer / loadOptimizer', () => {
     const otherOpt = new AdamW(Object.entries(other), { lr: 0.5 });
     stepAll(otherOpt, { 'q.lora_B': other['q.lora_B'] }, 0, 1);
     const before = (otherOpt.state.get(other['q.lora_B'])!.expAvg as Tensor).toArray();
-    const error = await loadOptimizer(file, otherOpt).then(() => null, (e: Error) => e);
+    const error = await loadOptimizer(file, otherOpt).then(
+      () => null,
+      (e: Error) => e,
+    );
     expect(error?.message).toMatch(new RegExp(`^${file}: the saved state does not fit this optimizer:\n`));
-    expect(error?.message.split('\n').slice(1).map((line) => line.trim()).sort()).toEqual([
+    expect(
+      error?.message
+        .split('\n')
+        .slice(1)
+        .map((line) => line.trim())
+        .sort(),
+    ).toEqual([
       "missing parameter 'k.lora_A' [2]",
       "parameter 'q.lora_A' [3]: state 'expAvg' has shape [2]",
       "parameter 'q.lora_A' [3]: state 'expAvgSq' has shape [2]",
@@ -178,6 +211,12 @@ describe('saveOptimizer / loadOptimizer', () => {
     const keyedByName = new RegExp(`^${file}: optimizer files are keyed by parameter name`);
     await expect(saveOptimizer(file, unnamed)).rejects.toThrow(keyedByName);
     expect(() => new AdamW([['a', param([1])], param([2])] as never)).toThrow(/mixes named and unnamed/);
-    expect(() => new AdamW([['a', param([1])], ['a', param([2])]])).toThrow(/parameter name 'a' appears twice/);
+    expect(
+      () =>
+        new AdamW([
+          ['a', param([1])],
+          ['a', param([2])],
+        ]),
+    ).toThrow(/parameter name 'a' appears twice/);
   });
 });

@@ -25,19 +25,33 @@ describe('schedules', () => {
   it('warmup ratio rounds up as transformers does; constant stays 1 after warmup', () => {
     const o = { name: 'constant' as const, totalSteps: 95, warmupRatio: 0.1 }; // ceil(9.5) = 10
     expect([0, 9, 10, 94].map((s) => lrMultiplier(o, s))).toEqual([0, 0.9, 1, 1]);
-    expect(() => lrMultiplier({ name: 'constant', totalSteps: 10, warmupSteps: 2, warmupRatio: 0.1 }, 0)).toThrow(/not both/);
+    expect(() => lrMultiplier({ name: 'constant', totalSteps: 10, warmupSteps: 2, warmupRatio: 0.1 }, 0)).toThrow(
+      /not both/,
+    );
   });
 
   it('the scheduler drives each group from its base lr and resumes from its state', () => {
     const [a, b] = [torch.zeros([2]), torch.zeros([3])];
-    const opt = new Plain([{ params: [a], lr: 1 }, { params: [b], lr: 0.1 }], { lr: 1 });
+    const opt = new Plain(
+      [
+        { params: [a], lr: 1 },
+        { params: [b], lr: 0.1 },
+      ],
+      { lr: 1 },
+    );
     const sched = new LRScheduler(opt, { name: 'linear', totalSteps: 10, warmupSteps: 2 });
     expect(sched.lastLr).toEqual([0, 0]);
     sched.step();
     expect(sched.lastLr).toEqual([0.5, 0.05]);
     for (let i = 0; i < 4; i++) sched.step();
     const saved = sched.stateDict();
-    const opt2 = new Plain([{ params: [a], lr: 1 }, { params: [b], lr: 0.1 }], { lr: 1 });
+    const opt2 = new Plain(
+      [
+        { params: [a], lr: 1 },
+        { params: [b], lr: 0.1 },
+      ],
+      { lr: 1 },
+    );
     const resumed = new LRScheduler(opt2, { name: 'linear', totalSteps: 10, warmupSteps: 2 });
     resumed.loadStateDict(saved);
     expect(resumed.lastLr).toEqual(sched.lastLr);

@@ -79,7 +79,10 @@ describe('rendering hostile chat templates', () => {
     await writeFile(join(dir, 'chat_template.jinja'), `{% if messages[0].content == 'loop' %}${source}{% endif %}ok`);
     const processor = await processing.fromPretrained(dir, { templateLimits: { timeoutMs: 300 } });
     const chat = (text: string) => ({
-      messages: [{ role: 'user', content: text }, { role: 'assistant', content: 'a' }],
+      messages: [
+        { role: 'user', content: text },
+        { role: 'assistant', content: 'a' },
+      ],
     });
     const start = performance.now();
     const pattern = /chat_template\.jinja failed: .*limit: timeoutMs 300/;

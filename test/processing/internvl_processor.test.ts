@@ -25,9 +25,9 @@ describe('InternVLProcessor, remote code (internvl_chat)', () => {
   });
 
   it("writes chat()'s prompt exactly", () => {
-    expect(remote.applyChatTemplate([{ role: 'user', content: 'Describe.' }], { addGenerationPrompt: true, images: 1 })).toBe(
-      `${SYS}<|im_start|>user\n<image>\nDescribe.<|im_end|>\n<|im_start|>assistant\n`,
-    );
+    expect(
+      remote.applyChatTemplate([{ role: 'user', content: 'Describe.' }], { addGenerationPrompt: true, images: 1 }),
+    ).toBe(`${SYS}<|im_start|>user\n<image>\nDescribe.<|im_end|>\n<|im_start|>assistant\n`);
     expect(remote.applyChatTemplate([{ role: 'user', content: 'Q' }], { images: 2 })).toBe(
       `${SYS}<|im_start|>user\nImage-1: <image>\nImage-2: <image>\nQ<|im_end|>\n`,
     );
@@ -39,7 +39,11 @@ describe('InternVLProcessor, remote code (internvl_chat)', () => {
     const row = (batch.inputIds.toArray() as number[][])[0]!;
     const t = (s: string) => remote.tokenizer.encode(s, { addSpecialTokens: false });
     expect(row).toEqual([
-      ...t(`${SYS}<|im_start|>user\n`), IMG, ...Array(256).fill(CTX), IMG_END, ...t('\nDescribe.<|im_end|>\n<|im_start|>assistant\n'),
+      ...t(`${SYS}<|im_start|>user\n`),
+      IMG,
+      ...Array(256).fill(CTX),
+      IMG_END,
+      ...t('\nDescribe.<|im_end|>\n<|im_start|>assistant\n'),
     ]);
     expect(batch.pixelValues!.shape).toEqual([1, 3, 448, 448]);
     expect(batch.imageFlags!.shape).toEqual([1, 1]);
@@ -53,7 +57,11 @@ describe('InternVLProcessor, remote code (internvl_chat)', () => {
   });
 
   it('builds MPO labels as preprocess_internvl2_5 does', () => {
-    const sample = { prompt: [{ role: 'user', content: 'What?' }], completion: [{ role: 'assistant', content: 'A dog.' }], images: [img320] };
+    const sample = {
+      prompt: [{ role: 'user', content: 'What?' }],
+      completion: [{ role: 'assistant', content: 'A dog.' }],
+      images: [img320],
+    };
     const got = remote.encode(sample, [2]);
     // §2.9: segments tokenized separately; assistant: header tokens and the final token -100.
     const t = (s: string) => remote.tokenizer.encode(s, { addSpecialTokens: false });
@@ -71,20 +79,27 @@ describe('InternVLProcessor, remote code (internvl_chat)', () => {
 
   it('uses a conversation system message and the systemMessage option', () => {
     const custom = new InternVLProcessor(remote.tokenizer, remote.settings, null, { systemMessage: 'Be brief.' });
-    expect(custom.applyChatTemplate([{ role: 'user', content: 'Q' }])).toBe('<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n');
-    expect(remote.applyChatTemplate([{ role: 'system', content: 'S' }, { role: 'user', content: 'Q' }])).toBe(
-      '<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n',
+    expect(custom.applyChatTemplate([{ role: 'user', content: 'Q' }])).toBe(
+      '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n',
     );
+    expect(
+      remote.applyChatTemplate([
+        { role: 'system', content: 'S' },
+        { role: 'user', content: 'Q' },
+      ]),
+    ).toBe('<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n');
   });
 
   it('rejects a mismatch between <image> placeholders and images', async () => {
-    await expect(remote.process({ prompt: [{ role: 'user', content: '<image> and <image>' }], images: [img320] })).rejects.toThrow(
-      'samples[0]: the prompt has 2 <IMG_CONTEXT> placeholder(s) but 1 image(s) were given',
-    );
+    await expect(
+      remote.process({ prompt: [{ role: 'user', content: '<image> and <image>' }], images: [img320] }),
+    ).rejects.toThrow('samples[0]: the prompt has 2 <IMG_CONTEXT> placeholder(s) but 1 image(s) were given');
   });
 
   it('derives tokens per tile from force_image_size, patch size and downsample ratio', async () => {
-    const small = (await fromPretrained(await tinyDir('internvl', { ...goldenConfig, force_image_size: 224 }))) as InternVLProcessor;
+    const small = (await fromPretrained(
+      await tinyDir('internvl', { ...goldenConfig, force_image_size: 224 }),
+    )) as InternVLProcessor;
     expect(small.settings.tokensPerTile).toBe(64);
     expect(small.settings.tiling.imageSize).toBe(224);
     await expect(fromPretrained(await tinyDir('internvl', { ...goldenConfig, template: 'phi3-chat' }))).rejects.toThrow(
@@ -95,14 +110,24 @@ describe('InternVLProcessor, remote code (internvl_chat)', () => {
 
 describe('InternVLProcessor, transformers-native (internvl)', () => {
   it('renders the file template without a system message and expands <IMG_CONTEXT>', async () => {
-    const hf = (await fromPretrained(await tinyDir('internvl', { model_type: 'internvl', image_seq_length: 256 }))) as InternVLProcessor;
+    const hf = (await fromPretrained(
+      await tinyDir('internvl', { model_type: 'internvl', image_seq_length: 256 }),
+    )) as InternVLProcessor;
     expect(hf.settings.mode).toBe('hf');
     const messages = [{ role: 'user', content: [{ type: 'image' as const }, { type: 'text' as const, text: 'Q' }] }];
-    expect(hf.applyChatTemplate(messages, { addGenerationPrompt: true })).toBe('<|im_start|>user\n<IMG_CONTEXT>\nQ<|im_end|>\n<|im_start|>assistant\n');
+    expect(hf.applyChatTemplate(messages, { addGenerationPrompt: true })).toBe(
+      '<|im_start|>user\n<IMG_CONTEXT>\nQ<|im_end|>\n<|im_start|>assistant\n',
+    );
     const got = hf.encode({ messages: [...messages, { role: 'assistant', content: 'A' }], images: [img320] }, [1]);
     const t = (s: string) => hf.tokenizer.encode(s, { addSpecialTokens: false });
     const head = t('<|im_start|>user\n');
-    expect(got.ids).toEqual([...head, IMG, ...Array(256).fill(CTX), IMG_END, ...t('\nQ<|im_end|>\n<|im_start|>assistant\nA<|im_end|>\n')]);
+    expect(got.ids).toEqual([
+      ...head,
+      IMG,
+      ...Array(256).fill(CTX),
+      IMG_END,
+      ...t('\nQ<|im_end|>\n<|im_start|>assistant\nA<|im_end|>\n'),
+    ]);
     expect(got.labels.filter((l) => l !== IGNORE)).toEqual([...t('A'), 483]);
   });
 });

@@ -28,7 +28,10 @@ describe('Qwen2VlProcessor with the real Qwen tokenizer', () => {
     const batch = await real.process({ prompt: [ask('Compare.', 2)], images: [img140, img70x350] });
     const ids = batch.inputIds.toArray() as number[][];
     const row = ids[0]!;
-    expect(batch.imageGridThw!.toArray()).toEqual([[1, 10, 10], [1, 24, 4]]);
+    expect(batch.imageGridThw!.toArray()).toEqual([
+      [1, 10, 10],
+      [1, 24, 4],
+    ]);
     expect(batch.pixelValues!.shape).toEqual([100 + 96, 1176]);
     const starts = row.flatMap((id, i) => (id === 151652 ? [i] : []));
     const ends = row.flatMap((id, i) => (id === 151653 ? [i] : []));
@@ -48,13 +51,18 @@ describe('Qwen2VlProcessor with the real Qwen tokenizer', () => {
     await expect(real.process({ prompt: [ask('Two?', 2)], images: [img140] })).rejects.toThrow(
       'samples[0]: the prompt has 2 <|image_pad|> placeholder(s) but 1 image(s) were given',
     );
-    await expect(real.process([{ prompt: 'no image here' }, { prompt: [ask('x', 0)], images: ['missing.png'] }])).rejects.toThrow(
-      /samples\[1\]: the prompt has 0 <\|image_pad\|> placeholder\(s\) but 1 image/,
-    );
+    await expect(
+      real.process([{ prompt: 'no image here' }, { prompt: [ask('x', 0)], images: ['missing.png'] }]),
+    ).rejects.toThrow(/samples\[1\]: the prompt has 0 <\|image_pad\|> placeholder\(s\) but 1 image/);
   });
 
   it('labels assistant answers and <|im_end|>, not headers, newlines, prompts or images', async () => {
-    const messages: ChatMessage[] = [ask('What is it?'), { role: 'assistant', content: 'A cat.' }, { role: 'user', content: '和狗？' }, { role: 'assistant', content: '不是 🐶' }];
+    const messages: ChatMessage[] = [
+      ask('What is it?'),
+      { role: 'assistant', content: 'A cat.' },
+      { role: 'user', content: '和狗？' },
+      { role: 'assistant', content: '不是 🐶' },
+    ];
     const got = real.encode({ messages, images: [img70x350] }, [[1, 24, 4]]);
     // Independent construction: the rendered pieces written out by hand, tokenized one by one.
     const t = (s: string) => real.tokenizer.encode(s, { addSpecialTokens: false });
@@ -72,7 +80,11 @@ describe('Qwen2VlProcessor with the real Qwen tokenizer', () => {
   });
 
   it('labels only the completion of a prompt + completion pair; labelAfterEos adds the newline', async () => {
-    const prompt: ChatMessage[] = [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }, { role: 'user', content: 'Bye' }];
+    const prompt: ChatMessage[] = [
+      { role: 'user', content: 'Hi' },
+      { role: 'assistant', content: 'Hello' },
+      { role: 'user', content: 'Bye' },
+    ];
     const sample = { prompt, completion: [{ role: 'assistant', content: 'See you' }] as ChatMessage[] };
     const t = (s: string) => real.tokenizer.encode(s, { addSpecialTokens: false });
     const labelled = (labels: number[]) => labels.filter((l) => l !== IGNORE);
@@ -80,7 +92,10 @@ describe('Qwen2VlProcessor with the real Qwen tokenizer', () => {
     const trl = new Qwen2VlProcessor(real.tokenizer, real.chatTemplate, {}, { labelAfterEos: true });
     expect(labelled(trl.encode(sample, []).labels)).toEqual([...t('See you'), 151645, 198]);
     // A rendered prompt with a raw completion: every completion token is labelled.
-    const raw = real.encode({ prompt: '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n', completion: 'Yo<|im_end|>' }, []);
+    const raw = real.encode(
+      { prompt: '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n', completion: 'Yo<|im_end|>' },
+      [],
+    );
     expect(labelled(raw.labels)).toEqual([...t('Yo'), 151645]);
     expect(raw.ids).toEqual(t('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nYo<|im_end|>'));
   });
@@ -92,7 +107,10 @@ describe('Qwen2VlProcessor batching and errors (tiny tokenizer)', () => {
     const right = await tiny.process(samples);
     const short = tiny.tokenizer.encode('a');
     const long = (right.inputIds.toArray() as number[][])[1]!;
-    expect((right.inputIds.toArray() as number[][])[0]).toEqual([...short, ...Array(long.length - short.length).fill(481)]);
+    expect((right.inputIds.toArray() as number[][])[0]).toEqual([
+      ...short,
+      ...Array(long.length - short.length).fill(481),
+    ]);
     expect((right.attentionMask.toArray() as number[][])[0]).toEqual(long.map((_, i) => (i < short.length ? 1 : 0)));
     const left = new Qwen2VlProcessor(tiny.tokenizer, tiny.chatTemplate, {}, { paddingSide: 'left' });
     const l = await left.process(samples);
@@ -103,12 +121,18 @@ describe('Qwen2VlProcessor batching and errors (tiny tokenizer)', () => {
   });
 
   it('validates samples and names what is missing', async () => {
-    await expect(tiny.process([{ prompt: 'x', messages: [] } as never])).rejects.toThrow(/samples\[0\]: give either messages/);
+    await expect(tiny.process([{ prompt: 'x', messages: [] } as never])).rejects.toThrow(
+      /samples\[0\]: give either messages/,
+    );
     const numberContent = [{ messages: [{ role: 'user', content: 3 }] } as never];
     await expect(tiny.process(numberContent)).rejects.toThrow(/samples\[0\]\.messages\[0\]\.content: /);
     const noTemplate = new Qwen2VlProcessor(tiny.tokenizer, null, {});
-    expect(() => noTemplate.encode({ prompt: [ask('x', 0)] }, [])).toThrow(/samples\[0\]: the checkpoint has no chat template/);
-    await expect(tiny.process({ prompt: '<|vision_start|><|video_pad|><|vision_end|>' })).rejects.toThrow(/videos are not supported/);
+    expect(() => noTemplate.encode({ prompt: [ask('x', 0)] }, [])).toThrow(
+      /samples\[0\]: the checkpoint has no chat template/,
+    );
+    await expect(tiny.process({ prompt: '<|vision_start|><|video_pad|><|vision_end|>' })).rejects.toThrow(
+      /videos are not supported/,
+    );
   });
 
   it('fromPretrained reports missing files and unknown model types', async () => {

@@ -7,7 +7,13 @@ import { describe, expect, it } from 'vitest';
 
 import { qwen2VlImageOptionsFromConfig } from '../../lib/processing/image/index.js';
 import { TextTokenizer } from '../../lib/processing/tokenizer.js';
-import { TINY_ID_OFFSET, TINY_SPECIAL_TOKENS, TINY_VOCAB_SIZE, tinyTokenizerJson, writeTinyTokenizer } from '../../lib/tiny/tokenizer.js';
+import {
+  TINY_ID_OFFSET,
+  TINY_SPECIAL_TOKENS,
+  TINY_VOCAB_SIZE,
+  tinyTokenizerJson,
+  writeTinyTokenizer,
+} from '../../lib/tiny/tokenizer.js';
 import { QWEN3_DIR, scratch } from './helpers.js';
 
 async function tiny(family: 'qwen2_vl' | 'qwen2_5_vl' | 'internvl'): Promise<{ dir: string; tok: TextTokenizer }> {
@@ -21,8 +27,17 @@ describe('writeTinyTokenizer', () => {
     const { tok } = await tiny('qwen2_vl');
     expect(tok.vocabSize).toBe(TINY_VOCAB_SIZE);
     const golden: Record<string, number> = {
-      '<|endoftext|>': 481, '<|im_start|>': 482, '<|im_end|>': 483, '<|vision_start|>': 490, '<|vision_end|>': 491,
-      '<|vision_pad|>': 492, '<|image_pad|>': 493, '<|video_pad|>': 494, '<img>': 503, '</img>': 504, '<IMG_CONTEXT>': 505,
+      '<|endoftext|>': 481,
+      '<|im_start|>': 482,
+      '<|im_end|>': 483,
+      '<|vision_start|>': 490,
+      '<|vision_end|>': 491,
+      '<|vision_pad|>': 492,
+      '<|image_pad|>': 493,
+      '<|video_pad|>': 494,
+      '<img>': 503,
+      '</img>': 504,
+      '<IMG_CONTEXT>': 505,
     };
     for (const [token, id] of Object.entries(golden)) expect(tok.tokenToId(token)).toBe(id);
     expect(tok.eosTokenId).toBe(483);
@@ -33,7 +48,9 @@ describe('writeTinyTokenizer', () => {
   });
 
   it('orders the shared special block as the real Qwen tokenizer does', () => {
-    const real = JSON.parse(readFileSync(join(QWEN3_DIR, 'tokenizer.json'), 'utf8')) as { added_tokens: Array<{ id: number; content: string }> };
+    const real = JSON.parse(readFileSync(join(QWEN3_DIR, 'tokenizer.json'), 'utf8')) as {
+      added_tokens: Array<{ id: number; content: string }>;
+    };
     // Qwen3 shares 151643..151664 with Qwen2.5 (its later ids are Qwen3's own tool/think tokens).
     for (const { id, content } of real.added_tokens.filter((t) => t.id <= 151664)) {
       expect(TINY_SPECIAL_TOKENS[id - TINY_ID_OFFSET - 481]!.content).toBe(content);
@@ -46,7 +63,7 @@ describe('writeTinyTokenizer', () => {
     const ids = Object.values(vocab).sort((a, b) => a - b);
     expect(ids).toEqual([...Array(481).keys()]);
     expect(vocab['!']).toBe(0);
-    expect(vocab['Ġ']).toBeLessThan(256);
+    expect(vocab.Ġ).toBeLessThan(256);
     for (const merge of json.model.merges) {
       const [a, b] = merge.split(' ');
       expect(vocab[a!]).toBeDefined();
@@ -72,8 +89,15 @@ describe('writeTinyTokenizer', () => {
   it('writes the Qwen files and leaves InternVL without chat_template.json / preprocessor_config.json', async () => {
     const { dir } = await tiny('qwen2_vl');
     const pre = JSON.parse(await readFile(join(dir, 'preprocessor_config.json'), 'utf8'));
-    expect(qwen2VlImageOptionsFromConfig(pre)).toMatchObject({ minPixels: 3136, maxPixels: 1003520, mergeSize: 2, patchSize: 14 });
-    expect(JSON.parse(await readFile(join(dir, 'chat_template.json'), 'utf8')).chat_template).toContain('<|vision_start|><|image_pad|><|vision_end|>');
+    expect(qwen2VlImageOptionsFromConfig(pre)).toMatchObject({
+      minPixels: 3136,
+      maxPixels: 1003520,
+      mergeSize: 2,
+      patchSize: 14,
+    });
+    expect(JSON.parse(await readFile(join(dir, 'chat_template.json'), 'utf8')).chat_template).toContain(
+      '<|vision_start|><|image_pad|><|vision_end|>',
+    );
     const internvl = await tiny('internvl');
     await expect(access(join(internvl.dir, 'chat_template.json'))).rejects.toThrow();
     await expect(access(join(internvl.dir, 'preprocessor_config.json'))).rejects.toThrow();

@@ -17,8 +17,14 @@ beforeAll(async () => {
 describe('TextTokenizer on the Qwen tokenizer', () => {
   it('puts the special tokens at their documented ids', () => {
     const expected: Record<string, number> = {
-      '<|endoftext|>': 151643, '<|im_start|>': 151644, '<|im_end|>': 151645, '<|vision_start|>': 151652,
-      '<|vision_end|>': 151653, '<|vision_pad|>': 151654, '<|image_pad|>': 151655, '<|video_pad|>': 151656,
+      '<|endoftext|>': 151643,
+      '<|im_start|>': 151644,
+      '<|im_end|>': 151645,
+      '<|vision_start|>': 151652,
+      '<|vision_end|>': 151653,
+      '<|vision_pad|>': 151654,
+      '<|image_pad|>': 151655,
+      '<|video_pad|>': 151656,
     };
     for (const [token, id] of Object.entries(expected)) expect(tok.tokenToId(token)).toBe(id);
     expect(tok.eosTokenId).toBe(151645);
@@ -38,17 +44,36 @@ describe('TextTokenizer on the Qwen tokenizer', () => {
     const text = (t: string) => tok.encode(t, { addSpecialTokens: false });
     const [start, end, nl] = [151644, 151645, 198];
     expect(ids).toEqual([
-      start, ...text('system\nYou are a helpful assistant.'), end, nl,
-      start, ...text('user\n'), 151652, 151655, 151653, ...text('Describe.'), end, nl,
-      start, ...text('assistant\n'),
+      start,
+      ...text('system\nYou are a helpful assistant.'),
+      end,
+      nl,
+      start,
+      ...text('user\n'),
+      151652,
+      151655,
+      151653,
+      ...text('Describe.'),
+      end,
+      nl,
+      start,
+      ...text('assistant\n'),
     ]);
     expect(text('user\n')).toEqual([tok.tokenToId('user'), nl]);
     expect(tok.decode(ids)).toBe(prompt);
-    expect(tok.decode(ids, { skipSpecialTokens: true })).toBe('system\nYou are a helpful assistant.\nuser\nDescribe.\nassistant\n');
+    expect(tok.decode(ids, { skipSpecialTokens: true })).toBe(
+      'system\nYou are a helpful assistant.\nuser\nDescribe.\nassistant\n',
+    );
   });
 
   it('round-trips Chinese, emoji, mixed scripts and whitespace', () => {
-    for (const text of ['你是书生·万象，英文名是InternVL。', '😀👍🏽 family: 👨‍👩‍👧', 'naïve café — ½ × 2', '  tabs\tand\r\nnewlines\n\n', 'x'.repeat(1000)]) {
+    for (const text of [
+      '你是书生·万象，英文名是InternVL。',
+      '😀👍🏽 family: 👨‍👩‍👧',
+      'naïve café — ½ × 2',
+      '  tabs\tand\r\nnewlines\n\n',
+      'x'.repeat(1000),
+    ]) {
       const ids = tok.encode(text);
       expect(tok.decode(ids)).toBe(text);
     }
@@ -56,14 +81,18 @@ describe('TextTokenizer on the Qwen tokenizer', () => {
   });
 
   it('names the token and the file when a token is missing', () => {
-    expect(() => tok.tokenToId('<IMG_CONTEXT>')).toThrow(/token '<IMG_CONTEXT>' is not in the vocabulary of .*tokenizer\.json/);
+    expect(() => tok.tokenToId('<IMG_CONTEXT>')).toThrow(
+      /token '<IMG_CONTEXT>' is not in the vocabulary of .*tokenizer\.json/,
+    );
     expect(tok.findTokenId('<IMG_CONTEXT>')).toBeNull();
     expect(() => tok.decode([tok.vocabSize])).toThrow(/outside the vocabulary/);
   });
 
   it('errors on a directory without tokenizer.json, naming the file', async () => {
     const dir = await scratch();
-    await expect(TextTokenizer.fromPretrained(dir)).rejects.toThrow(new RegExp(`${join(dir, 'tokenizer.json')} not found`));
+    await expect(TextTokenizer.fromPretrained(dir)).rejects.toThrow(
+      new RegExp(`${join(dir, 'tokenizer.json')} not found`),
+    );
   });
 });
 
@@ -92,8 +121,12 @@ function bpe(word: string, ranks: Map<string, number>): string[] {
     const [a, b] = [symbols[best]!, symbols[best + 1]!];
     const out: string[] = [];
     for (let i = 0; i < symbols.length; i++) {
-      if (symbols[i] === a && symbols[i + 1] === b) out.push(a + b), i++;
-      else out.push(symbols[i]!);
+      if (symbols[i] === a && symbols[i + 1] === b) {
+        out.push(a + b);
+        i++;
+      } else {
+        out.push(symbols[i]!);
+      }
     }
     symbols = out;
   }
@@ -128,8 +161,8 @@ describe("Qwen's pre-tokenizer regex in @huggingface/tokenizers", () => {
   }
 
   it('maps whole-word vocabulary entries to their ids', () => {
-    expect(tok.encode(' the')).toEqual([file.model.vocab['Ġthe']]);
-    expect(tok.encode('\n\n')).toEqual([file.model.vocab['ĊĊ']]);
+    expect(tok.encode(' the')).toEqual([file.model.vocab.Ġthe]);
+    expect(tok.encode('\n\n')).toEqual([file.model.vocab.ĊĊ]);
     expect(tok.encode("'s")).toEqual([file.model.vocab["'s"]]);
   });
 });

@@ -29,7 +29,12 @@ const ATTENTION = String.raw`^model\.layers\.\d+\.self_attn\.(q|k|v|o)_proj$`;
 
 async function inputsOf(name: string): Promise<ModelInputs> {
   const inputs = (await loadGolden('qwen2_vl'))[name]!.inputs;
-  return { inputIds: inputs.input_ids!, attentionMask: inputs.attention_mask, pixelValues: inputs.pixel_values, imageGridThw: inputs.image_grid_thw };
+  return {
+    inputIds: inputs.input_ids!,
+    attentionMask: inputs.attention_mask,
+    pixelValues: inputs.pixel_values,
+    imageGridThw: inputs.image_grid_thw,
+  };
 }
 
 const logits = (model: CausalLM, inputs: ModelInputs): Tensor => torch.noGrad(() => model.forward(inputs).logits!);
@@ -58,15 +63,22 @@ describe('quantizeModel', () => {
     expect(lmHead.weight.equal(lmHeadWeight)).toBe(true);
     expect(model.outputWeight()).toBe(lmHead.weight);
     // The typed fields follow the swap.
-    expect((model as unknown as { model: { layers: { at(i: number): { self_attn: { q_proj: unknown } } } } }).model.layers.at(0).self_attn.q_proj)
-      .toBe(model.getSubmodule('model.layers.0.self_attn.q_proj'));
+    expect(
+      (
+        model as unknown as { model: { layers: { at(i: number): { self_attn: { q_proj: unknown } } } } }
+      ).model.layers.at(0).self_attn.q_proj,
+    ).toBe(model.getSubmodule('model.layers.0.self_attn.q_proj'));
 
     // NF4 of a Gaussian-like weight has a relative RMS error of ~0.092 per layer (measured here on
     // every layer). Such errors compound over the 35 layers, so the bound on the logits is set by
     // the same model with independent Gaussian noise of that relative size added to each weight:
     // NF4 must do no worse than 1.5x that (measured: 0.247 vs 0.264; max |diff| 3.7 vs 4.8 on
     // logits with std 3.0). lm_head stays dense, as transformers leaves it.
-    const weightErrors = names.map((n) => torch.tidy(() => relRms((model.getSubmodule(n) as Linear4bit).dequantize(), (dense.getSubmodule(n) as Linear).weight)));
+    const weightErrors = names.map((n) =>
+      torch.tidy(() =>
+        relRms((model.getSubmodule(n) as Linear4bit).dequantize(), (dense.getSubmodule(n) as Linear).weight),
+      ),
+    );
     expect(Math.max(...weightErrors)).toBeLessThan(0.1);
     expect(Math.min(...weightErrors)).toBeGreaterThan(0.08);
     const noisy = await fromPretrained(GOLDEN);
@@ -81,7 +93,9 @@ describe('quantizeModel', () => {
     torch.tidy(() => {
       const [ref, q, n] = [logits(dense, inputs), logits(model, inputs), logits(noisy, inputs)];
       const [qErr, noiseErr] = [relRms(q, ref), relRms(n, ref)];
-      console.log(`quantizeModel qwen2_vl: logits max |diff| ${maxDiff(q, ref).toFixed(3)}, rel RMS ${qErr.toFixed(3)} (noise-equivalent ${noiseErr.toFixed(3)}), logit std ${rms(ref).toFixed(2)}`);
+      console.log(
+        `quantizeModel qwen2_vl: logits max |diff| ${maxDiff(q, ref).toFixed(3)}, rel RMS ${qErr.toFixed(3)} (noise-equivalent ${noiseErr.toFixed(3)}), logit std ${rms(ref).toFixed(2)}`,
+      );
       expect(qErr).toBeGreaterThan(0.05);
       expect(qErr).toBeLessThan(1.5 * noiseErr);
     });
@@ -96,7 +110,9 @@ describe('quantizeModel', () => {
     expect(names.every((n) => n.startsWith('model.layers.'))).toBe(true);
     expect(linearNames(model, Linear).filter((n) => !n.startsWith('visual.'))).toEqual(['lm_head']);
     expect(quantizeModel(model)).toHaveLength(14); // idempotent on 4-bit layers; the rest of the tower now
-    expect(() => quantizeModel(getPeftModel(model, { targetModules: 'lm_head' }).model)).toThrow(/quantise the base model before getPeftModel/);
+    expect(() => quantizeModel(getPeftModel(model, { targetModules: 'lm_head' }).model)).toThrow(
+      /quantise the base model before getPeftModel/,
+    );
     model.dispose();
   });
 
@@ -107,7 +123,9 @@ describe('quantizeModel', () => {
     const params = layers.reduce((s, l) => s + l.inFeatures * l.outFeatures, 0);
     const bytes = layers.reduce((s, l) => s + l.quantizedBytes(), 0);
     const tables = layers.length * (16 * 4 + 256 * 4 + 4);
-    console.log(`qwen2_vl golden: ${params} quantised parameters, ${(bytes / params).toFixed(4)} bytes/param with the code tables, ${((bytes - tables) / params).toFixed(4)} without`);
+    console.log(
+      `qwen2_vl golden: ${params} quantised parameters, ${(bytes / params).toFixed(4)} bytes/param with the code tables, ${((bytes - tables) / params).toFixed(4)} without`,
+    );
     expect((bytes - tables) / params).toBeCloseTo(0.516, 2);
     model.dispose();
   });
@@ -119,13 +137,20 @@ describe('quantise on load', () => {
     const base = await fromPretrained(GOLDEN);
     await savePretrained(base, sharded, { maxShardBytes: 200_000 });
     base.dispose();
-    for (const [dtype, options] of [['float32', {}], ['bfloat16', { computeDtype: 'bfloat16', quantType: 'fp4', doubleQuant: false }]] as const) {
+    for (const [dtype, options] of [
+      ['float32', {}],
+      ['bfloat16', { computeDtype: 'bfloat16', quantType: 'fp4', doubleQuant: false }],
+    ] as const) {
       const later = await fromPretrained(GOLDEN, { dtype });
       quantizeModel(later, options);
       const onLoad = await fromPretrained(sharded, { dtype, quantization: options });
       expectSameState(later.stateDict(), onLoad.stateDict());
       const q = onLoad.getSubmodule('model.layers.0.mlp.up_proj') as Linear4bit;
-      expect([q.weightDtype, q.computeDtype, q.quantType]).toEqual([dtype, options.computeDtype ?? 'float32', options.quantType ?? 'nf4']);
+      expect([q.weightDtype, q.computeDtype, q.quantType]).toEqual([
+        dtype,
+        options.computeDtype ?? 'float32',
+        options.quantType ?? 'nf4',
+      ]);
       later.dispose();
       onLoad.dispose();
     }
@@ -158,7 +183,8 @@ describe('LoRA and DoRA over a 4-bit base', () => {
       for (const [name, layer] of peft.layers) {
         expect(layer.quantized).toBe(true);
         expect(layer.lora_A.weight.dtype).toBe('float32');
-        if (useDora) expect(layer.lora_magnitude_vector!.equal(peftTwin.layers.get(name)!.lora_magnitude_vector!)).toBe(true);
+        if (useDora)
+          expect(layer.lora_magnitude_vector!.equal(peftTwin.layers.get(name)!.lora_magnitude_vector!)).toBe(true);
       }
       const inputs = await inputsOf('one_image');
       torch.tidy(() => {
@@ -173,8 +199,22 @@ describe('LoRA and DoRA over a 4-bit base', () => {
       });
       // The state dict keeps the 4-bit tensors beside the adapter's.
       const names = [...model.stateDict().keys()].filter((n) => n.startsWith('model.layers.0.self_attn.q_proj.'));
-      expect(names.sort()).toEqual(['bias', 'lora_A.weight', 'lora_B.weight', ...(useDora ? ['lora_magnitude_vector'] : []), 'weight', 'weight_absmax',
-        'weight_nested_absmax', 'weight_nested_offset', 'weight_nested_quant_map', 'weight_quant_map'].map((n) => `model.layers.0.self_attn.q_proj.${n}`).sort());
+      expect(names.sort()).toEqual(
+        [
+          'bias',
+          'lora_A.weight',
+          'lora_B.weight',
+          ...(useDora ? ['lora_magnitude_vector'] : []),
+          'weight',
+          'weight_absmax',
+          'weight_nested_absmax',
+          'weight_nested_offset',
+          'weight_nested_quant_map',
+          'weight_quant_map',
+        ]
+          .map((n) => `model.layers.0.self_attn.q_proj.${n}`)
+          .sort(),
+      );
       peft.dispose();
       peftTwin.dispose();
     });
@@ -186,10 +226,17 @@ describe('LoRA and DoRA over a 4-bit base', () => {
     for (const adapterDtype of ['float32', 'bfloat16'] as const) {
       const model = await fromPretrained(GOLDEN, { quantization: { computeDtype: 'float32' } });
       torch.manualSeed(0);
-      const peft = getPeftModel(model, { targetModules: ATTENTION, r: 8, loraAlpha: 16, useDora: adapterDtype === 'bfloat16' });
+      const peft = getPeftModel(model, {
+        targetModules: ATTENTION,
+        r: 8,
+        loraAlpha: 16,
+        useDora: adapterDtype === 'bfloat16',
+      });
       if (adapterDtype === 'bfloat16') castAdapters(peft.layers.values(), 'bfloat16');
       model.train();
-      const frozen = new Map([...model.stateDict()].filter(([n]) => !n.includes('lora_')).map(([n, t]) => [n, t.clone()]));
+      const frozen = new Map(
+        [...model.stateDict()].filter(([n]) => !n.includes('lora_')).map(([n, t]) => [n, t.clone()]),
+      );
       const trainable = peft.trainableParameters().map(([, p]) => p);
       expect(trainable.every((p) => p.dtype === adapterDtype)).toBe(true);
       const lossOf = (): Tensor => {
@@ -204,7 +251,9 @@ describe('LoRA and DoRA over a 4-bit base', () => {
           loss.backward();
         });
         for (const p of trainable) expect(p.grad, 'every adapter tensor gets a gradient').not.toBeNull();
-        if (step === 1) for (const layer of peft.layers.values()) expect(torch.tidy(() => layer.lora_A.weight.grad!.abs().max().item() as number)).toBeGreaterThan(0);
+        if (step === 1)
+          for (const layer of peft.layers.values())
+            expect(torch.tidy(() => layer.lora_A.weight.grad!.abs().max().item() as number)).toBeGreaterThan(0);
         torch.noGrad(() => {
           for (const p of trainable) p.sub_(torch.tidy(() => p.grad!.mul(0.05)));
         });
@@ -212,7 +261,8 @@ describe('LoRA and DoRA over a 4-bit base', () => {
       }
       console.log(`QLoRA ${adapterDtype} adapters: loss ${losses.map((l) => l.toFixed(4)).join(' → ')}`);
       for (let k = 1; k < losses.length; k++) expect(losses[k]!).toBeLessThan(losses[k - 1]!);
-      for (const [name, t] of model.stateDict()) if (frozen.has(name)) expect(t.equal(frozen.get(name)!), name).toBe(true);
+      for (const [name, t] of model.stateDict())
+        if (frozen.has(name)) expect(t.equal(frozen.get(name)!), name).toBe(true);
       frozen.forEach((t) => t.dispose());
       peft.dispose();
     }
@@ -250,7 +300,9 @@ describe('LoRA and DoRA over a 4-bit base', () => {
       expect((q as Linear).weight.dtype).toBe('float32');
       expect(dense.getSubmodule('model.layers.0.mlp.up_proj')).toBeInstanceOf(Linear4bit); // untargeted layers stay 4-bit
       const diff = maxDiff(logits(dense, inputs), adapted);
-      console.log(`${useDora ? 'DoRA' : 'LoRA'} merge into 4-bit: logits rel RMS ${requantErr.toExponential(2)} from the adapter; dequantised merge: max |diff| ${diff.toExponential(2)}`);
+      console.log(
+        `${useDora ? 'DoRA' : 'LoRA'} merge into 4-bit: logits rel RMS ${requantErr.toExponential(2)} from the adapter; dequantised merge: max |diff| ${diff.toExponential(2)}`,
+      );
       expect(diff).toBeLessThan(1e-4);
       model2.dispose();
       for (const t of [adapted, base, merged]) t.dispose();
@@ -260,35 +312,94 @@ describe('LoRA and DoRA over a 4-bit base', () => {
 
 describe('bitsandbytes checkpoints', () => {
   it('savePretrained writes bitsandbytes keys and quantization_config; fromPretrained reads them back bit-exactly', async () => {
-    const model = await fromPretrained(GOLDEN, { quantization: { computeDtype: 'bfloat16', skipModules: ['lm_head', /^visual\.merger\./] } });
+    const model = await fromPretrained(GOLDEN, {
+      quantization: { computeDtype: 'bfloat16', skipModules: ['lm_head', /^visual\.merger\./] },
+    });
     for (const maxShardBytes of [5e9, 60_000]) {
       const dir = tempDir();
       await savePretrained(model, dir, { maxShardBytes });
-      const files = maxShardBytes === 5e9 ? [join(dir, 'model.safetensors')]
-        : [...new Set(Object.values(JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8')).weight_map as Record<string, string>))].map((f) => join(dir, f));
-      const headers = Object.assign({}, ...await Promise.all(files.map(async (f) => (await torch.readSafetensorsHeader(f)).tensors)));
+      const files =
+        maxShardBytes === 5e9
+          ? [join(dir, 'model.safetensors')]
+          : [
+              ...new Set(
+                Object.values(
+                  JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8')).weight_map as Record<
+                    string,
+                    string
+                  >,
+                ),
+              ),
+            ].map((f) => join(dir, f));
+      const headers = Object.assign(
+        {},
+        ...(await Promise.all(files.map(async (f) => (await torch.readSafetensorsHeader(f)).tensors))),
+      );
       const p = 'model.layers.0.self_attn.q_proj';
       const entry = (k: string): string => `${headers[k].dtype} [${headers[k].shape.join(', ')}]`;
-      expect(Object.keys(headers).filter((k) => k.startsWith(`${p}.`)).sort()).toEqual(['bias', 'weight', 'weight.absmax', 'weight.nested_absmax', 'weight.nested_quant_map',
-        'weight.quant_map', 'weight.quant_state.bitsandbytes__nf4'].map((k) => `${p}.${k}`));
-      expect([entry(`${p}.weight`), entry(`${p}.weight.absmax`), entry(`${p}.weight.quant_map`), entry(`${p}.weight.nested_absmax`), entry(`${p}.weight.nested_quant_map`)])
-        .toEqual(['uint8 [2048, 1]', 'uint8 [64]', 'float32 [16]', 'float32 [1]', 'float32 [256]']);
+      expect(
+        Object.keys(headers)
+          .filter((k) => k.startsWith(`${p}.`))
+          .sort(),
+      ).toEqual(
+        [
+          'bias',
+          'weight',
+          'weight.absmax',
+          'weight.nested_absmax',
+          'weight.nested_quant_map',
+          'weight.quant_map',
+          'weight.quant_state.bitsandbytes__nf4',
+        ].map((k) => `${p}.${k}`),
+      );
+      expect([
+        entry(`${p}.weight`),
+        entry(`${p}.weight.absmax`),
+        entry(`${p}.weight.quant_map`),
+        entry(`${p}.weight.nested_absmax`),
+        entry(`${p}.weight.nested_quant_map`),
+      ]).toEqual(['uint8 [2048, 1]', 'uint8 [64]', 'float32 [16]', 'float32 [1]', 'float32 [256]']);
       expect(entry('lm_head.weight')).toBe('float32 [512, 64]');
       expect(entry('visual.merger.mlp.0.weight')).toBe('float32 [128, 128]');
       expect(Object.keys(headers).some((k) => k.includes('weight_'))).toBe(false);
       if (maxShardBytes === 5e9) {
         const json = await torch.loadSafetensors(files[0]!);
         const state = parseQuantStateTensor(json[`${p}.weight.quant_state.bitsandbytes__nf4`]!, 'test');
-        expect(Object.keys(state)).toEqual(['quant_type', 'blocksize', 'dtype', 'shape', 'nested_blocksize', 'nested_dtype', 'nested_offset']);
-        expect(state).toMatchObject({ quant_type: 'nf4', blocksize: 64, dtype: 'float32', shape: [64, 64], nested_blocksize: 256, nested_dtype: 'float32' });
+        expect(Object.keys(state)).toEqual([
+          'quant_type',
+          'blocksize',
+          'dtype',
+          'shape',
+          'nested_blocksize',
+          'nested_dtype',
+          'nested_offset',
+        ]);
+        expect(state).toMatchObject({
+          quant_type: 'nf4',
+          blocksize: 64,
+          dtype: 'float32',
+          shape: [64, 64],
+          nested_blocksize: 256,
+          nested_dtype: 'float32',
+        });
         Object.values(json).forEach((t) => t.dispose());
       }
       const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
       expect(config.torch_dtype).toBe('float32');
       expect(config.quantization_config).toEqual({
-        _load_in_4bit: true, _load_in_8bit: false, bnb_4bit_compute_dtype: 'bfloat16', bnb_4bit_quant_storage: 'uint8', bnb_4bit_quant_type: 'nf4',
-        bnb_4bit_use_double_quant: true, llm_int8_enable_fp32_cpu_offload: false, llm_int8_has_fp16_weight: false,
-        llm_int8_skip_modules: ['visual.merger.mlp.0', 'visual.merger.mlp.2', 'lm_head'], llm_int8_threshold: 6, load_in_4bit: true, load_in_8bit: false, quant_method: 'bitsandbytes',
+        _load_in_4bit: true,
+        _load_in_8bit: false,
+        bnb_4bit_compute_dtype: 'bfloat16',
+        bnb_4bit_quant_storage: 'uint8',
+        bnb_4bit_quant_type: 'nf4',
+        bnb_4bit_use_double_quant: true,
+        llm_int8_enable_fp32_cpu_offload: false,
+        llm_int8_has_fp16_weight: false,
+        llm_int8_skip_modules: ['visual.merger.mlp.0', 'visual.merger.mlp.2', 'lm_head'],
+        llm_int8_threshold: 6,
+        load_in_4bit: true,
+        load_in_8bit: false,
+        quant_method: 'bitsandbytes',
       });
       const again = await fromPretrained(dir);
       expectSameState(model.stateDict(), again.stateDict());
@@ -326,6 +437,8 @@ describe('bitsandbytes checkpoints', () => {
     delete tensors['model.layers.1.mlp.up_proj.weight.nested_absmax'];
     await torch.saveSafetensors(join(dir, 'model.safetensors'), tensors);
     Object.values(tensors).forEach((t) => t.dispose());
-    await expect(fromPretrained(dir)).rejects.toThrow(/4-bit layer 'model.layers.1.mlp.up_proj' lacks 'weight.nested_absmax'/);
+    await expect(fromPretrained(dir)).rejects.toThrow(
+      /4-bit layer 'model.layers.1.mlp.up_proj' lacks 'weight.nested_absmax'/,
+    );
   });
 });

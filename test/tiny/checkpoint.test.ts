@@ -31,20 +31,41 @@ describe.each(TINY_FAMILIES.filter((f) => f !== 'internvl' || supportsInternVL()
       ],
       images: [image],
     });
-    const inputs = { inputIds: batch.inputIds, attentionMask: batch.attentionMask, pixelValues: batch.pixelValues ?? undefined,
-      imageGridThw: 'imageGridThw' in batch ? batch.imageGridThw ?? undefined : undefined, imageFlags: 'imageFlags' in batch ? batch.imageFlags ?? undefined : undefined };
+    const inputs = {
+      inputIds: batch.inputIds,
+      attentionMask: batch.attentionMask,
+      pixelValues: batch.pixelValues ?? undefined,
+      imageGridThw: 'imageGridThw' in batch ? (batch.imageGridThw ?? undefined) : undefined,
+      imageFlags: 'imageFlags' in batch ? (batch.imageFlags ?? undefined) : undefined,
+    };
     torch.tidy(() => {
       model.train();
       const out = model.forward(inputs);
-      const loss = torch.nn.functional.crossEntropy(out.logits!.squeeze(0), targetsFromLabels(batch.labels).squeeze(0), { ignoreIndex: -100 });
+      const loss = torch.nn.functional.crossEntropy(
+        out.logits!.squeeze(0),
+        targetsFromLabels(batch.labels).squeeze(0),
+        { ignoreIndex: -100 },
+      );
       expect(Number.isFinite(loss.item())).toBe(true);
       loss.backward();
       const grads = model.parameters().filter((p) => p.grad !== null).length;
       expect(grads).toBe(model.parameters().length); // the vision tower is in the graph too
       model.eval();
     });
-    const prompt = await processor.process({ prompt: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'Describe.' }] }], images: [image] });
-    const result = generate(model, { ...inputs, inputIds: prompt.inputIds, attentionMask: prompt.attentionMask, pixelValues: prompt.pixelValues ?? undefined }, { maxNewTokens: 5 });
+    const prompt = await processor.process({
+      prompt: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'Describe.' }] }],
+      images: [image],
+    });
+    const result = generate(
+      model,
+      {
+        ...inputs,
+        inputIds: prompt.inputIds,
+        attentionMask: prompt.attentionMask,
+        pixelValues: prompt.pixelValues ?? undefined,
+      },
+      { maxNewTokens: 5 },
+    );
     expect(result.tokens[0]!.length).toBeGreaterThan(0);
     model.dispose();
   });
@@ -52,7 +73,9 @@ describe.each(TINY_FAMILIES.filter((f) => f !== 'internvl' || supportsInternVL()
   it('the same seed writes byte-identical weights', async () => {
     const again = join(root, `${family}-again`);
     await writeTinyCheckpoint(again, family, { seed: 3 });
-    expect(readFileSync(join(again, 'model.safetensors')).equals(readFileSync(join(dir, 'model.safetensors')))).toBe(true);
+    expect(readFileSync(join(again, 'model.safetensors')).equals(readFileSync(join(dir, 'model.safetensors')))).toBe(
+      true,
+    );
   });
 });
 

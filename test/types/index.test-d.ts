@@ -1,7 +1,7 @@
 // The published types (dist/index.d.ts, dist/internal.d.ts) as a user's compiler sees them: run by
 // `tsd` in `npm test`. Each expectError is a mistake the types must catch.
 import { expectAssignable, expectError, expectNotAssignable, expectType } from 'tsd';
-import { adapters, losses, models, nn, optim, quant, torch } from 'vlalign';
+import { adapters, losses, type models, type nn, optim, quant, torch } from 'vlalign';
 import { native, pythonFloatRepr } from 'vlalign/internal';
 
 // Tensors: creation, methods and dtypes keep their types.

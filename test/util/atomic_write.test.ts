@@ -39,10 +39,12 @@ describe('writeFileAtomic', () => {
   it('leaves the old file and no temp file when the write fails midway, rethrowing the error', () => {
     const { dir, file } = withOldFile();
     class Boom extends Error {}
-    expect(() => writeFileAtomic(file, (fd) => {
-      writeAll(fd, Buffer.from('half a fi'));
-      throw new Boom('disk full');
-    })).toThrow(Boom);
+    expect(() =>
+      writeFileAtomic(file, (fd) => {
+        writeAll(fd, Buffer.from('half a fi'));
+        throw new Boom('disk full');
+      }),
+    ).toThrow(Boom);
     expect(fs.readFileSync(file, 'utf8')).toBe('old');
     expect(fs.readdirSync(dir)).toEqual(['target.json']);
   });

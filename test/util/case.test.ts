@@ -65,7 +65,8 @@ describe('nested keys', () => {
   });
 
   it('refuses two keys that stand for one name, naming where', () => {
-    expect(() => toCamelKeys({ lora: { lora_alpha: 1, loraAlpha: 2 } }))
-      .toThrow(/^lora: keys 'lora_alpha' and 'loraAlpha' both stand for 'loraAlpha'/);
+    expect(() => toCamelKeys({ lora: { lora_alpha: 1, loraAlpha: 2 } })).toThrow(
+      /^lora: keys 'lora_alpha' and 'loraAlpha' both stand for 'loraAlpha'/,
+    );
   });
 });

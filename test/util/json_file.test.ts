@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  parseJson, readJsonFile, readJsonObject, readOptionalJsonFile, readOptionalTextFile, writeJsonFile,
+  parseJson,
+  readJsonFile,
+  readJsonObject,
+  readOptionalJsonFile,
+  readOptionalTextFile,
+  writeJsonFile,
 } from '../../lib/util/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vlalign-json-'));

@@ -47,64 +47,78 @@ export interface InternVLConfig {
 
 const json = z.record(z.string(), z.unknown());
 
-const remoteSchema = z.object({
-  vision_config: json,
-  llm_config: json,
-  downsample_ratio: z.number().positive().max(1).default(0.5),
-  ps_version: z.enum(['v1', 'v2']).default('v1'),
-  select_layer: z.number().int().min(-B.layers).max(B.layers).default(-1),
-  img_context_token_id: tokenId.optional(),
-}).loose();
+const remoteSchema = z
+  .object({
+    vision_config: json,
+    llm_config: json,
+    downsample_ratio: z.number().positive().max(1).default(0.5),
+    ps_version: z.enum(['v1', 'v2']).default('v1'),
+    select_layer: z.number().int().min(-B.layers).max(B.layers).default(-1),
+    img_context_token_id: tokenId.optional(),
+  })
+  .loose();
 
-const remoteVisionSchema = z.object({
-  hidden_size: boundedInt(B.hidden).default(3200),
-  num_hidden_layers: boundedInt(B.layers).default(48),
-  num_attention_heads: boundedInt(B.heads).default(25),
-  intermediate_size: boundedInt(B.intermediate).default(12800),
-  hidden_act: z.string().default('gelu'),
-  norm_type: z.enum(['layer_norm', 'rms_norm']).default('rms_norm'),
-  layer_norm_eps: z.number().positive().default(1e-6),
-  qkv_bias: z.boolean().default(false),
-  qk_normalization: z.boolean().default(true),
-  image_size: boundedInt(B.imageSide).default(224),
-  patch_size: boundedInt(B.patch).default(14),
-  num_channels: boundedInt(B.channels).default(3),
-  attention_dropout: z.number().min(0).max(1).default(0),
-  initializer_factor: z.number().default(0.1),
-}).loose();
+const remoteVisionSchema = z
+  .object({
+    hidden_size: boundedInt(B.hidden).default(3200),
+    num_hidden_layers: boundedInt(B.layers).default(48),
+    num_attention_heads: boundedInt(B.heads).default(25),
+    intermediate_size: boundedInt(B.intermediate).default(12800),
+    hidden_act: z.string().default('gelu'),
+    norm_type: z.enum(['layer_norm', 'rms_norm']).default('rms_norm'),
+    layer_norm_eps: z.number().positive().default(1e-6),
+    qkv_bias: z.boolean().default(false),
+    qk_normalization: z.boolean().default(true),
+    image_size: boundedInt(B.imageSide).default(224),
+    patch_size: boundedInt(B.patch).default(14),
+    num_channels: boundedInt(B.channels).default(3),
+    attention_dropout: z.number().min(0).max(1).default(0),
+    initializer_factor: z.number().default(0.1),
+  })
+  .loose();
 
 const side = (max: number) => z.union([boundedInt(max), z.array(boundedInt(max)).length(2)]);
 
-const nativeSchema = z.object({
-  vision_config: json.default({}),
-  text_config: json.default({}),
-  image_token_id: tokenId.default(151667),
-  downsample_ratio: z.number().positive().max(1).default(0.5),
-  projector_hidden_act: z.string().default('gelu'),
-  vision_feature_layer: z.number().int().min(-B.layers).max(B.layers).default(-1),
-  vision_feature_select_strategy: z.literal('default', { message: "only 'default' (drop the CLS token) is supported" }).default('default'),
-  tie_word_embeddings: z.boolean().optional(),
-}).loose();
+const nativeSchema = z
+  .object({
+    vision_config: json.default({}),
+    text_config: json.default({}),
+    image_token_id: tokenId.default(151667),
+    downsample_ratio: z.number().positive().max(1).default(0.5),
+    projector_hidden_act: z.string().default('gelu'),
+    vision_feature_layer: z.number().int().min(-B.layers).max(B.layers).default(-1),
+    vision_feature_select_strategy: z
+      .literal('default', { message: "only 'default' (drop the CLS token) is supported" })
+      .default('default'),
+    tie_word_embeddings: z.boolean().optional(),
+  })
+  .loose();
 
-const nativeVisionSchema = z.object({
-  hidden_size: boundedInt(B.hidden).default(1024),
-  num_hidden_layers: boundedInt(B.layers).default(24),
-  num_attention_heads: boundedInt(B.heads).default(16),
-  intermediate_size: boundedInt(B.intermediate).default(4096),
-  hidden_act: z.string().default('gelu'),
-  norm_type: z.enum(['layer_norm', 'rms_norm']).default('layer_norm'),
-  layer_norm_eps: z.number().positive().default(1e-6),
-  attention_bias: z.boolean().default(false),
-  use_qk_norm: z.boolean().default(false),
-  image_size: side(B.imageSide).default(448),
-  patch_size: side(B.patch).default(14),
-  num_channels: boundedInt(B.channels).default(3),
-  attention_dropout: z.number().min(0).max(1).default(0),
-  layer_scale_init_value: z.number().default(0.1),
-  use_mean_pooling: z.literal(true, { message: 'a final layernorm (use_mean_pooling=false) is not supported' }).default(true),
-  use_absolute_position_embeddings: z.literal(true, { message: 'only absolute position embeddings are supported' }).default(true),
-  use_mask_token: z.boolean().default(false),
-}).loose();
+const nativeVisionSchema = z
+  .object({
+    hidden_size: boundedInt(B.hidden).default(1024),
+    num_hidden_layers: boundedInt(B.layers).default(24),
+    num_attention_heads: boundedInt(B.heads).default(16),
+    intermediate_size: boundedInt(B.intermediate).default(4096),
+    hidden_act: z.string().default('gelu'),
+    norm_type: z.enum(['layer_norm', 'rms_norm']).default('layer_norm'),
+    layer_norm_eps: z.number().positive().default(1e-6),
+    attention_bias: z.boolean().default(false),
+    use_qk_norm: z.boolean().default(false),
+    image_size: side(B.imageSide).default(448),
+    patch_size: side(B.patch).default(14),
+    num_channels: boundedInt(B.channels).default(3),
+    attention_dropout: z.number().min(0).max(1).default(0),
+    layer_scale_init_value: z.number().default(0.1),
+    use_mean_pooling: z
+      .literal(true, { message: 'a final layernorm (use_mean_pooling=false) is not supported' })
+      .default(true),
+    use_absolute_position_embeddings: z
+      .literal(true, { message: 'only absolute position embeddings are supported' })
+      .default(true),
+    use_mask_token: z.boolean().default(false),
+  })
+  .loose();
 
 /** remote code: the LLM class is `llm_config.architectures[0]`. */
 const REMOTE_LLMS: Record<string, string> = { Qwen2ForCausalLM: 'qwen2', Qwen3ForCausalLM: 'qwen3' };
@@ -121,17 +135,30 @@ function parseRemote(raw: Json): InternVLConfig {
   const arch = (c.llm_config.architectures as unknown[] | undefined)?.[0];
   const modelType = REMOTE_LLMS[String(arch)];
   if (modelType === undefined) {
-    throw new Error(`${where}: llm_config.architectures[0] '${String(arch)}' is not supported (supported: ${Object.keys(REMOTE_LLMS).join(', ')}; InternLM2, Llama and Phi3 LLMs are not)`);
+    throw new Error(
+      `${where}: llm_config.architectures[0] '${String(arch)}' is not supported (supported: ${Object.keys(REMOTE_LLMS).join(', ')}; InternLM2, Llama and Phi3 LLMs are not)`,
+    );
   }
   // InternVLChatConfig forces tie_word_embeddings=False on the LLM whatever the file says.
   const textRaw = { ...c.llm_config, model_type: modelType, tie_word_embeddings: false };
   return {
     modelType: 'internvl_chat',
     vision: {
-      hiddenSize: v.hidden_size, numLayers: v.num_hidden_layers, numHeads: v.num_attention_heads, intermediateSize: v.intermediate_size,
-      hiddenAct: v.hidden_act, normType: v.norm_type, layerNormEps: v.layer_norm_eps, qkvBias: v.qkv_bias, qkNorm: v.qk_normalization,
-      qkNormEps: v.layer_norm_eps, imageSize: v.image_size, patchSize: v.patch_size, numChannels: v.num_channels,
-      attentionDropout: v.attention_dropout, layerScaleInit: v.initializer_factor,
+      hiddenSize: v.hidden_size,
+      numLayers: v.num_hidden_layers,
+      numHeads: v.num_attention_heads,
+      intermediateSize: v.intermediate_size,
+      hiddenAct: v.hidden_act,
+      normType: v.norm_type,
+      layerNormEps: v.layer_norm_eps,
+      qkvBias: v.qkv_bias,
+      qkNorm: v.qk_normalization,
+      qkNormEps: v.layer_norm_eps,
+      imageSize: v.image_size,
+      patchSize: v.patch_size,
+      numChannels: v.num_channels,
+      attentionDropout: v.attention_dropout,
+      layerScaleInit: v.initializer_factor,
     },
     text: parseTextConfig(textRaw, `${where} llm_config`),
     textRaw,
@@ -149,7 +176,9 @@ function parseNative(raw: Json): InternVLConfig {
   const v = parseConfig(nativeVisionSchema, c.vision_config, where, { root: 'vision_config' });
   const modelType = String(c.text_config.model_type ?? 'qwen2');
   if (!NATIVE_LLMS.includes(modelType)) {
-    throw new Error(`${where}: text_config.model_type '${modelType}' is not supported (supported: ${NATIVE_LLMS.join(', ')})`);
+    throw new Error(
+      `${where}: text_config.model_type '${modelType}' is not supported (supported: ${NATIVE_LLMS.join(', ')})`,
+    );
   }
   // Newer transformers read a top-level tie_word_embeddings; older ones the text config's.
   const tie = c.tie_word_embeddings ?? c.text_config.tie_word_embeddings ?? false;
@@ -157,11 +186,21 @@ function parseNative(raw: Json): InternVLConfig {
   return {
     modelType: 'internvl',
     vision: {
-      hiddenSize: v.hidden_size, numLayers: v.num_hidden_layers, numHeads: v.num_attention_heads, intermediateSize: v.intermediate_size,
-      hiddenAct: v.hidden_act, normType: v.norm_type, layerNormEps: v.layer_norm_eps, qkvBias: v.attention_bias, qkNorm: v.use_qk_norm,
-      qkNormEps: 1e-6, imageSize: squareSide(v.image_size, `${where} vision_config.image_size`),
-      patchSize: squareSide(v.patch_size, `${where} vision_config.patch_size`), numChannels: v.num_channels,
-      attentionDropout: v.attention_dropout, layerScaleInit: v.layer_scale_init_value,
+      hiddenSize: v.hidden_size,
+      numLayers: v.num_hidden_layers,
+      numHeads: v.num_attention_heads,
+      intermediateSize: v.intermediate_size,
+      hiddenAct: v.hidden_act,
+      normType: v.norm_type,
+      layerNormEps: v.layer_norm_eps,
+      qkvBias: v.attention_bias,
+      qkNorm: v.use_qk_norm,
+      qkNormEps: 1e-6,
+      imageSize: squareSide(v.image_size, `${where} vision_config.image_size`),
+      patchSize: squareSide(v.patch_size, `${where} vision_config.patch_size`),
+      numChannels: v.num_channels,
+      attentionDropout: v.attention_dropout,
+      layerScaleInit: v.layer_scale_init_value,
     },
     text: parseTextConfig(textRaw, `${where} text_config`),
     textRaw,
@@ -182,10 +221,13 @@ function squareSide(value: number | number[], where: string): number {
 /** Checks the ViT / pixel-shuffle geometry once, so forward never meets a fractional shape. */
 export function checkGeometry(c: InternVLConfig, where: string): void {
   const { hiddenSize, numHeads, imageSize, patchSize, numLayers } = c.vision;
-  if (hiddenSize % numHeads !== 0) throw new Error(`${where}: vision hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}`);
-  if (imageSize % patchSize !== 0) throw new Error(`${where}: vision image_size ${imageSize} is not a multiple of patch_size ${patchSize}`);
+  if (hiddenSize % numHeads !== 0)
+    throw new Error(`${where}: vision hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}`);
+  if (imageSize % patchSize !== 0)
+    throw new Error(`${where}: vision image_size ${imageSize} is not a multiple of patch_size ${patchSize}`);
   const factor = 1 / c.downsampleRatio;
-  if (!Number.isInteger(factor)) throw new Error(`${where}: downsample_ratio ${c.downsampleRatio} must be 1/n for an integer n`);
+  if (!Number.isInteger(factor))
+    throw new Error(`${where}: downsample_ratio ${c.downsampleRatio} must be 1/n for an integer n`);
   if (c.selectLayer < -(numLayers + 1) || c.selectLayer > numLayers) {
     throw new Error(`${where}: select_layer ${c.selectLayer} is outside the ${numLayers + 1} ViT hidden states`);
   }

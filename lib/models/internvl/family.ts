@@ -65,8 +65,10 @@ export function internVLModuleName(name: string, tied: boolean): string | null {
   }
   const projector = /^multi_modal_projector\.(layer_norm|linear_1|linear_2)\.(.+)$/.exec(bare);
   if (projector) return `mlp1.${PROJECTOR[projector[1]!]}.${projector[2]}`;
-  if (name.startsWith('model.language_model.')) return `language_model.model.${name.slice('model.language_model.'.length)}`;
-  if (name === 'lm_head.weight' || name === 'language_model.lm_head.weight') return tied ? null : 'language_model.lm_head.weight';
+  if (name.startsWith('model.language_model.'))
+    return `language_model.model.${name.slice('model.language_model.'.length)}`;
+  if (name === 'lm_head.weight' || name === 'language_model.lm_head.weight')
+    return tied ? null : 'language_model.lm_head.weight';
   return name;
 }
 

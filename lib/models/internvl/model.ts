@@ -33,7 +33,10 @@ export class InternVLChatModel extends Module implements CausalLM {
   /** `<IMG_CONTEXT>`: null until known (from the native config, the options, or set by the caller). */
   imgContextTokenId: number | null;
 
-  constructor(readonly rawConfig: Json, options: ParamOptions & InternVLOptions = {}) {
+  constructor(
+    readonly rawConfig: Json,
+    options: ParamOptions & InternVLOptions = {},
+  ) {
     super();
     this.config = parseInternVLConfig(rawConfig);
     checkGeometry(this.config, `${this.config.modelType} config.json`);
@@ -42,8 +45,14 @@ export class InternVLChatModel extends Module implements CausalLM {
     this.imgContextTokenId = options.imgContextTokenId ?? this.config.imgContextTokenId;
     this.vision_model = this.registerModule('vision_model', new InternVisionModel(vision, params));
     const shuffled = vision.hiddenSize * Math.round(1 / this.config.downsampleRatio) ** 2;
-    this.mlp1 = this.registerModule('mlp1', new VisionProjector(shuffled, text.hiddenSize, this.config.projectorAct, params));
-    this.language_model = this.registerModule('language_model', new Qwen2ForCausalLM(text, this.config.textRaw, params));
+    this.mlp1 = this.registerModule(
+      'mlp1',
+      new VisionProjector(shuffled, text.hiddenSize, this.config.projectorAct, params),
+    );
+    this.language_model = this.registerModule(
+      'language_model',
+      new Qwen2ForCausalLM(text, this.config.textRaw, params),
+    );
   }
 
   get modelType(): string {
@@ -90,13 +99,20 @@ export class InternVLChatModel extends Module implements CausalLM {
       const embeds = this.language_model.model.embed_tokens.forward(inputs.inputIds);
       if (!inputs.pixelValues) return embeds;
       if (this.imgContextTokenId === null) {
-        throw new Error(`${this.modelType}: imgContextTokenId is not set (pass the tokenizer's <IMG_CONTEXT> id as an option or set model.imgContextTokenId)`);
+        throw new Error(
+          `${this.modelType}: imgContextTokenId is not set (pass the tokenizer's <IMG_CONTEXT> id as an option or set model.imgContextTokenId)`,
+        );
       }
-      const rows = this.#keptTiles(this.encodeImages(inputs.pixelValues).embeds, inputs.imageFlags ?? undefined).reshape([-1, embeds.shape[2]!]);
+      const rows = this.#keptTiles(
+        this.encodeImages(inputs.pixelValues).embeds,
+        inputs.imageFlags ?? undefined,
+      ).reshape([-1, embeds.shape[2]!]);
       const slots = inputs.inputIds.eq(this.imgContextTokenId);
       const count = slots.sum().item();
       if (count !== rows.shape[0]) {
-        throw new Error(`${this.modelType}: the prompt has ${count} <IMG_CONTEXT> tokens (id ${this.imgContextTokenId}) but the kept tiles give ${rows.shape[0]} rows`);
+        throw new Error(
+          `${this.modelType}: the prompt has ${count} <IMG_CONTEXT> tokens (id ${this.imgContextTokenId}) but the kept tiles give ${rows.shape[0]} rows`,
+        );
       }
       return embeds.indexPut_([slots], rows.to(embeds.dtype));
     });

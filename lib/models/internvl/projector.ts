@@ -14,10 +14,14 @@ export function pixelShuffle(x: Tensor, downsampleRatio: number, version: 'v1' |
   return torch.tidy(() => {
     const [t, rows, cols, c] = x.shape as [number, number, number, number];
     const r = Math.round(1 / downsampleRatio);
-    if (rows % r !== 0 || cols % r !== 0) throw new Error(`pixelShuffle: the ${rows}×${cols} patch grid is not divisible by ${r}`);
+    if (rows % r !== 0 || cols % r !== 0)
+      throw new Error(`pixelShuffle: the ${rows}×${cols} patch grid is not divisible by ${r}`);
     // The reference's steps with its names (n, w, h, c): fold column pairs into channels, swap,
     // fold row pairs, swap back (v2).
-    const folded = x.reshape([t, rows, cols / r, c * r]).permute([0, 2, 1, 3]).reshape([t, cols / r, rows / r, c * r * r]);
+    const folded = x
+      .reshape([t, rows, cols / r, c * r])
+      .permute([0, 2, 1, 3])
+      .reshape([t, cols / r, rows / r, c * r * r]);
     const grid = version === 'v2' ? folded.permute([0, 2, 1, 3]) : folded;
     return grid.reshape([t, -1, c * r * r]);
   });

@@ -4,24 +4,46 @@
 // InternViT-6B adds RMSNorm on q and k over the whole width before the head split. No final norm.
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
-import { Module, Linear, LayerNorm, RMSNorm, ModuleList, PatchConv, activation, checkpointed, type Activation, type ParamOptions } from '../../nn/index.js';
+import {
+  Module,
+  Linear,
+  LayerNorm,
+  RMSNorm,
+  ModuleList,
+  PatchConv,
+  activation,
+  checkpointed,
+  type Activation,
+  type ParamOptions,
+} from '../../nn/index.js';
 import { resizeBicubic } from './bicubic.js';
 import type { InternVisionConfig } from './config.js';
 
 const norm = (c: InternVisionConfig, o: ParamOptions): LayerNorm | RMSNorm =>
-  c.normType === 'layer_norm' ? new LayerNorm(c.hiddenSize, c.layerNormEps, o) : new RMSNorm(c.hiddenSize, c.layerNormEps, o);
+  c.normType === 'layer_norm'
+    ? new LayerNorm(c.hiddenSize, c.layerNormEps, o)
+    : new RMSNorm(c.hiddenSize, c.layerNormEps, o);
 
 export class InternVisionEmbeddings extends Module {
   readonly class_embedding: Tensor;
   readonly patch_embedding: PatchConv;
   readonly position_embedding: Tensor;
 
-  constructor(readonly config: InternVisionConfig, options: ParamOptions) {
+  constructor(
+    readonly config: InternVisionConfig,
+    options: ParamOptions,
+  ) {
     super();
     const { hiddenSize: d, patchSize: p, imageSize } = config;
     this.class_embedding = this.registerParameter('class_embedding', torch.empty([1, 1, d], options));
-    this.patch_embedding = this.registerModule('patch_embedding', new PatchConv(config.numChannels, d, [p, p], options));
-    this.position_embedding = this.registerParameter('position_embedding', torch.empty([1, (imageSize / p) ** 2 + 1, d], options));
+    this.patch_embedding = this.registerModule(
+      'patch_embedding',
+      new PatchConv(config.numChannels, d, [p, p], options),
+    );
+    this.position_embedding = this.registerParameter(
+      'position_embedding',
+      torch.empty([1, (imageSize / p) ** 2 + 1, d], options),
+    );
   }
 
   /** Random CLS and position embeddings (nn.initWeights calls this; loading overwrites them). */
@@ -38,7 +60,10 @@ export class InternVisionEmbeddings extends Module {
       const dtype = this.patch_embedding.weight.dtype;
       const patches = this.patch_embedding.forward(pixelValues.to(dtype));
       const [t, d, h, w] = patches.shape as [number, number, number, number];
-      const tokens = torch.cat([this.class_embedding.expand([t, 1, d]).to(dtype), patches.flatten(2).transpose(1, 2)], 1);
+      const tokens = torch.cat(
+        [this.class_embedding.expand([t, 1, d]).to(dtype), patches.flatten(2).transpose(1, 2)],
+        1,
+      );
       return tokens.add(this.positions(h, w).to(dtype));
     });
   }
@@ -60,7 +85,10 @@ export class InternAttention extends Module {
   readonly q_norm: RMSNorm | null;
   readonly k_norm: RMSNorm | null;
 
-  constructor(readonly config: InternVisionConfig, options: ParamOptions) {
+  constructor(
+    readonly config: InternVisionConfig,
+    options: ParamOptions,
+  ) {
     super();
     const d = config.hiddenSize;
     this.qkv = this.registerModule('qkv', new Linear(d, 3 * d, { ...options, bias: config.qkvBias }));
@@ -79,8 +107,12 @@ export class InternAttention extends Module {
       const [q, k, v] = this.qkv.forward(x).split(d, -1) as [Tensor, Tensor, Tensor];
       const heads = (u: Tensor, normLayer: RMSNorm | null): Tensor =>
         (normLayer ? normLayer.forward(u) : u).reshape([t, n, h, hd]).transpose(1, 2);
-      let weights = heads(q, this.q_norm).mul(hd ** -0.5).matmul(heads(k, this.k_norm).transpose(-2, -1)).softmax(-1);
-      if (this.training && this.config.attentionDropout > 0) weights = torch.nn.functional.dropout(weights, this.config.attentionDropout, true);
+      let weights = heads(q, this.q_norm)
+        .mul(hd ** -0.5)
+        .matmul(heads(k, this.k_norm).transpose(-2, -1))
+        .softmax(-1);
+      if (this.training && this.config.attentionDropout > 0)
+        weights = torch.nn.functional.dropout(weights, this.config.attentionDropout, true);
       return this.proj.forward(weights.matmul(heads(v, null)).transpose(1, 2).reshape([t, n, d]));
     });
   }
@@ -134,7 +166,10 @@ export class InternVisionEncoder extends Module {
 
   constructor(config: InternVisionConfig, options: ParamOptions) {
     super();
-    this.layers = this.registerModule('layers', new ModuleList(Array.from({ length: config.numLayers }, () => new InternVisionEncoderLayer(config, options))));
+    this.layers = this.registerModule(
+      'layers',
+      new ModuleList(Array.from({ length: config.numLayers }, () => new InternVisionEncoderLayer(config, options))),
+    );
   }
 }
 
@@ -142,7 +177,10 @@ export class InternVisionModel extends Module {
   readonly embeddings: InternVisionEmbeddings;
   readonly encoder: InternVisionEncoder;
 
-  constructor(readonly config: InternVisionConfig, options: ParamOptions = {}) {
+  constructor(
+    readonly config: InternVisionConfig,
+    options: ParamOptions = {},
+  ) {
     super();
     this.embeddings = this.registerModule('embeddings', new InternVisionEmbeddings(config, options));
     this.encoder = this.registerModule('encoder', new InternVisionEncoder(config, options));
@@ -153,10 +191,14 @@ export class InternVisionModel extends Module {
    * the last hidden state; hidden_states[k] of the reference is `layers = k`, 0 = the embeddings).
    */
   forward(pixelValues: Tensor, layers = this.config.numLayers): Tensor {
-    if (pixelValues.shape.length !== 4) throw new Error(`InternVisionModel: pixel_values must be [tiles, 3, H, W], got [${pixelValues.shape.join(', ')}]`);
+    if (pixelValues.shape.length !== 4)
+      throw new Error(
+        `InternVisionModel: pixel_values must be [tiles, 3, H, W], got [${pixelValues.shape.join(', ')}]`,
+      );
     return torch.tidy(() => {
       let h = this.embeddings.forward(pixelValues);
-      for (const layer of this.encoder.layers.items.slice(0, layers)) h = checkpointed(this, (x) => layer.forward(x!), [h]);
+      for (const layer of this.encoder.layers.items.slice(0, layers))
+        h = checkpointed(this, (x) => layer.forward(x!), [h]);
       return h;
     });
   }

@@ -12,12 +12,19 @@ export class Qwen2ForCausalLM extends Module implements CausalLM {
   readonly model: Qwen2Model;
   readonly lm_head: Linear | null;
 
-  constructor(readonly textConfig: TextConfig, readonly rawConfig: Json, options: ParamOptions = {}) {
+  constructor(
+    readonly textConfig: TextConfig,
+    readonly rawConfig: Json,
+    options: ParamOptions = {},
+  ) {
     super();
     this.model = this.registerModule('model', new Qwen2Model(textConfig, options));
     this.lm_head = textConfig.tieWordEmbeddings
       ? null
-      : this.registerModule('lm_head', new Linear(textConfig.hiddenSize, textConfig.vocabSize, { ...options, bias: false }));
+      : this.registerModule(
+          'lm_head',
+          new Linear(textConfig.hiddenSize, textConfig.vocabSize, { ...options, bias: false }),
+        );
   }
 
   get modelType(): string {
@@ -43,13 +50,24 @@ export class Qwen2ForCausalLM extends Module implements CausalLM {
   }
 
   /** The forward from input embeddings (VLMs call it after writing image features into them). */
-  forwardEmbeds(inputsEmbeds: Tensor, inputs: Omit<ModelInputs, 'inputIds'>, options: ForwardOptions = {}): CausalLMOutput {
+  forwardEmbeds(
+    inputsEmbeds: Tensor,
+    inputs: Omit<ModelInputs, 'inputIds'>,
+    options: ForwardOptions = {},
+  ): CausalLMOutput {
     return torch.tidy(() => {
       const [b, q] = inputsEmbeds.shape as [number, number];
       const past = options.cache?.length ?? 0;
-      const positionIds = inputs.positionIds ?? this.#positions(inputs.attentionMask ?? null, b, past, q, inputsEmbeds.device);
+      const positionIds =
+        inputs.positionIds ?? this.#positions(inputs.attentionMask ?? null, b, past, q, inputsEmbeds.device);
       const mask = causalMask(q, past + q, inputs.attentionMask ?? null, inputsEmbeds.dtype, inputsEmbeds.device);
-      const out = this.model.forward({ inputsEmbeds, positionIds, mask, cache: options.cache, outputHiddenStates: options.outputHiddenStates });
+      const out = this.model.forward({
+        inputsEmbeds,
+        positionIds,
+        mask,
+        cache: options.cache,
+        outputHiddenStates: options.outputHiddenStates,
+      });
       return options.logits === false ? out : { ...out, logits: this.logits(out.hidden) };
     });
   }
@@ -59,7 +77,11 @@ export class Qwen2ForCausalLM extends Module implements CausalLM {
    * unpadded and right-padded rows that is the plain token index its forward uses.
    */
   #positions(attentionMask: Tensor | null, b: number, past: number, q: number, device: Tensor['device']): Tensor {
-    if (attentionMask === null) return torch.arange(past, past + q, { dtype: 'int64', device }).unsqueeze(0).expand([b, q]);
+    if (attentionMask === null)
+      return torch
+        .arange(past, past + q, { dtype: 'int64', device })
+        .unsqueeze(0)
+        .expand([b, q]);
     return this.decodePositions(null, attentionMask, q);
   }
 

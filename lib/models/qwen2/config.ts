@@ -35,7 +35,10 @@ const schema = z
     attention_dropout: z.number().min(0).max(1).default(0),
     use_sliding_window: z.boolean().default(false),
     bos_token_id: tokenId.nullable().optional(),
-    eos_token_id: z.union([tokenId, z.array(tokenId)]).nullable().optional(),
+    eos_token_id: z
+      .union([tokenId, z.array(tokenId)])
+      .nullable()
+      .optional(),
   })
   .loose();
 
@@ -76,13 +79,20 @@ export function parseTextConfig(json: Json, where: string): TextConfig {
   if (c.use_sliding_window) throw new Error(`${where}: use_sliding_window=true is not supported`);
   const numKvHeads = c.num_key_value_heads ?? c.num_attention_heads;
   if (c.num_attention_heads % numKvHeads !== 0) {
-    throw new Error(`${where}: num_attention_heads (${c.num_attention_heads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
+    throw new Error(
+      `${where}: num_attention_heads (${c.num_attention_heads}) must be a multiple of num_key_value_heads (${numKvHeads})`,
+    );
   }
   const headDim = c.head_dim ?? c.hidden_size / c.num_attention_heads;
-  if (!Number.isInteger(headDim)) throw new Error(`${where}: hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`);
+  if (!Number.isInteger(headDim))
+    throw new Error(
+      `${where}: hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`,
+    );
   const mropeSection = scaling?.mrope_section ?? null;
   if (mropeSection && 2 * mropeSection.reduce((a, b) => a + b, 0) !== headDim) {
-    throw new Error(`${where}: rope_scaling.mrope_section ${JSON.stringify(mropeSection)} must sum to head_dim/2 = ${headDim / 2}`);
+    throw new Error(
+      `${where}: rope_scaling.mrope_section ${JSON.stringify(mropeSection)} must sum to head_dim/2 = ${headDim / 2}`,
+    );
   }
   const eos = c.eos_token_id ?? [];
   return {
@@ -100,7 +110,7 @@ export function parseTextConfig(json: Json, where: string): TextConfig {
     mropeSection,
     maxPositionEmbeddings: c.max_position_embeddings,
     tieWordEmbeddings: c.tie_word_embeddings,
-    qkvBias: qwen3 ? c.attention_bias ?? false : true,
+    qkvBias: qwen3 ? (c.attention_bias ?? false) : true,
     qkNorm: qwen3,
     attentionDropout: c.attention_dropout,
     eosTokenIds: Array.isArray(eos) ? eos : [eos],

@@ -4,8 +4,23 @@
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
 import {
-  Module, Linear, Embedding, RMSNorm, ModuleList, activation, applyRotary, attend, checkpointed, cosSin,
-  inverseFrequencies, mropeAngles, rotaryAngles, type Activation, type CosSin, type KVCache, type ParamOptions,
+  Module,
+  Linear,
+  Embedding,
+  RMSNorm,
+  ModuleList,
+  activation,
+  applyRotary,
+  attend,
+  checkpointed,
+  cosSin,
+  inverseFrequencies,
+  mropeAngles,
+  rotaryAngles,
+  type Activation,
+  type CosSin,
+  type KVCache,
+  type ParamOptions,
 } from '../../nn/index.js';
 import type { TextConfig } from './config.js';
 
@@ -17,7 +32,11 @@ export class Qwen2Attention extends Module {
   readonly q_norm: RMSNorm | null;
   readonly k_norm: RMSNorm | null;
 
-  constructor(readonly config: TextConfig, readonly layerIndex: number, options: ParamOptions) {
+  constructor(
+    readonly config: TextConfig,
+    readonly layerIndex: number,
+    options: ParamOptions,
+  ) {
     super();
     const { hiddenSize: d, numHeads: h, numKvHeads: kv, headDim: hd, qkvBias } = config;
     this.q_proj = this.registerModule('q_proj', new Linear(d, h * hd, { ...options, bias: qkvBias }));
@@ -42,7 +61,11 @@ export class Qwen2Attention extends Module {
       let keys = applyRotary(heads(this.k_proj.forward(x), kv, this.k_norm), rotary);
       let values = heads(this.v_proj.forward(x), kv, null);
       if (cache) [keys, values] = cache.update(this.layerIndex, keys, values);
-      const out = attend(queries, keys, values, { mask, dropout: this.config.attentionDropout, training: this.training });
+      const out = attend(queries, keys, values, {
+        mask,
+        dropout: this.config.attentionDropout,
+        training: this.training,
+      });
       return this.o_proj.forward(out.transpose(1, 2).reshape([b, q, h * hd]));
     });
   }
@@ -77,9 +100,18 @@ export class Qwen2DecoderLayer extends Module {
   constructor(config: TextConfig, layerIndex: number, options: ParamOptions) {
     super();
     this.self_attn = this.registerModule('self_attn', new Qwen2Attention(config, layerIndex, options));
-    this.mlp = this.registerModule('mlp', new Qwen2MLP(config.hiddenSize, config.intermediateSize, config.hiddenAct, options));
-    this.input_layernorm = this.registerModule('input_layernorm', new RMSNorm(config.hiddenSize, config.rmsNormEps, options));
-    this.post_attention_layernorm = this.registerModule('post_attention_layernorm', new RMSNorm(config.hiddenSize, config.rmsNormEps, options));
+    this.mlp = this.registerModule(
+      'mlp',
+      new Qwen2MLP(config.hiddenSize, config.intermediateSize, config.hiddenAct, options),
+    );
+    this.input_layernorm = this.registerModule(
+      'input_layernorm',
+      new RMSNorm(config.hiddenSize, config.rmsNormEps, options),
+    );
+    this.post_attention_layernorm = this.registerModule(
+      'post_attention_layernorm',
+      new RMSNorm(config.hiddenSize, config.rmsNormEps, options),
+    );
   }
 
   forward(h: Tensor, rotary: CosSin, mask: Tensor | null, cache?: KVCache): Tensor {
@@ -113,10 +145,19 @@ export class Qwen2Model extends Module {
   readonly norm: RMSNorm;
   readonly invFreq: Tensor;
 
-  constructor(readonly config: TextConfig, options: ParamOptions = {}) {
+  constructor(
+    readonly config: TextConfig,
+    options: ParamOptions = {},
+  ) {
     super();
-    this.embed_tokens = this.registerModule('embed_tokens', new Embedding(config.vocabSize, config.hiddenSize, options));
-    this.layers = this.registerModule('layers', new ModuleList(Array.from({ length: config.numLayers }, (_, i) => new Qwen2DecoderLayer(config, i, options))));
+    this.embed_tokens = this.registerModule(
+      'embed_tokens',
+      new Embedding(config.vocabSize, config.hiddenSize, options),
+    );
+    this.layers = this.registerModule(
+      'layers',
+      new ModuleList(Array.from({ length: config.numLayers }, (_, i) => new Qwen2DecoderLayer(config, i, options))),
+    );
     this.norm = this.registerModule('norm', new RMSNorm(config.hiddenSize, config.rmsNormEps, options));
     this.invFreq = this.registerBuffer('inv_freq', inverseFrequencies(config.headDim, config.ropeTheta), false);
   }
@@ -140,7 +181,12 @@ export class Qwen2Model extends Module {
         if (inputs.outputHiddenStates) states.push(h);
         h = inputs.cache
           ? layer.forward(h, rotary, inputs.mask, inputs.cache)
-          : checkpointed(this, (x, cos, sin, mask) => layer.forward(x, { cos: cos!, sin: sin! }, mask ?? null), [h, rotary.cos, rotary.sin, ...(inputs.mask ? [inputs.mask] : [])]);
+          : checkpointed(this, (x, cos, sin, mask) => layer.forward(x, { cos: cos!, sin: sin! }, mask ?? null), [
+              h,
+              rotary.cos,
+              rotary.sin,
+              ...(inputs.mask ? [inputs.mask] : []),
+            ]);
       }
       inputs.cache?.advance(inputs.inputsEmbeds.shape[1]!);
       const hidden = this.norm.forward(h);

@@ -16,14 +16,16 @@ import { parseVisionConfig, type VisionConfig } from './vision_config.js';
 import { QwenVisionTower, type VisionOutput } from './vision.js';
 import type { Grid } from './vision_layout.js';
 
-const tokenSchema = z.object({
-  image_token_id: tokenId.default(151655),
-  video_token_id: tokenId.default(151656),
-  vision_start_token_id: tokenId.default(151652),
-  vision_config: z.record(z.string(), z.unknown()).default({}),
-  text_config: z.record(z.string(), z.unknown()).optional(),
-  spatial_merge_size: boundedInt(SIZE_BOUNDS.patch).optional(),
-}).loose();
+const tokenSchema = z
+  .object({
+    image_token_id: tokenId.default(151655),
+    video_token_id: tokenId.default(151656),
+    vision_start_token_id: tokenId.default(151652),
+    vision_config: z.record(z.string(), z.unknown()).default({}),
+    text_config: z.record(z.string(), z.unknown()).optional(),
+    spatial_merge_size: boundedInt(SIZE_BOUNDS.patch).optional(),
+  })
+  .loose();
 
 export class QwenVLForConditionalGeneration extends Module implements CausalLM {
   readonly visual: QwenVisionTower;
@@ -33,7 +35,10 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
   readonly textConfig: TextConfig;
   readonly tokens: RopeTokens;
 
-  constructor(readonly rawConfig: Json, options: ParamOptions = {}) {
+  constructor(
+    readonly rawConfig: Json,
+    options: ParamOptions = {},
+  ) {
     super();
     const family = rawConfig.model_type === 'qwen2_5_vl' ? 'qwen2_5_vl' : 'qwen2_vl';
     const where = `${family} config.json`;
@@ -42,17 +47,23 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
     // Qwen2VLConfig's own defaults differ from Qwen2Config's (rms_norm_eps 1e-5, rope_theta 1e6).
     const text = { rms_norm_eps: 1e-5, rope_theta: 1e6, ...rawConfig, ...(c.text_config ?? {}), model_type: 'qwen2' };
     this.textConfig = parseTextConfig(text, where);
-    if (!this.textConfig.mropeSection) throw new Error(`${where}: rope_scaling.mrope_section is required for ${family}`);
+    if (!this.textConfig.mropeSection)
+      throw new Error(`${where}: rope_scaling.mrope_section is required for ${family}`);
     this.visionConfig = parseVisionConfig(family, c.vision_config as Json, where);
     this.tokens = {
-      imageTokenId: c.image_token_id, videoTokenId: c.video_token_id, visionStartTokenId: c.vision_start_token_id,
+      imageTokenId: c.image_token_id,
+      videoTokenId: c.video_token_id,
+      visionStartTokenId: c.vision_start_token_id,
       spatialMergeSize: this.visionConfig.spatialMergeSize,
     };
     this.visual = this.registerModule('visual', new QwenVisionTower(this.visionConfig, options));
     this.model = this.registerModule('model', new Qwen2Model(this.textConfig, options));
     this.lm_head = this.textConfig.tieWordEmbeddings
       ? null
-      : this.registerModule('lm_head', new Linear(this.textConfig.hiddenSize, this.textConfig.vocabSize, { ...options, bias: false }));
+      : this.registerModule(
+          'lm_head',
+          new Linear(this.textConfig.hiddenSize, this.textConfig.vocabSize, { ...options, bias: false }),
+        );
   }
 
   get modelType(): string {
@@ -83,14 +94,20 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
       const slots = inputs.inputIds.eq(this.tokens.imageTokenId);
       const count = slots.sum().item();
       if (count !== features.shape[0]) {
-        throw new Error(`${this.modelType}: the prompt has ${count} image tokens but the images give ${features.shape[0]} features`);
+        throw new Error(
+          `${this.modelType}: the prompt has ${count} image tokens but the images give ${features.shape[0]} features`,
+        );
       }
       return embeds.indexPut_([slots], features.to(embeds.dtype));
     });
   }
 
   /** M-RoPE ids [3, B, L] and rope deltas [B, 1] of a prompt. */
-  ropeIndex(inputIds: Tensor, attentionMask: Tensor | null, imageGridThw?: Tensor | null): { positionIds: Tensor; ropeDeltas: Tensor } {
+  ropeIndex(
+    inputIds: Tensor,
+    attentionMask: Tensor | null,
+    imageGridThw?: Tensor | null,
+  ): { positionIds: Tensor; ropeDeltas: Tensor } {
     const rows = (t: Tensor): number[][] => t.toArray() as number[][];
     const grids = imageGridThw ? gridsOf(imageGridThw) : [];
     const { positions, deltas } = ropeIndex(rows(inputIds), attentionMask && rows(attentionMask), grids, this.tokens);
@@ -98,7 +115,10 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
     const flat = new Int32Array(3 * b * l);
     positions.forEach((axis, a) => axis.forEach((row, i) => flat.set(row, (a * b + i) * l)));
     return torch.tidy(() => ({
-      positionIds: torch.tensor(flat, { shape: [3, b, l] }).long().to(inputIds.device),
+      positionIds: torch
+        .tensor(flat, { shape: [3, b, l] })
+        .long()
+        .to(inputIds.device),
       ropeDeltas: torch.tensor(deltas, { dtype: 'int64', shape: [b, 1] }).to(inputIds.device),
     }));
   }
@@ -115,10 +135,20 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
         positionIds = index.positionIds;
         if (cache) cache.ropeDeltas = index.ropeDeltas.keep();
       } else if (!positionIds) {
-        positionIds = this.decodePositions(cache ?? null, inputs.attentionMask ?? torch.ones([b, past + q], { dtype: 'int64' }), q);
+        positionIds = this.decodePositions(
+          cache ?? null,
+          inputs.attentionMask ?? torch.ones([b, past + q], { dtype: 'int64' }),
+          q,
+        );
       }
       const mask = causalMask(q, past + q, inputs.attentionMask ?? null, embeds.dtype, embeds.device);
-      const out = this.model.forward({ inputsEmbeds: embeds, positionIds, mask, cache, outputHiddenStates: options.outputHiddenStates });
+      const out = this.model.forward({
+        inputsEmbeds: embeds,
+        positionIds,
+        mask,
+        cache,
+        outputHiddenStates: options.outputHiddenStates,
+      });
       if (options.logits === false) return out;
       const head = this.lmHead();
       return { ...out, logits: torch.nn.functional.linear(out.hidden, head.weight, head.bias) };
@@ -130,7 +160,10 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
     return torch.tidy(() => {
       const b = attentionMask.shape[0]!;
       const past = cache?.length ?? attentionMask.shape[1]! - steps;
-      const index = torch.arange(past, past + steps, { dtype: 'int64' }).unsqueeze(0).expand([b, steps]);
+      const index = torch
+        .arange(past, past + steps, { dtype: 'int64' })
+        .unsqueeze(0)
+        .expand([b, steps]);
       const deltas = cache?.ropeDeltas ?? torch.zeros([b, 1], { dtype: 'int64' });
       return index.add(deltas).unsqueeze(0).expand([3, b, steps]);
     });

@@ -19,14 +19,23 @@ export interface RopeIndex {
 }
 
 /** ids[b][l], mask[b][l] (1 = real token) and the image grids of the whole batch in prompt order. */
-export function ropeIndex(ids: ArrayLike<number>[], mask: ArrayLike<number>[] | null, grids: readonly Grid[], tokens: RopeTokens): RopeIndex {
+export function ropeIndex(
+  ids: ArrayLike<number>[],
+  mask: ArrayLike<number>[] | null,
+  grids: readonly Grid[],
+  tokens: RopeTokens,
+): RopeIndex {
   const positions = [0, 1, 2].map(() => ids.map((row) => new Int32Array(row.length).fill(1)));
   const deltas: number[] = [];
   let nextImage = 0;
   ids.forEach((row, b) => {
     const kept: number[] = [];
     const tokensOfRow: number[] = [];
-    for (let l = 0; l < row.length; l++) if (mask === null || mask[b]![l] === 1) (kept.push(l), tokensOfRow.push(row[l]!));
+    for (let l = 0; l < row.length; l++) {
+      if (mask !== null && mask[b]![l] !== 1) continue;
+      kept.push(l);
+      tokensOfRow.push(row[l]!);
+    }
     const { axes, images } = rowPositions(tokensOfRow, grids, nextImage, tokens, b);
     nextImage += images;
     let max = -1;
@@ -41,7 +50,13 @@ export function ropeIndex(ids: ArrayLike<number>[], mask: ArrayLike<number>[] | 
   return { positions, deltas };
 }
 
-function rowPositions(row: number[], grids: readonly Grid[], firstImage: number, tokens: RopeTokens, b: number): { axes: Int32Array[]; images: number } {
+function rowPositions(
+  row: number[],
+  grids: readonly Grid[],
+  firstImage: number,
+  tokens: RopeTokens,
+  b: number,
+): { axes: Int32Array[]; images: number } {
   const axes = [0, 1, 2].map(() => new Int32Array(row.length));
   const merge = tokens.spatialMergeSize;
   let next = 0; // position the next text token gets
@@ -59,11 +74,13 @@ function rowPositions(row: number[], grids: readonly Grid[], firstImage: number,
       continue;
     }
     const grid = grids[firstImage + images];
-    if (grid === undefined) throw new Error(`input_ids row ${b}: more image blocks than image_grid_thw rows (${grids.length})`);
+    if (grid === undefined)
+      throw new Error(`input_ids row ${b}: more image blocks than image_grid_thw rows (${grids.length})`);
     const [t, h, w] = [grid[0], grid[1] / merge, grid[2] / merge];
     const count = t * h * w;
     for (let k = 0; k < count; k++) {
-      if (row[l + k] !== tokens.imageTokenId) throw new Error(`input_ids row ${b}: image ${firstImage + images} needs ${count} image tokens from index ${l}`);
+      if (row[l + k] !== tokens.imageTokenId)
+        throw new Error(`input_ids row ${b}: image ${firstImage + images} needs ${count} image tokens from index ${l}`);
       axes[0]![l + k] = next + Math.floor(k / (h * w));
       axes[1]![l + k] = next + (Math.floor(k / w) % h);
       axes[2]![l + k] = next + (k % w);

@@ -4,8 +4,23 @@
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
 import {
-  Module, Linear, LayerNorm, RMSNorm, ModuleDict, ModuleList, PatchConv, activation, applyRotary, attend, checkpointed, cosSin,
-  inverseFrequencies, segmentMask, type Activation, type CosSin, type ParamOptions,
+  Module,
+  Linear,
+  LayerNorm,
+  RMSNorm,
+  ModuleDict,
+  ModuleList,
+  PatchConv,
+  activation,
+  applyRotary,
+  attend,
+  checkpointed,
+  cosSin,
+  inverseFrequencies,
+  segmentMask,
+  type Activation,
+  type CosSin,
+  type ParamOptions,
 } from '../../nn/index.js';
 import { Qwen2MLP } from '../qwen2/decoder.js';
 import type { VisionConfig } from './vision_config.js';
@@ -19,7 +34,11 @@ class VisionAttention extends Module {
   readonly qkv: Linear;
   readonly proj: Linear;
 
-  constructor(readonly width: number, readonly numHeads: number, options: ParamOptions) {
+  constructor(
+    readonly width: number,
+    readonly numHeads: number,
+    options: ParamOptions,
+  ) {
     super();
     this.qkv = this.registerModule('qkv', new Linear(width, 3 * width, options));
     this.proj = this.registerModule('proj', new Linear(width, width, options));
@@ -66,9 +85,12 @@ class VisionBlock extends Module {
     this.norm1 = this.registerModule('norm1', norm(c, c.width, options));
     this.norm2 = this.registerModule('norm2', norm(c, c.width, options));
     this.attn = this.registerModule('attn', new VisionAttention(c.width, c.numHeads, options));
-    this.mlp = this.registerModule('mlp', c.family === 'qwen2_vl'
-      ? new VisionMLP(c.width, c.intermediateSize, c.hiddenAct, options)
-      : new Qwen2MLP(c.width, c.intermediateSize, c.hiddenAct, { ...options, bias: true }));
+    this.mlp = this.registerModule(
+      'mlp',
+      c.family === 'qwen2_vl'
+        ? new VisionMLP(c.width, c.intermediateSize, c.hiddenAct, options)
+        : new Qwen2MLP(c.width, c.intermediateSize, c.hiddenAct, { ...options, bias: true }),
+    );
   }
 
   forward(x: Tensor, rotary: CosSin, mask: Tensor): Tensor {
@@ -88,7 +110,10 @@ class PatchMerger extends Module {
     super();
     const merged = c.width * c.spatialMergeSize ** 2;
     this.ln_q = this.registerModule('ln_q', norm(c, c.width, options));
-    this.mlp = this.registerModule('mlp', new ModuleDict({ 0: new Linear(merged, merged, options), 2: new Linear(merged, c.outHiddenSize, options) }));
+    this.mlp = this.registerModule(
+      'mlp',
+      new ModuleDict({ 0: new Linear(merged, merged, options), 2: new Linear(merged, c.outHiddenSize, options) }),
+    );
   }
 
   /** [N, W] rows in merge-block order to [N / merge², out]. */
@@ -115,12 +140,22 @@ export class QwenVisionTower extends Module {
   readonly merger: PatchMerger;
   readonly invFreq: Tensor;
 
-  constructor(readonly config: VisionConfig, options: ParamOptions = {}) {
+  constructor(
+    readonly config: VisionConfig,
+    options: ParamOptions = {},
+  ) {
     super();
     this.patch_embed = this.registerModule('patch_embed', new PatchEmbed(config, options));
-    this.blocks = this.registerModule('blocks', new ModuleList(Array.from({ length: config.depth }, () => new VisionBlock(config, options))));
+    this.blocks = this.registerModule(
+      'blocks',
+      new ModuleList(Array.from({ length: config.depth }, () => new VisionBlock(config, options))),
+    );
     this.merger = this.registerModule('merger', new PatchMerger(config, options));
-    this.invFreq = this.registerBuffer('inv_freq', inverseFrequencies(config.width / config.numHeads / 2, 10000), false);
+    this.invFreq = this.registerBuffer(
+      'inv_freq',
+      inverseFrequencies(config.width / config.numHeads / 2, 10000),
+      false,
+    );
   }
 
   get dtype(): Tensor['dtype'] {
@@ -133,9 +168,13 @@ export class QwenVisionTower extends Module {
       const c = this.config;
       const unit = c.spatialMergeSize ** 2;
       const patchEmbeds = this.patch_embed.forward(pixelValues.to(this.dtype));
-      const windows = c.family === 'qwen2_5_vl' ? windowLayout(grids, c.spatialMergeSize, c.windowSize / c.spatialMergeSize / c.patchSize) : null;
+      const windows =
+        c.family === 'qwen2_5_vl'
+          ? windowLayout(grids, c.spatialMergeSize, c.windowSize / c.spatialMergeSize / c.patchSize)
+          : null;
       const order = windows && torch.tensor(windows.windowIndex).long();
-      const permute = (t: Tensor): Tensor => (order ? t.view([-1, unit, t.shape[1]!]).indexSelect(0, order).flatten(0, 1) : t);
+      const permute = (t: Tensor): Tensor =>
+        order ? t.view([-1, unit, t.shape[1]!]).indexSelect(0, order).flatten(0, 1) : t;
       const rotary = this.#rotary(grids, permute);
       const device = pixelValues.device;
       const imageMask = segmentMask(imageSegments(grids), this.dtype, device);
@@ -143,7 +182,12 @@ export class QwenVisionTower extends Module {
       let h = permute(patchEmbeds);
       this.blocks.items.forEach((block, i) => {
         const mask = windowMask && !c.fullAttentionBlocks.includes(i) ? windowMask : imageMask;
-        h = checkpointed(this, (x, cos, sin, m) => block.forward(x, { cos: cos!, sin: sin! }, m!), [h, rotary.cos, rotary.sin, mask]);
+        h = checkpointed(this, (x, cos, sin, m) => block.forward(x, { cos: cos!, sin: sin! }, m!), [
+          h,
+          rotary.cos,
+          rotary.sin,
+          mask,
+        ]);
       });
       let embeds = this.merger.forward(h);
       if (order) embeds = embeds.indexSelect(0, order.argsort());
@@ -156,7 +200,10 @@ export class QwenVisionTower extends Module {
     return torch.tidy(() => {
       const { rows, cols } = patchPositions(grids, this.config.spatialMergeSize);
       const f = this.invFreq;
-      const angles = torch.cat([torch.tensor(rows).float().unsqueeze(1).mul(f), torch.tensor(cols).float().unsqueeze(1).mul(f)], 1);
+      const angles = torch.cat(
+        [torch.tensor(rows).float().unsqueeze(1).mul(f), torch.tensor(cols).float().unsqueeze(1).mul(f)],
+        1,
+      );
       const { cos, sin } = cosSin(permute(angles));
       return { cos: cos.unsqueeze(1), sin: sin.unsqueeze(1) };
     });
@@ -168,7 +215,13 @@ class PatchEmbed extends Module {
 
   constructor(c: VisionConfig, options: ParamOptions) {
     super();
-    this.proj = this.registerModule('proj', new PatchConv(c.inChannels, c.width, [c.temporalPatchSize, c.patchSize, c.patchSize], { ...options, bias: false }));
+    this.proj = this.registerModule(
+      'proj',
+      new PatchConv(c.inChannels, c.width, [c.temporalPatchSize, c.patchSize, c.patchSize], {
+        ...options,
+        bias: false,
+      }),
+    );
   }
 
   forward(patches: Tensor): Tensor {

@@ -34,38 +34,70 @@ const common = {
   spatial_merge_size: boundedInt(B.patch).default(2),
 };
 
-const qwen2Schema = z.object({
-  ...common,
-  embed_dim: boundedInt(B.hidden).default(1280),
-  hidden_size: boundedInt(B.hidden).default(3584),
-  mlp_ratio: z.number().positive().max(64).default(4),
-  hidden_act: z.string().default('quick_gelu'),
-}).loose();
+const qwen2Schema = z
+  .object({
+    ...common,
+    embed_dim: boundedInt(B.hidden).default(1280),
+    hidden_size: boundedInt(B.hidden).default(3584),
+    mlp_ratio: z.number().positive().max(64).default(4),
+    hidden_act: z.string().default('quick_gelu'),
+  })
+  .loose();
 
-const qwen25Schema = z.object({
-  ...common,
-  hidden_size: boundedInt(B.hidden).default(3584),
-  intermediate_size: boundedInt(B.intermediate).default(3420),
-  out_hidden_size: boundedInt(B.hidden).default(3584),
-  hidden_act: z.string().default('silu'),
-  window_size: boundedInt(B.imageSide).default(112),
-  fullatt_block_indexes: z.array(z.number().int().min(0).max(B.layers - 1)).max(B.layers).default([7, 15, 23, 31]),
-}).loose();
+const qwen25Schema = z
+  .object({
+    ...common,
+    hidden_size: boundedInt(B.hidden).default(3584),
+    intermediate_size: boundedInt(B.intermediate).default(3420),
+    out_hidden_size: boundedInt(B.hidden).default(3584),
+    hidden_act: z.string().default('silu'),
+    window_size: boundedInt(B.imageSide).default(112),
+    fullatt_block_indexes: z
+      .array(
+        z
+          .number()
+          .int()
+          .min(0)
+          .max(B.layers - 1),
+      )
+      .max(B.layers)
+      .default([7, 15, 23, 31]),
+  })
+  .loose();
 
 export function parseVisionConfig(family: VisionConfig['family'], json: Json, where: string): VisionConfig {
   if (family === 'qwen2_vl') {
     const c = parseConfig(qwen2Schema, json, where, { root: 'vision_config' });
     return {
-      family, depth: c.depth, width: c.embed_dim, numHeads: c.num_heads, intermediateSize: Math.round(c.embed_dim * c.mlp_ratio),
-      hiddenAct: c.hidden_act, outHiddenSize: c.hidden_size, inChannels: c.in_channels ?? c.in_chans ?? 3, patchSize: c.patch_size,
-      temporalPatchSize: c.temporal_patch_size, spatialMergeSize: c.spatial_merge_size, windowSize: 0, fullAttentionBlocks: [],
+      family,
+      depth: c.depth,
+      width: c.embed_dim,
+      numHeads: c.num_heads,
+      intermediateSize: Math.round(c.embed_dim * c.mlp_ratio),
+      hiddenAct: c.hidden_act,
+      outHiddenSize: c.hidden_size,
+      inChannels: c.in_channels ?? c.in_chans ?? 3,
+      patchSize: c.patch_size,
+      temporalPatchSize: c.temporal_patch_size,
+      spatialMergeSize: c.spatial_merge_size,
+      windowSize: 0,
+      fullAttentionBlocks: [],
     };
   }
   const c = parseConfig(qwen25Schema, json, where, { root: 'vision_config' });
   return {
-    family, depth: c.depth, width: c.hidden_size, numHeads: c.num_heads, intermediateSize: c.intermediate_size,
-    hiddenAct: c.hidden_act, outHiddenSize: c.out_hidden_size, inChannels: c.in_channels ?? c.in_chans ?? 3, patchSize: c.patch_size,
-    temporalPatchSize: c.temporal_patch_size, spatialMergeSize: c.spatial_merge_size, windowSize: c.window_size,
+    family,
+    depth: c.depth,
+    width: c.hidden_size,
+    numHeads: c.num_heads,
+    intermediateSize: c.intermediate_size,
+    hiddenAct: c.hidden_act,
+    outHiddenSize: c.out_hidden_size,
+    inChannels: c.in_channels ?? c.in_chans ?? 3,
+    patchSize: c.patch_size,
+    temporalPatchSize: c.temporal_patch_size,
+    spatialMergeSize: c.spatial_merge_size,
+    windowSize: c.window_size,
     fullAttentionBlocks: c.fullatt_block_indexes,
   };
 }

@@ -17,7 +17,10 @@ export interface RgbImage {
 
 /** Checks the dimensions and the buffer length and returns them as an RgbImage (no copy). */
 export function rgbImage(width: number, height: number, data: Uint8Array): RgbImage {
-  for (const [name, value] of [['width', width], ['height', height]] as const) {
+  for (const [name, value] of [
+    ['width', width],
+    ['height', height],
+  ] as const) {
     if (!Number.isInteger(value) || value <= 0) {
       throw new RangeError(`rgbImage: expected a positive integer for ${name} but received ${String(value)}`);
     }
@@ -26,7 +29,9 @@ export function rgbImage(width: number, height: number, data: Uint8Array): RgbIm
     throw new TypeError(`rgbImage: expected a Uint8Array for data but received ${typeof data}`);
   }
   if (data.length !== width * height * 3) {
-    throw new RangeError(`rgbImage: data holds ${data.length} bytes but a ${width}x${height} RGB image needs ${width * height * 3}`);
+    throw new RangeError(
+      `rgbImage: data holds ${data.length} bytes but a ${width}x${height} RGB image needs ${width * height * 3}`,
+    );
   }
   return { width, height, data };
 }
@@ -59,7 +64,9 @@ export async function loadImage(source: string | Uint8Array, options: LoadImageO
     throw new Error(`loadImage: cannot decode ${what}: ${reason}`, { cause: err });
   }
   if (decoded.width < minSize || decoded.height < minSize) {
-    throw new RangeError(`loadImage: ${what} is ${decoded.width}x${decoded.height} pixels, smaller than minSize ${minSize}`);
+    throw new RangeError(
+      `loadImage: ${what} is ${decoded.width}x${decoded.height} pixels, smaller than minSize ${minSize}`,
+    );
   }
   return rgbImage(decoded.width, decoded.height, decoded.data);
 }

@@ -53,7 +53,13 @@ export function candidateGrids(minNum: number, maxNum: number): TileGrid[] {
  * tie a later candidate wins only if the image has more than half the pixels of its canvas
  * (width * height > 0.5 * imageSize^2 * columns * rows). Starts from (1, 1) as the reference does.
  */
-export function closestAspectRatio(aspectRatio: number, candidates: readonly TileGrid[], width: number, height: number, imageSize: number): TileGrid {
+export function closestAspectRatio(
+  aspectRatio: number,
+  candidates: readonly TileGrid[],
+  width: number,
+  height: number,
+  imageSize: number,
+): TileGrid {
   let bestDiff = Number.POSITIVE_INFINITY;
   let best: TileGrid = { columns: 1, rows: 1 };
   const area = width * height;
@@ -70,7 +76,11 @@ export function closestAspectRatio(aspectRatio: number, candidates: readonly Til
 }
 
 /** The grid dynamic_preprocess picks for a width x height image. */
-export function tileGrid(width: number, height: number, options: { minNum?: number; maxNum?: number; imageSize?: number } = {}): TileGrid {
+export function tileGrid(
+  width: number,
+  height: number,
+  options: { minNum?: number; maxNum?: number; imageSize?: number } = {},
+): TileGrid {
   const where = 'tileGrid';
   positiveInteger(where, 'width', width);
   positiveInteger(where, 'height', height);

@@ -39,7 +39,7 @@ export function imageKernels(): ImageKernels | null {
   cached = null;
   const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
   const bytes = wasmModule([vertical(), horizontal(), normalizePlanes(), patchRow(), ...pngKernels()], 1);
-  if (!wasm || !wasm.validate(bytes)) return cached;
+  if (!wasm?.validate(bytes)) return cached;
   const e = new wasm.Instance(new wasm.Module(bytes)).exports;
   cached = {
     memory: e.memory as WasmMemory,

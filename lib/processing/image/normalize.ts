@@ -6,7 +6,11 @@
  * A [3 * 256] table: entry c * 256 + v = fround(fround(scale(v) - mean[c]) / std[c]), where
  * mean and std are first rounded to float32 (numpy / torch hold them as float32 arrays).
  */
-export function channelLut(scale: (v: number) => number, mean: readonly number[], std: readonly number[]): Float32Array {
+export function channelLut(
+  scale: (v: number) => number,
+  mean: readonly number[],
+  std: readonly number[],
+): Float32Array {
   const lut = new Float32Array(3 * 256);
   for (let c = 0; c < 3; c++) {
     const m = Math.fround(mean[c]!);

@@ -12,7 +12,14 @@ export function planeLut(mean: readonly number[], std: readonly number[]): Uint3
 }
 
 /** Pixels [from, pixels) of `data` through the lookup table into planes at out[offset ...]. */
-export function lookupPlanes(data: Uint8Array, from: number, pixels: number, lut: Uint32Array, out: Uint32Array, offset: number): void {
+export function lookupPlanes(
+  data: Uint8Array,
+  from: number,
+  pixels: number,
+  lut: Uint32Array,
+  out: Uint32Array,
+  offset: number,
+): void {
   const g = offset + pixels;
   const b = g + pixels;
   for (let p = from, s = 3 * from; p < pixels; p++, s += 3) {
@@ -26,7 +33,15 @@ export function lookupPlanes(data: Uint8Array, from: number, pixels: number, lut
  * Writes the planes at byte `at` of the kernels' memory (16-aligned) and reserves `extra` bytes
  * after them; returns the memory. The image itself is staged after the planes.
  */
-export function planesInMemory(kernels: ImageKernels, img: RgbImage, lut: Uint32Array, mean: readonly number[], std: readonly number[], at: number, extra = 0): ArrayBuffer {
+export function planesInMemory(
+  kernels: ImageKernels,
+  img: RgbImage,
+  lut: Uint32Array,
+  mean: readonly number[],
+  std: readonly number[],
+  at: number,
+  extra = 0,
+): ArrayBuffer {
   const pixels = img.width * img.height;
   const groups = Math.floor(pixels / 16);
   const constants = at;

@@ -112,7 +112,15 @@ function unfilterJs(raw: Uint8Array, width: number, height: number, bpp: number)
 }
 
 /** One row: out[row ..] from raw[src ..] given the previous output row at row - stride. */
-function unfilterRow(filter: number, raw: Uint8Array, src: number, out: Uint8Array, row: number, stride: number, bpp: number): void {
+function unfilterRow(
+  filter: number,
+  raw: Uint8Array,
+  src: number,
+  out: Uint8Array,
+  row: number,
+  stride: number,
+  bpp: number,
+): void {
   const up = row - stride;
   if (filter === 0) {
     out.set(raw.subarray(src, src + stride), row);
@@ -174,5 +182,9 @@ export function decodePng(bytes: Uint8Array): { width: number; height: number; d
   const raw = zlib.inflateSync(png.data);
   if (raw.length < expected) throw new Error(`PNG image data is truncated (${raw.length} of ${expected} bytes)`);
   const pixels = unfilter(raw, png.width, png.height, bpp);
-  return { width: png.width, height: png.height, data: toRgb(pixels, png.width * png.height, png.colorType, png.palette) };
+  return {
+    width: png.width,
+    height: png.height,
+    data: toRgb(pixels, png.width * png.height, png.colorType, png.palette),
+  };
 }

@@ -77,7 +77,14 @@ function flattenPatches(img: RgbImage, lut: Uint32Array, o: Qwen2VlImageOptions,
 }
 
 /** The same rows as flattenPatches from the SIMD kernels: planes, then one patchRow per row. */
-function flattenWithKernels(kernels: ImageKernels, img: RgbImage, lut: Uint32Array, o: Qwen2VlImageOptions, out: Float32Array, row0: number): void {
+function flattenWithKernels(
+  kernels: ImageKernels,
+  img: RgbImage,
+  lut: Uint32Array,
+  o: Qwen2VlImageOptions,
+  out: Float32Array,
+  row0: number,
+): void {
   const P = o.patchSize;
   const M = o.mergeSize;
   const cols = 3 * o.temporalPatchSize * P * P;
@@ -116,7 +123,9 @@ export function qwen2VlPixelValues(images: RgbImage[], options: Partial<Qwen2VlI
       const size = smartResize(img.height, img.width, { factor, minPixels: o.minPixels, maxPixels: o.maxPixels });
       return resizeBicubic(img, size.width, size.height);
     } catch (err) {
-      throw new RangeError(`qwen2VlPixelValues: image ${k} (${img.width}x${img.height}): ${(err as Error).message}`, { cause: err });
+      throw new RangeError(`qwen2VlPixelValues: image ${k} (${img.width}x${img.height}): ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   });
   const grids = resized.map((img): [number, number, number] => [1, img.height / o.patchSize, img.width / o.patchSize]);

@@ -54,7 +54,10 @@ const PreprocessorConfig = z.looseObject({
   do_normalize: z.literal(true).optional(),
   do_convert_rgb: z.literal(true).optional(),
   resample: z.literal(3, { message: 'only 3 (PIL BICUBIC) is implemented' }).optional(),
-  rescale_factor: z.number().refine((v) => Math.abs(v - 1 / 255) < 1e-12, 'only 1/255 is implemented').optional(),
+  rescale_factor: z
+    .number()
+    .refine((v) => Math.abs(v - 1 / 255) < 1e-12, 'only 1/255 is implemented')
+    .optional(),
 });
 
 /**

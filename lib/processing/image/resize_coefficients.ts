@@ -23,7 +23,7 @@ function bicubic(x: number): number {
 /** Pillow's precompute_coeffs + normalize_coeffs_8bpc for the full box [0, inSize). */
 export function coefficients(inSize: number, outSize: number): Coefficients {
   const scale = inSize / outSize;
-  const filterScale = scale < 1 ? 1 : scale;
+  const filterScale = Math.max(scale, 1);
   const support = 2 * filterScale;
   const ksize = Math.ceil(support) * 2 + 1;
   const inverse = 1 / filterScale;
@@ -49,4 +49,3 @@ export function coefficients(inSize: number, outSize: number): Coefficients {
   }
   return { first, count, ksize, weights };
 }
-

@@ -7,7 +7,14 @@ const PRECISION_BITS = 22;
 const HALF = 1 << (PRECISION_BITS - 1);
 
 /** Horizontal pass over source rows [row0, row0 + rows): [rows, outW, 3] from [*, inW, 3]. */
-export function horizontalJs(src: Uint8Array, inW: number, row0: number, rows: number, outW: number, c: Coefficients): Uint8Array {
+export function horizontalJs(
+  src: Uint8Array,
+  inW: number,
+  row0: number,
+  rows: number,
+  outW: number,
+  c: Coefficients,
+): Uint8Array {
   const out = new Uint8Array(rows * outW * 3);
   const clamped = new Uint8ClampedArray(out.buffer); // stores clamp to 0..255 for free
   const { first, count, ksize, weights } = c;
@@ -54,7 +61,16 @@ export function verticalJs(src: Uint8Array, width: number, row0: number, outH: n
     const p = (first[y]! - row0) * stride;
     let t = 0;
     for (; t + 4 <= n; t += 4) {
-      addRows4(acc, src, p + t * stride, stride, weights[k + t]!, weights[k + t + 1]!, weights[k + t + 2]!, weights[k + t + 3]!);
+      addRows4(
+        acc,
+        src,
+        p + t * stride,
+        stride,
+        weights[k + t]!,
+        weights[k + t + 1]!,
+        weights[k + t + 2]!,
+        weights[k + t + 3]!,
+      );
     }
     for (; t < n; t++) addRow(acc, src, p + t * stride, stride, weights[k + t]!);
     const d = y * stride;
@@ -64,12 +80,25 @@ export function verticalJs(src: Uint8Array, width: number, row0: number, outH: n
 }
 
 /** acc += four consecutive rows (starting at p, `stride` apart) times their weights. */
-function addRows4(acc: Int32Array, src: Uint8Array, p: number, stride: number, w0: number, w1: number, w2: number, w3: number): void {
+function addRows4(
+  acc: Int32Array,
+  src: Uint8Array,
+  p: number,
+  stride: number,
+  w0: number,
+  w1: number,
+  w2: number,
+  w3: number,
+): void {
   const p1 = p + stride;
   const p2 = p1 + stride;
   const p3 = p2 + stride;
   for (let i = 0; i < stride; i++) {
-    const s = Math.imul(src[p + i]!, w0) + Math.imul(src[p1 + i]!, w1) + Math.imul(src[p2 + i]!, w2) + Math.imul(src[p3 + i]!, w3);
+    const s =
+      Math.imul(src[p + i]!, w0) +
+      Math.imul(src[p1 + i]!, w1) +
+      Math.imul(src[p2 + i]!, w2) +
+      Math.imul(src[p3 + i]!, w3);
     acc[i] = (acc[i]! + s) | 0;
   }
 }
@@ -78,4 +107,3 @@ function addRows4(acc: Int32Array, src: Uint8Array, p: number, stride: number, w
 function addRow(acc: Int32Array, src: Uint8Array, p: number, stride: number, w: number): void {
   for (let i = 0; i < stride; i++) acc[i] = (acc[i]! + Math.imul(src[p + i]!, w)) | 0;
 }
-

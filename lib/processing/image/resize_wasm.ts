@@ -26,8 +26,11 @@ function writeCoefficients(memory: ArrayBuffer, c: Coefficients, ptrs: [number, 
   new Int32Array(memory, ptrs[2], c.weights.length).set(c.weights);
 }
 
-const reserveTable = (arena: Arena, c: Coefficients): [number, number, number] =>
-  [arena.reserve(c.first.length * 4), arena.reserve(c.count.length * 4), arena.reserve(c.weights.length * 4)];
+const reserveTable = (arena: Arena, c: Coefficients): [number, number, number] => [
+  arena.reserve(c.first.length * 4),
+  arena.reserve(c.count.length * 4),
+  arena.reserve(c.weights.length * 4),
+];
 
 /**
  * Largest memory a resize may take in the kernels' memory, which never shrinks: larger images
@@ -41,8 +44,15 @@ const MAX_BYTES = 2 ** 29;
  * horizontal pass covers source rows [row0, row0 + rows).
  */
 export function resizeWasm(
-  src: Uint8Array, inW: number, inH: number, width: number, height: number,
-  hc: Coefficients | null, vc: Coefficients | null, row0: number, rows: number,
+  src: Uint8Array,
+  inW: number,
+  inH: number,
+  width: number,
+  height: number,
+  hc: Coefficients | null,
+  vc: Coefficients | null,
+  row0: number,
+  rows: number,
 ): Uint8Array | null {
   const kernels = imageKernels();
   if (!kernels) return null;

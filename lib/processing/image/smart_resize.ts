@@ -28,7 +28,11 @@ function checkPositiveInteger(name: string, value: number): void {
 }
 
 /** The resized {height, width} for an image of height x width pixels. */
-export function smartResize(height: number, width: number, options: SmartResizeOptions = {}): { height: number; width: number } {
+export function smartResize(
+  height: number,
+  width: number,
+  options: SmartResizeOptions = {},
+): { height: number; width: number } {
   const factor = options.factor ?? 28;
   const minPixels = options.minPixels ?? 3136;
   const maxPixels = options.maxPixels ?? 1003520;

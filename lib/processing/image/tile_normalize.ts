@@ -6,7 +6,12 @@ import { imageKernels } from './kernels.js';
 import { lookupPlanes, planeLut, planesInMemory, planesOffset } from './planes.js';
 
 /** Writes tile k's three planes at out[k * 3 * pixels ...]; all tiles must have the same size. */
-export function normalizeTiles(tiles: RgbImage[], out: Float32Array, mean: readonly number[], std: readonly number[]): void {
+export function normalizeTiles(
+  tiles: RgbImage[],
+  out: Float32Array,
+  mean: readonly number[],
+  std: readonly number[],
+): void {
   const lut = planeLut(mean, std);
   const kernels = imageKernels();
   tiles.forEach((tile, k) => {

@@ -112,7 +112,14 @@ export function wasmModule(functions: WasmFunction[], memoryPages: number): Uint
     return [...uleb(entry.length), ...entry];
   });
   return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
     ...section(1, vector(types)),
     ...section(3, vector(functions.map((_, k) => uleb(k)))),
     ...section(5, vector([[0x00, ...uleb(memoryPages)]])),

@@ -68,7 +68,8 @@ async function maxDiff(name: string, source: 'path' | 'buffer' = 'path'): Promis
 
 describe('loadImage', () => {
   it('decodes PNG in every mode as convert("RGB") does: alpha dropped, grey replicated, palette expanded', async () => {
-    for (const name of ['rgb.png', 'rgba.png', 'l.png', 'la.png', 'p.png', 'p_trns.png']) expect(await maxDiff(name), name).toBe(0);
+    for (const name of ['rgb.png', 'rgba.png', 'l.png', 'la.png', 'p.png', 'p_trns.png'])
+      expect(await maxDiff(name), name).toBe(0);
     expect(await maxDiff('rgba.png', 'buffer')).toBe(0);
   });
 
@@ -100,18 +101,32 @@ describe('loadImage', () => {
     const [w, h] = [67, 45];
     const rgba = new Uint8Array(w * h * 4);
     for (let i = 0; i < rgba.length; i++) rgba[i] = i % 17 === 0 ? random() * 256 : (i >> 3) + ((i / (w * 4)) | 0) * 5;
-    const rgb = await sharp(rgba, { raw: { width: w, height: h, channels: 4 } }).removeAlpha().raw().toBuffer();
+    const rgb = await sharp(rgba, { raw: { width: w, height: h, channels: 4 } })
+      .removeAlpha()
+      .raw()
+      .toBuffer();
     for (const [channels, options] of [
-      [3, { adaptiveFiltering: true }], [4, { adaptiveFiltering: true }], [3, { progressive: true }], [1, { adaptiveFiltering: true }],
+      [3, { adaptiveFiltering: true }],
+      [4, { adaptiveFiltering: true }],
+      [3, { progressive: true }],
+      [1, { adaptiveFiltering: true }],
     ] as const) {
       let pipeline = sharp(rgba, { raw: { width: w, height: h, channels: 4 } });
-      pipeline = channels === 3 ? pipeline.removeAlpha() : channels === 1 ? pipeline.removeAlpha().greyscale() : pipeline;
+      pipeline =
+        channels === 3 ? pipeline.removeAlpha() : channels === 1 ? pipeline.removeAlpha().greyscale() : pipeline;
       const png = await pipeline.png({ ...options, compressionLevel: 6 }).toBuffer();
       const expected = channels === 1 ? await sharp(png).toColourspace('srgb').raw().toBuffer() : rgb;
       const ours = await loadImage(png);
-      expect(Buffer.from(ours.data).equals(channels === 1 ? expected : rgb), `${channels} channels ${JSON.stringify(options)}`).toBe(true);
+      expect(
+        Buffer.from(ours.data).equals(channels === 1 ? expected : rgb),
+        `${channels} channels ${JSON.stringify(options)}`,
+      ).toBe(true);
     }
-    const deep = await sharp(rgba, { raw: { width: w, height: h, channels: 4 } }).removeAlpha().toColourspace('rgb16').png().toBuffer();
+    const deep = await sharp(rgba, { raw: { width: w, height: h, channels: 4 } })
+      .removeAlpha()
+      .toColourspace('rgb16')
+      .png()
+      .toBuffer();
     expect(Buffer.from((await loadImage(deep)).data).equals(rgb)).toBe(true); // 16-bit: sharp keeps the high byte
   });
 
@@ -119,19 +134,32 @@ describe('loadImage', () => {
     const png = Buffer.from(fs.readFileSync(path.join(dir, 'rgb.png')));
     const broken = Buffer.from(png);
     broken[60] = broken[60]! ^ 0xff; // inside the IDAT data (the chunk starts at byte 33)
-    await expect(loadImage(broken)).rejects.toThrow(/loadImage: cannot decode buffer: PNG IDAT chunk fails its CRC check/);
+    await expect(loadImage(broken)).rejects.toThrow(
+      /loadImage: cannot decode buffer: PNG IDAT chunk fails its CRC check/,
+    );
     const truncated = png.subarray(0, png.length - 40);
     await expect(loadImage(truncated)).rejects.toThrow(/loadImage: cannot decode buffer: PNG is truncated/);
-    const empty = Buffer.concat([png.subarray(0, 8), chunk('IHDR', Buffer.from([0, 0, 0, 2, 0, 0, 0, 2, 8, 2, 0, 0, 0])), chunk('IDAT', zlib.deflateSync(Buffer.alloc(3))), chunk('IEND', Buffer.alloc(0))]);
+    const empty = Buffer.concat([
+      png.subarray(0, 8),
+      chunk('IHDR', Buffer.from([0, 0, 0, 2, 0, 0, 0, 2, 8, 2, 0, 0, 0])),
+      chunk('IDAT', zlib.deflateSync(Buffer.alloc(3))),
+      chunk('IEND', Buffer.alloc(0)),
+    ]);
     await expect(loadImage(empty)).rejects.toThrow(/PNG image data is truncated \(3 of 14 bytes\)/);
   });
 
   it('names the file or buffer and the reason on failure', async () => {
-    await expect(loadImage(path.join(dir, 'missing.png'))).rejects.toThrow(/loadImage: cannot decode .*missing\.png: .*missing/);
+    await expect(loadImage(path.join(dir, 'missing.png'))).rejects.toThrow(
+      /loadImage: cannot decode .*missing\.png: .*missing/,
+    );
     const corrupt = fs.readFileSync(path.join(dir, 'rgb.png')).subarray(0, 200);
     await expect(loadImage(corrupt)).rejects.toThrow(/loadImage: cannot decode buffer: /);
-    await expect(loadImage(new Uint8Array([1, 2, 3, 4]))).rejects.toThrow(/loadImage: cannot decode buffer: .*unsupported image format/);
-    await expect(loadImage(path.join(dir, 'rgb.png'), { minSize: 62 })).rejects.toThrow(/rgb\.png is 83x61 pixels, smaller than minSize 62/);
+    await expect(loadImage(new Uint8Array([1, 2, 3, 4]))).rejects.toThrow(
+      /loadImage: cannot decode buffer: .*unsupported image format/,
+    );
+    await expect(loadImage(path.join(dir, 'rgb.png'), { minSize: 62 })).rejects.toThrow(
+      /rgb\.png is 83x61 pixels, smaller than minSize 62/,
+    );
     expect((await loadImage(path.join(dir, 'rgb.png'), { minSize: 61 })).height).toBe(61);
     await expect(loadImage(path.join(dir, 'rgb.png'), { minSize: 0 })).rejects.toThrow(/positive integer for minSize/);
     await expect(loadImage(42 as unknown as string)).rejects.toThrow(/file path or a Uint8Array/);

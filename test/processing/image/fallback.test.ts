@@ -1,7 +1,13 @@
 // The JavaScript paths that run where WebAssembly is unavailable (node --jitless): with the SIMD
 // kernels mocked away, the processors must still reproduce the goldens bit for bit.
 import { describe, expect, it, vi } from 'vitest';
-import { internvlPixelValues, loadImage, qwen2VlPixelValues, resizeBicubic, rgbImage } from '../../../lib/processing/image/index.js';
+import {
+  internvlPixelValues,
+  loadImage,
+  qwen2VlPixelValues,
+  resizeBicubic,
+  rgbImage,
+} from '../../../lib/processing/image/index.js';
 import { GOLDEN_IMAGES, imagePath, readJson, sha256F32 } from './helpers.js';
 
 vi.mock('../../../lib/processing/image/kernels.js', () => ({
@@ -19,11 +25,15 @@ describe('without WebAssembly', () => {
     for (const file of GOLDEN_IMAGES) {
       const img = await loadImage(imagePath(file));
       const q = qwen2VlPixelValues([img]);
-      expect(sha256F32(q.pixelValues.data() as Float32Array), file).toBe(qwen.settings.default.images[file].pixel_values.sha256_f32le);
+      expect(sha256F32(q.pixelValues.data() as Float32Array), file).toBe(
+        qwen.settings.default.images[file].pixel_values.sha256_f32le,
+      );
       const expected = internvl.images[file].max_num['6'].with_thumbnail;
       const data = internvlPixelValues([img], { maxNum: 6 }).pixelValues.data() as Float32Array;
       const length = 3 * 448 * 448;
-      expected.tiles.forEach((tile: any, k: number) => expect(sha256F32(data.subarray(k * length, (k + 1) * length))).toBe(tile.sha256_f32le));
+      expected.tiles.forEach((tile: any, k: number) =>
+        expect(sha256F32(data.subarray(k * length, (k + 1) * length))).toBe(tile.sha256_f32le),
+      );
     }
   });
 

@@ -17,7 +17,10 @@ export function readJson<T = any>(relative: string): T {
 
 /** sha256 of a float32 array's little-endian bytes (the goldens' sha256_f32le). */
 export function sha256F32(values: Float32Array): string {
-  return crypto.createHash('sha256').update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)).digest('hex');
+  return crypto
+    .createHash('sha256')
+    .update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength))
+    .digest('hex');
 }
 
 /** Runs a Python script with `input` on stdin; returns stdout as bytes (a missing peer fails with the fix). */
@@ -27,4 +30,5 @@ export const runPython = (script: string, input: string | Uint8Array = ''): Buff
 export { rng } from '../../torch/gradcheck.js';
 
 /** An integer in [lo, hi]. */
-export const between = (random: () => number, lo: number, hi: number): number => lo + Math.floor(random() * (hi - lo + 1));
+export const between = (random: () => number, lo: number, hi: number): number =>
+  lo + Math.floor(random() * (hi - lo + 1));

@@ -29,7 +29,9 @@ describe('qwen2VlPixelValues', () => {
         const out = qwen2VlPixelValues([image(file)], { minPixels: setting.min_pixels, maxPixels: setting.max_pixels });
         expect(out.grids, `${name} ${file}`).toEqual([expected.image_grid_thw]);
         expect(out.pixelValues.shape).toEqual(expected.pixel_values.shape);
-        expect(sha256F32(out.pixelValues.data() as Float32Array), `${name} ${file}`).toBe(expected.pixel_values.sha256_f32le);
+        expect(sha256F32(out.pixelValues.data() as Float32Array), `${name} ${file}`).toBe(
+          expected.pixel_values.sha256_f32le,
+        );
         checked++;
       }
     }
@@ -41,7 +43,10 @@ describe('qwen2VlPixelValues', () => {
     const out = qwen2VlPixelValues([image('img_70x350.png'), image('img_140x140.png')]);
     expect(out.pixelValues.shape).toEqual([196, 1176]);
     expect(out.imageGridThw.dtype).toBe('int64');
-    expect(out.imageGridThw.toArray()).toEqual([[1, 24, 4], [1, 10, 10]]);
+    expect(out.imageGridThw.toArray()).toEqual([
+      [1, 24, 4],
+      [1, 10, 10],
+    ]);
     const all = out.pixelValues.data() as Float32Array;
     const first = stored['img_70x350.pixel_values']!.data() as Float32Array;
     const second = stored['img_140x140.pixel_values']!.data() as Float32Array;
@@ -51,8 +56,18 @@ describe('qwen2VlPixelValues', () => {
 
   it('follows the spec formula for other patch, merge and frame sizes (and pixel counts not a multiple of 16)', () => {
     const [P, M, T] = [5, 1, 3];
-    const img = rgbImage(35, 45, new Uint8Array(35 * 45 * 3).map((_, i) => (i * 53 + (i >> 4)) & 255));
-    const out = qwen2VlPixelValues([img], { patchSize: P, mergeSize: M, temporalPatchSize: T, minPixels: 100, maxPixels: 10000 });
+    const img = rgbImage(
+      35,
+      45,
+      new Uint8Array(35 * 45 * 3).map((_, i) => (i * 53 + (i >> 4)) & 255),
+    );
+    const out = qwen2VlPixelValues([img], {
+      patchSize: P,
+      mergeSize: M,
+      temporalPatchSize: T,
+      minPixels: 100,
+      maxPixels: 10000,
+    });
     expect(out.grids).toEqual([[1, 9, 7]]);
     const mean = QWEN2_VL_IMAGE_DEFAULTS.imageMean.map(Math.fround);
     const std = QWEN2_VL_IMAGE_DEFAULTS.imageStd.map(Math.fround);
@@ -66,7 +81,8 @@ describe('qwen2VlPixelValues', () => {
         const v = img.data[((ph * P + py) * 35 + pw * P + px) * 3 + c]!;
         const x = Math.fround(v * (1 / 255));
         const expected = Math.fround(Math.fround(x - mean[c]!) / std[c]!);
-        if (data[r * cols + col] !== expected) expect.fail(`row ${r} col ${col}: ${data[r * cols + col]} != ${expected}`);
+        if (data[r * cols + col] !== expected)
+          expect.fail(`row ${r} col ${col}: ${data[r * cols + col]} != ${expected}`);
       }
     }
     // The rescale float32(float64(u8) * (1/255)) is float32 division by 255 for every u8 value.
@@ -75,24 +91,41 @@ describe('qwen2VlPixelValues', () => {
 
   it('reads preprocessor_config.json keys', () => {
     expect(qwen2VlImageOptionsFromConfig({})).toEqual(QWEN2_VL_IMAGE_DEFAULTS);
-    const hub = { min_pixels: 3136, max_pixels: 12845056, patch_size: 14, merge_size: 2, temporal_patch_size: 2, image_processor_type: 'Qwen2VLImageProcessor' };
+    const hub = {
+      min_pixels: 3136,
+      max_pixels: 12845056,
+      patch_size: 14,
+      merge_size: 2,
+      temporal_patch_size: 2,
+      image_processor_type: 'Qwen2VLImageProcessor',
+    };
     expect(qwen2VlImageOptionsFromConfig(hub).maxPixels).toBe(12845056);
     const newer = { size: { shortest_edge: 200704, longest_edge: 1003520 } };
     expect(qwen2VlImageOptionsFromConfig(newer)).toMatchObject({ minPixels: 200704, maxPixels: 1003520 });
     expect(qwen2VlImageOptionsFromConfig({ ...newer, min_pixels: 3136 }).minPixels).toBe(3136);
-    expect(() => qwen2VlImageOptionsFromConfig({ max_pixels: -1 }, 'a/preprocessor_config.json')).toThrow(/^a\/preprocessor_config.json: invalid max_pixels/);
-    expect(() => qwen2VlImageOptionsFromConfig({ image_mean: [0.5, 0.5] }, 'p.json')).toThrow(/p.json: invalid image_mean/);
+    expect(() => qwen2VlImageOptionsFromConfig({ max_pixels: -1 }, 'a/preprocessor_config.json')).toThrow(
+      /^a\/preprocessor_config.json: invalid max_pixels/,
+    );
+    expect(() => qwen2VlImageOptionsFromConfig({ image_mean: [0.5, 0.5] }, 'p.json')).toThrow(
+      /p.json: invalid image_mean/,
+    );
     expect(() => qwen2VlImageOptionsFromConfig({ resample: 2 }, 'p.json')).toThrow(/p.json: invalid resample: only 3/);
-    expect(() => qwen2VlImageOptionsFromConfig({ min_pixels: 10, max_pixels: 5 }, 'p.json')).toThrow(/min_pixels 10 is larger than max_pixels 5/);
+    expect(() => qwen2VlImageOptionsFromConfig({ min_pixels: 10, max_pixels: 5 }, 'p.json')).toThrow(
+      /min_pixels 10 is larger than max_pixels 5/,
+    );
     expect(() => qwen2VlImageOptionsFromConfig(null, 'p.json')).toThrow(/p.json: invalid \(root\)/);
     // Every problem in one message, not only the first.
     const twoProblems = { max_pixels: -1, resample: 2 };
-    expect(() => qwen2VlImageOptionsFromConfig(twoProblems, 'p.json')).toThrow(/invalid max_pixels: .*; invalid resample: only 3/);
+    expect(() => qwen2VlImageOptionsFromConfig(twoProblems, 'p.json')).toThrow(
+      /invalid max_pixels: .*; invalid resample: only 3/,
+    );
   });
 
   it('names the image that cannot be resized', () => {
     const tiny = rgbImage(20, 40, new Uint8Array(20 * 40 * 3));
-    expect(() => qwen2VlPixelValues([image('img_140x140.png'), tiny])).toThrow(/image 1 \(20x40\): smartResize: height 40 and width 20/);
+    expect(() => qwen2VlPixelValues([image('img_140x140.png'), tiny])).toThrow(
+      /image 1 \(20x40\): smartResize: height 40 and width 20/,
+    );
     expect(() => qwen2VlPixelValues([])).toThrow(/non-empty array/);
   });
 });
@@ -110,7 +143,9 @@ describe('internvlPixelValues', () => {
           const data = out.pixelValues.data() as Float32Array;
           const length = 3 * 448 * 448;
           expected.tiles.forEach((tile: any, k: number) => {
-            expect(sha256F32(data.subarray(k * length, (k + 1) * length)), `${file} max ${maxNum} tile ${k}`).toBe(tile.sha256_f32le);
+            expect(sha256F32(data.subarray(k * length, (k + 1) * length)), `${file} max ${maxNum} tile ${k}`).toBe(
+              tile.sha256_f32le,
+            );
             checked++;
           });
         }
@@ -120,7 +155,11 @@ describe('internvlPixelValues', () => {
   });
 
   it('follows ToTensor + Normalize for tile sizes whose pixel count is not a multiple of 16', () => {
-    const img = rgbImage(61, 30, new Uint8Array(61 * 30 * 3).map((_, i) => (i * 29 + (i >> 5)) & 255));
+    const img = rgbImage(
+      61,
+      30,
+      new Uint8Array(61 * 30 * 3).map((_, i) => (i * 29 + (i >> 5)) & 255),
+    );
     const out = internvlPixelValues([img], { imageSize: 30, maxNum: 4 });
     expect(out.tilesPerImage).toEqual([3]); // (2, 1) + thumbnail
     const tiles = dynamicPreprocess(img, { imageSize: 30, maxNum: 4 });

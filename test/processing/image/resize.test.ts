@@ -27,7 +27,11 @@ function pillowResize(jobs: Array<{ img: ReturnType<typeof rgbImage>; width: num
   length.writeUInt32LE(header.length);
   const out = runPython(PY_RESIZE, Buffer.concat([length, header, ...jobs.map((j) => j.img.data)]));
   let pos = 0;
-  return jobs.map((j) => out.subarray(pos, (pos += j.width * j.height * 3)));
+  return jobs.map((j) => {
+    const start = pos;
+    pos += j.width * j.height * 3;
+    return out.subarray(start, pos);
+  });
 }
 
 describe('resizeBicubic', () => {
@@ -46,7 +50,8 @@ describe('resizeBicubic', () => {
     const add = (w: number, h: number, ow: number, oh: number) => {
       const data = new Uint8Array(w * h * 3);
       const smooth = random() < 0.5; // gradients exercise mid-range sums, noise the clamping
-      for (let i = 0; i < data.length; i++) data[i] = smooth ? (i * 7 + (i / (w * 3)) * 3) & 255 : Math.floor(random() * 256);
+      for (let i = 0; i < data.length; i++)
+        data[i] = smooth ? (i * 7 + (i / (w * 3)) * 3) & 255 : Math.floor(random() * 256);
       jobs.push({ img: rgbImage(w, h, data), width: ow, height: oh });
     };
     for (let k = 0; k < 160; k++) {
@@ -78,8 +83,18 @@ describe('resizeBicubic', () => {
     const random = rng(5);
     const img = rgbImage(1280, 720, new Uint8Array(1280 * 720 * 3));
     for (let i = 0; i < img.data.length; i++) img.data[i] = (((i / 3840) | 0) + (i % 3840) / 7 + random() * 40) & 255;
-    for (const [w, h] of [[1792, 896], [448, 448], [1316, 728], [2560, 720], [1280, 1500]] as const) {
-      expect(Buffer.from(resizeBicubic(img, w, h, { engine: 'wasm' }).data).equals(Buffer.from(resizeBicubic(img, w, h, { engine: 'js' }).data))).toBe(true);
+    for (const [w, h] of [
+      [1792, 896],
+      [448, 448],
+      [1316, 728],
+      [2560, 720],
+      [1280, 1500],
+    ] as const) {
+      expect(
+        Buffer.from(resizeBicubic(img, w, h, { engine: 'wasm' }).data).equals(
+          Buffer.from(resizeBicubic(img, w, h, { engine: 'js' }).data),
+        ),
+      ).toBe(true);
     }
   });
 
@@ -88,8 +103,12 @@ describe('resizeBicubic', () => {
     const out = resizeBicubic(img, 2, 1);
     expect(out.data).toEqual(img.data);
     expect(out.data).not.toBe(img.data);
-    expect(() => resizeBicubic(img, 0, 1)).toThrow(/resizeBicubic: expected a positive integer for width but received 0/);
-    expect(() => resizeBicubic(img, 3, 1, { engine: 'gpu' as 'js' })).toThrow(/'auto', 'wasm' or 'js' for engine but received gpu/);
+    expect(() => resizeBicubic(img, 0, 1)).toThrow(
+      /resizeBicubic: expected a positive integer for width but received 0/,
+    );
+    expect(() => resizeBicubic(img, 3, 1, { engine: 'gpu' as 'js' })).toThrow(
+      /'auto', 'wasm' or 'js' for engine but received gpu/,
+    );
     expect(() => rgbImage(2, 2, new Uint8Array(5))).toThrow(/data holds 5 bytes but a 2x2 RGB image needs 12/);
   });
 });

@@ -40,7 +40,10 @@ describe('smartResize', () => {
     let checked = 0;
     for (const setting of Object.values<any>(golden.settings)) {
       for (const image of Object.values<any>(setting.images)) {
-        const size = smartResize(image.height, image.width, { minPixels: setting.min_pixels, maxPixels: setting.max_pixels });
+        const size = smartResize(image.height, image.width, {
+          minPixels: setting.min_pixels,
+          maxPixels: setting.max_pixels,
+        });
         expect(size).toEqual({ height: image.resized_height, width: image.resized_width });
         checked++;
       }
@@ -49,7 +52,9 @@ describe('smartResize', () => {
   });
 
   it('rounds half to even like Python', () => {
-    expect([0.5, 1.5, 2.5, 3.5, 12.5, -0.5, -1.5, 2.4999999999999996, 2.5000000000000004].map(roundHalfEven)).toEqual([0, 2, 2, 4, 12, 0, -2, 2, 3]);
+    expect([0.5, 1.5, 2.5, 3.5, 12.5, -0.5, -1.5, 2.4999999999999996, 2.5000000000000004].map(roundHalfEven)).toEqual([
+      0, 2, 2, 4, 12, 0, -2, 2, 3,
+    ]);
     expect(smartResize(350, 70)).toEqual({ height: 336, width: 56 }); // 12.5 -> 12, 2.5 -> 2
     expect(smartResize(126, 126)).toEqual({ height: 112, width: 112 }); // 4.5 -> 4
   });
@@ -57,20 +62,38 @@ describe('smartResize', () => {
   it('matches Python over many sizes, settings and factors', () => {
     const random = rng(7);
     const cases: number[][] = [];
-    const settings = [[28, 3136, 1003520], [28, 200704, 1003520], [28, 3136, 200704], [28, 200704, 1003520 * 1.2e1], [28, 3136, 12845056], [32, 4096, 1048576]];
+    const settings = [
+      [28, 3136, 1003520],
+      [28, 200704, 1003520],
+      [28, 3136, 200704],
+      [28, 200704, 1003520 * 1.2e1],
+      [28, 3136, 12845056],
+      [32, 4096, 1048576],
+    ];
     for (const [f, lo, hi] of settings) {
       for (const h of [27, 28, 42, 70, 126, 350, 14 * 3, 28 * 5 + 14, 5600, 5601]) {
         for (const w of [28, 70, 126, 350, 1000, 5599]) cases.push([h, w, f!, lo!, Math.round(hi!)]);
       }
       for (let k = 0; k < 1500; k++) {
         const big = random() < 0.2;
-        cases.push([between(random, 20, big ? 20000 : 2000), between(random, 20, big ? 20000 : 2000), f!, lo!, Math.round(hi!)]);
+        cases.push([
+          between(random, 20, big ? 20000 : 2000),
+          between(random, 20, big ? 20000 : 2000),
+          f!,
+          lo!,
+          Math.round(hi!),
+        ]);
       }
       // Extreme aspect ratios around the 200 limit, and half-way sizes (k + 0.5) * factor.
-      for (const side of [28, 29, 30, 55]) cases.push([side, side * 200, f!, lo!, hi!], [side * 200 + 1, side, f!, lo!, hi!]);
-      for (let k = 1; k < 60; k++) cases.push([Math.round((k + 0.5) * f!), Math.round((2 * k + 0.5) * f!), f!, lo!, hi!]);
+      for (const side of [28, 29, 30, 55])
+        cases.push([side, side * 200, f!, lo!, hi!], [side * 200 + 1, side, f!, lo!, hi!]);
+      for (let k = 1; k < 60; k++)
+        cases.push([Math.round((k + 0.5) * f!), Math.round((2 * k + 0.5) * f!), f!, lo!, hi!]);
     }
-    const lines = runPython(PY_SMART_RESIZE, cases.map((c) => c.join(' ')).join('\n')).toString().trim().split('\n');
+    const lines = runPython(PY_SMART_RESIZE, cases.map((c) => c.join(' ')).join('\n'))
+      .toString()
+      .trim()
+      .split('\n');
     expect(lines.length).toBe(cases.length);
     let errors = 0;
     cases.forEach(([h, w, factor, minPixels, maxPixels], k) => {
@@ -82,7 +105,10 @@ describe('smartResize', () => {
         ours = 'error';
         errors++;
       }
-      if (ours !== lines[k]) expect.fail(`smartResize(${h}, ${w}, factor ${factor}, ${minPixels}, ${maxPixels}): ${ours}, Python ${lines[k]}`);
+      if (ours !== lines[k])
+        expect.fail(
+          `smartResize(${h}, ${w}, factor ${factor}, ${minPixels}, ${maxPixels}): ${ours}, Python ${lines[k]}`,
+        );
     });
     expect(errors).toBeGreaterThan(10); // the error branches were exercised
   });

@@ -2,7 +2,13 @@
 // the reference rule run by Python itself (a set of candidates sorted by tile count) over
 // thousands of sizes.
 import { describe, expect, it } from 'vitest';
-import { candidateGrids, closestAspectRatio, dynamicPreprocess, rgbImage, tileGrid } from '../../../lib/processing/image/index.js';
+import {
+  candidateGrids,
+  closestAspectRatio,
+  dynamicPreprocess,
+  rgbImage,
+  tileGrid,
+} from '../../../lib/processing/image/index.js';
 import { between, readJson, rng, runPython } from './helpers.js';
 
 const golden = readJson('preprocess/internvl_dynamic_preprocess.json');
@@ -42,7 +48,9 @@ describe('InternVL tiling', () => {
         expect([grid.columns, grid.rows]).toEqual(entry.target_aspect_ratio);
         expect([448 * grid.columns, 448 * grid.rows]).toEqual([entry.resized_width, entry.resized_height]);
         const img = rgbImage(image.width, image.height, new Uint8Array(image.width * image.height * 3));
-        expect(dynamicPreprocess(img, { maxNum: Number(maxNum), useThumbnail: false }).length).toBe(entry.without_thumbnail.num_tiles);
+        expect(dynamicPreprocess(img, { maxNum: Number(maxNum), useThumbnail: false }).length).toBe(
+          entry.without_thumbnail.num_tiles,
+        );
         expect(dynamicPreprocess(img, { maxNum: Number(maxNum) }).length).toBe(entry.with_thumbnail.num_tiles);
         checked++;
       }
@@ -63,15 +71,26 @@ describe('InternVL tiling', () => {
   it('matches the Python rule over thousands of sizes and budgets', () => {
     const random = rng(11);
     const cases: number[][] = [];
-    for (const [lo, hi] of [[1, 6], [1, 12], [1, 24], [2, 9], [1, 1], [4, 4]]) {
+    for (const [lo, hi] of [
+      [1, 6],
+      [1, 12],
+      [1, 24],
+      [2, 9],
+      [1, 1],
+      [4, 4],
+    ]) {
       for (let k = 0; k < 700; k++) cases.push([between(random, 1, 4000), between(random, 1, 4000), lo!, hi!]);
       for (let s = 200; s <= 1600; s += 7) cases.push([s, s, lo!, hi!], [2 * s, s, lo!, hi!], [s, 3 * s, lo!, hi!]);
     }
-    const lines = runPython(PY_TILING, cases.map((c) => c.join(' ')).join('\n')).toString().trim().split('\n');
+    const lines = runPython(PY_TILING, cases.map((c) => c.join(' ')).join('\n'))
+      .toString()
+      .trim()
+      .split('\n');
     expect(lines.length).toBe(cases.length);
     cases.forEach(([w, h, minNum, maxNum], k) => {
       const g = tileGrid(w!, h!, { minNum, maxNum });
-      if (`${g.columns} ${g.rows}` !== lines[k]) expect.fail(`tileGrid(${w}, ${h}, ${minNum}..${maxNum}): ${g.columns} ${g.rows}, Python ${lines[k]}`);
+      if (`${g.columns} ${g.rows}` !== lines[k])
+        expect.fail(`tileGrid(${w}, ${h}, ${minNum}..${maxNum}): ${g.columns} ${g.rows}, Python ${lines[k]}`);
     });
   });
 
@@ -81,7 +100,11 @@ describe('InternVL tiling', () => {
     for (let y = 0; y < 448; y++) img.data.fill(200, (y * 896 + 448) * 3, (y + 1) * 896 * 3);
     for (let y = 0; y < 448; y++) img.data.fill(10, y * 896 * 3, (y * 896 + 448) * 3);
     const tiles = dynamicPreprocess(img, { maxNum: 2 });
-    expect(tiles.map((t) => [t.width, t.height, t.data[0]])).toEqual([[448, 448, 10], [448, 448, 200], [448, 448, 10]]);
+    expect(tiles.map((t) => [t.width, t.height, t.data[0]])).toEqual([
+      [448, 448, 10],
+      [448, 448, 200],
+      [448, 448, 10],
+    ]);
     expect(tiles[2]!.data[447 * 3]).toBeGreaterThan(100); // the thumbnail's right half is bright
   });
 
