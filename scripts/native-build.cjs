@@ -2,7 +2,8 @@
 // loader): the list of C++ sources, their hash, and where libtorch is. CommonJS so that gyp, CMake
 // and plain `node` can call it before anything is compiled.
 //
-//   node scripts/native-build.cjs sources|sources-<isa>|isa-flags <isa>|source-hash|hash-header [dir]|include-dirs|cxx-flags|libs|torch-cmake-dir|cuda
+//   node scripts/native-build.cjs sources|sources-<isa>|isa-flags <isa>|source-hash|hash-header
+// [dir]|include-dirs|cxx-flags|libs|torch-cmake-dir|cuda
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');

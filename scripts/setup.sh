@@ -5,11 +5,12 @@
 #   bash scripts/setup.sh                                # what `npm run demo` and `npm test` need
 #   VLALIGN_BUILD_FROM_SOURCE=1 bash scripts/setup.sh   # always compile the addon
 # The Python peers (python3-torch, python3-pil, python3-numpy) are test and benchmark dependencies:
-# the tests cross-check against them, so they are installed too.
+# the tests cross-check against them, so they are installed too; so is cpplint, which `npm test`
+# runs over cpp/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libtorch-dev libgloo-dev libopenblas0-openmp python3-torch python3-pil python3-numpy)
+packages=(libtorch-dev libgloo-dev libopenblas0-openmp python3-torch python3-pil python3-numpy cpplint)
 
 missing=()
 for p in "${packages[@]}"; do

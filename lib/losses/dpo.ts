@@ -58,7 +58,11 @@ function fScore(r: Tensor, o: ScoreOptions): Tensor {
     case 'alpha_divergence': {
       const a = o.trlVersion === 'legacy' ? 1 - o.fAlphaDivergenceCoef : o.fAlphaDivergenceCoef;
       if (Math.abs(a - 1) < 1e-6) return r;
-      return r.mul(a - 1).clamp(null, 80).exp().div(a - 1);
+      return r
+        .mul(a - 1)
+        .clamp(null, 80)
+        .exp()
+        .div(a - 1);
     }
   }
 }
@@ -73,7 +77,10 @@ export function scoresOf(p: PairLogps, o: ScoreOptions): PairScores {
 }
 
 // -(1 - eps) log sigma(z) - eps log sigma(-z): cDPO's label smoothing, also aot's form.
-const smoothedSigmoid = (z: Tensor, eps: number): Tensor => logsig(z).mul(-(1 - eps)).sub(logsig(z.neg()).mul(eps));
+const smoothedSigmoid = (z: Tensor, eps: number): Tensor =>
+  logsig(z)
+    .mul(-(1 - eps))
+    .sub(logsig(z.neg()).mul(eps));
 
 type PairLoss = (p: PairLogps, s: PairScores, o: DpoLossOptions) => Tensor;
 
@@ -85,7 +92,12 @@ export const DPO_LOSSES = {
   sigmoid: (_p, s, o) => smoothedSigmoid(s.delta.mul(o.beta), o.trlVersion === 'legacy' ? o.labelSmoothing : 0),
   hinge: (_p, s, o) => s.delta.mul(-o.beta).add(1).relu(),
   // IPO (Azar et al. eq. 17) with TRL's length normalisation; beta plays tau.
-  ipo: (p, s, o) => s.sc.div(p.chosenTokens).sub(s.sr.div(p.rejectedTokens)).sub(1 / (2 * o.beta)).square(),
+  ipo: (p, s, o) =>
+    s.sc
+      .div(p.chosenTokens)
+      .sub(s.sr.div(p.rejectedTokens))
+      .sub(1 / (2 * o.beta))
+      .square(),
   exo_pair: (_p, s, o) => {
     const eps = o.labelSmoothing > 0 || o.trlVersion !== 'legacy' ? o.labelSmoothing : LEGACY_EXO_EPSILON;
     if (!(eps > 0)) {
@@ -97,20 +109,35 @@ export const DPO_LOSSES = {
     return qw.mul(logsig(z).sub(Math.log(1 - eps))).add(ql.mul(logsig(z.neg()).sub(Math.log(eps))));
   },
   nca_pair: (_p, s, o) =>
-    logsig(s.sc.mul(o.beta)).neg().sub(logsig(s.sc.mul(-o.beta)).mul(0.5)).sub(logsig(s.sr.mul(-o.beta)).mul(0.5)),
+    logsig(s.sc.mul(o.beta))
+      .neg()
+      .sub(logsig(s.sc.mul(-o.beta)).mul(0.5))
+      .sub(logsig(s.sr.mul(-o.beta)).mul(0.5)),
   robust: (_p, s, o) => {
     const eps = o.labelSmoothing;
     if (!(eps >= 0 && eps < 0.5)) throw new RangeError(`robust needs labelSmoothing in [0, 0.5), got ${eps}`);
     const z = s.delta.mul(o.beta);
-    return logsig(z).mul(-(1 - eps)).add(logsig(z.neg()).mul(eps)).div(1 - 2 * eps);
+    return logsig(z)
+      .mul(-(1 - eps))
+      .add(logsig(z.neg()).mul(eps))
+      .div(1 - 2 * eps);
   },
   // Current TRL: no shift. With bcoShift (TRL <= 0.28, InternVL MPO): rewards are beta * r shifted by D.
   bco_pair: (_p, s, o) => {
-    if (o.bcoShift === null) return logsig(s.sc.mul(o.beta)).neg().sub(logsig(s.sr.mul(-o.beta)));
+    if (o.bcoShift === null)
+      return logsig(s.sc.mul(o.beta))
+        .neg()
+        .sub(logsig(s.sr.mul(-o.beta)));
     const d = o.bcoShift;
-    return logsig(s.rc.mul(o.beta).sub(d)).neg().sub(logsig(s.rr.mul(o.beta).sub(d).neg()));
+    return logsig(s.rc.mul(o.beta).sub(d))
+      .neg()
+      .sub(logsig(s.rr.mul(o.beta).sub(d).neg()));
   },
-  sppo_hard: (_p, s, o) => s.sc.sub(1 / (2 * o.beta)).square().add(s.sr.add(1 / (2 * o.beta)).square()),
+  sppo_hard: (_p, s, o) =>
+    s.sc
+      .sub(1 / (2 * o.beta))
+      .square()
+      .add(s.sr.add(1 / (2 * o.beta)).square()),
   // AOT (Melnyk et al.): distributional ordering over the batch, so the pairs are coupled.
   aot: (p, _s, o) => {
     const [policy] = p.chosen.sub(p.rejected).sort(0);

@@ -89,15 +89,30 @@ function singlePassChunk(
   const rows = chunk.end - chunk.start;
   const xs = x.narrow(0, chunk.start, rows);
   const ys = targets.narrow(0, chunk.start, rows);
-  const { logp, entropy, lse, meanLogit } =
-    torch.linearLogprobStatsChunk(xs, head.weight, head.bias, ys, pass.temperature, pass.scratch);
+  const { logp, entropy, lse, meanLogit } = torch.linearLogprobStatsChunk(
+    xs,
+    head.weight,
+    head.bias,
+    ys,
+    pass.temperature,
+    pass.scratch,
+  );
   logp.requiresGrad_(true);
   entropy.requiresGrad_(true);
   const loss = torch.enableGrad(() => lossOfChunk({ logp, entropy, meanLogit }, chunk));
   if (!loss.requiresGrad) return loss;
   const [gLogp, gEntropy] = torch.autograd.grad(loss, [logp, entropy], { allowUnused: true });
-  const dx = torch.linearLogprobGradChunk(pass.scratch, xs, head.weight, ys, pass.temperature, { lse, entropy },
-    { logp: gLogp, entropy: gEntropy }, pass.into, pass.gradFilter);
+  const dx = torch.linearLogprobGradChunk(
+    pass.scratch,
+    xs,
+    head.weight,
+    ys,
+    pass.temperature,
+    { lse, entropy },
+    { logp: gLogp, entropy: gEntropy },
+    pass.into,
+    pass.gradFilter,
+  );
   pass.gradX.narrow(0, chunk.start, rows).copy_(dx);
   return loss.detach();
 }

@@ -43,7 +43,10 @@ export function bcoShift(
 ): Tensor | null {
   if (!usesBcoShift(c)) return null;
   if (mode === 'train') {
-    const rewards = torch.cat([p.chosen.sub(p.refChosen), p.rejected.sub(p.refRejected)]).detach().mul(c.beta);
+    const rewards = torch
+      .cat([p.chosen.sub(p.refChosen), p.rejected.sub(p.refRejected)])
+      .detach()
+      .mul(c.beta);
     running.update([rewards.mean().item() as number]);
   }
   return torch.full([], running.mean, { dtype: p.chosen.dtype });
@@ -120,9 +123,10 @@ function checkLogps(logps: PreferenceLogps): number {
 
 // Token counts on the host: the NLL's divisor and the metrics' counts are numbers.
 function tokenCounts(value: Tensor | readonly number[], name: string, pairs: number): number[] {
-  const counts = value instanceof torch.Tensor
-    ? Array.from(torch.tidy(() => value.detach().to({ dtype: 'float64' }).contiguous().data() as Float64Array))
-    : Array.from(value, Number);
+  const counts =
+    value instanceof torch.Tensor
+      ? Array.from(torch.tidy(() => value.detach().to({ dtype: 'float64' }).contiguous().data() as Float64Array))
+      : Array.from(value, Number);
   if (counts.length !== pairs || counts.some((n) => !(n >= 0))) {
     throw new RangeError(`preferenceLossFromLogps: ${name} must hold ${pairs} counts >= 0, got [${counts}]`);
   }
@@ -154,7 +158,11 @@ export function preferenceLossFromLogps(
       const counts = (v: Tensor | readonly number[] | undefined, name: string): number[] =>
         v ? tokenCounts(v, name, pairs) : new Array<number>(pairs).fill(1);
       const chosenCounts = counts(logps.chosenTokens, 'chosenTokens');
-      const perPair = (n: number[]): Tensor => torch.tensor(Float64Array.from(n, (v) => Math.max(v, 1)), { dtype });
+      const perPair = (n: number[]): Tensor =>
+        torch.tensor(
+          Float64Array.from(n, (v) => Math.max(v, 1)),
+          { dtype },
+        );
       const p: PairLogps = {
         chosen: logps.chosenLogps,
         rejected: logps.rejectedLogps,
@@ -165,7 +173,10 @@ export function preferenceLossFromLogps(
       };
       const lossOptions = dpoOptions(c, bcoShift(p, c, options.running ?? new RunningMoments(), mode));
       const scores = scoresOf(p, lossOptions);
-      const chosenTokens = Math.max(chosenCounts.reduce((a, b) => a + b, 0), 1);
+      const chosenTokens = Math.max(
+        chosenCounts.reduce((a, b) => a + b, 0),
+        1,
+      );
       const { loss, perType } = mixPairLosses(p, scores, c, lossOptions, { pairs, chosenTokens });
       addPairMetrics(metrics, p, scores, c.beta);
       if (logps.chosenTokens) metrics.add('nll_loss', p.chosen.neg(), chosenTokens);

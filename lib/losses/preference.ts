@@ -79,7 +79,10 @@ export class PreferenceLoss extends WithRunningMoments {
       const side: BatchSide = {
         refChosen,
         refRejected,
-        tokens: torch.tensor(Float64Array.from(layout.rowTokens, (n) => Math.max(n, 1)), { dtype: batch.hidden.dtype }),
+        tokens: torch.tensor(
+          Float64Array.from(layout.rowTokens, (n) => Math.max(n, 1)),
+          { dtype: batch.hidden.dtype },
+        ),
         rowTokens: layout.rowTokens,
       };
       const chosenTokens = layout.rowTokens.slice(0, pairs).reduce((a, b) => a + b, 0);
@@ -95,7 +98,10 @@ export class PreferenceLoss extends WithRunningMoments {
     }
     const { refChosenLogps, refRejectedLogps } = batch;
     if (refChosenLogps && refRejectedLogps) {
-      for (const [name, t] of [['refChosenLogps', refChosenLogps], ['refRejectedLogps', refRejectedLogps]] as const) {
+      for (const [name, t] of [
+        ['refChosenLogps', refChosenLogps],
+        ['refRejectedLogps', refRejectedLogps],
+      ] as const) {
         if (t.shape.length !== 1 || t.shape[0] !== pairs) {
           throw new RangeError(`${name} must have shape [${pairs}], got [${t.shape}]`);
         }

@@ -20,8 +20,13 @@ export interface ReferenceOptions {
 
 // The completion tokens' log-probs of hidden [R, T, H] given targets [R, T], handed with their
 // layout (one row per group) to `reduce`.
-function withTokenLogps(hidden: Tensor, head: LmHead, targets: Tensor, options: ReferenceOptions,
-  reduce: (logp: Tensor, layout: TokenLayout) => Tensor): Tensor {
+function withTokenLogps(
+  hidden: Tensor,
+  head: LmHead,
+  targets: Tensor,
+  options: ReferenceOptions,
+  reduce: (logp: Tensor, layout: TokenLayout) => Tensor,
+): Tensor {
   const [rows] = checkTokenBatch(hidden, targets);
   const groups = Array.from({ length: rows }, (_, r) => [r]);
   return withTokenLayout(targets, groups, Infinity, options.ignoreIndex ?? -100, (layout) =>

@@ -78,15 +78,22 @@ export function checkTokenBatch(hidden: Tensor, targets: Tensor): [number, numbe
 export function targetsOf(batch: { targets?: Tensor }, what: string): Tensor {
   if (batch.targets) return batch.targets;
   if ('labels' in batch) {
-    throw new TypeError(`${what}: batch.labels is now batch.targets (the token each position predicts); ` +
-      'losses.targetsFromLabels(labels) shifts Hugging Face-style labels');
+    throw new TypeError(
+      `${what}: batch.labels is now batch.targets (the token each position predicts); ` +
+        'losses.targetsFromLabels(labels) shifts Hugging Face-style labels',
+    );
   }
   throw new TypeError(`${what}: batch.targets is required ([rows, tokens] int64)`);
 }
 
 /** Runs `fn` with the token layout of `targets` inside a tidy scope, and frees the layout after. */
-export function withTokenLayout<T>(targets: Tensor, groups: number[][], chunkTokens: number, ignoreIndex: number,
-  fn: (layout: TokenLayout) => T): T {
+export function withTokenLayout<T>(
+  targets: Tensor,
+  groups: number[][],
+  chunkTokens: number,
+  ignoreIndex: number,
+  fn: (layout: TokenLayout) => T,
+): T {
   const layout = layoutTokens(targets, groups, chunkTokens, ignoreIndex);
   try {
     return torch.tidy(() => fn(layout));

@@ -31,7 +31,8 @@ export function checkBoolean(value: unknown, name: string, op?: string): boolean
 }
 
 export function checkIntegers(value: unknown, name: string, op?: string): number[] {
-  if (!Array.isArray(value) || !value.every(Number.isInteger)) throw invalidArgument(name, 'an array of integers', value, op);
+  if (!Array.isArray(value) || !value.every(Number.isInteger))
+    throw invalidArgument(name, 'an array of integers', value, op);
   return value as number[];
 }
 
@@ -52,6 +53,7 @@ const DEVICE = /^(cpu|cuda(:\d+)?)$/;
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 
 export function checkDevice(device: unknown, name = 'device', op?: string): Device {
-  if (typeof device !== 'string' || !DEVICE.test(device)) throw invalidArgument(name, "'cpu', 'cuda' or 'cuda:N'", device, op);
+  if (typeof device !== 'string' || !DEVICE.test(device))
+    throw invalidArgument(name, "'cpu', 'cuda' or 'cuda:N'", device, op);
   return device as Device;
 }

@@ -32,7 +32,11 @@ export interface GradOptions {
 }
 
 /** Gradients of outputs with respect to inputs, without touching .grad (torch.autograd.grad). */
-export function grad(outputs: Tensor | readonly Tensor[], inputs: Tensor | readonly Tensor[], options: GradOptions = {}): Array<Tensor | null> {
+export function grad(
+  outputs: Tensor | readonly Tensor[],
+  inputs: Tensor | readonly Tensor[],
+  options: GradOptions = {},
+): Array<Tensor | null> {
   const outs = (Array.isArray(outputs) ? outputs : [outputs]) as Tensor[];
   const ins = (Array.isArray(inputs) ? inputs : [inputs]) as Tensor[];
   const createGraph = options.createGraph ?? false;
@@ -59,7 +63,12 @@ export function backward(
     throw new RangeError(`backward: ${gradTensors.length} gradTensors given for ${roots.length} tensors`);
   }
   const createGraph = options.createGraph ?? false;
-  N.backwardMany(roots, gradTensors.map((g, k) => optionalHandle(g, `gradTensors[${k}]`)), options.retainGraph ?? createGraph, createGraph);
+  N.backwardMany(
+    roots,
+    gradTensors.map((g, k) => optionalHandle(g, `gradTensors[${k}]`)),
+    options.retainGraph ?? createGraph,
+    createGraph,
+  );
 }
 
 function tensorsArg(value: unknown, name: string): number[] {
@@ -67,7 +76,10 @@ function tensorsArg(value: unknown, name: string): number[] {
   return value.map((t, k) => handleOf(t, `${name}[${k}]`));
 }
 
-export type JsBackward = (gradOutputs: Array<Tensor | null>, saved: Tensor[]) => ReadonlyArray<Tensor | null | undefined>;
+export type JsBackward = (
+  gradOutputs: Array<Tensor | null>,
+  saved: Tensor[],
+) => ReadonlyArray<Tensor | null | undefined>;
 
 export interface FunctionWithBackwardOptions {
   /** Extra tensors the node keeps for backward (after the inputs in `saved`). */
@@ -100,15 +112,21 @@ export function functionWithBackward(
       const grads = gradIds.map((id) => (id === 0 ? null : wrap(id)));
       const result = backward(grads, wrapAll(savedIds));
       if (!Array.isArray(result) || result.length !== count) {
-        throw new TypeError(`Expected an array of ${count} gradients (Tensor or null) from backward but received ${describeResult(result)}`);
+        throw new TypeError(
+          `Expected an array of ${count} gradients (Tensor or null) from backward but received ${describeResult(result)}`,
+        );
       }
       // Fresh ids the native node takes over; every JS wrapper made here is freed by the tidy.
-      return result.map((g, k) => (g === null || g === undefined ? 0 : (N.alias(handleOf(g, `backward result[${k}]`)) as number)));
+      return result.map((g, k) =>
+        g === null || g === undefined ? 0 : (N.alias(handleOf(g, `backward result[${k}]`)) as number),
+      );
     });
   return tidy(() => {
     const outputs = noGrad(forward);
     const outputHandles = tensorsArg(outputs, 'forward result');
-    return wrapAll(N.functionWithBackward(inputHandles, outputHandles, savedHandles, callback, options.always ?? false));
+    return wrapAll(
+      N.functionWithBackward(inputHandles, outputHandles, savedHandles, callback, options.always ?? false),
+    );
   });
 }
 
@@ -130,7 +148,11 @@ export interface CheckpointOptions {
  * generator state is replayed so random ops (dropout) recompute identically; other nondeterminism
  * in fn makes the gradients wrong.
  */
-export function checkpoint<T extends Tensor | Tensor[]>(fn: (...inputs: Tensor[]) => T, inputs: readonly Tensor[], options: CheckpointOptions = {}): T {
+export function checkpoint<T extends Tensor | Tensor[]>(
+  fn: (...inputs: Tensor[]) => T,
+  inputs: readonly Tensor[],
+  options: CheckpointOptions = {},
+): T {
   if (typeof fn !== 'function') throw invalidArgument('fn', 'a function', fn);
   tensorsArg(inputs, 'inputs');
   const requiresGrad = inputs.map((t) => t.requiresGrad);
@@ -138,7 +160,9 @@ export function checkpoint<T extends Tensor | Tensor[]>(fn: (...inputs: Tensor[]
   let single = false;
   const recompute = (gradOutputs: Array<Tensor | null>, saved: Tensor[]): Array<Tensor | null> => {
     const leaves = inputs.map((_, k) => (requiresGrad[k] ? saved[k]!.detach().requiresGrad_(true) : saved[k]!));
-    const outputs = withRngState(rngState === null ? null : saved[inputs.length]!, () => enableGrad(() => asList(fn(...leaves))));
+    const outputs = withRngState(rngState === null ? null : saved[inputs.length]!, () =>
+      enableGrad(() => asList(fn(...leaves))),
+    );
     const roots: Tensor[] = [];
     const grads: Tensor[] = [];
     outputs.forEach((out, k) => {

@@ -2,7 +2,7 @@
 import { checkDevice, checkInteger, checkNumber, invalidArgument, shapeArgs, type Device } from './args.js';
 import { dtypeCode, ELEMENT_SIZE, type DType, type TypedArray } from './dtype.js';
 import { native as N } from './native.js';
-import { handleOf, Tensor, wrap } from './tensor.js';
+import { handleOf, type Tensor, wrap } from './tensor.js';
 
 export interface TensorOptions {
   dtype?: DType;
@@ -16,7 +16,11 @@ type ShapeAndOptions = Array<number | readonly number[] | TensorOptions | undefi
 export type NestedArray = number | boolean | ReadonlyArray<NestedArray>;
 
 // Applies dtype, device and requiresGrad to a creation call taking (dtypeCode, device) last.
-function create(options: TensorOptions, make: (dtype: number, device: string) => number, defaultDtype: DType = 'float32'): Tensor {
+function create(
+  options: TensorOptions,
+  make: (dtype: number, device: string) => number,
+  defaultDtype: DType = 'float32',
+): Tensor {
   const t = wrap(make(dtypeCode(options.dtype ?? defaultDtype), checkDevice(options.device ?? 'cpu')));
   if (options.requiresGrad) N.requiresGrad_(t.handle, true);
   return t;
@@ -35,9 +39,14 @@ function splitShapeAndOptions(args: ShapeAndOptions): [number[], TensorOptions] 
   return [shapeArgs(shapePart), hasOptions ? (last as TensorOptions) : {}];
 }
 
-const TYPED_DTYPE = new Map<Function, DType>([
-  [Float32Array, 'float32'], [Float64Array, 'float64'], [BigInt64Array, 'int64'], [Int32Array, 'int32'],
-  [Int16Array, 'int16'], [Int8Array, 'int8'], [Uint8Array, 'uint8'],
+const TYPED_DTYPE = new Map<unknown, DType>([
+  [Float32Array, 'float32'],
+  [Float64Array, 'float64'],
+  [BigInt64Array, 'int64'],
+  [Int32Array, 'int32'],
+  [Int16Array, 'int16'],
+  [Int8Array, 'int8'],
+  [Uint8Array, 'uint8'],
 ]);
 
 function inferShape(data: NestedArray): number[] {
@@ -55,8 +64,10 @@ function flatten(data: NestedArray, shape: number[]): Array<number | boolean> {
   const out: Array<number | boolean> = [];
   const visit = (value: NestedArray, depth: number, path: string): void => {
     if (depth === shape.length) {
-      if (Array.isArray(value)) throw new RangeError(`tensor: data${path} is nested deeper than its siblings (ragged nested arrays)`);
-      if (typeof value !== 'number' && typeof value !== 'boolean') throw invalidArgument(`data${path}`, 'a number or boolean', value);
+      if (Array.isArray(value))
+        throw new RangeError(`tensor: data${path} is nested deeper than its siblings (ragged nested arrays)`);
+      if (typeof value !== 'number' && typeof value !== 'boolean')
+        throw invalidArgument(`data${path}`, 'a number or boolean', value);
       out.push(value);
       return;
     }
@@ -77,14 +88,22 @@ function inferDtype(values: Array<number | boolean>): DType {
 
 function bytesOf(values: Array<number | boolean>, dtype: DType): TypedArray {
   switch (dtype) {
-    case 'int64': return BigInt64Array.from(values, (v) => BigInt(Math.trunc(Number(v))));
-    case 'float64': return Float64Array.from(values, Number);
-    case 'int32': return Int32Array.from(values, Number);
-    case 'int16': return Int16Array.from(values, Number);
-    case 'int8': return Int8Array.from(values, Number);
-    case 'uint8': return Uint8Array.from(values, Number);
-    case 'bool': return Uint8Array.from(values, (v) => (v ? 1 : 0));
-    default: return Float32Array.from(values, Number); // float32, and the source for float16 / bfloat16
+    case 'int64':
+      return BigInt64Array.from(values, (v) => BigInt(Math.trunc(Number(v))));
+    case 'float64':
+      return Float64Array.from(values, Number);
+    case 'int32':
+      return Int32Array.from(values, Number);
+    case 'int16':
+      return Int16Array.from(values, Number);
+    case 'int8':
+      return Int8Array.from(values, Number);
+    case 'uint8':
+      return Uint8Array.from(values, Number);
+    case 'bool':
+      return Uint8Array.from(values, (v) => (v ? 1 : 0));
+    default:
+      return Float32Array.from(values, Number); // float32, and the source for float16 / bfloat16
   }
 }
 
@@ -92,7 +111,10 @@ function bytesOf(values: Array<number | boolean>, dtype: DType): TypedArray {
  * A tensor from nested arrays, a number, or a typed array (with an optional shape). Integers give
  * int64 and booleans bool, as in PyTorch; other numbers float32.
  */
-export function tensor(data: NestedArray | TypedArray, options: TensorOptions & { shape?: readonly number[] } = {}): Tensor {
+export function tensor(
+  data: NestedArray | TypedArray,
+  options: TensorOptions & { shape?: readonly number[] } = {},
+): Tensor {
   if (ArrayBuffer.isView(data)) return fromTypedArray(data as TypedArray, options);
   const shape = inferShape(data);
   const values = flatten(data, shape);
@@ -135,8 +157,14 @@ function fromTypedArray(data: TypedArray, options: TensorOptions & { shape?: rea
  * writes through either side show in the other, and the tensor keeps the buffer alive. Do not
  * transfer (detach) the buffer while the tensor lives; use torch.tensor for an independent copy.
  */
-export function frombuffer(buffer: ArrayBufferView | ArrayBuffer, options: { dtype: DType; shape?: readonly number[] }): Tensor {
-  const bytes = buffer instanceof ArrayBuffer ? new Uint8Array(buffer) : new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+export function frombuffer(
+  buffer: ArrayBufferView | ArrayBuffer,
+  options: { dtype: DType; shape?: readonly number[] },
+): Tensor {
+  const bytes =
+    buffer instanceof ArrayBuffer
+      ? new Uint8Array(buffer)
+      : new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
   const count = bytes.byteLength / ELEMENT_SIZE[options.dtype];
   if (!options.shape && !Number.isInteger(count)) {
     throw new RangeError(`frombuffer: ${bytes.byteLength} bytes is not a whole number of ${options.dtype} elements`);
@@ -178,7 +206,12 @@ export function full(shape: readonly number[], value: number | boolean, options:
 }
 
 /** arange(end) or arange(start, end, step?): int64 when every bound is an integer, as PyTorch. */
-export function arange(startOrEnd: number, end?: number | TensorOptions, step?: number | TensorOptions, options?: TensorOptions): Tensor {
+export function arange(
+  startOrEnd: number,
+  end?: number | TensorOptions,
+  step?: number | TensorOptions,
+  options?: TensorOptions,
+): Tensor {
   const numbers = [startOrEnd, end, step].filter((v): v is number => typeof v === 'number');
   const opts = [end, step, options].find((v): v is TensorOptions => typeof v === 'object') ?? {};
   const [s, e, st] = numbers.length === 1 ? [0, numbers[0]!, 1] : [numbers[0]!, numbers[1]!, numbers[2] ?? 1];
@@ -198,7 +231,11 @@ export function eye(n: number, m: number = n, options: TensorOptions = {}): Tens
 
 /** Integers uniformly drawn from [low, high). */
 export function randint(low: number, high: number, shape: readonly number[], options: TensorOptions = {}): Tensor {
-  return create(options, (d, dev) => N.randint(checkInteger(low, 'low'), checkInteger(high, 'high'), shapeArgs([shape]), d, dev), 'int64');
+  return create(
+    options,
+    (d, dev) => N.randint(checkInteger(low, 'low'), checkInteger(high, 'high'), shapeArgs([shape]), d, dev),
+    'int64',
+  );
 }
 
 // The *Like forms keep the input's shape, dtype and device; dtype may be overridden.

@@ -31,7 +31,8 @@ function floatFormatter(values: number[]): (v: number) => string {
   const max = magnitudes.length ? Math.max(...magnitudes) : 0;
   const min = magnitudes.length ? Math.min(...magnitudes) : 0;
   const wide = magnitudes.length > 0 && (max / min > 1000 || max > 1e8);
-  const special = (v: number): string | null => (Number.isNaN(v) ? 'nan' : Number.isFinite(v) ? null : v > 0 ? 'inf' : '-inf');
+  const special = (v: number): string | null =>
+    Number.isNaN(v) ? 'nan' : Number.isFinite(v) ? null : v > 0 ? 'inf' : '-inf';
   if (finite.every(Number.isInteger)) {
     return (v) => special(v) ?? (wide ? scientific(v) : `${v.toFixed(0)}.`);
   }
@@ -46,7 +47,8 @@ function render(values: unknown, depth: number, ndim: number, summarise: boolean
   const parts: string[] = [];
   items.forEach((item, k) => {
     if (elide && k === EDGE_ITEMS) parts.push(depth === ndim - 1 ? ' ...' : '...');
-    if (!elide || k < EDGE_ITEMS || k >= items.length - EDGE_ITEMS) parts.push(render(item, depth + 1, ndim, summarise, cell));
+    if (!elide || k < EDGE_ITEMS || k >= items.length - EDGE_ITEMS)
+      parts.push(render(item, depth + 1, ndim, summarise, cell));
   });
   const separator = depth === ndim - 1 ? ', ' : `,${'\n'.repeat(ndim - depth - 1)}${' '.repeat(INDENT + depth + 1)}`;
   return `[${parts.join(separator)}]`;
@@ -61,7 +63,11 @@ export function formatTensor(t: Tensor): string {
   shown(values, 0, t.ndim, summarise, leaves);
   const floating = dtype.startsWith('float') || dtype === 'bfloat16';
   const format: (v: Leaf) => string =
-    dtype === 'bool' ? (v) => (v ? 'True' : 'False') : floating ? (floatFormatter(leaves as number[]) as (v: Leaf) => string) : String;
+    dtype === 'bool'
+      ? (v) => (v ? 'True' : 'False')
+      : floating
+        ? (floatFormatter(leaves as number[]) as (v: Leaf) => string)
+        : String;
   const width = Math.max(0, ...leaves.map((v) => format(v).length));
   const body = render(values, 0, t.ndim, summarise, (v) => format(v).padStart(width));
   const extras: string[] = [];

@@ -32,7 +32,8 @@ export function where(condition: Tensor, input: Tensor | Scalar, other: Tensor |
 // it against the other operand: a fraction against an integer or bool tensor becomes float32.
 function scalarLike(condition: number, value: Scalar, other: Tensor | Scalar): Tensor {
   const fraction = typeof value === 'number' && !Number.isInteger(value);
-  const scalarType = (v: Scalar): DType => (typeof v === 'boolean' ? 'bool' : Number.isInteger(v) ? 'int64' : 'float32');
+  const scalarType = (v: Scalar): DType =>
+    typeof v === 'boolean' ? 'bool' : Number.isInteger(v) ? 'int64' : 'float32';
   let dtype: DType = scalarType(value);
   if (other instanceof Tensor) dtype = fraction && !isFloatingPoint(other.dtype) ? 'float32' : other.dtype;
   else if (scalarType(other) === 'float32' && dtype !== 'bool') dtype = 'float32';
@@ -42,7 +43,8 @@ function scalarLike(condition: number, value: Scalar, other: Tensor | Scalar): T
 export const add = (input: Tensor, other: Tensor | Scalar, alpha?: number): Tensor => input.add(other, alpha);
 export const sub = (input: Tensor, other: Tensor | Scalar, alpha?: number): Tensor => input.sub(other, alpha);
 export const mul = (input: Tensor, other: Tensor | Scalar): Tensor => input.mul(other);
-export const div = (input: Tensor, other: Tensor | Scalar, roundingMode?: 'trunc' | 'floor'): Tensor => input.div(other, roundingMode);
+export const div = (input: Tensor, other: Tensor | Scalar, roundingMode?: 'trunc' | 'floor'): Tensor =>
+  input.div(other, roundingMode);
 export const pow = (input: Tensor | number, exponent: Tensor | Scalar): Tensor =>
   typeof input === 'number' ? wrap(N.rpowScalar(handleOf(exponent, 'exponent', 'pow'), input)) : input.pow(exponent);
 export const matmul = (input: Tensor, other: Tensor): Tensor => input.matmul(other);
@@ -58,18 +60,21 @@ export const tanh = (input: Tensor): Tensor => input.tanh();
 export const sigmoid = (input: Tensor): Tensor => input.sigmoid();
 export const softmax = (input: Tensor, dim: number): Tensor => input.softmax(dim);
 export const logSoftmax = (input: Tensor, dim: number): Tensor => input.logSoftmax(dim);
-export const logsumexp = (input: Tensor, dim: number | number[], keepdim = false): Tensor => input.logsumexp(dim, keepdim);
+export const logsumexp = (input: Tensor, dim: number | number[], keepdim = false): Tensor =>
+  input.logsumexp(dim, keepdim);
 export const triu = (input: Tensor, diagonal = 0): Tensor => input.triu(diagonal);
 export const tril = (input: Tensor, diagonal = 0): Tensor => input.tril(diagonal);
 export const gather = (input: Tensor, dim: number, index: Tensor): Tensor => input.gather(dim, index);
 export const indexSelect = (input: Tensor, dim: number, index: Tensor): Tensor => input.indexSelect(dim, index);
 export const cumsum = (input: Tensor, dim: number): Tensor => input.cumsum(dim);
 export const clamp = (input: Tensor, min?: number | null, max?: number | null): Tensor => input.clamp(min, max);
-export const split = (input: Tensor, splitSize: number | readonly number[], dim = 0): Tensor[] => input.split(splitSize, dim);
+export const split = (input: Tensor, splitSize: number | readonly number[], dim = 0): Tensor[] =>
+  input.split(splitSize, dim);
 export const chunk = (input: Tensor, chunks: number, dim = 0): Tensor[] => input.chunk(chunks, dim);
 export const sort = (input: Tensor, dim = -1, descending = false): [Tensor, Tensor] => input.sort(dim, descending);
 export const topk = (input: Tensor, k: number, dim = -1, largest = true, sorted = true): [Tensor, Tensor] =>
   input.topk(k, dim, largest, sorted);
-export const multinomial = (input: Tensor, numSamples: number, replacement = false): Tensor => input.multinomial(numSamples, replacement);
+export const multinomial = (input: Tensor, numSamples: number, replacement = false): Tensor =>
+  input.multinomial(numSamples, replacement);
 export const allclose = (a: Tensor, b: Tensor, rtol?: number, atol?: number): boolean => a.allclose(b, rtol, atol);
 export const unbind = (input: Tensor, dim = 0): Tensor[] => wrapAll(N.unbind(handleOf(input, 'input', 'unbind'), dim));

@@ -114,8 +114,14 @@ export function linearLogprobStats(
 ): LinearLogprobStats {
   const op = 'linearLogprobStats';
   const h = operands(op, x, weight, bias, targets);
-  const out = N.linearLogprobStats(h.x, h.weight, h.bias, h.targets, temperatureOf(options.temperature, op),
-    chunkRowsOf(options.chunkRows, op)) as number[];
+  const out = N.linearLogprobStats(
+    h.x,
+    h.weight,
+    h.bias,
+    h.targets,
+    temperatureOf(options.temperature, op),
+    chunkRowsOf(options.chunkRows, op),
+  ) as number[];
   return statsOf(out);
 }
 
@@ -191,11 +197,27 @@ export function linearLogprobGradChunk(
   const gradWeight = handleOf(into.weight, 'into.weight', op);
   buffer(into.weight, 'into.weight', [vocab, width]);
   const gradBias = buffer(into.bias, 'into.bias', [vocab]);
-  const upstream = [perToken(grads.logp, 'grads.logp'), perToken(grads.entropy, 'grads.entropy'),
-    perToken(grads.meanLogit, 'grads.meanLogit')];
+  const upstream = [
+    perToken(grads.logp, 'grads.logp'),
+    perToken(grads.entropy, 'grads.entropy'),
+    perToken(grads.meanLogit, 'grads.meanLogit'),
+  ];
   const t = temperatureOf(temperature, op);
-  return wrap(N.linearLogprobGradChunk(scratch.handle, h.x, h.weight, h.targets, t, lse, entropy, ...upstream,
-    gradWeight, gradBias, gradFilterOf(gradFilter, op)));
+  return wrap(
+    N.linearLogprobGradChunk(
+      scratch.handle,
+      h.x,
+      h.weight,
+      h.targets,
+      t,
+      lse,
+      entropy,
+      ...upstream,
+      gradWeight,
+      gradBias,
+      gradFilterOf(gradFilter, op),
+    ),
+  );
 }
 
 /**

@@ -39,7 +39,9 @@ export function adamwStep_(
   const m = handles(expAvg, 'expAvg');
   const v = handles(expAvgSq, 'expAvgSq');
   if (g.length !== p.length || m.length !== p.length || v.length !== p.length) {
-    throw new RangeError(`adamwStep_: ${p.length} params need as many grads, expAvg and expAvgSq, got ${g.length}, ${m.length} and ${v.length}`);
+    throw new RangeError(
+      `adamwStep_: ${p.length} params need as many grads, expAvg and expAvgSq, got ${g.length}, ${m.length} and ${v.length}`,
+    );
   }
   if (typeof options !== 'object' || options === null) throw invalidArgument('options', 'an object', options);
   const { lr, beta1, beta2, eps, weightDecay } = options;
@@ -50,5 +52,17 @@ export function adamwStep_(
   const step = checkInteger(options.step, 'options.step');
   if (step < 1) throw invalidArgument('options.step', 'an integer >= 1', step);
   if ((options.amsgrad as unknown) === true) throw new TypeError('adamwStep_: amsgrad is not supported');
-  N.adamwStep_(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step, checkBoolean(options.maximize ?? false, 'options.maximize'));
+  N.adamwStep_(
+    p,
+    g,
+    m,
+    v,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weightDecay,
+    step,
+    checkBoolean(options.maximize ?? false, 'options.maximize'),
+  );
 }

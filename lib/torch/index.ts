@@ -6,7 +6,15 @@ export * from './creation.js';
 export * from './functional.js';
 export { tidy, keep, memory, type MemoryInfo } from './scope.js';
 export { noGrad, enableGrad, isGradEnabled, setGradEnabled, checkpoint } from './autograd.js';
-export { quantize4bit, dequantize4bit, linear4bit, type QuantState4bit, type QuantType, type Quantize4bitOptions, type Linear4bitOptions } from './quant4bit.js';
+export {
+  quantize4bit,
+  dequantize4bit,
+  linear4bit,
+  type QuantState4bit,
+  type QuantType,
+  type Quantize4bitOptions,
+  type Linear4bitOptions,
+} from './quant4bit.js';
 export { adamwStep_, type AdamwStepOptions } from './fused_optim.js';
 export {
   linearLogprobs,

@@ -1,28 +1,58 @@
 // torch.nn.functional: the layers' math as functions, with PyTorch's argument names and defaults.
 import { checkNumber, invalidArgument } from './args.js';
 import { native as N } from './native.js';
-import { handleOf, optionalHandle, Tensor, wrap } from './tensor.js';
+import { handleOf, optionalHandle, type Tensor, wrap } from './tensor.js';
 
 type Pair = number | readonly number[];
 const expandTo = (value: Pair, n: number, name: string, op: string): number[] => {
   const list = typeof value === 'number' ? Array<number>(n).fill(value) : [...value];
-  if (list.length !== n || !list.every(Number.isInteger)) throw invalidArgument(name, `an integer or ${n} integers`, value, op);
+  if (list.length !== n || !list.every(Number.isInteger))
+    throw invalidArgument(name, `an integer or ${n} integers`, value, op);
   return list;
 };
 
 /** x @ weight^T + bias */
 export const linear = (input: Tensor, weight: Tensor, bias?: Tensor | null): Tensor =>
-  wrap(N.linear(handleOf(input, 'input', 'linear'), handleOf(weight, 'weight', 'linear'),
-    optionalHandle(bias, 'bias', 'linear')));
+  wrap(
+    N.linear(
+      handleOf(input, 'input', 'linear'),
+      handleOf(weight, 'weight', 'linear'),
+      optionalHandle(bias, 'bias', 'linear'),
+    ),
+  );
 
 /** beta * input + alpha * (mat1 @ mat2) */
-export const addmm = (input: Tensor, mat1: Tensor, mat2: Tensor, options: { beta?: number; alpha?: number } = {}): Tensor =>
-  wrap(N.addmm(handleOf(input, 'input', 'addmm'), handleOf(mat1, 'mat1', 'addmm'), handleOf(mat2, 'mat2', 'addmm'),
-    options.beta ?? 1, options.alpha ?? 1));
+export const addmm = (
+  input: Tensor,
+  mat1: Tensor,
+  mat2: Tensor,
+  options: { beta?: number; alpha?: number } = {},
+): Tensor =>
+  wrap(
+    N.addmm(
+      handleOf(input, 'input', 'addmm'),
+      handleOf(mat1, 'mat1', 'addmm'),
+      handleOf(mat2, 'mat2', 'addmm'),
+      options.beta ?? 1,
+      options.alpha ?? 1,
+    ),
+  );
 
-export const baddbmm = (input: Tensor, batch1: Tensor, batch2: Tensor, options: { beta?: number; alpha?: number } = {}): Tensor =>
-  wrap(N.baddbmm(handleOf(input, 'input', 'baddbmm'), handleOf(batch1, 'batch1', 'baddbmm'),
-    handleOf(batch2, 'batch2', 'baddbmm'), options.beta ?? 1, options.alpha ?? 1));
+export const baddbmm = (
+  input: Tensor,
+  batch1: Tensor,
+  batch2: Tensor,
+  options: { beta?: number; alpha?: number } = {},
+): Tensor =>
+  wrap(
+    N.baddbmm(
+      handleOf(input, 'input', 'baddbmm'),
+      handleOf(batch1, 'batch1', 'baddbmm'),
+      handleOf(batch2, 'batch2', 'baddbmm'),
+      options.beta ?? 1,
+      options.alpha ?? 1,
+    ),
+  );
 
 export interface ConvOptions {
   stride?: Pair;
@@ -31,10 +61,25 @@ export interface ConvOptions {
   groups?: number;
 }
 
-function conv(op: 'conv2d' | 'conv3d', n: number, input: Tensor, weight: Tensor, bias: Tensor | null | undefined, o: ConvOptions): Tensor {
-  return wrap(N[op](handleOf(input, 'input', op), handleOf(weight, 'weight', op), optionalHandle(bias, 'bias', op),
-    expandTo(o.stride ?? 1, n, 'stride', op), expandTo(o.padding ?? 0, n, 'padding', op),
-    expandTo(o.dilation ?? 1, n, 'dilation', op), o.groups ?? 1));
+function conv(
+  op: 'conv2d' | 'conv3d',
+  n: number,
+  input: Tensor,
+  weight: Tensor,
+  bias: Tensor | null | undefined,
+  o: ConvOptions,
+): Tensor {
+  return wrap(
+    N[op](
+      handleOf(input, 'input', op),
+      handleOf(weight, 'weight', op),
+      optionalHandle(bias, 'bias', op),
+      expandTo(o.stride ?? 1, n, 'stride', op),
+      expandTo(o.padding ?? 0, n, 'padding', op),
+      expandTo(o.dilation ?? 1, n, 'dilation', op),
+      o.groups ?? 1,
+    ),
+  );
 }
 
 export const conv2d = (input: Tensor, weight: Tensor, bias?: Tensor | null, options: ConvOptions = {}): Tensor =>
@@ -44,11 +89,30 @@ export const conv3d = (input: Tensor, weight: Tensor, bias?: Tensor | null, opti
 
 /** Rows of weight picked by input's ids; the paddingIdx row gets no gradient. */
 export const embedding = (input: Tensor, weight: Tensor, options: { paddingIdx?: number } = {}): Tensor =>
-  wrap(N.embedding(handleOf(weight, 'weight', 'embedding'), handleOf(input, 'input', 'embedding'), options.paddingIdx ?? -1));
+  wrap(
+    N.embedding(
+      handleOf(weight, 'weight', 'embedding'),
+      handleOf(input, 'input', 'embedding'),
+      options.paddingIdx ?? -1,
+    ),
+  );
 
-export const layerNorm = (input: Tensor, normalizedShape: readonly number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor =>
-  wrap(N.layerNorm(handleOf(input, 'input', 'layerNorm'), [...normalizedShape], optionalHandle(weight, 'weight', 'layerNorm'),
-    optionalHandle(bias, 'bias', 'layerNorm'), checkNumber(eps, 'eps', 'layerNorm')));
+export const layerNorm = (
+  input: Tensor,
+  normalizedShape: readonly number[],
+  weight?: Tensor | null,
+  bias?: Tensor | null,
+  eps = 1e-5,
+): Tensor =>
+  wrap(
+    N.layerNorm(
+      handleOf(input, 'input', 'layerNorm'),
+      [...normalizedShape],
+      optionalHandle(weight, 'weight', 'layerNorm'),
+      optionalHandle(bias, 'bias', 'layerNorm'),
+      checkNumber(eps, 'eps', 'layerNorm'),
+    ),
+  );
 
 export function dropout(input: Tensor, p = 0.5, training = true): Tensor {
   if (!(p >= 0 && p <= 1)) throw new RangeError(`dropout: p must be in [0, 1], got ${p}`);
@@ -84,16 +148,36 @@ export interface CrossEntropyOptions {
 
 /** Cross entropy of logits [N, C, ...] against class ids [N, ...]. */
 export const crossEntropy = (input: Tensor, target: Tensor, o: CrossEntropyOptions = {}): Tensor =>
-  wrap(N.crossEntropy(handleOf(input, 'input', 'crossEntropy'), handleOf(target, 'target', 'crossEntropy'),
-    optionalHandle(o.weight, 'weight', 'crossEntropy'), reductionCode(o.reduction, 'crossEntropy'), o.ignoreIndex ?? -100,
-    o.labelSmoothing ?? 0));
+  wrap(
+    N.crossEntropy(
+      handleOf(input, 'input', 'crossEntropy'),
+      handleOf(target, 'target', 'crossEntropy'),
+      optionalHandle(o.weight, 'weight', 'crossEntropy'),
+      reductionCode(o.reduction, 'crossEntropy'),
+      o.ignoreIndex ?? -100,
+      o.labelSmoothing ?? 0,
+    ),
+  );
 
 export const nllLoss = (input: Tensor, target: Tensor, o: Omit<CrossEntropyOptions, 'labelSmoothing'> = {}): Tensor =>
-  wrap(N.nllLoss(handleOf(input, 'input', 'nllLoss'), handleOf(target, 'target', 'nllLoss'),
-    optionalHandle(o.weight, 'weight', 'nllLoss'), reductionCode(o.reduction, 'nllLoss'), o.ignoreIndex ?? -100));
+  wrap(
+    N.nllLoss(
+      handleOf(input, 'input', 'nllLoss'),
+      handleOf(target, 'target', 'nllLoss'),
+      optionalHandle(o.weight, 'weight', 'nllLoss'),
+      reductionCode(o.reduction, 'nllLoss'),
+      o.ignoreIndex ?? -100,
+    ),
+  );
 
 export const mseLoss = (input: Tensor, target: Tensor, options: { reduction?: Reduction } = {}): Tensor =>
-  wrap(N.mseLoss(handleOf(input, 'input', 'mseLoss'), handleOf(target, 'target', 'mseLoss'), reductionCode(options.reduction, 'mseLoss')));
+  wrap(
+    N.mseLoss(
+      handleOf(input, 'input', 'mseLoss'),
+      handleOf(target, 'target', 'mseLoss'),
+      reductionCode(options.reduction, 'mseLoss'),
+    ),
+  );
 
 export interface AttentionOptions {
   /** Boolean (true = attend) or additive float mask, broadcastable to [..., L, S]. */
@@ -105,7 +189,21 @@ export interface AttentionOptions {
 }
 
 /** softmax(q k^T * scale + mask) v over q [..., L, E], k [..., S, E], v [..., S, Ev]. */
-export const scaledDotProductAttention = (query: Tensor, key: Tensor, value: Tensor, o: AttentionOptions = {}): Tensor =>
-  wrap(N.scaledDotProductAttention(handleOf(query, 'query', SDPA), handleOf(key, 'key', SDPA), handleOf(value, 'value', SDPA),
-    optionalHandle(o.attnMask, 'attnMask', SDPA), o.dropoutP ?? 0, o.isCausal ?? false, o.scale ?? null));
+export const scaledDotProductAttention = (
+  query: Tensor,
+  key: Tensor,
+  value: Tensor,
+  o: AttentionOptions = {},
+): Tensor =>
+  wrap(
+    N.scaledDotProductAttention(
+      handleOf(query, 'query', SDPA),
+      handleOf(key, 'key', SDPA),
+      handleOf(value, 'value', SDPA),
+      optionalHandle(o.attnMask, 'attnMask', SDPA),
+      o.dropoutP ?? 0,
+      o.isCausal ?? false,
+      o.scale ?? null,
+    ),
+  );
 const SDPA = 'scaledDotProductAttention';

@@ -4,7 +4,7 @@
 import { checkBoolean, checkInteger, invalidArgument } from './args.js';
 import { dtypeCode, type DType } from './dtype.js';
 import { native as N } from './native.js';
-import { handleOf, optionalHandle, Tensor, wrap } from './tensor.js';
+import { handleOf, optionalHandle, type Tensor, wrap } from './tensor.js';
 
 export type QuantType = 'nf4' | 'fp4';
 
@@ -49,11 +49,24 @@ export function quantize4bit(weight: Tensor, options: Quantize4bitOptions = {}):
   const doubleQuant = checkBoolean(options.doubleQuant ?? false, 'doubleQuant');
   const dtype = weight.dtype;
   if (!QUANTIZABLE.includes(dtype)) throw invalidArgument('weight', 'a float32, bfloat16 or float16 tensor', dtype);
-  const [packed, absmax, nestedAbsmax, nestedCode, offset, code] = N.quantize4bit(handle, quantType, blocksize, doubleQuant) as number[];
+  const [packed, absmax, nestedAbsmax, nestedCode, offset, code] = N.quantize4bit(
+    handle,
+    quantType,
+    blocksize,
+    doubleQuant,
+  ) as number[];
   const optional = (h: number | undefined): Tensor | null => (h ? wrap(h) : null);
   return {
-    packed: wrap(packed!), absmax: wrap(absmax!), nestedAbsmax: optional(nestedAbsmax), nestedCode: optional(nestedCode),
-    offset: optional(offset), code: wrap(code!), quantType, blocksize, shape: weight.shape, dtype,
+    packed: wrap(packed!),
+    absmax: wrap(absmax!),
+    nestedAbsmax: optional(nestedAbsmax),
+    nestedCode: optional(nestedCode),
+    offset: optional(offset),
+    code: wrap(code!),
+    quantType,
+    blocksize,
+    shape: weight.shape,
+    dtype,
   };
 }
 
@@ -77,7 +90,9 @@ function stateHandles(state: QuantState4bit): number[] {
 export function dequantize4bit(state: QuantState4bit, options: { dtype?: DType } = {}): Tensor {
   const handles = stateHandles(state);
   const dtype = options.dtype ?? state.dtype;
-  return wrap(N.dequantize4bit(...handles, checkInteger(state.blocksize, 'state.blocksize'), state.shape, dtypeCode(dtype)));
+  return wrap(
+    N.dequantize4bit(...handles, checkInteger(state.blocksize, 'state.blocksize'), state.shape, dtypeCode(dtype)),
+  );
 }
 
 export interface Linear4bitOptions {
@@ -90,13 +105,33 @@ export interface Linear4bitOptions {
  * (float32, bfloat16, or float64 for gradient checks) without materialising W: each tile of output
  * rows is dequantised into one reused buffer and multiplied. Differentiable in x and bias.
  */
-export function linear4bit(x: Tensor, state: QuantState4bit, bias?: Tensor | null, options: Linear4bitOptions = {}): Tensor {
+export function linear4bit(
+  x: Tensor,
+  state: QuantState4bit,
+  bias?: Tensor | null,
+  options: Linear4bitOptions = {},
+): Tensor {
   const xh = handleOf(x, 'x');
   const handles = stateHandles(state);
-  if (!Array.isArray(state.shape) || state.shape.length !== 2) throw invalidArgument('state.shape', 'a 2-d weight shape', state.shape);
+  if (!Array.isArray(state.shape) || state.shape.length !== 2)
+    throw invalidArgument('state.shape', 'a 2-d weight shape', state.shape);
   const [outFeatures, inFeatures] = state.shape as [number, number];
   const tileBytes = checkInteger(options.tileBytes ?? 16 << 20, 'tileBytes');
   if (tileBytes <= 0) throw invalidArgument('tileBytes', 'a positive integer', tileBytes);
-  return wrap(N.linear4bit(xh, optionalHandle(bias, 'bias'), handles[0], handles[1], handles[2], handles[3], handles[4], handles[5],
-    checkInteger(state.blocksize, 'state.blocksize'), outFeatures, inFeatures, tileBytes));
+  return wrap(
+    N.linear4bit(
+      xh,
+      optionalHandle(bias, 'bias'),
+      handles[0],
+      handles[1],
+      handles[2],
+      handles[3],
+      handles[4],
+      handles[5],
+      checkInteger(state.blocksize, 'state.blocksize'),
+      outFeatures,
+      inFeatures,
+      tileBytes,
+    ),
+  );
 }

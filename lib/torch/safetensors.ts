@@ -9,8 +9,14 @@ import { dtypeCode, ELEMENT_SIZE, type DType } from './dtype.js';
 import { native as N } from './native.js';
 import { Tensor, wrap } from './tensor.js';
 
-export interface SafetensorsMetadata { [key: string]: string }
-export interface SafetensorsTensorInfo { dtype: DType; shape: number[]; dataOffsets: [number, number] }
+export interface SafetensorsMetadata {
+  [key: string]: string;
+}
+export interface SafetensorsTensorInfo {
+  dtype: DType;
+  shape: number[];
+  dataOffsets: [number, number];
+}
 export interface SafetensorsHeader {
   tensors: Record<string, SafetensorsTensorInfo>;
   metadata: SafetensorsMetadata | null;
@@ -19,13 +25,32 @@ export interface SafetensorsHeader {
 }
 
 const FROM_TAG: Record<string, DType> = {
-  F64: 'float64', F32: 'float32', F16: 'float16', BF16: 'bfloat16', I64: 'int64',
-  I32: 'int32', I16: 'int16', I8: 'int8', U8: 'uint8', BOOL: 'bool',
+  F64: 'float64',
+  F32: 'float32',
+  F16: 'float16',
+  BF16: 'bfloat16',
+  I64: 'int64',
+  I32: 'int32',
+  I16: 'int16',
+  I8: 'int8',
+  U8: 'uint8',
+  BOOL: 'bool',
 };
 const TAG = Object.fromEntries(Object.entries(FROM_TAG).map(([tag, dtype]) => [dtype, tag])) as Record<DType, string>;
 // The Rust safetensors crate's Dtype enum order (increasing alignment). Writers sort by it
 // descending, so with an 8-byte-padded header every tensor's bytes are aligned to its element size.
-const ALIGNMENT_RANK: DType[] = ['bool', 'uint8', 'int8', 'int16', 'float16', 'bfloat16', 'int32', 'float32', 'float64', 'int64'];
+const ALIGNMENT_RANK: DType[] = [
+  'bool',
+  'uint8',
+  'int8',
+  'int16',
+  'float16',
+  'bfloat16',
+  'int32',
+  'float32',
+  'float64',
+  'int64',
+];
 const MAX_HEADER = 100_000_000; // the Python library's limit
 const METADATA_KEY = '__metadata__';
 
@@ -42,12 +67,15 @@ function attempt<T>(file: string, what: string, parse: () => T): T {
   }
 }
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const nonStringKey = (o: Record<string, unknown>): string | undefined => Object.keys(o).find((k) => typeof o[k] !== 'string');
+const nonStringKey = (o: Record<string, unknown>): string | undefined =>
+  Object.keys(o).find((k) => typeof o[k] !== 'string');
 
 // ---- reading ------------------------------------------------------------------------------------
 
 async function withFile<T>(file: string, use: (fh: fs.promises.FileHandle) => Promise<T>): Promise<T> {
-  const fh = await fs.promises.open(file, 'r').catch((error: unknown) => { throw cannotOpen(file, error); });
+  const fh = await fs.promises.open(file, 'r').catch((error: unknown) => {
+    throw cannotOpen(file, error);
+  });
   try {
     return await use(fh);
   } finally {
@@ -73,7 +101,9 @@ async function readHeader(fh: fs.promises.FileHandle, file: string): Promise<Saf
   const headerLength = Number(n);
   const bytes = await readAt(fh, file, headerLength, 8);
   // ignoreBOM keeps a BOM in the text, so JSON.parse refuses it as the Python library does.
-  const text = attempt(file, 'header is not valid UTF-8', () => new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes));
+  const text = attempt(file, 'header is not valid UTF-8', () =>
+    new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes),
+  );
   const json: unknown = attempt(file, 'header is not valid JSON', () => JSON.parse(text));
   if (!isObject(json)) throw fail(file, 'header is not a JSON object');
   const duplicate = firstDuplicateKey(text);
@@ -122,11 +152,17 @@ function endOfString(text: string, start: number): number {
   return i;
 }
 
-function parseHeader(file: string, json: Record<string, unknown>, dataStart: number, dataLength: number): SafetensorsHeader {
+function parseHeader(
+  file: string,
+  json: Record<string, unknown>,
+  dataStart: number,
+  dataLength: number,
+): SafetensorsHeader {
   let metadata: SafetensorsMetadata | null = null;
   const entries: Array<[string, SafetensorsTensorInfo]> = [];
   for (const [name, value] of Object.entries(json)) {
-    if (name === METADATA_KEY) metadata = value === null ? null : parseMetadata(file, value); // null: serde's None
+    if (name === METADATA_KEY)
+      metadata = value === null ? null : parseMetadata(file, value); // null: serde's None
     else entries.push([name, parseEntry(file, name, value, dataLength)]);
   }
   checkTiling(file, entries, dataLength);
@@ -148,14 +184,16 @@ function parseEntry(file: string, name: string, entry: unknown, dataLength: numb
   const dtype = Object.hasOwn(FROM_TAG, tag) ? FROM_TAG[tag]! : undefined;
   if (dtype === undefined) throw bad(`unsupported dtype '${tag}'`);
   if (!Array.isArray(shape)) throw bad('shape is missing or not an array');
-  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw bad(`shape ${JSON.stringify(shape)} must hold non-negative integers`);
+  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+    throw bad(`shape ${JSON.stringify(shape)} must hold non-negative integers`);
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(Number.isSafeInteger)) {
     throw bad('data_offsets is missing or not [begin, end] integers');
   }
   const [begin, end] = offsets as [number, number];
   if (begin < 0 || end < begin) throw bad(`data_offsets [${begin}, ${end}] must satisfy 0 <= begin <= end`);
   if (end > dataLength) throw bad(`data_offsets end ${end} is beyond the ${dataLength}-byte data section`);
-  if (elementCountOverflows(shape as number[])) throw bad(`shape ${JSON.stringify(shape)} overflows a 64-bit element count`);
+  if (elementCountOverflows(shape as number[]))
+    throw bad(`shape ${JSON.stringify(shape)} overflows a 64-bit element count`);
   const nbytes = (shape as number[]).reduce((a, d) => a * d, 1) * ELEMENT_SIZE[dtype];
   if (end - begin !== nbytes) throw bad(`data_offsets span ${end - begin} bytes but shape and dtype need ${nbytes}`);
   return { dtype, shape: shape as number[], dataOffsets: [begin, end] };
@@ -176,32 +214,57 @@ function elementCountOverflows(shape: readonly number[]): boolean {
 // Like the Python library, the ranges sorted by offset must tile the data section exactly:
 // overlaps, holes and trailing bytes are all refused.
 function checkTiling(file: string, entries: Array<[string, SafetensorsTensorInfo]>, dataLength: number): void {
-  const sorted = entries.map(([name, info]) => [name, ...info.dataOffsets] as const).sort((a, b) => a[1] - b[1] || a[2] - b[2]);
+  const sorted = entries
+    .map(([name, info]) => [name, ...info.dataOffsets] as const)
+    .sort((a, b) => a[1] - b[1] || a[2] - b[2]);
   let cursor = 0;
   let previous = '';
   for (const [name, begin, end] of sorted) {
     if (begin < cursor) throw fail(file, `tensor '${name}' overlaps tensor '${previous}' (bytes ${begin}..${cursor})`);
-    if (begin > cursor) throw fail(file, `hole in the data section: bytes ${cursor}..${begin} before tensor '${name}' belong to no tensor`);
+    if (begin > cursor)
+      throw fail(
+        file,
+        `hole in the data section: bytes ${cursor}..${begin} before tensor '${name}' belong to no tensor`,
+      );
     cursor = end;
     previous = name;
   }
-  if (cursor !== dataLength) throw fail(file, `${dataLength - cursor} trailing bytes after the last tensor belong to no tensor`);
+  if (cursor !== dataLength)
+    throw fail(file, `${dataLength - cursor} trailing bytes after the last tensor belong to no tensor`);
 }
 
-function readTensor(fd: number, file: string, name: string, info: SafetensorsTensorInfo, dataStart: number, device: Device): Tensor {
+function readTensor(
+  fd: number,
+  file: string,
+  name: string,
+  info: SafetensorsTensorInfo,
+  dataStart: number,
+  device: Device,
+): Tensor {
   const read = (): Tensor => wrap(N.readTensor(fd, dataStart + info.dataOffsets[0], dtypeCode(info.dtype), info.shape));
   const t = attempt(file, `tensor '${name}': cannot read`, read);
   if (device === 'cpu') return t;
-  try { return t.to({ device }); } finally { t.dispose(); }
+  try {
+    return t.to({ device });
+  } finally {
+    t.dispose();
+  }
 }
 
 // Adds `names` (every tensor when null) from one file, opened once, to `out`.
-function loadInto(out: Map<string, Tensor>, file: string, device: Device, names: string[] | null, indexFile?: string): Promise<void> {
+function loadInto(
+  out: Map<string, Tensor>,
+  file: string,
+  device: Device,
+  names: string[] | null,
+  indexFile?: string,
+): Promise<void> {
   return withFile(file, async (fh) => {
     const header = await readHeader(fh, file);
     for (const name of names ?? Object.keys(header.tensors)) {
       const info = Object.hasOwn(header.tensors, name) ? header.tensors[name] : undefined;
-      if (info === undefined) throw fail(file, `tensor '${name}' listed in ${indexFile}'s weight_map is not in this shard`);
+      if (info === undefined)
+        throw fail(file, `tensor '${name}' listed in ${indexFile}'s weight_map is not in this shard`);
       out.set(name, readTensor(fh.fd, file, name, info, header.dataStart, device));
     }
   });
@@ -209,7 +272,9 @@ function loadInto(out: Map<string, Tensor>, file: string, device: Device, names:
 
 // The index's weight_map grouped by shard, each shard resolved next to the index and opened once.
 async function loadSharded(out: Map<string, Tensor>, indexFile: string, device: Device): Promise<string[]> {
-  const text = await fs.promises.readFile(indexFile, 'utf8').catch((error: unknown) => { throw cannotOpen(indexFile, error); });
+  const text = await fs.promises.readFile(indexFile, 'utf8').catch((error: unknown) => {
+    throw cannotOpen(indexFile, error);
+  });
   const json: unknown = attempt(indexFile, 'index is not valid JSON', () => JSON.parse(text));
   const weightMap = isObject(json) ? json.weight_map : undefined;
   if (!isObject(weightMap)) throw fail(indexFile, 'index has no weight_map object');
@@ -217,7 +282,8 @@ async function loadSharded(out: Map<string, Tensor>, indexFile: string, device: 
   const shards = new Map<string, string[]>();
   for (const [name, shard] of Object.entries(weightMap)) {
     const shardPath = typeof shard === 'string' ? path.resolve(dir, shard) : '';
-    if (!shardPath.startsWith(dir + path.sep)) throw fail(indexFile, `weight_map entry for '${name}' is not a file name inside ${dir}`);
+    if (!shardPath.startsWith(dir + path.sep))
+      throw fail(indexFile, `weight_map entry for '${name}' is not a file name inside ${dir}`);
     shards.set(shardPath, [...(shards.get(shardPath) ?? []), name]);
   }
   for (const [shard, names] of shards) await loadInto(out, shard, device, names, indexFile);
@@ -226,9 +292,14 @@ async function loadSharded(out: Map<string, Tensor>, indexFile: string, device: 
 
 // A directory holds either a sharded checkpoint (its index) or a single model.safetensors.
 async function resolveSource(file: string): Promise<{ index: boolean; file: string }> {
-  const stat = await fs.promises.stat(file).catch((error: unknown) => { throw cannotOpen(file, error); });
+  const stat = await fs.promises.stat(file).catch((error: unknown) => {
+    throw cannotOpen(file, error);
+  });
   if (!stat.isDirectory()) return { index: file.endsWith('.index.json'), file };
-  for (const [name, index] of [['model.safetensors.index.json', true], ['model.safetensors', false]] as const) {
+  for (const [name, index] of [
+    ['model.safetensors.index.json', true],
+    ['model.safetensors', false],
+  ] as const) {
     if (fs.existsSync(path.join(file, name))) return { index, file: path.join(file, name) };
   }
   throw fail(file, 'directory holds neither model.safetensors.index.json nor model.safetensors');
@@ -240,7 +311,10 @@ export function readSafetensorsHeader(file: string): Promise<SafetensorsHeader> 
 }
 
 /** Loads a .safetensors file, or a sharded checkpoint from its directory or *.index.json. */
-export async function loadSafetensors(file: string, options: { device?: Device } = {}): Promise<Record<string, Tensor>> {
+export async function loadSafetensors(
+  file: string,
+  options: { device?: Device } = {},
+): Promise<Record<string, Tensor>> {
   const device = checkDevice(options.device ?? 'cpu');
   const source = await resolveSource(file);
   const out = new Map<string, Tensor>();
@@ -271,7 +345,8 @@ function layout(tensors: Record<string, Tensor>): Array<[string, Tensor, DType]>
 function checkMetadata(metadata: SafetensorsMetadata): void {
   if (!isObject(metadata)) throw new TypeError('saveSafetensors: metadata must be an object of strings');
   const key = nonStringKey(metadata);
-  if (key !== undefined) throw new TypeError(`saveSafetensors: metadata key '${key}' must map to a string, not ${typeof metadata[key]}`);
+  if (key !== undefined)
+    throw new TypeError(`saveSafetensors: metadata key '${key}' must map to a string, not ${typeof metadata[key]}`);
 }
 
 // JSON text built by hand: JS objects would move integer-like keys ("0", "1") first.
@@ -280,7 +355,8 @@ const jsonObject = (pairs: Array<[string, string]>): string =>
 
 function headerBytes(entries: Array<[string, Tensor, DType]>, metadata?: SafetensorsMetadata): Buffer {
   const pairs: Array<[string, string]> = [];
-  if (metadata !== undefined) pairs.push([METADATA_KEY, jsonObject(Object.entries(metadata).map(([k, v]) => [k, JSON.stringify(v)]))]);
+  if (metadata !== undefined)
+    pairs.push([METADATA_KEY, jsonObject(Object.entries(metadata).map(([k, v]) => [k, JSON.stringify(v)]))]);
   let offset = 0;
   for (const [name, t, dtype] of entries) {
     const shape = t.shape;
@@ -296,7 +372,11 @@ function headerBytes(entries: Array<[string, Tensor, DType]>, metadata?: Safeten
 }
 
 /** Writes tensors (and string metadata) to `file` through the shared atomic writer (lib/util/atomic_write.ts). */
-export async function saveSafetensors(file: string, tensors: Record<string, Tensor>, metadata?: SafetensorsMetadata): Promise<void> {
+export async function saveSafetensors(
+  file: string,
+  tensors: Record<string, Tensor>,
+  metadata?: SafetensorsMetadata,
+): Promise<void> {
   if (metadata !== undefined) checkMetadata(metadata);
   const entries = layout(tensors);
   const header = headerBytes(entries, metadata);

@@ -16,7 +16,8 @@ type Dims = number | readonly number[];
 export function handleOf(value: unknown, name: string, op?: string): number {
   if (!Tensor.isTensor(value)) throw invalidArgument(name, 'a Tensor', value, op);
   const handle = value.handle;
-  if (handle === 0) throw new Error(`${op === undefined ? '' : `${op}: `}${name}: the tensor was disposed and cannot be used`);
+  if (handle === 0)
+    throw new Error(`${op === undefined ? '' : `${op}: `}${name}: the tensor was disposed and cannot be used`);
   return handle;
 }
 
@@ -32,7 +33,13 @@ const optionalHandle = (value: Tensor | null | undefined, name: string, op?: str
   value === null || value === undefined ? 0 : handleOf(value, name, op);
 const optionalDtype = (dtype: DType | undefined): number | null => (dtype === undefined ? null : dtypeCode(dtype));
 
-function scalarOrTensor(self: Tensor, other: Tensor | Scalar, tensorOp: string, scalarOp: string, name: string): Tensor {
+function scalarOrTensor(
+  self: Tensor,
+  other: Tensor | Scalar,
+  tensorOp: string,
+  scalarOp: string,
+  name: string,
+): Tensor {
   if (typeof other === 'number' || typeof other === 'boolean') return wrap(N[scalarOp](self.handle, other));
   return wrap(N[tensorOp](self.handle, handleOf(other, name, tensorOp)));
 }
@@ -62,7 +69,9 @@ export class Tensor {
   /** @internal tensors come from the creation functions (torch.tensor, torch.zeros, ...) and ops */
   constructor(token: typeof INTERNAL, handle: number) {
     if (token !== INTERNAL) {
-      throw new TypeError('Tensor cannot be constructed directly; use torch.tensor, torch.zeros or another creation function');
+      throw new TypeError(
+        'Tensor cannot be constructed directly; use torch.tensor, torch.zeros or another creation function',
+      );
     }
     this.#handle = handle;
     track(this);
@@ -114,7 +123,8 @@ export class Tensor {
   // ---- metadata ---------------------------------------------------------------------------------
 
   get shape(): number[] {
-    return (this.#shape ??= N.shape(this.#handle) as number[]).slice();
+    this.#shape ??= N.shape(this.#handle) as number[];
+    return this.#shape.slice();
   }
 
   size(dim?: number): number | number[] {
@@ -200,23 +210,51 @@ export class Tensor {
   /** to('float64'), to('cpu'), or to({ dtype, device, copy }). */
   to(target: DType | Device | ToOptions): Tensor {
     const options: ToOptions =
-      typeof target === 'string' ? (/^(cpu|cuda)/.test(target) ? { device: target as Device } : { dtype: target as DType }) : target;
+      typeof target === 'string'
+        ? /^(cpu|cuda)/.test(target)
+          ? { device: target as Device }
+          : { dtype: target as DType }
+        : target;
     const device = options.device === undefined ? null : checkDevice(options.device, undefined, 'to');
     return wrap(N.to(this.#handle, optionalDtype(options.dtype), device, options.copy ?? false));
   }
 
-  float(): Tensor { return this.to({ dtype: 'float32' }); }
-  double(): Tensor { return this.to({ dtype: 'float64' }); }
-  half(): Tensor { return this.to({ dtype: 'float16' }); }
-  bfloat16(): Tensor { return this.to({ dtype: 'bfloat16' }); }
-  long(): Tensor { return this.to({ dtype: 'int64' }); }
-  int(): Tensor { return this.to({ dtype: 'int32' }); }
-  bool(): Tensor { return this.to({ dtype: 'bool' }); }
-  cpu(): Tensor { return this.to({ device: 'cpu' }); }
-  cuda(index = 0): Tensor { return this.to({ device: `cuda:${index}` }); }
-  clone(): Tensor { return wrap(N.clone(this.#handle)); }
-  detach(): Tensor { return wrap(N.detach(this.#handle)); }
-  contiguous(): Tensor { return wrap(N.contiguous(this.#handle)); }
+  float(): Tensor {
+    return this.to({ dtype: 'float32' });
+  }
+  double(): Tensor {
+    return this.to({ dtype: 'float64' });
+  }
+  half(): Tensor {
+    return this.to({ dtype: 'float16' });
+  }
+  bfloat16(): Tensor {
+    return this.to({ dtype: 'bfloat16' });
+  }
+  long(): Tensor {
+    return this.to({ dtype: 'int64' });
+  }
+  int(): Tensor {
+    return this.to({ dtype: 'int32' });
+  }
+  bool(): Tensor {
+    return this.to({ dtype: 'bool' });
+  }
+  cpu(): Tensor {
+    return this.to({ device: 'cpu' });
+  }
+  cuda(index = 0): Tensor {
+    return this.to({ device: `cuda:${index}` });
+  }
+  clone(): Tensor {
+    return wrap(N.clone(this.#handle));
+  }
+  detach(): Tensor {
+    return wrap(N.detach(this.#handle));
+  }
+  contiguous(): Tensor {
+    return wrap(N.contiguous(this.#handle));
+  }
 
   // ---- autograd ---------------------------------------------------------------------------------
 
@@ -258,7 +296,12 @@ export class Tensor {
 
   backward(gradient?: Tensor, options: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
     const createGraph = options.createGraph ?? false;
-    N.backward(this.#handle, optionalHandle(gradient, 'gradient', 'backward'), options.retainGraph ?? createGraph, createGraph);
+    N.backward(
+      this.#handle,
+      optionalHandle(gradient, 'gradient', 'backward'),
+      options.retainGraph ?? createGraph,
+      createGraph,
+    );
   }
 
   // ---- elementwise ------------------------------------------------------------------------------
@@ -273,104 +316,267 @@ export class Tensor {
     return scalarOrTensor(this, other, 'sub', 'subScalar', 'other');
   }
 
-  mul(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'mul', 'mulScalar', 'other'); }
+  mul(other: Tensor | Scalar): Tensor {
+    return scalarOrTensor(this, other, 'mul', 'mulScalar', 'other');
+  }
   div(other: Tensor | Scalar, roundingMode?: 'trunc' | 'floor'): Tensor {
     if (roundingMode === undefined) return scalarOrTensor(this, other, 'div', 'divScalar', 'other');
     if (typeof other === 'number') return wrap(N.divScalar(this.#handle, other, roundingMode));
     return wrap(N.div(this.#handle, handleOf(other, 'other', 'div'), roundingMode));
   }
-  pow(exponent: Tensor | Scalar): Tensor { return scalarOrTensor(this, exponent, 'pow', 'powScalar', 'exponent'); }
-  remainder(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'remainder', 'remainderScalar', 'other'); }
-  fmod(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'fmod', 'fmodScalar', 'other'); }
+  pow(exponent: Tensor | Scalar): Tensor {
+    return scalarOrTensor(this, exponent, 'pow', 'powScalar', 'exponent');
+  }
+  remainder(other: Tensor | Scalar): Tensor {
+    return scalarOrTensor(this, other, 'remainder', 'remainderScalar', 'other');
+  }
+  fmod(other: Tensor | Scalar): Tensor {
+    return scalarOrTensor(this, other, 'fmod', 'fmodScalar', 'other');
+  }
   /** other - this */
-  rsub(other: Scalar): Tensor { return wrap(N.rsubScalar(this.#handle, other)); }
-  maximum(other: Tensor): Tensor { return wrap(N.maximum(this.#handle, handleOf(other, 'other', 'maximum'))); }
-  minimum(other: Tensor): Tensor { return wrap(N.minimum(this.#handle, handleOf(other, 'other', 'minimum'))); }
-  atan2(other: Tensor): Tensor { return wrap(N.atan2(this.#handle, handleOf(other, 'other', 'atan2'))); }
+  rsub(other: Scalar): Tensor {
+    return wrap(N.rsubScalar(this.#handle, other));
+  }
+  maximum(other: Tensor): Tensor {
+    return wrap(N.maximum(this.#handle, handleOf(other, 'other', 'maximum')));
+  }
+  minimum(other: Tensor): Tensor {
+    return wrap(N.minimum(this.#handle, handleOf(other, 'other', 'minimum')));
+  }
+  atan2(other: Tensor): Tensor {
+    return wrap(N.atan2(this.#handle, handleOf(other, 'other', 'atan2')));
+  }
 
-  eq(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'eq', 'eqScalar', 'other'); }
-  ne(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'ne', 'neScalar', 'other'); }
-  lt(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'lt', 'ltScalar', 'other'); }
-  le(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'le', 'leScalar', 'other'); }
-  gt(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'gt', 'gtScalar', 'other'); }
-  ge(other: Tensor | Scalar): Tensor { return scalarOrTensor(this, other, 'ge', 'geScalar', 'other'); }
-  logicalAnd(other: Tensor): Tensor { return wrap(N.logicalAnd(this.#handle, handleOf(other, 'other', 'logicalAnd'))); }
-  logicalOr(other: Tensor): Tensor { return wrap(N.logicalOr(this.#handle, handleOf(other, 'other', 'logicalOr'))); }
-  logicalXor(other: Tensor): Tensor { return wrap(N.logicalXor(this.#handle, handleOf(other, 'other', 'logicalXor'))); }
-  logicalNot(): Tensor { return wrap(N.logicalNot(this.#handle)); }
+  eq(other: Tensor | Scalar): Tensor {
+    return scalarOrTensor(this, other, 'eq', 'eqScalar', 'other');
+  }
+  ne(other: Tensor | Scalar): Tensor {
+    return scalarOrTensor(this, other, 'ne', 'neScalar', 'other');
+  }
+  lt(other: Tensor | Scalar): Tensor {
+    return scalarOrTensor(this, other, 'lt', 'ltScalar', 'other');
+  }
+  le(other: Tensor | Scalar): Tensor {
+    return scalarOrTensor(this, other, 'le', 'leScalar', 'other');
+  }
+  gt(other: Tensor | Scalar): Tensor {
+    return scalarOrTensor(this, other, 'gt', 'gtScalar', 'other');
+  }
+  ge(other: Tensor | Scalar): Tensor {
+    return scalarOrTensor(this, other, 'ge', 'geScalar', 'other');
+  }
+  logicalAnd(other: Tensor): Tensor {
+    return wrap(N.logicalAnd(this.#handle, handleOf(other, 'other', 'logicalAnd')));
+  }
+  logicalOr(other: Tensor): Tensor {
+    return wrap(N.logicalOr(this.#handle, handleOf(other, 'other', 'logicalOr')));
+  }
+  logicalXor(other: Tensor): Tensor {
+    return wrap(N.logicalXor(this.#handle, handleOf(other, 'other', 'logicalXor')));
+  }
+  logicalNot(): Tensor {
+    return wrap(N.logicalNot(this.#handle));
+  }
   /** Same shape and dtype and equal elements. */
-  equal(other: Tensor): boolean { return N.equal(this.#handle, handleOf(other, 'other', 'equal')); }
+  equal(other: Tensor): boolean {
+    return N.equal(this.#handle, handleOf(other, 'other', 'equal'));
+  }
   allclose(other: Tensor, rtol = 1e-5, atol = 1e-8, equalNan = false): boolean {
     return N.allclose(this.#handle, handleOf(other, 'other', 'allclose'), rtol, atol, equalNan);
   }
 
-  neg(): Tensor { return wrap(N.neg(this.#handle)); }
-  abs(): Tensor { return wrap(N.abs(this.#handle)); }
-  exp(): Tensor { return wrap(N.exp(this.#handle)); }
-  log(): Tensor { return wrap(N.log(this.#handle)); }
-  log2(): Tensor { return wrap(N.log2(this.#handle)); }
-  log1p(): Tensor { return wrap(N.log1p(this.#handle)); }
-  expm1(): Tensor { return wrap(N.expm1(this.#handle)); }
-  sqrt(): Tensor { return wrap(N.sqrt(this.#handle)); }
-  rsqrt(): Tensor { return wrap(N.rsqrt(this.#handle)); }
-  square(): Tensor { return wrap(N.square(this.#handle)); }
-  reciprocal(): Tensor { return wrap(N.reciprocal(this.#handle)); }
-  sin(): Tensor { return wrap(N.sin(this.#handle)); }
-  cos(): Tensor { return wrap(N.cos(this.#handle)); }
-  tanh(): Tensor { return wrap(N.tanh(this.#handle)); }
-  sigmoid(): Tensor { return wrap(N.sigmoid(this.#handle)); }
-  relu(): Tensor { return wrap(N.relu(this.#handle)); }
-  silu(): Tensor { return wrap(N.silu(this.#handle)); }
-  erf(): Tensor { return wrap(N.erf(this.#handle)); }
-  floor(): Tensor { return wrap(N.floor(this.#handle)); }
-  ceil(): Tensor { return wrap(N.ceil(this.#handle)); }
-  round(): Tensor { return wrap(N.round(this.#handle)); }
-  trunc(): Tensor { return wrap(N.trunc(this.#handle)); }
-  sign(): Tensor { return wrap(N.sign(this.#handle)); }
-  isnan(): Tensor { return wrap(N.isnan(this.#handle)); }
-  isinf(): Tensor { return wrap(N.isinf(this.#handle)); }
-  isfinite(): Tensor { return wrap(N.isfinite(this.#handle)); }
+  neg(): Tensor {
+    return wrap(N.neg(this.#handle));
+  }
+  abs(): Tensor {
+    return wrap(N.abs(this.#handle));
+  }
+  exp(): Tensor {
+    return wrap(N.exp(this.#handle));
+  }
+  log(): Tensor {
+    return wrap(N.log(this.#handle));
+  }
+  log2(): Tensor {
+    return wrap(N.log2(this.#handle));
+  }
+  log1p(): Tensor {
+    return wrap(N.log1p(this.#handle));
+  }
+  expm1(): Tensor {
+    return wrap(N.expm1(this.#handle));
+  }
+  sqrt(): Tensor {
+    return wrap(N.sqrt(this.#handle));
+  }
+  rsqrt(): Tensor {
+    return wrap(N.rsqrt(this.#handle));
+  }
+  square(): Tensor {
+    return wrap(N.square(this.#handle));
+  }
+  reciprocal(): Tensor {
+    return wrap(N.reciprocal(this.#handle));
+  }
+  sin(): Tensor {
+    return wrap(N.sin(this.#handle));
+  }
+  cos(): Tensor {
+    return wrap(N.cos(this.#handle));
+  }
+  tanh(): Tensor {
+    return wrap(N.tanh(this.#handle));
+  }
+  sigmoid(): Tensor {
+    return wrap(N.sigmoid(this.#handle));
+  }
+  relu(): Tensor {
+    return wrap(N.relu(this.#handle));
+  }
+  silu(): Tensor {
+    return wrap(N.silu(this.#handle));
+  }
+  erf(): Tensor {
+    return wrap(N.erf(this.#handle));
+  }
+  floor(): Tensor {
+    return wrap(N.floor(this.#handle));
+  }
+  ceil(): Tensor {
+    return wrap(N.ceil(this.#handle));
+  }
+  round(): Tensor {
+    return wrap(N.round(this.#handle));
+  }
+  trunc(): Tensor {
+    return wrap(N.trunc(this.#handle));
+  }
+  sign(): Tensor {
+    return wrap(N.sign(this.#handle));
+  }
+  isnan(): Tensor {
+    return wrap(N.isnan(this.#handle));
+  }
+  isinf(): Tensor {
+    return wrap(N.isinf(this.#handle));
+  }
+  isfinite(): Tensor {
+    return wrap(N.isfinite(this.#handle));
+  }
 
-  clamp(min?: number | null, max?: number | null): Tensor { return wrap(N.clamp(this.#handle, min ?? null, max ?? null)); }
-  maskedFill(mask: Tensor, value: Scalar): Tensor { return wrap(N.maskedFill(this.#handle, handleOf(mask, 'mask', 'maskedFill'), value)); }
+  clamp(min?: number | null, max?: number | null): Tensor {
+    return wrap(N.clamp(this.#handle, min ?? null, max ?? null));
+  }
+  maskedFill(mask: Tensor, value: Scalar): Tensor {
+    return wrap(N.maskedFill(this.#handle, handleOf(mask, 'mask', 'maskedFill'), value));
+  }
   /** where(condition, this, other) */
   where(condition: Tensor, other: Tensor): Tensor {
     return wrap(N.where(handleOf(condition, 'condition', 'where'), this.#handle, handleOf(other, 'other', 'where')));
   }
-  lerp(end: Tensor, weight: number): Tensor { return wrap(N.lerp(this.#handle, handleOf(end, 'end', 'lerp'), weight)); }
-  addcmul(a: Tensor, b: Tensor, value = 1): Tensor { return wrap(N.addcmul(this.#handle, handleOf(a, 'tensor1', 'addcmul'), handleOf(b, 'tensor2', 'addcmul'), value)); }
-  addcdiv(a: Tensor, b: Tensor, value = 1): Tensor { return wrap(N.addcdiv(this.#handle, handleOf(a, 'tensor1', 'addcdiv'), handleOf(b, 'tensor2', 'addcdiv'), value)); }
+  lerp(end: Tensor, weight: number): Tensor {
+    return wrap(N.lerp(this.#handle, handleOf(end, 'end', 'lerp'), weight));
+  }
+  addcmul(a: Tensor, b: Tensor, value = 1): Tensor {
+    return wrap(N.addcmul(this.#handle, handleOf(a, 'tensor1', 'addcmul'), handleOf(b, 'tensor2', 'addcmul'), value));
+  }
+  addcdiv(a: Tensor, b: Tensor, value = 1): Tensor {
+    return wrap(N.addcdiv(this.#handle, handleOf(a, 'tensor1', 'addcdiv'), handleOf(b, 'tensor2', 'addcdiv'), value));
+  }
 
   // ---- in place (each returns this) -------------------------------------------------------------
 
-  add_(other: Tensor | Scalar, alpha?: number): this { return this.#inplace(other, 'add_', 'addScalar_', alpha); }
-  sub_(other: Tensor | Scalar, alpha?: number): this { return this.#inplace(other, 'sub_', 'subScalar_', alpha); }
-  mul_(other: Tensor | Scalar): this { return this.#inplace(other, 'mul_', 'mulScalar_'); }
-  div_(other: Tensor | Scalar): this { return this.#inplace(other, 'div_', 'divScalar_'); }
-  pow_(other: Tensor | Scalar): this { return this.#inplace(other, 'pow_', 'powScalar_'); }
-  neg_(): this { N.neg_(this.#handle); return this; }
-  abs_(): this { N.abs_(this.#handle); return this; }
-  exp_(): this { N.exp_(this.#handle); return this; }
-  log_(): this { N.log_(this.#handle); return this; }
-  sqrt_(): this { N.sqrt_(this.#handle); return this; }
-  sigmoid_(): this { N.sigmoid_(this.#handle); return this; }
-  tanh_(): this { N.tanh_(this.#handle); return this; }
-  relu_(): this { N.relu_(this.#handle); return this; }
-  silu_(): this { N.silu_(this.#handle); return this; }
-  zero_(): this { N.zero_(this.#handle); return this; }
-  fill_(value: Scalar): this { N.fill_(this.#handle, value); return this; }
-  clamp_(min?: number | null, max?: number | null): this { N.clamp_(this.#handle, min ?? null, max ?? null); return this; }
-  maskedFill_(mask: Tensor, value: Scalar): this { N.maskedFill_(this.#handle, handleOf(mask, 'mask', 'maskedFill_'), value); return this; }
-  copy_(src: Tensor): this { N.copy_(this.#handle, handleOf(src, 'src', 'copy_')); return this; }
-  uniform_(from = 0, to = 1): this { N.uniform_(this.#handle, from, to); return this; }
-  normal_(mean = 0, std = 1): this { N.normal_(this.#handle, mean, std); return this; }
+  add_(other: Tensor | Scalar, alpha?: number): this {
+    return this.#inplace(other, 'add_', 'addScalar_', alpha);
+  }
+  sub_(other: Tensor | Scalar, alpha?: number): this {
+    return this.#inplace(other, 'sub_', 'subScalar_', alpha);
+  }
+  mul_(other: Tensor | Scalar): this {
+    return this.#inplace(other, 'mul_', 'mulScalar_');
+  }
+  div_(other: Tensor | Scalar): this {
+    return this.#inplace(other, 'div_', 'divScalar_');
+  }
+  pow_(other: Tensor | Scalar): this {
+    return this.#inplace(other, 'pow_', 'powScalar_');
+  }
+  neg_(): this {
+    N.neg_(this.#handle);
+    return this;
+  }
+  abs_(): this {
+    N.abs_(this.#handle);
+    return this;
+  }
+  exp_(): this {
+    N.exp_(this.#handle);
+    return this;
+  }
+  log_(): this {
+    N.log_(this.#handle);
+    return this;
+  }
+  sqrt_(): this {
+    N.sqrt_(this.#handle);
+    return this;
+  }
+  sigmoid_(): this {
+    N.sigmoid_(this.#handle);
+    return this;
+  }
+  tanh_(): this {
+    N.tanh_(this.#handle);
+    return this;
+  }
+  relu_(): this {
+    N.relu_(this.#handle);
+    return this;
+  }
+  silu_(): this {
+    N.silu_(this.#handle);
+    return this;
+  }
+  zero_(): this {
+    N.zero_(this.#handle);
+    return this;
+  }
+  fill_(value: Scalar): this {
+    N.fill_(this.#handle, value);
+    return this;
+  }
+  clamp_(min?: number | null, max?: number | null): this {
+    N.clamp_(this.#handle, min ?? null, max ?? null);
+    return this;
+  }
+  maskedFill_(mask: Tensor, value: Scalar): this {
+    N.maskedFill_(this.#handle, handleOf(mask, 'mask', 'maskedFill_'), value);
+    return this;
+  }
+  copy_(src: Tensor): this {
+    N.copy_(this.#handle, handleOf(src, 'src', 'copy_'));
+    return this;
+  }
+  uniform_(from = 0, to = 1): this {
+    N.uniform_(this.#handle, from, to);
+    return this;
+  }
+  normal_(mean = 0, std = 1): this {
+    N.normal_(this.#handle, mean, std);
+    return this;
+  }
   scatter_(dim: number, index: Tensor, src: Tensor): this {
     N.scatter_(this.#handle, dim, handleOf(index, 'index', 'scatter_'), handleOf(src, 'src', 'scatter_'));
     return this;
   }
   /** this[indices] = values (accumulate adds instead). null in `indices` stands for a full slice. */
   indexPut_(indices: ReadonlyArray<Tensor | null>, values: Tensor, accumulate = false): this {
-    N.indexPut_(this.#handle, indices.map((t, k) => optionalHandle(t, `indices[${k}]`, 'indexPut_')), handleOf(values, 'values', 'indexPut_'), accumulate);
+    N.indexPut_(
+      this.#handle,
+      indices.map((t, k) => optionalHandle(t, `indices[${k}]`, 'indexPut_')),
+      handleOf(values, 'values', 'indexPut_'),
+      accumulate,
+    );
     return this;
   }
 
@@ -395,9 +601,15 @@ export class Tensor {
     if (dim === undefined && keepdim) return Array.from({ length: this.ndim }, (_, k) => k);
     return dimsArg(dim, undefined, op);
   }
-  prod(dim?: number, keepdim = false): Tensor { return wrap(N.prod(this.#handle, dim ?? null, keepdim)); }
-  amax(dim?: Dims, keepdim = false): Tensor { return wrap(N.amax(this.#handle, dimsArg(dim, undefined, 'amax'), keepdim)); }
-  amin(dim?: Dims, keepdim = false): Tensor { return wrap(N.amin(this.#handle, dimsArg(dim, undefined, 'amin'), keepdim)); }
+  prod(dim?: number, keepdim = false): Tensor {
+    return wrap(N.prod(this.#handle, dim ?? null, keepdim));
+  }
+  amax(dim?: Dims, keepdim = false): Tensor {
+    return wrap(N.amax(this.#handle, dimsArg(dim, undefined, 'amax'), keepdim));
+  }
+  amin(dim?: Dims, keepdim = false): Tensor {
+    return wrap(N.amin(this.#handle, dimsArg(dim, undefined, 'amin'), keepdim));
+  }
   /** max() is the largest element; max(dim) is [values, indices] along dim. */
   max(): Tensor;
   max(dim: number, keepdim?: boolean): [Tensor, Tensor];
@@ -411,28 +623,64 @@ export class Tensor {
     if (dim === undefined) return wrap(N.min(this.#handle, null, false));
     return wrapAll(N.min(this.#handle, checkInteger(dim, 'dim', 'min'), keepdim)) as [Tensor, Tensor];
   }
-  argmax(dim?: number, keepdim = false): Tensor { return wrap(N.argmax(this.#handle, dim ?? null, keepdim)); }
-  argmin(dim?: number, keepdim = false): Tensor { return wrap(N.argmin(this.#handle, dim ?? null, keepdim)); }
-  logsumexp(dim: Dims, keepdim = false): Tensor { return wrap(N.logsumexp(this.#handle, dimsArg(dim, undefined, 'logsumexp'), keepdim)); }
+  argmax(dim?: number, keepdim = false): Tensor {
+    return wrap(N.argmax(this.#handle, dim ?? null, keepdim));
+  }
+  argmin(dim?: number, keepdim = false): Tensor {
+    return wrap(N.argmin(this.#handle, dim ?? null, keepdim));
+  }
+  logsumexp(dim: Dims, keepdim = false): Tensor {
+    return wrap(N.logsumexp(this.#handle, dimsArg(dim, undefined, 'logsumexp'), keepdim));
+  }
   /** Variance with Bessel's correction by default (correction = 1), as PyTorch. */
   var(dim?: Dims, options: { correction?: number; keepdim?: boolean } = {}): Tensor {
-    return wrap(N.var(this.#handle, dimsArg(dim, undefined, 'var'), checkInteger(options.correction ?? 1, 'correction', 'var'), options.keepdim ?? false));
+    return wrap(
+      N.var(
+        this.#handle,
+        dimsArg(dim, undefined, 'var'),
+        checkInteger(options.correction ?? 1, 'correction', 'var'),
+        options.keepdim ?? false,
+      ),
+    );
   }
   std(dim?: Dims, options: { correction?: number; keepdim?: boolean } = {}): Tensor {
-    return wrap(N.std(this.#handle, dimsArg(dim, undefined, 'std'), checkInteger(options.correction ?? 1, 'correction', 'std'), options.keepdim ?? false));
+    return wrap(
+      N.std(
+        this.#handle,
+        dimsArg(dim, undefined, 'std'),
+        checkInteger(options.correction ?? 1, 'correction', 'std'),
+        options.keepdim ?? false,
+      ),
+    );
   }
   /** Vector p-norm over dim (all elements when omitted). */
-  norm(p = 2, dim?: Dims, keepdim = false): Tensor { return wrap(N.norm(this.#handle, p, dimsArg(dim, undefined, 'norm'), keepdim)); }
-  all(dim?: number, keepdim = false): Tensor { return wrap(N.all(this.#handle, dim ?? null, keepdim)); }
-  any(dim?: number, keepdim = false): Tensor { return wrap(N.any(this.#handle, dim ?? null, keepdim)); }
-  cumsum(dim: number, options: { dtype?: DType } = {}): Tensor { return wrap(N.cumsum(this.#handle, dim, optionalDtype(options.dtype))); }
-  cumprod(dim: number, options: { dtype?: DType } = {}): Tensor { return wrap(N.cumprod(this.#handle, dim, optionalDtype(options.dtype))); }
-  softmax(dim: number, options: { dtype?: DType } = {}): Tensor { return wrap(N.softmax(this.#handle, dim, optionalDtype(options.dtype))); }
-  logSoftmax(dim: number, options: { dtype?: DType } = {}): Tensor { return wrap(N.logSoftmax(this.#handle, dim, optionalDtype(options.dtype))); }
+  norm(p = 2, dim?: Dims, keepdim = false): Tensor {
+    return wrap(N.norm(this.#handle, p, dimsArg(dim, undefined, 'norm'), keepdim));
+  }
+  all(dim?: number, keepdim = false): Tensor {
+    return wrap(N.all(this.#handle, dim ?? null, keepdim));
+  }
+  any(dim?: number, keepdim = false): Tensor {
+    return wrap(N.any(this.#handle, dim ?? null, keepdim));
+  }
+  cumsum(dim: number, options: { dtype?: DType } = {}): Tensor {
+    return wrap(N.cumsum(this.#handle, dim, optionalDtype(options.dtype)));
+  }
+  cumprod(dim: number, options: { dtype?: DType } = {}): Tensor {
+    return wrap(N.cumprod(this.#handle, dim, optionalDtype(options.dtype)));
+  }
+  softmax(dim: number, options: { dtype?: DType } = {}): Tensor {
+    return wrap(N.softmax(this.#handle, dim, optionalDtype(options.dtype)));
+  }
+  logSoftmax(dim: number, options: { dtype?: DType } = {}): Tensor {
+    return wrap(N.logSoftmax(this.#handle, dim, optionalDtype(options.dtype)));
+  }
   sort(dim = -1, descending = false, stable = false): [Tensor, Tensor] {
     return wrapAll(N.sort(this.#handle, dim, descending, stable)) as [Tensor, Tensor];
   }
-  argsort(dim = -1, descending = false): Tensor { return wrap(N.argsort(this.#handle, dim, descending)); }
+  argsort(dim = -1, descending = false): Tensor {
+    return wrap(N.argsort(this.#handle, dim, descending));
+  }
   topk(k: number, dim = -1, largest = true, sorted = true): [Tensor, Tensor] {
     return wrapAll(N.topk(this.#handle, checkInteger(k, 'k', 'topk'), dim, largest, sorted)) as [Tensor, Tensor];
   }
@@ -442,63 +690,133 @@ export class Tensor {
 
   // ---- shape ------------------------------------------------------------------------------------
 
-  view(...shape: Array<number | readonly number[]>): Tensor { return wrap(N.view(this.#handle, shapeArgs(shape, undefined, 'view'))); }
-  reshape(...shape: Array<number | readonly number[]>): Tensor { return wrap(N.reshape(this.#handle, shapeArgs(shape, undefined, 'reshape'))); }
-  permute(...dims: Array<number | readonly number[]>): Tensor { return wrap(N.permute(this.#handle, shapeArgs(dims, 'dims', 'permute'))); }
-  transpose(dim0: number, dim1: number): Tensor { return wrap(N.transpose(this.#handle, dim0, dim1)); }
-  /** Transpose of a matrix (dims 0 and 1). */
-  t(): Tensor { return wrap(N.transpose(this.#handle, 0, 1)); }
-  expand(...shape: Array<number | readonly number[]>): Tensor { return wrap(N.expand(this.#handle, shapeArgs(shape, undefined, 'expand'))); }
-  expandAs(other: Tensor): Tensor { return wrap(N.expand(this.#handle, other.shape)); }
-  repeat(...repeats: Array<number | readonly number[]>): Tensor { return wrap(N.repeat(this.#handle, shapeArgs(repeats, 'repeats', 'repeat'))); }
-  repeatInterleave(repeats: number, dim?: number): Tensor { return wrap(N.repeatInterleave(this.#handle, repeats, dim ?? null)); }
-  flatten(startDim = 0, endDim = -1): Tensor { return wrap(N.flatten(this.#handle, startDim, endDim)); }
-  unflatten(dim: number, sizes: readonly number[]): Tensor { return wrap(N.unflatten(this.#handle, dim, sizes)); }
-  squeeze(dim?: number): Tensor { return wrap(N.squeeze(this.#handle, dim ?? null)); }
-  unsqueeze(dim: number): Tensor { return wrap(N.unsqueeze(this.#handle, checkInteger(dim, 'dim', 'unsqueeze'))); }
-  flip(dims: Dims): Tensor { return wrap(N.flip(this.#handle, dimsArg(dims, undefined, 'flip'))); }
-  roll(shifts: Dims, dims: Dims): Tensor { return wrap(N.roll(this.#handle, dimsArg(shifts, 'shifts', 'roll'), dimsArg(dims, undefined, 'roll'))); }
-  movedim(source: Dims, destination: Dims): Tensor {
-    return wrap(N.movedim(this.#handle, dimsArg(source, 'source', 'movedim'), dimsArg(destination, 'destination', 'movedim')));
+  view(...shape: Array<number | readonly number[]>): Tensor {
+    return wrap(N.view(this.#handle, shapeArgs(shape, undefined, 'view')));
   }
-  narrow(dim: number, start: number, length: number): Tensor { return wrap(N.narrow(this.#handle, dim, start, length)); }
+  reshape(...shape: Array<number | readonly number[]>): Tensor {
+    return wrap(N.reshape(this.#handle, shapeArgs(shape, undefined, 'reshape')));
+  }
+  permute(...dims: Array<number | readonly number[]>): Tensor {
+    return wrap(N.permute(this.#handle, shapeArgs(dims, 'dims', 'permute')));
+  }
+  transpose(dim0: number, dim1: number): Tensor {
+    return wrap(N.transpose(this.#handle, dim0, dim1));
+  }
+  /** Transpose of a matrix (dims 0 and 1). */
+  t(): Tensor {
+    return wrap(N.transpose(this.#handle, 0, 1));
+  }
+  expand(...shape: Array<number | readonly number[]>): Tensor {
+    return wrap(N.expand(this.#handle, shapeArgs(shape, undefined, 'expand')));
+  }
+  expandAs(other: Tensor): Tensor {
+    return wrap(N.expand(this.#handle, other.shape));
+  }
+  repeat(...repeats: Array<number | readonly number[]>): Tensor {
+    return wrap(N.repeat(this.#handle, shapeArgs(repeats, 'repeats', 'repeat')));
+  }
+  repeatInterleave(repeats: number, dim?: number): Tensor {
+    return wrap(N.repeatInterleave(this.#handle, repeats, dim ?? null));
+  }
+  flatten(startDim = 0, endDim = -1): Tensor {
+    return wrap(N.flatten(this.#handle, startDim, endDim));
+  }
+  unflatten(dim: number, sizes: readonly number[]): Tensor {
+    return wrap(N.unflatten(this.#handle, dim, sizes));
+  }
+  squeeze(dim?: number): Tensor {
+    return wrap(N.squeeze(this.#handle, dim ?? null));
+  }
+  unsqueeze(dim: number): Tensor {
+    return wrap(N.unsqueeze(this.#handle, checkInteger(dim, 'dim', 'unsqueeze')));
+  }
+  flip(dims: Dims): Tensor {
+    return wrap(N.flip(this.#handle, dimsArg(dims, undefined, 'flip')));
+  }
+  roll(shifts: Dims, dims: Dims): Tensor {
+    return wrap(N.roll(this.#handle, dimsArg(shifts, 'shifts', 'roll'), dimsArg(dims, undefined, 'roll')));
+  }
+  movedim(source: Dims, destination: Dims): Tensor {
+    return wrap(
+      N.movedim(this.#handle, dimsArg(source, 'source', 'movedim'), dimsArg(destination, 'destination', 'movedim')),
+    );
+  }
+  narrow(dim: number, start: number, length: number): Tensor {
+    return wrap(N.narrow(this.#handle, dim, start, length));
+  }
   /** Python's a[start:end:step] along dim; null start/end mean the ends. */
   slice(dim: number, start: number | null = null, end: number | null = null, step = 1): Tensor {
     return wrap(N.slice(this.#handle, dim, start, end, step));
   }
-  select(dim: number, index: number): Tensor { return wrap(N.select(this.#handle, dim, index)); }
-  split(splitSize: number | readonly number[], dim = 0): Tensor[] { return wrapAll(N.split(this.#handle, splitSize, dim)); }
-  chunk(chunks: number, dim = 0): Tensor[] { return wrapAll(N.chunk(this.#handle, chunks, dim)); }
-  unbind(dim = 0): Tensor[] { return wrapAll(N.unbind(this.#handle, dim)); }
-  triu(diagonal = 0): Tensor { return wrap(N.triu(this.#handle, diagonal)); }
-  tril(diagonal = 0): Tensor { return wrap(N.tril(this.#handle, diagonal)); }
+  select(dim: number, index: number): Tensor {
+    return wrap(N.select(this.#handle, dim, index));
+  }
+  split(splitSize: number | readonly number[], dim = 0): Tensor[] {
+    return wrapAll(N.split(this.#handle, splitSize, dim));
+  }
+  chunk(chunks: number, dim = 0): Tensor[] {
+    return wrapAll(N.chunk(this.#handle, chunks, dim));
+  }
+  unbind(dim = 0): Tensor[] {
+    return wrapAll(N.unbind(this.#handle, dim));
+  }
+  triu(diagonal = 0): Tensor {
+    return wrap(N.triu(this.#handle, diagonal));
+  }
+  tril(diagonal = 0): Tensor {
+    return wrap(N.tril(this.#handle, diagonal));
+  }
 
   // ---- indexing ---------------------------------------------------------------------------------
 
-  gather(dim: number, index: Tensor): Tensor { return wrap(N.gather(this.#handle, dim, handleOf(index, 'index', 'gather'))); }
+  gather(dim: number, index: Tensor): Tensor {
+    return wrap(N.gather(this.#handle, dim, handleOf(index, 'index', 'gather')));
+  }
   scatter(dim: number, index: Tensor, src: Tensor | Scalar): Tensor {
-    if (typeof src === 'number' || typeof src === 'boolean') return wrap(N.scatterValue(this.#handle, dim, handleOf(index, 'index', 'scatter'), src));
+    if (typeof src === 'number' || typeof src === 'boolean')
+      return wrap(N.scatterValue(this.#handle, dim, handleOf(index, 'index', 'scatter'), src));
     return wrap(N.scatter(this.#handle, dim, handleOf(index, 'index', 'scatter'), handleOf(src, 'src', 'scatter')));
   }
   scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor {
-    return wrap(N.scatterAdd(this.#handle, dim, handleOf(index, 'index', 'scatterAdd'), handleOf(src, 'src', 'scatterAdd')));
+    return wrap(
+      N.scatterAdd(this.#handle, dim, handleOf(index, 'index', 'scatterAdd'), handleOf(src, 'src', 'scatterAdd')),
+    );
   }
-  indexSelect(dim: number, index: Tensor): Tensor { return wrap(N.indexSelect(this.#handle, dim, handleOf(index, 'index', 'indexSelect'))); }
+  indexSelect(dim: number, index: Tensor): Tensor {
+    return wrap(N.indexSelect(this.#handle, dim, handleOf(index, 'index', 'indexSelect')));
+  }
   indexAdd(dim: number, index: Tensor, source: Tensor): Tensor {
-    return wrap(N.indexAdd(this.#handle, dim, handleOf(index, 'index', 'indexAdd'), handleOf(source, 'source', 'indexAdd')));
+    return wrap(
+      N.indexAdd(this.#handle, dim, handleOf(index, 'index', 'indexAdd'), handleOf(source, 'source', 'indexAdd')),
+    );
   }
   /** Advanced indexing, Python's a[i0, i1, ...] with index tensors; null stands for ':'. */
   index(indices: ReadonlyArray<Tensor | null>): Tensor {
-    return wrap(N.index(this.#handle, indices.map((t, k) => optionalHandle(t, `indices[${k}]`, 'index'))));
+    return wrap(
+      N.index(
+        this.#handle,
+        indices.map((t, k) => optionalHandle(t, `indices[${k}]`, 'index')),
+      ),
+    );
   }
-  maskedSelect(mask: Tensor): Tensor { return wrap(N.maskedSelect(this.#handle, handleOf(mask, 'mask', 'maskedSelect'))); }
-  nonzero(): Tensor { return wrap(N.nonzero(this.#handle)); }
+  maskedSelect(mask: Tensor): Tensor {
+    return wrap(N.maskedSelect(this.#handle, handleOf(mask, 'mask', 'maskedSelect')));
+  }
+  nonzero(): Tensor {
+    return wrap(N.nonzero(this.#handle));
+  }
 
   // ---- products ---------------------------------------------------------------------------------
 
-  matmul(other: Tensor): Tensor { return wrap(N.matmul(this.#handle, handleOf(other, 'other', 'matmul'))); }
-  mm(other: Tensor): Tensor { return wrap(N.mm(this.#handle, handleOf(other, 'mat2', 'mm'))); }
-  bmm(other: Tensor): Tensor { return wrap(N.bmm(this.#handle, handleOf(other, 'mat2', 'bmm'))); }
+  matmul(other: Tensor): Tensor {
+    return wrap(N.matmul(this.#handle, handleOf(other, 'other', 'matmul')));
+  }
+  mm(other: Tensor): Tensor {
+    return wrap(N.mm(this.#handle, handleOf(other, 'mat2', 'mm')));
+  }
+  bmm(other: Tensor): Tensor {
+    return wrap(N.bmm(this.#handle, handleOf(other, 'mat2', 'bmm')));
+  }
 }
 
 function scalarOrTensorAlpha(self: Tensor, other: Tensor | Scalar, op: 'add' | 'sub', alpha: number): Tensor {

@@ -11,7 +11,6 @@ import { assertGradcheck } from '../torch/gradcheck.js';
 import { float32Bound } from '../tolerance.js';
 import { arr, expectAllClose, f32, f64, gradsOf, IGNORE, long, rng, uniform, type Tensor } from './helpers.js';
 
-
 interface RefStats {
   logp: number[];
   entropy: number[];
@@ -20,7 +19,16 @@ interface RefStats {
 }
 
 /** Plain loops: logits = x W^T + b; z = logits / T; lse; logp(label) (0 when ignored); entropy; mean logit. */
-function referenceStats(x: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<number> | null, labels: readonly number[], rows: number, hidden: number, vocab: number, temperature: number): RefStats {
+function referenceStats(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  b: ArrayLike<number> | null,
+  labels: readonly number[],
+  rows: number,
+  hidden: number,
+  vocab: number,
+  temperature: number,
+): RefStats {
   const out: RefStats = { logp: [], entropy: [], lse: [], meanLogit: [] };
   for (let i = 0; i < rows; i++) {
     const logits: number[] = [];
@@ -74,11 +82,19 @@ function makeCase(seed: number, rows = 9, hidden = 6, vocab = 37, scale = 1, ign
   };
 }
 
-function tensorsOf(c: Case, dtype: 'float64' | 'float32', withBias: boolean, requiresGrad = false): { x: Tensor; head: losses.LmHead; labels: Tensor } {
+function tensorsOf(
+  c: Case,
+  dtype: 'float64' | 'float32',
+  withBias: boolean,
+  requiresGrad = false,
+): { x: Tensor; head: losses.LmHead; labels: Tensor } {
   const make = dtype === 'float64' ? f64 : f32;
   return {
     x: make(c.x, [c.rows, c.hidden], requiresGrad),
-    head: { weight: make(c.w, [c.vocab, c.hidden], requiresGrad), bias: withBias ? make(c.b, [c.vocab], requiresGrad) : null },
+    head: {
+      weight: make(c.w, [c.vocab, c.hidden], requiresGrad),
+      bias: withBias ? make(c.b, [c.vocab], requiresGrad) : null,
+    },
     labels: long(c.labels, [c.rows]),
   };
 }
@@ -91,10 +107,21 @@ function objective(stats: losses.TokenStats, seed: number): Tensor {
   const next = rng(seed);
   const dtype = stats.logp.dtype;
   const weights = (lo: number, hi: number): Tensor => torch.tensor(uniform(next, rows, lo, hi), { dtype });
-  return stats.logp.mul(weights(-1.5, 1.5)).sum().add(stats.entropy.mul(weights(-1, 1)).sum()).add(stats.meanLogit.mul(weights(-1, 1)).sum());
+  return stats.logp
+    .mul(weights(-1.5, 1.5))
+    .sum()
+    .add(stats.entropy.mul(weights(-1, 1)).sum())
+    .add(stats.meanLogit.mul(weights(-1, 1)).sum());
 }
 
-function gradients(fn: StatsFn, c: Case, withBias: boolean, temperature: number, chunkSize?: number, dtype: 'float64' | 'float32' = 'float64'): number[][] {
+function gradients(
+  fn: StatsFn,
+  c: Case,
+  withBias: boolean,
+  temperature: number,
+  chunkSize?: number,
+  dtype: 'float64' | 'float32' = 'float64',
+): number[][] {
   return torch.tidy(() => {
     const { x, head, labels } = tensorsOf(c, dtype, withBias, true);
     const loss = objective(fn(x, head, labels, { temperature, chunkSize }), 777);
@@ -209,7 +236,8 @@ describe('fused token stats: gradients', () => {
       torch.tidy(() => {
         const { x, head, labels } = tensorsOf(c, 'float64', false);
         for (const key of ['logp', 'entropy', 'meanLogit'] as const) {
-          const fn = (xx: Tensor, ww: Tensor): Tensor => losses.fusedTokenStats(xx, { weight: ww }, labels, { chunkSize: 3 })[key];
+          const fn = (xx: Tensor, ww: Tensor): Tensor =>
+            losses.fusedTokenStats(xx, { weight: ww }, labels, { chunkSize: 3 })[key];
           expect(assertGradcheck(fn, [x, head.weight], { atol: 1e-7, rtol: 1e-6 }), key).toBeLessThan(1e-7);
         }
       });
@@ -331,7 +359,9 @@ describe('fused token stats: row-kernel ISA variants agree (child processes)', (
     };
   });
 
-  const run = (isa: string): { isa: string; results: Array<{ stats: number[][]; forward: number[][]; grads: number[][] }> } => {
+  const run = (
+    isa: string,
+  ): { isa: string; results: Array<{ stats: number[][]; forward: number[][]; grads: number[][] }> } => {
     const child = spawnSync(process.execPath, ['-e', script], {
       env: { ...process.env, VLALIGN_CPU_CAPABILITY: isa, VL_CASE: JSON.stringify({ cases }), OMP_NUM_THREADS: '1' },
       encoding: 'utf8',
@@ -379,7 +409,8 @@ describe('fused token stats: row-kernel ISA variants agree (child processes)', (
         const got = base[i]!.stats[k]!;
         expect(got.every(Number.isFinite), `case ${i} output ${k} finite`).toBe(true);
         got.forEach((g, e) => {
-          if (!(Math.abs(g - r[e]!) <= tolRef * Math.max(1, Math.abs(r[e]!)))) expect.fail(`case ${i} output ${k} element ${e}: ${g} vs float64 ${r[e]}`);
+          if (!(Math.abs(g - r[e]!) <= tolRef * Math.max(1, Math.abs(r[e]!))))
+            expect.fail(`case ${i} output ${k} element ${e}: ${g} vs float64 ${r[e]}`);
         });
       });
       // The kernels round logits of size M (up to ~90 here) to ~eps·M, which p = exp(l - lse) carries
@@ -423,7 +454,9 @@ describe('fused token stats: input errors', () => {
       const wideWeight = f64(uniform(rng(1), 7 * 4), [7, 4]);
       expect(() => losses.fusedTokenStats(x, { weight: wideWeight }, labels)).toThrow(/\[7, 4\]/);
       expect(() => losses.tokenStatsNoGrad(x, { weight: wideWeight }, labels)).toThrow(/\[4, 3\]/);
-      expect(() => losses.fusedTokenStats(x, { weight: head.weight, bias: f64([1, 2, 3], [3]) }, labels)).toThrow(/bias must be \[7\].*\[3\]/);
+      expect(() => losses.fusedTokenStats(x, { weight: head.weight, bias: f64([1, 2, 3], [3]) }, labels)).toThrow(
+        /bias must be \[7\].*\[3\]/,
+      );
       expect(() => losses.fusedTokenStats(x, head, long([0, 1, 2], [3]))).toThrow(/labels must be int64 \[4\].*\[3\]/);
       expect(() => losses.fusedTokenStats(x.reshape(2, 2, 3), head, labels)).toThrow(/\[2, 2, 3\]/);
     });
@@ -434,7 +467,9 @@ describe('fused token stats: input errors', () => {
       const { x, head, labels } = tensorsOf(c, 'float64', true);
       expect(() => losses.fusedTokenStats(x.float(), head, labels)).toThrow(/Float.*Double|Double.*Float/);
       expect(() => losses.tokenStatsNoGrad(x, head, labels.int())).toThrow(/int64.*Int/);
-      expect(() => losses.fusedTokenStats(x.half(), { weight: head.weight.half() }, labels)).toThrow(/float32 or float64.*Half/);
+      expect(() => losses.fusedTokenStats(x.half(), { weight: head.weight.half() }, labels)).toThrow(
+        /float32 or float64.*Half/,
+      );
     });
   });
 

@@ -7,7 +7,13 @@ import { losses, torch } from '../../lib/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { EPS32, float32Bound } from '../tolerance.js';
 
-function mpoGrads(hidden: Tensor, weight: Tensor, labels: Tensor, ref: { refChosenLogps: Tensor; refRejectedLogps: Tensor }, config: object) {
+function mpoGrads(
+  hidden: Tensor,
+  weight: Tensor,
+  labels: Tensor,
+  ref: { refChosenLogps: Tensor; refRejectedLogps: Tensor },
+  config: object,
+) {
   // The current-TRL mix: no running-mean shift, so the single pass (where the filter acts) runs.
   const loss = new losses.PreferenceLoss({ ...losses.MPO, trlVersion: 'current', chunkSize: 64, ...config });
   const { loss: value } = loss.compute({ hidden, targets: labels, ...ref }, { weight });
@@ -21,7 +27,10 @@ describe('gradFilter', () => {
       torch.manualSeed(11);
       const [P, T, H, V] = [4, 16, 32, 3000];
       // Logits of standard deviation ~24: most of each row's probabilities are below 1e-10.
-      const hidden = torch.randn([2 * P, T, H]).mul(4).requiresGrad_();
+      const hidden = torch
+        .randn([2 * P, T, H])
+        .mul(4)
+        .requiresGrad_();
       const weight = torch.randn([V, H]).requiresGrad_();
       const labels = torch.randint(0, V, [2 * P, T]);
       const ref = { refChosenLogps: torch.randn([P]), refRejectedLogps: torch.randn([P]) };
@@ -48,7 +57,10 @@ describe('gradFilter', () => {
       torch.manualSeed(12);
       const [P, T, H, V] = [2, 8, 16, 500];
       for (const dtype of ['float32', 'float64'] as const) {
-        const hidden = torch.randn([2 * P, T, H], { dtype }).mul(0.1).requiresGrad_();
+        const hidden = torch
+          .randn([2 * P, T, H], { dtype })
+          .mul(0.1)
+          .requiresGrad_();
         const weight = torch.randn([V, H], { dtype }).requiresGrad_();
         const labels = torch.randint(0, V, [2 * P, T]);
         const ref = { refChosenLogps: torch.randn([P], { dtype }), refRejectedLogps: torch.randn([P], { dtype }) };
@@ -60,7 +72,8 @@ describe('gradFilter', () => {
         } else {
           // Same entries; only the label term is applied separately (another summation order):
           // dW sums over the 2PT tokens, dh over the V vocabulary rows.
-          const rel = (a: Tensor, b: Tensor): number => (a.sub(b).abs().max().item() as number) / (b.abs().max().item() as number);
+          const rel = (a: Tensor, b: Tensor): number =>
+            (a.sub(b).abs().max().item() as number) / (b.abs().max().item() as number);
           expect(rel(auto.gw, exact.gw)).toBeLessThan(float32Bound(2 * P * T));
           expect(rel(auto.gh, exact.gh)).toBeLessThan(float32Bound(V));
         }

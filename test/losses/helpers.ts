@@ -24,10 +24,14 @@ export const f32 = (values: ArrayLike<number>, shape: readonly number[], require
   torch.tensor(Float32Array.from(values), { dtype: 'float32', shape, requiresGrad });
 
 export const long = (values: ArrayLike<number>, shape: readonly number[]): Tensor =>
-  torch.tensor(BigInt64Array.from(Array.from(values), (v) => BigInt(v)), { shape });
+  torch.tensor(
+    BigInt64Array.from(Array.from(values), (v) => BigInt(v)),
+    { shape },
+  );
 
 /** A tensor's elements as plain float64 numbers. */
-export const arr = (t: Tensor): number[] => Array.from(t.detach().to({ dtype: 'float64' }).contiguous().data() as Float64Array);
+export const arr = (t: Tensor): number[] =>
+  Array.from(t.detach().to({ dtype: 'float64' }).contiguous().data() as Float64Array);
 
 export const num = (t: Tensor): number => Number(t.item());
 
@@ -50,7 +54,13 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Elementwise |a - b| <= atol + rtol |b|, with the worst element in the failure message. */
-export function expectAllClose(actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol = 0, what = ''): void {
+export function expectAllClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  atol: number,
+  rtol = 0,
+  what = '',
+): void {
   expect(actual.length, `${what} length`).toBe(expected.length);
   let worst = -1;
   let worstExcess = 0;
@@ -64,7 +74,9 @@ export function expectAllClose(actual: ArrayLike<number>, expected: ArrayLike<nu
     }
   }
   if (worst >= 0) {
-    expect.fail(`${what} element ${worst}: got ${actual[worst]}, expected ${expected[worst]} (atol ${atol}, rtol ${rtol})`);
+    expect.fail(
+      `${what} element ${worst}: got ${actual[worst]}, expected ${expected[worst]} (atol ${atol}, rtol ${rtol})`,
+    );
   }
 }
 
@@ -78,7 +90,12 @@ export function expectClose(actual: number, expected: number, atol: number, what
  * Labels [rows, T]: row r's completion covers positions [start_r, start_r + len_r) with random
  * token ids in [0, vocab), IGNORE elsewhere.
  */
-export function completionLabels(next: () => number, spans: ReadonlyArray<readonly [number, number]>, width: number, vocab: number): number[] {
+export function completionLabels(
+  next: () => number,
+  spans: ReadonlyArray<readonly [number, number]>,
+  width: number,
+  vocab: number,
+): number[] {
   const out: number[] = [];
   for (const [start, length] of spans) {
     for (let t = 0; t < width; t++) out.push(t >= start && t < start + length ? Math.floor(next() * vocab) : IGNORE);
@@ -119,11 +136,17 @@ export function rowSums(values: readonly number[], rows: number, width: number):
 
 /** Completion-token count of each row of flat labels. */
 export function rowCounts(labels: readonly number[], rows: number, width: number): number[] {
-  return Array.from({ length: rows }, (_, r) => labels.slice(r * width, (r + 1) * width).filter((y) => y !== IGNORE).length);
+  return Array.from(
+    { length: rows },
+    (_, r) => labels.slice(r * width, (r + 1) * width).filter((y) => y !== IGNORE).length,
+  );
 }
 
 /** RunningMoments of TRL, written out again (float64): returns the new state. */
-export function runningUpdate(state: { mean: number; var: number; count: number }, xs: readonly number[]): { mean: number; var: number; count: number } {
+export function runningUpdate(
+  state: { mean: number; var: number; count: number },
+  xs: readonly number[],
+): { mean: number; var: number; count: number } {
   const n = xs.length;
   const m = mean(xs);
   const v = xs.reduce((s, x) => s + (x - m) ** 2, 0) / n;

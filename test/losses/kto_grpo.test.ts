@@ -60,7 +60,10 @@ function makeData(seed: number, spans: Array<[number, number]>, T = 7, H = 5, V 
   };
 }
 
-function tensorsOf(d: Data, requiresGrad = false): { hidden: Tensor; refHidden: Tensor; labels: Tensor; head: { weight: Tensor; bias: Tensor } } {
+function tensorsOf(
+  d: Data,
+  requiresGrad = false,
+): { hidden: Tensor; refHidden: Tensor; labels: Tensor; head: { weight: Tensor; bias: Tensor } } {
   return {
     hidden: f64(d.hidden, [d.R, d.T, d.H], requiresGrad),
     refHidden: f64(d.refHidden, [d.R, d.T, d.H]),
@@ -88,14 +91,23 @@ interface Run {
 }
 
 function expectSameGrads(a: Run, b: Run, tol: number, what: string): void {
-  ['hidden', 'weight', 'bias'].forEach((name, k) => expectAllClose(a.grads[k]!, b.grads[k]!, tol, 0, `${what} grad ${name}`));
+  ['hidden', 'weight', 'bias'].forEach((name, k) =>
+    expectAllClose(a.grads[k]!, b.grads[k]!, tol, 0, `${what} grad ${name}`),
+  );
 }
 
 // =============================================================================================
 // KTO / APO-zero unpaired / BCO
 // =============================================================================================
 
-const kd = makeData(401, [[1, 3], [2, 4], [1, 2], [3, 3], [1, 5], [2, 1]]);
+const kd = makeData(401, [
+  [1, 3],
+  [2, 4],
+  [1, 2],
+  [3, 3],
+  [1, 5],
+  [2, 1],
+]);
 const desirable = [true, false, true, true, false, false];
 const kq = tokenQuantities(kd);
 const klp = rowSums(kq.lp, kd.R, kd.T);
@@ -132,17 +144,24 @@ function runKto(config: losses.KtoLossConfigInput | losses.UnpairedPreferenceLos
     const loss = config instanceof losses.UnpairedPreferenceLoss ? config : new losses.UnpairedPreferenceLoss(config);
     const result = loss.compute(batch, t.head, options.mode === undefined ? {} : { mode: options.mode });
     expect(result.loss.shape).toEqual([]);
-    return { loss: num(result.loss), metrics: result.metrics, grads: gradsOf(result.loss, [t.hidden, t.head.weight, t.head.bias]) };
+    return {
+      loss: num(result.loss),
+      metrics: result.metrics,
+      grads: gradsOf(result.loss, [t.hidden, t.head.weight, t.head.bias]),
+    };
   });
 }
 
 function ktoExpected(beta: number, z0: number, wD: number, wU: number): number {
-  return mean(kr.map((r, i) => (desirable[i] ? wD * (1 - sigmoid(beta * (r - z0))) : wU * (1 - sigmoid(beta * (z0 - r))))));
+  return mean(
+    kr.map((r, i) => (desirable[i] ? wD * (1 - sigmoid(beta * (r - z0))) : wU * (1 - sigmoid(beta * (z0 - r))))),
+  );
 }
 
 describe('UnpairedPreferenceLoss: kto and apo_zero_unpaired', () => {
   const z0 = Math.max(0, mean(klPolicy.map((p, i) => p - klRefPos[i]!)));
-  const side = (want: boolean, f: (i: number) => number): number => mean(desirable.flatMap((d, i) => (d === want ? [f(i)] : [])));
+  const side = (want: boolean, f: (i: number) => number): number =>
+    mean(desirable.flatMap((d, i) => (d === want ? [f(i)] : [])));
 
   for (const implementation of ['eager', 'fused'] as const) {
     describe(implementation, () => {
@@ -166,7 +185,10 @@ describe('UnpairedPreferenceLoss: kto and apo_zero_unpaired', () => {
       });
 
       it('kto: desirable / undesirable weights', () => {
-        const got = runKto({ beta: 0.3, desirableWeight: 1.33, undesirableWeight: 0.7, implementation, chunkSize: 4 }, { kl: klRefPos });
+        const got = runKto(
+          { beta: 0.3, desirableWeight: 1.33, undesirableWeight: 0.7, implementation, chunkSize: 4 },
+          { kl: klRefPos },
+        );
         expectClose(got.loss, ktoExpected(0.3, z0, 1.33, 0.7), 1e-10);
       });
 
@@ -178,8 +200,18 @@ describe('UnpairedPreferenceLoss: kto and apo_zero_unpaired', () => {
         expectClose(got.metrics['rewards/chosen']!, chosen, 1e-10, 'rewards/chosen');
         expectClose(got.metrics['rewards/rejected']!, rejected, 1e-10, 'rewards/rejected');
         expectClose(got.metrics['rewards/margins']!, chosen - rejected, 1e-10, 'rewards/margins');
-        expectClose(got.metrics['logps/chosen']!, side(true, (i) => klp[i]!), 1e-10, 'logps/chosen');
-        expectClose(got.metrics['logps/rejected']!, side(false, (i) => klp[i]!), 1e-10, 'logps/rejected');
+        expectClose(
+          got.metrics['logps/chosen']!,
+          side(true, (i) => klp[i]!),
+          1e-10,
+          'logps/chosen',
+        );
+        expectClose(
+          got.metrics['logps/rejected']!,
+          side(false, (i) => klp[i]!),
+          1e-10,
+          'logps/rejected',
+        );
         expectClose(got.metrics.kl!, z0, 1e-12, 'kl');
         expectClose(got.metrics.loss!, got.loss, 1e-12, 'loss');
       });
@@ -255,7 +287,9 @@ describe('UnpairedPreferenceLoss: kto and apo_zero_unpaired', () => {
       const noRef = { hidden: t.hidden, targets: t.labels, desirable };
       expect(() => new losses.UnpairedPreferenceLoss().compute(noRef, t.head)).toThrow(TypeError);
       const shortRef = { ...noRef, refLogps: f64([1, 2], [2]) };
-      expect(() => new losses.UnpairedPreferenceLoss().compute(shortRef, t.head)).toThrow(/refLogps must have shape \[6\]/);
+      expect(() => new losses.UnpairedPreferenceLoss().compute(shortRef, t.head)).toThrow(
+        /refLogps must have shape \[6\]/,
+      );
       const old = { hidden: t.hidden, targets: t.labels, desirable, refHidden: t.refHidden } as never;
       expect(() => new losses.UnpairedPreferenceLoss().compute(old, t.head)).toThrow(/ref: \{ hidden, head \}/);
     });
@@ -264,14 +298,27 @@ describe('UnpairedPreferenceLoss: kto and apo_zero_unpaired', () => {
 
 describe('UnpairedPreferenceLoss: bco', () => {
   const beta = 0.5;
-  const kd2 = makeData(402, [[2, 2], [1, 4], [1, 3], [2, 3], [3, 2], [1, 1]]);
+  const kd2 = makeData(402, [
+    [2, 2],
+    [1, 4],
+    [1, 3],
+    [2, 3],
+    [3, 2],
+    [1, 1],
+  ]);
   const kq2 = tokenQuantities(kd2);
   const kr2 = rowSums(kq2.lp, kd2.R, kd2.T).map((p, i) => p - rowSums(kq2.ref, kd2.R, kd2.T)[i]!);
   const bcoLoss = (r: number[], D: number): number =>
     mean(r.map((x, i) => (desirable[i] ? -logsig(beta * x - D) : -logsig(-(beta * x - D)))));
 
-  const s1 = runningUpdate(freshMoments(), kr.map((r) => beta * r));
-  const s2 = runningUpdate(s1, kr2.map((r) => beta * r));
+  const s1 = runningUpdate(
+    freshMoments(),
+    kr.map((r) => beta * r),
+  );
+  const s2 = runningUpdate(
+    s1,
+    kr2.map((r) => beta * r),
+  );
 
   for (const implementation of ['fused', 'eager'] as const) {
     it(`D is the running mean of every reward R = beta r, updated with the batch first (${implementation})`, () => {
@@ -313,7 +360,8 @@ describe('UnpairedPreferenceLoss: bco', () => {
 
   it('fused and eager gradients agree (chunk sizes 1 and 1000)', () => {
     const eager = runKto({ lossType: 'bco', beta, implementation: 'eager' });
-    for (const chunkSize of [1, 1000]) expectSameGrads(runKto({ lossType: 'bco', beta, chunkSize }), eager, 1e-10, `bco chunk ${chunkSize}`);
+    for (const chunkSize of [1, 1000])
+      expectSameGrads(runKto({ lossType: 'bco', beta, chunkSize }), eager, 1e-10, `bco chunk ${chunkSize}`);
   });
 });
 
@@ -322,7 +370,13 @@ describe('UnpairedPreferenceLoss: bco', () => {
 // =============================================================================================
 
 // 5 sequences with 3, 5, 2, 4, 1 completion tokens; advantages of both signs.
-const gd = makeData(501, [[2, 3], [1, 5], [3, 2], [2, 4], [4, 1]]);
+const gd = makeData(501, [
+  [2, 3],
+  [1, 5],
+  [3, 2],
+  [2, 4],
+  [4, 1],
+]);
 const advantages = [1.2, -0.7, 0.5, -1.5, 0.9];
 const S = gd.R;
 const Tg = gd.T;
@@ -338,7 +392,8 @@ const oldLogps: number[] = [];
 {
   let k = 0;
   for (let i = 0; i < S; i++) {
-    for (let t = 0; t < Tg; t++) oldLogps.push(inCompletion(i, t) ? gq.lp[i * Tg + t]! - Math.log(ratioCycle[k++ % ratioCycle.length]!) : 5);
+    for (let t = 0; t < Tg; t++)
+      oldLogps.push(inCompletion(i, t) ? gq.lp[i * Tg + t]! - Math.log(ratioCycle[k++ % ratioCycle.length]!) : 5);
   }
 }
 // Reference log-probs: the reference hidden states' (differ from the policy's by a few tenths).
@@ -356,7 +411,11 @@ interface GrpoOpts {
 }
 
 /** §3.2 steps 7-8 and the clip / kl metrics, token by token in plain JS. */
-function grpoExpected(o: GrpoOpts, lp: number[], old: number[] | null): { loss: number; low: number; high: number; kl: number } {
+function grpoExpected(
+  o: GrpoOpts,
+  lp: number[],
+  old: number[] | null,
+): { loss: number; low: number; high: number; kl: number } {
   const perSeq: number[] = [];
   let total = 0;
   let low = 0;
@@ -397,7 +456,18 @@ function grpoExpected(o: GrpoOpts, lp: number[], old: number[] | null): { loss: 
   return { loss, low: low / tokens, high: high / tokens, kl: klSum / tokens };
 }
 
-function runGrpo(config: losses.GrpoLossConfigInput, options: { old?: boolean; ref?: boolean; numItems?: number; data?: Data; adv?: number[]; oldValues?: number[]; refValues?: number[] } = {}): Run {
+function runGrpo(
+  config: losses.GrpoLossConfigInput,
+  options: {
+    old?: boolean;
+    ref?: boolean;
+    numItems?: number;
+    data?: Data;
+    adv?: number[];
+    oldValues?: number[];
+    refValues?: number[];
+  } = {},
+): Run {
   const d = options.data ?? gd;
   return torch.tidy(() => {
     const t = tensorsOf(d, true);
@@ -408,14 +478,26 @@ function runGrpo(config: losses.GrpoLossConfigInput, options: { old?: boolean; r
     if (options.numItems !== undefined) batch.numItemsInBatch = options.numItems;
     const result = new losses.GrpoLoss(config).compute(batch, t.head);
     expect(result.loss.shape).toEqual([]);
-    return { loss: num(result.loss), metrics: result.metrics, grads: gradsOf(result.loss, [t.hidden, t.head.weight, t.head.bias]) };
+    return {
+      loss: num(result.loss),
+      metrics: result.metrics,
+      grads: gradsOf(result.loss, [t.hidden, t.head.weight, t.head.bias]),
+    };
   });
 }
 
 describe('GrpoLoss against the formulas (float64)', () => {
   it('the old log-probs clip some ratios low and some high', () => {
     const e = grpoExpected(
-      { lossType: 'grpo', level: 'token', epsilon: 0.2, epsilonHigh: 0.28, delta: null, beta: 0, maxCompletionLength: 8 },
+      {
+        lossType: 'grpo',
+        level: 'token',
+        epsilon: 0.2,
+        epsilonHigh: 0.28,
+        delta: null,
+        beta: 0,
+        maxCompletionLength: 8,
+      },
       gq.lp,
       oldLogps,
     );
@@ -426,9 +508,25 @@ describe('GrpoLoss against the formulas (float64)', () => {
   for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo'] as const) {
     for (const level of ['token', 'sequence'] as const) {
       it(`${lossType}, ${level}-level importance sampling, beta 0.05, temperature ${TEMPERATURE}`, () => {
-        const o: GrpoOpts = { lossType, level, epsilon: 0.2, epsilonHigh: 0.28, delta: null, beta: 0.05, maxCompletionLength: 8 };
+        const o: GrpoOpts = {
+          lossType,
+          level,
+          epsilon: 0.2,
+          epsilonHigh: 0.28,
+          delta: null,
+          beta: 0.05,
+          maxCompletionLength: 8,
+        };
         const expected = grpoExpected(o, gq.lp, oldLogps);
-        const config = { lossType, importanceSamplingLevel: level, epsilon: 0.2, epsilonHigh: 0.28, beta: 0.05, temperature: TEMPERATURE, maxCompletionLength: 8 };
+        const config = {
+          lossType,
+          importanceSamplingLevel: level,
+          epsilon: 0.2,
+          epsilonHigh: 0.28,
+          beta: 0.05,
+          temperature: TEMPERATURE,
+          maxCompletionLength: 8,
+        };
         const eager = runGrpo({ ...config, implementation: 'eager' });
         expectClose(eager.loss, expected.loss, 1e-10, 'eager');
         const fused = [1, 4, 1000].map((chunkSize) => runGrpo({ ...config, chunkSize }));
@@ -448,7 +546,15 @@ describe('GrpoLoss against the formulas (float64)', () => {
   }
 
   it('delta caps the unclipped ratio (two-sided GRPO)', () => {
-    const o: GrpoOpts = { lossType: 'bnpo', level: 'token', epsilon: 0.2, epsilonHigh: 0.28, delta: 1.4, beta: 0, maxCompletionLength: 8 };
+    const o: GrpoOpts = {
+      lossType: 'bnpo',
+      level: 'token',
+      epsilon: 0.2,
+      epsilonHigh: 0.28,
+      delta: 1.4,
+      beta: 0,
+      maxCompletionLength: 8,
+    };
     const expected = grpoExpected(o, gq.lp, oldLogps);
     expect(Math.abs(expected.loss - grpoExpected({ ...o, delta: null }, gq.lp, oldLogps).loss)).toBeGreaterThan(1e-4);
     const config = { lossType: 'bnpo' as const, epsilon: 0.2, epsilonHigh: 0.28, delta: 1.4, temperature: TEMPERATURE };
@@ -461,7 +567,15 @@ describe('GrpoLoss against the formulas (float64)', () => {
   });
 
   it('epsilonHigh defaults to epsilon; beta 0 reports kl 0', () => {
-    const o: GrpoOpts = { lossType: 'dapo', level: 'token', epsilon: 0.3, epsilonHigh: 0.3, delta: null, beta: 0, maxCompletionLength: 8 };
+    const o: GrpoOpts = {
+      lossType: 'dapo',
+      level: 'token',
+      epsilon: 0.3,
+      epsilonHigh: 0.3,
+      delta: null,
+      beta: 0,
+      maxCompletionLength: 8,
+    };
     const expected = grpoExpected(o, gq.lp, oldLogps);
     const got = runGrpo({ lossType: 'dapo', epsilon: 0.3, temperature: TEMPERATURE }, { ref: false });
     expectClose(got.loss, expected.loss, 1e-10);
@@ -470,8 +584,20 @@ describe('GrpoLoss against the formulas (float64)', () => {
   });
 
   it('dapo divides by numItemsInBatch when given', () => {
-    const o: GrpoOpts = { lossType: 'dapo', level: 'token', epsilon: 0.2, epsilonHigh: 0.28, delta: null, beta: 0.05, maxCompletionLength: 8, numItems: 40 };
-    const got = runGrpo({ lossType: 'dapo', epsilonHigh: 0.28, beta: 0.05, temperature: TEMPERATURE }, { numItems: 40 });
+    const o: GrpoOpts = {
+      lossType: 'dapo',
+      level: 'token',
+      epsilon: 0.2,
+      epsilonHigh: 0.28,
+      delta: null,
+      beta: 0.05,
+      maxCompletionLength: 8,
+      numItems: 40,
+    };
+    const got = runGrpo(
+      { lossType: 'dapo', epsilonHigh: 0.28, beta: 0.05, temperature: TEMPERATURE },
+      { numItems: 40 },
+    );
     expectClose(got.loss, grpoExpected(o, gq.lp, oldLogps).loss, 1e-10);
   });
 
@@ -480,7 +606,15 @@ describe('GrpoLoss against the formulas (float64)', () => {
     const b = runGrpo({ lossType: 'bnpo', temperature: TEMPERATURE }, { ref: false });
     expect(Math.abs(a.loss - b.loss)).toBeGreaterThan(1e-6);
     const lp1 = tokenQuantities(gd, 1).lp;
-    const o: GrpoOpts = { lossType: 'bnpo', level: 'token', epsilon: 0.2, epsilonHigh: 0.2, delta: null, beta: 0, maxCompletionLength: 512 };
+    const o: GrpoOpts = {
+      lossType: 'bnpo',
+      level: 'token',
+      epsilon: 0.2,
+      epsilonHigh: 0.2,
+      delta: null,
+      beta: 0,
+      maxCompletionLength: 512,
+    };
     expectClose(a.loss, grpoExpected(o, lp1, oldLogps).loss, 1e-10);
   });
 
@@ -500,7 +634,10 @@ describe('GrpoLoss on-policy (no oldLogps)', () => {
           const t = tensorsOf(gd, true);
           const lp = eagerTokenLogps(t.hidden, t.head, t.labels, TEMPERATURE);
           const mask = t.labels.ne(IGNORE).to({ dtype: 'float64' });
-          const perToken = lp.mul(f64(advantages, [S, 1])).neg().mul(mask);
+          const perToken = lp
+            .mul(f64(advantages, [S, 1]))
+            .neg()
+            .mul(mask);
           const n = mask.sum(1);
           const loss = {
             grpo: () => perToken.sum(1).div(n.clamp(1)).mean(),
@@ -513,9 +650,19 @@ describe('GrpoLoss on-policy (no oldLogps)', () => {
         const config = { lossType, importanceSamplingLevel: level, temperature: TEMPERATURE, maxCompletionLength: 16 };
         for (const impl of [{ implementation: 'eager' as const }, { chunkSize: 2 }, { chunkSize: 1000 }]) {
           const got = runGrpo({ ...config, ...impl }, { old: false, ref: false });
-          ['hidden', 'weight', 'bias'].forEach((name, k) => expectAllClose(got.grads[k]!, expected[k]!, 1e-10, 0, `${JSON.stringify(impl)} ${name}`));
+          ['hidden', 'weight', 'bias'].forEach((name, k) =>
+            expectAllClose(got.grads[k]!, expected[k]!, 1e-10, 0, `${JSON.stringify(impl)} ${name}`),
+          );
           // the value: every ratio is 1, so l = -A per token
-          const o: GrpoOpts = { lossType, level, epsilon: 0.2, epsilonHigh: 0.2, delta: null, beta: 0, maxCompletionLength: 16 };
+          const o: GrpoOpts = {
+            lossType,
+            level,
+            epsilon: 0.2,
+            epsilonHigh: 0.2,
+            delta: null,
+            beta: 0,
+            maxCompletionLength: 16,
+          };
           expectClose(got.loss, grpoExpected(o, gq.lp, null).loss, 1e-12, 'value');
           expect(got.metrics['clip_ratio/region_mean']).toBe(0);
         }
@@ -526,7 +673,11 @@ describe('GrpoLoss on-policy (no oldLogps)', () => {
 
 describe('GrpoLoss edge cases', () => {
   it('a sequence without completion tokens counts in grpo mean but adds nothing', () => {
-    const d = makeData(502, [[2, 3], [1, 0], [3, 2]]);
+    const d = makeData(502, [
+      [2, 3],
+      [1, 0],
+      [3, 2],
+    ]);
     const adv = [0.8, -1.1, 0.4];
     const counts = rowCounts(d.labels, 3, d.T);
     expect(counts[1]).toBe(0);
@@ -538,9 +689,17 @@ describe('GrpoLoss edge cases', () => {
       for (const g of got.grads) expect(g.every(Number.isFinite)).toBe(true);
       for (const lossType of ['bnpo', 'dapo'] as const) {
         const other = runGrpo({ lossType, ...impl }, { data: d, adv, old: false, ref: false });
-        expectClose(other.loss, (-adv[0]! * counts[0]! - adv[2]! * counts[2]!) / (counts[0]! + counts[2]!), 1e-12, lossType);
+        expectClose(
+          other.loss,
+          (-adv[0]! * counts[0]! - adv[2]! * counts[2]!) / (counts[0]! + counts[2]!),
+          1e-12,
+          lossType,
+        );
       }
-      const seq = runGrpo({ lossType: 'grpo', importanceSamplingLevel: 'sequence', ...impl }, { data: d, adv, old: false, ref: false });
+      const seq = runGrpo(
+        { lossType: 'grpo', importanceSamplingLevel: 'sequence', ...impl },
+        { data: d, adv, old: false, ref: false },
+      );
       expect(Number.isFinite(seq.loss)).toBe(true);
     }
   });
@@ -551,8 +710,14 @@ describe('GrpoLoss edge cases', () => {
     let reads = 0;
     const counted = (chunkSize: number): losses.LossResult['totals'] => {
       reads = 0;
-      proto.data = function (this: unknown, ...a: unknown[]) { reads++; return data.apply(this, a); };
-      proto.item = function (this: unknown, ...a: unknown[]) { reads++; return item.apply(this, a); };
+      proto.data = function (this: unknown, ...a: unknown[]) {
+        reads++;
+        return data.apply(this, a);
+      };
+      proto.item = function (this: unknown, ...a: unknown[]) {
+        reads++;
+        return item.apply(this, a);
+      };
       try {
         return torch.tidy(() => {
           const t = tensorsOf(gd);
@@ -578,7 +743,13 @@ describe('GrpoLoss edge cases', () => {
     expect(many.counts.entropy).toBe(tokens);
     expectClose(many.sums.entropy!, one.sums.entropy!, 1e-10, 'entropy sum');
     const o: GrpoOpts = {
-      lossType: 'dapo', level: 'token', epsilon: 0.2, epsilonHigh: 0.2, delta: null, beta: 0.05, maxCompletionLength: 512,
+      lossType: 'dapo',
+      level: 'token',
+      epsilon: 0.2,
+      epsilonHigh: 0.2,
+      delta: null,
+      beta: 0.05,
+      maxCompletionLength: 512,
     };
     const e = grpoExpected(o, gq.lp, oldLogps);
     expectClose(many.sums['clip_ratio/low_mean']!, e.low * tokens, 1e-9, 'clip low count');

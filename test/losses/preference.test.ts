@@ -280,13 +280,17 @@ function run(
     const result = loss.compute(batch, t.head, options);
     expect(result.loss.shape).toEqual([]);
     const inputs = [t.hidden, t.head.weight, t.head.bias];
-    const grads = result.loss.requiresGrad ? gradsOf(result.loss, inputs) : inputs.map((x) => new Array<number>(x.numel()).fill(0));
+    const grads = result.loss.requiresGrad
+      ? gradsOf(result.loss, inputs)
+      : inputs.map((x) => new Array<number>(x.numel()).fill(0));
     return { loss: num(result.loss), metrics: result.metrics, grads };
   });
 }
 
 function expectSameGrads(a: Run, b: Run, tol: number, what: string): void {
-  ['hidden', 'weight', 'bias'].forEach((name, k) => expectAllClose(a.grads[k]!, b.grads[k]!, tol, 0, `${what} grad ${name}`));
+  ['hidden', 'weight', 'bias'].forEach((name, k) =>
+    expectAllClose(a.grads[k]!, b.grads[k]!, tol, 0, `${what} grad ${name}`),
+  );
 }
 
 const d1 = makePref(101);
@@ -306,7 +310,8 @@ describe('every DPO loss type against its formula (float64, fused and eager, chu
   const types = [...Object.keys(losses.DPO_LOSSES), 'sft'];
 
   it('the formula table covers every exported loss type', () => {
-    for (const type of types) expect(type === 'sft' || type === 'aot' || type === 'aot_unpaired' || type in PAIR_FORMULAS, type).toBe(true);
+    for (const type of types)
+      expect(type === 'sft' || type === 'aot' || type === 'aot_unpaired' || type in PAIR_FORMULAS, type).toBe(true);
   });
 
   for (const type of types) {
@@ -340,7 +345,17 @@ describe('every DPO loss type against its formula (float64, fused and eager, chu
       for (const type of Object.keys(PAIR_FORMULAS)) {
         const eps = type === 'exo_pair' ? 0.2 : 0;
         const o = { ...defaults, beta: 0.2, eps, fdiv, alpha: 0.3 };
-        const got = run({ lossType: type, beta: 0.2, labelSmoothing: eps, fDivergenceType: fdiv, fAlphaDivergenceCoef: 0.3, chunkSize: 3 }, d1);
+        const got = run(
+          {
+            lossType: type,
+            beta: 0.2,
+            labelSmoothing: eps,
+            fDivergenceType: fdiv,
+            fAlphaDivergenceCoef: 0.3,
+            chunkSize: 3,
+          },
+          d1,
+        );
         expectClose(got.loss, typeLoss(type, pairs1, q1, o), 1e-10, `${type} ${fdiv}`);
       }
     }
@@ -400,7 +415,9 @@ describe('loss configuration', () => {
   it('lossWeights of the wrong length is a TypeError naming both counts', () => {
     expect(() => new losses.PreferenceLoss({ lossType: ['sigmoid', 'bco_pair'], lossWeights: [1] })).toThrow(TypeError);
     expect(() => new losses.PreferenceLoss({ lossType: ['sigmoid', 'bco_pair'], lossWeights: [1] })).toThrow(/1.*2/);
-    expect(() => new losses.PreferenceLoss({ lossType: 'sigmoid', lossWeights: [1, 2, 3] })).toThrow(/lossWeights has 3 .*lossType has 1/);
+    expect(() => new losses.PreferenceLoss({ lossType: 'sigmoid', lossWeights: [1, 2, 3] })).toThrow(
+      /lossWeights has 3 .*lossType has 1/,
+    );
   });
 
   it('an unknown loss type is a TypeError naming it', () => {
@@ -437,7 +454,8 @@ describe('legacy bco_pair (bcoRunningMean)', () => {
   const beta = 0.4;
 
   /** x = mean(cat(beta r_c, beta r_r)) of a batch. */
-  const batchReward = (pairs: Pair[]): number => mean([...pairs.map((p) => beta * (p.lpc - p.refc)), ...pairs.map((p) => beta * (p.lpr - p.refr))]);
+  const batchReward = (pairs: Pair[]): number =>
+    mean([...pairs.map((p) => beta * (p.lpc - p.refc)), ...pairs.map((p) => beta * (p.lpr - p.refr))]);
   const legacyBco = (pairs: Pair[], D: number): number =>
     mean(pairs.map((p) => -logsig(beta * (p.lpc - p.refc) - D) - logsig(-(beta * (p.lpr - p.refr) - D))));
 
@@ -446,7 +464,13 @@ describe('legacy bco_pair (bcoRunningMean)', () => {
 
   for (const implementation of ['fused', 'eager'] as const) {
     it(`D is the running mean of the batch-mean reward, updated before use (${implementation})`, () => {
-      const loss = new losses.PreferenceLoss({ lossType: 'bco_pair', beta, bcoRunningMean: true, implementation, chunkSize: 2 });
+      const loss = new losses.PreferenceLoss({
+        lossType: 'bco_pair',
+        beta,
+        bcoRunningMean: true,
+        implementation,
+        chunkSize: 2,
+      });
       const first = run(loss, d1);
       expectClose(loss.running.mean, state1.mean, 1e-12, 'D after 1 call');
       expectClose(first.loss, legacyBco(pairs1, state1.mean), 1e-10, 'loss 1');
@@ -494,9 +518,18 @@ describe('legacy bco_pair (bcoRunningMean)', () => {
   });
 
   it("InternVL's MPO: 'sigmoid,bco_pair' with D plus rpoAlpha x NLL", () => {
-    const loss = new losses.PreferenceLoss({ lossType: 'sigmoid,bco_pair', lossWeights: [0.8, 0.2], beta, bcoRunningMean: true, rpoAlpha: 1.0 });
+    const loss = new losses.PreferenceLoss({
+      lossType: 'sigmoid,bco_pair',
+      lossWeights: [0.8, 0.2],
+      beta,
+      bcoRunningMean: true,
+      rpoAlpha: 1.0,
+    });
     const got = run(loss, d1).loss;
-    const expected = 0.8 * typeLoss('sigmoid', pairs1, q1, { ...defaults, beta }) + 0.2 * legacyBco(pairs1, state1.mean) + sftLoss(pairs1, q1);
+    const expected =
+      0.8 * typeLoss('sigmoid', pairs1, q1, { ...defaults, beta }) +
+      0.2 * legacyBco(pairs1, state1.mean) +
+      sftLoss(pairs1, q1);
     expectClose(got, expected, 1e-10);
   });
 
@@ -541,7 +574,14 @@ describe('reference log-probs', () => {
 
 describe('padding and empty completions', () => {
   // pair 1's rejected completion is empty (row P + 1 = 4 of 6)
-  const spans: Array<[number, number]> = [[1, 3], [2, 2], [1, 4], [2, 3], [1, 0], [3, 2]];
+  const spans: Array<[number, number]> = [
+    [1, 3],
+    [2, 2],
+    [1, 4],
+    [2, 3],
+    [1, 0],
+    [3, 2],
+  ];
   const d = makePref(303, 3, spans);
   const q = quantities(d);
   const pairs = pairsOf(q, d.P);
@@ -550,7 +590,11 @@ describe('padding and empty completions', () => {
     expect(q.counts[4]).toBe(0);
     for (const lossType of ['sigmoid', 'ipo', 'sigmoid_norm', 'bco_pair', 'sft']) {
       const expected = typeLoss(lossType, pairs, q, defaults);
-      for (const config of [{ lossType, chunkSize: 1 }, { lossType, chunkSize: 1000 }, { lossType, implementation: 'eager' as const }]) {
+      for (const config of [
+        { lossType, chunkSize: 1 },
+        { lossType, chunkSize: 1000 },
+        { lossType, implementation: 'eager' as const },
+      ]) {
         const got = run(config, d);
         expect(Number.isFinite(got.loss)).toBe(true);
         for (const grad of got.grads) expect(grad.every(Number.isFinite)).toBe(true);
@@ -583,7 +627,8 @@ describe('metrics', () => {
     const rr = pairs1.map((p) => beta * (p.lpr - p.refr));
     const tokenMean = (values: number[], rows: number[]): number => {
       const picked: number[] = [];
-      for (const r of rows) for (let t = 0; t < d1.T; t++) if (d1.labels[r * d1.T + t] !== IGNORE) picked.push(values[r * d1.T + t]!);
+      for (const r of rows)
+        for (let t = 0; t < d1.T; t++) if (d1.labels[r * d1.T + t] !== IGNORE) picked.push(values[r * d1.T + t]!);
       return mean(picked);
     };
     const chosenRows = Array.from({ length: P }, (_, i) => i);
@@ -602,9 +647,15 @@ describe('metrics', () => {
     };
     expect(expected['rewards/accuracies']).toBeGreaterThan(0);
     expect(expected['rewards/accuracies']).toBeLessThan(1);
-    for (const config of [{ chunkSize: 1 }, { chunkSize: 1000 }, { implementation: 'eager' as const }, { lossType: 'aot' }]) {
+    for (const config of [
+      { chunkSize: 1 },
+      { chunkSize: 1000 },
+      { implementation: 'eager' as const },
+      { lossType: 'aot' },
+    ]) {
       const got = run({ lossType: ['sigmoid', 'sft'], beta, ...config }, d1);
-      for (const [key, value] of Object.entries(expected)) expectClose(got.metrics[key]!, value, 1e-10, `${JSON.stringify(config)} ${key}`);
+      for (const [key, value] of Object.entries(expected))
+        expectClose(got.metrics[key]!, value, 1e-10, `${JSON.stringify(config)} ${key}`);
       expectClose(got.metrics.loss!, got.loss, 1e-12, 'loss');
     }
   });
@@ -716,10 +767,12 @@ describe('current vs legacy TRL forms (trlVersion)', () => {
   it('exo_pair with labelSmoothing 0: current refuses it, legacy uses 1e-3', () => {
     expect(() => run({ lossType: 'exo_pair' }, d1)).toThrow(/labelSmoothing/);
     const beta = 0.3;
-    const expected = mean(pairs1.map((p) => {
-      const [qw, ql] = [sigmoid(beta * delta(p)), sigmoid(-beta * delta(p))];
-      return qw * (Math.log(qw) - Math.log(1 - 1e-3)) + ql * (Math.log(ql) - Math.log(1e-3));
-    }));
+    const expected = mean(
+      pairs1.map((p) => {
+        const [qw, ql] = [sigmoid(beta * delta(p)), sigmoid(-beta * delta(p))];
+        return qw * (Math.log(qw) - Math.log(1 - 1e-3)) + ql * (Math.log(ql) - Math.log(1e-3));
+      }),
+    );
     for (const r of both({ lossType: 'exo_pair', beta, trlVersion: 'legacy' })) expectClose(r.loss, expected, 1e-10);
   });
 
@@ -794,10 +847,12 @@ describe('losses.preferenceLossFromLogps', () => {
     const margins = mean(pairs1.map((p) => 0.1 * (p.lpc - p.refc - p.lpr + p.refr)));
     expectClose(result.metrics['rewards/margins']!, margins, 1e-12, 'margins');
     expect(() => losses.preferenceLossFromLogps(logps, { lossType: 'ipo' })).toThrow(/chosenTokens and rejectedTokens/);
-    expect(() => losses.preferenceLossFromLogps({ ...logps, rejectedLogps: f64([1, 2], [2]) }))
-      .toThrow(/rejectedLogps must be \[4\], got \[2\]/);
-    expect(() => losses.preferenceLossFromLogps({ ...inputs(), chosenTokens: [1, 2, 3] }, { lossType: 'sft' }))
-      .toThrow(/chosenTokens/);
+    expect(() => losses.preferenceLossFromLogps({ ...logps, rejectedLogps: f64([1, 2], [2]) })).toThrow(
+      /rejectedLogps must be \[4\], got \[2\]/,
+    );
+    expect(() => losses.preferenceLossFromLogps({ ...inputs(), chosenTokens: [1, 2, 3] }, { lossType: 'sft' })).toThrow(
+      /chosenTokens/,
+    );
   });
 
   for (const config of [

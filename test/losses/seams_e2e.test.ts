@@ -73,7 +73,10 @@ function mpoFromFormulas(policyLogits: Tensor, refLogits: Tensor, targets: Tenso
   const rr = policy.narrow(0, pairs, pairs).sub(ref.narrow(0, pairs, pairs));
   const sigmoid = F.logsigmoid(rc.sub(rr).mul(BETA)).neg().mean();
   const d = shift ? torch.cat([rc, rr]).mul(BETA).mean().detach() : torch.zeros([], { dtype: rc.dtype });
-  const bcoPair = F.logsigmoid(rc.mul(BETA).sub(d)).add(F.logsigmoid(rr.mul(BETA).sub(d).neg())).neg().mean();
+  const bcoPair = F.logsigmoid(rc.mul(BETA).sub(d))
+    .add(F.logsigmoid(rr.mul(BETA).sub(d).neg()))
+    .neg()
+    .mean();
   const chosenTokens = targets.narrow(0, 0, pairs).ne(IGNORE).sum().item() as number;
   const sft = tokens.narrow(0, 0, pairs).sum().neg().div(chosenTokens);
   return sigmoid.mul(WEIGHTS.sigmoid).add(bcoPair.mul(WEIGHTS.bco_pair)).add(sft.mul(WEIGHTS.sft));
@@ -160,10 +163,15 @@ describe.each(FAMILY_NAMES)('%s: pairs → collatePairs → model → MPO loss �
           const eager = mpoFromFormulas(out.logits!, ref.logits!, batch.targets, batch.pairs, shift);
           // The reference differs from the policy, so r is not 0 and every term is at work.
           expect(Math.abs(loss.metrics['rewards/margins']!)).toBeGreaterThan(1e-3);
-          compare(loss.loss, eager, {
-            exact: [out.hidden, policy.lmHead().weight, param(policy, names.norm)],
-            deep: names.deep.map((n) => param(policy, n)),
-          }, name);
+          compare(
+            loss.loss,
+            eager,
+            {
+              exact: [out.hidden, policy.lmHead().weight, param(policy, names.norm)],
+              deep: names.deep.map((n) => param(policy, n)),
+            },
+            name,
+          );
         }
         expect(reference.parameters().every((p) => p.grad === null)).toBe(true);
       });

@@ -15,7 +15,10 @@ describe('targetsFromLabels', () => {
   });
 
   it('takes another ignoreIndex, one column, and no column', () => {
-    expect(losses.targetsFromLabels(long([5, 6, 7, 8], [2, 2]), 0).toArray()).toEqual([[6, 0], [8, 0]]);
+    expect(losses.targetsFromLabels(long([5, 6, 7, 8], [2, 2]), 0).toArray()).toEqual([
+      [6, 0],
+      [8, 0],
+    ]);
     expect(losses.targetsFromLabels(long([5, 6], [2, 1])).toArray()).toEqual([[IGNORE], [IGNORE]]);
     expect(losses.targetsFromLabels(long([], [2, 0])).shape).toEqual([2, 0]);
   });

@@ -22,15 +22,17 @@ function textbook(p0: number[][], sizes: number[], steps: number, o = options): 
   const v = sizes.map((n) => new Array<number>(n).fill(0));
   for (let t = 1; t <= steps; t++) {
     const g = gradsAt(sizes, t);
-    p.forEach((pk, k) => pk.forEach((_, i) => {
-      const gi = g[k]![i]!;
-      pk[i]! *= 1 - o.lr * o.weightDecay;
-      m[k]![i] = o.beta1 * m[k]![i]! + (1 - o.beta1) * gi;
-      v[k]![i] = o.beta2 * v[k]![i]! + (1 - o.beta2) * gi * gi;
-      const mHat = m[k]![i]! / (1 - o.beta1 ** t);
-      const vHat = v[k]![i]! / (1 - o.beta2 ** t);
-      pk[i] = pk[i]! - (o.lr * mHat) / (Math.sqrt(vHat) + o.eps);
-    }));
+    p.forEach((pk, k) =>
+      pk.forEach((_, i) => {
+        const gi = g[k]![i]!;
+        pk[i]! *= 1 - o.lr * o.weightDecay;
+        m[k]![i] = o.beta1 * m[k]![i]! + (1 - o.beta1) * gi;
+        v[k]![i] = o.beta2 * v[k]![i]! + (1 - o.beta2) * gi * gi;
+        const mHat = m[k]![i]! / (1 - o.beta1 ** t);
+        const vHat = v[k]![i]! / (1 - o.beta2 ** t);
+        pk[i] = pk[i]! - (o.lr * mHat) / (Math.sqrt(vHat) + o.eps);
+      }),
+    );
   }
   return p;
 }
@@ -60,27 +62,49 @@ describe('adamwStep_', () => {
     // (|update| <= ~lr) ~10 times through m and v (<= ~5·eps·lr); allow about twice that.
     const steps = 5;
     const [got, ref] = [fused(p0, sizes, steps), textbook(p0, sizes, steps)];
-    got.forEach((t, k) => t.forEach((x, i) => expect(Math.abs(x - ref[k]![i]!)).toBeLessThanOrEqual(4 * steps * EPS32 * (Math.abs(ref[k]![i]!) + 2 * options.lr))));
+    got.forEach((t, k) =>
+      t.forEach((x, i) =>
+        expect(Math.abs(x - ref[k]![i]!)).toBeLessThanOrEqual(
+          4 * steps * EPS32 * (Math.abs(ref[k]![i]!) + 2 * options.lr),
+        ),
+      ),
+    );
   });
 
   it('updates bfloat16 parameters with float32 state', () => {
     // From the bf16-rounded start; each step rounds p to bf16 (8 bits of mantissa: within 2^-8·|p_t|),
     // |p_t| <= |p_3| + (3 - t)·lr, and bf16 gradients move each update by ~2^-8·lr: 3·2^-8·(|p_3| + 3·lr).
-    const start = torch.tidy(() => p0.map((t) => Array.from(torch.tensor(Float32Array.from(t)).to('bfloat16').to('float32').data() as Float32Array)));
+    const start = torch.tidy(() =>
+      p0.map((t) => Array.from(torch.tensor(Float32Array.from(t)).to('bfloat16').to('float32').data() as Float32Array)),
+    );
     const ref = textbook(start, sizes, 3);
     const got = fused(p0, sizes, 3, 'bfloat16');
-    got.forEach((t, k) => t.forEach((x, i) => expect(Math.abs(x - ref[k]![i]!)).toBeLessThanOrEqual(3 * 2 ** -8 * (Math.abs(ref[k]![i]!) + 3 * options.lr))));
+    got.forEach((t, k) =>
+      t.forEach((x, i) =>
+        expect(Math.abs(x - ref[k]![i]!)).toBeLessThanOrEqual(3 * 2 ** -8 * (Math.abs(ref[k]![i]!) + 3 * options.lr)),
+      ),
+    );
   });
 
   it('skips parameters without a gradient and validates its arguments', () => {
     torch.tidy(() => {
       const p = torch.ones(4);
       const other = torch.ones(3);
-      torch.adamwStep_([p, other], [null, torch.ones(3)], [torch.zeros(4), torch.zeros(3)], [torch.zeros(4), torch.zeros(3)], { ...options, step: 1 });
+      torch.adamwStep_(
+        [p, other],
+        [null, torch.ones(3)],
+        [torch.zeros(4), torch.zeros(3)],
+        [torch.zeros(4), torch.zeros(3)],
+        { ...options, step: 1 },
+      );
       expect(Array.from(p.data() as Float32Array)).toEqual([1, 1, 1, 1]);
       expect((other.data() as Float32Array)[0]).toBeLessThan(1);
-      expect(() => torch.adamwStep_([p], [torch.ones(5)], [torch.zeros(4)], [torch.zeros(4)], { ...options, step: 1 })).toThrow(/must have one shape/);
-      expect(() => torch.adamwStep_([p], [torch.ones(4)], [torch.zeros(4)], [torch.zeros(4)], { ...options, step: 0 })).toThrow(/options.step/);
+      expect(() =>
+        torch.adamwStep_([p], [torch.ones(5)], [torch.zeros(4)], [torch.zeros(4)], { ...options, step: 1 }),
+      ).toThrow(/must have one shape/);
+      expect(() =>
+        torch.adamwStep_([p], [torch.ones(4)], [torch.zeros(4)], [torch.zeros(4)], { ...options, step: 0 }),
+      ).toThrow(/options.step/);
       expect(() => torch.adamwStep_([p], [], [], [], { ...options, step: 1 })).toThrow(/1 params need as many grads/);
     });
   });

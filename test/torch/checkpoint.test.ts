@@ -9,7 +9,11 @@ type Tensor = torch.Tensor;
 const F = torch.nn.functional;
 
 const params = (shapes: number[][], seed: number): Tensor[] =>
-  shapes.map((s, k) => input(s, { seed: seed + k }).mul(0.5).requiresGrad_(true));
+  shapes.map((s, k) =>
+    input(s, { seed: seed + k })
+      .mul(0.5)
+      .requiresGrad_(true),
+  );
 
 const bitsOf = (t: Tensor | null): number[] => Array.from(t!.data() as Float64Array);
 
@@ -47,8 +51,22 @@ describe('checkpoint', () => {
       const ps = params([[32, 8], [32], [8, 32], [8], [8, 8], [8, 8]], 20);
       const x0 = input([6, 8], { seed: 4 });
       const twice = (x: Tensor): Tensor[] => [block(x, ps), block(x, ps).mul(0.5)];
-      const plain = gradients((x) => { const [a, b] = twice(x); return a!.add(b!); }, ps, x0);
-      const ckpt = gradients((x) => { const [a, b] = torch.checkpoint(twice, [x]); return a!.add(b!); }, ps, x0);
+      const plain = gradients(
+        (x) => {
+          const [a, b] = twice(x);
+          return a!.add(b!);
+        },
+        ps,
+        x0,
+      );
+      const ckpt = gradients(
+        (x) => {
+          const [a, b] = torch.checkpoint(twice, [x]);
+          return a!.add(b!);
+        },
+        ps,
+        x0,
+      );
       expect(ckpt).toEqual(plain);
     });
   });
@@ -92,10 +110,14 @@ describe('checkpoint', () => {
 
   it('keeps memory flat over many iterations', () => {
     const [w] = params([[8, 8]], 50);
-    const step = (): void => torch.tidy(() => {
-      const x = input([4, 8], { seed: 8 }).requiresGrad_(true);
-      torch.checkpoint((a: Tensor) => a.matmul(w!).relu(), [x]).sum().backward();
-    });
+    const step = (): void =>
+      torch.tidy(() => {
+        const x = input([4, 8], { seed: 8 }).requiresGrad_(true);
+        torch
+          .checkpoint((a: Tensor) => a.matmul(w!).relu(), [x])
+          .sum()
+          .backward();
+      });
     step();
     const before = torch.memory().numTensors;
     for (let k = 0; k < 300; k++) step();
@@ -109,13 +131,20 @@ describe('autograd.functionWithBackward', () => {
     torch.tidy(() => {
       const x = input([3]).requiresGrad_(true);
       const seen: number[][] = [];
-      const [y] = torch.autograd.functionWithBackward([x], () => [x.mul(3)], ([g], [saved]) => {
-        seen.push(Array.from(g!.data() as Float64Array));
-        expect(saved!.requiresGrad).toBe(false);
-        return [g!.mul(3)];
-      });
+      const [y] = torch.autograd.functionWithBackward(
+        [x],
+        () => [x.mul(3)],
+        ([g], [saved]) => {
+          seen.push(Array.from(g!.data() as Float64Array));
+          expect(saved!.requiresGrad).toBe(false);
+          return [g!.mul(3)];
+        },
+      );
       expect(y!.gradFn).toBe('JsBackward');
-      y!.mul(torch.tensor([1, 2, 3], { dtype: 'float64' })).sum().backward();
+      y!
+        .mul(torch.tensor([1, 2, 3], { dtype: 'float64' }))
+        .sum()
+        .backward();
       expect(seen).toEqual([[1, 2, 3]]);
       expect(Array.from(x.grad!.data() as Float64Array)).toEqual([3, 6, 9]);
     });
@@ -124,13 +153,25 @@ describe('autograd.functionWithBackward', () => {
   it('surfaces an error thrown in the JS backward from backward(), and stays usable', () => {
     torch.tidy(() => {
       const x = input([3]).requiresGrad_(true);
-      const [y] = torch.autograd.functionWithBackward([x], () => [x.exp()], () => {
-        throw new Error('custom backward exploded');
-      });
+      const [y] = torch.autograd.functionWithBackward(
+        [x],
+        () => [x.exp()],
+        () => {
+          throw new Error('custom backward exploded');
+        },
+      );
       expect(() => y!.sum().backward()).toThrow(/custom backward exploded/);
-      const [z] = torch.autograd.functionWithBackward([x], () => [x.exp()], () => [null, null]);
+      const [z] = torch.autograd.functionWithBackward(
+        [x],
+        () => [x.exp()],
+        () => [null, null],
+      );
       expect(() => z!.sum().backward()).toThrow(/returned 2 gradients for 1 inputs|Expected an array of 1 gradients/);
-      const [u] = torch.autograd.functionWithBackward([x], () => [x.exp()], () => [torch.zeros(5, { dtype: 'float64' })]);
+      const [u] = torch.autograd.functionWithBackward(
+        [x],
+        () => [x.exp()],
+        () => [torch.zeros(5, { dtype: 'float64' })],
+      );
       expect(() => u!.sum().backward()).toThrow(/invalid gradient|shape/);
       x.exp().sum().backward();
       expect(x.grad).not.toBeNull();
@@ -140,7 +181,11 @@ describe('autograd.functionWithBackward', () => {
   it('refuses a second backward without retainGraph', () => {
     torch.tidy(() => {
       const x = input([2]).requiresGrad_(true);
-      const [y] = torch.autograd.functionWithBackward([x], () => [x.mul(2)], ([g]) => [g!.mul(2)]);
+      const [y] = torch.autograd.functionWithBackward(
+        [x],
+        () => [x.mul(2)],
+        ([g]) => [g!.mul(2)],
+      );
       const s = y!.sum();
       s.backward(undefined, { retainGraph: true });
       s.backward();
@@ -150,7 +195,15 @@ describe('autograd.functionWithBackward', () => {
   });
 
   it('validates its arguments in JS', () => {
-    expect(() => torch.autograd.functionWithBackward([1 as never], () => [], () => [])).toThrow(/Expected a Tensor for inputs\[0\]/);
-    expect(() => torch.autograd.functionWithBackward([], 3 as never, () => [])).toThrow(/Expected a function for forward/);
+    expect(() =>
+      torch.autograd.functionWithBackward(
+        [1 as never],
+        () => [],
+        () => [],
+      ),
+    ).toThrow(/Expected a Tensor for inputs\[0\]/);
+    expect(() => torch.autograd.functionWithBackward([], 3 as never, () => [])).toThrow(
+      /Expected a function for forward/,
+    );
   });
 });

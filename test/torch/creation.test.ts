@@ -6,22 +6,47 @@ import { torch } from '../../lib/index.js';
 type Tensor = torch.Tensor;
 type DType = torch.DType;
 
-const DTYPES: DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
+const DTYPES: DType[] = [
+  'float32',
+  'float64',
+  'float16',
+  'bfloat16',
+  'int64',
+  'int32',
+  'int16',
+  'int8',
+  'uint8',
+  'bool',
+];
 const flat = (t: Tensor): number[] => {
   const a = t.toArray();
-  return (Array.isArray(a) ? (a as unknown[]).flat(Infinity) : [a]).map((v) => (typeof v === 'boolean' ? Number(v) : (v as number)));
+  return (Array.isArray(a) ? (a as unknown[]).flat(Infinity) : [a]).map((v) =>
+    typeof v === 'boolean' ? Number(v) : (v as number),
+  );
 };
 
 describe('torch.tensor from nested arrays', () => {
   it('infers shape and dtype', () => {
     torch.tidy(() => {
-      const i = torch.tensor([[1, 2, 3], [4, 5, 6]]);
+      const i = torch.tensor([
+        [1, 2, 3],
+        [4, 5, 6],
+      ]);
       expect(i.shape).toEqual([2, 3]);
       expect(i.dtype).toBe('int64');
-      expect(i.toArray()).toEqual([[1, 2, 3], [4, 5, 6]]);
-      const f = torch.tensor([[1.5, 2], [3, 4]]);
+      expect(i.toArray()).toEqual([
+        [1, 2, 3],
+        [4, 5, 6],
+      ]);
+      const f = torch.tensor([
+        [1.5, 2],
+        [3, 4],
+      ]);
       expect(f.dtype).toBe('float32');
-      expect(f.toArray()).toEqual([[1.5, 2], [3, 4]]);
+      expect(f.toArray()).toEqual([
+        [1.5, 2],
+        [3, 4],
+      ]);
       const b = torch.tensor([[true], [false]]);
       expect(b.dtype).toBe('bool');
       expect(b.shape).toEqual([2, 1]);
@@ -139,10 +164,18 @@ describe('torch.tensor from typed arrays', () => {
     torch.tidy(() => {
       const t = torch.tensor(new Float32Array([1, 2, 3, 4, 5, 6]), { shape: [2, 3] });
       expect(t.shape).toEqual([2, 3]);
-      expect(t.toArray()).toEqual([[1, 2, 3], [4, 5, 6]]);
+      expect(t.toArray()).toEqual([
+        [1, 2, 3],
+        [4, 5, 6],
+      ]);
       expect(torch.tensor(new Int32Array([7]), { shape: [] }).shape).toEqual([]);
-      expect(torch.tensor(new Uint16Array([0x3c00, 0x3c00]), { dtype: 'float16', shape: [2, 1] }).shape).toEqual([2, 1]);
-      expect(torch.tensor(new Float32Array([1, 2, 3, 4]), { dtype: 'float64', shape: [2, 2] }).toArray()).toEqual([[1, 2], [3, 4]]);
+      expect(torch.tensor(new Uint16Array([0x3c00, 0x3c00]), { dtype: 'float16', shape: [2, 1] }).shape).toEqual([
+        2, 1,
+      ]);
+      expect(torch.tensor(new Float32Array([1, 2, 3, 4]), { dtype: 'float64', shape: [2, 2] }).toArray()).toEqual([
+        [1, 2],
+        [3, 4],
+      ]);
       expect(() => torch.tensor(new Float32Array([1, 2, 3]), { shape: [2, 2] })).toThrow(RangeError);
       // a view into a larger buffer reads only its own elements
       const buffer = new Float32Array([9, 1, 2, 9]);
@@ -179,7 +212,9 @@ describe('torch.tensor from typed arrays', () => {
         'BigInt64Array -> float64': torch.tensor(new BigInt64Array([1n, 2n]), { dtype: 'float64' }).toArray(),
         'Int16Array -> float16': torch.tensor(new Int16Array([1, 2]), { dtype: 'float16' }).toArray(),
         'Int16Array -> bfloat16': torch.tensor(new Int16Array([1, 2]), { dtype: 'bfloat16' }).toArray(),
-        'Uint8Array -> bool (bytes)': Array.from(torch.tensor(new Uint8Array([0, 2]), { dtype: 'bool' }).data() as Uint8Array),
+        'Uint8Array -> bool (bytes)': Array.from(
+          torch.tensor(new Uint8Array([0, 2]), { dtype: 'bool' }).data() as Uint8Array,
+        ),
       };
       expect(got).toEqual({
         'Float32Array -> int32': [1, 2],
@@ -198,7 +233,10 @@ describe('torch.tensor from typed arrays', () => {
       const t = torch.frombuffer(new Uint8Array([0, 0, 0x80, 0x3f, 0, 0, 0, 0x40]), { dtype: 'float32' });
       expect(t.toArray()).toEqual([1, 2]);
       const m = torch.frombuffer(new Int32Array([1, 2, 3, 4]).buffer, { dtype: 'int32', shape: [2, 2] });
-      expect(m.toArray()).toEqual([[1, 2], [3, 4]]);
+      expect(m.toArray()).toEqual([
+        [1, 2],
+        [3, 4],
+      ]);
     });
   });
 });
@@ -208,7 +246,12 @@ describe('dtype and device conversion', () => {
     torch.tidy(() => {
       for (const from of DTYPES) {
         for (const to of DTYPES) {
-          const values = from === 'bool' || to === 'bool' ? [0, 1, 1, 0] : from === 'uint8' || to === 'uint8' ? [0, 1, 7, 100] : [-3, 0, 1, 100];
+          const values =
+            from === 'bool' || to === 'bool'
+              ? [0, 1, 1, 0]
+              : from === 'uint8' || to === 'uint8'
+                ? [0, 1, 7, 100]
+                : [-3, 0, 1, 100];
           const a = torch.tensor(values, { dtype: from });
           const b = a.to(to);
           const back = b.to(from);
@@ -229,9 +272,24 @@ describe('dtype and device conversion', () => {
       expect(f.int().dtype).toBe('int32');
       expect(f.bool().toArray()).toEqual([true, true, true]);
       expect(torch.tensor([0, 0.1]).bool().toArray()).toEqual([false, true]);
-      expect(torch.tensor([1 / 3], { dtype: 'float64' }).float().item()).toBe(Math.fround(1 / 3));
-      expect(torch.tensor([1 / 3]).half().data()).toEqual(new Uint16Array([0x3555]));
-      expect(torch.tensor([1 / 3]).bfloat16().data()).toEqual(new Uint16Array([0x3eab]));
+      expect(
+        torch
+          .tensor([1 / 3], { dtype: 'float64' })
+          .float()
+          .item(),
+      ).toBe(Math.fround(1 / 3));
+      expect(
+        torch
+          .tensor([1 / 3])
+          .half()
+          .data(),
+      ).toEqual(new Uint16Array([0x3555]));
+      expect(
+        torch
+          .tensor([1 / 3])
+          .bfloat16()
+          .data(),
+      ).toEqual(new Uint16Array([0x3eab]));
       expect(torch.tensor([300]).to('uint8').toArray()).toEqual([44]); // wraps mod 256
       expect(torch.tensor([2]).double().dtype).toBe('float64');
       expect(torch.tensor([2.5]).float().dtype).toBe('float32');
@@ -301,7 +359,10 @@ describe('filled tensors and ranges', () => {
       const o = torch.ones([4], { dtype: 'int32' });
       expect(o.dtype).toBe('int32');
       expect(o.toArray()).toEqual([1, 1, 1, 1]);
-      expect(torch.ones(2, 2, { dtype: 'bool' }).toArray()).toEqual([[true, true], [true, true]]);
+      expect(torch.ones(2, 2, { dtype: 'bool' }).toArray()).toEqual([
+        [true, true],
+        [true, true],
+      ]);
       const e = torch.empty(3, 4, { dtype: 'float64' });
       expect(e.shape).toEqual([3, 4]);
       expect(e.dtype).toBe('float64');
@@ -320,7 +381,10 @@ describe('filled tensors and ranges', () => {
       expect(b.toArray()).toEqual([true, true]);
       const i = torch.full([2, 2], 7);
       expect(i.dtype).toBe('int64');
-      expect(i.toArray()).toEqual([[7, 7], [7, 7]]);
+      expect(i.toArray()).toEqual([
+        [7, 7],
+        [7, 7],
+      ]);
       const f = torch.full([3], 2.5);
       expect(f.dtype).toBe('float32');
       expect(f.toArray()).toEqual([2.5, 2.5, 2.5]);
@@ -361,10 +425,23 @@ describe('filled tensors and ranges', () => {
       expect(torch.linspace(5, 1, 3).toArray()).toEqual([5, 3, 1]);
       const e = torch.eye(3);
       expect(e.dtype).toBe('float32');
-      expect(e.toArray()).toEqual([[1, 0, 0], [0, 1, 0], [0, 0, 1]]);
-      expect(torch.eye(2, 3).toArray()).toEqual([[1, 0, 0], [0, 1, 0]]);
-      expect(torch.eye(2, 2, { dtype: 'int64' }).toArray()).toEqual([[1, 0], [0, 1]]);
-      expect(torch.eye(2, 2, { dtype: 'bool' }).toArray()).toEqual([[true, false], [false, true]]);
+      expect(e.toArray()).toEqual([
+        [1, 0, 0],
+        [0, 1, 0],
+        [0, 0, 1],
+      ]);
+      expect(torch.eye(2, 3).toArray()).toEqual([
+        [1, 0, 0],
+        [0, 1, 0],
+      ]);
+      expect(torch.eye(2, 2, { dtype: 'int64' }).toArray()).toEqual([
+        [1, 0],
+        [0, 1],
+      ]);
+      expect(torch.eye(2, 2, { dtype: 'bool' }).toArray()).toEqual([
+        [true, false],
+        [false, true],
+      ]);
     });
   });
 });
@@ -412,7 +489,8 @@ describe('random tensors', () => {
       expect(r.shape).toEqual([5000]);
       const v = flat(r);
       expect(new Set(v)).toEqual(new Set([-2, -1, 0, 1, 2]));
-      for (const k of [-2, -1, 0, 1, 2]) expect(Math.abs(v.filter((x) => x === k).length / 5000 - 0.2)).toBeLessThan(0.03);
+      for (const k of [-2, -1, 0, 1, 2])
+        expect(Math.abs(v.filter((x) => x === k).length / 5000 - 0.2)).toBeLessThan(0.03);
       expect(torch.randint(0, 10, [2, 2], { dtype: 'int32' }).dtype).toBe('int32');
       expect(torch.randint(0, 1, [4]).toArray()).toEqual([0, 0, 0, 0]);
       expect(() => torch.randint(0, 1.5, [2])).toThrow(TypeError);
@@ -495,10 +573,17 @@ describe('reading back and metadata', () => {
   it('toArray() and data()', () => {
     torch.tidy(() => {
       const t = torch.arange(6).reshape(2, 3);
-      expect(t.toArray()).toEqual([[0, 1, 2], [3, 4, 5]]);
+      expect(t.toArray()).toEqual([
+        [0, 1, 2],
+        [3, 4, 5],
+      ]);
       // data() is a copy in row-major order of the logical layout, also for a transposed view
       expect(t.t().data()).toEqual(new BigInt64Array([0n, 3n, 1n, 4n, 2n, 5n]));
-      expect(t.t().toArray()).toEqual([[0, 3], [1, 4], [2, 5]]);
+      expect(t.t().toArray()).toEqual([
+        [0, 3],
+        [1, 4],
+        [2, 5],
+      ]);
       const f = torch.tensor([1, 2], { dtype: 'float32' });
       const d = f.data() as Float32Array;
       d[0] = 99;
@@ -537,15 +622,29 @@ describe('reading back and metadata', () => {
 
   it('toString() prints like PyTorch in the common cases', () => {
     torch.tidy(() => {
-      expect(torch.tensor([[1, 2], [3, 4]], { dtype: 'float32' }).toString()).toBe('tensor([[1., 2.],\n        [3., 4.]])');
+      expect(
+        torch
+          .tensor(
+            [
+              [1, 2],
+              [3, 4],
+            ],
+            { dtype: 'float32' },
+          )
+          .toString(),
+      ).toBe('tensor([[1., 2.],\n        [3., 4.]])');
       expect(torch.tensor([1, 2, 3]).toString()).toBe('tensor([1, 2, 3])');
       expect(torch.tensor([1, 2], { dtype: 'float64' }).toString()).toBe('tensor([1., 2.], dtype=float64)');
       expect(torch.tensor([1, 2], { dtype: 'int32' }).toString()).toBe('tensor([1, 2], dtype=int32)');
       expect(torch.tensor([1, 2], { dtype: 'float16' }).toString()).toBe('tensor([1., 2.], dtype=float16)');
       expect(torch.tensor(3).toString()).toBe('tensor(3)');
-      expect(torch.arange(8).reshape(2, 2, 2).toString()).toBe('tensor([[[0, 1],\n         [2, 3]],\n\n        [[4, 5],\n         [6, 7]]])');
+      expect(torch.arange(8).reshape(2, 2, 2).toString()).toBe(
+        'tensor([[[0, 1],\n         [2, 3]],\n\n        [[4, 5],\n         [6, 7]]])',
+      );
       expect(torch.ones([2], { requiresGrad: true }).toString()).toBe('tensor([1., 1.], requires_grad=True)');
-      expect(torch.ones([2], { requiresGrad: true }).mul(2).toString()).toMatch(/^tensor\(\[2\., 2\.\], grad_fn=<Mul\w*>\)$/);
+      expect(torch.ones([2], { requiresGrad: true }).mul(2).toString()).toMatch(
+        /^tensor\(\[2\., 2\.\], grad_fn=<Mul\w*>\)$/,
+      );
       expect(`${torch.tensor([1])}`).toBe('tensor([1])');
       // more than 1000 elements are summarised with the first and last three of each dim
       const long = torch.arange(2000).toString();
@@ -568,7 +667,16 @@ describe('reading back and metadata', () => {
         [torch.tensor([1e-5, 1]), 'tensor([1.0000e-05, 1.0000e+00])'],
         [torch.tensor([true, false]), 'tensor([ True, False])'],
         [torch.tensor([1, 10, -100]), 'tensor([   1,   10, -100])'],
-        [torch.tensor([[-1, 2], [3, -4]], { dtype: 'float32' }), 'tensor([[-1.,  2.],\n        [ 3., -4.]])'],
+        [
+          torch.tensor(
+            [
+              [-1, 2],
+              [3, -4],
+            ],
+            { dtype: 'float32' },
+          ),
+          'tensor([[-1.,  2.],\n        [ 3., -4.]])',
+        ],
         [torch.ones(2000), 'tensor([1., 1., 1.,  ..., 1., 1., 1.])'],
         [torch.arange(2000), 'tensor([   0,    1,    2,  ..., 1997, 1998, 1999])'],
       ];

@@ -7,7 +7,10 @@ describe('torch.frombuffer shares memory with JS', () => {
     const data = new Float32Array([1, 2, 3, 4, 5, 6]);
     const t = torch.frombuffer(data, { dtype: 'float32', shape: [2, 3] });
     data[4] = 50;
-    expect(t.toArray()).toEqual([[1, 2, 3], [4, 50, 6]]);
+    expect(t.toArray()).toEqual([
+      [1, 2, 3],
+      [4, 50, 6],
+    ]);
     t.mul_(2);
     expect(Array.from(data)).toEqual([2, 4, 6, 8, 100, 12]);
     t.dispose();

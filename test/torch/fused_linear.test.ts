@@ -35,7 +35,9 @@ describe('torch.linearLogprob*: argument checks', () => {
   it('non-tensors, disposed tensors and bad options are refused before the addon', () => {
     torch.tidy(() => {
       const { x, weight, bias, targets } = operands();
-      expect(() => torch.linearLogprobStats(x, [1, 2] as never, bias, targets)).toThrow(/linearLogprobStats: expected a Tensor for weight/);
+      expect(() => torch.linearLogprobStats(x, [1, 2] as never, bias, targets)).toThrow(
+        /linearLogprobStats: expected a Tensor for weight/,
+      );
       const gone = x.clone();
       gone.dispose();
       expect(() => torch.linearLogprobStats(gone, weight, bias, targets)).toThrow(/x: the tensor was disposed/);
@@ -79,8 +81,16 @@ describe('torch.linearLogprob*: one chunk against the eager tensor API', () => {
       const scratch = torch.empty([N + 2, V], { dtype: 'float64' });
       const stats = torch.linearLogprobStatsChunk(x, weight, bias, targets, temperature, scratch);
       const into = { weight: torch.zerosLike(weight), bias: torch.zerosLike(bias) };
-      const gradX = torch.linearLogprobGradChunk(scratch, x, weight, targets, temperature, stats,
-        { logp: torch.onesLike(stats.logp), entropy: torch.fullLike(stats.entropy, 0.5) }, into);
+      const gradX = torch.linearLogprobGradChunk(
+        scratch,
+        x,
+        weight,
+        targets,
+        temperature,
+        stats,
+        { logp: torch.onesLike(stats.logp), entropy: torch.fullLike(stats.entropy, 0.5) },
+        into,
+      );
 
       const [xe, we, be] = [x, weight, bias].map((t) => t.clone().requiresGrad_(true)) as [Tensor, Tensor, Tensor];
       const logits = torch.nn.functional.linear(xe, we, be);

@@ -86,14 +86,19 @@ function objective(out: Tensor, w: Tensor): Tensor {
  * element of every checked input. Inputs that are not checked (index tensors, masks, ...) are
  * passed through unchanged. Every tensor made here is freed before returning.
  */
-export function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: readonly Tensor[], options: GradcheckOptions = {}): GradcheckResult {
+export function gradcheck(
+  fn: (...inputs: Tensor[]) => Tensor,
+  inputs: readonly Tensor[],
+  options: GradcheckOptions = {},
+): GradcheckResult {
   const eps = options.eps ?? 1e-6;
   const atol = options.atol ?? 1e-5;
   const rtol = options.rtol ?? 1e-4;
   const wrt = options.wrt ?? inputs.flatMap((t, k) => (t.dtype === 'float64' ? [k] : []));
   if (wrt.length === 0) throw new Error('gradcheck: nothing to differentiate (no float64 input)');
   for (const k of wrt) {
-    if (inputs[k]?.dtype !== 'float64') throw new TypeError(`gradcheck: input ${k} must be float64, got ${inputs[k]?.dtype}`);
+    if (inputs[k]?.dtype !== 'float64')
+      throw new TypeError(`gradcheck: input ${k} must be float64, got ${inputs[k]?.dtype}`);
   }
 
   return torch.tidy(() => {
@@ -105,7 +110,9 @@ export function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: readonly 
     const w = weightsFor(out, options.seed ?? 12345);
     const checkedLeaves = wrt.map((k) => leaves[k]!);
     const grads = torch.autograd.grad(objective(out, w), checkedLeaves, { allowUnused: true });
-    const analytic = grads.map((g, i) => (g === null ? new Float64Array(checkedLeaves[i]!.numel()) : (g.to('float64').data() as Float64Array)));
+    const analytic = grads.map((g, i) =>
+      g === null ? new Float64Array(checkedLeaves[i]!.numel()) : (g.to('float64').data() as Float64Array),
+    );
 
     // Numeric: perturb one element at a time through a copy of the input's data. The perturbed
     // inputs require grad too, so fn may itself call autograd (gradients of gradients).
@@ -139,7 +146,8 @@ export function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: readonly 
         else maxAbsError = Math.max(maxAbsError, error);
         if (!(error <= atol + rtol * Math.abs(numeric))) {
           failed++;
-          if (failures.length < 10) failures.push(`input ${k} ${JSON.stringify(shape)} element ${e}: analytic ${a}, numeric ${numeric}`);
+          if (failures.length < 10)
+            failures.push(`input ${k} ${JSON.stringify(shape)} element ${e}: analytic ${a}, numeric ${numeric}`);
         }
       }
     });
@@ -149,7 +157,11 @@ export function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: readonly 
 }
 
 /** gradcheck that throws, with the failing elements in the message, when the gradients disagree. */
-export function assertGradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: readonly Tensor[], options: GradcheckOptions = {}): number {
+export function assertGradcheck(
+  fn: (...inputs: Tensor[]) => Tensor,
+  inputs: readonly Tensor[],
+  options: GradcheckOptions = {},
+): number {
   const result = gradcheck(fn, inputs, options);
   if (!result.ok) {
     throw new Error(

@@ -95,14 +95,34 @@ const f32 = (shape: number[], begin: number, end: number): string =>
 describe('safetensors refuses what the reference reader refuses', () => {
   const refused: Array<[string, string, number, RegExp]> = [
     ['a repeated tensor name', `{"a":${f32([1], 0, 4)},"a":${f32([1], 0, 4)}}`, 4, /header repeats the key 'a'/],
-    ['a repeat spelled with an escape', `{"a":${f32([1], 0, 4)},"\\u0061":${f32([1], 0, 4)}}`, 4, /header repeats the key 'a'/],
-    ['a repeated field inside an entry', `{"a":{"dtype":"F32","dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, 4, /repeats the key 'dtype'/],
+    [
+      'a repeat spelled with an escape',
+      `{"a":${f32([1], 0, 4)},"\\u0061":${f32([1], 0, 4)}}`,
+      4,
+      /header repeats the key 'a'/,
+    ],
+    [
+      'a repeated field inside an entry',
+      `{"a":{"dtype":"F32","dtype":"F32","shape":[1],"data_offsets":[0,4]}}`,
+      4,
+      /repeats the key 'dtype'/,
+    ],
     ['a repeated metadata key', `{"__metadata__":{"k":"1","k":"2"},"a":${f32([1], 0, 4)}}`, 4, /repeats the key 'k'/],
-    ['a repeated __metadata__', `{"__metadata__":{},"__metadata__":{},"a":${f32([1], 0, 4)}}`, 4, /repeats the key '__metadata__'/],
+    [
+      'a repeated __metadata__',
+      `{"__metadata__":{},"__metadata__":{},"a":${f32([1], 0, 4)}}`,
+      4,
+      /repeats the key '__metadata__'/,
+    ],
     ['two tensors on the same bytes', `{"a":${f32([1], 0, 4)},"b":${f32([1], 0, 4)}}`, 4, /overlaps/],
     ['an empty tensor inside another', `{"a":${f32([2], 0, 8)},"b":${f32([0], 4, 4)}}`, 8, /overlaps/],
     ['a partial overlap', `{"a":${f32([2], 0, 8)},"b":${f32([2], 4, 12)}}`, 12, /overlaps/],
-    ['an element count past 64 bits', `{"a":${f32([2 ** 32, 2 ** 32, 0], 0, 0)}}`, 0, /overflows a 64-bit element count/],
+    [
+      'an element count past 64 bits',
+      `{"a":${f32([2 ** 32, 2 ** 32, 0], 0, 0)}}`,
+      0,
+      /overflows a 64-bit element count/,
+    ],
   ];
 
   it.each(refused)('refuses %s', async (_name, header, dataBytes, problem) => {
@@ -210,9 +230,13 @@ describe('op errors name the op', () => {
   it('an exception thrown by a JS backward callback passes through unprefixed', () => {
     const f = torch.autograd.functionWithBackward;
     const x = torch.ones([2], { requiresGrad: true });
-    const [y] = f([x], () => [x.mul(2)], () => {
-      throw new RangeError('from the callback');
-    });
+    const [y] = f(
+      [x],
+      () => [x.mul(2)],
+      () => {
+        throw new RangeError('from the callback');
+      },
+    );
     expect(() => y!.sum().backward()).toThrow(/^from the callback$/);
     x.dispose();
     y!.dispose();

@@ -63,7 +63,11 @@ describe('linear4bit', () => {
     for (const tileBytes of [16 << 20, 7 * 100 * 4, 1]) {
       it(`dequantises each tile bit for bit like dequantize4bit (${dtype}, tiles of ${tileBytes} bytes)`, () => {
         torch.tidy(() => {
-          const state = torch.quantize4bit(torch.randn(40, 100), { quantType: 'fp4', blocksize: 32, doubleQuant: true });
+          const state = torch.quantize4bit(torch.randn(40, 100), {
+            quantType: 'fp4',
+            blocksize: 32,
+            doubleQuant: true,
+          });
           const w = torch.dequantize4bit(state, { dtype });
           const x = torch.eye(100).to(dtype).requiresGrad_(true);
           const y = torch.linear4bit(x, state, null, { tileBytes });

@@ -78,7 +78,8 @@ describe('native binaries', () => {
     expect(split).toEqual(onDisk);
     expect(build.sources('avx512').every((f) => f.endsWith('_avx512.cc'))).toBe(true);
     const gyp = fs.readFileSync(path.join(packageRoot, 'binding.gyp'), 'utf8');
-    for (const list of ['sources)', 'sources-avx2)', 'sources-avx512)']) expect(gyp).toContain(`native-build.cjs ${list}`);
+    for (const list of ['sources)', 'sources-avx2)', 'sources-avx512)'])
+      expect(gyp).toContain(`native-build.cjs ${list}`);
     expect(fs.readFileSync(path.join(packageRoot, 'CMakeLists.txt'), 'utf8')).toContain('native_build_query(sources');
   });
 });

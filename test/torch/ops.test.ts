@@ -54,7 +54,13 @@ function unravel(offset: number, shape: readonly number[]): number[] {
 }
 
 /** NumPy broadcasting of a binary op, written out with index arithmetic. */
-function broadcast(a: number[], as: number[], b: number[], bs: number[], op: (x: number, y: number) => number): { shape: number[]; values: number[] } {
+function broadcast(
+  a: number[],
+  as: number[],
+  b: number[],
+  bs: number[],
+  op: (x: number, y: number) => number,
+): { shape: number[]; values: number[] } {
   const nd = Math.max(as.length, bs.length);
   const pa = [...Array(nd - as.length).fill(1), ...as];
   const pb = [...Array(nd - bs.length).fill(1), ...bs];
@@ -78,7 +84,8 @@ function broadcast(a: number[], as: number[], b: number[], bs: number[], op: (x:
 /** [n, k] @ [k, m] by the textbook triple loop. */
 function mmJs(a: number[], b: number[], n: number, k: number, m: number): number[] {
   const out = new Array<number>(n * m).fill(0);
-  for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) for (let p = 0; p < k; p++) out[i * m + j]! += a[i * k + p]! * b[p * m + j]!;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < m; j++) for (let p = 0; p < k; p++) out[i * m + j]! += a[i * k + p]! * b[p * m + j]!;
   return out;
 }
 
@@ -89,12 +96,15 @@ function softmaxJs(row: number[]): number[] {
   return e.map((v) => v / s);
 }
 
-const rows = (v: number[], width: number): number[][] => Array.from({ length: v.length / width }, (_, r) => v.slice(r * width, (r + 1) * width));
+const rows = (v: number[], width: number): number[][] =>
+  Array.from({ length: v.length / width }, (_, r) => v.slice(r * width, (r + 1) * width));
 
 // erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): independent of libtorch.
 function erfJs(x: number): number {
   const t = 1 / (1 + 0.3275911 * Math.abs(x));
-  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  const y =
+    1 -
+    ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
   return x >= 0 ? y : -y;
 }
 
@@ -128,18 +138,51 @@ describe('elementwise arithmetic', () => {
   it('scalar operands', () => {
     torch.tidy(() => {
       const [a, av] = randomTensor([5], 3, 0.5, 2);
-      expectClose(a.add(1.5), av.map((x) => x + 1.5));
-      expectClose(a.add(2, 3), av.map((x) => x + 6));
-      expectClose(a.sub(0.25), av.map((x) => x - 0.25));
-      expectClose(a.mul(-3), av.map((x) => x * -3));
-      expectClose(a.div(4), av.map((x) => x / 4));
-      expectClose(a.pow(2), av.map((x) => x * x));
+      expectClose(
+        a.add(1.5),
+        av.map((x) => x + 1.5),
+      );
+      expectClose(
+        a.add(2, 3),
+        av.map((x) => x + 6),
+      );
+      expectClose(
+        a.sub(0.25),
+        av.map((x) => x - 0.25),
+      );
+      expectClose(
+        a.mul(-3),
+        av.map((x) => x * -3),
+      );
+      expectClose(
+        a.div(4),
+        av.map((x) => x / 4),
+      );
+      expectClose(
+        a.pow(2),
+        av.map((x) => x * x),
+      );
       expectClose(a.pow(0.5), av.map(Math.sqrt));
-      expectClose(a.rsub(10), av.map((x) => 10 - x));
-      expectClose(torch.pow(2, a), av.map((x) => 2 ** x));
-      expectClose(torch.mul(a, 2), av.map((x) => 2 * x));
-      expectClose(torch.sub(a, 1), av.map((x) => x - 1));
-      expectClose(torch.div(a, 2), av.map((x) => x / 2));
+      expectClose(
+        a.rsub(10),
+        av.map((x) => 10 - x),
+      );
+      expectClose(
+        torch.pow(2, a),
+        av.map((x) => 2 ** x),
+      );
+      expectClose(
+        torch.mul(a, 2),
+        av.map((x) => 2 * x),
+      );
+      expectClose(
+        torch.sub(a, 1),
+        av.map((x) => x - 1),
+      );
+      expectClose(
+        torch.div(a, 2),
+        av.map((x) => x / 2),
+      );
     });
   });
 
@@ -186,7 +229,9 @@ describe('elementwise arithmetic', () => {
       expect(torch.tensor([1]).add(torch.tensor([1.5])).dtype).toBe('float32');
       expect(torch.tensor([1], { dtype: 'uint8' }).add(torch.tensor([1], { dtype: 'int8' })).dtype).toBe('int16');
       expect(torch.tensor([1], { dtype: 'float16' }).add(torch.tensor([1.5])).dtype).toBe('float32');
-      expect(torch.tensor([1], { dtype: 'bfloat16' }).add(torch.tensor([1], { dtype: 'float16' })).dtype).toBe('float32');
+      expect(torch.tensor([1], { dtype: 'bfloat16' }).add(torch.tensor([1], { dtype: 'float16' })).dtype).toBe(
+        'float32',
+      );
       expect(torch.tensor([1.5]).add(torch.tensor([1], { dtype: 'float64' })).dtype).toBe('float64');
       // a zero-dim tensor does not promote like a full tensor (it is treated like a scalar)
       expect(torch.tensor([1], { dtype: 'int32' }).add(torch.tensor(5)).dtype).toBe('int32');
@@ -195,33 +240,65 @@ describe('elementwise arithmetic', () => {
 
   it('comparisons and logical ops return bool', () => {
     torch.tidy(() => {
-      const a = torch.tensor([[1, 5, 3], [4, 2, 6]]);
+      const a = torch.tensor([
+        [1, 5, 3],
+        [4, 2, 6],
+      ]);
       const b = torch.tensor([3, 2, 3]);
       const av = [1, 5, 3, 4, 2, 6];
       const bv = [3, 2, 3];
       const ops: Array<[Tensor, (x: number, y: number) => boolean]> = [
-        [a.eq(b), (x, y) => x === y], [a.ne(b), (x, y) => x !== y], [a.lt(b), (x, y) => x < y],
-        [a.le(b), (x, y) => x <= y], [a.gt(b), (x, y) => x > y], [a.ge(b), (x, y) => x >= y],
+        [a.eq(b), (x, y) => x === y],
+        [a.ne(b), (x, y) => x !== y],
+        [a.lt(b), (x, y) => x < y],
+        [a.le(b), (x, y) => x <= y],
+        [a.gt(b), (x, y) => x > y],
+        [a.ge(b), (x, y) => x >= y],
       ];
       for (const [t, op] of ops) {
         expect(t.dtype).toBe('bool');
         expect(t.shape).toEqual([2, 3]);
-        expect(t.toArray()).toEqual(rows(broadcast(av, [2, 3], bv, [3], (x, y) => Number(op(x, y))).values, 3).map((r) => r.map(Boolean)));
+        expect(t.toArray()).toEqual(
+          rows(broadcast(av, [2, 3], bv, [3], (x, y) => Number(op(x, y))).values, 3).map((r) => r.map(Boolean)),
+        );
       }
-      expect(a.gt(3).toArray()).toEqual([[false, true, false], [true, false, true]]);
+      expect(a.gt(3).toArray()).toEqual([
+        [false, true, false],
+        [true, false, true],
+      ]);
       expect(a.eq(2).dtype).toBe('bool');
-      expect(a.le(2.5).toArray()).toEqual([[true, false, false], [false, true, false]]);
-      expect(torch.tensor([0.5, 1.5]).ge(torch.tensor([1], { dtype: 'int64' })).toArray()).toEqual([false, true]);
+      expect(a.le(2.5).toArray()).toEqual([
+        [true, false, false],
+        [false, true, false],
+      ]);
+      expect(
+        torch
+          .tensor([0.5, 1.5])
+          .ge(torch.tensor([1], { dtype: 'int64' }))
+          .toArray(),
+      ).toEqual([false, true]);
       const p = torch.tensor([true, true, false, false]);
       const q = torch.tensor([true, false, true, false]);
       expect(p.logicalAnd(q).toArray()).toEqual([true, false, false, false]);
       expect(p.logicalOr(q).toArray()).toEqual([true, true, true, false]);
       expect(p.logicalXor(q).toArray()).toEqual([false, true, true, false]);
       expect(p.logicalNot().toArray()).toEqual([false, false, true, true]);
-      expect(a.equal(torch.tensor([[1, 5, 3], [4, 2, 6]]))).toBe(true);
+      expect(
+        a.equal(
+          torch.tensor([
+            [1, 5, 3],
+            [4, 2, 6],
+          ]),
+        ),
+      ).toBe(true);
       expect(a.equal(a.float())).toBe(false); // dtype differs
       expect(a.equal(b)).toBe(false); // shape differs
-      expect(torch.tensor([1, 2]).float().allclose(torch.tensor([1, 2.000001]))).toBe(true);
+      expect(
+        torch
+          .tensor([1, 2])
+          .float()
+          .allclose(torch.tensor([1, 2.000001])),
+      ).toBe(true);
       expect(torch.allclose(torch.tensor([1, 2.1]), torch.tensor([1, 2]).float())).toBe(false);
       expect(torch.tensor([1, 1.001]).allclose(torch.tensor([1, 1]).float(), 0, 0.01)).toBe(true);
     });
@@ -231,7 +308,10 @@ describe('elementwise arithmetic', () => {
     torch.tidy(() => {
       const [x, xv] = randomTensor([7], 4, -2, 2);
       const [p, pv] = randomTensor([7], 5, 0.1, 3);
-      expectClose(x.neg(), xv.map((v) => -v));
+      expectClose(
+        x.neg(),
+        xv.map((v) => -v),
+      );
       expectClose(x.abs(), xv.map(Math.abs));
       expectClose(x.exp(), xv.map(Math.exp));
       expectClose(p.log(), pv.map(Math.log));
@@ -239,23 +319,47 @@ describe('elementwise arithmetic', () => {
       expectClose(p.log1p(), pv.map(Math.log1p));
       expectClose(x.expm1(), xv.map(Math.expm1));
       expectClose(p.sqrt(), pv.map(Math.sqrt));
-      expectClose(p.rsqrt(), pv.map((v) => 1 / Math.sqrt(v)));
-      expectClose(x.square(), xv.map((v) => v * v));
-      expectClose(p.reciprocal(), pv.map((v) => 1 / v));
+      expectClose(
+        p.rsqrt(),
+        pv.map((v) => 1 / Math.sqrt(v)),
+      );
+      expectClose(
+        x.square(),
+        xv.map((v) => v * v),
+      );
+      expectClose(
+        p.reciprocal(),
+        pv.map((v) => 1 / v),
+      );
       expectClose(x.sin(), xv.map(Math.sin));
       expectClose(x.cos(), xv.map(Math.cos));
       expectClose(x.tanh(), xv.map(Math.tanh));
       expectClose(x.sigmoid(), xv.map(sigmoidJs));
-      expectClose(x.relu(), xv.map((v) => Math.max(v, 0)));
-      expectClose(x.silu(), xv.map((v) => v * sigmoidJs(v)));
+      expectClose(
+        x.relu(),
+        xv.map((v) => Math.max(v, 0)),
+      );
+      expectClose(
+        x.silu(),
+        xv.map((v) => v * sigmoidJs(v)),
+      );
       expectClose(x.erf(), xv.map(erfJs), 1e-6);
       expectClose(x.sign(), xv.map(Math.sign));
       expectClose(x.floor(), xv.map(Math.floor));
       expectClose(x.ceil(), xv.map(Math.ceil));
       expectClose(x.trunc(), xv.map(Math.trunc));
-      expectClose(x.atan2(p), xv.map((v, k) => Math.atan2(v, pv[k]!)));
-      expectClose(x.maximum(p.sub(1)), xv.map((v, k) => Math.max(v, pv[k]! - 1)));
-      expectClose(torch.minimum(x, p.sub(1)), xv.map((v, k) => Math.min(v, pv[k]! - 1)));
+      expectClose(
+        x.atan2(p),
+        xv.map((v, k) => Math.atan2(v, pv[k]!)),
+      );
+      expectClose(
+        x.maximum(p.sub(1)),
+        xv.map((v, k) => Math.max(v, pv[k]! - 1)),
+      );
+      expectClose(
+        torch.minimum(x, p.sub(1)),
+        xv.map((v, k) => Math.min(v, pv[k]! - 1)),
+      );
       expect(torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5]).round().toArray()).toEqual([0, 2, 2, -0, -2]); // half to even
       expect(torch.tensor([1e-3, -2, 0]).sign().toArray()).toEqual([1, -1, 0]);
       expect(torch.exp(torch.tensor([0])).toArray()).toEqual([1]); // int input gives float
@@ -266,17 +370,43 @@ describe('elementwise arithmetic', () => {
   it('activations match their formulas', () => {
     torch.tidy(() => {
       const [x, xv] = randomTensor([9], 6, -4, 4);
-      expectClose(F.gelu(x), xv.map((v) => 0.5 * v * (1 + erfJs(v / Math.SQRT2))), 1e-5);
+      expectClose(
+        F.gelu(x),
+        xv.map((v) => 0.5 * v * (1 + erfJs(v / Math.SQRT2))),
+        1e-5,
+      );
       const c = Math.sqrt(2 / Math.PI);
-      expectClose(F.gelu(x, { approximate: 'tanh' }), xv.map((v) => 0.5 * v * (1 + Math.tanh(c * (v + 0.044715 * v ** 3)))), 1e-5);
-      expectClose(F.softplus(x), xv.map((v) => Math.log1p(Math.exp(v))));
-      expectClose(F.softplus(x, { beta: 2 }), xv.map((v) => Math.log1p(Math.exp(2 * v)) / 2));
+      expectClose(
+        F.gelu(x, { approximate: 'tanh' }),
+        xv.map((v) => 0.5 * v * (1 + Math.tanh(c * (v + 0.044715 * v ** 3)))),
+        1e-5,
+      );
+      expectClose(
+        F.softplus(x),
+        xv.map((v) => Math.log1p(Math.exp(v))),
+      );
+      expectClose(
+        F.softplus(x, { beta: 2 }),
+        xv.map((v) => Math.log1p(Math.exp(2 * v)) / 2),
+      );
       // above the threshold softplus is the identity
-      expectClose(F.softplus(torch.tensor([30, 5], { dtype: 'float32' }), { threshold: 20 }), [30, Math.log1p(Math.exp(5))]);
-      expectClose(F.logsigmoid(x), xv.map((v) => Math.log(sigmoidJs(v))));
+      expectClose(F.softplus(torch.tensor([30, 5], { dtype: 'float32' }), { threshold: 20 }), [
+        30,
+        Math.log1p(Math.exp(5)),
+      ]);
+      expectClose(
+        F.logsigmoid(x),
+        xv.map((v) => Math.log(sigmoidJs(v))),
+      );
       expectClose(F.logsigmoid(torch.tensor([-200], { dtype: 'float32' })), [-200]); // stable for large negative inputs
-      expectClose(F.relu(x), xv.map((v) => Math.max(v, 0)));
-      expectClose(F.silu(x), xv.map((v) => v * sigmoidJs(v)));
+      expectClose(
+        F.relu(x),
+        xv.map((v) => Math.max(v, 0)),
+      );
+      expectClose(
+        F.silu(x),
+        xv.map((v) => v * sigmoidJs(v)),
+      );
       expectClose(F.sigmoid(x), xv.map(sigmoidJs));
       expectClose(F.tanh(x), xv.map(Math.tanh));
     });
@@ -295,24 +425,65 @@ describe('elementwise arithmetic', () => {
 
   it('where, maskedFill and clamp', () => {
     torch.tidy(() => {
-      const m = torch.tensor([[true, false, true], [false, false, true]]);
+      const m = torch.tensor([
+        [true, false, true],
+        [false, false, true],
+      ]);
       const mv = [1, 0, 1, 0, 0, 1];
       const [a, av] = randomTensor([2, 3], 7);
       const [b, bv] = randomTensor([3], 8);
-      expectClose(torch.where(m, a, b), mv.map((c, k) => (c ? av[k]! : bv[k % 3]!)));
-      expectClose(a.where(m, b), mv.map((c, k) => (c ? av[k]! : bv[k % 3]!)));
-      expectClose(torch.where(m, a, -1), mv.map((c, k) => (c ? av[k]! : -1)));
-      expectClose(torch.where(m, 2.5, b), mv.map((c, k) => (c ? 2.5 : bv[k % 3]!)));
-      expectClose(torch.where(m, 1.5, -1.5), mv.map((c) => (c ? 1.5 : -1.5)));
-      expectClose(a.maskedFill(m, 9), mv.map((c, k) => (c ? 9 : av[k]!)));
+      expectClose(
+        torch.where(m, a, b),
+        mv.map((c, k) => (c ? av[k]! : bv[k % 3]!)),
+      );
+      expectClose(
+        a.where(m, b),
+        mv.map((c, k) => (c ? av[k]! : bv[k % 3]!)),
+      );
+      expectClose(
+        torch.where(m, a, -1),
+        mv.map((c, k) => (c ? av[k]! : -1)),
+      );
+      expectClose(
+        torch.where(m, 2.5, b),
+        mv.map((c, k) => (c ? 2.5 : bv[k % 3]!)),
+      );
+      expectClose(
+        torch.where(m, 1.5, -1.5),
+        mv.map((c) => (c ? 1.5 : -1.5)),
+      );
+      expectClose(
+        a.maskedFill(m, 9),
+        mv.map((c, k) => (c ? 9 : av[k]!)),
+      );
       // a mask broadcasts
-      expectClose(a.maskedFill(torch.tensor([false, true, false]), 0), av.map((v, k) => (k % 3 === 1 ? 0 : v)));
-      expect(torch.tensor([1, 2, 3]).maskedFill(torch.tensor([true, false, true]), 7).toArray()).toEqual([7, 2, 7]);
+      expectClose(
+        a.maskedFill(torch.tensor([false, true, false]), 0),
+        av.map((v, k) => (k % 3 === 1 ? 0 : v)),
+      );
+      expect(
+        torch
+          .tensor([1, 2, 3])
+          .maskedFill(torch.tensor([true, false, true]), 7)
+          .toArray(),
+      ).toEqual([7, 2, 7]);
       const [x, xv] = randomTensor([8], 9, -2, 2);
-      expectClose(x.clamp(-0.5, 0.5), xv.map((v) => Math.min(0.5, Math.max(-0.5, v))));
-      expectClose(x.clamp(0), xv.map((v) => Math.max(0, v)));
-      expectClose(x.clamp(null, 1), xv.map((v) => Math.min(1, v)));
-      expectClose(torch.clamp(x, -1, 1), xv.map((v) => Math.min(1, Math.max(-1, v))));
+      expectClose(
+        x.clamp(-0.5, 0.5),
+        xv.map((v) => Math.min(0.5, Math.max(-0.5, v))),
+      );
+      expectClose(
+        x.clamp(0),
+        xv.map((v) => Math.max(0, v)),
+      );
+      expectClose(
+        x.clamp(null, 1),
+        xv.map((v) => Math.min(1, v)),
+      );
+      expectClose(
+        torch.clamp(x, -1, 1),
+        xv.map((v) => Math.min(1, Math.max(-1, v))),
+      );
       const ci = torch.tensor([-5, 0, 5]).clamp(-2, 3);
       expect(ci.dtype).toBe('int64');
       expect(ci.toArray()).toEqual([-2, 0, 3]);
@@ -333,9 +504,18 @@ describe('elementwise arithmetic', () => {
       const [a, av] = randomTensor([4], 10);
       const [b, bv] = randomTensor([4], 11);
       const [c, cv] = randomTensor([4], 12, 0.5, 2);
-      expectClose(a.lerp(b, 0.25), av.map((v, k) => v + 0.25 * (bv[k]! - v)));
-      expectClose(a.addcmul(b, c, 0.5), av.map((v, k) => v + 0.5 * bv[k]! * cv[k]!));
-      expectClose(a.addcdiv(b, c, 2), av.map((v, k) => v + (2 * bv[k]!) / cv[k]!));
+      expectClose(
+        a.lerp(b, 0.25),
+        av.map((v, k) => v + 0.25 * (bv[k]! - v)),
+      );
+      expectClose(
+        a.addcmul(b, c, 0.5),
+        av.map((v, k) => v + 0.5 * bv[k]! * cv[k]!),
+      );
+      expectClose(
+        a.addcdiv(b, c, 2),
+        av.map((v, k) => v + (2 * bv[k]!) / cv[k]!),
+      );
     });
   });
 });
@@ -353,13 +533,17 @@ describe('reductions', () => {
       expect(x.sum().shape).toEqual([]);
       expectClose(x.mean(), [total / 24]);
       const sum1: number[] = [];
-      for (let i = 0; i < 2; i++) for (let k = 0; k < 4; k++) sum1.push([0, 1, 2].reduce((s, j) => s + at(xv, i, j, k), 0));
+      for (let i = 0; i < 2; i++)
+        for (let k = 0; k < 4; k++) sum1.push([0, 1, 2].reduce((s, j) => s + at(xv, i, j, k), 0));
       expect(x.sum(1).shape).toEqual([2, 4]);
       expectClose(x.sum(1), sum1);
       expect(x.sum(1, true).shape).toEqual([2, 1, 4]);
       expectClose(x.sum(1, true), sum1);
       expectClose(x.sum(-2), sum1);
-      expectClose(x.mean(1), sum1.map((v) => v / 3));
+      expectClose(
+        x.mean(1),
+        sum1.map((v) => v / 3),
+      );
       const sum02: number[] = [];
       for (let j = 0; j < 3; j++) {
         let s = 0;
@@ -369,7 +553,10 @@ describe('reductions', () => {
       expect(x.sum([0, 2]).shape).toEqual([3]);
       expectClose(x.sum([0, 2]), sum02);
       expect(x.mean([0, 2], true).shape).toEqual([1, 3, 1]);
-      expectClose(x.mean([0, 2], true), sum02.map((v) => v / 8));
+      expectClose(
+        x.mean([0, 2], true),
+        sum02.map((v) => v / 8),
+      );
     });
   });
 
@@ -441,11 +628,20 @@ describe('reductions', () => {
       expectClose(x.var(), [varJs(xv, 1)]);
       expectClose(x.std(), [Math.sqrt(varJs(xv, 1))]);
       expectClose(x.var(undefined, { correction: 0 }), [varJs(xv, 0)]);
-      expectClose(x.var(1), rows(xv, 5).map((r) => varJs(r, 1)));
-      expectClose(x.std(1, { correction: 0 }), rows(xv, 5).map((r) => Math.sqrt(varJs(r, 0))));
+      expectClose(
+        x.var(1),
+        rows(xv, 5).map((r) => varJs(r, 1)),
+      );
+      expectClose(
+        x.std(1, { correction: 0 }),
+        rows(xv, 5).map((r) => Math.sqrt(varJs(r, 0))),
+      );
       const cols = [0, 1, 2, 3, 4].map((c) => [xv[c]!, xv[5 + c]!, xv[10 + c]!]);
       expect(x.var(0, { keepdim: true }).shape).toEqual([1, 5]);
-      expectClose(x.var(0, { keepdim: true }), cols.map((c) => varJs(c, 1)));
+      expectClose(
+        x.var(0, { keepdim: true }),
+        cols.map((c) => varJs(c, 1)),
+      );
       expectClose(torch.tensor([2, 4, 4, 4, 5, 5, 7, 9], { dtype: 'float32' }).std(undefined, { correction: 0 }), [2]);
     });
   });
@@ -456,7 +652,10 @@ describe('reductions', () => {
       expectClose(x.norm(), [Math.sqrt(xv.reduce((a, b) => a + b * b, 0))]);
       expectClose(x.norm(1), [xv.reduce((a, b) => a + Math.abs(b), 0)]);
       expectClose(x.norm(Number.POSITIVE_INFINITY), [Math.max(...xv.map(Math.abs))]);
-      expectClose(x.norm(3, 1), rows(xv, 4).map((r) => r.reduce((a, b) => a + Math.abs(b) ** 3, 0) ** (1 / 3)));
+      expectClose(
+        x.norm(3, 1),
+        rows(xv, 4).map((r) => r.reduce((a, b) => a + Math.abs(b) ** 3, 0) ** (1 / 3)),
+      );
       expect(x.norm(2, 0, true).shape).toEqual([1, 4]);
       expectClose(torch.tensor([3, 4], { dtype: 'float32' }).norm(), [5]);
     });
@@ -466,9 +665,24 @@ describe('reductions', () => {
     torch.tidy(() => {
       expectClose(torch.tensor([1000, 1000], { dtype: 'float32' }).logsumexp(0), [1000 + Math.LN2], 1e-6);
       expectClose(torch.tensor([-1000, -1000], { dtype: 'float64' }).logsumexp(0), [-1000 + Math.LN2], 1e-12);
-      expectClose(torch.tensor([[1000, 1000], [0, -1000]], { dtype: 'float64' }).logsumexp(1), [1000 + Math.LN2, 0], 1e-12);
+      expectClose(
+        torch
+          .tensor(
+            [
+              [1000, 1000],
+              [0, -1000],
+            ],
+            { dtype: 'float64' },
+          )
+          .logsumexp(1),
+        [1000 + Math.LN2, 0],
+        1e-12,
+      );
       const [x, xv] = randomTensor([3, 4], 23, -3, 3);
-      expectClose(torch.logsumexp(x, 1), rows(xv, 4).map((r) => Math.log(r.reduce((a, b) => a + Math.exp(b), 0))));
+      expectClose(
+        torch.logsumexp(x, 1),
+        rows(xv, 4).map((r) => Math.log(r.reduce((a, b) => a + Math.exp(b), 0))),
+      );
       expect(x.logsumexp([0, 1], true).shape).toEqual([1, 1]);
       expectClose(x.logsumexp([0, 1]), [Math.log(xv.reduce((a, b) => a + Math.exp(b), 0))]);
     });
@@ -480,7 +694,10 @@ describe('reductions', () => {
       const s = x.softmax(-1);
       expectClose(s.sum(-1), [1, 1, 1, 1], 1e-6);
       expectClose(s, rows(xv, 5).flatMap(softmaxJs));
-      expectClose(x.logSoftmax(1), rows(xv, 5).flatMap((r) => softmaxJs(r).map(Math.log)));
+      expectClose(
+        x.logSoftmax(1),
+        rows(xv, 5).flatMap((r) => softmaxJs(r).map(Math.log)),
+      );
       expectClose(torch.softmax(x, 0).sum(0), [1, 1, 1, 1, 1], 1e-6);
       expectClose(F.softmax(torch.tensor([1000, 1001], { dtype: 'float32' }), 0), softmaxJs([0, 1]));
       expectClose(F.logSoftmax(torch.tensor([1000, 0], { dtype: 'float32' }), 0), [0, -1000]);
@@ -492,11 +709,21 @@ describe('reductions', () => {
   it('cumsum / cumprod', () => {
     torch.tidy(() => {
       const [x, xv] = randomTensor([3, 4], 25);
-      const scan = (r: number[], op: (a: number, b: number) => number): number[] => r.map((_, k) => r.slice(0, k + 1).reduce(op));
-      expectClose(x.cumsum(1), rows(xv, 4).flatMap((r) => scan(r, (a, b) => a + b)));
-      expectClose(x.cumprod(1), rows(xv, 4).flatMap((r) => scan(r, (a, b) => a * b)));
-      expectClose(torch.cumsum(x, 0), [...xv.slice(0, 4), ...xv.slice(4, 8).map((v, k) => v + xv[k]!),
-        ...xv.slice(8).map((v, k) => v + xv[k]! + xv[4 + k]!)]);
+      const scan = (r: number[], op: (a: number, b: number) => number): number[] =>
+        r.map((_, k) => r.slice(0, k + 1).reduce(op));
+      expectClose(
+        x.cumsum(1),
+        rows(xv, 4).flatMap((r) => scan(r, (a, b) => a + b)),
+      );
+      expectClose(
+        x.cumprod(1),
+        rows(xv, 4).flatMap((r) => scan(r, (a, b) => a * b)),
+      );
+      expectClose(torch.cumsum(x, 0), [
+        ...xv.slice(0, 4),
+        ...xv.slice(4, 8).map((v, k) => v + xv[k]!),
+        ...xv.slice(8).map((v, k) => v + xv[k]! + xv[4 + k]!),
+      ]);
       const ci = torch.tensor([1, 2, 3], { dtype: 'int32' }).cumsum(0);
       expect(ci.dtype).toBe('int64');
       expect(ci.toArray()).toEqual([1, 3, 6]);
@@ -506,7 +733,10 @@ describe('reductions', () => {
 
   it('all / any', () => {
     torch.tidy(() => {
-      const b = torch.tensor([[true, false], [true, true]]);
+      const b = torch.tensor([
+        [true, false],
+        [true, true],
+      ]);
       expect(b.all().item()).toBe(false);
       expect(b.any().item()).toBe(true);
       expect(b.all(0).toArray()).toEqual([true, false]);
@@ -538,13 +768,28 @@ describe('reductions', () => {
       expect(lv.toArray()).toEqual([-5, -1]);
       expect(lk.toArray()).toEqual([4, 1]);
       // along a dim of a matrix
-      const m = torch.tensor([[1, 9, 5], [7, 3, 8]]);
+      const m = torch.tensor([
+        [1, 9, 5],
+        [7, 3, 8],
+      ]);
       const [mv, mk] = m.topk(2, 1);
-      expect(mv.toArray()).toEqual([[9, 5], [8, 7]]);
-      expect(mk.toArray()).toEqual([[1, 2], [2, 0]]);
+      expect(mv.toArray()).toEqual([
+        [9, 5],
+        [8, 7],
+      ]);
+      expect(mk.toArray()).toEqual([
+        [1, 2],
+        [2, 0],
+      ]);
       const [cv, ck] = m.sort(0, true);
-      expect(cv.toArray()).toEqual([[7, 9, 8], [1, 3, 5]]);
-      expect(ck.toArray()).toEqual([[1, 0, 1], [0, 1, 0]]);
+      expect(cv.toArray()).toEqual([
+        [7, 9, 8],
+        [1, 3, 5],
+      ]);
+      expect(ck.toArray()).toEqual([
+        [1, 0, 1],
+        [0, 1, 0],
+      ]);
     });
   });
 
@@ -568,7 +813,19 @@ describe('reductions', () => {
       const distinct = flat(torch.tensor([1, 1, 1, 1, 1]).float().multinomial(5));
       expect([...distinct].sort()).toEqual([0, 1, 2, 3, 4]);
       // rows of a matrix sample independently
-      expect(torch.tensor([[0, 1], [1, 0]]).float().multinomial(3, true).toArray()).toEqual([[1, 1, 1], [0, 0, 0]]);
+      expect(
+        torch
+          .tensor([
+            [0, 1],
+            [1, 0],
+          ])
+          .float()
+          .multinomial(3, true)
+          .toArray(),
+      ).toEqual([
+        [1, 1, 1],
+        [0, 0, 0],
+      ]);
       // same seed, same draws; another seed, other draws
       torch.manualSeed(42);
       const a = flat(probs.multinomial(64, true));
@@ -586,31 +843,68 @@ describe('indexing', () => {
   it('gather, scatter, scatterAdd against JS loops', () => {
     torch.tidy(() => {
       const [x, xv] = randomTensor([3, 4], 30);
-      const idx = [[0, 3, 3], [1, 1, 0], [2, 0, 1]];
+      const idx = [
+        [0, 3, 3],
+        [1, 1, 0],
+        [2, 0, 1],
+      ];
       const g = x.gather(1, torch.tensor(idx));
       expect(g.shape).toEqual([3, 3]);
-      expectClose(g, idx.flatMap((r, i) => r.map((j) => xv[i * 4 + j]!)));
-      const idx0 = [[2, 0, 1, 2], [0, 2, 2, 1]];
-      expectClose(torch.gather(x, 0, torch.tensor(idx0)), idx0.flatMap((r) => r.map((i, j) => xv[i * 4 + j]!)));
+      expectClose(
+        g,
+        idx.flatMap((r, i) => r.map((j) => xv[i * 4 + j]!)),
+      );
+      const idx0 = [
+        [2, 0, 1, 2],
+        [0, 2, 2, 1],
+      ];
+      expectClose(
+        torch.gather(x, 0, torch.tensor(idx0)),
+        idx0.flatMap((r) => r.map((i, j) => xv[i * 4 + j]!)),
+      );
 
       // scatter(dim 0): out[index[i][j]][j] = src[i][j]
       const self = torch.zeros(3, 4);
       const src = torch.arange(1, 9).float().reshape(2, 4);
-      const sidx = [[0, 1, 2, 0], [2, 0, 1, 1]];
+      const sidx = [
+        [0, 1, 2, 0],
+        [2, 0, 1, 1],
+      ];
       const expected = new Array<number>(12).fill(0);
       sidx.forEach((r, i) => r.forEach((t, j) => (expected[t * 4 + j] = i * 4 + j + 1)));
       expectClose(self.scatter(0, torch.tensor(sidx), src), expected);
-      expect(self.toArray()).toEqual([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]); // out of place
+      expect(self.toArray()).toEqual([
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
+      ]); // out of place
       const valued = new Array<number>(12).fill(0);
       sidx.forEach((r) => r.forEach((t, j) => (valued[t * 4 + j] = -1)));
       expectClose(self.scatter(0, torch.tensor(sidx), -1), valued);
 
       // scatterAdd(dim 1) with duplicates: out[i][index[i][j]] += src[i][j]
-      const aidx = [[0, 0, 3], [1, 2, 1]];
+      const aidx = [
+        [0, 0, 3],
+        [1, 2, 1],
+      ];
       const base = torch.ones(2, 4);
-      const add = torch.tensor([[1, 2, 3], [4, 5, 6]], { dtype: 'float32' });
+      const add = torch.tensor(
+        [
+          [1, 2, 3],
+          [4, 5, 6],
+        ],
+        { dtype: 'float32' },
+      );
       const acc = new Array<number>(8).fill(1);
-      aidx.forEach((r, i) => r.forEach((t, j) => (acc[i * 4 + t]! += [[1, 2, 3], [4, 5, 6]][i]![j]!)));
+      aidx.forEach((r, i) =>
+        r.forEach(
+          (t, j) =>
+            (acc[i * 4 + t]! += [
+              [1, 2, 3],
+              [4, 5, 6],
+            ][i]![j]!),
+        ),
+      );
       expectClose(base.scatterAdd(1, torch.tensor(aidx), add), acc);
     });
   });
@@ -621,7 +915,9 @@ describe('indexing', () => {
       const x = torch.tensor(v, { dtype: 'float32' }).reshape(4, 3);
       const row = (i: number): number[] => v.slice(i * 3, i * 3 + 3);
       expect(x.indexSelect(0, torch.tensor([2, 0, 2])).toArray()).toEqual([row(2), row(0), row(2)]);
-      expect(torch.indexSelect(x, 1, torch.tensor([2, 2])).toArray()).toEqual([0, 1, 2, 3].map((i) => [v[i * 3 + 2], v[i * 3 + 2]]));
+      expect(torch.indexSelect(x, 1, torch.tensor([2, 2])).toArray()).toEqual(
+        [0, 1, 2, 3].map((i) => [v[i * 3 + 2], v[i * 3 + 2]]),
+      );
       const added = x.indexAdd(0, torch.tensor([0, 3, 0]), torch.ones(3, 3));
       expect(added.toArray()).toEqual([row(0).map((a) => a + 2), row(1), row(2), row(3).map((a) => a + 1)]);
       // x[[3, 0]] and x[:, [1]] and x[[0, 3], [2, 1]]
@@ -629,28 +925,56 @@ describe('indexing', () => {
       expect(x.index([null, torch.tensor([1])]).toArray()).toEqual([0, 1, 2, 3].map((i) => [v[i * 3 + 1]]));
       expect(x.index([torch.tensor([0, 3]), torch.tensor([2, 1])]).toArray()).toEqual([v[2], v[10]]);
       // a 2-d index tensor gives a 2-d leading shape
-      expect(x.index([torch.tensor([[0, 1], [1, 0]])]).shape).toEqual([2, 2, 3]);
+      expect(
+        x.index([
+          torch.tensor([
+            [0, 1],
+            [1, 0],
+          ]),
+        ]).shape,
+      ).toEqual([2, 2, 3]);
       // a boolean mask selects rows
       expect(x.index([torch.tensor([true, false, false, true])]).toArray()).toEqual([row(0), row(3)]);
       // indexPut_: assign, then accumulate with duplicates
       const y = torch.zeros(3, 2);
-      expect(y.indexPut_([torch.tensor([0, 2]), torch.tensor([1, 0])], torch.tensor([5, 7], { dtype: 'float32' }))).toBe(y);
-      expect(y.toArray()).toEqual([[0, 5], [0, 0], [7, 0]]);
+      expect(
+        y.indexPut_([torch.tensor([0, 2]), torch.tensor([1, 0])], torch.tensor([5, 7], { dtype: 'float32' })),
+      ).toBe(y);
+      expect(y.toArray()).toEqual([
+        [0, 5],
+        [0, 0],
+        [7, 0],
+      ]);
       y.indexPut_([torch.tensor([1, 1, 1])], torch.ones(3, 2), true);
-      expect(y.toArray()).toEqual([[0, 5], [3, 3], [7, 0]]);
+      expect(y.toArray()).toEqual([
+        [0, 5],
+        [3, 3],
+        [7, 0],
+      ]);
       y.indexPut_([null, torch.tensor([1])], torch.tensor([-1], { dtype: 'float32' }));
-      expect(y.toArray()).toEqual([[0, -1], [3, -1], [7, -1]]);
+      expect(y.toArray()).toEqual([
+        [0, -1],
+        [3, -1],
+        [7, -1],
+      ]);
     });
   });
 
   it('maskedSelect and nonzero', () => {
     torch.tidy(() => {
-      const x = torch.tensor([[1, -2, 3], [-4, 5, -6]]);
+      const x = torch.tensor([
+        [1, -2, 3],
+        [-4, 5, -6],
+      ]);
       expect(x.maskedSelect(x.gt(0)).toArray()).toEqual([1, 3, 5]);
       expect(x.maskedSelect(torch.tensor([true, false, true])).toArray()).toEqual([1, 3, -4, -6]); // broadcast mask
       const nz = x.gt(0).nonzero();
       expect(nz.dtype).toBe('int64');
-      expect(nz.toArray()).toEqual([[0, 0], [0, 2], [1, 1]]);
+      expect(nz.toArray()).toEqual([
+        [0, 0],
+        [0, 2],
+        [1, 1],
+      ]);
       expect(torch.tensor([0, 3, 0, 1]).nonzero().toArray()).toEqual([[1], [3]]);
       expect(torch.zeros(2, 2).nonzero().shape).toEqual([0, 2]);
     });
@@ -660,36 +984,102 @@ describe('indexing', () => {
 describe('shapes and layout', () => {
   it('cat / stack / split / chunk / unbind', () => {
     torch.tidy(() => {
-      const a = torch.tensor([[1, 2], [3, 4]]);
+      const a = torch.tensor([
+        [1, 2],
+        [3, 4],
+      ]);
       const b = torch.tensor([[5, 6]]);
       const c0 = torch.cat([a, b]);
       expect(c0.shape).toEqual([3, 2]);
-      expect(c0.toArray()).toEqual([[1, 2], [3, 4], [5, 6]]);
+      expect(c0.toArray()).toEqual([
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ]);
       const c1 = torch.cat([a, torch.tensor([[7], [8]])], 1);
-      expect(c1.toArray()).toEqual([[1, 2, 7], [3, 4, 8]]);
+      expect(c1.toArray()).toEqual([
+        [1, 2, 7],
+        [3, 4, 8],
+      ]);
       expect(torch.cat([a, a], -1).shape).toEqual([2, 4]);
       const s0 = torch.stack([a, a.mul(10)]);
       expect(s0.shape).toEqual([2, 2, 2]);
-      expect(s0.toArray()).toEqual([[[1, 2], [3, 4]], [[10, 20], [30, 40]]]);
+      expect(s0.toArray()).toEqual([
+        [
+          [1, 2],
+          [3, 4],
+        ],
+        [
+          [10, 20],
+          [30, 40],
+        ],
+      ]);
       const s2 = torch.stack([a, a.mul(10)], 2);
       expect(s2.shape).toEqual([2, 2, 2]);
-      expect(s2.toArray()).toEqual([[[1, 10], [2, 20]], [[3, 30], [4, 40]]]);
-      expect(torch.stack([torch.tensor([1, 2]), torch.tensor([3, 4])], -1).toArray()).toEqual([[1, 3], [2, 4]]);
+      expect(s2.toArray()).toEqual([
+        [
+          [1, 10],
+          [2, 20],
+        ],
+        [
+          [3, 30],
+          [4, 40],
+        ],
+      ]);
+      expect(torch.stack([torch.tensor([1, 2]), torch.tensor([3, 4])], -1).toArray()).toEqual([
+        [1, 3],
+        [2, 4],
+      ]);
 
       const x = torch.arange(10).reshape(5, 2);
       const parts = x.split(2);
-      expect(parts.map((p) => p.shape)).toEqual([[2, 2], [2, 2], [1, 2]]);
+      expect(parts.map((p) => p.shape)).toEqual([
+        [2, 2],
+        [2, 2],
+        [1, 2],
+      ]);
       expect(parts[2]!.toArray()).toEqual([[8, 9]]);
       const sized = torch.split(x, [1, 4]);
-      expect(sized.map((p) => p.shape)).toEqual([[1, 2], [4, 2]]);
-      expect(sized[1]!.toArray()).toEqual([[2, 3], [4, 5], [6, 7], [8, 9]]);
+      expect(sized.map((p) => p.shape)).toEqual([
+        [1, 2],
+        [4, 2],
+      ]);
+      expect(sized[1]!.toArray()).toEqual([
+        [2, 3],
+        [4, 5],
+        [6, 7],
+        [8, 9],
+      ]);
       const cols = x.split(1, 1);
-      expect(cols.map((p) => p.toArray())).toEqual([[[0], [2], [4], [6], [8]], [[1], [3], [5], [7], [9]]]);
+      expect(cols.map((p) => p.toArray())).toEqual([
+        [[0], [2], [4], [6], [8]],
+        [[1], [3], [5], [7], [9]],
+      ]);
       const chunks = x.chunk(2);
-      expect(chunks.map((p) => p.shape)).toEqual([[3, 2], [2, 2]]);
-      expect(torch.chunk(torch.arange(6), 3).map((p) => p.toArray())).toEqual([[0, 1], [2, 3], [4, 5]]);
-      expect(torch.arange(6).reshape(2, 3).unbind(1).map((p) => p.toArray())).toEqual([[0, 3], [1, 4], [2, 5]]);
-      expect(torch.unbind(a).map((p) => p.toArray())).toEqual([[1, 2], [3, 4]]);
+      expect(chunks.map((p) => p.shape)).toEqual([
+        [3, 2],
+        [2, 2],
+      ]);
+      expect(torch.chunk(torch.arange(6), 3).map((p) => p.toArray())).toEqual([
+        [0, 1],
+        [2, 3],
+        [4, 5],
+      ]);
+      expect(
+        torch
+          .arange(6)
+          .reshape(2, 3)
+          .unbind(1)
+          .map((p) => p.toArray()),
+      ).toEqual([
+        [0, 3],
+        [1, 4],
+        [2, 5],
+      ]);
+      expect(torch.unbind(a).map((p) => p.toArray())).toEqual([
+        [1, 2],
+        [3, 4],
+      ]);
     });
   });
 
@@ -709,7 +1099,8 @@ describe('shapes and layout', () => {
       expect(p.shape).toEqual([4, 2, 3]);
       // p[k][i][j] = x[i][j][k]
       const expected: number[] = [];
-      for (let k = 0; k < 4; k++) for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) expected.push(v[i * 12 + j * 4 + k]!);
+      for (let k = 0; k < 4; k++)
+        for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) expected.push(v[i * 12 + j * 4 + k]!);
       expect(flat(p)).toEqual(expected);
       expect(p.isContiguous()).toBe(false);
       expect(() => p.view(-1)).toThrow(/view/);
@@ -720,9 +1111,22 @@ describe('shapes and layout', () => {
       const t = x.transpose(0, 2);
       expect(t.shape).toEqual([4, 3, 2]);
       const te: number[] = [];
-      for (let k = 0; k < 4; k++) for (let j = 0; j < 3; j++) for (let i = 0; i < 2; i++) te.push(v[i * 12 + j * 4 + k]!);
+      for (let k = 0; k < 4; k++)
+        for (let j = 0; j < 3; j++) for (let i = 0; i < 2; i++) te.push(v[i * 12 + j * 4 + k]!);
       expect(flat(t)).toEqual(te);
-      expect(torch.tensor([[1, 2, 3], [4, 5, 6]]).t().toArray()).toEqual([[1, 4], [2, 5], [3, 6]]);
+      expect(
+        torch
+          .tensor([
+            [1, 2, 3],
+            [4, 5, 6],
+          ])
+          .t()
+          .toArray(),
+      ).toEqual([
+        [1, 4],
+        [2, 5],
+        [3, 6],
+      ]);
       expect(x.movedim(0, -1).shape).toEqual([3, 4, 2]);
     });
   });
@@ -734,14 +1138,48 @@ describe('shapes and layout', () => {
       expect(e.shape).toEqual([2, 3, 4]);
       expect(flat(e)).toEqual([1, 2].flatMap(() => [1, 2, 3].flatMap((r) => [r, r, r, r])));
       expect(e.stride()[0]).toBe(0); // a view, no copy
-      expect(c.expand([-1, 2]).toArray()).toEqual([[1, 1], [2, 2], [3, 3]]);
-      expect(c.expandAs(torch.zeros(3, 2)).toArray()).toEqual([[1, 1], [2, 2], [3, 3]]);
-      const r = torch.tensor([[1, 2], [3, 4]]).repeat(2, 3);
+      expect(c.expand([-1, 2]).toArray()).toEqual([
+        [1, 1],
+        [2, 2],
+        [3, 3],
+      ]);
+      expect(c.expandAs(torch.zeros(3, 2)).toArray()).toEqual([
+        [1, 1],
+        [2, 2],
+        [3, 3],
+      ]);
+      const r = torch
+        .tensor([
+          [1, 2],
+          [3, 4],
+        ])
+        .repeat(2, 3);
       expect(r.shape).toEqual([4, 6]);
-      expect(r.toArray()).toEqual([[1, 2, 1, 2, 1, 2], [3, 4, 3, 4, 3, 4], [1, 2, 1, 2, 1, 2], [3, 4, 3, 4, 3, 4]]);
-      expect(torch.tensor([1, 2]).repeat(2, 2).toArray()).toEqual([[1, 2, 1, 2], [1, 2, 1, 2]]);
+      expect(r.toArray()).toEqual([
+        [1, 2, 1, 2, 1, 2],
+        [3, 4, 3, 4, 3, 4],
+        [1, 2, 1, 2, 1, 2],
+        [3, 4, 3, 4, 3, 4],
+      ]);
+      expect(torch.tensor([1, 2]).repeat(2, 2).toArray()).toEqual([
+        [1, 2, 1, 2],
+        [1, 2, 1, 2],
+      ]);
       expect(torch.tensor([1, 2]).repeatInterleave(3).toArray()).toEqual([1, 1, 1, 2, 2, 2]);
-      expect(torch.tensor([[1, 2], [3, 4]]).repeatInterleave(2, 0).toArray()).toEqual([[1, 2], [1, 2], [3, 4], [3, 4]]);
+      expect(
+        torch
+          .tensor([
+            [1, 2],
+            [3, 4],
+          ])
+          .repeatInterleave(2, 0)
+          .toArray(),
+      ).toEqual([
+        [1, 2],
+        [1, 2],
+        [3, 4],
+        [3, 4],
+      ]);
       const x = torch.arange(24).reshape(2, 3, 4);
       expect(x.flatten().shape).toEqual([24]);
       expect(x.flatten(1).shape).toEqual([2, 12]);
@@ -774,11 +1212,25 @@ describe('shapes and layout', () => {
       expect(x.flip(1).select(0, 0).toArray()).toEqual([4, 3, 2, 1, 0]);
       expect(x.flip([0, 1]).select(0, 0).toArray()).toEqual([19, 18, 17, 16, 15]);
       expect(torch.tensor([1, 2, 3, 4]).roll(1, 0).toArray()).toEqual([4, 1, 2, 3]);
-      expect(torch.tensor([[1, 2], [3, 4]]).roll([1, 1], [0, 1]).toArray()).toEqual([[4, 3], [2, 1]]);
+      expect(
+        torch
+          .tensor([
+            [1, 2],
+            [3, 4],
+          ])
+          .roll([1, 1], [0, 1])
+          .toArray(),
+      ).toEqual([
+        [4, 3],
+        [2, 1],
+      ]);
       // slices are views: writing through one changes the base
       const base = torch.zeros(2, 3);
       base.select(1, 1).fill_(5);
-      expect(base.toArray()).toEqual([[0, 5, 0], [0, 5, 0]]);
+      expect(base.toArray()).toEqual([
+        [0, 5, 0],
+        [0, 5, 0],
+      ]);
     });
   });
 
@@ -786,7 +1238,8 @@ describe('shapes and layout', () => {
     torch.tidy(() => {
       const x = torch.arange(1, 13).reshape(3, 4);
       const v = flat(x);
-      const mask = (keep: (i: number, j: number) => boolean): number[] => v.map((a, k) => (keep(Math.floor(k / 4), k % 4) ? a : 0));
+      const mask = (keep: (i: number, j: number) => boolean): number[] =>
+        v.map((a, k) => (keep(Math.floor(k / 4), k % 4) ? a : 0));
       expect(flat(x.triu())).toEqual(mask((i, j) => j >= i));
       expect(flat(x.triu(1))).toEqual(mask((i, j) => j - i >= 1));
       expect(flat(torch.triu(x, -1))).toEqual(mask((i, j) => j - i >= -1));
@@ -795,9 +1248,22 @@ describe('shapes and layout', () => {
       expect(flat(x.tril(2))).toEqual(mask((i, j) => j - i <= 2));
       // batched: per matrix
       const b = torch.ones(2, 2, 2).triu();
-      expect(b.toArray()).toEqual([[[1, 1], [0, 1]], [[1, 1], [0, 1]]]);
+      expect(b.toArray()).toEqual([
+        [
+          [1, 1],
+          [0, 1],
+        ],
+        [
+          [1, 1],
+          [0, 1],
+        ],
+      ]);
       // a causal mask the usual way
-      expect(torch.ones([3, 3], { dtype: 'bool' }).tril().toArray()).toEqual([[true, false, false], [true, true, false], [true, true, true]]);
+      expect(torch.ones([3, 3], { dtype: 'bool' }).tril().toArray()).toEqual([
+        [true, false, false],
+        [true, true, false],
+        [true, true, true],
+      ]);
     });
   });
 });
@@ -844,16 +1310,31 @@ describe('in-place ops return this and mutate', () => {
     torch.tidy(() => {
       const x = torch.zeros(2, 3);
       expect(x.fill_(2.5)).toBe(x);
-      expect(x.toArray()).toEqual([[2.5, 2.5, 2.5], [2.5, 2.5, 2.5]]);
+      expect(x.toArray()).toEqual([
+        [2.5, 2.5, 2.5],
+        [2.5, 2.5, 2.5],
+      ]);
       expect(x.maskedFill_(torch.tensor([true, false, true]), -1)).toBe(x);
-      expect(x.toArray()).toEqual([[-1, 2.5, -1], [-1, 2.5, -1]]);
+      expect(x.toArray()).toEqual([
+        [-1, 2.5, -1],
+        [-1, 2.5, -1],
+      ]);
       expect(x.zero_()).toBe(x);
-      expect(x.toArray()).toEqual([[0, 0, 0], [0, 0, 0]]);
+      expect(x.toArray()).toEqual([
+        [0, 0, 0],
+        [0, 0, 0],
+      ]);
       expect(x.copy_(torch.tensor([1, 2, 3]))).toBe(x); // broadcasts and casts
-      expect(x.toArray()).toEqual([[1, 2, 3], [1, 2, 3]]);
+      expect(x.toArray()).toEqual([
+        [1, 2, 3],
+        [1, 2, 3],
+      ]);
       expect(x.dtype).toBe('float32');
       expect(x.scatter_(1, torch.tensor([[2], [0]]), torch.tensor([[9], [8]], { dtype: 'float32' }))).toBe(x);
-      expect(x.toArray()).toEqual([[1, 2, 9], [8, 2, 3]]);
+      expect(x.toArray()).toEqual([
+        [1, 2, 9],
+        [8, 2, 3],
+      ]);
       torch.manualSeed(5);
       const u = torch.empty(1000);
       expect(u.uniform_(2, 3)).toBe(u);
@@ -874,9 +1355,15 @@ describe('in-place ops return this and mutate', () => {
     torch.tidy(() => {
       const x = torch.zeros(2, 2);
       x.view(-1).add_(torch.tensor([1, 2, 3, 4], { dtype: 'float32' }));
-      expect(x.toArray()).toEqual([[1, 2], [3, 4]]);
+      expect(x.toArray()).toEqual([
+        [1, 2],
+        [3, 4],
+      ]);
       x.t().mul_(torch.tensor([1, 10], { dtype: 'float32' })); // x^T[:, j] *= [1, 10][j] -> rows of x scaled
-      expect(x.toArray()).toEqual([[1, 2], [30, 40]]);
+      expect(x.toArray()).toEqual([
+        [1, 2],
+        [30, 40],
+      ]);
       expect(() => torch.tensor([1, 2]).add_(1.5)).toThrow(Error);
       const i = torch.tensor([1, 2]);
       expect(i.add_(3).toArray()).toEqual([4, 5]);
@@ -914,7 +1401,11 @@ describe('nn.functional against hand computations', () => {
 
   // Hand-written cross entropy: mean over non-ignored rows of
   // -(1 - eps) log p[target] - eps / C * sum_c log p[c] (optionally class-weighted).
-  function crossEntropyJs(logits: number[][], target: number[], o: { ignoreIndex?: number; labelSmoothing?: number; weight?: number[]; reduction?: string } = {}): number[] {
+  function crossEntropyJs(
+    logits: number[][],
+    target: number[],
+    o: { ignoreIndex?: number; labelSmoothing?: number; weight?: number[]; reduction?: string } = {},
+  ): number[] {
     const eps = o.labelSmoothing ?? 0;
     const C = logits[0]!.length;
     const w = o.weight ?? new Array<number>(C).fill(1);
@@ -950,15 +1441,29 @@ describe('nn.functional against hand computations', () => {
       const ignored = [1, -100, 4, 2];
       expectClose(F.crossEntropy(x, torch.tensor(ignored)), crossEntropyJs(logits, ignored));
       const custom = [1, 3, 3, 2];
-      expectClose(F.crossEntropy(x, torch.tensor(custom), { ignoreIndex: 3 }), crossEntropyJs(logits, custom, { ignoreIndex: 3 }));
-      expectClose(F.crossEntropy(x, t, { labelSmoothing: 0.1 }), crossEntropyJs(logits, target, { labelSmoothing: 0.1 }));
-      expectClose(F.crossEntropy(x, torch.tensor(custom), { ignoreIndex: 3, labelSmoothing: 0.2 }),
-        crossEntropyJs(logits, custom, { ignoreIndex: 3, labelSmoothing: 0.2 }));
+      expectClose(
+        F.crossEntropy(x, torch.tensor(custom), { ignoreIndex: 3 }),
+        crossEntropyJs(logits, custom, { ignoreIndex: 3 }),
+      );
+      expectClose(
+        F.crossEntropy(x, t, { labelSmoothing: 0.1 }),
+        crossEntropyJs(logits, target, { labelSmoothing: 0.1 }),
+      );
+      expectClose(
+        F.crossEntropy(x, torch.tensor(custom), { ignoreIndex: 3, labelSmoothing: 0.2 }),
+        crossEntropyJs(logits, custom, { ignoreIndex: 3, labelSmoothing: 0.2 }),
+      );
       const weight = [0.5, 1, 2, 1, 3];
-      expectClose(F.crossEntropy(x, t, { weight: torch.tensor(weight, { dtype: 'float32' }) }), crossEntropyJs(logits, target, { weight }));
+      expectClose(
+        F.crossEntropy(x, t, { weight: torch.tensor(weight, { dtype: 'float32' }) }),
+        crossEntropyJs(logits, target, { weight }),
+      );
       // nllLoss on log-probabilities is the same loss without smoothing
       expectClose(F.nllLoss(x.logSoftmax(1), t), crossEntropyJs(logits, target));
-      expectClose(F.nllLoss(x.logSoftmax(1), torch.tensor(ignored), { reduction: 'sum' }), crossEntropyJs(logits, ignored, { reduction: 'sum' }));
+      expectClose(
+        F.nllLoss(x.logSoftmax(1), torch.tensor(ignored), { reduction: 'sum' }),
+        crossEntropyJs(logits, ignored, { reduction: 'sum' }),
+      );
       // uniform logits: log C
       expectClose(F.crossEntropy(torch.zeros(3, 4), torch.tensor([0, 1, 3])), [Math.log(4)]);
     });
@@ -967,14 +1472,18 @@ describe('nn.functional against hand computations', () => {
   it('crossEntropy over [N, C, d] treats dim 1 as classes', () => {
     torch.tidy(() => {
       const [x, xv] = randomTensor([2, 3, 2], 42);
-      const target = [[0, 2], [1, 1]];
+      const target = [
+        [0, 2],
+        [1, 1],
+      ];
       // row (n, d) has logits x[n, :, d]
       const logits: number[][] = [];
       const flatTarget: number[] = [];
-      for (let n = 0; n < 2; n++) for (let d = 0; d < 2; d++) {
-        logits.push([0, 1, 2].map((c) => xv[n * 6 + c * 2 + d]!));
-        flatTarget.push(target[n]![d]!);
-      }
+      for (let n = 0; n < 2; n++)
+        for (let d = 0; d < 2; d++) {
+          logits.push([0, 1, 2].map((c) => xv[n * 6 + c * 2 + d]!));
+          flatTarget.push(target[n]![d]!);
+        }
       expectClose(F.crossEntropy(x, torch.tensor(target)), crossEntropyJs(logits, flatTarget));
       expect(F.crossEntropy(x, torch.tensor(target), { reduction: 'none' }).shape).toEqual([2, 2]);
     });
@@ -1001,9 +1510,21 @@ describe('nn.functional against hand computations', () => {
         const v = r.reduce((a, c) => a + (c - m) ** 2, 0) / r.length; // biased
         return r.map((c) => (c - m) / Math.sqrt(v + eps));
       };
-      expectClose(F.layerNorm(x, [4], w, b), rows(xv, 4).flatMap((r) => norm(r, 1e-5).map((c, k) => c * wv[k]! + bv[k]!)), 1e-4);
-      expectClose(F.layerNorm(x, [4]), rows(xv, 4).flatMap((r) => norm(r, 1e-5)), 1e-4);
-      expectClose(F.layerNorm(x, [3, 4], null, null, 0.1), rows(xv, 12).flatMap((r) => norm(r, 0.1)), 1e-4);
+      expectClose(
+        F.layerNorm(x, [4], w, b),
+        rows(xv, 4).flatMap((r) => norm(r, 1e-5).map((c, k) => c * wv[k]! + bv[k]!)),
+        1e-4,
+      );
+      expectClose(
+        F.layerNorm(x, [4]),
+        rows(xv, 4).flatMap((r) => norm(r, 1e-5)),
+        1e-4,
+      );
+      expectClose(
+        F.layerNorm(x, [3, 4], null, null, 0.1),
+        rows(xv, 12).flatMap((r) => norm(r, 0.1)),
+        1e-4,
+      );
       const y = F.layerNorm(x, [4]);
       expectClose(y.mean(-1), new Array(6).fill(0), 1e-5);
     });
@@ -1015,7 +1536,11 @@ describe('nn.functional against hand computations', () => {
       const [q, qv] = randomTensor([B, L, E], 48);
       const [k, kv] = randomTensor([B, S, E], 49);
       const [v, vv] = randomTensor([B, S, Ev], 50);
-      const attention = (keep: (l: number, s: number) => boolean, additive: (l: number, s: number) => number, scale = 1 / Math.sqrt(E)): number[] => {
+      const attention = (
+        keep: (l: number, s: number) => boolean,
+        additive: (l: number, s: number) => number,
+        scale = 1 / Math.sqrt(E),
+      ): number[] => {
         const out: number[] = [];
         for (let bi = 0; bi < B; bi++) {
           for (let l = 0; l < L; l++) {
@@ -1038,18 +1563,36 @@ describe('nn.functional against hand computations', () => {
       expectClose(plain, attention(all, none));
       expectClose(F.scaledDotProductAttention(q, k, v, { scale: 0.7 }), attention(all, none, 0.7));
       // causal, top-left aligned as PyTorch: query l sees keys s <= l
-      expectClose(F.scaledDotProductAttention(q, k, v, { isCausal: true }), attention((l, s) => s <= l, none));
-      const keepMask = [[true, false, true, true], [false, true, false, false], [true, true, true, true]];
-      expectClose(F.scaledDotProductAttention(q, k, v, { attnMask: torch.tensor(keepMask) }), attention((l, s) => keepMask[l]![s]!, none));
+      expectClose(
+        F.scaledDotProductAttention(q, k, v, { isCausal: true }),
+        attention((l, s) => s <= l, none),
+      );
+      const keepMask = [
+        [true, false, true, true],
+        [false, true, false, false],
+        [true, true, true, true],
+      ];
+      expectClose(
+        F.scaledDotProductAttention(q, k, v, { attnMask: torch.tensor(keepMask) }),
+        attention((l, s) => keepMask[l]![s]!, none),
+      );
       const bias = values(L * S, 51, -2, 0);
-      expectClose(F.scaledDotProductAttention(q, k, v, { attnMask: torch.tensor(Float32Array.from(bias), { shape: [L, S] }) }),
-        attention(all, (l, s) => bias[l * S + s]!));
+      expectClose(
+        F.scaledDotProductAttention(q, k, v, { attnMask: torch.tensor(Float32Array.from(bias), { shape: [L, S] }) }),
+        attention(all, (l, s) => bias[l * S + s]!),
+      );
     });
   });
 
   // out[n][o][y][x] = b[o] + sum_{c in group, i, j} in[n][c][y*s - p + i*d][x*s - p + j*d] * w[o][c'][i][j]
-  function conv2dJs(inp: number[], is: number[], w: number[], ws: number[], bias: number[] | null,
-    o: { stride: [number, number]; padding: [number, number]; dilation: [number, number]; groups: number }): { values: number[]; shape: number[] } {
+  function conv2dJs(
+    inp: number[],
+    is: number[],
+    w: number[],
+    ws: number[],
+    bias: number[] | null,
+    o: { stride: [number, number]; padding: [number, number]; dilation: [number, number]; groups: number },
+  ): { values: number[]; shape: number[] } {
     const [N, C, H, W] = is as [number, number, number, number];
     const [O, Cg, KH, KW] = ws as [number, number, number, number];
     const [sh, sw] = o.stride;
@@ -1059,34 +1602,84 @@ describe('nn.functional against hand computations', () => {
     const OW = Math.floor((W + 2 * pw - dw * (KW - 1) - 1) / sw) + 1;
     const perGroupOut = O / o.groups;
     const out: number[] = [];
-    for (let n = 0; n < N; n++) for (let oc = 0; oc < O; oc++) for (let y = 0; y < OH; y++) for (let x = 0; x < OW; x++) {
-      const g = Math.floor(oc / perGroupOut);
-      let acc = bias ? bias[oc]! : 0;
-      for (let cc = 0; cc < Cg; cc++) for (let i = 0; i < KH; i++) for (let j = 0; j < KW; j++) {
-        const yy = y * sh - ph + i * dh;
-        const xx = x * sw - pw + j * dw;
-        if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
-        const c = g * Cg + cc;
-        acc += inp[((n * C + c) * H + yy) * W + xx]! * w[((oc * Cg + cc) * KH + i) * KW + j]!;
-      }
-      out.push(acc);
-    }
+    for (let n = 0; n < N; n++)
+      for (let oc = 0; oc < O; oc++)
+        for (let y = 0; y < OH; y++)
+          for (let x = 0; x < OW; x++) {
+            const g = Math.floor(oc / perGroupOut);
+            let acc = bias ? bias[oc]! : 0;
+            for (let cc = 0; cc < Cg; cc++)
+              for (let i = 0; i < KH; i++)
+                for (let j = 0; j < KW; j++) {
+                  const yy = y * sh - ph + i * dh;
+                  const xx = x * sw - pw + j * dw;
+                  if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
+                  const c = g * Cg + cc;
+                  acc += inp[((n * C + c) * H + yy) * W + xx]! * w[((oc * Cg + cc) * KH + i) * KW + j]!;
+                }
+            out.push(acc);
+          }
     return { values: out, shape: [N, O, OH, OW] };
   }
 
   it('conv2d matches a naive loop (stride, padding, dilation, groups, bias)', () => {
     torch.tidy(() => {
-      const cases: Array<{ is: number[]; ws: number[]; bias: boolean; stride: [number, number]; padding: [number, number]; dilation: [number, number]; groups: number }> = [
-        { is: [1, 1, 4, 4], ws: [1, 1, 3, 3], bias: false, stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 },
-        { is: [2, 3, 6, 5], ws: [4, 3, 3, 2], bias: true, stride: [2, 1], padding: [1, 0], dilation: [1, 1], groups: 1 },
-        { is: [1, 4, 5, 5], ws: [6, 2, 3, 3], bias: true, stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 2 },
-        { is: [1, 2, 7, 7], ws: [2, 1, 3, 3], bias: false, stride: [2, 2], padding: [2, 1], dilation: [2, 1], groups: 2 },
+      const cases: Array<{
+        is: number[];
+        ws: number[];
+        bias: boolean;
+        stride: [number, number];
+        padding: [number, number];
+        dilation: [number, number];
+        groups: number;
+      }> = [
+        {
+          is: [1, 1, 4, 4],
+          ws: [1, 1, 3, 3],
+          bias: false,
+          stride: [1, 1],
+          padding: [0, 0],
+          dilation: [1, 1],
+          groups: 1,
+        },
+        {
+          is: [2, 3, 6, 5],
+          ws: [4, 3, 3, 2],
+          bias: true,
+          stride: [2, 1],
+          padding: [1, 0],
+          dilation: [1, 1],
+          groups: 1,
+        },
+        {
+          is: [1, 4, 5, 5],
+          ws: [6, 2, 3, 3],
+          bias: true,
+          stride: [1, 1],
+          padding: [1, 1],
+          dilation: [1, 1],
+          groups: 2,
+        },
+        {
+          is: [1, 2, 7, 7],
+          ws: [2, 1, 3, 3],
+          bias: false,
+          stride: [2, 2],
+          padding: [2, 1],
+          dilation: [2, 1],
+          groups: 2,
+        },
       ];
       cases.forEach((c, n) => {
         const [x, xv] = randomTensor(c.is, 60 + n);
         const [w, wv] = randomTensor(c.ws, 70 + n);
         const [b, bv] = randomTensor([c.ws[0]!], 80 + n);
-        const got = F.conv2d(x, w, c.bias ? b : null, { stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups });
+        const got = F.conv2d(x, w, c.bias ? b : null, {
+          stride: c.stride,
+          padding: c.padding,
+          dilation: c.dilation,
+          groups: c.groups,
+        });
         const expected = conv2dJs(xv, c.is, wv, c.ws, c.bias ? bv : null, c);
         expect(got.shape).toEqual(expected.shape);
         expectClose(got, expected.values, 1e-5);
@@ -1094,8 +1687,15 @@ describe('nn.functional against hand computations', () => {
       // scalar stride / padding spell both dims
       const [x, xv] = randomTensor([1, 1, 5, 5], 90);
       const [w, wv] = randomTensor([1, 1, 2, 2], 91);
-      expectClose(F.conv2d(x, w, null, { stride: 2, padding: 1 }),
-        conv2dJs(xv, [1, 1, 5, 5], wv, [1, 1, 2, 2], null, { stride: [2, 2], padding: [1, 1], dilation: [1, 1], groups: 1 }).values);
+      expectClose(
+        F.conv2d(x, w, null, { stride: 2, padding: 1 }),
+        conv2dJs(xv, [1, 1, 5, 5], wv, [1, 1, 2, 2], null, {
+          stride: [2, 2],
+          padding: [1, 1],
+          dilation: [1, 1],
+          groups: 1,
+        }).values,
+      );
     });
   });
 
@@ -1112,17 +1712,23 @@ describe('nn.functional against hand computations', () => {
       const OW = OH;
       expect(got.shape).toEqual([N, O, OD, OH, OW]);
       const out: number[] = [];
-      for (let o = 0; o < O; o++) for (let z = 0; z < OD; z++) for (let y = 0; y < OH; y++) for (let xx = 0; xx < OW; xx++) {
-        let acc = bv[o]!;
-        for (let c = 0; c < C; c++) for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) for (let l = 0; l < K; l++) {
-          const zi = z + i;
-          const yi = y * 2 - 1 + j;
-          const xi = xx * 2 - 1 + l;
-          if (yi < 0 || yi >= H || xi < 0 || xi >= W) continue;
-          acc += xv[((c * D + zi) * H + yi) * W + xi]! * wv[(((o * C + c) * K + i) * K + j) * K + l]!;
-        }
-        out.push(acc);
-      }
+      for (let o = 0; o < O; o++)
+        for (let z = 0; z < OD; z++)
+          for (let y = 0; y < OH; y++)
+            for (let xx = 0; xx < OW; xx++) {
+              let acc = bv[o]!;
+              for (let c = 0; c < C; c++)
+                for (let i = 0; i < K; i++)
+                  for (let j = 0; j < K; j++)
+                    for (let l = 0; l < K; l++) {
+                      const zi = z + i;
+                      const yi = y * 2 - 1 + j;
+                      const xi = xx * 2 - 1 + l;
+                      if (yi < 0 || yi >= H || xi < 0 || xi >= W) continue;
+                      acc += xv[((c * D + zi) * H + yi) * W + xi]! * wv[(((o * C + c) * K + i) * K + j) * K + l]!;
+                    }
+              out.push(acc);
+            }
       expectClose(got, out, 1e-5);
     });
   });
@@ -1130,10 +1736,16 @@ describe('nn.functional against hand computations', () => {
   it('embedding picks rows', () => {
     torch.tidy(() => {
       const [w, wv] = randomTensor([5, 3], 95);
-      const ids = [[0, 4, 4], [2, 1, 0]];
+      const ids = [
+        [0, 4, 4],
+        [2, 1, 0],
+      ];
       const e = F.embedding(torch.tensor(ids), w);
       expect(e.shape).toEqual([2, 3, 3]);
-      expectClose(e, ids.flat().flatMap((i) => wv.slice(i * 3, i * 3 + 3)));
+      expectClose(
+        e,
+        ids.flat().flatMap((i) => wv.slice(i * 3, i * 3 + 3)),
+      );
       expect(() => F.embedding(torch.tensor([5]), w)).toThrow(Error);
     });
   });
@@ -1156,24 +1768,44 @@ describe('nn.functional against hand computations', () => {
       expect(batched.shape).toEqual([2, 3, 2]);
       expectClose(batched, [...mmJs(cv.slice(0, 12), bv, 3, 4, 2), ...mmJs(cv.slice(12), bv, 3, 4, 2)]);
       const [d, dv] = randomTensor([2, 4, 2], 104);
-      expectClose(c.bmm(d), [...mmJs(cv.slice(0, 12), dv.slice(0, 8), 3, 4, 2), ...mmJs(cv.slice(12), dv.slice(8), 3, 4, 2)]);
+      expectClose(c.bmm(d), [
+        ...mmJs(cv.slice(0, 12), dv.slice(0, 8), 3, 4, 2),
+        ...mmJs(cv.slice(12), dv.slice(8), 3, 4, 2),
+      ]);
       expectClose(torch.bmm(c, d), flat(c.matmul(d)));
       // linear: x @ W^T + b
       const [w, wv] = randomTensor([5, 4], 105);
       const [bias, biasv] = randomTensor([5], 106);
       const wt = [0, 1, 2, 3].flatMap((i) => [0, 1, 2, 3, 4].map((o) => wv[o * 4 + i]!));
       expectClose(F.linear(a, w), mmJs(av, wt, 3, 4, 5));
-      expectClose(F.linear(a, w, bias), mmJs(av, wt, 3, 4, 5).map((x, k) => x + biasv[k % 5]!));
+      expectClose(
+        F.linear(a, w, bias),
+        mmJs(av, wt, 3, 4, 5).map((x, k) => x + biasv[k % 5]!),
+      );
       expect(F.linear(c, w, bias).shape).toEqual([2, 3, 5]);
       // addmm: beta * input + alpha * (m1 @ m2)
       const [inp, inpv] = randomTensor([3, 2], 107);
-      expectClose(F.addmm(inp, a, b, { beta: 0.5, alpha: 2 }), mmJs(av, bv, 3, 4, 2).map((x, k) => 0.5 * inpv[k]! + 2 * x));
-      expectClose(F.addmm(inp, a, b), mmJs(av, bv, 3, 4, 2).map((x, k) => inpv[k]! + x));
+      expectClose(
+        F.addmm(inp, a, b, { beta: 0.5, alpha: 2 }),
+        mmJs(av, bv, 3, 4, 2).map((x, k) => 0.5 * inpv[k]! + 2 * x),
+      );
+      expectClose(
+        F.addmm(inp, a, b),
+        mmJs(av, bv, 3, 4, 2).map((x, k) => inpv[k]! + x),
+      );
       const [binp, binpv] = randomTensor([2, 3, 2], 108);
       const prods = [...mmJs(cv.slice(0, 12), dv.slice(0, 8), 3, 4, 2), ...mmJs(cv.slice(12), dv.slice(8), 3, 4, 2)];
-      expectClose(F.baddbmm(binp, c, d, { beta: -1, alpha: 0.5 }), prods.map((x, k) => -binpv[k]! + 0.5 * x));
+      expectClose(
+        F.baddbmm(binp, c, d, { beta: -1, alpha: 0.5 }),
+        prods.map((x, k) => -binpv[k]! + 0.5 * x),
+      );
       // integer matmul stays integer
-      const im = torch.tensor([[1, 2], [3, 4]]).matmul(torch.tensor([[5], [6]]));
+      const im = torch
+        .tensor([
+          [1, 2],
+          [3, 4],
+        ])
+        .matmul(torch.tensor([[5], [6]]));
       expect(im.dtype).toBe('int64');
       expect(im.toArray()).toEqual([[17], [39]]);
     });
@@ -1234,8 +1866,12 @@ describe('errors', () => {
       expect(() => x.transpose(bad('0'), 1)).toThrow(TypeError);
       expect(() => x.topk(1.5)).toThrow(TypeError);
       expect(() => x.requiresGrad_(bad(1))).toThrow(TypeError);
-      expect(() => F.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2), null, { stride: bad('a') })).toThrow(TypeError);
-      expect(() => F.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2), null, { padding: [1, 2, 3] })).toThrow(TypeError);
+      expect(() => F.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2), null, { stride: bad('a') })).toThrow(
+        TypeError,
+      );
+      expect(() => F.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2), null, { padding: [1, 2, 3] })).toThrow(
+        TypeError,
+      );
       expect(() => F.crossEntropy(x, torch.tensor([0, 1]), { reduction: bad('avg') })).toThrow(TypeError);
       expect(() => F.layerNorm(x, [3], null, null, bad('1e-5'))).toThrow(TypeError);
       expect(() => F.linear(x, bad('w'))).toThrow(TypeError);
@@ -1291,8 +1927,12 @@ describe('errors', () => {
         'linear bias': outcome(() => F.linear(torch.ones(1, 3), torch.ones(2, 3), disposed(torch.full([2], 100)))),
         'conv2d bias': outcome(() => F.conv2d(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1), disposed(torch.ones(1)))),
         'layerNorm weight': outcome(() => F.layerNorm(torch.ones(2, 3), [3], disposed(torch.ones(3)))),
-        'crossEntropy weight': outcome(() => F.crossEntropy(torch.ones(2, 3), torch.tensor([0, 1]), { weight: disposed(torch.ones(3)) })),
-        'attention mask': outcome(() => F.scaledDotProductAttention(q, q, q, { attnMask: disposed(torch.tensor([true])) })),
+        'crossEntropy weight': outcome(() =>
+          F.crossEntropy(torch.ones(2, 3), torch.tensor([0, 1]), { weight: disposed(torch.ones(3)) }),
+        ),
+        'attention mask': outcome(() =>
+          F.scaledDotProductAttention(q, q, q, { attnMask: disposed(torch.tensor([true])) }),
+        ),
         'index entry': outcome(() => x.index([torch.tensor([0]), disposed(torch.tensor([1]))])),
         'indexPut_ entry': outcome(() => x.clone().indexPut_([disposed(torch.tensor([0]))], torch.tensor([7]))),
         'grad setter': outcome(() => {

@@ -8,9 +8,11 @@ import { rng } from './gradcheck.js';
 import { EPS32 } from '../tolerance.js';
 
 const f = Math.fround;
-const NF4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334,
+const NF4 = [
+  -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334,
   -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-  0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0].map(f);
+  0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+].map(f);
 const FP4 = [0, 0.0625, 8, 12, 4, 6, 2, 3, -0, -0.0625, -8, -12, -4, -6, -2, -3].map((v) => f(v / 12));
 
 /** bitsandbytes' blockwise quantisation, element by element, in float32 arithmetic. */
@@ -34,7 +36,8 @@ function reference(values: Float32Array, code: number[], blocksize: number): { c
 
 function pack(codes: number[], padCode: number): number[] {
   const bytes: number[] = [];
-  for (let i = 0; i < codes.length; i += 2) bytes.push((codes[i]! << 4) | (i + 1 < codes.length ? codes[i + 1]! : padCode));
+  for (let i = 0; i < codes.length; i += 2)
+    bytes.push((codes[i]! << 4) | (i + 1 < codes.length ? codes[i + 1]! : padCode));
   return bytes;
 }
 
@@ -78,7 +81,12 @@ describe('quantize4bit', () => {
   });
 
   for (const quantType of ['nf4', 'fp4'] as const) {
-    for (const [n, blocksize, dtype] of [[64 * 37, 64, 'float32'], [1001, 64, 'float32'], [4096 + 96, 128, 'bfloat16'], [999, 32, 'float16']] as const) {
+    for (const [n, blocksize, dtype] of [
+      [64 * 37, 64, 'float32'],
+      [1001, 64, 'float32'],
+      [4096 + 96, 128, 'bfloat16'],
+      [999, 32, 'float16'],
+    ] as const) {
       it(`matches the reference bit for bit: ${quantType}, ${n} ${dtype} values, blocksize ${blocksize}`, () => {
         torch.tidy(() => {
           const w = torch.tensor(randomWeight(n, n + blocksize)).to(dtype);
@@ -94,7 +102,9 @@ describe('quantize4bit', () => {
           const back = torch.dequantize4bit(q, { dtype: 'float32' });
           expect(back.shape).toEqual([n]);
           expect(numbers(back)).toEqual(expected);
-          expect(numbers(torch.dequantize4bit(q))).toEqual(numbers(torch.tensor(Float32Array.from(expected)).to(dtype)));
+          expect(numbers(torch.dequantize4bit(q))).toEqual(
+            numbers(torch.tensor(Float32Array.from(expected)).to(dtype)),
+          );
         });
       });
     }
@@ -102,7 +112,10 @@ describe('quantize4bit', () => {
 
   it('stays within half the widest code gap times absmax', () => {
     torch.tidy(() => {
-      for (const [quantType, code] of [['nf4', NF4], ['fp4', FP4]] as const) {
+      for (const [quantType, code] of [
+        ['nf4', NF4],
+        ['fp4', FP4],
+      ] as const) {
         const sorted = [...code].sort((a, b) => a - b);
         const gap = Math.max(...sorted.slice(1).map((v, k) => v - sorted[k]!));
         const values = randomWeight(64 * 50, 9);
@@ -110,7 +123,9 @@ describe('quantize4bit', () => {
         const back = torch.dequantize4bit(q).data() as Float32Array;
         const absmax = numbers(q.absmax);
         // Plus float32 rounding of v/absmax (which picks the code) and of code·absmax: <= 1.5·eps·absmax.
-        values.forEach((v, i) => expect(Math.abs(back[i]! - v)).toBeLessThanOrEqual((gap / 2 + 2 * EPS32) * absmax[Math.floor(i / 64)]!));
+        values.forEach((v, i) =>
+          expect(Math.abs(back[i]! - v)).toBeLessThanOrEqual((gap / 2 + 2 * EPS32) * absmax[Math.floor(i / 64)]!),
+        );
       }
     });
   });
@@ -147,7 +162,9 @@ describe('quantize4bit', () => {
         expect(Math.abs(restored[i]! - a)).toBeLessThanOrEqual((maxGap / 2) * nested + 2 * EPS32 * (nested + a));
       });
       const packed = numbers(plain.packed);
-      const expected = Array.from({ length: n }, (_, i) => f(NF4[(packed[i >> 1]! >> (i % 2 ? 0 : 4)) & 15]! * restored[i >> 6]!));
+      const expected = Array.from({ length: n }, (_, i) =>
+        f(NF4[(packed[i >> 1]! >> (i % 2 ? 0 : 4)) & 15]! * restored[i >> 6]!),
+      );
       expect(numbers(torch.dequantize4bit(q).reshape(-1))).toEqual(expected);
     });
   });
@@ -163,20 +180,29 @@ describe('quantize4bit', () => {
   it('builds the dynamic map exactly as create_dynamic_map does in PyTorch', () => {
     // The construction of bitsandbytes' create_dynamic_map(signed=True), run in Python PyTorch.
     const script = [
-      'import torch, json', 'data = []',
+      'import torch, json',
+      'data = []',
       'for i in range(7):',
-      '    b = torch.linspace(0.1, 1, 2 ** i + 1, dtype=torch.float32)', '    m = (b[:-1] + b[1:]) / 2.0',
-      '    data += ((10 ** (-6 + i)) * m).tolist()', '    data += (-(10 ** (-6 + i)) * m).tolist()',
-      'data += [0, 1.0]', 'data.sort()', 'print(json.dumps(torch.tensor(data, dtype=torch.float32).tolist()))',
+      '    b = torch.linspace(0.1, 1, 2 ** i + 1, dtype=torch.float32)',
+      '    m = (b[:-1] + b[1:]) / 2.0',
+      '    data += ((10 ** (-6 + i)) * m).tolist()',
+      '    data += (-(10 ** (-6 + i)) * m).tolist()',
+      'data += [0, 1.0]',
+      'data.sort()',
+      'print(json.dumps(torch.tensor(data, dtype=torch.float32).tolist()))',
     ].join('\n');
     const expected = JSON.parse(runPythonText(script)) as number[];
-    torch.tidy(() => expect(numbers(torch.quantize4bit(torch.randn(64), { doubleQuant: true }).nestedCode!)).toEqual(expected));
+    torch.tidy(() =>
+      expect(numbers(torch.quantize4bit(torch.randn(64), { doubleQuant: true }).nestedCode!)).toEqual(expected),
+    );
   });
 
   it('validates its arguments in JS', () => {
     torch.tidy(() => {
       const w = torch.randn(4, 64);
-      expect(() => torch.quantize4bit(w, { quantType: 'int4' as never })).toThrow(/Expected 'nf4' or 'fp4' for quantType/);
+      expect(() => torch.quantize4bit(w, { quantType: 'int4' as never })).toThrow(
+        /Expected 'nf4' or 'fp4' for quantType/,
+      );
       expect(() => torch.quantize4bit(w, { blocksize: 48 })).toThrow(/for blocksize/);
       expect(() => torch.quantize4bit(torch.zeros(4, { dtype: 'int64' }))).toThrow(/for weight/);
     });

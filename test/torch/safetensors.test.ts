@@ -8,7 +8,16 @@ import { runPythonText } from '../peers/python.js';
 type Tensor = torch.Tensor;
 type DType = torch.DType;
 const ELEMENT: Record<DType, number> = {
-  float64: 8, int64: 8, float32: 4, int32: 4, float16: 2, bfloat16: 2, int16: 2, int8: 1, uint8: 1, bool: 1,
+  float64: 8,
+  int64: 8,
+  float32: 4,
+  int32: 4,
+  float16: 2,
+  bfloat16: 2,
+  int16: 2,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
 };
 
 let dir: string;
@@ -42,7 +51,10 @@ function tempLeftovers(directory: string): string[] {
 // One tensor per dtype, plus a 0-d scalar, an empty tensor, and a non-contiguous view.
 function sampleTensors(): Record<string, Tensor> {
   return {
-    f32: torch.tensor([[1.5, -2, 3.25], [0, 1e-3, -7]]),
+    f32: torch.tensor([
+      [1.5, -2, 3.25],
+      [0, 1e-3, -7],
+    ]),
     f64: torch.tensor([Math.PI, -1e300, 5e-324], { dtype: 'float64' }),
     f16: torch.tensor([1, -0.5, 65504, 6e-8], { dtype: 'float16' }),
     bf16: torch.tensor([1, -0.5, 3e38, 1e-30], { dtype: 'bfloat16' }),
@@ -128,7 +140,9 @@ describe('saveSafetensors / loadSafetensors round trip', () => {
   });
 
   it('rejects an invalid device option before touching the file', async () => {
-    await expect(torch.loadSafetensors(file('missing.safetensors'), { device: 'tpu' as never })).rejects.toThrow(/device/);
+    await expect(torch.loadSafetensors(file('missing.safetensors'), { device: 'tpu' as never })).rejects.toThrow(
+      /device/,
+    );
   });
 });
 
@@ -168,7 +182,10 @@ describe('byte-level compatibility', () => {
 
   it('reads a file whose tensors are listed out of offset order', async () => {
     const data = new Uint8Array([1, 2, 3, 4]);
-    const header = { second: { dtype: 'U8', shape: [2], data_offsets: [2, 4] }, first: { dtype: 'U8', shape: [2], data_offsets: [0, 2] } };
+    const header = {
+      second: { dtype: 'U8', shape: [2], data_offsets: [2, 4] },
+      first: { dtype: 'U8', shape: [2], data_offsets: [0, 2] },
+    };
     const target = file('unordered.safetensors');
     fs.writeFileSync(target, handBuilt(header, data));
     const loaded = await torch.loadSafetensors(target);
@@ -201,23 +218,38 @@ describe('byte-level compatibility', () => {
     await torch.saveSafetensors(empty, {});
     expect(fs.readFileSync(empty)).toEqual(withLength(Buffer.from('{}      '), new Uint8Array(0)));
     await torch.saveSafetensors(empty, {}, { framework: 'pt' });
-    expect(fs.readFileSync(empty)).toEqual(withLength(Buffer.from('{"__metadata__":{"framework":"pt"}}     '), new Uint8Array(0)));
+    expect(fs.readFileSync(empty)).toEqual(
+      withLength(Buffer.from('{"__metadata__":{"framework":"pt"}}     '), new Uint8Array(0)),
+    );
   });
 
   it('orders tensors like the Python library (dtype alignment descending, then name) so data is aligned', async () => {
     const target = file('order.safetensors');
     const dtypes: Record<string, DType> = {
-      b: 'int8', a: 'int8', m: 'bool', z: 'float64', c: 'float32', h: 'bfloat16',
-      f16: 'float16', i: 'int64', s: 'int16', u: 'uint8', j: 'int32', 10: 'int8',
+      b: 'int8',
+      a: 'int8',
+      m: 'bool',
+      z: 'float64',
+      c: 'float32',
+      h: 'bfloat16',
+      f16: 'float16',
+      i: 'int64',
+      s: 'int16',
+      u: 'uint8',
+      j: 'int32',
+      10: 'int8',
     };
     // Odd sizes, so a 1-byte tensor placed before a wider one would misalign it.
-    const tensors = torch.tidy(() => Object.fromEntries(Object.entries(dtypes).map(([name, dtype]) => [name, torch.ones(3, { dtype })])));
+    const tensors = torch.tidy(() =>
+      Object.fromEntries(Object.entries(dtypes).map(([name, dtype]) => [name, torch.ones(3, { dtype })])),
+    );
     await torch.saveSafetensors(target, tensors);
     disposeAll(tensors);
     const header = await torch.readSafetensorsHeader(target);
     const byOffset = Object.entries(header.tensors).sort((x, y) => x[1].dataOffsets[0] - y[1].dataOffsets[0]);
     expect(byOffset.map(([name]) => name)).toEqual(['i', 'z', 'c', 'j', 'h', 'f16', 's', '10', 'a', 'b', 'u', 'm']);
-    for (const [name, info] of byOffset) expect((header.dataStart + info.dataOffsets[0]) % ELEMENT[info.dtype], name).toBe(0);
+    for (const [name, info] of byOffset)
+      expect((header.dataStart + info.dataOffsets[0]) % ELEMENT[info.dtype], name).toBe(0);
     const raw = fs.readFileSync(target);
     const json = raw.subarray(8, 8 + Number(raw.readBigUInt64LE(0))).toString();
     expect(json.indexOf('"10"')).toBeGreaterThan(json.indexOf('"s"')); // not hoisted like an integer key
@@ -273,14 +305,21 @@ describe('sharded checkpoints', () => {
   });
 
   it('names the shard when a shard file is missing', async () => {
-    const index = writeIndex(shardDir, 'missing-shard.index.json', { a: shard1, x: 'model-00003-of-00003.safetensors' });
-    await expect(torch.loadSafetensors(index)).rejects.toThrow(/safetensors: .*model-00003-of-00003\.safetensors: cannot open \(ENOENT\)/);
+    const index = writeIndex(shardDir, 'missing-shard.index.json', {
+      a: shard1,
+      x: 'model-00003-of-00003.safetensors',
+    });
+    await expect(torch.loadSafetensors(index)).rejects.toThrow(
+      /safetensors: .*model-00003-of-00003\.safetensors: cannot open \(ENOENT\)/,
+    );
   });
 
   it('names the tensor and shard when a tensor is missing from its shard', async () => {
     const index = writeIndex(shardDir, 'missing-tensor.index.json', { a: shard1, c: shard1 });
     await expect(torch.loadSafetensors(index)).rejects.toThrow(
-      new RegExp(`safetensors: .*${shard1.replace(/\./g, '\\.')}: tensor 'c' listed in .*missing-tensor\\.index\\.json's weight_map is not in this shard`),
+      new RegExp(
+        `safetensors: .*${shard1.replace(/\./g, '\\.')}: tensor 'c' listed in .*missing-tensor\\.index\\.json's weight_map is not in this shard`,
+      ),
     );
   });
 
@@ -288,8 +327,8 @@ describe('sharded checkpoints', () => {
     const noMap = path.join(shardDir, 'nomap.index.json');
     fs.writeFileSync(noMap, '{"metadata":{}}');
     await expect(torch.loadSafetensors(noMap)).rejects.toThrow(/nomap\.index\.json: index has no weight_map/);
-    const escape = writeIndex(shardDir, 'escape.index.json', { a: '../outside.safetensors' });
-    await expect(torch.loadSafetensors(escape)).rejects.toThrow(/escape\.index\.json: weight_map entry for 'a'/);
+    const escaping = writeIndex(shardDir, 'escape.index.json', { a: '../outside.safetensors' });
+    await expect(torch.loadSafetensors(escaping)).rejects.toThrow(/escape\.index\.json: weight_map entry for 'a'/);
   });
 });
 
@@ -307,7 +346,10 @@ describe('atomic writes', () => {
     disposeAll({ first, second, ...loaded });
   });
 
-  async function expectFailedSaveKeepsOld(run: (target: string) => Promise<void>, error: RegExp | typeof TypeError): Promise<void> {
+  async function expectFailedSaveKeepsOld(
+    run: (target: string) => Promise<void>,
+    error: RegExp | typeof TypeError,
+  ): Promise<void> {
     const directory = fs.mkdtempSync(path.join(dir, 'failing-'));
     const target = path.join(directory, 'model.safetensors');
     const old = torch.ones(3);
@@ -323,7 +365,10 @@ describe('atomic writes', () => {
     const gone = torch.ones(2);
     gone.dispose();
     const alive = torch.ones(2);
-    await expectFailedSaveKeepsOld((target) => torch.saveSafetensors(target, { alive, gone }), /tensor 'gone' was disposed/);
+    await expectFailedSaveKeepsOld(
+      (target) => torch.saveSafetensors(target, { alive, gone }),
+      /tensor 'gone' was disposed/,
+    );
     alive.dispose();
   });
 
@@ -331,7 +376,9 @@ describe('atomic writes', () => {
     const t = torch.ones(2);
     const metadata = { ok: 'yes', step: 3 } as unknown as Record<string, string>;
     await expectFailedSaveKeepsOld((target) => torch.saveSafetensors(target, { t }, metadata), TypeError);
-    await expect(torch.saveSafetensors(file('never.safetensors'), { t }, metadata)).rejects.toThrow(/metadata key 'step'/);
+    await expect(torch.saveSafetensors(file('never.safetensors'), { t }, metadata)).rejects.toThrow(
+      /metadata key 'step'/,
+    );
     expect(fs.existsSync(file('never.safetensors'))).toBe(false);
     t.dispose();
   });
@@ -359,26 +406,78 @@ describe('malformed files', () => {
     ['zero-length', prefixOnly(0n, Buffer.from('{}')), /header length is 0/],
     ['huge-header', prefixOnly(100_000_001n, Buffer.from('{}')), /header length 100000001 exceeds/],
     ['past-eof', prefixOnly(64n, Buffer.from('{}      ')), /header length 64 runs past the end of the 16-byte file/],
-    ['bad-utf8', withLength(Buffer.from([0x7b, 0xff, 0xfe, 0x7d, 0x20, 0x20, 0x20, 0x20]), bytes(0)), /header is not valid UTF-8/],
+    [
+      'bad-utf8',
+      withLength(Buffer.from([0x7b, 0xff, 0xfe, 0x7d, 0x20, 0x20, 0x20, 0x20]), bytes(0)),
+      /header is not valid UTF-8/,
+    ],
     ['bad-json', handBuilt('{"a": {"dtype": '), /header is not valid JSON/],
     ['not-object', handBuilt('[1, 2, 3]'), /header is not a JSON object/],
     ['entry-not-object', handBuilt({ a: 5 }), /tensor 'a': entry is not an object/],
     ['no-dtype', handBuilt({ a: { shape: [1], data_offsets: [0, 4] } }, bytes(4)), /tensor 'a': dtype is missing/],
-    ['dtype-number', handBuilt({ a: { dtype: 7, shape: [1], data_offsets: [0, 4] } }, bytes(4)), /tensor 'a': dtype is missing or not a string/],
-    ['unknown-dtype', handBuilt({ a: { dtype: 'C64', shape: [1], data_offsets: [0, 8] } }, bytes(8)), /tensor 'a': unsupported dtype 'C64'/],
+    [
+      'dtype-number',
+      handBuilt({ a: { dtype: 7, shape: [1], data_offsets: [0, 4] } }, bytes(4)),
+      /tensor 'a': dtype is missing or not a string/,
+    ],
+    [
+      'unknown-dtype',
+      handBuilt({ a: { dtype: 'C64', shape: [1], data_offsets: [0, 8] } }, bytes(8)),
+      /tensor 'a': unsupported dtype 'C64'/,
+    ],
     ['no-shape', handBuilt({ a: { dtype: 'F32', data_offsets: [0, 4] } }, bytes(4)), /tensor 'a': shape is missing/],
-    ['shape-string', handBuilt({ a: { dtype: 'F32', shape: '1', data_offsets: [0, 4] } }, bytes(4)), /tensor 'a': shape is missing or not an array/],
-    ['negative-dim', handBuilt({ a: f32([0, 4], [-1]) }, bytes(4)), /tensor 'a': shape \[-1\] must hold non-negative integers/],
-    ['fractional-dim', handBuilt({ a: f32([0, 4], [1.5]) }, bytes(4)), /tensor 'a': shape \[1\.5\] must hold non-negative integers/],
+    [
+      'shape-string',
+      handBuilt({ a: { dtype: 'F32', shape: '1', data_offsets: [0, 4] } }, bytes(4)),
+      /tensor 'a': shape is missing or not an array/,
+    ],
+    [
+      'negative-dim',
+      handBuilt({ a: f32([0, 4], [-1]) }, bytes(4)),
+      /tensor 'a': shape \[-1\] must hold non-negative integers/,
+    ],
+    [
+      'fractional-dim',
+      handBuilt({ a: f32([0, 4], [1.5]) }, bytes(4)),
+      /tensor 'a': shape \[1\.5\] must hold non-negative integers/,
+    ],
     ['no-offsets', handBuilt({ a: { dtype: 'F32', shape: [1] } }, bytes(4)), /tensor 'a': data_offsets is missing/],
-    ['offsets-strings', handBuilt({ a: { dtype: 'F32', shape: [1], data_offsets: ['0', '4'] } }, bytes(4)), /tensor 'a': data_offsets .*\[begin, end\] integers/],
-    ['offsets-three', handBuilt({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4, 8] } }, bytes(4)), /tensor 'a': data_offsets .*\[begin, end\] integers/],
-    ['negative-begin', handBuilt({ a: f32([-4, 0]) }, bytes(4)), /tensor 'a': data_offsets \[-4, 0\] must satisfy 0 <= begin <= end/],
-    ['end-before-begin', handBuilt({ a: f32([4, 0]) }, bytes(4)), /tensor 'a': data_offsets \[4, 0\] must satisfy 0 <= begin <= end/],
-    ['end-past-data', handBuilt({ a: f32([0, 8], [2]) }, bytes(4)), /tensor 'a': data_offsets end 8 is beyond the 4-byte data section/],
-    ['size-mismatch', handBuilt({ a: f32([0, 4], [2]) }, bytes(4)), /tensor 'a': data_offsets span 4 bytes but shape and dtype need 8/],
+    [
+      'offsets-strings',
+      handBuilt({ a: { dtype: 'F32', shape: [1], data_offsets: ['0', '4'] } }, bytes(4)),
+      /tensor 'a': data_offsets .*\[begin, end\] integers/,
+    ],
+    [
+      'offsets-three',
+      handBuilt({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4, 8] } }, bytes(4)),
+      /tensor 'a': data_offsets .*\[begin, end\] integers/,
+    ],
+    [
+      'negative-begin',
+      handBuilt({ a: f32([-4, 0]) }, bytes(4)),
+      /tensor 'a': data_offsets \[-4, 0\] must satisfy 0 <= begin <= end/,
+    ],
+    [
+      'end-before-begin',
+      handBuilt({ a: f32([4, 0]) }, bytes(4)),
+      /tensor 'a': data_offsets \[4, 0\] must satisfy 0 <= begin <= end/,
+    ],
+    [
+      'end-past-data',
+      handBuilt({ a: f32([0, 8], [2]) }, bytes(4)),
+      /tensor 'a': data_offsets end 8 is beyond the 4-byte data section/,
+    ],
+    [
+      'size-mismatch',
+      handBuilt({ a: f32([0, 4], [2]) }, bytes(4)),
+      /tensor 'a': data_offsets span 4 bytes but shape and dtype need 8/,
+    ],
     ['overlap', handBuilt({ a: f32([0, 8], [2]), b: f32([4, 12], [2]) }, bytes(12)), /tensor 'b' overlaps tensor 'a'/],
-    ['hole', handBuilt({ a: f32([0, 4]), b: f32([8, 12]) }, bytes(12)), /hole in the data section: bytes 4\.\.8 before tensor 'b'/],
+    [
+      'hole',
+      handBuilt({ a: f32([0, 4]), b: f32([8, 12]) }, bytes(12)),
+      /hole in the data section: bytes 4\.\.8 before tensor 'b'/,
+    ],
     ['trailing', handBuilt({ a: f32([0, 4]) }, bytes(8)), /4 trailing bytes after the last tensor/],
     ['metadata-number', handBuilt({ __metadata__: { n: 1 } }), /__metadata__ value for key 'n' is not a string/],
     ['metadata-array', handBuilt({ __metadata__: ['x'] }), /__metadata__ is not an object/],
@@ -394,12 +493,13 @@ describe('malformed files', () => {
   });
 
   it('names a missing file', async () => {
-    await expect(torch.loadSafetensors(file('absent.safetensors'))).rejects.toThrow(/absent\.safetensors: cannot open \(ENOENT\)/);
+    await expect(torch.loadSafetensors(file('absent.safetensors'))).rejects.toThrow(
+      /absent\.safetensors: cannot open \(ENOENT\)/,
+    );
   });
 });
 
 describe('cross-check with PyTorch', () => {
-
   // Parses a file with plain struct/json + torch.frombuffer (no safetensors package needed).
   const reader = `
 import json, struct, sys, torch
@@ -438,7 +538,10 @@ open(sys.argv[1], 'wb').write(struct.pack('<Q', len(h)) + h + data)
   it('PyTorch parses the file we wrote to the same values', async () => {
     const target = file('for-python.safetensors');
     const tensors = torch.tidy(() => ({
-      f32: torch.tensor([[1.5, -2], [0.125, 1e-3]]),
+      f32: torch.tensor([
+        [1.5, -2],
+        [0.125, 1e-3],
+      ]),
       f64: torch.tensor([Math.PI], { dtype: 'float64' }),
       f16: torch.tensor([1, -0.5, 65504], { dtype: 'float16' }),
       bf16: torch.tensor([1, -0.5, 3e38], { dtype: 'bfloat16' }),
@@ -452,7 +555,12 @@ open(sys.argv[1], 'wb').write(struct.pack('<Q', len(h)) + h + data)
       empty: torch.zeros([0, 3], { dtype: 'int32' }),
     }));
     await torch.saveSafetensors(target, tensors, { framework: 'pt' });
-    const parsed = JSON.parse(python(reader, target)) as { n: number; padding: boolean; metadata: unknown; tensors: Record<string, unknown> };
+    const parsed = JSON.parse(python(reader, target)) as {
+      n: number;
+      padding: boolean;
+      metadata: unknown;
+      tensors: Record<string, unknown>;
+    };
     expect(parsed.n % 8).toBe(0);
     expect(parsed.padding).toBe(true);
     expect(parsed.metadata).toEqual({ framework: 'pt' });
