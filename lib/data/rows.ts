@@ -3,7 +3,7 @@
 import { readJsonFile } from '../util/json_file.js';
 import { JsonlIndex } from './jsonl_index.js';
 import { ParquetRows } from './parquet.js';
-import { DataError, type RecordSource } from './records.js';
+import { type BadRowPolicy, DataError, type DataRecord, type RecordDataset, type RecordSource } from './records.js';
 
 export interface RawRow {
   value: Record<string, unknown>;
@@ -68,4 +68,29 @@ export function sliceRows(rows: RowSource, from: number, to: number): RowSource 
     return rows.row(from + i);
   };
   return { length: to - from, columns: () => rows.columns(), row };
+}
+
+/** A dataset over raw rows, each turned into a record on access; bad rows follow the policy. */
+export class ConvertedDataset<T extends DataRecord> implements RecordDataset<T> {
+  constructor(
+    private readonly rows: RowSource,
+    private readonly convert: (row: RawRow) => T,
+    private readonly policy: BadRowPolicy,
+  ) {}
+
+  get length(): number {
+    return this.rows.length;
+  }
+
+  get badRows() {
+    return this.policy.report;
+  }
+
+  get skipBadRows(): boolean {
+    return this.policy.skipBadRows;
+  }
+
+  get(i: number): Promise<T | undefined> {
+    return this.policy.guard(async () => this.convert(await this.rows.row(i)));
+  }
 }

@@ -16,7 +16,7 @@ import {
   type RecordDataset,
   type RecordSource,
 } from './records.js';
-import { jsonlRows, parquetRows, sliceRows, type RawRow, type RowSource } from './rows.js';
+import { ConvertedDataset, jsonlRows, parquetRows, sliceRows, type RawRow, } from './rows.js';
 import { parseSplit, splitRange } from './split.js';
 
 export type TrlKind = DataRecord['kind'];
@@ -39,7 +39,8 @@ export async function openTrl(path: string, options: TrlOptions = {}): Promise<R
   const rows = sliceRows(all, ...splitRange(split, all.length));
   const kind = options.kind ?? detectKind(await all.columns(), path);
   const imageRoot = options.imageRoot ?? (statSync(path).isDirectory() ? path : dirname(path));
-  return new TrlDataset(rows, kind, imageRoot, new BadRowPolicy(options.skipBadRows ?? false));
+  const convert = (row: RawRow) => trlRecord(row, kind, imageRoot);
+  return new ConvertedDataset(rows, convert, new BadRowPolicy(options.skipBadRows ?? false));
 }
 
 /** A file as given, or a folder's (or its `data/`'s) files of the split, sorted by shard. */
@@ -65,31 +66,6 @@ function detectKind(columns: string[], path: string): TrlKind {
   if (has('prompt', 'completion', 'label')) return 'unpaired';
   const formats = 'messages | chosen+rejected | prompt+completion+label';
   throw new Error(`${path}: columns [${columns.join(', ')}] match no TRL format (${formats})`);
-}
-
-class TrlDataset implements RecordDataset {
-  constructor(
-    private readonly rows: RowSource,
-    private readonly kind: TrlKind,
-    private readonly imageRoot: string,
-    private readonly policy: BadRowPolicy,
-  ) {}
-
-  get length(): number {
-    return this.rows.length;
-  }
-
-  get badRows() {
-    return this.policy.report;
-  }
-
-  get skipBadRows(): boolean {
-    return this.policy.skipBadRows;
-  }
-
-  get(i: number): Promise<DataRecord | undefined> {
-    return this.policy.guard(async () => trlRecord(await this.rows.row(i), this.kind, this.imageRoot));
-  }
 }
 
 function trlRecord({ value, source }: RawRow, kind: TrlKind, imageRoot: string): DataRecord {

@@ -16,7 +16,7 @@ import {
   type RecordSource,
   type SftRecord,
 } from './records.js';
-import { jsonListRows, jsonlRows, type RawRow, type RowSource } from './rows.js';
+import { ConvertedDataset, jsonListRows, jsonlRows, type RawRow } from './rows.js';
 
 export interface VlRlhfOptions {
   /** Folder every `image` path resolves inside (VL-RLHF's `--image_root`). */
@@ -30,30 +30,6 @@ export interface InternVlSftOptions extends VlRlhfOptions {
 }
 
 type Convert<T> = (row: RawRow) => T;
-
-class ConvertedDataset<T extends PreferenceRecord | SftRecord> implements RecordDataset<T> {
-  constructor(
-    private readonly rows: RowSource,
-    private readonly convert: Convert<T>,
-    private readonly policy: BadRowPolicy,
-  ) {}
-
-  get length(): number {
-    return this.rows.length;
-  }
-
-  get badRows() {
-    return this.policy.report;
-  }
-
-  get skipBadRows(): boolean {
-    return this.policy.skipBadRows;
-  }
-
-  get(i: number): Promise<T | undefined> {
-    return this.policy.guard(async () => this.convert(await this.rows.row(i)));
-  }
-}
 
 async function open<T extends PreferenceRecord | SftRecord>(
   file: string,
