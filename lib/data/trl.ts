@@ -16,7 +16,7 @@ import {
   type RecordDataset,
   type RecordSource,
 } from './records.js';
-import { ConvertedDataset, jsonlRows, parquetRows, sliceRows, type RawRow, } from './rows.js';
+import { ConvertedDataset, jsonlRows, parquetRows, sliceRows, type RawRow } from './rows.js';
 import { parseSplit, splitRange } from './split.js';
 
 export type TrlKind = DataRecord['kind'];
