@@ -16,9 +16,11 @@ export interface AdamwStepOptions {
   amsgrad?: false;
 }
 
+const OP = 'adamwStep_';
+
 function handles(list: ReadonlyArray<Tensor | null>, name: string, optional = false): number[] {
-  if (!Array.isArray(list)) throw invalidArgument(name, 'an array of Tensors', list);
-  return list.map((t, k) => (optional && (t === null || t === undefined) ? 0 : handleOf(t, `${name}[${k}]`)));
+  if (!Array.isArray(list)) throw invalidArgument(name, 'an array of Tensors', list, OP);
+  return list.map((t, k) => (optional && (t === null || t === undefined) ? 0 : handleOf(t, `${name}[${k}]`, OP)));
 }
 
 /**
@@ -43,14 +45,16 @@ export function adamwStep_(
       `adamwStep_: ${p.length} params need as many grads, expAvg and expAvgSq, got ${g.length}, ${m.length} and ${v.length}`,
     );
   }
-  if (typeof options !== 'object' || options === null) throw invalidArgument('options', 'an object', options);
+  if (typeof options !== 'object' || options === null) throw invalidArgument('options', 'an object', options, OP);
   const { lr, beta1, beta2, eps, weightDecay } = options;
   for (const [name, value] of Object.entries({ lr, beta1, beta2, eps, weightDecay })) {
-    if (!(checkNumber(value, `options.${name}`) >= 0)) throw invalidArgument(`options.${name}`, 'a number >= 0', value);
+    if (!(checkNumber(value, `options.${name}`, OP) >= 0))
+      throw invalidArgument(`options.${name}`, 'a number >= 0', value, OP);
   }
-  if (!(beta1 < 1) || !(beta2 < 1)) throw invalidArgument('options.beta1 / beta2', 'numbers in [0, 1)', [beta1, beta2]);
-  const step = checkInteger(options.step, 'options.step');
-  if (step < 1) throw invalidArgument('options.step', 'an integer >= 1', step);
+  if (!(beta1 < 1) || !(beta2 < 1))
+    throw invalidArgument('options.beta1 / beta2', 'numbers in [0, 1)', [beta1, beta2], OP);
+  const step = checkInteger(options.step, 'options.step', OP);
+  if (step < 1) throw invalidArgument('options.step', 'an integer >= 1', step, OP);
   if ((options.amsgrad as unknown) === true) throw new TypeError('adamwStep_: amsgrad is not supported');
   N.adamwStep_(
     p,

@@ -41,14 +41,17 @@ const QUANTIZABLE: readonly DType[] = ['float32', 'bfloat16', 'float16'];
 
 /** Quantises a float32 / bf16 / f16 weight to 4 bits (bitsandbytes' quantize_4bit). */
 export function quantize4bit(weight: Tensor, options: Quantize4bitOptions = {}): QuantState4bit {
-  const handle = handleOf(weight, 'weight');
+  const handle = handleOf(weight, 'weight', 'quantize4bit');
   const quantType = options.quantType ?? 'nf4';
-  if (quantType !== 'nf4' && quantType !== 'fp4') throw invalidArgument('quantType', "'nf4' or 'fp4'", quantType);
-  const blocksize = checkInteger(options.blocksize ?? 64, 'blocksize');
-  if (!BLOCKSIZES.includes(blocksize)) throw invalidArgument('blocksize', `one of ${BLOCKSIZES.join(', ')}`, blocksize);
-  const doubleQuant = checkBoolean(options.doubleQuant ?? false, 'doubleQuant');
+  if (quantType !== 'nf4' && quantType !== 'fp4')
+    throw invalidArgument('quantType', "'nf4' or 'fp4'", quantType, 'quantize4bit');
+  const blocksize = checkInteger(options.blocksize ?? 64, 'blocksize', 'quantize4bit');
+  if (!BLOCKSIZES.includes(blocksize))
+    throw invalidArgument('blocksize', `one of ${BLOCKSIZES.join(', ')}`, blocksize, 'quantize4bit');
+  const doubleQuant = checkBoolean(options.doubleQuant ?? false, 'doubleQuant', 'quantize4bit');
   const dtype = weight.dtype;
-  if (!QUANTIZABLE.includes(dtype)) throw invalidArgument('weight', 'a float32, bfloat16 or float16 tensor', dtype);
+  if (!QUANTIZABLE.includes(dtype))
+    throw invalidArgument('weight', 'a float32, bfloat16 or float16 tensor', dtype, 'quantize4bit');
   const [packed, absmax, nestedAbsmax, nestedCode, offset, code] = N.quantize4bit(
     handle,
     quantType,
@@ -70,28 +73,33 @@ export function quantize4bit(weight: Tensor, options: Quantize4bitOptions = {}):
   };
 }
 
-function stateHandles(state: QuantState4bit): number[] {
-  if (typeof state !== 'object' || state === null) throw invalidArgument('state', 'a QuantState4bit', state);
+function stateHandles(state: QuantState4bit, op: string): number[] {
+  if (typeof state !== 'object' || state === null) throw invalidArgument('state', 'a QuantState4bit', state, op);
   const nested = state.nestedAbsmax !== null && state.nestedAbsmax !== undefined;
   if (nested && (!state.nestedCode || !state.offset)) {
-    throw new TypeError('state: double quantisation needs nestedAbsmax, nestedCode and offset together');
+    throw new TypeError(`${op}: state: double quantisation needs nestedAbsmax, nestedCode and offset together`);
   }
   return [
-    handleOf(state.packed, 'state.packed'),
-    handleOf(state.absmax, 'state.absmax'),
-    optionalHandle(state.nestedAbsmax, 'state.nestedAbsmax'),
-    optionalHandle(state.nestedCode, 'state.nestedCode'),
-    optionalHandle(state.offset, 'state.offset'),
-    handleOf(state.code, 'state.code'),
+    handleOf(state.packed, 'state.packed', op),
+    handleOf(state.absmax, 'state.absmax', op),
+    optionalHandle(state.nestedAbsmax, 'state.nestedAbsmax', op),
+    optionalHandle(state.nestedCode, 'state.nestedCode', op),
+    optionalHandle(state.offset, 'state.offset', op),
+    handleOf(state.code, 'state.code', op),
   ];
 }
 
 /** The weight back in `dtype` (default: the dtype it was quantised from), bitsandbytes' dequantize_4bit. */
 export function dequantize4bit(state: QuantState4bit, options: { dtype?: DType } = {}): Tensor {
-  const handles = stateHandles(state);
+  const handles = stateHandles(state, 'dequantize4bit');
   const dtype = options.dtype ?? state.dtype;
   return wrap(
-    N.dequantize4bit(...handles, checkInteger(state.blocksize, 'state.blocksize'), state.shape, dtypeCode(dtype)),
+    N.dequantize4bit(
+      ...handles,
+      checkInteger(state.blocksize, 'state.blocksize', 'dequantize4bit'),
+      state.shape,
+      dtypeCode(dtype),
+    ),
   );
 }
 
@@ -111,24 +119,24 @@ export function linear4bit(
   bias?: Tensor | null,
   options: Linear4bitOptions = {},
 ): Tensor {
-  const xh = handleOf(x, 'x');
-  const handles = stateHandles(state);
+  const xh = handleOf(x, 'x', 'linear4bit');
+  const handles = stateHandles(state, 'linear4bit');
   if (!Array.isArray(state.shape) || state.shape.length !== 2)
-    throw invalidArgument('state.shape', 'a 2-d weight shape', state.shape);
+    throw invalidArgument('state.shape', 'a 2-d weight shape', state.shape, 'linear4bit');
   const [outFeatures, inFeatures] = state.shape as [number, number];
-  const tileBytes = checkInteger(options.tileBytes ?? 16 << 20, 'tileBytes');
-  if (tileBytes <= 0) throw invalidArgument('tileBytes', 'a positive integer', tileBytes);
+  const tileBytes = checkInteger(options.tileBytes ?? 16 << 20, 'tileBytes', 'linear4bit');
+  if (tileBytes <= 0) throw invalidArgument('tileBytes', 'a positive integer', tileBytes, 'linear4bit');
   return wrap(
     N.linear4bit(
       xh,
-      optionalHandle(bias, 'bias'),
+      optionalHandle(bias, 'bias', 'linear4bit'),
       handles[0],
       handles[1],
       handles[2],
       handles[3],
       handles[4],
       handles[5],
-      checkInteger(state.blocksize, 'state.blocksize'),
+      checkInteger(state.blocksize, 'state.blocksize', 'linear4bit'),
       outFeatures,
       inFeatures,
       tileBytes,

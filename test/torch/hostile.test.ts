@@ -31,7 +31,9 @@ describe('tensor handles cannot be forged', () => {
       expect(torch.Tensor.isTensor(x)).toBe(true);
       expect(() => y.backward(fake)).toThrow(/^backward: expected a Tensor for gradient/);
       const state = torch.quantize4bit(torch.ones([2, 64]));
-      expect(() => torch.linear4bit(torch.ones([1, 64]), state, fake)).toThrow(/Expected a Tensor for bias/);
+      expect(() => torch.linear4bit(torch.ones([1, 64]), state, fake)).toThrow(
+        /^linear4bit: expected a Tensor for bias/,
+      );
       expect(() => x.add(fake)).toThrow(/^add: expected a Tensor for other/);
       expect(() => torch.cat([x, fake])).toThrow(/^cat: expected a Tensor for tensors\[1\]/);
       expect(() => torch.where(x.gt(0), fake, x)).toThrow(/^where: expected a Tensor for input/);
@@ -210,7 +212,16 @@ describe('op errors name the op', () => {
     ['softmax', (x) => x.softmax(bad('a'))],
     ['transpose', (x) => x.transpose(bad('0'), 1)],
     ['narrow', (x) => x.narrow(0, bad('a'), 1)],
+    // The fused optimizer and 4-bit entry points check their arguments in JS.
+    ['adamwStep_', (x, gone) => torch.adamwStep_([x], [gone], [x], [x], ADAMW)],
+    ['adamwStep_', (x) => torch.adamwStep_([x], [x], [x], [x], { ...ADAMW, lr: bad('1e-3') })],
+    ['quantize4bit', (_x, gone) => torch.quantize4bit(gone)],
+    ['quantize4bit', () => torch.quantize4bit(torch.ones(2, 64), { blocksize: bad('64') })],
+    ['dequantize4bit', () => torch.dequantize4bit(bad({}))],
+    ['linear4bit', (_x, gone) => torch.linear4bit(gone, torch.quantize4bit(torch.ones(2, 64)))],
   ];
+
+  const ADAMW = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 };
 
   it.each(cases)('%s', (op, call) => {
     torch.tidy(() => {

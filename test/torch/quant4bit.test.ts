@@ -201,10 +201,10 @@ describe('quantize4bit', () => {
     torch.tidy(() => {
       const w = torch.randn(4, 64);
       expect(() => torch.quantize4bit(w, { quantType: 'int4' as never })).toThrow(
-        /Expected 'nf4' or 'fp4' for quantType/,
+        /^quantize4bit: expected 'nf4' or 'fp4' for quantType/,
       );
-      expect(() => torch.quantize4bit(w, { blocksize: 48 })).toThrow(/for blocksize/);
-      expect(() => torch.quantize4bit(torch.zeros(4, { dtype: 'int64' }))).toThrow(/for weight/);
+      expect(() => torch.quantize4bit(w, { blocksize: 48 })).toThrow(/^quantize4bit: .* for blocksize/);
+      expect(() => torch.quantize4bit(torch.zeros(4, { dtype: 'int64' }))).toThrow(/^quantize4bit: .* for weight/);
     });
   });
 });
