@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { data, generation, losses, models, processing, tiny, torch } from '../../lib/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
-import { rng } from '../torch/gradcheck.js';
+import { assistantTurn as answer, randomImage as image, userTurn as user } from '../processing/chats.js';
 
 const IGNORE = -100;
 const PAD = 481; // the tiny tokenizer's <|endoftext|>
@@ -19,17 +19,6 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const ids = (values: number[][]): Tensor => torch.tensor(values, { dtype: 'int64' });
 const rows = (t: Tensor): number[][] => t.toArray() as number[][];
-
-/** An RGB image of uniform random pixels. */
-function image(width: number, height: number, seed: number): processing.image.RgbImage {
-  const next = rng(seed);
-  return { width, height, data: Uint8Array.from({ length: width * height * 3 }, () => Math.floor(next() * 256)) };
-}
-
-const user = (text: string, images: number): processing.ChatMessage[] => [
-  { role: 'user', content: [...[...Array(images)].map(() => ({ type: 'image' as const })), { type: 'text', text }] },
-];
-const answer = (text: string): processing.ChatMessage[] => [{ role: 'assistant', content: text }];
 
 // Three pairs: one image, text only, two images; the rejected answers have other lengths.
 const PROMPTS: Array<[string, processing.image.RgbImage[]]> = [

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adapters, data, losses, models, processing, tiny, torch } from '../../lib/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
 import { perturb } from '../adapters/helpers.js';
-import { rng } from '../torch/gradcheck.js';
+import { assistantTurn as reply, randomImage as image, userTurn as ask } from '../processing/chats.js';
 import { arr, expectAllClose, expectClose, IGNORE } from './helpers.js';
 
 const F = torch.nn.functional;
@@ -34,16 +34,6 @@ const CONFIGS = [
 
 const root = mkdtempSync(join(tmpdir(), 'vlalign-seams-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-function image(width: number, height: number, seed: number): processing.image.RgbImage {
-  const next = rng(seed);
-  return { width, height, data: Uint8Array.from({ length: width * height * 3 }, () => Math.floor(next() * 256)) };
-}
-
-const ask = (text: string, images: number): processing.ChatMessage[] => [
-  { role: 'user', content: [...[...Array(images)].map(() => ({ type: 'image' as const })), { type: 'text', text }] },
-];
-const reply = (text: string): processing.ChatMessage[] => [{ role: 'assistant', content: text }];
 
 // Two pairs: a prompt with images, a text-only prompt. No chosen token is id 0 ('!'), which legacy
 // TRL's NLL skips (ignore_index=0, trl_peft.md §1.5) and the current form trains.
