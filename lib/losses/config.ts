@@ -97,6 +97,12 @@ export const KtoLossConfigSchema = z.object({
 export type KtoLossConfigInput = z.input<typeof KtoLossConfigSchema>;
 export type KtoLossConfig = z.output<typeof KtoLossConfigSchema>;
 
+/** SFTTrainer's loss: the token-mean NLL through the same LM-head engine. */
+export const SftLossConfigSchema = z.object({ ...engine });
+
+export type SftLossConfigInput = z.input<typeof SftLossConfigSchema>;
+export type SftLossConfig = z.output<typeof SftLossConfigSchema>;
+
 export const GrpoLossConfigSchema = z
   .object({
     lossType: z.enum(['grpo', 'bnpo', 'dr_grpo', 'dapo']).default('dapo'),

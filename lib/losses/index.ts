@@ -2,7 +2,8 @@
 export { PreferenceLoss, type PreferenceBatch } from './preference.js';
 export { UnpairedPreferenceLoss, type UnpairedBatch } from './kto.js';
 export { GrpoLoss, type GrpoBatch } from './grpo.js';
-export type { LossResult, ComputeOptions } from './token_loss.js';
+export { SftLoss, type SftBatch } from './sft.js';
+export type { LossResult, ComputeOptions, LossNormalisers } from './token_loss.js';
 export {
   preferenceLossFromLogps,
   type PreferenceLogps,
@@ -36,7 +37,9 @@ export {
   PreferenceLossConfigSchema,
   KtoLossConfigSchema,
   GrpoLossConfigSchema,
+  SftLossConfigSchema,
   type PreferenceLossConfigInput,
+  type SftLossConfigInput,
   type KtoLossConfigInput,
   type GrpoLossConfigInput,
 } from './config.js';

@@ -16,6 +16,7 @@ import { sumBySlot } from './token_layout.js';
 import {
   checkTokenBatch,
   modeOf,
+  normaliserOf,
   targetsOf,
   tokenLoss,
   type ChunkInput,
@@ -41,7 +42,7 @@ interface BatchSide {
   z0: Tensor; // [] KTO's reference point
   desirable: Tensor; // [R] bool
   flags: readonly boolean[]; // the same on the host, for the metrics' counts
-  rows: number;
+  rows: number; // the divisor of the row mean (the accumulated batch's rows under accumulation)
 }
 
 export class UnpairedPreferenceLoss extends WithRunningMoments {
@@ -69,7 +70,8 @@ export class UnpairedPreferenceLoss extends WithRunningMoments {
       const z0 = kl ? kl.policyLogps.sub(kl.refLogps).detach().mean().clamp(0) : torch.zeros([]);
       metrics.add('kl', z0, 1);
       const flags = batch.desirable.map(Boolean);
-      const side: BatchSide = { ref, z0: z0.to({ dtype }), desirable: torch.tensor(flags), flags, rows };
+      const divisor = normaliserOf(options, 'rows', rows);
+      const side: BatchSide = { ref, z0: z0.to({ dtype }), desirable: torch.tensor(flags), flags, rows: divisor };
       return (input) => this.chunkLoss(input, side, mode);
     });
   }

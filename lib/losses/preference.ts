@@ -25,6 +25,7 @@ import { sumBySlot } from './token_layout.js';
 import {
   checkTokenBatch,
   modeOf,
+  normaliserOf,
   targetsOf,
   tokenLoss,
   type ChunkInput,
@@ -86,7 +87,10 @@ export class PreferenceLoss extends WithRunningMoments {
         rowTokens: layout.rowTokens,
       };
       const chosenTokens = layout.rowTokens.slice(0, pairs).reduce((a, b) => a + b, 0);
-      const norm: PairNormalisers = { pairs, chosenTokens: Math.max(chosenTokens, 1) };
+      const norm: PairNormalisers = {
+        pairs: normaliserOf(options, 'pairs', pairs),
+        chosenTokens: normaliserOf(options, 'chosenTokens', Math.max(chosenTokens, 1)),
+      };
       return (input) => this.chunkLoss(input, side, norm, mode);
     });
   }

@@ -22,6 +22,34 @@ export interface ComputeOptions {
    * shift of legacy bco_pair and BCO) untouched and uses it as it stands.
    */
   mode?: 'train' | 'eval';
+  /**
+   * Divisors of the whole accumulated batch when this batch is one of its micro-batches: the
+   * micro-batch losses then sum to the accumulated batch's loss (TRL's num_items_in_batch). Absent:
+   * this batch's own counts.
+   */
+  normalisers?: LossNormalisers;
+}
+
+/** Counts a loss divides by; each loss reads the ones its formula uses. */
+export interface LossNormalisers {
+  /** Preference pairs (DPO-family means). */
+  pairs?: number;
+  /** Chosen completion tokens (the sft / rpo NLL). */
+  chosenTokens?: number;
+  /** Rows (KTO / BCO means). */
+  rows?: number;
+  /** Completion tokens (SFT's token mean). */
+  tokens?: number;
+}
+
+/** The divisor `key` of `options`, else `own`; a given divisor must be a positive integer. */
+export function normaliserOf(options: ComputeOptions | undefined, key: keyof LossNormalisers, own: number): number {
+  const given = options?.normalisers?.[key];
+  if (given === undefined) return own;
+  if (!Number.isInteger(given) || given < 1) {
+    throw new RangeError(`Expected a positive integer for normalisers.${key} but received ${String(given)}`);
+  }
+  return given;
 }
 
 export function modeOf(options: ComputeOptions | undefined): 'train' | 'eval' {
