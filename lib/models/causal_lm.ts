@@ -1,7 +1,7 @@
 // What every model family offers trainers and generation: one forward from token ids (plus the
 // family's image tensors) to final hidden states and, optionally, logits.
 import type { Tensor } from '../torch/index.js';
-import type { KVCache, LmHead, Module } from '../nn/index.js';
+import { causalMask, type KVCache, type LmHead, type Module } from '../nn/index.js';
 import type { TextConfig } from './qwen2/config.js';
 import type { Json } from './config_schema.js';
 
@@ -12,6 +12,12 @@ export interface ModelInputs {
   attentionMask?: Tensor | null;
   /** Overrides the positions the model would derive ([B, L], or [3, B, L] for M-RoPE). */
   positionIds?: Tensor;
+  /**
+   * [B, 1, L, L] additive mask in the activation dtype (0 = attend, nn.dtypeMin = blocked) that
+   * replaces the causal + padding mask the model would build from attentionMask: any attention
+   * pattern over the L tokens (packed sequences). Only without a KV cache.
+   */
+  additiveMask?: Tensor;
   /** Qwen: [N, C·T·P·P] patches; InternVL: [tiles, 3, S, S]. null / absent: no images. */
   pixelValues?: Tensor | null;
   /** Qwen: [images, 3] (t, h, w) patch grids. */
@@ -47,4 +53,35 @@ export interface CausalLM extends Module {
   outputWeight(): Tensor;
   /** Positions of the next `steps` tokens during cached decoding, shaped as this model expects. */
   decodePositions(cache: KVCache | null, attentionMask: Tensor, steps: number): Tensor;
+}
+
+/**
+ * The decoder's additive mask [B, 1, Q, past + Q]: `inputs.additiveMask` when given (checked against
+ * the batch and the activation dtype), else the causal + padding mask from `attentionMask`.
+ */
+export function decoderMask(
+  inputs: Pick<ModelInputs, 'attentionMask' | 'additiveMask'>,
+  embeds: Tensor,
+  cache: KVCache | undefined,
+  where: string,
+): Tensor {
+  const [b, q] = embeds.shape as [number, number];
+  const past = cache?.length ?? 0;
+  const given = inputs.additiveMask;
+  if (given === undefined) return causalMask(q, past + q, inputs.attentionMask ?? null, embeds.dtype, embeds.device);
+  // A cached step would need the mask's rows for the new tokens over every cached key: the caller
+  // owns the whole pattern, so it passes whole sequences.
+  if (cache !== undefined) {
+    throw new Error(`${where}: additiveMask replaces the mask of a whole sequence; it cannot be used with a KV cache`);
+  }
+  const shape = [b, 1, q, q];
+  if (given.shape.length !== 4 || given.shape.some((d, i) => d !== shape[i])) {
+    throw new RangeError(`${where}: expected additiveMask of shape [${shape}] but received [${given.shape}]`);
+  }
+  if (given.dtype !== embeds.dtype) {
+    throw new TypeError(
+      `${where}: expected additiveMask in the activation dtype ${embeds.dtype} but received ${given.dtype}`,
+    );
+  }
+  return given;
 }

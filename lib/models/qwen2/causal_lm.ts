@@ -2,8 +2,14 @@
 // embeddings are tied; the embedding weight then serves as the output projection).
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
-import { Module, Linear, causalMask, type KVCache, type LmHead, type ParamOptions } from '../../nn/index.js';
-import type { CausalLM, CausalLMOutput, ForwardOptions, ModelInputs } from '../causal_lm.js';
+import { Module, Linear, type KVCache, type LmHead, type ParamOptions } from '../../nn/index.js';
+import {
+  decoderMask,
+  type CausalLM,
+  type CausalLMOutput,
+  type ForwardOptions,
+  type ModelInputs,
+} from '../causal_lm.js';
 import type { Json } from '../config_schema.js';
 import type { TextConfig } from './config.js';
 import { Qwen2Model } from './decoder.js';
@@ -60,7 +66,7 @@ export class Qwen2ForCausalLM extends Module implements CausalLM {
       const past = options.cache?.length ?? 0;
       const positionIds =
         inputs.positionIds ?? this.#positions(inputs.attentionMask ?? null, b, past, q, inputsEmbeds.device);
-      const mask = causalMask(q, past + q, inputs.attentionMask ?? null, inputsEmbeds.dtype, inputsEmbeds.device);
+      const mask = decoderMask(inputs, inputsEmbeds, options.cache, this.modelType);
       const out = this.model.forward({
         inputsEmbeds,
         positionIds,

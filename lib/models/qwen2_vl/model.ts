@@ -4,8 +4,14 @@
 // (`visual.*`, `model.*`, `lm_head.weight`); the loader maps the newer `model.language_model.*` one.
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
-import { Module, Linear, causalMask, type KVCache, type LmHead, type ParamOptions } from '../../nn/index.js';
-import type { CausalLM, CausalLMOutput, ForwardOptions, ModelInputs } from '../causal_lm.js';
+import { Module, Linear, type KVCache, type LmHead, type ParamOptions } from '../../nn/index.js';
+import {
+  decoderMask,
+  type CausalLM,
+  type CausalLMOutput,
+  type ForwardOptions,
+  type ModelInputs,
+} from '../causal_lm.js';
 import { parseConfig } from '../../util/config_error.js';
 import { boundedInt, SIZE_BOUNDS, tokenId, type Json } from '../config_schema.js';
 import { parseTextConfig, type TextConfig } from '../qwen2/config.js';
@@ -141,7 +147,7 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
           q,
         );
       }
-      const mask = causalMask(q, past + q, inputs.attentionMask ?? null, embeds.dtype, embeds.device);
+      const mask = decoderMask(inputs, embeds, cache, this.modelType);
       const out = this.model.forward({
         inputsEmbeds: embeds,
         positionIds,

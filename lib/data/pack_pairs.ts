@@ -1,0 +1,290 @@
+// One sequence per preference pair: [prompt, chosen completion, rejected completion]. TRL and
+// InternVL run chosen and rejected as separate rows with duplicated pixel values, so the vision
+// tower and the whole prompt run twice; packed, they run once. The model then needs a mask in which
+// rejected tokens see the prompt but not the chosen tokens, and positions that restart at the
+// prompt's end for the rejected part (lib/train/pair_forward.ts builds both from what is here).
+// Layout per pair i (row i of the packed batch, padded on the processor's side, `offset[i]` pad
+// tokens first when that side is left):
+//
+//   tokens   | prompt (p)          | chosen (c)          | rejected (r)        |
+//   segment  | 1 ...             1 | 2 ...             2 | 3 ...             3 |  (0 on padding)
+//   position | 0 ...         p - 1 | p ...     p + c - 1 | p ...     p + r - 1 |  (1 on padding, as HF)
+//
+// The losses take 2P virtual rows of width W (PreferenceBatch: P chosen, then P rejected): column 0
+// of a row is the hidden state of the pair's last prompt token, column j > 0 that of the row's
+// completion token j - 1; targets[row, j] is the completion's label j (what that position predicts).
+// The hidden state of a completion's last token predicts nothing, so W = the longest completion.
+import * as torch from '../torch/index.js';
+import type { Tensor } from '../torch/index.js';
+import { InternVLProcessor, type Processor } from '../processing/index.js';
+import { padBatch, resolvePadTokenId, type PaddingSide } from '../processing/batch.js';
+import { IGNORE_INDEX } from '../processing/segments.js';
+import type { ProcessorBatch } from './collators.js';
+
+/** Segment ids of the packed tokens (PackedPairs.segments). */
+export const SEGMENT = { padding: 0, prompt: 1, chosen: 2, rejected: 3 } as const;
+
+export interface PackedPairs {
+  pairs: number;
+  /** [P, L] int64: prompt, chosen completion, rejected completion; padded on the processor's side. */
+  inputIds: Tensor;
+  /** [P, L] int64, 1 on tokens, 0 on padding. */
+  attentionMask: Tensor;
+  /** [P, L] int64 SEGMENT ids: which part of its pair each token is. */
+  segments: Tensor;
+  /** [P, L] int64 1-D positions, the rejected part restarting at the prompt's end (1 on padding). */
+  positionIds: Tensor;
+  /** Per pair: padding tokens before the pair's first token (left padding), else 0. */
+  offset: number[];
+  promptLength: number[];
+  chosenLength: number[];
+  rejectedLength: number[];
+  /** [2P·W] int64 flat indices into the packed hidden states [P·L, D] (rows 2P of width W, row-major). */
+  gatherIndex: Tensor;
+  /** [2P, W] int64: the token each virtual position predicts, ignoreIndex beyond the completion. */
+  targets: Tensor;
+  /** The chosen batch's vision inputs (pair i's images are in its prompt, once), as in CollatedBatch. */
+  pixelValues: Tensor | null;
+  imageGridThw: Tensor | null;
+  imageFlags: Tensor | null;
+  tilesPerImage: number[];
+}
+
+export interface PackOptions {
+  /** The targets' value where no loss applies (the losses' ignoreIndex). Default -100. */
+  ignoreIndex?: number;
+  /**
+   * TRL's max_length with truncation_mode keep_start: each completion is cut so that prompt +
+   * completion <= maxLength. Prompts are never cut (they hold the image tokens). Default null.
+   */
+  maxLength?: number | null;
+}
+
+interface Row {
+  ids: number[];
+  labels: number[];
+}
+
+interface Pair {
+  prompt: number[];
+  chosen: Row;
+  rejected: Row;
+}
+
+/**
+ * The packed form of P pairs from the processor's batches of the chosen and the rejected samples
+ * (`processor.process` of each list, pair i at row i of both, as collatePairs takes them). A row's
+ * prompt is its tokens before the first labelled one; the chosen and rejected prompts of a pair
+ * must be identical. Every tensor of the result is new (the vision inputs are new handles on the
+ * chosen batch's storage); the caller disposes them, or creates them inside a torch.tidy.
+ */
+export function packPairs(
+  processor: Processor,
+  chosen: ProcessorBatch,
+  rejected: ProcessorBatch,
+  options: PackOptions = {},
+): PackedPairs {
+  const ignoreIndex = options.ignoreIndex ?? -100;
+  if (!Number.isInteger(ignoreIndex)) {
+    throw new TypeError(`Expected an integer for ignoreIndex but received ${String(ignoreIndex)}`);
+  }
+  const maxLength = options.maxLength ?? null;
+  if (maxLength !== null && !(Number.isInteger(maxLength) && maxLength > 0)) {
+    throw new TypeError(`Expected a positive integer or null for maxLength but received ${String(maxLength)}`);
+  }
+  const internvl = processor instanceof InternVLProcessor;
+  checkFamily(chosen, internvl, 'chosen');
+  checkFamily(rejected, internvl, 'rejected');
+  const pairs = chosen.inputIds.shape[0]!;
+  if (rejected.inputIds.shape[0] !== pairs) {
+    throw new RangeError(
+      `packPairs: chosen has ${pairs} rows, rejected ${rejected.inputIds.shape[0]}: pair i is row i of both`,
+    );
+  }
+  checkSameImages(chosen, rejected);
+  const placeholder = internvl ? processor.imageContext : processor.imagePad;
+  const [chosenRows, rejectedRows] = [unpaddedRows(chosen, 'chosen'), unpaddedRows(rejected, 'rejected')];
+  const split = chosenRows.map((c, i) => splitPair(c, rejectedRows[i]!, i));
+  const packed = split.map((p, i) => {
+    const cut = truncate(p, maxLength, i);
+    for (const side of ['chosen', 'rejected'] as const) {
+      const at = cut[side].ids.indexOf(placeholder.id);
+      if (at >= 0) {
+        throw new RangeError(
+          `packPairs: pair ${i}: ${side} completion token ${at} is the image placeholder ${placeholder.token}; images belong in the prompt`,
+        );
+      }
+    }
+    return cut;
+  });
+  const padTokenId = resolvePadTokenId(processor.options.padTokenId, processor.tokenizer.padTokenId, processor.source);
+  const side: PaddingSide = processor.options.paddingSide ?? processor.tokenizer.paddingSide;
+  return torch.tidy(() => ({
+    pairs,
+    ...layoutTensors(packed, padTokenId, side, ignoreIndex),
+    pixelValues: chosen.pixelValues?.detach() ?? null,
+    imageGridThw: internvl ? null : ((chosen as { imageGridThw: Tensor | null }).imageGridThw?.detach() ?? null),
+    imageFlags: internvl ? ((chosen as { imageFlags: Tensor | null }).imageFlags?.detach() ?? null) : null,
+    tilesPerImage: internvl ? [...(chosen as { tilesPerImage: number[] }).tilesPerImage] : [],
+  }));
+}
+
+type Layout = Omit<PackedPairs, 'pairs' | 'pixelValues' | 'imageGridThw' | 'imageFlags' | 'tilesPerImage'>;
+
+function layoutTensors(packed: Pair[], padTokenId: number, side: PaddingSide, ignoreIndex: number): Layout {
+  const rows = packed.map((p) => [...p.prompt, ...p.chosen.ids, ...p.rejected.ids]);
+  // padBatch pads on the processor's side; its labels are not used (the targets below are the packed form's).
+  const padded = padBatch(
+    rows.map((ids) => ({ ids, labels: ids.map(() => IGNORE_INDEX) })),
+    padTokenId,
+    side,
+  );
+  padded.labels.dispose();
+  const width = padded.inputIds.shape[1]!;
+  const offset = rows.map((ids) => (side === 'left' ? width - ids.length : 0));
+  const segments = new Int32Array(packed.length * width);
+  const positions = new Int32Array(packed.length * width).fill(1);
+  packed.forEach((p, i) => {
+    const [n, c, r] = [p.prompt.length, p.chosen.ids.length, p.rejected.ids.length];
+    const start = i * width + offset[i]!;
+    segments.fill(SEGMENT.prompt, start, start + n);
+    segments.fill(SEGMENT.chosen, start + n, start + n + c);
+    segments.fill(SEGMENT.rejected, start + n + c, start + n + c + r);
+    for (let k = 0; k < n + c; k++) positions[start + k] = k;
+    for (let k = 0; k < r; k++) positions[start + n + c + k] = n + k;
+  });
+  const { gatherIndex, targets } = virtualRows(packed, offset, width, ignoreIndex);
+  const long = (data: Int32Array): Tensor => torch.tensor(data, { dtype: 'int64', shape: [packed.length, width] });
+  return {
+    inputIds: padded.inputIds,
+    attentionMask: padded.attentionMask,
+    segments: long(segments),
+    positionIds: long(positions),
+    offset,
+    promptLength: packed.map((p) => p.prompt.length),
+    chosenLength: packed.map((p) => p.chosen.ids.length),
+    rejectedLength: packed.map((p) => p.rejected.ids.length),
+    gatherIndex,
+    targets,
+  };
+}
+
+// The 2P virtual rows: where each column's hidden state sits in the flat [P·L] packed tokens, and
+// what it predicts. Columns past a row's completion point at the row's last prompt token (any valid
+// index does: their targets are ignored, so no gradient flows through them).
+function virtualRows(
+  packed: Pair[],
+  offset: number[],
+  width: number,
+  ignoreIndex: number,
+): { gatherIndex: Tensor; targets: Tensor } {
+  const pairs = packed.length;
+  const w = Math.max(...packed.flatMap((p) => [p.chosen.ids.length, p.rejected.ids.length]));
+  const index = new BigInt64Array(2 * pairs * w);
+  const targets = new BigInt64Array(2 * pairs * w).fill(BigInt(ignoreIndex));
+  packed.forEach((p, i) => {
+    const lastPrompt = i * width + offset[i]! + p.prompt.length - 1;
+    const sides = [
+      [i, p.chosen, lastPrompt],
+      [pairs + i, p.rejected, lastPrompt + p.chosen.ids.length],
+    ] as const;
+    for (const [row, completion, before] of sides) {
+      // Completion token j - 1 sits at `before + j` (before = the token preceding the completion,
+      // i.e. the last prompt token for chosen; rejected starts after the chosen tokens).
+      for (let j = 0; j < w; j++) {
+        const inside = j < completion.ids.length;
+        index[row * w + j] = BigInt(j === 0 || !inside ? lastPrompt : before + j);
+        const label = completion.labels[j];
+        if (inside && label !== IGNORE_INDEX) targets[row * w + j] = BigInt(label!);
+      }
+    }
+  });
+  return {
+    gatherIndex: torch.tensor(index, { shape: [2 * pairs * w] }),
+    targets: torch.tensor(targets, { shape: [2 * pairs, w] }),
+  };
+}
+
+// Prompt = the tokens before the first labelled one; the two prompts of a pair must be the same.
+function splitPair(chosen: Row, rejected: Row, pair: number): Pair {
+  const firstLabel = (row: Row, side: string): number => {
+    const k = row.labels.findIndex((l) => l !== IGNORE_INDEX);
+    if (k < 0) throw new RangeError(`packPairs: pair ${pair}: the ${side} row has no labelled token (no completion)`);
+    if (k === 0) {
+      throw new RangeError(`packPairs: pair ${pair}: the ${side} row is labelled from token 0 (an empty prompt)`);
+    }
+    return k;
+  };
+  const [c, r] = [firstLabel(chosen, 'chosen'), firstLabel(rejected, 'rejected')];
+  const prompt = chosen.ids.slice(0, c);
+  const differs = prompt.findIndex((id, k) => rejected.ids[k] !== id);
+  if (c !== r || differs >= 0) {
+    const at = differs >= 0 ? `at token ${differs}: chosen ${prompt[differs]}, rejected ${rejected.ids[differs]}` : '';
+    throw new RangeError(
+      `packPairs: pair ${pair}: the chosen and rejected prompts differ (${c} and ${r} tokens${at ? `; ${at}` : ''})`,
+    );
+  }
+  const rest = (row: Row): Row => ({ ids: row.ids.slice(c), labels: row.labels.slice(c) });
+  return { prompt, chosen: rest(chosen), rejected: rest(rejected) };
+}
+
+// keep_start: completions cut so that prompt + completion <= maxLength; the prompt never is.
+function truncate(pair: Pair, maxLength: number | null, index: number): Pair {
+  if (maxLength === null) return pair;
+  const room = maxLength - pair.prompt.length;
+  if (room <= 0) {
+    throw new RangeError(
+      `packPairs: pair ${index}: the prompt has ${pair.prompt.length} tokens, maxLength is ${maxLength}: no completion token fits (prompts are not cut: they hold the image tokens)`,
+    );
+  }
+  const cut = (row: Row): Row => ({ ids: row.ids.slice(0, room), labels: row.labels.slice(0, room) });
+  return { prompt: pair.prompt, chosen: cut(pair.chosen), rejected: cut(pair.rejected) };
+}
+
+function checkFamily(batch: ProcessorBatch, internvl: boolean, name: string): void {
+  if (batch?.inputIds?.ndim !== 2) {
+    throw new TypeError(`packPairs: ${name}: expected a processor batch with [rows, tokens] inputIds`);
+  }
+  const isInternVL = 'imageFlags' in batch;
+  if (isInternVL !== internvl || (!internvl && !('imageGridThw' in batch))) {
+    const family = internvl ? 'InternVL' : 'Qwen2-VL';
+    throw new TypeError(`packPairs: ${name}: expected a ${family} processor batch, as the processor makes`);
+  }
+}
+
+// A pair's images are in its prompt, so the rejected batch carries the chosen batch's images again:
+// they must be the same (a different image under an identical prompt would be silently dropped).
+function checkSameImages(chosen: ProcessorBatch, rejected: ProcessorBatch): void {
+  const [a, b] = [chosen.pixelValues, rejected.pixelValues];
+  if (a === null && b === null) return;
+  const shape = (t: Tensor | null): string => (t === null ? 'none' : `[${t.shape}]`);
+  if (a === null || b === null || shape(a) !== shape(b) || !a.equal(b)) {
+    throw new RangeError(
+      `packPairs: the chosen and rejected batches carry different images (pixelValues ${shape(a)} and ${shape(b)}${a && b && shape(a) === shape(b) ? ', other values' : ''}); a pair shares its prompt's images`,
+    );
+  }
+}
+
+// Each row's tokens and labels without its padding (the run of attention_mask = 1).
+function unpaddedRows(batch: ProcessorBatch, name: string): Row[] {
+  const [rows, width] = batch.inputIds.shape as [number, number];
+  for (const [key, t] of [
+    ['attentionMask', batch.attentionMask],
+    ['labels', batch.labels],
+  ] as const) {
+    if (t.shape.length !== 2 || t.shape[0] !== rows || t.shape[1] !== width) {
+      throw new RangeError(`packPairs: ${name}.${key} must be [${rows}, ${width}] like inputIds, got [${t.shape}]`);
+    }
+  }
+  const values = (t: Tensor): number[] => Array.from(t.contiguous().data() as BigInt64Array, Number);
+  const [ids, mask, labels] = [values(batch.inputIds), values(batch.attentionMask), values(batch.labels)];
+  return Array.from({ length: rows }, (_, r) => {
+    const kept = [...Array(width).keys()].filter((t) => mask[r * width + t] === 1);
+    if (kept.length > 0 && kept[kept.length - 1]! - kept[0]! + 1 !== kept.length) {
+      throw new RangeError(
+        `packPairs: ${name} row ${r}: attention_mask has padding between tokens (expected left or right)`,
+      );
+    }
+    return { ids: kept.map((t) => ids[r * width + t]!), labels: kept.map((t) => labels[r * width + t]!) };
+  });
+}
