@@ -107,7 +107,7 @@ function lossAndGrads(loss: Tensor, params: Array<[string, Tensor]>) {
     params.map(([, p]) => p),
     { allowUnused: true, retainGraph: true },
   );
-  return { loss: loss.item() as number, grads: grads.map((g) => g && g.detach()) };
+  return { loss: loss.item() as number, grads: grads.map((g) => g?.detach() ?? null) };
 }
 
 function maxDiff(a: Tensor, b: Tensor): number {
