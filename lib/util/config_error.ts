@@ -2,6 +2,7 @@
 // the source and lists EVERY problem with its key path, so one run shows the user all there is to fix.
 import type { z } from 'zod';
 import { camelToSnake } from './case.js';
+import { didYouMean } from './nearest.js';
 
 export interface ConfigProblem {
   /** Where in the value: `a.b[0].c`, or `(root)` for the value itself. */
@@ -37,17 +38,64 @@ export function parseConfig<S extends z.ZodType>(
 ): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  throw new ConfigError(source, configProblems(result.error.issues, format));
+  throw new ConfigError(source, configProblems(result.error.issues, format, schema));
 }
 
-/** zod issues as problems; an unrecognised-keys issue becomes one problem per key. */
-export function configProblems(issues: readonly z.core.$ZodIssue[], format: IssueFormat = {}): ConfigProblem[] {
+/**
+ * zod issues as problems; an unrecognised-keys issue becomes one problem per key, which names the
+ * nearest valid key of the object at that path when `schema` is given ("unknown key (did you mean
+ * 'learning_rate'?)").
+ */
+export function configProblems(
+  issues: readonly z.core.$ZodIssue[],
+  format: IssueFormat = {},
+  schema?: z.ZodType,
+): ConfigProblem[] {
   return issues.flatMap((issue) => {
     if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((key) => ({ path: formatPath([...issue.path, key], format), message: 'unknown key' }));
+      const known = schema === undefined ? [] : knownKeysAt(schema, issue.path);
+      const names = format.keyCase === 'snake' ? known.map(camelToSnake) : known;
+      return issue.keys.map((key) => ({
+        path: formatPath([...issue.path, key], format),
+        message: `unknown key${didYouMean(key, names)}`,
+      }));
     }
     return [{ path: formatPath(issue.path, format), message: issue.message }];
   });
+}
+
+// The zod 4 definitions knownKeysAt looks through: wrappers hold innerType, pipes (transforms) in.
+interface Def {
+  type: string;
+  innerType?: z.ZodType;
+  in?: z.ZodType;
+  shape?: Record<string, z.ZodType>;
+  element?: z.ZodType;
+  options?: z.ZodType[];
+}
+const defOf = (schema: z.ZodType): Def => (schema as unknown as { _zod: { def: Def } })._zod.def;
+
+/** The field names of the object schema(s) at `path` inside `schema` (through defaults, pipes, unions). */
+export function knownKeysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+  let current: z.ZodType[] = [schema];
+  for (const segment of path) {
+    current = current.flatMap(objectsOf).flatMap((s) => {
+      const def = defOf(s);
+      if (typeof segment === 'number') return def.type === 'array' && def.element ? [def.element] : [];
+      const field = def.type === 'object' ? def.shape?.[String(segment)] : undefined;
+      return field === undefined ? [] : [field];
+    });
+  }
+  return [...new Set(current.flatMap(objectsOf).flatMap((s) => Object.keys(defOf(s).shape ?? {})))];
+}
+
+// The object (or array) schemas a schema stands for once its wrappers are taken off.
+function objectsOf(schema: z.ZodType): z.ZodType[] {
+  const def = defOf(schema);
+  if (def.type === 'object' || def.type === 'array') return [schema];
+  if (def.type === 'union') return (def.options ?? []).flatMap(objectsOf);
+  if (def.type === 'pipe') return def.in === undefined ? [] : objectsOf(def.in);
+  return def.innerType === undefined ? [] : objectsOf(def.innerType);
 }
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;

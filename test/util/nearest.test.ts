@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { type ConfigError, knownKeysAt, parseConfig } from '../../lib/util/config_error.js';
 import { didYouMean, editDistance, nearestName } from '../../lib/util/nearest.js';
 
 // Levenshtein straight from its recursive definition (no swaps, memoised), an independent bound:
@@ -50,5 +52,42 @@ describe('nearestName', () => {
     expect(nearestName('learning', keys)).toBe('learning_rate');
     expect(didYouMean('learning_rat', new Set(keys))).toBe(" (did you mean 'learning_rate'?)");
     expect(didYouMean('zzz', keys)).toBe('');
+  });
+});
+
+describe('parseConfig suggestions', () => {
+  const Schema = z.strictObject({
+    learningRate: z.number().default(1),
+    peft: z.strictObject({ loraAlpha: z.number() }).nullable().default(null),
+    groups: z.array(z.strictObject({ weightDecay: z.number() })).default([]),
+  });
+  const Piped = Schema.transform((c) => ({ ...c, extra: true }));
+
+  const problems = (schema: z.ZodType, value: unknown, snake = false): string[] => {
+    try {
+      parseConfig(schema, value, 'r.yaml', snake ? { keyCase: 'snake' } : {});
+    } catch (error) {
+      return (error as ConfigError).problems.map((p) => `${p.path}: ${p.message}`);
+    }
+    throw new Error('expected a throw');
+  };
+
+  it('names the nearest key of the object at the path, through pipes, nullables and arrays', () => {
+    expect(problems(Piped, { learningRat: 1 })).toEqual(["learningRat: unknown key (did you mean 'learningRate'?)"]);
+    expect(problems(Schema, { peft: { loraAlpha: 1, loraAlhpa: 1 } })).toEqual([
+      "peft.loraAlhpa: unknown key (did you mean 'loraAlpha'?)",
+    ]);
+    expect(problems(Schema, { groups: [{ weightDecay: 1 }, { weight_decay: 1 }] })).toEqual([
+      "groups[1].weight_decay: unknown key (did you mean 'weightDecay'?)",
+    ]);
+    expect(problems(Schema, { zzz: 1 })).toEqual(['zzz: unknown key']);
+  });
+
+  it('suggests snake_case names for snake_case files', () => {
+    expect(problems(Schema, { learning_rat: 1 }, true)).toEqual([
+      "learning_rat: unknown key (did you mean 'learning_rate'?)",
+    ]);
+    expect(knownKeysAt(Piped, ['peft'])).toEqual(['loraAlpha']);
+    expect(knownKeysAt(Piped, [])).toEqual(['learningRate', 'peft', 'groups']);
   });
 });
