@@ -77,7 +77,7 @@ describe('parseConfig suggestions', () => {
     expect(problems(Schema, { peft: { loraAlpha: 1, loraAlhpa: 1 } })).toEqual([
       "peft.loraAlhpa: unknown key (did you mean 'loraAlpha'?)",
     ]);
-    expect(problems(Schema, { groups: [{ weightDecay: 1 }, { weight_decay: 1 }] })).toEqual([
+    expect(problems(Schema, { groups: [{ weightDecay: 1 }, { weightDecay: 2, weight_decay: 1 }] })).toEqual([
       "groups[1].weight_decay: unknown key (did you mean 'weightDecay'?)",
     ]);
     expect(problems(Schema, { zzz: 1 })).toEqual(['zzz: unknown key']);
