@@ -21,56 +21,65 @@ const engine = {
   gradFilter: z.union([z.literal('auto'), z.number().min(0)]).default('auto'),
 };
 
-export const PreferenceLossConfigSchema = z
-  .object({
-    /** One type or several (a list, or InternVL's comma-separated string), mixed by lossWeights. */
-    lossType: z.union([z.string(), z.array(z.string())]).default(['sigmoid']),
-    lossWeights: z.array(z.number()).nullable().default(null),
-    beta: z.number().positive().default(0.1),
-    /**
-     * 'current' (TRL >= 0.29, the default) or 'legacy' (TRL <= 0.28, which InternVL's MPO trainers
-     * subclass): legacy smooths sigmoid by labelSmoothing (cDPO; current ignores it there), gives
-     * exo_pair 1e-3 for a labelSmoothing of 0, shifts bco_pair by the running mean reward, and
-     * reads fAlphaDivergenceCoef as its own alpha (1 - the current one; default 1.0).
-     */
-    trlVersion: z.enum(['current', 'legacy']).default('current'),
-    labelSmoothing: z.number().min(0).max(1).default(0),
-    fDivergenceType: z.enum(['reverse_kl', 'forward_kl', 'js_divergence', 'alpha_divergence']).default('reverse_kl'),
-    /** Default: 0.5 (current), 1.0 (legacy). */
-    fAlphaDivergenceCoef: z.number().nullable().default(null),
-    discopopTau: z.number().positive().default(0.05),
-    /** bco_pair's running-mean reward shift (TRL <= 0.28, InternVL MPO); default: on under 'legacy'. */
-    bcoRunningMean: z.boolean().nullable().default(null),
-    /** InternVL / RPO: adds rpoAlpha x NLL of the chosen completions. */
-    rpoAlpha: z.number().min(0).nullable().default(null),
-    ...engine,
-  })
-  .transform((c, ctx) => {
-    const names = (typeof c.lossType === 'string' ? c.lossType.split(',') : c.lossType).map((t) => t.trim());
-    const types = names.map((t) => LEGACY_NAMES[t] ?? t);
-    for (const t of types) {
-      if (!(DPO_TYPES as readonly string[]).includes(t)) {
-        const message = `unknown loss type '${t}'; expected one of ${DPO_TYPES.join(', ')}`;
-        ctx.addIssue({ code: 'custom', path: ['lossType'], message });
-      }
+/**
+ * The preference loss fields before normalisation: trainer configs spread `.shape` into their own
+ * object and pipe through normalizePreferenceLoss, so no field is declared twice.
+ */
+export const PreferenceLossFields = z.object({
+  /** One type or several (a list, or InternVL's comma-separated string), mixed by lossWeights. */
+  lossType: z.union([z.string(), z.array(z.string())]).default(['sigmoid']),
+  lossWeights: z.array(z.number()).nullable().default(null),
+  beta: z.number().positive().default(0.1),
+  /**
+   * 'current' (TRL >= 0.29, the default) or 'legacy' (TRL <= 0.28, which InternVL's MPO trainers
+   * subclass): legacy smooths sigmoid by labelSmoothing (cDPO; current ignores it there), gives
+   * exo_pair 1e-3 for a labelSmoothing of 0, shifts bco_pair by the running mean reward, and
+   * reads fAlphaDivergenceCoef as its own alpha (1 - the current one; default 1.0).
+   */
+  trlVersion: z.enum(['current', 'legacy']).default('current'),
+  labelSmoothing: z.number().min(0).max(1).default(0),
+  fDivergenceType: z.enum(['reverse_kl', 'forward_kl', 'js_divergence', 'alpha_divergence']).default('reverse_kl'),
+  /** Default: 0.5 (current), 1.0 (legacy). */
+  fAlphaDivergenceCoef: z.number().nullable().default(null),
+  discopopTau: z.number().positive().default(0.05),
+  /** bco_pair's running-mean reward shift (TRL <= 0.28, InternVL MPO); default: on under 'legacy'. */
+  bcoRunningMean: z.boolean().nullable().default(null),
+  /** InternVL / RPO: adds rpoAlpha x NLL of the chosen completions. */
+  rpoAlpha: z.number().min(0).nullable().default(null),
+  ...engine,
+});
+
+type PreferenceLossRaw = z.output<typeof PreferenceLossFields>;
+
+/** lossType string → list (legacy names renamed, each checked), weights defaulted and counted. */
+export function normalizePreferenceLoss<C extends PreferenceLossRaw>(c: C, ctx: z.RefinementCtx) {
+  const names = (typeof c.lossType === 'string' ? c.lossType.split(',') : c.lossType).map((t) => t.trim());
+  const types = names.map((t) => LEGACY_NAMES[t] ?? t);
+  for (const t of types) {
+    if (!(DPO_TYPES as readonly string[]).includes(t)) {
+      const message = `unknown loss type '${t}'; expected one of ${DPO_TYPES.join(', ')}`;
+      ctx.addIssue({ code: 'custom', path: ['lossType'], message });
     }
-    const weights = c.lossWeights ?? types.map(() => 1);
-    if (weights.length !== types.length) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['lossWeights'],
-        message: `lossWeights has ${weights.length} entries but lossType has ${types.length}`,
-      });
-    }
-    const legacy = c.trlVersion === 'legacy';
-    return {
-      ...c,
-      lossType: types,
-      lossWeights: weights,
-      fAlphaDivergenceCoef: c.fAlphaDivergenceCoef ?? (legacy ? 1 : 0.5),
-      bcoRunningMean: c.bcoRunningMean ?? legacy,
-    };
-  });
+  }
+  const weights = c.lossWeights ?? types.map(() => 1);
+  if (weights.length !== types.length) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['lossWeights'],
+      message: `lossWeights has ${weights.length} entries but lossType has ${types.length}`,
+    });
+  }
+  const legacy = c.trlVersion === 'legacy';
+  return {
+    ...c,
+    lossType: types,
+    lossWeights: weights,
+    fAlphaDivergenceCoef: c.fAlphaDivergenceCoef ?? (legacy ? 1 : 0.5),
+    bcoRunningMean: c.bcoRunningMean ?? legacy,
+  };
+}
+
+export const PreferenceLossConfigSchema = PreferenceLossFields.transform(normalizePreferenceLoss);
 
 export type PreferenceLossConfigInput = z.input<typeof PreferenceLossConfigSchema>;
 export type PreferenceLossConfig = z.output<typeof PreferenceLossConfigSchema>;
