@@ -6,6 +6,11 @@ import type { LoraConfig } from './config.js';
 import { escapeRegex, layerIndex, matchesModule, patternKey, underModuleToSave } from './patterns.js';
 
 export const ALL_LINEAR = 'all-linear';
+/**
+ * VL-RLHF's `--lora_target_modules auto`: every Linear of the language model but lm_head (no vision
+ * tower, no projector). Resolved to full module names, so same-named vision layers are not hit.
+ */
+export const AUTO_TARGETS = 'auto';
 
 /** The Linear layers of a decoder block (attention, then MLP), the usual LoRA targets. */
 export const DECODER_PROJECTIONS = [
@@ -48,6 +53,7 @@ function inLayers(config: LoraConfig, name: string): boolean {
 export function resolveTargets(model: Module, config: LoraConfig): TargetSpec {
   const targets = config.targetModules;
   if (typeof targets === 'string' && targets.toLowerCase() === ALL_LINEAR) return allLinearNames(model);
+  if (targets === AUTO_TARGETS) return languageModelLinearNames(model);
   if (targets !== null) return targets;
   const modelType = modelTypeOf(model);
   const defaults = modelType === null ? undefined : DEFAULT_TARGETS[modelType];
@@ -72,6 +78,13 @@ export function allLinearNames(model: Module): string[] {
     .filter(([name, m]) => m instanceof Linear && name !== output && !adapterPrefixes.some((p) => name.startsWith(p)))
     .map(([name]) => name)
     .sort();
+}
+
+/** 'auto': the Linears under the decoder (the parent of its layer list), which lm_head is beside. */
+export function languageModelLinearNames(model: Module): string[] {
+  const layers = decoderLayersPath(model);
+  const decoder = layers.includes('.') ? `${layers.slice(0, layers.lastIndexOf('.'))}.` : '';
+  return allLinearNames(model).filter((name) => name.startsWith(decoder));
 }
 
 const isAdapterLayer = (m: Module): boolean => 'lora_A' in m && 'lora_B' in m;

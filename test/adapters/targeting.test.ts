@@ -175,3 +175,37 @@ describe('target resolution', () => {
     );
   });
 });
+
+describe("target_modules 'auto' (VL-RLHF)", () => {
+  it('is every language-model Linear but lm_head, on tiny Qwen2-VL and InternVL', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { writeTinyCheckpoint } = await import('../../lib/tiny/index.js');
+    const { fromPretrained } = await import('../../lib/models/pretrained.js');
+    const root = mkdtempSync(join(tmpdir(), 'vlalign-auto-'));
+    try {
+      for (const [family, lm] of [
+        ['qwen2_vl', 'model.'],
+        ['internvl', 'language_model.model.'],
+      ] as const) {
+        await writeTinyCheckpoint(join(root, family), family, { seed: 3 });
+        const model = await fromPretrained(join(root, family));
+        // Independent expectation: every Linear by its module tree, under the decoder prefix.
+        const expected = [...model.namedModules()]
+          .filter(([n, m]) => m instanceof Linear && n.startsWith(lm))
+          .map(([n]) => n)
+          .sort();
+        expect(expected.length).toBeGreaterThan(0);
+        const resolved = resolveTargets(model, loraConfig({ targetModules: 'auto' }));
+        expect(resolved).toEqual(expected);
+        const peft = getPeftModel(model, { targetModules: 'auto' });
+        expect([...peft.layers.keys()].sort()).toEqual(expected);
+        expect(peft.config.targetModules).toEqual(expected);
+        model.dispose();
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
