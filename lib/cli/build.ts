@@ -1,0 +1,83 @@
+// buildTrainer: the recipe's processor, model (quantised, frozen, with adapters), reference and data,
+// handed to createTrainer. Apart from recipe.ts so that --help and recipe checks load no model code.
+import path from 'node:path';
+import { getPeftModel, type LoraModel } from '../adapters/index.js';
+import { openDataset } from '../data/open.js';
+import type { RecordDataset } from '../data/records.js';
+import { fromPretrained as loadModel } from '../models/pretrained.js';
+import type { CausalLM } from '../models/causal_lm.js';
+import { fromPretrained as loadProcessor, type ProcessorOptions } from '../processing/index.js';
+import type { QuantizationOptions } from '../quant/index.js';
+import type { DpoConfig } from '../train/config.js';
+import { createTrainer } from '../train/create.js';
+import { applyFreezing } from '../train/freeze.js';
+import type { Trainer } from '../train/trainer.js';
+import type { Recipe } from './recipe.js';
+
+const quantizationOf = (q: Recipe['quantization']): QuantizationOptions | undefined =>
+  q === null
+    ? undefined
+    : {
+        quantType: q.bnb_4bitQuantType,
+        doubleQuant: q.bnb_4bitUseDoubleQuant,
+        computeDtype: q.bnb_4bitComputeDtype,
+        skipModules: q.llmInt8SkipModules,
+      };
+
+const processorOptionsOf = (p: Recipe['processor']): ProcessorOptions => {
+  const image = { minPixels: p.minPixels, maxPixels: p.maxPixels };
+  const tiling = { maxNum: p.maxDynamicPatch, minNum: p.minDynamicPatch, useThumbnail: p.useThumbnail };
+  const defined = <T extends object>(o: T): Partial<T> =>
+    Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+  return defined({
+    paddingSide: p.paddingSide,
+    addVisionId: p.addVisionId,
+    systemMessage: p.systemMessage,
+    chatTemplateName: p.chatTemplateName,
+    image: Object.keys(defined(image)).length > 0 ? defined(image) : undefined,
+    tiling: Object.keys(defined(tiling)).length > 0 ? defined(tiling) : undefined,
+  }) as ProcessorOptions;
+};
+
+/** Processor, model (quantised, frozen, adapters), reference and data as the recipe says; then the trainer. */
+export async function buildTrainer(recipe: Recipe): Promise<Trainer> {
+  const baseDir = path.dirname(path.resolve(recipe.file));
+  const processor = await loadProcessor(recipe.modelNameOrPath, processorOptionsOf(recipe.processor));
+  const loadOptions = { dtype: recipe.torchDtype, quantization: quantizationOf(recipe.quantization) };
+  const model = await loadModel(recipe.modelNameOrPath, loadOptions);
+  applyFreezing(model, recipe.args);
+  let adapter: LoraModel | undefined;
+  if (recipe.peft !== null) {
+    const peft = { ...recipe.peft, baseModelNameOrPath: recipe.modelNameOrPath, taskType: 'CAUSAL_LM' as const };
+    adapter = getPeftModel(model, peft);
+  }
+  const refModel = await referenceOf(recipe, adapter !== undefined);
+  const trainDataset = await openDataset(recipe.dataset, { baseDir });
+  const evalDataset: RecordDataset | null =
+    recipe.evalDataset === null ? null : await openDataset(recipe.evalDataset, { baseDir });
+  return createTrainer({
+    method: recipe.trainer,
+    args: recipe.args,
+    model,
+    processor,
+    adapter,
+    refModel,
+    modelPath: recipe.modelNameOrPath,
+    trainDataset,
+    evalDataset,
+  });
+}
+
+// A given reference checkpoint; else for a full fine-tune of dpo / kto without precomputed
+// log-probs, a frozen second copy of the policy's checkpoint; with adapters none (they are disabled).
+async function referenceOf(recipe: Recipe, withAdapter: boolean): Promise<CausalLM | null> {
+  const args = recipe.args as Partial<DpoConfig>;
+  let dir = recipe.refModelNameOrPath;
+  if (dir === null && recipe.trainer !== 'sft' && !withAdapter && args.precomputeRefLogProbs !== true) {
+    dir = recipe.modelNameOrPath;
+  }
+  if (dir === null || recipe.trainer === 'sft') return null;
+  const ref = await loadModel(dir, { dtype: recipe.torchDtype, quantization: quantizationOf(recipe.quantization) });
+  ref.requiresGrad_(false);
+  return ref.eval();
+}

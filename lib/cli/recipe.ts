@@ -1,0 +1,165 @@
+// Recipes: one YAML file (snake_case, flat training arguments beside the model / data / peft blocks)
+// mapped onto the existing schemas, command-line overrides on top, then the trainer built from it.
+import fs from 'node:fs';
+import path from 'node:path';
+import { isMap, LineCounter, parseDocument, parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { LoraConfigSchema, type LoraConfig } from '../adapters/config.js';
+import { CONFIG_FIELDS, CONFIG_SCHEMAS, type DpoConfig, type KtoConfig, type SftConfig } from '../train/config.js';
+import { camelToSnake, snakeToCamel, toCamelKeys } from '../util/case.js';
+import { ConfigError, parseConfig, type ConfigProblem } from '../util/config_error.js';
+import { didYouMean } from '../util/nearest.js';
+
+/** BitsAndBytesConfig's names and defaults (fp4, no double quantisation; QLoRA recipes set nf4 + double). */
+export const QuantizationBlockSchema = z.strictObject({
+  loadIn_4bit: z.literal(true, { error: 'only load_in_4bit: true is supported (no 8-bit)' }),
+  bnb_4bitQuantType: z.enum(['nf4', 'fp4']).default('fp4'),
+  bnb_4bitUseDoubleQuant: z.boolean().default(false),
+  bnb_4bitComputeDtype: z.enum(['float32', 'bfloat16']).default('float32'),
+  llmInt8SkipModules: z.array(z.string()).nullable().default(null),
+});
+
+/** Processor options by their Hugging Face names; absent: the checkpoint's files decide. */
+export const ProcessorBlockSchema = z.strictObject({
+  paddingSide: z.enum(['left', 'right']).optional(),
+  /** Qwen2-VL image processor. */
+  minPixels: z.number().int().positive().optional(),
+  maxPixels: z.number().int().positive().optional(),
+  addVisionId: z.boolean().optional(),
+  /** InternVL tiling. */
+  maxDynamicPatch: z.number().int().positive().optional(),
+  minDynamicPatch: z.number().int().positive().optional(),
+  useThumbnail: z.boolean().optional(),
+  systemMessage: z.string().optional(),
+  chatTemplateName: z.string().optional(),
+});
+
+// The recipe's own keys; every other top-level key belongs to the trainer's config.
+const RECIPE_FIELDS = {
+  trainer: z.enum(['sft', 'dpo', 'kto']),
+  modelNameOrPath: z.string().min(1),
+  refModelNameOrPath: z.string().nullable().default(null),
+  torchDtype: z.enum(['float32', 'bfloat16', 'float64']).default('float32'),
+  /** The dataset block (lib/data/open.ts DatasetSpec); checked by openDataset. */
+  dataset: z.looseObject({ format: z.string() }),
+  evalDataset: z.looseObject({ format: z.string() }).nullable().default(null),
+  /** PEFT LoraConfig names; absent: full fine-tune. */
+  peft: LoraConfigSchema.nullable().default(null),
+  quantization: QuantizationBlockSchema.nullable().default(null),
+  processor: ProcessorBlockSchema.default({}),
+};
+
+const RecipeHead = z.looseObject({ trainer: RECIPE_FIELDS.trainer });
+
+/** The full schema of a recipe for one method: the recipe keys and the method's config keys, flat. */
+export function recipeSchema(method: 'sft' | 'dpo' | 'kto') {
+  return z.strictObject({ ...RECIPE_FIELDS, ...CONFIG_FIELDS[method].shape });
+}
+
+export interface Recipe {
+  file: string;
+  trainer: 'sft' | 'dpo' | 'kto';
+  modelNameOrPath: string;
+  refModelNameOrPath: string | null;
+  torchDtype: 'float32' | 'bfloat16' | 'float64';
+  dataset: Record<string, unknown>;
+  evalDataset: Record<string, unknown> | null;
+  peft: LoraConfig | null;
+  quantization: z.output<typeof QuantizationBlockSchema> | null;
+  processor: z.output<typeof ProcessorBlockSchema>;
+  args: SftConfig | DpoConfig | KtoConfig;
+}
+
+const RECIPE_KEYS = new Set(Object.keys(RECIPE_FIELDS));
+// Blocks whose keys are data (PEFT patterns keyed by module name) keep their spelling.
+const VERBATIM = ['rank_pattern', 'alpha_pattern', 'dataset', 'eval_dataset'];
+
+/** Reads `file`, applies `overrides` (['--key', 'value', ...] or ['--key=value']), checks it all. */
+export function loadRecipe(file: string, overrides: readonly string[] = []): Recipe {
+  const raw = readYaml(file);
+  const method = RecipeHead.safeParse({ ...raw, ...pairsOf(overrides, file) });
+  if (!method.success) {
+    throw new ConfigError(file, [{ path: 'trainer', message: "expected one of 'sft', 'dpo', 'kto'" }]);
+  }
+  const schema = recipeSchema(method.data.trainer);
+  const known = Object.keys(schema.shape).map(camelToSnake);
+  const merged: Record<string, unknown> = { ...raw };
+  for (const [key, value] of Object.entries(pairsOf(overrides, file))) {
+    if (!known.includes(key)) {
+      throw new ConfigError(file, [{ path: `--${key}`, message: `unknown option${didYouMean(key, known)}` }]);
+    }
+    merged[key] = value;
+  }
+  checkSnakeCase(merged, file);
+  const camel = toCamelKeys(merged, { verbatim: VERBATIM }) as Record<string, unknown>;
+  const parsed = parseConfig(schema, camel, file, { keyCase: 'snake' });
+  const base = path.dirname(path.resolve(file));
+  const args = parseConfig(CONFIG_SCHEMAS[method.data.trainer], pick(camel, false), file, { keyCase: 'snake' });
+  return {
+    file,
+    trainer: parsed.trainer,
+    modelNameOrPath: path.resolve(base, parsed.modelNameOrPath),
+    refModelNameOrPath: parsed.refModelNameOrPath === null ? null : path.resolve(base, parsed.refModelNameOrPath),
+    torchDtype: parsed.torchDtype,
+    dataset: parsed.dataset,
+    evalDataset: parsed.evalDataset,
+    peft: parsed.peft,
+    quantization: parsed.quantization,
+    processor: parsed.processor,
+    args: { ...args, outputDir: path.resolve(base, args.outputDir) },
+  };
+}
+
+// The recipe keys (true) or the trainer-config keys (false) of a camelCase recipe.
+function pick(recipe: Record<string, unknown>, own: boolean): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(recipe).filter(([k]) => RECIPE_KEYS.has(k) === own));
+}
+
+function readYaml(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, [{ path: '(root)', message: `cannot read the recipe: ${(error as Error).message}` }]);
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines });
+  if (doc.errors.length > 0) {
+    const problems: ConfigProblem[] = doc.errors.map((e) => {
+      const at = lines.linePos(e.pos[0]);
+      return { path: `line ${at.line}:${at.col}`, message: e.message.split('\n')[0]! };
+    });
+    throw new ConfigError(file, problems);
+  }
+  if (!isMap(doc.contents)) throw new ConfigError(file, [{ path: '(root)', message: 'expected a mapping of keys' }]);
+  return doc.toJS() as Record<string, unknown>;
+}
+
+// YAML and flags use the Python spelling; a camelCase key would silently work otherwise.
+function checkSnakeCase(recipe: Record<string, unknown>, file: string): void {
+  const problems: ConfigProblem[] = [];
+  for (const key of Object.keys(recipe)) {
+    const snake = camelToSnake(snakeToCamel(key));
+    if (snake !== key) problems.push({ path: key, message: `write it in snake_case: '${snake}'` });
+  }
+  if (problems.length > 0) throw new ConfigError(file, problems);
+}
+
+/** ['--a', '1', '--b=x'] → { a: 1, b: 'x' }, each value read as a YAML scalar or flow list. */
+export function pairsOf(overrides: readonly string[], file = 'command line'): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < overrides.length; i++) {
+    const flag = overrides[i]!;
+    if (!flag.startsWith('--')) {
+      throw new ConfigError(file, [{ path: flag, message: 'expected --key value' }]);
+    }
+    const eq = flag.indexOf('=');
+    const key = (eq < 0 ? flag.slice(2) : flag.slice(2, eq)).replaceAll('-', '_');
+    let value: string;
+    if (eq >= 0) value = flag.slice(eq + 1);
+    else if (i + 1 < overrides.length) value = overrides[++i]!;
+    else throw new ConfigError(file, [{ path: `--${key}`, message: 'has no value' }]);
+    out[key] = parseYaml(value);
+  }
+  return out;
+}
