@@ -52,9 +52,11 @@ export async function buildTrainer(recipe: Recipe): Promise<Trainer> {
     adapter = getPeftModel(model, peft);
   }
   const refModel = await referenceOf(recipe, adapter !== undefined);
-  const trainDataset = await openDataset(recipe.dataset, { baseDir });
+  const trainDataset = await openDataset(recipe.dataset, { baseDir, source: recipe.file, root: 'dataset' });
   const evalDataset: RecordDataset | null =
-    recipe.evalDataset === null ? null : await openDataset(recipe.evalDataset, { baseDir });
+    recipe.evalDataset === null
+      ? null
+      : await openDataset(recipe.evalDataset, { baseDir, source: recipe.file, root: 'eval_dataset' });
   return createTrainer({
     method: recipe.trainer,
     args: recipe.args,

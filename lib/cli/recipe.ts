@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { LoraConfigSchema, type LoraConfig } from '../adapters/config.js';
 import { CONFIG_FIELDS, CONFIG_SCHEMAS, type DpoConfig, type KtoConfig, type SftConfig } from '../train/config.js';
 import { camelToSnake, snakeToCamel, toCamelKeys } from '../util/case.js';
+import { parseDatasetSpec } from '../data/open.js';
 import { ConfigError, parseConfig, type ConfigProblem } from '../util/config_error.js';
 import { didYouMean } from '../util/nearest.js';
 
@@ -94,6 +95,9 @@ export function loadRecipe(file: string, overrides: readonly string[] = []): Rec
   const camel = toCamelKeys(merged, { verbatim: VERBATIM }) as Record<string, unknown>;
   const parsed = parseConfig(schema, camel, file, { keyCase: 'snake' });
   const base = path.dirname(path.resolve(file));
+  // The dataset blocks checked now (H3's DatasetSpec), so a typo fails before any model loads.
+  parseDatasetSpec(parsed.dataset, { source: file, root: 'dataset' });
+  if (parsed.evalDataset !== null) parseDatasetSpec(parsed.evalDataset, { source: file, root: 'eval_dataset' });
   const args = parseConfig(CONFIG_SCHEMAS[method.data.trainer], pick(camel, false), file, { keyCase: 'snake' });
   return {
     file,

@@ -100,6 +100,8 @@ describe('loadRecipe', () => {
     expect(messageOf(() => loadRecipe(nested))).toContain(
       "invalid peft.lora_alpah: unknown key (did you mean 'lora_alpha'?)",
     );
+    const data = write('i.yaml', RECIPE.replace('split: train', 'splt: train'));
+    expect(messageOf(() => loadRecipe(data))).toContain("invalid dataset.splt: unknown key (did you mean 'split'?)");
     expect(messageOf(() => loadRecipe(write('f.yaml', `${RECIPE}learningRate: 1\n`)))).toContain(
       "write it in snake_case: 'learning_rate'",
     );
