@@ -96,8 +96,10 @@ export function loadRecipe(file: string, overrides: readonly string[] = []): Rec
   const parsed = parseConfig(schema, camel, file, { keyCase: 'snake' });
   const base = path.dirname(path.resolve(file));
   // The dataset blocks checked now (H3's DatasetSpec), so a typo fails before any model loads.
-  parseDatasetSpec(parsed.dataset, { source: file, root: 'dataset' });
-  if (parsed.evalDataset !== null) parseDatasetSpec(parsed.evalDataset, { source: file, root: 'eval_dataset' });
+  const dataset = withoutNulls(parsed.dataset);
+  const evalDataset = parsed.evalDataset === null ? null : withoutNulls(parsed.evalDataset);
+  parseDatasetSpec(dataset, { source: file, root: 'dataset' });
+  if (evalDataset !== null) parseDatasetSpec(evalDataset, { source: file, root: 'eval_dataset' });
   const args = parseConfig(CONFIG_SCHEMAS[method.data.trainer], pick(camel, false), file, { keyCase: 'snake' });
   return {
     file,
@@ -105,14 +107,18 @@ export function loadRecipe(file: string, overrides: readonly string[] = []): Rec
     modelNameOrPath: path.resolve(base, parsed.modelNameOrPath),
     refModelNameOrPath: parsed.refModelNameOrPath === null ? null : path.resolve(base, parsed.refModelNameOrPath),
     torchDtype: parsed.torchDtype,
-    dataset: parsed.dataset,
-    evalDataset: parsed.evalDataset,
+    dataset,
+    evalDataset,
     peft: parsed.peft,
     quantization: parsed.quantization,
     processor: parsed.processor,
     args: { ...args, outputDir: path.resolve(base, args.outputDir) },
   };
 }
+
+// In a dataset block `image_root: null` (the recipe layout's placeholder) means the key is absent.
+const withoutNulls = (block: Record<string, unknown>): Record<string, unknown> =>
+  Object.fromEntries(Object.entries(block).filter(([, v]) => v !== null));
 
 // The recipe keys (true) or the trainer-config keys (false) of a camelCase recipe.
 function pick(recipe: Record<string, unknown>, own: boolean): Record<string, unknown> {

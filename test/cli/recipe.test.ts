@@ -18,6 +18,7 @@ dataset:
   format: trl
   path: ./data/rlaif-v
   split: train[:50%]
+  image_root: null
 peft:
   r: 8
   lora_alpha: 16
