@@ -43,6 +43,11 @@ export interface UnpairedCollated extends CollatedBatch {
 export interface CollateOptions {
   /** The targets' value where no loss applies (the losses' ignoreIndex). Default -100. */
   ignoreIndex?: number;
+  /**
+   * TRL's max_length with truncation_mode keep_start: each row keeps its first maxLength tokens. A
+   * row whose image placeholders reach past the cut is refused (the features would not match).
+   */
+  maxLength?: number | null;
 }
 
 /**
@@ -100,11 +105,15 @@ export function joinBatches(
   batches.forEach(([name, b]) => checkFamily(b, internvl, name));
   const { padTokenId, side } = paddingOf(processor);
   return torch.tidy(() => {
-    const tokens = padBatch(
-      batches.flatMap(([name, b]) => unpaddedRows(b, name)),
-      padTokenId,
-      side,
+    const rows = batches.flatMap(([name, b]) =>
+      unpaddedRows(b, name).map((row, r) => ({ row, where: `${name} row ${r}` })),
     );
+    const maxLength = options.maxLength ?? null;
+    const kept =
+      maxLength === null
+        ? rows.map((r) => r.row)
+        : rows.map((r) => truncateRow(r.row, maxLength, imageTokenOf(processor), r.where));
+    const tokens = padBatch(kept, padTokenId, side);
     const targets = targetsFromLabels(tokens.labels, options.ignoreIndex ?? -100);
     const present = batches.filter(([, b]) => b.pixelValues !== null);
     const pixelValues = present.length > 0 ? torch.cat(present.map(([, b]) => b.pixelValues!)) : null;
@@ -113,6 +122,25 @@ export function joinBatches(
       : qwenVision(present as Array<[string, Qwen2VlBatch]>);
     return { inputIds: tokens.inputIds, attentionMask: tokens.attentionMask, targets, pixelValues, ...vision };
   });
+}
+
+// keep_start truncation of one row; image placeholders must all survive the cut.
+function truncateRow(row: Encoded, maxLength: number, imageToken: number, where: string): Encoded {
+  if (!Number.isInteger(maxLength) || maxLength < 1) {
+    throw new RangeError(`Expected a positive integer or null for maxLength but received ${maxLength}`);
+  }
+  if (row.ids.length <= maxLength) return row;
+  if (row.ids.indexOf(imageToken, maxLength) !== -1) {
+    throw new RangeError(
+      `${where}: max_length ${maxLength} would cut image tokens (the row has ${row.ids.length} tokens); raise max_length`,
+    );
+  }
+  return { ids: row.ids.slice(0, maxLength), labels: row.labels.slice(0, maxLength) };
+}
+
+/** The token id the processor writes for each image feature (Qwen's image pad, InternVL's IMG_CONTEXT). */
+export function imageTokenOf(processor: Processor): number {
+  return processor instanceof InternVLProcessor ? processor.imageContext.id : processor.imagePad.id;
 }
 
 // The pad id and side `processor.process` pads with.

@@ -39,3 +39,19 @@ export {
   type PrefetchOptions,
 } from './images.js';
 export { SeededRandom } from './rng.js';
+export { imageTokenOf } from './collators.js';
+export { packPairs, SEGMENT, type PackedPairs, type PackOptions } from './pack_pairs.js';
+export { EpochSampler, type DataPosition, type SamplerOptions, type SampledIndex } from './sampler.js';
+export { DataLoader, mixSeeds, type LoaderOptions, type LoadedBatch } from './loader.js';
+export {
+  DATASET_FORMATS,
+  DatasetSpecSchema,
+  openDataset,
+  parseDatasetSpec,
+  type DatasetFormat,
+  type DatasetSpec,
+  type DatasetSpecInput,
+  type DatasetSpecOptions,
+  type OpenDatasetOptions,
+} from './open.js';
+export { preferenceSamples, sftSample, unpairedSample, type SampleOptions } from './samples.js';

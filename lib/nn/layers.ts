@@ -77,7 +77,8 @@ export class PatchConv extends Module {
 }
 
 export class Dropout extends Module {
-  constructor(readonly p = 0.1) {
+  // Writable: trainers switch dropout off (TRL's disable_dropout) without rebuilding the model.
+  constructor(public p = 0.1) {
     super();
   }
 

@@ -33,3 +33,31 @@ export {
   type Stateful,
   type TrainingParts,
 } from './training_state.js';
+export { pairForward, pairMask, pairPositions, type PairForwardOptions, type PairHidden } from './pair_forward.js';
+export {
+  TrainingArgumentsSchema,
+  DpoConfigSchema,
+  KtoConfigSchema,
+  SftConfigSchema,
+  dpoConfig,
+  ktoConfig,
+  sftConfig,
+  type TrainingArguments,
+  type DpoConfig,
+  type DpoConfigInput,
+  type KtoConfig,
+  type KtoConfigInput,
+  type SftConfig,
+  type SftConfigInput,
+} from './config.js';
+export { applyFreezing, type FreezeOptions } from './freeze.js';
+export { createTrainer, referenceCacheDir, type TrainerInit, type TrainerMethod } from './create.js';
+export { Trainer, type TrainOutput } from './trainer.js';
+export { trainingSteps, type LoopArgs } from './loop_args.js';
+export {
+  ReferenceCache,
+  adapterReference,
+  frozenReference,
+  policyReference,
+  type ReferencePolicy,
+} from './reference.js';

@@ -1,0 +1,174 @@
+// createTrainer: a policy, its processor, data and a method config in; the loop's parts out (the
+// method with its reference, the optimizer over the trainable parameters, the schedule).
+import os from 'node:os';
+import path from 'node:path';
+import * as torch from '../torch/index.js';
+import type { Tensor } from '../torch/index.js';
+import type { CausalLM } from '../models/index.js';
+import type { LoraModel } from '../adapters/index.js';
+import { AdamW, LRScheduler, SGD, type GroupOptions, type Optimizer, type ScheduleName } from '../optim/index.js';
+import type { Processor } from '../processing/index.js';
+import { DataLoader } from '../data/loader.js';
+import type { DataRecord, RecordDataset } from '../data/records.js';
+import type { DpoConfig, KtoConfig, SftConfig } from './config.js';
+import { trainingSteps, type LoopArgs } from './loop_args.js';
+import { DpoMethod } from './methods/dpo.js';
+import { KtoMethod } from './methods/kto.js';
+import type { TrainingMethod } from './methods/method.js';
+import { SftMethod } from './methods/sft.js';
+import {
+  ReferenceCache,
+  adapterReference,
+  frozenReference,
+  policyReference,
+  referenceModelKey,
+  type ReferencePolicy,
+} from './reference.js';
+import { Trainer } from './trainer.js';
+
+export type TrainerMethod = 'sft' | 'dpo' | 'kto';
+
+export interface TrainerInit {
+  method: TrainerMethod;
+  args: SftConfig | DpoConfig | KtoConfig;
+  /** The policy; with PEFT, adapters already injected (`adapter` is their LoraModel). */
+  model: CausalLM;
+  processor: Processor;
+  /** Checkpoints then hold the adapter; the reference is the policy with adapters disabled. */
+  adapter?: LoraModel;
+  /** A separate frozen reference (TRL's ref_model). */
+  refModel?: CausalLM | null;
+  /** The policy's checkpoint folder: the reference cache key, and the tokenizer files of the final save. */
+  modelPath?: string;
+  trainDataset: RecordDataset;
+  evalDataset?: RecordDataset | null;
+}
+
+/** Where precomputed reference log-probs live across runs (VLALIGN_CACHE, else ~/.cache/vlalign). */
+export function referenceCacheDir(): string {
+  return path.join(process.env.VLALIGN_CACHE ?? path.join(os.homedir(), '.cache', 'vlalign'), 'ref_logps');
+}
+
+export function createTrainer(init: TrainerInit): Trainer {
+  const args = init.args as LoopArgs & Partial<DpoConfig & KtoConfig>;
+  torch.manualSeed(args.seed);
+  const precompute = init.method !== 'sft' && args.precomputeRefLogProbs === true;
+  const cache = precompute ? referenceCacheOf(init) : null;
+  const method = methodOf(init, cache);
+  const optimizer = optimizerOf(args, trainableParameters(init));
+  const samples = new DataLoader(init.trainDataset, { batchSize: args.perDeviceTrainBatchSize, seed: 0 })
+    .samplesPerEpoch;
+  const totalSteps = trainingSteps(args, samples);
+  const scheduler = new LRScheduler(optimizer, {
+    name: args.lrSchedulerType as ScheduleName,
+    totalSteps,
+    warmupSteps: args.warmupSteps,
+    warmupRatio: args.warmupRatio,
+  });
+  return new Trainer({
+    args,
+    method,
+    model: init.model,
+    processor: init.processor,
+    adapter: init.adapter,
+    optimizer,
+    scheduler,
+    trainDataset: init.trainDataset,
+    evalDataset: init.evalDataset ?? null,
+    modelPath: init.modelPath,
+    beforeTraining:
+      cache === null
+        ? undefined
+        : (trainer) => precomputeReference(trainer, method, cache, [init.trainDataset, init.evalDataset]),
+  });
+}
+
+function methodOf(init: TrainerInit, cache: ReferenceCache | null): TrainingMethod {
+  const { model, processor } = init;
+  const args = init.args as SftConfig & DpoConfig & KtoConfig;
+  const common = { model, processor, maxLength: args.maxLength, ignoreIndex: args.ignoreIndex };
+  switch (init.method) {
+    case 'sft':
+      return new SftMethod({ ...common, loss: args as SftConfig });
+    case 'dpo':
+      return new DpoMethod({ ...common, loss: args as DpoConfig, reference: referenceOf(init), cache });
+    case 'kto':
+      return new KtoMethod({ ...common, loss: args as KtoConfig, reference: referenceOf(init), cache });
+  }
+}
+
+// A separate model, else the policy with adapters disabled, else (a full fine-tune whose reference
+// is precomputed) the policy itself before its first step.
+function referenceOf(init: TrainerInit): ReferencePolicy {
+  if (init.refModel) return frozenReference(init.refModel);
+  if (init.adapter) return adapterReference(init.model, init.adapter);
+  if ((init.args as DpoConfig).precomputeRefLogProbs) return policyReference(init.model);
+  throw new TypeError(
+    `${init.method}: a full fine-tune needs a reference: give refModel (a frozen copy), train adapters ` +
+      '(the reference is the policy with adapters disabled), or set precompute_ref_log_probs',
+  );
+}
+
+function referenceCacheOf(init: TrainerInit): ReferenceCache {
+  const args = init.args as DpoConfig;
+  const source = init.refModel ?? init.model;
+  const settings = { method: init.method, maxLength: args.maxLength, adapters: init.refModel ? null : 'disabled' };
+  const modelPath = init.refModel ? undefined : init.modelPath;
+  return new ReferenceCache(referenceCacheDir(), referenceModelKey(source, modelPath, settings));
+}
+
+// Every record's reference log-probs not yet cached, batch by batch, saved as it goes.
+async function precomputeReference(
+  trainer: Trainer,
+  method: TrainingMethod,
+  cache: ReferenceCache,
+  datasets: ReadonlyArray<RecordDataset | null | undefined>,
+): Promise<void> {
+  const batchSize = (trainer.args as Partial<DpoConfig>).precomputeRefBatchSize ?? trainer.args.perDeviceTrainBatchSize;
+  for (const dataset of datasets) {
+    if (!dataset) continue;
+    const loader = new DataLoader<DataRecord>(dataset, { batchSize, seed: 0, shuffle: false });
+    for await (const loaded of loader.epoch(0)) {
+      if (loaded.records.some((r) => r.record.augment === true)) {
+        throw new Error(
+          `${loaded.records[0]!.record.source.file}: precompute_ref_log_probs with data_augment: the reference ` +
+            'would score other images than training sees; turn one of them off',
+        );
+      }
+      if (loaded.records.every((r) => cache.has(r.record.id))) continue;
+      const batch = await method.collate(loaded.records);
+      try {
+        method.precompute!(batch);
+      } finally {
+        batch.dispose();
+      }
+      cache.save();
+    }
+  }
+}
+
+// Adapter weights with PEFT, else every parameter left trainable (freezing happens before).
+function trainableParameters(init: TrainerInit): Array<[string, Tensor]> {
+  if (init.adapter) return init.adapter.trainableParameters();
+  return [...init.model.namedParameters()].filter(([, p]) => p.requiresGrad);
+}
+
+// HF's two groups: biases and norm weights are not decayed.
+function optimizerOf(args: LoopArgs, named: Array<[string, Tensor]>): Optimizer<GroupOptions> {
+  if (named.length === 0) throw new Error('nothing to train: every parameter is frozen');
+  const noDecay = (name: string): boolean => /(^|\.)bias$|norm/i.test(name);
+  const groups = [
+    { params: named.filter(([n]) => !noDecay(n)), weightDecay: args.weightDecay },
+    { params: named.filter(([n]) => noDecay(n)), weightDecay: 0 },
+  ].filter((g) => g.params.length > 0);
+  const lr = args.learningRate;
+  switch (args.optim) {
+    case 'adamw_torch':
+    case 'adamw_torch_fused':
+      return new AdamW(groups, { lr, beta1: args.adamBeta1, beta2: args.adamBeta2, eps: args.adamEpsilon });
+    case 'sgd':
+      return new SGD(groups, { lr });
+    default:
+      throw new TypeError(`optim: expected adamw_torch, adamw_torch_fused or sgd but received ${args.optim}`);
+  }
+}

@@ -1,0 +1,45 @@
+// The training arguments the loop itself reads (TrainingArguments' names, camelCase). The method
+// configs (lib/train/config.ts: SftConfig, DpoConfig, KtoConfig) carry these and their own fields.
+export interface LoopArgs {
+  outputDir: string;
+  perDeviceTrainBatchSize: number;
+  perDeviceEvalBatchSize: number;
+  gradientAccumulationSteps: number;
+  learningRate: number;
+  weightDecay: number;
+  adamBeta1: number;
+  adamBeta2: number;
+  adamEpsilon: number;
+  maxGradNorm: number;
+  numTrainEpochs: number;
+  maxSteps: number;
+  lrSchedulerType: string;
+  warmupRatio: number;
+  warmupSteps: number;
+  optim: string;
+  loggingSteps: number;
+  loggingFirstStep: boolean;
+  loggingDir: string | null;
+  reportTo: string[];
+  saveStrategy: 'steps' | 'epoch' | 'no';
+  saveSteps: number;
+  saveTotalLimit: number | null;
+  saveOnlyModel: boolean;
+  saveMerged: boolean;
+  evalStrategy: 'steps' | 'epoch' | 'no';
+  evalSteps: number | null;
+  seed: number;
+  dataSeed: number | null;
+  gradientCheckpointing: boolean;
+  resumeFromCheckpoint: string | boolean | null;
+  disableDropout: boolean;
+  dataloaderPrefetch: number | null;
+  maxLength: number | null;
+}
+
+/** Optimizer steps of a run: max_steps, else epochs x ceil(batches / accumulation) (HF). */
+export function trainingSteps(args: LoopArgs, samplesPerEpoch: number): number {
+  if (args.maxSteps > 0) return args.maxSteps;
+  const batches = Math.ceil(samplesPerEpoch / args.perDeviceTrainBatchSize);
+  return Math.ceil(args.numTrainEpochs * Math.max(1, Math.ceil(batches / args.gradientAccumulationSteps)));
+}

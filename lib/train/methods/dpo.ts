@@ -1,0 +1,113 @@
+// DPO and its family (every TRL loss type; lists + weights = MPO; rpoAlpha; both bco_pair forms).
+// A micro-batch is P pairs packed one sequence per pair (lib/data/pack_pairs.ts): the prompt and
+// its images run once, then chosen and rejected. The reference's summed log-probs come from a
+// frozen model, the policy with adapters disabled, or the precomputed cache.
+import * as torch from '../../torch/index.js';
+import type { Tensor } from '../../torch/index.js';
+import { PreferenceLoss, sequenceLogps, type LossNormalisers, type LossResult } from '../../losses/index.js';
+import type { CausalLM } from '../../models/index.js';
+import type { Processor } from '../../processing/index.js';
+import type { DecodedRecord } from '../../data/images.js';
+import type { PreferenceRecord } from '../../data/records.js';
+import { packPairs, type PackedPairs } from '../../data/pack_pairs.js';
+import { preferenceSamples } from '../../data/samples.js';
+import { pairForward } from '../pair_forward.js';
+import type { ReferenceCache, ReferencePolicy } from '../reference.js';
+import type { MicroBatch, TrainingMethod } from './method.js';
+import { disposeTensors, rowTokenCounts } from './rows.js';
+
+export interface DpoMethodOptions {
+  model: CausalLM;
+  processor: Processor;
+  /** The PreferenceLoss config (TRL's DPOConfig loss fields). */
+  loss: ConstructorParameters<typeof PreferenceLoss>[0];
+  maxLength: number | null;
+  ignoreIndex: number;
+  /** Exactly one of the two gives the reference log-probs. */
+  reference: ReferencePolicy | null;
+  cache: ReferenceCache | null;
+}
+
+export interface PairMicroBatch extends MicroBatch {
+  packed: PackedPairs;
+  pairs: number;
+}
+
+export class DpoMethod implements TrainingMethod<PairMicroBatch> {
+  readonly name = 'dpo';
+  readonly objective: PreferenceLoss;
+  readonly stateful;
+
+  constructor(readonly options: DpoMethodOptions) {
+    this.objective = new PreferenceLoss(options.loss);
+    this.stateful = { loss: this.objective };
+  }
+
+  async collate(records: ReadonlyArray<DecodedRecord<PreferenceRecord>>): Promise<PairMicroBatch> {
+    const { processor, maxLength, ignoreIndex } = this.options;
+    const samples = records.map((r) => preferenceSamples(r, { eosToken: processor.tokenizer.eosToken }));
+    const chosen = await processor.process(samples.map((s) => s.chosen));
+    const rejected = await processor.process(samples.map((s) => s.rejected));
+    const packed = torch.tidy(() => packPairs(processor, chosen, rejected, { ignoreIndex, maxLength }));
+    for (const batch of [chosen, rejected]) disposeTensors(batch);
+    const pairs = records.length;
+    const rowTokens = rowTokenCounts(packed.targets, ignoreIndex);
+    const chosenTokens = rowTokens.slice(0, pairs).reduce((a, b) => a + b, 0);
+    const rejectedTokens = rowTokens.slice(pairs).reduce((a, b) => a + b, 0);
+    return {
+      ids: records.map((r) => r.record.id),
+      packed,
+      pairs,
+      tokens: chosenTokens + rejectedTokens,
+      counts: { pairs, chosenTokens: Math.max(chosenTokens, 1) },
+      dispose: () => disposeTensors(packed),
+    };
+  }
+
+  loss(batch: PairMicroBatch, normalisers: LossNormalisers, mode: 'train' | 'eval'): LossResult {
+    const { model } = this.options;
+    return torch.tidy(() => {
+      const ref = this.referenceLogps(batch);
+      const policy = pairForward(model, batch.packed);
+      const p = batch.pairs;
+      return this.objective.compute(
+        {
+          hidden: policy.hidden,
+          targets: policy.targets,
+          refChosenLogps: ref.narrow(0, 0, p),
+          refRejectedLogps: ref.narrow(0, p, p),
+        },
+        model.lmHead(),
+        { mode, normalisers },
+      );
+    });
+  }
+
+  precompute(batch: PairMicroBatch): void {
+    const cache = this.options.cache;
+    if (cache === null) throw new Error('precompute: no reference cache');
+    torch.tidy(() => {
+      const logps = Array.from(this.referencePass(batch).to({ dtype: 'float64' }).data() as Float64Array);
+      batch.ids.forEach((id, i) => cache.set(id, [logps[i]!, logps[batch.pairs + i]!]));
+    });
+  }
+
+  // [2P]: the chosen rows' summed log-probs, then the rejected rows'.
+  private referenceLogps(batch: PairMicroBatch): Tensor {
+    const cache = this.options.cache;
+    if (cache === null) return this.referencePass(batch);
+    const values = cache.lookup(batch.ids, 2);
+    return torch.cat([values.select(1, 0), values.select(1, 1)]);
+  }
+
+  private referencePass(batch: PairMicroBatch): Tensor {
+    const reference = this.options.reference;
+    if (reference === null) throw new Error('DPO: no reference policy and no precomputed reference log-probs');
+    const { ignoreIndex } = this.options;
+    const chunkSize = this.objective.config.chunkSize;
+    return reference.run((model, head) => {
+      const { hidden, targets } = pairForward(model, batch.packed);
+      return sequenceLogps(hidden, head, targets, { ignoreIndex, chunkSize });
+    });
+  }
+}

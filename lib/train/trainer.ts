@@ -1,0 +1,370 @@
+// The one training loop every method runs, in llm.c's shape: next window of micro-batches, forward
+// and backward of each (losses normalised over the whole window), then clip, step, schedule, zero;
+// then the log / eval / save hooks. Methods (lib/train/methods/) only collate and compute losses.
+// A checkpoint holds everything the loop reads (weights or adapter, optimizer and scheduler, RNG,
+// the data cursor, the losses' running moments, the open logging window), so a resumed run continues
+// the identical run.
+import fs from 'node:fs';
+import * as torch from '../torch/index.js';
+import type { CausalLM } from '../models/index.js';
+import { savePretrained } from '../models/index.js';
+import { Dropout } from '../nn/index.js';
+import type { LoraModel } from '../adapters/index.js';
+import { clipGradNorm_, type LRScheduler, type Optimizer, type GroupOptions } from '../optim/index.js';
+import type { Processor } from '../processing/index.js';
+import { DataLoader } from '../data/loader.js';
+import type { DataPosition } from '../data/sampler.js';
+import type { DataRecord, RecordDataset } from '../data/records.js';
+import { mergeMetricTotals, metricMeans, type MetricTotals } from '../losses/index.js';
+import { CheckpointManager, loadCheckpoint, resolveResume, trainerState } from './checkpoint.js';
+import { restoreTraining, trainingWriters, type TrainingParts } from './training_state.js';
+import { LogWindow, withoutLoss } from './log_window.js';
+import { startBanner } from './progress.js';
+import { Reporters } from './reporters.js';
+import { sumCounts, type MicroBatch, type TrainingMethod } from './methods/method.js';
+import { trainingSteps, type LoopArgs } from './loop_args.js';
+import { copyProcessorFiles } from './processor_files.js';
+
+export interface TrainOutput {
+  globalStep: number;
+  /** Mean loss over every step of this process (HF's train_loss). */
+  trainingLoss: number;
+  metrics: Record<string, number>;
+}
+
+export interface TrainerParts {
+  args: LoopArgs;
+  method: TrainingMethod;
+  model: CausalLM;
+  processor: Processor;
+  adapter?: LoraModel;
+  optimizer: Optimizer<GroupOptions>;
+  scheduler: LRScheduler;
+  trainDataset: RecordDataset;
+  evalDataset?: RecordDataset | null;
+  /** The source checkpoint: its tokenizer and processor files are copied next to the final save. */
+  modelPath?: string;
+  /** Before the first step (the precomputed-reference pass). */
+  beforeTraining?: (trainer: Trainer) => Promise<void>;
+}
+
+export class Trainer {
+  readonly args: LoopArgs;
+  readonly method: TrainingMethod;
+  readonly trainLoader: DataLoader<DataRecord>;
+  globalStep = 0;
+  numTokens = 0;
+  #position: DataPosition;
+  readonly #window = new LogWindow();
+  #reporters: Reporters | null = null;
+
+  constructor(readonly parts: TrainerParts) {
+    this.args = parts.args;
+    this.method = parts.method;
+    this.trainLoader = new DataLoader(parts.trainDataset, {
+      batchSize: this.args.perDeviceTrainBatchSize,
+      seed: this.args.dataSeed ?? this.args.seed,
+      prefetch: this.args.dataloaderPrefetch ?? undefined,
+    });
+    this.#position = { epoch: 0, index: 0, seed: 0 };
+  }
+
+  /** Optimizer steps per epoch: a short last window still steps (HF). */
+  get stepsPerEpoch(): number {
+    return Math.max(1, Math.ceil(this.trainLoader.batchesPerEpoch / this.args.gradientAccumulationSteps));
+  }
+
+  get totalSteps(): number {
+    return trainingSteps(this.args, this.trainLoader.samplesPerEpoch);
+  }
+
+  async train(): Promise<TrainOutput> {
+    const { args } = this;
+    const resume = resolveResume(args.outputDir, args.resumeFromCheckpoint ?? undefined);
+    const history = resume === null ? [] : await this.#restore(resume);
+    this.#prepareModel();
+    this.#reporters = new Reporters(
+      {
+        outputDir: args.outputDir,
+        loggingDir: args.loggingDir,
+        reportTo: args.reportTo.filter((r) => r !== 'none'),
+        totalSteps: this.totalSteps,
+        startStep: this.globalStep,
+      },
+      history,
+    );
+    try {
+      this.#reporters.start(this.#banner(resume), args);
+      if (resume === null) await this.parts.beforeTraining?.(this);
+      const started = Date.now();
+      const startStep = this.globalStep;
+      let lossSum = 0;
+      await this.#loop((loss) => {
+        lossSum += loss;
+      });
+      const seconds = (Date.now() - started) / 1000;
+      const steps = this.globalStep - startStep;
+      const metrics = {
+        train_runtime: seconds,
+        train_samples_per_second: (steps * args.perDeviceTrainBatchSize * args.gradientAccumulationSteps) / seconds,
+        train_steps_per_second: steps / seconds,
+        train_loss: steps > 0 ? lossSum / steps : Number.NaN,
+      };
+      this.#reporters.log({ ...metrics, epoch: this.#epochFloat(), step: this.globalStep });
+      if (args.saveStrategy !== 'no' && !this.#savedAt(this.globalStep)) await this.saveCheckpoint();
+      await this.saveModel(args.outputDir);
+      return { globalStep: this.globalStep, trainingLoss: metrics.train_loss, metrics };
+    } finally {
+      this.#reporters.close();
+      this.#reporters = null;
+    }
+  }
+
+  // Epochs from the cursor on; each yields windows of gradientAccumulationSteps batches.
+  async #loop(onStep: (loss: number) => void): Promise<void> {
+    const total = this.totalSteps;
+    const ga = this.args.gradientAccumulationSteps;
+    for (let epoch = this.#position.epoch; this.globalStep < total; epoch++) {
+      const from = epoch === this.#position.epoch && this.#position.index > 0 ? this.#position : undefined;
+      // Resumed from a checkpoint saved at this epoch's end: its epoch hooks already ran.
+      const finished = from !== undefined && from.index >= this.trainLoader.samplesPerEpoch;
+      let window: Array<{ records: MicroRecords; position: DataPosition }> = [];
+      for await (const loaded of this.trainLoader.epoch(epoch, from)) {
+        window.push(loaded);
+        if (window.length < ga) continue;
+        onStep(await this.#optimizerStep(window));
+        window = [];
+        if (await this.#afterStep(false)) return;
+      }
+      if (window.length > 0) {
+        onStep(await this.#optimizerStep(window));
+        if (await this.#afterStep(true)) return;
+      } else if (!finished && (await this.#epochEnd())) return;
+      else if (this.globalStep >= total) return;
+      this.#position = { epoch: epoch + 1, index: 0, seed: 0 };
+    }
+  }
+
+  // Forward + backward of every micro-batch of the window, then the parameter update.
+  async #optimizerStep(window: ReadonlyArray<{ records: MicroRecords; position: DataPosition }>): Promise<number> {
+    const batches: MicroBatch[] = [];
+    try {
+      for (const w of window) batches.push(await this.method.collate(w.records));
+      const normalisers = sumCounts(batches);
+      let loss = 0;
+      let totals: MetricTotals = { sums: {}, counts: {} };
+      for (const batch of batches) {
+        const result = this.method.loss(batch, normalisers, 'train');
+        result.loss.backward();
+        loss += result.loss.item() as number;
+        result.loss.dispose();
+        totals = mergeMetricTotals(totals, withoutLoss(result.totals));
+        this.numTokens += batch.tokens;
+      }
+      const gradNorm = this.#clip();
+      this.parts.optimizer.step();
+      const lr = this.parts.scheduler.lastLr[0]!;
+      this.parts.scheduler.step();
+      this.parts.optimizer.zeroGrad();
+      this.globalStep += 1;
+      this.#position = window.at(-1)!.position;
+      this.#window.add(loss, totals);
+      this.#lastStep = { gradNorm, lr };
+      this.#reporters?.step(this.globalStep, loss);
+      return loss;
+    } finally {
+      for (const b of batches) b.dispose();
+    }
+  }
+
+  #lastStep = { gradNorm: Number.NaN, lr: Number.NaN };
+
+  #clip(): number {
+    const params = this.parts.optimizer.paramGroups.flatMap((g) => g.params);
+    if (this.args.maxGradNorm > 0) return clipGradNorm_(params, this.args.maxGradNorm);
+    return torch.tidy(() => {
+      const grads = params.map((p) => p.grad).filter((g) => g !== null);
+      return grads.length === 0
+        ? 0
+        : (torch
+            .stack(grads.map((g) => g.float().norm()))
+            .norm()
+            .item() as number);
+    });
+  }
+
+  // Log, evaluate and save as the strategies say; true when training is done.
+  async #afterStep(epochEnd: boolean): Promise<boolean> {
+    const { args } = this;
+    const step = this.globalStep;
+    const done = step >= this.totalSteps;
+    if (step % args.loggingSteps === 0 || done || (step === 1 && args.loggingFirstStep)) this.#logTrain();
+    const evalEvery = args.evalSteps ?? args.loggingSteps;
+    const evaluate =
+      (args.evalStrategy === 'steps' && step % evalEvery === 0) || (args.evalStrategy === 'epoch' && epochEnd);
+    if (evaluate && this.parts.evalDataset) await this.evaluate();
+    const save =
+      (args.saveStrategy === 'steps' && step % args.saveSteps === 0) || (args.saveStrategy === 'epoch' && epochEnd);
+    if (save) await this.saveCheckpoint();
+    return done;
+  }
+
+  // An epoch whose batches ended exactly on a window boundary: the epoch hooks only.
+  async #epochEnd(): Promise<boolean> {
+    const { args } = this;
+    if (args.evalStrategy === 'epoch' && this.parts.evalDataset) await this.evaluate();
+    if (args.saveStrategy === 'epoch' && !this.#savedAt(this.globalStep)) await this.saveCheckpoint();
+    return this.globalStep >= this.totalSteps;
+  }
+
+  #logTrain(): void {
+    if (this.#window.steps === 0) return;
+    const { gradNorm, lr } = this.#lastStep;
+    const entry = { ...this.#window.flush(), grad_norm: gradNorm, learning_rate: lr, num_tokens: this.numTokens };
+    this.#reporters?.log({ ...entry, epoch: this.#epochFloat(), step: this.globalStep });
+  }
+
+  /** The eval loop: every eval batch once, in order, without a graph; TRL's metrics with eval_. */
+  async evaluate(): Promise<Record<string, number>> {
+    const dataset = this.parts.evalDataset;
+    if (!dataset) throw new Error('evaluate: no eval dataset');
+    const loader = new DataLoader(dataset, { batchSize: this.args.perDeviceEvalBatchSize, seed: 0, shuffle: false });
+    const model = this.parts.model;
+    const training = model.training;
+    model.eval();
+    const started = Date.now();
+    let [lossSum, batches, samples] = [0, 0, 0];
+    let totals: MetricTotals = { sums: {}, counts: {} };
+    try {
+      for await (const loaded of loader.epoch(0)) {
+        const batch = await this.method.collate(loaded.records);
+        try {
+          const result = torch.noGrad(() => this.method.loss(batch, batch.counts, 'eval'));
+          lossSum += result.loss.item() as number;
+          result.loss.dispose();
+          totals = mergeMetricTotals(totals, withoutLoss(result.totals));
+          batches += 1;
+          samples += loaded.records.length;
+        } finally {
+          batch.dispose();
+        }
+      }
+    } finally {
+      model.train(training);
+    }
+    const seconds = (Date.now() - started) / 1000;
+    const metrics: Record<string, number> = { loss: lossSum / Math.max(batches, 1), ...metricMeans(totals) };
+    const entry: Record<string, number> = Object.fromEntries(Object.entries(metrics).map(([k, v]) => [`eval_${k}`, v]));
+    Object.assign(entry, {
+      eval_runtime: seconds,
+      eval_samples_per_second: samples / seconds,
+      eval_steps_per_second: batches / seconds,
+    });
+    this.#reporters?.log({ ...entry, epoch: this.#epochFloat(), step: this.globalStep });
+    return entry;
+  }
+
+  /** checkpoint-N with everything an exact resume needs. */
+  async saveCheckpoint(): Promise<string> {
+    const { args } = this;
+    const manager = new CheckpointManager(args.outputDir, { saveTotalLimit: args.saveTotalLimit });
+    const state = trainerState({
+      global_step: this.globalStep,
+      epoch: this.#epochFloat(),
+      max_steps: this.totalSteps,
+      logging_steps: args.loggingSteps,
+      eval_steps: args.evalSteps ?? args.loggingSteps,
+      save_steps: args.saveSteps,
+      train_batch_size: args.perDeviceTrainBatchSize,
+      num_train_epochs: Math.ceil(this.totalSteps / this.stepsPerEpoch),
+      num_input_tokens_seen: this.numTokens,
+      log_history: this.#reporters?.history ?? [],
+    });
+    const writers = trainingWriters(this.#trainingParts(!args.saveOnlyModel), this.#position);
+    const dir = await manager.save(state, writers);
+    this.#lastSave = this.globalStep;
+    return dir;
+  }
+
+  #lastSave = -1;
+
+  #savedAt(step: number): boolean {
+    return this.#lastSave === step;
+  }
+
+  /**
+   * The final save into `dir`: the adapter in PEFT's layout (or, with saveMerged, the merged model
+   * in HF's), or the whole model; the source checkpoint's tokenizer and processor files beside it.
+   */
+  async saveModel(dir: string): Promise<void> {
+    const { adapter, model, modelPath } = this.parts;
+    fs.mkdirSync(dir, { recursive: true });
+    if (adapter !== undefined && this.args.saveMerged) {
+      await savePretrained(adapter.mergeAndUnload() as unknown as CausalLM, dir);
+    } else if (adapter !== undefined) {
+      await adapter.saveAdapter(dir);
+    } else {
+      await savePretrained(model, dir);
+    }
+    if (modelPath !== undefined) copyProcessorFiles(modelPath, dir);
+  }
+
+  #trainingParts(withOptimizer: boolean): TrainingParts {
+    const { adapter, model, optimizer, scheduler } = this.parts;
+    return {
+      ...(adapter !== undefined ? { adapter } : { model }),
+      ...(withOptimizer ? { optimizer, scheduler } : {}),
+      stateful: { ...this.method.stateful, log_window: this.#window, trainer: this.#counters() },
+    };
+  }
+
+  // Plain counters that trainer_state.json also shows, restored from the same file as the rest.
+  #counters(): { stateDict(): unknown; loadStateDict(state: never): void } {
+    return {
+      stateDict: () => ({ numTokens: this.numTokens }),
+      loadStateDict: (state: { numTokens: number }) => {
+        this.numTokens = state.numTokens;
+      },
+    };
+  }
+
+  async #restore(dir: string): Promise<ReturnType<typeof loadCheckpoint>['trainerState']['log_history']> {
+    const checkpoint = loadCheckpoint(dir);
+    const position = await restoreTraining(dir, this.#trainingParts(true));
+    this.globalStep = checkpoint.step;
+    this.#lastSave = checkpoint.step;
+    if (position !== null) this.#position = position;
+    return checkpoint.trainerState.log_history;
+  }
+
+  // Training mode, gradient checkpointing and TRL's disable_dropout.
+  #prepareModel(): void {
+    const model = this.parts.model;
+    model.train();
+    model.gradientCheckpointing_(this.args.gradientCheckpointing);
+    if (this.args.disableDropout) {
+      for (const [, module] of model.namedModules()) if (module instanceof Dropout) module.p = 0;
+    }
+  }
+
+  #epochFloat(): number {
+    const perEpoch = this.trainLoader.samplesPerEpoch;
+    return this.#position.epoch + (perEpoch === 0 ? 0 : this.#position.index / perEpoch);
+  }
+
+  #banner(resume: string | null): string {
+    const params = this.parts.optimizer.paramGroups.flatMap((g) => g.params);
+    const total = this.parts.model.parameters().reduce((n, p) => n + p.numel(), 0);
+    return startBanner({
+      method: this.method.name,
+      config: this.args,
+      trainableParams: params.reduce((n, p) => n + p.numel(), 0),
+      totalParams: total,
+      outputDir: this.args.outputDir,
+      reportTo: this.args.reportTo.filter((r) => r !== 'none'),
+      resumeFrom: resume,
+    });
+  }
+}
+
+type MicroRecords = Parameters<TrainingMethod['collate']>[0];
