@@ -17,12 +17,18 @@
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { InternVLProcessor, type Processor } from '../processing/index.js';
-import { padBatch, resolvePadTokenId, type PaddingSide } from '../processing/batch.js';
+import { resolvePadTokenId, type PaddingSide } from '../processing/batch.js';
 import { IGNORE_INDEX } from '../processing/segments.js';
+import { GROUP_SEGMENT, layoutGroups, type LabelledTokens } from './pack_groups.js';
 import type { ProcessorBatch } from './collators.js';
 
 /** Segment ids of the packed tokens (PackedPairs.segments). */
-export const SEGMENT = { padding: 0, prompt: 1, chosen: 2, rejected: 3 } as const;
+export const SEGMENT = {
+  padding: GROUP_SEGMENT.padding,
+  prompt: GROUP_SEGMENT.prompt,
+  chosen: GROUP_SEGMENT.firstCompletion,
+  rejected: GROUP_SEGMENT.firstCompletion + 1,
+} as const;
 
 export interface PackedPairs {
   pairs: number;
@@ -34,6 +40,8 @@ export interface PackedPairs {
   segments: Tensor;
   /** [P, L] int64 1-D positions, the rejected part restarting at the prompt's end (1 on padding). */
   positionIds: Tensor;
+  /** [P, L] int64: the chosen length on rejected tokens, else 0 (GroupLayout.positionShift). */
+  positionShift: Tensor;
   /** Per pair: padding tokens before the pair's first token (left padding), else 0. */
   offset: number[];
   promptLength: number[];
@@ -60,10 +68,7 @@ export interface PackOptions {
   maxLength?: number | null;
 }
 
-interface Row {
-  ids: number[];
-  labels: number[];
-}
+type Row = LabelledTokens;
 
 interface Pair {
   prompt: number[];
@@ -131,77 +136,23 @@ export function packPairs(
 
 type Layout = Omit<PackedPairs, 'pairs' | 'pixelValues' | 'imageGridThw' | 'imageFlags' | 'tilesPerImage'>;
 
+// A pair is a group of two completions; the virtual rows go completion-major (chosen, then rejected).
 function layoutTensors(packed: Pair[], padTokenId: number, side: PaddingSide, ignoreIndex: number): Layout {
-  const rows = packed.map((p) => [...p.prompt, ...p.chosen.ids, ...p.rejected.ids]);
-  // padBatch pads on the processor's side; its labels are not used (the targets below are the packed form's).
-  const padded = padBatch(
-    rows.map((ids) => ({ ids, labels: ids.map(() => IGNORE_INDEX) })),
+  const groups = packed.map((p) => ({ prompt: p.prompt, completions: [p.chosen, p.rejected] }));
+  const {
+    completionLengths,
+    rowSource: _,
+    ...layout
+  } = layoutGroups(groups, {
     padTokenId,
     side,
-  );
-  padded.labels.dispose();
-  const width = padded.inputIds.shape[1]!;
-  const offset = rows.map((ids) => (side === 'left' ? width - ids.length : 0));
-  const segments = new Int32Array(packed.length * width);
-  const positions = new Int32Array(packed.length * width).fill(1);
-  packed.forEach((p, i) => {
-    const [n, c, r] = [p.prompt.length, p.chosen.ids.length, p.rejected.ids.length];
-    const start = i * width + offset[i]!;
-    segments.fill(SEGMENT.prompt, start, start + n);
-    segments.fill(SEGMENT.chosen, start + n, start + n + c);
-    segments.fill(SEGMENT.rejected, start + n + c, start + n + c + r);
-    for (let k = 0; k < n + c; k++) positions[start + k] = k;
-    for (let k = 0; k < r; k++) positions[start + n + c + k] = n + k;
-  });
-  const { gatherIndex, targets } = virtualRows(packed, offset, width, ignoreIndex);
-  const long = (data: Int32Array): Tensor => torch.tensor(data, { dtype: 'int64', shape: [packed.length, width] });
-  return {
-    inputIds: padded.inputIds,
-    attentionMask: padded.attentionMask,
-    segments: long(segments),
-    positionIds: long(positions),
-    offset,
-    promptLength: packed.map((p) => p.prompt.length),
-    chosenLength: packed.map((p) => p.chosen.ids.length),
-    rejectedLength: packed.map((p) => p.rejected.ids.length),
-    gatherIndex,
-    targets,
-  };
-}
-
-// The 2P virtual rows: where each column's hidden state sits in the flat [P·L] packed tokens, and
-// what it predicts. Columns past a row's completion point at the row's last prompt token (any valid
-// index does: their targets are ignored, so no gradient flows through them).
-function virtualRows(
-  packed: Pair[],
-  offset: number[],
-  width: number,
-  ignoreIndex: number,
-): { gatherIndex: Tensor; targets: Tensor } {
-  const pairs = packed.length;
-  const w = Math.max(...packed.flatMap((p) => [p.chosen.ids.length, p.rejected.ids.length]));
-  const index = new BigInt64Array(2 * pairs * w);
-  const targets = new BigInt64Array(2 * pairs * w).fill(BigInt(ignoreIndex));
-  packed.forEach((p, i) => {
-    const lastPrompt = i * width + offset[i]! + p.prompt.length - 1;
-    const sides = [
-      [i, p.chosen, lastPrompt],
-      [pairs + i, p.rejected, lastPrompt + p.chosen.ids.length],
-    ] as const;
-    for (const [row, completion, before] of sides) {
-      // Completion token j - 1 sits at `before + j` (before = the token preceding the completion,
-      // i.e. the last prompt token for chosen; rejected starts after the chosen tokens).
-      for (let j = 0; j < w; j++) {
-        const inside = j < completion.ids.length;
-        index[row * w + j] = BigInt(j === 0 || !inside ? lastPrompt : before + j);
-        const label = completion.labels[j];
-        if (inside && label !== IGNORE_INDEX) targets[row * w + j] = BigInt(label!);
-      }
-    }
+    ignoreIndex,
+    order: 'completion',
   });
   return {
-    gatherIndex: torch.tensor(index, { shape: [2 * pairs * w] }),
-    targets: torch.tensor(targets, { shape: [2 * pairs, w] }),
+    ...layout,
+    chosenLength: completionLengths.map((c) => c[0]!),
+    rejectedLength: completionLengths.map((c) => c[1]!),
   };
 }
 
