@@ -13,11 +13,9 @@ import {
   PatchConv,
   activation,
   applyRotary,
-  attend,
   checkpointed,
   cosSin,
   inverseFrequencies,
-  segmentMask,
   type Activation,
   type CosSin,
   type ParamOptions,
@@ -25,6 +23,13 @@ import {
 import { Qwen2MLP } from '../qwen2/decoder.js';
 import type { VisionConfig } from './vision_config.js';
 import { imageSegments, patchPositions, windowLayout, type Grid } from './vision_layout.js';
+import {
+  segmentAttention,
+  segmentIndex,
+  segmentPlan,
+  type SegmentIndex,
+  type SegmentPlan,
+} from './segment_attention.js';
 
 const EPS = 1e-6;
 const norm = (c: VisionConfig, dim: number, o: ParamOptions): LayerNorm | RMSNorm =>
@@ -44,16 +49,19 @@ class VisionAttention extends Module {
     this.proj = this.registerModule('proj', new Linear(width, width, options));
   }
 
-  /** x [N, W]; rotary in float32 [N, 1, hd]; mask [1, 1, N, N] block-diagonal. */
-  forward(x: Tensor, rotary: CosSin, mask: Tensor): Tensor {
+  /** x [N, W]; rotary in float32 [N, 1, hd]; rows attend within the plan's segments. */
+  forward(x: Tensor, rotary: CosSin, segments: Segments): Tensor {
     return torch.tidy(() => {
       const n = x.shape[0]!;
       const [q, k, v] = this.qkv.forward(x).view([n, 3, this.numHeads, -1]).unbind(1) as [Tensor, Tensor, Tensor];
-      // The reference rotates in float32 and casts back.
-      const rotate = (t: Tensor): Tensor => applyRotary(t.float(), rotary).to(t.dtype).transpose(0, 1).unsqueeze(0);
-      const out = attend(rotate(q), rotate(k), v.transpose(0, 1).unsqueeze(0), { mask });
-      return this.proj.forward(out.squeeze(0).transpose(0, 1).reshape([n, this.width]));
+      const [rq, rk] = [this.rotate(q, rotary), this.rotate(k, rotary)];
+      return this.proj.forward(segmentAttention(rq, rk, v, segments.plan, segments.index));
     });
+  }
+
+  /** q or k [N, H, hd]: rotated in float32 and cast back, as the reference does. */
+  rotate(t: Tensor, rotary: CosSin): Tensor {
+    return torch.tidy(() => applyRotary(t.float(), rotary).to(t.dtype));
   }
 }
 
@@ -93,9 +101,9 @@ class VisionBlock extends Module {
     );
   }
 
-  forward(x: Tensor, rotary: CosSin, mask: Tensor): Tensor {
+  forward(x: Tensor, rotary: CosSin, segments: Segments): Tensor {
     return torch.tidy(() => {
-      const h = x.add(this.attn.forward(this.norm1.forward(x), rotary, mask));
+      const h = x.add(this.attn.forward(this.norm1.forward(x), rotary, segments));
       return h.add(this.mlp.forward(this.norm2.forward(h)));
     });
   }
@@ -125,6 +133,17 @@ class PatchMerger extends Module {
     });
   }
 }
+
+/** Which rows attend to which: one image frame, or one Qwen2.5-VL window, per segment. */
+interface Segments {
+  plan: SegmentPlan;
+  index: SegmentIndex | null;
+}
+
+const segmentsOf = (cuSeqlens: readonly number[], device: Tensor['device']): Segments => {
+  const plan = segmentPlan(cuSeqlens);
+  return { plan, index: segmentIndex(plan, device) };
+};
 
 export interface VisionOutput {
   /** [N / merge², out]: one row per LLM image token, in prompt order. */
@@ -177,17 +196,23 @@ export class QwenVisionTower extends Module {
         order ? t.view([-1, unit, t.shape[1]!]).indexSelect(0, order).flatten(0, 1) : t;
       const rotary = this.#rotary(grids, permute);
       const device = pixelValues.device;
-      const imageMask = segmentMask(imageSegments(grids), this.dtype, device);
-      const windowMask = windows && segmentMask(windows.cuWindowSeqlens, this.dtype, device);
+      const images = segmentsOf(imageSegments(grids), device);
+      const windowed = windows && segmentsOf(windows.cuWindowSeqlens, device);
       let h = permute(patchEmbeds);
       this.blocks.items.forEach((block, i) => {
-        const mask = windowMask && !c.fullAttentionBlocks.includes(i) ? windowMask : imageMask;
-        h = checkpointed(this, (x, cos, sin, m) => block.forward(x, { cos: cos!, sin: sin! }, m!), [
-          h,
-          rotary.cos,
-          rotary.sin,
-          mask,
-        ]);
+        const segments = windowed && !c.fullAttentionBlocks.includes(i) ? windowed : images;
+        // The permutations are checkpoint inputs so that a recomputing backward still holds them.
+        const { order, restore } = segments.index ?? {};
+        h = checkpointed(
+          this,
+          (x, cos, sin, o, r) =>
+            block.forward(
+              x,
+              { cos: cos!, sin: sin! },
+              { plan: segments.plan, index: o ? { order: o, restore: r! } : null },
+            ),
+          [h, rotary.cos, rotary.sin, ...(order ? [order, restore!] : [])],
+        );
       });
       let embeds = this.merger.forward(h);
       if (order) embeds = embeds.indexSelect(0, order.argsort());
