@@ -14,7 +14,7 @@ import { parseConfig, type IssueFormat } from '../util/config_error.js';
 const positiveInt = () => z.number().int().positive();
 
 /** The fields every method shares; learningRate's default is the method's (see trainingArguments). */
-function trainingArguments(learningRate: number) {
+export function trainingArguments(learningRate: number) {
   return {
     outputDir: z.string().min(1),
     overwriteOutputDir: z.boolean().default(false),
@@ -95,7 +95,7 @@ type Ctx = z.RefinementCtx;
 const issue = (ctx: Ctx, key: string, message: string): void => ctx.addIssue({ code: 'custom', path: [key], message });
 
 // Checks that span fields, each naming both values.
-function checkTrainingArguments(c: TrainingArguments, ctx: Ctx): void {
+export function checkTrainingArguments(c: TrainingArguments, ctx: z.RefinementCtx): void {
   if (c.warmupSteps > 0 && c.warmupRatio > 0) {
     issue(ctx, 'warmupSteps', `give warmupSteps (${c.warmupSteps}) or warmupRatio (${c.warmupRatio}), not both`);
   }
