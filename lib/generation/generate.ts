@@ -1,6 +1,7 @@
 // Batched autoregressive decoding with a KV cache, for evaluation and RL rollouts. Prompts come
 // left-padded (so every row's next token sits at the last position); rows leave the batch when they
-// emit a stop token, and the cache drops them too.
+// emit a stop token, and the cache drops them too. prefill and decode are the two halves, apart so
+// that rollouts can widen the cache between them (one prefill for a prompt's G completions).
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { KVCache } from '../nn/index.js';
@@ -26,23 +27,50 @@ export interface GenerateResult {
 }
 
 export function generate(model: CausalLM, inputs: ModelInputs, options: GenerateOptions): GenerateResult {
-  if (!Number.isInteger(options.maxNewTokens) || options.maxNewTokens < 1) {
-    throw new RangeError(`maxNewTokens must be a positive integer, got ${options.maxNewTokens}`);
-  }
-  const stops = new Set(options.stopTokenIds ?? model.textConfig.eosTokenIds);
+  checkMaxNewTokens(options.maxNewTokens);
   const [batch, promptLength] = inputs.inputIds.shape as [number, number];
   checkLeftPadded(inputs.attentionMask ?? null);
   if (options.seed !== undefined) torch.manualSeed(options.seed);
+  const cache = new KVCache();
+  const mask = (inputs.attentionMask?.clone() ?? torch.ones([batch, promptLength], { dtype: 'int64' })).keep();
+  try {
+    const logits = prefill(model, { ...inputs, attentionMask: mask }, cache);
+    return decode(model, { cache, mask, logits }, options);
+  } finally {
+    cache.dispose();
+    mask.dispose();
+  }
+}
+
+/** Where decoding starts: a filled cache, its attention mask [B, K] and the next logits [B, V]. */
+export interface DecodeState {
+  cache: KVCache;
+  mask: Tensor;
+  logits: Tensor;
+}
+
+/** Runs the prompts through the model into an empty `cache`; the last position's logits [B, V]. */
+export function prefill(model: CausalLM, inputs: ModelInputs, cache: KVCache): Tensor {
+  return torch.noGrad(() => lastLogits(model, inputs, cache));
+}
+
+/**
+ * Samples up to maxNewTokens per row from `state` (the seed, if any, is the caller's to set).
+ * Disposes state.logits; the cache and state.mask stay the caller's to dispose.
+ */
+export function decode(model: CausalLM, state: DecodeState, options: GenerateOptions): GenerateResult {
+  const { cache } = state;
+  const batch = state.mask.shape[0]!;
+  const stops = new Set(options.stopTokenIds ?? model.textConfig.eosTokenIds);
   const result: GenerateResult = {
     tokens: [...Array(batch)].map(() => []),
     logprobs: [...Array(batch)].map(() => []),
     finishReasons: Array(batch).fill('length'),
   };
-  const cache = new KVCache();
-  let mask = (inputs.attentionMask?.clone() ?? torch.ones([batch, promptLength], { dtype: 'int64' })).keep();
+  let mask = state.mask.clone().keep(); // our own: rows leave it and columns join it
   let live = [...Array(batch).keys()]; // original row of each batch row still decoding
+  let next = state.logits;
   try {
-    let next = torch.noGrad(() => lastLogits(model, { ...inputs, attentionMask: mask }, cache));
     for (let step = 0; step < options.maxNewTokens && live.length > 0; step++) {
       const choice = chooseNext(next, options);
       next.dispose();
@@ -62,21 +90,27 @@ export function generate(model: CausalLM, inputs: ModelInputs, options: Generate
       ({ mask, live } = dropFinished(cache, mask, live, keep));
       const ids = torch.tensor(
         keep.map((i) => [tokens[i]!]),
-        { dtype: 'int64' },
+        { dtype: 'int64', device: mask.device },
       );
       mask = extend(mask);
       next = torch.noGrad(() => lastLogits(model, { inputIds: ids, attentionMask: mask }, cache));
       ids.dispose();
     }
   } finally {
-    cache.dispose();
+    next.dispose(); // a no-op once chosen from
     mask.dispose();
   }
   return result;
 }
 
+export function checkMaxNewTokens(maxNewTokens: number): void {
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) {
+    throw new RangeError(`maxNewTokens must be a positive integer, got ${maxNewTokens}`);
+  }
+}
+
 // Runs the model on new tokens and returns the last position's logits [B, V] (lm_head on one row).
-function lastLogits(model: CausalLM, inputs: ModelInputs, cache: KVCache): Tensor {
+export function lastLogits(model: CausalLM, inputs: ModelInputs, cache: KVCache): Tensor {
   return torch
     .tidy(() => {
       const { hidden } = model.forward(inputs, { cache, logits: false });
@@ -88,7 +122,7 @@ function lastLogits(model: CausalLM, inputs: ModelInputs, cache: KVCache): Tenso
 
 function dropFinished(cache: KVCache, mask: Tensor, live: number[], keep: number[]): { mask: Tensor; live: number[] } {
   if (keep.length === live.length) return { mask, live };
-  const index = torch.tensor(keep, { dtype: 'int64' });
+  const index = torch.tensor(keep, { dtype: 'int64', device: mask.device });
   cache.selectRows(index);
   const kept = mask.indexSelect(0, index).keep();
   index.dispose();
@@ -97,12 +131,14 @@ function dropFinished(cache: KVCache, mask: Tensor, live: number[], keep: number
 }
 
 function extend(mask: Tensor): Tensor {
-  const grown = torch.tidy(() => torch.cat([mask, torch.ones([mask.shape[0]!, 1], { dtype: mask.dtype })], 1)).keep();
+  const grown = torch
+    .tidy(() => torch.cat([mask, torch.ones([mask.shape[0]!, 1], { dtype: mask.dtype, device: mask.device })], 1))
+    .keep();
   mask.dispose();
   return grown;
 }
 
-function checkLeftPadded(mask: Tensor | null): void {
+export function checkLeftPadded(mask: Tensor | null): void {
   if (mask === null) return;
   const rows = mask.toArray() as number[][];
   rows.forEach((row, b) => {

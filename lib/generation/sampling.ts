@@ -1,5 +1,6 @@
 // Choosing the next token from last-position logits: greedy, or sampling after transformers'
-// warpers in their order (temperature, then top-k, then top-p).
+// warpers in their order (temperature, then top-k, then top-p). Suppressed tokens (image
+// placeholders, pad) are set to -inf first, so neither greedy nor sampling can pick them.
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 
@@ -11,12 +12,18 @@ export interface SamplingOptions {
   topK?: number;
   /** Keep the smallest set of most likely tokens whose probability reaches topP (1 = off). */
   topP?: number;
+  /** Token ids never chosen: their logits become -inf before the warpers (and before argmax). */
+  suppressTokenIds?: readonly number[];
 }
 
 export interface Choice {
   /** [B] int64 */
   tokens: Tensor;
-  /** [B] float32: log-probability of each chosen token under softmax(logits / temperature). */
+  /**
+   * [B] float32: log-probability of each chosen token under softmax(logits / temperature) of the
+   * logits as given: no suppression, no top-k/top-p (the policy's own distribution, as a forward
+   * over the sequence recomputes it).
+   */
   logprobs: Tensor;
 }
 
@@ -27,11 +34,26 @@ export function chooseNext(logits: Tensor, options: SamplingOptions = {}): Choic
   return torch.tidy(() => {
     const scaled = logits.float().div(temperature);
     const logProbs = scaled.logSoftmax(-1);
+    const allowed = suppressed(scaled, options.suppressTokenIds);
     const tokens = options.doSample
-      ? filtered(scaled, options).softmax(-1).multinomial(1).squeeze(1)
-      : scaled.argmax(-1);
+      ? filtered(allowed, options).softmax(-1).multinomial(1).squeeze(1)
+      : allowed.argmax(-1);
     return { tokens, logprobs: logProbs.gather(1, tokens.unsqueeze(1)).squeeze(1) };
   });
+}
+
+function suppressed(scaled: Tensor, ids: readonly number[] | undefined): Tensor {
+  if (ids === undefined || ids.length === 0) return scaled;
+  const vocab = scaled.shape[1]!;
+  const blocked = new Uint8Array(vocab);
+  for (const id of ids) {
+    if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+      throw new RangeError(`Expected token ids in [0, ${vocab}) for suppressTokenIds but received ${id}`);
+    }
+    blocked[id] = 1;
+  }
+  if (blocked.every((b) => b === 1)) throw new RangeError(`suppressTokenIds blocks all ${vocab} tokens`);
+  return scaled.maskedFill(torch.tensor(blocked, { dtype: 'bool', device: scaled.device }), -Infinity);
 }
 
 function filtered(scaled: Tensor, options: SamplingOptions): Tensor {
