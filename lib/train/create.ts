@@ -6,6 +6,7 @@ import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import type { CausalLM } from '../models/index.js';
 import type { LoraModel } from '../adapters/index.js';
+import { LayerNorm } from '../nn/index.js';
 import { AdamW, LRScheduler, SGD, type GroupOptions, type Optimizer, type ScheduleName } from '../optim/index.js';
 import type { Processor } from '../processing/index.js';
 import { DataLoader } from '../data/loader.js';
@@ -55,7 +56,7 @@ export function createTrainer(init: TrainerInit): Trainer {
   const precompute = init.method !== 'sft' && args.precomputeRefLogProbs === true;
   const cache = precompute ? referenceCacheOf(init) : null;
   const method = methodOf(init, cache);
-  const optimizer = optimizerOf(args, trainableParameters(init));
+  const optimizer = optimizerOf(args, init.model, trainableParameters(init));
   const samples = new DataLoader(init.trainDataset, { batchSize: args.perDeviceTrainBatchSize, seed: 0 })
     .samplesPerEpoch;
   const totalSteps = trainingSteps(args, samples);
@@ -153,14 +154,28 @@ function trainableParameters(init: TrainerInit): Array<[string, Tensor]> {
   return [...init.model.namedParameters()].filter(([, p]) => p.requiresGrad);
 }
 
-// HF's two groups: biases and norm weights are not decayed.
-function optimizerOf(args: LoopArgs, named: Array<[string, Tensor]>): Optimizer<GroupOptions> {
-  if (named.length === 0) throw new Error('nothing to train: every parameter is frozen');
-  const noDecay = (name: string): boolean => /(^|\.)bias$|norm/i.test(name);
-  const groups = [
-    { params: named.filter(([n]) => !noDecay(n)), weightDecay: args.weightDecay },
-    { params: named.filter(([n]) => noDecay(n)), weightDecay: 0 },
+// transformers' two groups (Trainer.get_decay_parameter_names): the parameters of LayerNorm modules,
+// and those whose lower-cased name says bias, layernorm, rmsnorm, a `norm` path component or a
+// `_norm` suffix, are not decayed. An RMSNorm named `norm1` or `ln_q` (Qwen2.5-VL's vision blocks
+// and merger) is decayed, as in transformers.
+const NO_DECAY_NAMES = [/bias/, /layernorm/, /rmsnorm/, /(?:^|\.)norm(?:$|\.)/, /_norm(?:$|\.)/];
+
+function parameterGroups(model: CausalLM, named: Array<[string, Tensor]>, weightDecay: number) {
+  const inLayerNorm = new Set<Tensor>();
+  for (const [, module] of model.namedModules()) {
+    if (module instanceof LayerNorm) for (const p of module.parameters()) inLayerNorm.add(p);
+  }
+  const decayed = ([name, p]: [string, Tensor]): boolean =>
+    !inLayerNorm.has(p) && !NO_DECAY_NAMES.some((pattern) => pattern.test(name.toLowerCase()));
+  return [
+    { params: named.filter(decayed), weightDecay },
+    { params: named.filter((n) => !decayed(n)), weightDecay: 0 },
   ].filter((g) => g.params.length > 0);
+}
+
+function optimizerOf(args: LoopArgs, model: CausalLM, named: Array<[string, Tensor]>): Optimizer<GroupOptions> {
+  if (named.length === 0) throw new Error('nothing to train: every parameter is frozen');
+  const groups = parameterGroups(model, named, args.weightDecay);
   const lr = args.learningRate;
   switch (args.optim) {
     case 'adamw_torch':
