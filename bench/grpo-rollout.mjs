@@ -1,0 +1,379 @@
+// GRPO rollouts of the small Qwen2-VL in generated tokens/s: vlalign's rollout (one prefill per
+// prompt, the KV cache widened to G rows) against Python PyTorch eager doing what TRL's
+// GRPOTrainer does (bench/peers/grpo_rollout.py: every prompt and its image repeated G times,
+// then generate's KV-cache sampling loop), from one checkpoint and one prompts file (issue #12).
+//
+//   node bench/grpo-rollout.mjs [--quick] [--threads 2] [--reps 3] [--warmup 1] [--rounds 2] [--seed 0]
+//                               [--prompts 4] [--generations 8] [--new-tokens 64] [--question 30]
+//                               [--image 16x16] [--temperature 1] [--top-k 0] [--top-p 1] [--keep DIR]
+//
+// Workload: B prompts (default 4), each one image (--image in 14-px patches: 16x16 = 224x224 px,
+// 256 patches, 64 merged image tokens) in a Qwen2-VL chat prompt with a --question-token question;
+// G completions (default 8) of exactly --new-tokens tokens (default 64) per prompt: stop tokens are
+// off on both sides, so both generate B·G·T tokens. Sampling uses TRL's defaults (temperature 1,
+// top-k off, top-p 1). Both sides load the peer's small Qwen2-VL (model_forward.py --print-config),
+// randomly initialised here and saved with savePretrained, and read the same prompts file.
+//   vlalign   rollout(model, prompts, { numGenerations: G }): the B prompts prefilled once (the
+//             vision tower on B images), cache / rope deltas / mask / logits widened to B·G rows,
+//             then B·G rows decode; vision special tokens and pad suppressed; per-token log-probs
+//             (the old-policy log-probs) returned with the tokens
+//   PyTorch   B·G rows (pixel values repeated per completion), the vision tower on B·G images, a
+//             prefill of B·G rows, generate()'s loop (torch.cat cache, warpers, multinomial)
+// Every measurement is a fresh process (this script with --child, or the peer) that loads the
+// checkpoint and prompts, resets the peak-RSS counter, runs --warmup untimed then --reps timed
+// rollouts; rounds alternate which side goes first. tokens/s = B·G·T / median of all rounds' reps.
+// Agreement: both sides also decode each prompt greedily for --check tokens (untimed); the token
+// lists must be equal (the same weights and inputs; a random init with std 0.02 leaves margins of
+// ~0.05 between the top logits, far above float32 rounding).
+// The prompts are processor-batch-shaped tensors built here (the small model's vocabulary has no
+// tokenizer): the same layout as bench/train-mpo.mjs.
+// Prints a table, then one JSON line, last on stdout. The machine may be shared: the load average
+// before and after is in the JSON line.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+import { models, nn, torch } from 'vlalign';
+import { rollout } from '../dist/generation/rollout.js';
+import {
+  intFlag,
+  median,
+  parseFlags,
+  printJsonLine,
+  procStatus,
+  resetPeak,
+  runNodeScript,
+  runPythonPeer,
+  secondsSince,
+  sig,
+  table,
+} from './lib/report.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const self = fileURLToPath(import.meta.url);
+const peerScript = path.join(here, 'peers/grpo_rollout.py');
+const configScript = path.join(here, 'peers/model_forward.py');
+const python = process.env.PYTHON || '/usr/bin/python3';
+const flags = parseFlags();
+const TARGETS = { tokensPerSecond: 2.0 };
+
+function samplingFlags() {
+  return {
+    temperature: Number(flags.get('temperature') ?? 1),
+    topK: Number(flags.get('top-k') ?? 0),
+    topP: Number(flags.get('top-p') ?? 1),
+  };
+}
+
+// ---- child: vlalign rollouts ----------------------------------------------------------------------
+
+async function runChild() {
+  const reps = intFlag(flags, 'reps', 3);
+  const warmup = Number(flags.get('warmup') ?? 1);
+  const generations = intFlag(flags, 'generations', 8);
+  const newTokens = intFlag(flags, 'new-tokens', 64);
+  const check = Number(flags.get('check') ?? 0);
+  const seed = Number(flags.get('seed') ?? 0);
+  torch.setNumThreads(intFlag(flags, 'threads', 2));
+
+  const start = process.hrtime.bigint();
+  const model = await models.fromPretrained(flags.get('checkpoint'));
+  model.eval();
+  const buildS = secondsSince(start);
+  const t = await torch.loadSafetensors(flags.get('inputs'));
+  const prompts = {
+    inputIds: t.input_ids,
+    attentionMask: t.attention_mask,
+    pixelValues: t.pixel_values,
+    imageGridThw: t.image_grid_thw,
+  };
+  const [rows, promptTokens] = prompts.inputIds.shape;
+  const greedy =
+    check > 0
+      ? rollout(model, prompts, {
+          numGenerations: 1,
+          maxNewTokens: check,
+          doSample: false,
+          stopTokenIds: [],
+          suppressTokenIds: [],
+        }).tokens
+      : [];
+  const options = { ...samplingFlags(), numGenerations: generations, maxNewTokens: newTokens, stopTokenIds: [] };
+
+  const hwmReset = resetPeak();
+  const before = procStatus().VmRSS;
+  torch.manualSeed(seed);
+  let out;
+  for (let k = 0; k < warmup; k++) out = rollout(model, prompts, options);
+  const times = [];
+  for (let k = 0; k < reps; k++) {
+    const t0 = process.hrtime.bigint();
+    out = rollout(model, prompts, options);
+    times.push(secondsSince(t0));
+  }
+  const status = procStatus();
+  const generated = out.tokens.reduce((n, row) => n + row.length, 0);
+  const rolloutS = median(times);
+  printJsonLine({
+    peer: 'vlalign',
+    threads: torch.getNumThreads(),
+    prompts: rows,
+    rows: out.tokens.length,
+    prompt_tokens: promptTokens,
+    generated,
+    build_s: buildS,
+    rollout_s: rolloutS,
+    tokens_s: generated / rolloutS,
+    rollout_s_reps: times,
+    greedy,
+    mean_logprob: out.logprobs.flat().reduce((a, b) => a + b, 0) / generated,
+    peak_rss_mb: status.VmHWM,
+    rollout_extra_mb: status.VmHWM - before,
+    hwm_reset: hwmReset,
+    sourceHash: torch.buildInfo().sourceHash,
+  });
+}
+
+// ---- parent: checkpoint, prompts, both sides, report ------------------------------------------------
+
+function smallConfig() {
+  const child = spawnSync(python, [configScript, '--print-config'], { encoding: 'utf8', env: process.env });
+  if (child.error || child.status !== 0) {
+    throw new Error(
+      `${python} ${configScript} --print-config failed: ${child.error?.message ?? child.stderr} (set PYTHON to an interpreter with torch)`,
+    );
+  }
+  return JSON.parse(child.stdout);
+}
+
+function parseGrid(s) {
+  const [h, w] = String(s).toLowerCase().split('x').map(Number);
+  if (!Number.isInteger(h) || !Number.isInteger(w) || h <= 0 || w <= 0 || h % 2 || w % 2)
+    throw new Error(`--image expects HxW in 14-px patches, both even and > 0 (16x16 = 224x224 px), got ${s}`);
+  return [h, w];
+}
+
+/**
+ * B prompts as Qwen2-VL's chat template lays them out (all the same length, so no padding):
+ *   <|im_start|> user \n <|vision_start|> <|image_pad|>*(H·W/4) <|vision_end|> question*Q <|im_end|> \n
+ *   <|im_start|> assistant \n
+ * (role words and text = random ordinary ids); pixel values ~ N(0, 1).
+ */
+function buildPrompts(config, { prompts, question, grid, seed }) {
+  torch.manualSeed(seed);
+  const first = config.vision_start_token_id - 9; // <|endoftext|>, the first special id
+  const [imStart, imEnd] = [first + 1, first + 2];
+  const vc = config.vision_config;
+  const imageTokens = (grid[0] * grid[1]) / vc.spatial_merge_size ** 2;
+  const text = (n) =>
+    Array.from(
+      torch.tidy(() => torch.randint(0, first, [n]).data()),
+      Number,
+    );
+  const rows = [];
+  for (let i = 0; i < prompts; i++) {
+    const [user, newline, assistant] = text(3);
+    rows.push([
+      imStart,
+      user,
+      newline,
+      config.vision_start_token_id,
+      ...Array(imageTokens).fill(config.image_token_id),
+      config.vision_end_token_id,
+      ...text(question),
+      imEnd,
+      newline,
+      imStart,
+      assistant,
+      newline,
+    ]);
+  }
+  const row = vc.in_channels * vc.temporal_patch_size * vc.patch_size ** 2;
+  const tensors = {
+    input_ids: torch.tensor(rows, { dtype: 'int64' }),
+    attention_mask: torch.ones([prompts, rows[0].length], { dtype: 'int64' }),
+    pixel_values: torch.randn([prompts * grid[0] * grid[1], row]),
+    image_grid_thw: torch.tensor(
+      Array.from({ length: prompts }, () => [1, grid[0], grid[1]]),
+      { dtype: 'int64' },
+    ),
+  };
+  return { tensors, promptTokens: rows[0].length, imageTokens };
+}
+
+async function runParent() {
+  const quick = flags.get('quick') === 'true';
+  const threads = intFlag(flags, 'threads', 2);
+  const reps = intFlag(flags, 'reps', quick ? 2 : 3);
+  const rounds = intFlag(flags, 'rounds', quick ? 1 : 2);
+  const warmup = Number(flags.get('warmup') ?? 1);
+  const seed = Number(flags.get('seed') ?? 0);
+  const prompts = intFlag(flags, 'prompts', 4);
+  const generations = intFlag(flags, 'generations', 8);
+  const newTokens = intFlag(flags, 'new-tokens', 64);
+  const question = intFlag(flags, 'question', 30);
+  const check = intFlag(flags, 'check', 8);
+  const grid = parseGrid(flags.get('image') ?? '16x16');
+  const { temperature, topK, topP } = samplingFlags();
+  if (!Number.isInteger(warmup) || warmup < 0) throw new Error('--warmup must be a non-negative integer');
+  const log = (msg) => process.stderr.write(`${msg}\n`);
+  if (process.env.OMP_NUM_THREADS === undefined) process.env.OMP_NUM_THREADS = String(threads);
+  torch.setNumThreads(threads);
+
+  const dir = flags.has('keep')
+    ? path.resolve(flags.get('keep'))
+    : fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-grpo-rollout-'));
+  fs.mkdirSync(dir, { recursive: true });
+  const checkpoint = path.join(dir, 'checkpoint');
+  const inputsFile = path.join(dir, 'prompts.safetensors');
+  const started = process.hrtime.bigint();
+  const loadBefore = os.loadavg()[0];
+  try {
+    const config = smallConfig();
+    torch.manualSeed(seed);
+    const model = new models.QwenVLForConditionalGeneration(config, { dtype: 'float32', device: 'cpu' });
+    nn.initWeights(model, config.initializer_range ?? 0.02);
+    await models.savePretrained(model, checkpoint);
+    const params = model.numParameters();
+    model.dispose();
+    const { tensors, promptTokens, imageTokens } = buildPrompts(config, { prompts, question, grid, seed });
+    await torch.saveSafetensors(inputsFile, tensors);
+    for (const t of Object.values(tensors)) t.dispose();
+    log(
+      `checkpoint and prompts in ${dir} (${(params / 1e6).toFixed(2)}M params; ${prompts} prompts of ${promptTokens} tokens ` +
+        `with ${imageTokens} image tokens, ${generations} completions x ${newTokens} tokens each)`,
+    );
+
+    const results = { vlalign: [], pytorch: [] };
+    const common = [
+      '--checkpoint',
+      checkpoint,
+      '--inputs',
+      inputsFile,
+      '--threads',
+      String(threads),
+      '--reps',
+      String(reps),
+      '--warmup',
+      String(warmup),
+      '--seed',
+      String(seed),
+      '--generations',
+      String(generations),
+      '--new-tokens',
+      String(newTokens),
+      '--temperature',
+      String(temperature),
+      '--top-k',
+      String(topK),
+      '--top-p',
+      String(topP),
+    ];
+    const measure = (side, round) => {
+      const r =
+        side === 'vlalign'
+          ? runNodeScript(self, ['--child', ...common, '--check', String(check)])
+          : runPythonPeer(peerScript, [...common, '--greedy', String(check)]);
+      results[side].push(r);
+      log(
+        `  round ${round + 1}/${rounds} ${side.padEnd(8)} rollout ${r.rollout_s.toFixed(3)} s (${r.tokens_s.toFixed(1)} tokens/s), ` +
+          `peak ${r.peak_rss_mb.toFixed(0)} MB  [${secondsSince(started).toFixed(0)} s]`,
+      );
+    };
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? ['vlalign', 'pytorch'] : ['pytorch', 'vlalign'];
+      for (const side of order) measure(side, round);
+    }
+
+    const generated = prompts * generations * newTokens;
+    const summary = (rs) => {
+      const reps = rs.flatMap((r) => r.rollout_s_reps);
+      const rolloutS = median(reps);
+      if (rs.some((r) => r.generated !== generated))
+        throw new Error(`a side generated ${rs.map((r) => r.generated)} tokens, expected ${generated}`);
+      return {
+        rolloutS,
+        tokensS: generated / rolloutS,
+        bestTokensS: generated / Math.min(...reps),
+        peakRssMb: Math.max(...rs.map((r) => r.peak_rss_mb)),
+        rolloutExtraMb: Math.max(...rs.map((r) => r.rollout_extra_mb)),
+        rolloutSReps: reps,
+      };
+    };
+    const ours = summary(results.vlalign);
+    const peer = summary(results.pytorch);
+    const ratio = ours.tokensS / peer.tokensS;
+    const greedyOk = JSON.stringify(results.vlalign[0].greedy) === JSON.stringify(results.pytorch[0].greedy);
+
+    console.log(
+      `grpo-rollout: small Qwen2-VL (${(params / 1e6).toFixed(1)}M params, float32), ${prompts} prompts x ${generations} completions ` +
+        `x ${newTokens} tokens (${promptTokens}-token prompts with a ${grid[0] * 14}x${grid[1] * 14} image = ${imageTokens} image tokens), ` +
+        `temperature ${temperature}, top-k ${topK}, top-p ${topP}, ${threads} threads, ${rounds} round(s) x ${reps} reps`,
+    );
+    console.log(
+      table(
+        ['', 'vlalign', 'PyTorch eager (TRL)', 'ratio', 'target', ''],
+        [
+          [
+            'tokens/s',
+            ours.tokensS,
+            peer.tokensS,
+            `${ratio.toFixed(2)}x`,
+            `>= ${TARGETS.tokensPerSecond}x`,
+            ratio >= TARGETS.tokensPerSecond ? 'met' : 'MISSED',
+          ],
+          [
+            'tokens/s, best rep',
+            ours.bestTokensS,
+            peer.bestTokensS,
+            `${(ours.bestTokensS / peer.bestTokensS).toFixed(2)}x`,
+            '',
+            '',
+          ],
+          ['rollout s (median)', ours.rolloutS, peer.rolloutS, '', '', ''],
+          ['peak RSS MB', ours.peakRssMb, peer.peakRssMb, `${(ours.peakRssMb / peer.peakRssMb).toFixed(2)}x`, '', ''],
+          ['rollout extra MB', ours.rolloutExtraMb, peer.rolloutExtraMb, '', '', ''],
+        ],
+      ),
+    );
+    console.log(
+      `greedy check (${check} tokens per prompt): ${greedyOk ? 'ok, the same tokens' : 'FAILED, the tokens differ'}; ` +
+        'ratios are vlalign / PyTorch (tokens/s: higher is better; peak RSS: lower is better)',
+    );
+
+    printJsonLine({
+      bench: 'grpo-rollout',
+      tokensRatio: sig(ratio),
+      bestTokensRatio: sig(ours.bestTokensS / peer.bestTokensS),
+      memRatio: sig(ours.peakRssMb / peer.peakRssMb),
+      greedyOk,
+      targets: TARGETS,
+      vlalign: { ...ours, rolloutSReps: ours.rolloutSReps.map((x) => sig(x, 6)) },
+      pytorch: { ...peer, rolloutSReps: peer.rolloutSReps.map((x) => sig(x, 6)) },
+      prompts,
+      generations,
+      newTokens,
+      promptTokens,
+      imageTokens,
+      image: grid,
+      sampling: { temperature, topK, topP },
+      params,
+      threads,
+      rounds,
+      reps,
+      warmup,
+      torchVersion: torch.buildInfo().torchVersion,
+      sourceHash: torch.buildInfo().sourceHash,
+      loadAvg: [sig(loadBefore, 3), sig(os.loadavg()[0], 3)],
+      seconds: sig(secondsSince(started), 3),
+    });
+    if (!greedyOk) process.exitCode = 1;
+  } finally {
+    if (!flags.has('keep')) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (flags.has('child')) await runChild();
+else await runParent();
