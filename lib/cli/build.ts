@@ -39,6 +39,20 @@ const processorOptionsOf = (p: Recipe['processor']): ProcessorOptions => {
   }) as ProcessorOptions;
 };
 
+// InternVL has one --max_dynamic_patch: the processor's tiling and the datasets' default budget
+// (a meta.json entry's own still wins). A recipe's processor block sets it for both unless the
+// dataset block gives its own.
+export function withTileDefault(
+  block: Record<string, unknown>,
+  processor: Recipe['processor'],
+): Record<string, unknown> {
+  const tiled = block.format === 'mmpr' || block.format === 'internvl_sft';
+  const own = 'max_dynamic_patch' in block || 'maxDynamicPatch' in block;
+  if (!tiled || own || processor.maxDynamicPatch === undefined) return block;
+  const key = Object.keys(block).some((k) => k.includes('_')) ? 'max_dynamic_patch' : 'maxDynamicPatch';
+  return { ...block, [key]: processor.maxDynamicPatch };
+}
+
 /** Processor, model (quantised, frozen, adapters), reference and data as the recipe says; then the trainer. */
 export async function buildTrainer(recipe: Recipe): Promise<Trainer> {
   const baseDir = path.dirname(path.resolve(recipe.file));
@@ -52,11 +66,11 @@ export async function buildTrainer(recipe: Recipe): Promise<Trainer> {
     adapter = getPeftModel(model, peft);
   }
   const refModel = await referenceOf(recipe, adapter !== undefined);
-  const trainDataset = await openDataset(recipe.dataset, { baseDir, source: recipe.file, root: 'dataset' });
+  const open = (block: Record<string, unknown>, root: string) =>
+    openDataset(withTileDefault(block, recipe.processor), { baseDir, source: recipe.file, root });
+  const trainDataset = await open(recipe.dataset, 'dataset');
   const evalDataset: RecordDataset | null =
-    recipe.evalDataset === null
-      ? null
-      : await openDataset(recipe.evalDataset, { baseDir, source: recipe.file, root: 'eval_dataset' });
+    recipe.evalDataset === null ? null : await open(recipe.evalDataset, 'eval_dataset');
   return createTrainer({
     method: recipe.trainer,
     args: recipe.args,

@@ -4,7 +4,8 @@
 // DPOTrainer does for non-conversational data (`add_eos`: `chosen + eos_token` unless
 // `chosen.endswith(eos_token)`; KTO appends the EOS id to text completions too): a raw completion
 // has no chat template to close it, and without EOS the model never learns to stop. Chat
-// completions are closed by the template's own end-of-turn tokens, so they get nothing.
+// completions are closed by the template's own end-of-turn tokens, so they get nothing. A record's
+// tile budget (InternVL's max(1, max_dynamic_patch // n)) travels on the sample to the processor.
 import type { ChatMessage } from '../processing/messages.js';
 import type { Sample } from '../processing/sample.js';
 import type { DecodedRecord } from './images.js';
@@ -26,22 +27,29 @@ export function preferenceSamples(
   decoded: DecodedRecord<PreferenceRecord>,
   options: SampleOptions = {},
 ): { chosen: Sample; rejected: Sample } {
-  const { record, pixels } = decoded;
+  const { record } = decoded;
+  const vision = visionOf(decoded);
   return {
-    chosen: { prompt: record.prompt, completion: completionOf(record.chosen, record, options), images: pixels },
-    rejected: { prompt: record.prompt, completion: completionOf(record.rejected, record, options), images: pixels },
+    chosen: { prompt: record.prompt, completion: completionOf(record.chosen, record, options), ...vision },
+    rejected: { prompt: record.prompt, completion: completionOf(record.rejected, record, options), ...vision },
   };
 }
 
 /** A KTO / BCO row's sample; its desirable flag is `decoded.record.label`. */
 export function unpairedSample(decoded: DecodedRecord<UnpairedRecord>, options: SampleOptions = {}): Sample {
-  const { record, pixels } = decoded;
-  return { prompt: record.prompt, completion: completionOf(record.completion, record, options), images: pixels };
+  const { record } = decoded;
+  return { prompt: record.prompt, completion: completionOf(record.completion, record, options), ...visionOf(decoded) };
 }
 
 /** A conversation: loss on every assistant turn. */
 export function sftSample(decoded: DecodedRecord<SftRecord>): Sample {
-  return { messages: decoded.record.messages, images: decoded.pixels };
+  return { messages: decoded.record.messages, ...visionOf(decoded) };
+}
+
+// The decoded images and, when the record has one, its per-image tile budget (InternVL's).
+function visionOf(decoded: DecodedRecord<DataRecord>): Pick<Sample, 'images' | 'maxTiles'> {
+  const { maxTiles } = decoded.record;
+  return maxTiles === undefined ? { images: decoded.pixels } : { images: decoded.pixels, maxTiles };
 }
 
 function completionOf(

@@ -10,7 +10,7 @@ import { padBatch, resolvePadTokenId, type PaddingSide, type TokenBatch } from '
 import { loadChatTemplate, type ChatTemplate, type TemplateLoadOptions } from './chat_template.js';
 import { checkPlaceholderCount, expandPlaceholders, type Placeholder } from './expand.js';
 import { readJson, readOptionalJson } from './files.js';
-import { internvlPixelValues, type InternvlPixelValues } from './image/index.js';
+import { internvlPixelValues, type InternvlPixelOptions, type InternvlPixelValues } from './image/index.js';
 import { hfSettings, remoteSettings, type InternVLSettings, type InternVLTiling } from './internvl_config.js';
 import {
   IMAGE_PLACEHOLDER,
@@ -31,7 +31,7 @@ export interface InternVLProcessorOptions extends LabelOptions {
   paddingSide?: PaddingSide;
   /** Default: tokenizer_config's pad_token. */
   padTokenId?: number;
-  /** Tiling overrides, e.g. a dataset's max_dynamic_patch (maxNum). */
+  /** Tiling overrides, e.g. max_dynamic_patch (maxNum); a sample's maxTiles wins for its images. */
   tiling?: Partial<InternVLTiling>;
   /** Remote code: the system message when a conversation has none (default: config.json's, else internvl2_5's). */
   systemMessage?: string;
@@ -126,8 +126,11 @@ export class InternVLProcessor {
     });
     const images = await Promise.all(list.map((s) => resolveImages(s.images!)));
     return torch.tidy(() => {
-      // One call per sample: the images of a row share its tile budget (InternVL's rule).
-      const vision = images.map((row) => (row.length > 0 ? internvlPixelValues(row, this.tiling) : null));
+      // One call per sample: the images of a row share its tile budget (InternVL's rule), or each
+      // takes the sample's own (a dataset's max_dynamic_patch shared out over its images).
+      const vision = images.map((row, i) =>
+        row.length > 0 ? internvlPixelValues(row, this.#tilingOf(list[i]!)) : null,
+      );
       const rows = encoded.map((e, i) => {
         const counts = (vision[i]?.tilesPerImage ?? []).map((t) => t * this.settings.tokensPerTile);
         return expandPlaceholders(e, this.imageContext, counts, `samples[${i}]`);
@@ -136,6 +139,10 @@ export class InternVLProcessor {
       const batch = padBatch(rows, padId, this.options.paddingSide ?? this.tokenizer.paddingSide);
       return { ...batch, ...visionInputs(vision.filter((v): v is InternvlPixelValues => v !== null)) };
     });
+  }
+
+  #tilingOf(sample: Sample): InternvlPixelOptions {
+    return sample.maxTiles === undefined ? this.tiling : { ...this.tiling, maxTilesPerImage: sample.maxTiles };
   }
 
   private tokenize(sample: Sample, where: string): Encoded {

@@ -21,6 +21,13 @@ export interface Sample {
   prompt?: ChatMessage[] | string;
   completion?: ChatMessage[] | string;
   images?: ImageInput[];
+  /**
+   * InternVL: the most tiles each image of this sample may take (dynamic_preprocess's max_num), as
+   * a dataset shares out its max_dynamic_patch (`max(1, max_dynamic_patch // n)`, a record's
+   * maxTiles). Absent: the processor's own tiling rule. Qwen2-VL sizes images by pixels, not
+   * tiles, and ignores it, so one dataset serves both families.
+   */
+  maxTiles?: number;
 }
 
 /** What turns messages into segments: a chat template, or InternVL's built-in template. */
@@ -47,6 +54,7 @@ const SampleSchema = z
     prompt: z.union([z.string(), z.array(z.unknown())]).optional(),
     completion: z.union([z.string(), z.array(z.unknown())]).optional(),
     images: z.array(ImageSchema).optional(),
+    maxTiles: z.number().int().positive().optional(),
   })
   .loose();
 
@@ -66,6 +74,7 @@ export function parseSample(value: unknown, index: number): Sample {
     prompt: messages(s.prompt, 'prompt'),
     completion: messages(s.completion, 'completion'),
     images: s.images ?? [],
+    ...(s.maxTiles === undefined ? {} : { maxTiles: s.maxTiles }),
   };
 }
 

@@ -70,4 +70,25 @@ describe('samples', () => {
     expect(sftSample(decoded(sft))).toEqual({ messages, images: pixels });
     expect(parseSample(sftSample(decoded(sft)), 0).messages).toEqual(messages);
   });
+
+  it("carries the record's InternVL tile budget onto every sample", () => {
+    const pair: PreferenceRecord = {
+      kind: 'preference',
+      id: 'x',
+      prompt: user,
+      chosen: [{ role: 'assistant', content: 'yes' }],
+      rejected: [{ role: 'assistant', content: 'no' }],
+      images: ['a.png'],
+      maxTiles: 3,
+      source,
+    };
+    const { chosen, rejected } = preferenceSamples(decoded(pair));
+    expect([chosen.maxTiles, rejected.maxTiles]).toEqual([3, 3]);
+    const kto: UnpairedRecord = { ...pair, kind: 'unpaired', completion: pair.chosen, label: true, maxTiles: 2 };
+    expect(unpairedSample(decoded(kto)).maxTiles).toBe(2);
+    const sft: SftRecord = { kind: 'sft', id: 's', messages: user, images: ['a.png'], maxTiles: 6, source };
+    expect(sftSample(decoded(sft)).maxTiles).toBe(6);
+    expect(parseSample(sftSample(decoded(sft)), 0).maxTiles).toBe(6);
+    expect(() => parseSample({ ...sftSample(decoded(sft)), maxTiles: 0 }, 2)).toThrow(/samples\[2\]\.maxTiles/);
+  });
 });

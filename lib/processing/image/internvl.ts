@@ -126,6 +126,11 @@ export interface InternvlPixelOptions extends DynamicPreprocessOptions {
    * (`max_num=max(1, self.max_dynamic_patch // num_image)`).
    */
   maxTilesPerRow?: number;
+  /**
+   * Each image's own max_num, already shared out (a record's `max(1, max_dynamic_patch // n)`, see
+   * lib/data/records.ts maxTiles); when given, maxNum and maxTilesPerRow are not consulted.
+   */
+  maxTilesPerImage?: number;
 }
 
 /** Pixel values of one row's images: all tiles in order, and how many tiles each image gave. */
@@ -135,15 +140,22 @@ export interface InternvlPixelValues {
   tilesPerImage: number[];
 }
 
+// max_num of each of a row's `count` images.
+function tilesPerImageBudget(count: number, options: InternvlPixelOptions): number {
+  const where = 'internvlPixelValues';
+  if (options.maxTilesPerImage !== undefined)
+    return positiveInteger(where, 'maxTilesPerImage', options.maxTilesPerImage);
+  const maxNum = positiveInteger(where, 'maxNum', options.maxNum ?? 12);
+  const budget = positiveInteger(where, 'maxTilesPerRow', options.maxTilesPerRow ?? maxNum);
+  return count === 1 ? maxNum : Math.max(1, Math.floor(budget / count));
+}
+
 /** InternVL's pixel_values for the images of one sample (row), tiles concatenated in order. */
 export function internvlPixelValues(images: RgbImage[], options: InternvlPixelOptions = {}): InternvlPixelValues {
   if (!Array.isArray(images) || images.length === 0) {
     throw new RangeError('internvlPixelValues: expected a non-empty array of images');
   }
-  const where = 'internvlPixelValues';
-  const maxNum = positiveInteger(where, 'maxNum', options.maxNum ?? 12);
-  const budget = positiveInteger(where, 'maxTilesPerRow', options.maxTilesPerRow ?? maxNum);
-  const perImage = images.length === 1 ? maxNum : Math.max(1, Math.floor(budget / images.length));
+  const perImage = tilesPerImageBudget(images.length, options);
   const size = options.imageSize ?? 448;
   const tiles = images.map((img) => dynamicPreprocess(img, { ...options, maxNum: perImage }));
   const count = tiles.reduce((n, t) => n + t.length, 0);

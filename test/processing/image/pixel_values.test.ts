@@ -190,4 +190,14 @@ describe('internvlPixelValues', () => {
     expect(() => internvlPixelValues([])).toThrow(/non-empty array/);
     expect(() => internvlPixelValues(photos, { maxTilesPerRow: 0 })).toThrow(/maxTilesPerRow/);
   });
+
+  it("takes a record's per-image budget as it is: maxTilesPerImage, not divided again", () => {
+    const photos = [image('img_320x240.png'), image('img_777x333.png')];
+    // max_num 6 each: (3,2) + thumbnail = 7 and (2,1) + thumbnail = 3, whatever maxNum and maxTilesPerRow say.
+    expect(internvlPixelValues(photos, { maxNum: 1, maxTilesPerRow: 2, maxTilesPerImage: 6 }).tilesPerImage).toEqual([
+      7, 3,
+    ]);
+    expect(internvlPixelValues([photos[0]!], { maxNum: 12, maxTilesPerImage: 1 }).tilesPerImage).toEqual([1]);
+    expect(() => internvlPixelValues(photos, { maxTilesPerImage: 1.5 })).toThrow(/maxTilesPerImage/);
+  });
 });
