@@ -8,19 +8,31 @@ import { z } from 'zod';
 import { camelToSnake, toCamelKeys } from '../util/case.js';
 import { ConfigError, configProblems, formatPath, type ConfigProblem, type IssueFormat } from '../util/config_error.js';
 import { didYouMean } from '../util/nearest.js';
+import { openHfDisk } from './hf_disk.js';
 import { openMmpr } from './mmpr.js';
 import type { RecordDataset } from './records.js';
 import { openTrl } from './trl.js';
+import { openTrlPrompt } from './trl_prompt.js';
+import { openVerl } from './verl.js';
 import { openInternVlSft, openPlainDpo, openVlQuery } from './vlrlhf.js';
 
-export const DATASET_FORMATS = ['mmpr', 'trl', 'plain_dpo', 'vlquery_json', 'internvl_sft'] as const;
+export const DATASET_FORMATS = [
+  'mmpr',
+  'trl',
+  'plain_dpo',
+  'vlquery_json',
+  'internvl_sft',
+  'verl',
+  'hf_disk',
+  'trl_prompt',
+] as const;
 export type DatasetFormat = (typeof DATASET_FORMATS)[number];
 
 // Which formats each optional key belongs to (format, path and skipBadRows belong to all).
 const OWNERS: Record<string, readonly DatasetFormat[]> = {
-  split: ['trl'],
+  split: ['trl', 'trl_prompt', 'hf_disk'],
   kind: ['trl'],
-  imageRoot: ['trl', 'plain_dpo', 'vlquery_json', 'internvl_sft'],
+  imageRoot: ['trl', 'plain_dpo', 'vlquery_json', 'internvl_sft', 'verl', 'hf_disk', 'trl_prompt'],
   maxDynamicPatch: ['mmpr', 'internvl_sft'],
   seed: ['mmpr'],
 };
@@ -28,11 +40,14 @@ const OWNERS: Record<string, readonly DatasetFormat[]> = {
 export const DatasetSpecSchema = z
   .strictObject({
     format: z.enum(DATASET_FORMATS),
-    /** mmpr: meta.json; trl: a parquet / jsonl file or a folder of shards; VL-RLHF / InternVL SFT: a json or jsonl file. */
+    /**
+     * mmpr: meta.json; trl / trl_prompt: a parquet / jsonl file or a folder of shards; VL-RLHF / InternVL SFT: a
+     * json or jsonl file; verl: a parquet file or a folder of them; hf_disk: a `save_to_disk` folder.
+     */
     path: z.string().min(1),
-    /** trl: `train`, `test[:10%]`, ... (default train). */
+    /** trl / trl_prompt / hf_disk: `train`, `test[:10%]`, ... (default train). */
     split: z.string().min(1).optional(),
-    /** Where image paths resolve (trl default: the data folder; the others: the data file's folder). */
+    /** Where image paths resolve (trl / trl_prompt / verl / hf_disk default: the data folder; the others: the data file's folder). */
     imageRoot: z.string().min(1).optional(),
     /** mmpr / internvl_sft: InternVL's max_dynamic_patch (default 12; a meta.json entry's own wins). */
     maxDynamicPatch: z.number().int().positive().optional(),
@@ -120,5 +135,11 @@ export async function openDataset(
         maxDynamicPatch: checked.maxDynamicPatch,
         skipBadRows,
       });
+    case 'verl':
+      return openVerl(path, { imageRoot, skipBadRows });
+    case 'hf_disk':
+      return openHfDisk(path, { split: checked.split, imageRoot, skipBadRows });
+    case 'trl_prompt':
+      return openTrlPrompt(path, { split: checked.split, imageRoot, skipBadRows });
   }
 }

@@ -46,7 +46,19 @@ export interface SftRecord extends RecordBase {
   messages: ChatMessage[];
 }
 
-export type DataRecord = PreferenceRecord | UnpairedRecord | SftRecord;
+/**
+ * A prompt alone, for online RL (GRPO / GSPO): completions are sampled, and the row's other columns
+ * (`solution`, verl's `data_source` / `ground_truth` / `extra_info`, ...) go to the reward functions.
+ */
+export interface PromptRecord extends RecordBase {
+  kind: 'prompt';
+  /** Messages, or (TRL's standard format) raw text the processor uses as it is. */
+  prompt: ChatMessage[] | string;
+  /** The row's columns other than the prompt and its images, as the rewards receive them. */
+  columns: Record<string, unknown>;
+}
+
+export type DataRecord = PreferenceRecord | UnpairedRecord | SftRecord | PromptRecord;
 
 /** Random access to a dataset's records; `get` reads lazily (one line or one row group at a time). */
 export interface RecordDataset<T extends DataRecord = DataRecord> {

@@ -19,7 +19,7 @@ import {
 import { ConvertedDataset, jsonlRows, parquetRows, sliceRows, type RawRow } from './rows.js';
 import { parseSplit, splitRange } from './split.js';
 
-export type TrlKind = DataRecord['kind'];
+export type TrlKind = Exclude<DataRecord['kind'], 'prompt'>;
 
 export interface TrlOptions {
   /** `train`, `test[:10%]`, ...; default `train`. Picks the shards of a folder and slices rows. */
@@ -44,7 +44,7 @@ export async function openTrl(path: string, options: TrlOptions = {}): Promise<R
 }
 
 /** A file as given, or a folder's (or its `data/`'s) files of the split, sorted by shard. */
-function dataFiles(path: string, split: string): string[] {
+export function dataFiles(path: string, split: string): string[] {
   if (!statSync(path).isDirectory()) return [path];
   const folder = statSync(join(path, 'data'), { throwIfNoEntry: false })?.isDirectory() ? join(path, 'data') : path;
   const names = readdirSync(folder)
