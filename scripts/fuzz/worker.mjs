@@ -1,0 +1,17 @@
+// One fuzz worker: a child process that builds and runs cases one at a time, as the parent sends
+// them, and reports each outcome over IPC. A crash here costs the parent one case, not the run.
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadSurfaces, runCase } from './cases.mjs';
+
+const { corpus, scratch } = JSON.parse(process.env.VLALIGN_FUZZ_WORKER);
+fs.mkdirSync(scratch, { recursive: true });
+await loadSurfaces(); // module loading is not charged to the first case's time limit
+
+process.on('message', async ({ id, seed, surface, index }) => {
+  const dir = path.join(scratch, `case-${index}`);
+  const report = await runCase({ seed, surface, index, corpus, dir }, (what) => process.send({ id, started: what }));
+  fs.rmSync(dir, { recursive: true, force: true });
+  process.send({ id, ...report });
+});
+process.send({ ready: true });
