@@ -7,7 +7,8 @@ import { native as N } from './native.js';
 import { tidy } from './scope.js';
 import { handleOf, optionalHandle, Tensor, wrap, wrapAll } from './tensor.js';
 
-function withGradMode<T>(enabled: boolean, fn: () => T): T {
+function withGradMode<T>(enabled: boolean, fn: () => T, op: string): T {
+  if (typeof fn !== 'function') throw invalidArgument('fn', 'a function', fn, op);
   const previous = N.isGradEnabled() as boolean;
   N.setGradEnabled(enabled);
   try {
@@ -18,11 +19,14 @@ function withGradMode<T>(enabled: boolean, fn: () => T): T {
 }
 
 /** Runs fn without recording operations for autograd (torch.no_grad). */
-export const noGrad = <T>(fn: () => T): T => withGradMode(false, fn);
+export const noGrad = <T>(fn: () => T): T => withGradMode(false, fn, 'noGrad');
 /** Runs fn with autograd recording on, inside a noGrad region too (torch.enable_grad). */
-export const enableGrad = <T>(fn: () => T): T => withGradMode(true, fn);
+export const enableGrad = <T>(fn: () => T): T => withGradMode(true, fn, 'enableGrad');
 export const isGradEnabled = (): boolean => N.isGradEnabled();
-export const setGradEnabled = (enabled: boolean): void => N.setGradEnabled(Boolean(enabled));
+export function setGradEnabled(enabled: boolean): void {
+  if (typeof enabled !== 'boolean') throw invalidArgument('enabled', 'a boolean', enabled, 'setGradEnabled');
+  N.setGradEnabled(enabled);
+}
 
 export interface GradOptions {
   gradOutputs?: ReadonlyArray<Tensor | null>;
@@ -37,13 +41,18 @@ export function grad(
   inputs: Tensor | readonly Tensor[],
   options: GradOptions = {},
 ): Array<Tensor | null> {
+  const op = 'autograd.grad';
   const outs = (Array.isArray(outputs) ? outputs : [outputs]) as Tensor[];
   const ins = (Array.isArray(inputs) ? inputs : [inputs]) as Tensor[];
+  const { gradOutputs } = checkOptions(options, op);
   const createGraph = options.createGraph ?? false;
+  if (gradOutputs !== undefined && !Array.isArray(gradOutputs)) {
+    throw invalidArgument('gradOutputs', 'an array of Tensors or nulls', gradOutputs, op);
+  }
   const handles = N.autogradGrad(
-    outs.map((t, k) => handleOf(t, `outputs[${k}]`)),
-    ins.map((t, k) => handleOf(t, `inputs[${k}]`)),
-    options.gradOutputs ? options.gradOutputs.map((t, k) => optionalHandle(t, `gradOutputs[${k}]`)) : null,
+    outs.map((t, k) => handleOf(t, `outputs[${k}]`, op)),
+    ins.map((t, k) => handleOf(t, `inputs[${k}]`, op)),
+    gradOutputs ? gradOutputs.map((t, k) => optionalHandle(t, `gradOutputs[${k}]`, op)) : null,
     options.retainGraph ?? createGraph,
     createGraph,
     options.allowUnused ?? false,
@@ -57,23 +66,35 @@ export function backward(
   gradTensors: ReadonlyArray<Tensor | null> = [],
   options: { retainGraph?: boolean; createGraph?: boolean } = {},
 ): void {
-  const roots = tensorsArg(tensors, 'tensors');
-  if (!Array.isArray(gradTensors)) throw invalidArgument('gradTensors', 'an array of Tensors or nulls', gradTensors);
-  if (gradTensors.length !== 0 && gradTensors.length !== roots.length) {
-    throw new RangeError(`backward: ${gradTensors.length} gradTensors given for ${roots.length} tensors`);
+  const op = 'autograd.backward';
+  const roots = tensorsArg(tensors, 'tensors', op);
+  if (!Array.isArray(gradTensors)) {
+    throw invalidArgument('gradTensors', 'an array of Tensors or nulls', gradTensors, op);
   }
+  if (gradTensors.length !== 0 && gradTensors.length !== roots.length) {
+    throw new RangeError(`${op}: ${gradTensors.length} gradTensors given for ${roots.length} tensors`);
+  }
+  checkOptions(options, op);
   const createGraph = options.createGraph ?? false;
   N.backwardMany(
     roots,
-    gradTensors.map((g, k) => optionalHandle(g, `gradTensors[${k}]`)),
+    gradTensors.map((g, k) => optionalHandle(g, `gradTensors[${k}]`, op)),
     options.retainGraph ?? createGraph,
     createGraph,
   );
 }
 
-function tensorsArg(value: unknown, name: string): number[] {
-  if (!Array.isArray(value)) throw invalidArgument(name, 'an array of Tensors', value);
-  return value.map((t, k) => handleOf(t, `${name}[${k}]`));
+function tensorsArg(value: unknown, name: string, op: string): number[] {
+  if (!Array.isArray(value)) throw invalidArgument(name, 'an array of Tensors', value, op);
+  return value.map((t, k) => handleOf(t, `${name}[${k}]`, op));
+}
+
+// An options argument is an object (or absent): `grad(y, x, 5)` names the op instead of reading 5.x.
+function checkOptions<T extends object>(options: T, op: string): T {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw invalidArgument('options', 'an object', options, op);
+  }
+  return options;
 }
 
 export type JsBackward = (
@@ -102,10 +123,12 @@ export function functionWithBackward(
   backward: JsBackward,
   options: FunctionWithBackwardOptions = {},
 ): Tensor[] {
-  const inputHandles = tensorsArg(inputs, 'inputs');
-  if (typeof forward !== 'function') throw invalidArgument('forward', 'a function', forward);
-  if (typeof backward !== 'function') throw invalidArgument('backward', 'a function', backward);
-  const savedHandles = [...inputHandles, ...tensorsArg(options.save ?? [], 'options.save')];
+  const op = 'autograd.functionWithBackward';
+  const inputHandles = tensorsArg(inputs, 'inputs', op);
+  if (typeof forward !== 'function') throw invalidArgument('forward', 'a function', forward, op);
+  if (typeof backward !== 'function') throw invalidArgument('backward', 'a function', backward, op);
+  checkOptions(options, op);
+  const savedHandles = [...inputHandles, ...tensorsArg(options.save ?? [], 'options.save', op)];
   const count = inputs.length;
   const callback = (gradIds: number[], savedIds: number[]): number[] =>
     tidy(() => {
@@ -113,17 +136,17 @@ export function functionWithBackward(
       const result = backward(grads, wrapAll(savedIds));
       if (!Array.isArray(result) || result.length !== count) {
         throw new TypeError(
-          `Expected an array of ${count} gradients (Tensor or null) from backward but received ${describeResult(result)}`,
+          `${op}: expected an array of ${count} gradients (Tensor or null) from backward but received ${describeResult(result)}`,
         );
       }
       // Fresh ids the native node takes over; every JS wrapper made here is freed by the tidy.
       return result.map((g, k) =>
-        g === null || g === undefined ? 0 : (N.alias(handleOf(g, `backward result[${k}]`)) as number),
+        g === null || g === undefined ? 0 : (N.alias(handleOf(g, `backward result[${k}]`, op)) as number),
       );
     });
   return tidy(() => {
     const outputs = noGrad(forward);
-    const outputHandles = tensorsArg(outputs, 'forward result');
+    const outputHandles = tensorsArg(outputs, 'forward result', op);
     return wrapAll(
       N.functionWithBackward(inputHandles, outputHandles, savedHandles, callback, options.always ?? false),
     );
@@ -153,8 +176,9 @@ export function checkpoint<T extends Tensor | Tensor[]>(
   inputs: readonly Tensor[],
   options: CheckpointOptions = {},
 ): T {
-  if (typeof fn !== 'function') throw invalidArgument('fn', 'a function', fn);
-  tensorsArg(inputs, 'inputs');
+  if (typeof fn !== 'function') throw invalidArgument('fn', 'a function', fn, 'checkpoint');
+  tensorsArg(inputs, 'inputs', 'checkpoint');
+  checkOptions(options, 'checkpoint');
   const requiresGrad = inputs.map((t) => t.requiresGrad);
   const rngState = (options.preserveRngState ?? true) ? getRngState() : null;
   let single = false;
@@ -195,7 +219,7 @@ export function checkpoint<T extends Tensor | Tensor[]>(
 function asList(out: Tensor | Tensor[]): Tensor[] {
   if (out instanceof Tensor) return [out];
   if (Array.isArray(out) && out.every((t) => t instanceof Tensor)) return out;
-  throw invalidArgument('the result of fn', 'a Tensor or an array of Tensors', out);
+  throw invalidArgument('the result of fn', 'a Tensor or an array of Tensors', out, 'checkpoint');
 }
 
 function withRngState<T>(state: Tensor | null, fn: () => T): T {
