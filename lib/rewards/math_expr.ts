@@ -188,7 +188,7 @@ const SAMPLE_POINTS = [0.7319, 1.4173, 2.2361, 0.3183, 1.9093];
 
 /**
  * Whether `a - b` is zero as an expression: zero at every sample point where both sides are finite
- * (relative tolerance 1e-9), with at least one such point.
+ * (relative tolerance 1e-12, about what float64 evaluation keeps), with at least one such point.
  */
 export function expressionsEqual(a: string, b: string): boolean {
   const diff = parseExpression(`(${a})-(${b})`);
@@ -201,7 +201,7 @@ export function expressionsEqual(a: string, b: string): boolean {
     const l = left.evaluate(vars);
     const r = right.evaluate(vars);
     if (!Number.isFinite(l) || !Number.isFinite(r)) continue;
-    if (Math.abs(l - r) > 1e-9 * Math.max(1, Math.abs(l), Math.abs(r))) return false;
+    if (Math.abs(l - r) > 1e-12 * Math.max(1, Math.abs(l), Math.abs(r))) return false;
     checked += 1;
     if (diff.symbols.length === 0) break;
   }
