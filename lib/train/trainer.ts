@@ -27,7 +27,10 @@ import { copyProcessorFiles } from './processor_files.js';
 
 export interface TrainOutput {
   globalStep: number;
-  /** Mean loss over every step of this process (HF's train_loss). */
+  /**
+   * HF's train_loss: the mean step loss of the whole run, the steps before a resume included (HF
+   * divides only this process's losses by global_step, so a resumed run reports a smaller number).
+   */
   trainingLoss: number;
   metrics: Record<string, number>;
 }
@@ -54,6 +57,8 @@ export class Trainer {
   readonly trainLoader: DataLoader<DataRecord>;
   globalStep = 0;
   numTokens = 0;
+  /** The summed step losses of the run so far (checkpointed, so train_loss survives a resume). */
+  #lossSum = 0;
   #position: DataPosition;
   readonly #window = new LogWindow();
   #reporters: Reporters | null = null;
@@ -98,9 +103,8 @@ export class Trainer {
       if (resume === null) await this.parts.beforeTraining?.(this);
       const started = Date.now();
       const startStep = this.globalStep;
-      let lossSum = 0;
       await this.#loop((loss) => {
-        lossSum += loss;
+        this.#lossSum += loss;
       });
       const seconds = (Date.now() - started) / 1000;
       const steps = this.globalStep - startStep;
@@ -108,7 +112,7 @@ export class Trainer {
         train_runtime: seconds,
         train_samples_per_second: (steps * args.perDeviceTrainBatchSize * args.gradientAccumulationSteps) / seconds,
         train_steps_per_second: steps / seconds,
-        train_loss: steps > 0 ? lossSum / steps : Number.NaN,
+        train_loss: this.globalStep > 0 ? this.#lossSum / this.globalStep : Number.NaN,
       };
       this.#reporters.log({ ...metrics, epoch: this.#epochFloat(), step: this.globalStep });
       if (args.saveStrategy !== 'no' && !this.#savedAt(this.globalStep)) await this.saveCheckpoint();
@@ -321,9 +325,15 @@ export class Trainer {
   // Plain counters that trainer_state.json also shows, restored from the same file as the rest.
   #counters(): { stateDict(): unknown; loadStateDict(state: never): void } {
     return {
-      stateDict: () => ({ numTokens: this.numTokens }),
-      loadStateDict: (state: { numTokens: number }) => {
+      stateDict: () => ({ numTokens: this.numTokens, lossSum: this.#lossSum }),
+      loadStateDict: (state: { numTokens: number; lossSum: number }) => {
+        if (typeof state?.numTokens !== 'number' || typeof state.lossSum !== 'number') {
+          throw new TypeError(
+            `trainer counters: expected { numTokens, lossSum } but received ${JSON.stringify(state)}`,
+          );
+        }
         this.numTokens = state.numTokens;
+        this.#lossSum = state.lossSum;
       },
     };
   }
