@@ -9,8 +9,8 @@ export const SURFACES = ['safetensors', 'images', 'ops', 'checkpoints', 'templat
 export const EXTRA_SURFACES = ['selftest'];
 const modules = new Map();
 
-/** Imports every surface module (the worker does it before its first case). */
-export const loadSurfaces = () => Promise.all([...SURFACES, ...EXTRA_SURFACES].map(surfaceModule));
+/** Imports the surfaces' modules (a worker does it before its first case). */
+export const loadSurfaces = (names) => Promise.all(names.map(surfaceModule));
 
 async function surfaceModule(surface) {
   if (!modules.has(surface)) modules.set(surface, await import(`./surfaces/${surface}.mjs`));

@@ -109,7 +109,7 @@ class Worker {
         env: {
           ...process.env,
           OMP_NUM_THREADS: '1',
-          VLALIGN_FUZZ_WORKER: JSON.stringify({ corpus: this.corpus, scratch }),
+          VLALIGN_FUZZ_WORKER: JSON.stringify({ corpus: this.corpus, scratch, surfaces }),
         },
       });
       this.child.stderr.on('data', (chunk) => {

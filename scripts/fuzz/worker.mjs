@@ -4,9 +4,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadSurfaces, runCase } from './cases.mjs';
 
-const { corpus, scratch } = JSON.parse(process.env.VLALIGN_FUZZ_WORKER);
+const { corpus, scratch, surfaces } = JSON.parse(process.env.VLALIGN_FUZZ_WORKER);
 fs.mkdirSync(scratch, { recursive: true });
-await loadSurfaces(); // module loading is not charged to the first case's time limit
+await loadSurfaces(surfaces); // module loading is not charged to the first case's time limit
 
 process.on('message', async ({ id, seed, surface, index }) => {
   const dir = path.join(scratch, `case-${index}`);
