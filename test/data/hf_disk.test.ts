@@ -283,10 +283,10 @@ describe('other row shapes', () => {
       `${dictionary}: column label is dictionary-encoded (not supported)`,
     );
 
-    const escape = join(root, 'escape');
-    mkdirSync(escape);
-    writeFileSync(join(escape, 'state.json'), JSON.stringify({ _data_files: [{ filename: '../cut/x.arrow' }] }));
-    await expect(openHfDisk(escape)).rejects.toThrow('_data_files[0].filename must be a file name in');
+    const outside = join(root, 'escape');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'state.json'), JSON.stringify({ _data_files: [{ filename: '../cut/x.arrow' }] }));
+    await expect(openHfDisk(outside)).rejects.toThrow('_data_files[0].filename must be a file name in');
   });
 });
 
