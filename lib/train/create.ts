@@ -10,7 +10,7 @@ import { LayerNorm } from '../nn/index.js';
 import { AdamW, LRScheduler, SGD, type GroupOptions, type Optimizer, type ScheduleName } from '../optim/index.js';
 import type { Processor } from '../processing/index.js';
 import { DataLoader } from '../data/loader.js';
-import type { DataRecord, RecordDataset } from '../data/records.js';
+import { describeSource, type DataRecord, type RecordDataset } from '../data/records.js';
 import type { DpoConfig, KtoConfig, SftConfig } from './config.js';
 import { trainingSteps, type LoopArgs } from './loop_args.js';
 import { DpoMethod } from './methods/dpo.js';
@@ -118,7 +118,8 @@ function referenceCacheOf(init: TrainerInit): ReferenceCache {
   return new ReferenceCache(referenceCacheDir(), referenceModelKey(source, modelPath, settings));
 }
 
-// Every record's reference log-probs not yet cached, batch by batch, saved as it goes.
+// Every record's reference log-probs not yet cached, batch by batch, appended to the cache file as it
+// goes (every few seconds, and at the end). Augmented records are refused before any forward.
 async function precomputeReference(
   trainer: Trainer,
   method: TrainingMethod,
@@ -126,25 +127,42 @@ async function precomputeReference(
   datasets: ReadonlyArray<RecordDataset | null | undefined>,
 ): Promise<void> {
   const batchSize = (trainer.args as Partial<DpoConfig>).precomputeRefBatchSize ?? trainer.args.perDeviceTrainBatchSize;
-  for (const dataset of datasets) {
-    if (!dataset) continue;
-    const loader = new DataLoader<DataRecord>(dataset, { batchSize, seed: 0, shuffle: false });
-    for await (const loaded of loader.epoch(0)) {
-      if (loaded.records.some((r) => r.record.augment === true)) {
-        throw new Error(
-          `${loaded.records[0]!.record.source.file}: precompute_ref_log_probs with data_augment: the reference ` +
-            'would score other images than training sees; turn one of them off',
-        );
+  const present = datasets.filter((d): d is RecordDataset => d !== null && d !== undefined);
+  for (const dataset of present) await refuseAugmented(dataset);
+  let saved = Date.now();
+  try {
+    for (const dataset of present) {
+      const loader = new DataLoader<DataRecord>(dataset, { batchSize, seed: 0, shuffle: false });
+      for await (const loaded of loader.epoch(0)) {
+        const batch = await method.collate(loaded.records);
+        try {
+          method.precompute!(batch);
+        } finally {
+          batch.dispose();
+        }
+        if (Date.now() - saved > SAVE_EVERY_MS) {
+          cache.save();
+          saved = Date.now();
+        }
       }
-      if (loaded.records.every((r) => cache.has(r.record.id))) continue;
-      const batch = await method.collate(loaded.records);
-      try {
-        method.precompute!(batch);
-      } finally {
-        batch.dispose();
-      }
-      cache.save();
     }
+  } finally {
+    cache.save();
+  }
+}
+
+const SAVE_EVERY_MS = 10_000;
+
+// InternVL's data_augment re-encodes images at a random quality per epoch: the reference would score
+// other images than training sees.
+async function refuseAugmented(dataset: RecordDataset): Promise<void> {
+  for (let i = 0; i < dataset.length; i++) {
+    const record = await dataset.get(i);
+    if (record?.augment !== true) continue;
+    throw new Error(
+      `${describeSource(record.source)}: precompute_ref_log_probs with data_augment: the reference would ` +
+        'score other images than training sees; turn one of them off',
+    );
   }
 }
 

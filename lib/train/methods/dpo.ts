@@ -12,7 +12,7 @@ import type { PreferenceRecord } from '../../data/records.js';
 import { packPairs, type PackedPairs } from '../../data/pack_pairs.js';
 import { preferenceSamples } from '../../data/samples.js';
 import { pairForward } from '../pair_forward.js';
-import type { ReferenceCache, ReferencePolicy } from '../reference.js';
+import { inputKey, pixelsPerRecord, unpaddedTokens, type ReferenceCache, type ReferencePolicy } from '../reference.js';
 import type { MicroBatch, TrainingMethod } from './method.js';
 import { disposeTensors, rowTokenCounts } from './rows.js';
 
@@ -31,6 +31,8 @@ export interface DpoMethodOptions {
 export interface PairMicroBatch extends MicroBatch {
   packed: PackedPairs;
   pairs: number;
+  /** With a reference cache: each pair's key there (a digest of its packed tokens and its pixels). */
+  referenceKeys: string[] | null;
 }
 
 export class DpoMethod implements TrainingMethod<PairMicroBatch> {
@@ -58,6 +60,7 @@ export class DpoMethod implements TrainingMethod<PairMicroBatch> {
       ids: records.map((r) => r.record.id),
       packed,
       pairs,
+      referenceKeys: this.options.cache === null ? null : pairKeys(packed, records),
       tokens: chosenTokens + rejectedTokens,
       counts: { pairs, chosenTokens: Math.max(chosenTokens, 1) },
       dispose: () => disposeTensors(packed),
@@ -83,20 +86,25 @@ export class DpoMethod implements TrainingMethod<PairMicroBatch> {
     });
   }
 
-  precompute(batch: PairMicroBatch): void {
-    const cache = this.options.cache;
-    if (cache === null) throw new Error('precompute: no reference cache');
+  precompute(batch: PairMicroBatch): number {
+    const { cache } = this.options;
+    const keys = batch.referenceKeys;
+    if (cache === null || keys === null) throw new Error('precompute: no reference cache');
+    // Entries already cached keep their values: a batch holding a new record changes nothing else.
+    const missing = keys.flatMap((key, i) => (cache.has(key, 2) ? [] : [i]));
+    if (missing.length === 0) return 0;
     torch.tidy(() => {
       const logps = Array.from(this.referencePass(batch).to({ dtype: 'float64' }).data() as Float64Array);
-      batch.ids.forEach((id, i) => cache.set(id, [logps[i]!, logps[batch.pairs + i]!]));
+      for (const i of missing) cache.set(keys[i]!, [logps[i]!, logps[batch.pairs + i]!]);
     });
+    return missing.length;
   }
 
   // [2P]: the chosen rows' summed log-probs, then the rejected rows'.
   private referenceLogps(batch: PairMicroBatch): Tensor {
-    const cache = this.options.cache;
-    if (cache === null) return this.referencePass(batch);
-    const values = cache.lookup(batch.ids, 2);
+    const { cache } = this.options;
+    if (cache === null || batch.referenceKeys === null) return this.referencePass(batch);
+    const values = cache.lookup(batch.referenceKeys, 2, batch.ids);
     return torch.cat([values.select(1, 0), values.select(1, 1)]);
   }
 
@@ -110,4 +118,17 @@ export class DpoMethod implements TrainingMethod<PairMicroBatch> {
       return sequenceLogps(hidden, head, targets, { ignoreIndex, chunkSize });
     });
   }
+}
+
+// Pair i's key: its packed tokens (prompt, chosen, rejected after truncation), their lengths, its pixels.
+function pairKeys(packed: PackedPairs, records: ReadonlyArray<DecodedRecord<PreferenceRecord>>): string[] {
+  const tokens = unpaddedTokens(packed);
+  const pixels = pixelsPerRecord(
+    packed,
+    records.map((r) => r.pixels.length),
+  );
+  return records.map((_, i) => {
+    const layout = [packed.promptLength[i], packed.chosenLength[i], packed.rejectedLength[i]];
+    return inputKey([tokens[i]!], layout, pixels[i]!);
+  });
 }

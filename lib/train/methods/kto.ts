@@ -17,7 +17,7 @@ import type { CollatedBatch } from '../../data/collators.js';
 import type { DecodedRecord } from '../../data/images.js';
 import type { UnpairedRecord } from '../../data/records.js';
 import { unpairedSample } from '../../data/samples.js';
-import type { ReferenceCache, ReferencePolicy } from '../reference.js';
+import { inputKey, pixelsPerRecord, unpaddedTokens, type ReferenceCache, type ReferencePolicy } from '../reference.js';
 import type { MicroBatch, TrainingMethod } from './method.js';
 import { collateRows, disposeTensors, rowsForward, rowTokenCounts } from './rows.js';
 
@@ -36,6 +36,8 @@ export interface UnpairedMicroBatch extends MicroBatch {
   desirable: boolean[];
   /** KTO only: the rows with rolled completions. */
   klRows: CollatedBatch | null;
+  /** With a reference cache: each row's key there (a digest of its tokens and its pixels). */
+  referenceKeys: string[] | null;
 }
 
 export class KtoMethod implements TrainingMethod<UnpairedMicroBatch> {
@@ -64,6 +66,7 @@ export class KtoMethod implements TrainingMethod<UnpairedMicroBatch> {
       rows,
       desirable: records.map((r) => r.record.label),
       klRows,
+      referenceKeys: this.options.cache === null ? null : rowKeys(rows, klRows, records),
       tokens,
       counts: { rows: records.length },
       dispose: () => {
@@ -84,23 +87,28 @@ export class KtoMethod implements TrainingMethod<UnpairedMicroBatch> {
     });
   }
 
-  precompute(batch: UnpairedMicroBatch): void {
-    const cache = this.options.cache;
-    if (cache === null) throw new Error('precompute: no reference cache');
+  precompute(batch: UnpairedMicroBatch): number {
+    const { cache } = this.options;
+    const keys = batch.referenceKeys;
+    if (cache === null || keys === null) throw new Error('precompute: no reference cache');
+    // Entries already cached keep their values: a batch holding a new record changes nothing else.
+    const missing = keys.flatMap((key, i) => (cache.has(key, batch.klRows === null ? 1 : 2) ? [] : [i]));
+    if (missing.length === 0) return 0;
     torch.tidy(() => {
       const [rows, kl] = this.referencePass(batch);
       const values = (t: Tensor): number[] => Array.from(t.to({ dtype: 'float64' }).data() as Float64Array);
       const [r, k] = [values(rows), kl === null ? null : values(kl)];
-      batch.ids.forEach((id, i) => cache.set(id, k === null ? [r[i]!] : [r[i]!, k[i]!]));
+      for (const i of missing) cache.set(keys[i]!, k === null ? [r[i]!] : [r[i]!, k[i]!]);
     });
+    return missing.length;
   }
 
   // The rows' reference log-probs [R] and, for KTO, the KL rows' [R].
   private referenceLogps(batch: UnpairedMicroBatch): [Tensor, Tensor | null] {
-    const cache = this.options.cache;
-    if (cache === null) return this.referencePass(batch);
+    const { cache } = this.options;
+    if (cache === null || batch.referenceKeys === null) return this.referencePass(batch);
     const width = batch.klRows === null ? 1 : 2;
-    const values = cache.lookup(batch.ids, width);
+    const values = cache.lookup(batch.referenceKeys, width, batch.ids);
     return [values.select(1, 0), width === 2 ? values.select(1, 1) : null];
   }
 
@@ -126,4 +134,20 @@ export class KtoMethod implements TrainingMethod<UnpairedMicroBatch> {
       chunkSize: this.objective.config.chunkSize,
     });
   }
+}
+
+// Row i's key: its tokens and pixels, and whether a KL value comes with it. The KL row is left out of
+// the key: it rolls completions within a micro-batch, so the precompute pass pairs each row with
+// another neighbour than a shuffled training batch does, and its cached KL value is the pass's.
+function rowKeys(
+  rows: CollatedBatch,
+  klRows: CollatedBatch | null,
+  records: ReadonlyArray<DecodedRecord<UnpairedRecord>>,
+): string[] {
+  const tokens = unpaddedTokens(rows);
+  const pixels = pixelsPerRecord(
+    rows,
+    records.map((r) => r.pixels.length),
+  );
+  return records.map((_, i) => inputKey([tokens[i]!], { kl: klRows !== null }, pixels[i]!));
 }

@@ -6,7 +6,7 @@ import type { DataRecord } from '../../data/index.js';
 import type { DecodedRecord } from '../../data/images.js';
 
 export interface MicroBatch {
-  /** The records' ids, in row order (the precomputed-reference cache key). */
+  /** The records' ids, in row order (named in errors). */
   ids: string[];
   /** Loss-bearing tokens (completion tokens), counted into num_tokens. */
   tokens: number;
@@ -21,8 +21,8 @@ export interface TrainingMethod<B extends MicroBatch = MicroBatch> {
   collate(records: ReadonlyArray<DecodedRecord<DataRecord>>): Promise<B>;
   /** Forward and loss of one micro-batch; `normalisers` are the accumulated batch's divisors. */
   loss(batch: B, normalisers: LossNormalisers, mode: 'train' | 'eval'): LossResult;
-  /** Fills the precomputed-reference cache for these records (methods with a reference). */
-  precompute?(batch: B): void;
+  /** Fills the precomputed-reference cache for these records (methods with a reference); how many it computed. */
+  precompute?(batch: B): number;
   /** Training state that must survive a resume (a loss's running moments), by name. */
   readonly stateful: Record<string, { stateDict(): unknown; loadStateDict(state: never): void }>;
 }
