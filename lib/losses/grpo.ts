@@ -4,6 +4,9 @@
 // w is per token, or per sequence for GSPO: w_i = exp(mean_t(lp - old)). Aggregation by lossType:
 //   grpo mean_i(sum_t l / n_i); bnpo sum l / sum n; dr_grpo sum l / (S * maxCompletionLength);
 //   dapo sum l / (tokens of the whole generation batch, numItemsInBatch when given).
+// As one micro-batch of an accumulated window (ComputeOptions.normalisers), the means are the
+// window's, as TRL's with equal micro-batches: grpo and dr_grpo divide by the window's sequences
+// (normalisers.rows), dapo by its tokens, and bnpo's own token mean by the micro-batch count.
 // Every sequence's loss depends only on its own tokens, so chunks of whole sequences are exact.
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
@@ -13,6 +16,7 @@ import { sumBySlot, type TokenChunk, type TokenLayout } from './token_layout.js'
 import {
   checkTokenBatch,
   modeOf,
+  normaliserOf,
   targetsOf,
   tokenLoss,
   type ChunkInput,
@@ -41,6 +45,9 @@ interface BatchSide {
   old: Tensor | null; // [N]
   ref: Tensor | null; // [N]
   numItems: number | undefined;
+  /** Divisors of the accumulated window (its own counts outside one). */
+  windowSequences: number;
+  microBatches: number;
 }
 
 export class GrpoLoss {
@@ -62,7 +69,7 @@ export class GrpoLoss {
     }
     const groups = Array.from({ length: sequences }, (_, r) => [r]);
     return tokenLoss({ hidden: batch.hidden, targets, groups, head, config: c, coupled: false }, (layout) => {
-      const side = batchSide(batch, layout, sequences);
+      const side = batchSide(batch, layout, sequences, options);
       return (input) => this.chunkLoss(input, side);
     });
   }
@@ -105,27 +112,32 @@ export class GrpoLoss {
     const sum = perToken.sum();
     switch (this.config.lossType) {
       case 'grpo':
-        return sumBySlot(perToken, chunk).div(n.clamp(1)).sum().div(side.sequences);
+        return sumBySlot(perToken, chunk).div(n.clamp(1)).sum().div(side.windowSequences);
       case 'bnpo':
-        return sum.div(Math.max(side.tokens, 1));
+        return sum.div(Math.max(side.tokens, 1) * side.microBatches);
       case 'dr_grpo':
-        return sum.div(side.sequences * this.config.maxCompletionLength);
+        return sum.div(side.windowSequences * this.config.maxCompletionLength);
       case 'dapo':
         return sum.div(Math.max(side.numItems ?? side.tokens, 1));
     }
   }
 }
 
-function batchSide(batch: GrpoBatch, layout: TokenLayout, sequences: number): BatchSide {
+function batchSide(batch: GrpoBatch, layout: TokenLayout, sequences: number, options: ComputeOptions): BatchSide {
+  const tokens = layout.rowTokens.reduce((a, b) => a + b, 0);
   const pick = (t: Tensor | undefined): Tensor | null =>
     t ? t.detach().reshape(-1).indexSelect(0, layout.index) : null;
   return {
     sequences,
-    tokens: layout.rowTokens.reduce((a, b) => a + b, 0),
+    tokens,
     rowTokens: torch.tensor(Float64Array.from(layout.rowTokens)),
     advantages: batch.advantages.detach().reshape(-1),
     old: pick(batch.oldLogps),
     ref: pick(batch.refLogps),
-    numItems: batch.numItemsInBatch,
+    numItems:
+      batch.numItemsInBatch ??
+      (options.normalisers?.tokens === undefined ? undefined : normaliserOf(options, 'tokens', tokens)),
+    windowSequences: normaliserOf(options, 'rows', sequences),
+    microBatches: normaliserOf(options, 'microBatches', 1),
   };
 }

@@ -38,8 +38,10 @@ export interface LossNormalisers {
   chosenTokens?: number;
   /** Rows (KTO / BCO means). */
   rows?: number;
-  /** Completion tokens (SFT's token mean). */
+  /** Completion tokens (SFT's token mean, DAPO's num_items_in_batch). */
   tokens?: number;
+  /** Micro-batches of the window (TRL divides BNPO's per-micro-batch token mean by the accumulation steps). */
+  microBatches?: number;
 }
 
 /** The divisor `key` of `options`, else `own`; a given divisor must be a positive integer. */

@@ -127,6 +127,41 @@ describe('normalisers: micro-batches sum to the accumulated batch', () => {
     expectClose(num(parts[0]!.add(parts[1]!)), num(whole), 1e-12);
   });
 
+  it('GRPO: grpo / dr_grpo over the window sequences, dapo over its tokens, bnpo as TRL: micro-batch token means / GA', () => {
+    const R = 4;
+    const { hidden, targets, weight } = batchOf(6, R);
+    const head = { weight, bias: null };
+    const next = rng(66);
+    const advantages = uniform(next, R, -1, 1);
+    // Old log-probs off the current ones, so that ratios leave 1 and clipping engages.
+    const old = eagerTokenLogps(hidden, head, targets)
+      .detach()
+      .add(f64(uniform(next, R * T, -0.3, 0.3), [R, T]));
+    const tokens = num(targets.ne(IGNORE).sum());
+    const part = (loss: losses.GrpoLoss, start: number, normalisers?: losses.LossNormalisers) =>
+      loss.compute(
+        {
+          hidden: rowsOf(hidden, start, 2),
+          targets: rowsOf(targets, start, 2),
+          advantages: f64(advantages.slice(start, start + 2), [2]),
+          oldLogps: rowsOf(old, start, 2),
+        },
+        head,
+        normalisers ? { normalisers } : {},
+      ).loss;
+    for (const lossType of ['grpo', 'dr_grpo', 'dapo'] as const) {
+      const loss = new losses.GrpoLoss({ lossType, epsilon: 0.1, maxCompletionLength: 9 });
+      const whole = loss.compute({ hidden, targets, advantages: f64(advantages, [R]), oldLogps: old }, head).loss;
+      const summed = part(loss, 0, { rows: R, tokens }).add(part(loss, 2, { rows: R, tokens }));
+      expectClose(num(summed), num(whole), 1e-12, lossType);
+      expectAllClose(gradsOf(summed, [hidden, weight]).flat(), gradsOf(whole, [hidden, weight]).flat(), 1e-12);
+    }
+    const bnpo = new losses.GrpoLoss({ lossType: 'bnpo', epsilon: 0.1 });
+    const means = num(part(bnpo, 0).add(part(bnpo, 2)).div(2));
+    const accumulated = part(bnpo, 0, { microBatches: 2 }).add(part(bnpo, 2, { microBatches: 2 }));
+    expectClose(num(accumulated), means, 1e-12, 'bnpo');
+  });
+
   it('refuses a divisor that is not a positive integer, naming it', () => {
     const { hidden, targets, weight } = batchOf(5, 2);
     expect(() =>
