@@ -24,6 +24,7 @@ import {
   LargeUtf8,
   List,
   Null,
+  RecordBatchStreamWriter,
   Struct,
   Table,
   Uint8,
@@ -355,6 +356,17 @@ describe('Arrow column types, against apache-arrow reading its own stream', () =
       const { value } = await ours.row(i);
       expect(value).toEqual(plain(theirs.get(i)?.toJSON()));
     }
+  });
+
+  it('reads the pre-0.15 framing (no continuation marker) and ignores schema metadata', async () => {
+    const table = batchedTable(0, 7, 3, virftTypes(), virftRow);
+    table.schema.metadata.set('huggingface', JSON.stringify({ info: { features: { problem: { _type: 'Value' } } } }));
+    const file = join(root, 'legacy.arrow');
+    writeFileSync(file, new RecordBatchStreamWriter({ writeLegacyIpcFormat: true }).writeAll(table).toUint8Array(true));
+    expect(readFileSync(file).readInt32LE(0)).toBeGreaterThan(0); // starts with the metadata length itself
+    const rows = await ArrowStreamRows.open([file]);
+    expect(rows.length).toBe(7);
+    expect((await rows.row(5)).value).toEqual(virftRow(5));
   });
 });
 

@@ -100,7 +100,7 @@ describe('openDataset', () => {
       "r.yaml: invalid dataset.skipBadRow: unknown key (did you mean 'skipBadRows'?)",
     );
     expect(() => parseDatasetSpec({ format: 'mmpr', path: 'x', split: 'train' })).toThrow(
-      'invalid dataset.split: applies to format trl, not mmpr',
+      'invalid dataset.split: applies to format trl / trl_prompt / hf_disk, not mmpr',
     );
     expect(() => parseDatasetSpec({ format: 'csv', path: 'x' })).toThrow(/invalid dataset.format/);
     await expect(openDataset({ format: 'trl', path: 'nope.jsonl' }, { baseDir: root })).rejects.toThrow(
