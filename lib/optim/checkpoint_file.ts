@@ -46,7 +46,7 @@ export async function saveOptimizer(
   }
   const groups = paramGroups.map(({ params: _ids, ...options }) => options);
   const schedulerState = scheduler?.stateDict() ?? null;
-  const meta = { type: optimizer.constructor.name, paramGroups: groups, scalars, scheduler: schedulerState };
+  const meta = { type: optimizer.stateType, paramGroups: groups, scalars, scheduler: schedulerState };
   await torch.saveSafetensors(file, tensors, { [META]: JSON.stringify(meta) });
 }
 
@@ -61,7 +61,7 @@ export async function loadOptimizer(
 ): Promise<void> {
   requireNames(optimizer, file);
   const meta = await readMeta(file);
-  const type = optimizer.constructor.name;
+  const type = optimizer.stateType;
   if (meta.type !== type) throw new Error(`${file}: holds ${meta.type} state, not ${type}`);
   const tensors = await torch.loadSafetensors(file);
   try {

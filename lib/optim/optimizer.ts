@@ -79,6 +79,11 @@ export abstract class Optimizer<O extends GroupOptions> {
     return this.paramGroups[0]!.paramNames !== undefined;
   }
 
+  /** What an optimizer file says it holds; a file loads only into an optimizer of the same type. */
+  get stateType(): string {
+    return this.constructor.name;
+  }
+
   /** Checks a group's hyper-parameters; the message names the group and the option. */
   protected abstract validate(group: O, where: string): void;
 

@@ -60,10 +60,14 @@ export function trainingArguments(learningRate: number) {
     /** The data order's seed; null: seed. */
     dataSeed: z.number().int().min(0).nullable().default(null),
     /**
-     * TRL: true. Here false: training is CPU-first, where bfloat16 matmuls are slow without AMX and
-     * lose the float32 precision the checks rely on; the parameter dtype is the recipe's torch_dtype.
+     * Mixed precision: compute in bfloat16, float32 master weights and optimizer state (DeepSpeed
+     * bf16; lib/train/precision.ts has the table against torch_dtype). TRL: true. Here false:
+     * training is CPU-first, where bfloat16 matmuls are slow without AMX and lose the float32
+     * precision the checks rely on; without it the weights train in the recipe's torch_dtype.
      */
     bf16: z.boolean().default(false),
+    /** transformers' float16 AMP; not supported (no loss scaling): true is an error that says so. */
+    fp16: z.boolean().default(false),
     /** TRL: true (transformers: false): activations of long image prompts dominate memory. */
     gradientCheckpointing: z.boolean().default(true),
     /** A checkpoint folder, or true for the latest checkpoint-N of outputDir. */
@@ -98,6 +102,12 @@ const issue = (ctx: Ctx, key: string, message: string): void => ctx.addIssue({ c
 export function checkTrainingArguments(c: TrainingArguments, ctx: z.RefinementCtx): void {
   if (c.warmupSteps > 0 && c.warmupRatio > 0) {
     issue(ctx, 'warmupSteps', `give warmupSteps (${c.warmupSteps}) or warmupRatio (${c.warmupRatio}), not both`);
+  }
+  if (c.fp16) {
+    const message = c.bf16
+      ? 'bf16 and fp16 are both true; at most one can be (transformers refuses it too)'
+      : 'fp16 mixed precision (float16 with loss scaling) is not supported; use bf16';
+    issue(ctx, 'fp16', message);
   }
   if (c.resumeFromCheckpoint === '') issue(ctx, 'resumeFromCheckpoint', 'expected a folder or true but received ""');
 }

@@ -54,6 +54,7 @@ describe('defaults', () => {
       evalSteps: null,
       seed: 42,
       bf16: false,
+      fp16: false,
       gradientCheckpointing: true,
       resumeFromCheckpoint: null,
       disableDropout: true,
@@ -131,5 +132,15 @@ describe('input', () => {
     expect(messageOf(() => dpoConfig({ outputDir: 'o', saveSteps: 0 }))).toMatch(/invalid saveSteps: Too small/);
     expect(messageOf(() => dpoConfig({ outputDir: 'o', warmupRatio: 1.5 }))).toMatch(/invalid warmupRatio/);
     expect(messageOf(() => dpoConfig({} as never))).toMatch(/invalid outputDir/);
+  });
+
+  it('bf16 with fp16 is refused as transformers refuses it; fp16 alone says it is not supported', () => {
+    expect(messageOf(() => dpoConfig({ outputDir: 'o', bf16: true, fp16: true }))).toContain(
+      'invalid fp16: bf16 and fp16 are both true; at most one can be',
+    );
+    expect(messageOf(() => sftConfig({ outputDir: 'o', fp16: true }))).toContain(
+      'fp16 mixed precision (float16 with loss scaling) is not supported; use bf16',
+    );
+    expect(dpoConfig({ outputDir: 'o', bf16: true }).bf16).toBe(true);
   });
 });
