@@ -1,7 +1,7 @@
 // Arrow IPC stream files (what Hugging Face `datasets` writes as `data-0000k-of-0000n.arrow`) as
 // random-access rows. Opening scans the message headers only (8-byte prefix + flatbuffer metadata,
-// bodies skipped), so a multi-GB shard is never read whole; a row is read with its record batch, of
-// which one stays decoded. Written from the Arrow columnar format spec (Message.fbs, Schema.fbs):
+// bodies skipped), so a multi-GB shard is never read whole; a row is read with its record batch,
+// whose body alone stays in memory (one batch at a time; values are built per row). Written from the Arrow columnar format spec (Message.fbs, Schema.fbs):
 // messages are `0xFFFFFFFF, int32 metadata length, Message flatbuffer, body`, ended by a zero
 // length; the pre-0.15 framing without the 0xFFFFFFFF marker is read too. Little-endian,
 // uncompressed, non-dictionary columns of the types `datasets` writes (ints, floats, bool,
@@ -193,7 +193,7 @@ interface Shard {
 }
 
 export class ArrowStreamRows {
-  private cached: { batch: number; rows: Promise<Record<string, unknown>[]> } | undefined;
+  private cached: { batch: number; rows: Promise<RowReader> } | undefined;
 
   private constructor(
     private readonly shards: Shard[],
@@ -238,7 +238,7 @@ export class ArrowStreamRows {
     const rows = await this.batchRows(batch);
     const offset = i - entry.globalStart;
     return {
-      value: rows[offset] as Record<string, unknown>,
+      value: rows(offset),
       file: (this.shards[entry.shard] as Shard).file,
       row: entry.shardStart + offset,
     };
@@ -254,7 +254,7 @@ export class ArrowStreamRows {
     return lo;
   }
 
-  private batchRows(batch: number): Promise<Record<string, unknown>[]> {
+  private batchRows(batch: number): Promise<RowReader> {
     if (this.cached?.batch === batch) return this.cached.rows;
     const entry = this.batches[batch] as BatchEntry;
     const shard = this.shards[entry.shard] as Shard;
@@ -377,14 +377,17 @@ class BatchCursor {
   }
 }
 
-function decodeBatch(fields: ArrowField[], entry: BatchEntry, body: Uint8Array, file: string) {
+/** A batch's rows, each built when asked for: only the body stays in memory, not a copy per row. */
+type RowReader = (i: number) => Record<string, unknown>;
+
+function decodeBatch(fields: ArrowField[], entry: BatchEntry, body: Uint8Array, file: string): RowReader {
   const cursor = new BatchCursor(entry, body, `${file}: record batch at offset ${entry.bodyStart}`);
   const columns = fields.map((field) => decodeColumn(field, cursor));
-  return Array.from({ length: entry.rows }, (_, i) => {
+  return (i) => {
     const row: Record<string, unknown> = {};
     for (const [k, field] of fields.entries()) row[field.name] = (columns[k] as Column)(i);
     return row;
-  });
+  };
 }
 
 function decodeColumn(field: ArrowField, cursor: BatchCursor): Column {
