@@ -8,14 +8,8 @@ import { pythonFloat, pythonRound } from './python.js';
 import { groundTruthOf, perRow, type RewardColumns, type RewardFunction } from './types.js';
 import { fromComputeScore, type ComputeScore } from './verl.js';
 
-export type GroundingRewardType = 'mix' | 'sigmoid' | 'penalty' | 'normalized_exp' | 'eval';
-export const GROUNDING_REWARD_TYPES: readonly GroundingRewardType[] = [
-  'mix',
-  'sigmoid',
-  'penalty',
-  'normalized_exp',
-  'eval',
-];
+export const GROUNDING_REWARD_TYPES = ['mix', 'sigmoid', 'penalty', 'normalized_exp', 'eval'] as const;
+export type GroundingRewardType = (typeof GROUNDING_REWARD_TYPES)[number];
 
 /** The fork's required `reward_kwargs` (its recipe: mix, alpha 0.5, threshold 0.5). */
 export interface GroundingOptions {

@@ -9,9 +9,10 @@ import { gradeAnswer } from './math_grader.js';
 import { latexToText } from './latex_text.js';
 import { pythonFloat, truthy } from './python.js';
 import { groundTruthOf, perRow, type RewardFunction } from './types.js';
+import type { ComputeScore } from './verl.js';
 
-export type CheckMode = 'vqa' | 'relaxed' | 'anls' | 'mc' | 'math' | 'latex' | 'math_equiv';
-export const CHECK_MODES: readonly CheckMode[] = ['vqa', 'relaxed', 'anls', 'mc', 'math', 'latex', 'math_equiv'];
+export const CHECK_MODES = ['vqa', 'relaxed', 'anls', 'mc', 'math', 'latex', 'math_equiv'] as const;
+export type CheckMode = (typeof CHECK_MODES)[number];
 
 /** The source's `get_mode(ds_name)`, by substring of the dataset name (math_verify_score as math_equiv). */
 export function modesForDataset(name: string): CheckMode[] {
@@ -230,7 +231,8 @@ function latexEqual(pred: string, gt: string): boolean {
 
 // ---- answers from MMPR responses (parse_answer) ----
 
-export type PromptVersion = 'en' | 'zh' | 'en_v2' | 'zh_v2' | 'en_r1' | 'zh_r1';
+export const PROMPT_VERSIONS = ['en', 'zh', 'en_v2', 'zh_v2', 'en_r1', 'zh_r1'] as const;
+export type PromptVersion = (typeof PROMPT_VERSIONS)[number];
 
 /** `extract_answer_from_box`: the last `\boxed{...}`'s contents; the whole text without one or when unbalanced. */
 export function extractAnswerFromBox(text: string): string {
@@ -278,12 +280,27 @@ export interface MmprRewardOptions {
   promptVersion?: PromptVersion;
 }
 
-/** MMPR correctness as a reward: 1 when the extracted answer checks against the ground truth, else 0. */
+/** One completion's MMPR correctness: 1 when its extracted answer checks against `groundTruth`, else 0. */
+export function mmprScore(
+  content: string,
+  groundTruth: string,
+  dataSource: string,
+  options: MmprRewardOptions = {},
+): number {
+  const answer = extractMmprAnswer(content, options.promptVersion ?? 'en_v2');
+  if (answer === null) return 0;
+  return checkAnswer(answer, groundTruth, options.modes ?? modesForDataset(dataSource));
+}
+
+/** verl form (e.g. the fallback of a data_source dispatch for MMPR-Tiny's mixed answers). */
+export function mmprComputeScore(options: MmprRewardOptions = {}): ComputeScore {
+  return (source, solution, groundTruth) => mmprScore(solution, String(groundTruth ?? ''), source, options);
+}
+
+/** Batch form: the row's ground truth, modes from its `data_source` unless given. */
 export function mmprCorrectness(options: MmprRewardOptions = {}): RewardFunction {
   return perRow((content, row) => {
-    const answer = extractMmprAnswer(content, options.promptVersion ?? 'en_v2');
-    if (answer === null) return 0;
     const source = typeof row.data_source === 'string' ? row.data_source : '';
-    return checkAnswer(answer, String(groundTruthOf(row) ?? ''), options.modes ?? modesForDataset(source));
+    return mmprScore(content, String(groundTruthOf(row) ?? ''), source, options);
   });
 }

@@ -7,7 +7,7 @@ import { parseConfig } from '../util/config_error.js';
 import { didYouMean } from '../util/nearest.js';
 import { geo3k, geo3kComputeScore } from './geo3k.js';
 import { GROUNDING_REWARD_TYPES, groundingComputeScore, internvlGrounding, refcocoGrounding } from './grounding.js';
-import { CHECK_MODES, mmprCorrectness } from './mmpr.js';
+import { CHECK_MODES, mmprComputeScore, mmprCorrectness, PROMPT_VERSIONS } from './mmpr.js';
 import { exactMatch, regexFormat } from './text.js';
 import type { NamedReward, RewardFunction } from './types.js';
 import { dispatchOnDataSource, fromComputeScore, type ComputeScore } from './verl.js';
@@ -119,7 +119,7 @@ const Geo3kSchema = z.strictObject({
 });
 // The fork leaves all three required; these defaults are its recipe's (shell/grounding_internvl3_5_1b.sh).
 const GroundingSchema = z.strictObject({
-  rewardType: z.enum(GROUNDING_REWARD_TYPES as [string, ...string[]]).default('mix'),
+  rewardType: z.enum(GROUNDING_REWARD_TYPES).default('mix'),
   alpha: z.number().min(0).max(1).default(0.5),
   threshold: z.number().default(0.5),
 });
@@ -128,32 +128,19 @@ const RefcocoSchema = z.strictObject({
   threshold: z.number().optional(),
 });
 const MmprSchema = z.strictObject({
-  modes: z.array(z.enum(CHECK_MODES as [string, ...string[]])).optional(),
-  promptVersion: z.enum(['en', 'zh', 'en_v2', 'zh_v2', 'en_r1', 'zh_r1']).optional(),
+  modes: z.array(z.enum(CHECK_MODES)).optional(),
+  promptVersion: z.enum(PROMPT_VERSIONS).optional(),
 });
 const VerlDefaultSchema = z.strictObject({
   fallback: z.enum(['geo3k', 'mmpr_correctness', 'none']).default('geo3k'),
   grounding: GroundingSchema.optional(),
 });
 
-type GroundingParsed = z.output<typeof GroundingSchema>;
-const groundingOf = (g: GroundingParsed) => ({
-  ...g,
-  rewardType: g.rewardType as (typeof GROUNDING_REWARD_TYPES)[number],
-});
-
 // verl's `default_compute_score` for the multimodal sources, with a fallback instead of NotImplementedError.
 function verlDefault(options: z.output<typeof VerlDefaultSchema>): RewardFunction {
   const fallbacks: Record<string, ComputeScore | undefined> = {
     geo3k: geo3kComputeScore(),
-    mmpr_correctness: async (source, solution, groundTruth, extraInfo) => {
-      const [score] = await mmprCorrectness()({
-        prompts: [''],
-        completions: [solution],
-        columns: [{ data_source: source, ground_truth: groundTruth, extra_info: extraInfo }],
-      });
-      return score ?? null;
-    },
+    mmpr_correctness: mmprComputeScore(),
     none: undefined,
   };
   const fallback = fallbacks[options.fallback];
@@ -161,7 +148,7 @@ function verlDefault(options: z.output<typeof VerlDefaultSchema>): RewardFunctio
     dispatchOnDataSource({
       scorers: {
         'hiyouga/geometry3k': geo3kComputeScore(),
-        grounding: groundingComputeScore(groundingOf(options.grounding ?? GroundingSchema.parse({}))),
+        grounding: groundingComputeScore(options.grounding ?? GroundingSchema.parse({})),
       },
       ...(fallback === undefined ? {} : { fallback }),
       onUnknownSource: (_source, message) => console.warn(`vlalign rewards: ${message}`),
@@ -180,9 +167,8 @@ export function registerBuiltinRewards(registry: RewardRegistry): RewardRegistry
     think_answer_format: plain('think_answer_format', () => regexFormat(THINK_ANSWER_FORMAT)),
     think_boxed_format: plain('think_boxed_format', () => regexFormat(THINK_BOXED_FORMAT)),
     geo3k: (o) => geo3k(parse(Geo3kSchema, o, 'geo3k')),
-    mmpr_correctness: (o) =>
-      mmprCorrectness(parse(MmprSchema, o, 'mmpr_correctness') as Parameters<typeof mmprCorrectness>[0]),
-    internvl_grounding: (o) => internvlGrounding(groundingOf(parse(GroundingSchema, o, 'internvl_grounding'))),
+    mmpr_correctness: (o) => mmprCorrectness(parse(MmprSchema, o, 'mmpr_correctness')),
+    internvl_grounding: (o) => internvlGrounding(parse(GroundingSchema, o, 'internvl_grounding')),
     refcoco_grounding: (o) => refcocoGrounding(parse(RefcocoSchema, o, 'refcoco_grounding')),
     exact_match: (o) => exactMatch(parse(ExactMatchSchema, o, 'exact_match')),
     regex_format: (o) => {
