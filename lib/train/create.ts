@@ -128,26 +128,41 @@ async function precomputeReference(
 ): Promise<void> {
   const batchSize = (trainer.args as Partial<DpoConfig>).precomputeRefBatchSize ?? trainer.args.perDeviceTrainBatchSize;
   const present = datasets.filter((d): d is RecordDataset => d !== null && d !== undefined);
-  for (const dataset of present) await refuseAugmented(dataset);
+  for (const dataset of present) await uncounted(dataset, () => refuseAugmented(dataset));
   let saved = Date.now();
   try {
     for (const dataset of present) {
       const loader = new DataLoader<DataRecord>(dataset, { batchSize, seed: 0, shuffle: false });
-      for await (const loaded of loader.epoch(0)) {
-        const batch = await method.collate(loaded.records);
-        try {
-          method.precompute!(batch);
-        } finally {
-          batch.dispose();
+      await uncounted(dataset, async () => {
+        for await (const loaded of loader.epoch(0)) {
+          const batch = await method.collate(loaded.records);
+          try {
+            method.precompute!(batch);
+          } finally {
+            batch.dispose();
+          }
+          if (Date.now() - saved > SAVE_EVERY_MS) {
+            cache.save();
+            saved = Date.now();
+          }
         }
-        if (Date.now() - saved > SAVE_EVERY_MS) {
-          cache.save();
-          saved = Date.now();
-        }
-      }
+      });
     }
   } finally {
     cache.save();
+  }
+}
+
+// Runs a pass over `dataset` before training without adding to its bad-row count: training reads the
+// same rows again and counts each bad one once.
+async function uncounted(dataset: RecordDataset, pass: () => Promise<void>): Promise<void> {
+  const { count, examples } = dataset.badRows;
+  const kept = examples.length;
+  try {
+    await pass();
+  } finally {
+    dataset.badRows.count = count;
+    examples.length = kept;
   }
 }
 
