@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { EXTRA_SURFACES, runCase, SURFACES } from './cases.mjs';
+import { writeExtraSeeds } from './seeds.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 // Relative shares of the cases: cheap surfaces with many shapes of input get more.
@@ -59,12 +60,13 @@ function fail(message) {
   process.exit(2);
 }
 
-/** The valid seed inputs: the recipe data generator's tiny checkpoints, pictures and data sets. */
+/** The valid seed inputs: the recipe data generator's tiny checkpoints, pictures and data sets, and seeds.mjs's. */
 function makeCorpus(work) {
   const corpus = path.join(work, 'corpus');
   execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'make-recipe-data.mjs'), '--out', corpus], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  writeExtraSeeds(corpus);
   return corpus;
 }
 

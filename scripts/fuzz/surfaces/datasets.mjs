@@ -1,7 +1,9 @@
 // Dataset files in every format the trainers read (MMPR meta.json + jsonl, TRL parquet shards and
-// jsonl, VL-RLHF plain_dpo / vlquery json, InternVL SFT jsonl): the recipe data with one file broken
-// (a row's JSON edited, a line mangled, bytes of a parquet shard flipped or cut), opened with
-// data.openDataset and every record read. A clean error names the file.
+// jsonl, VL-RLHF plain_dpo / vlquery json, InternVL SFT jsonl, verl parquet, TRL prompt-only jsonl,
+// HF save_to_disk Arrow folders): the seed data with one file broken (a row's JSON edited, a line
+// mangled, bytes of a parquet or Arrow shard flipped or cut), opened with data.openDataset and every
+// record read. A clean error names the broken file, the dataset path given, or the
+// dataset key the case set.
 import fs from 'node:fs';
 import path from 'node:path';
 import { data } from '../../../dist/index.js';
@@ -26,6 +28,9 @@ const FORMATS = [
   ['plain_dpo', 'vlrlhf', 'plain_dpo.json', ['plain_dpo.json']],
   ['vlquery_json', 'vlrlhf', 'vlquery.json', ['vlquery.json']],
   ['internvl_sft', 'internvl_sft', 'train.jsonl', ['train.jsonl']],
+  ['verl', 'verl', 'train.parquet', ['train.parquet']],
+  ['trl_prompt', 'trl_prompt', 'train.jsonl', ['train.jsonl']],
+  ['hf_disk', 'hf_disk', '.', ['data-00000-of-00001.arrow', 'state.json', 'dataset_info.json']],
 ];
 const SPLITS = [
   'train',
@@ -40,17 +45,6 @@ const SPLITS = [
   '',
 ];
 
-/** The corpus folder copied: data files copied, image folders linked. */
-function copyFolder(from, to) {
-  fs.mkdirSync(to, { recursive: true });
-  for (const entry of fs.readdirSync(from, { withFileTypes: true })) {
-    const [source, target] = [path.join(from, entry.name), path.join(to, entry.name)];
-    if (entry.name === 'images') fs.symlinkSync(source, target);
-    else if (entry.isDirectory()) copyFolder(source, target);
-    else fs.copyFileSync(source, target);
-  }
-}
-
 // One row of a jsonl file edited as JSON, or the line mangled as text, or a line added.
 function breakJsonl(rng, text) {
   const lines = text.split('\n').filter((l) => l.length > 0);
@@ -64,9 +58,14 @@ function breakJsonl(rng, text) {
 
 function breakFile(rng, file) {
   const bytes = fs.readFileSync(file);
-  if (file.endsWith('.parquet')) {
-    // Most of a parquet file's structure is in its footer: flip there more often.
-    const from = rng.chance(0.6) ? Math.max(0, bytes.length - 400) : 0;
+  if (file.endsWith('.parquet') || file.endsWith('.arrow')) {
+    // A parquet file's structure is in its footer, an Arrow stream's in its first message: flip there more often.
+    const footer = file.endsWith('.parquet');
+    const from = rng.chance(0.6)
+      ? footer
+        ? Math.max(0, bytes.length - 400)
+        : rng.int(Math.min(400, bytes.length))
+      : 0;
     fs.writeFileSync(file, mutateBytes(rng, bytes, from));
     return 'bytes mutated';
   }
@@ -87,17 +86,22 @@ function breakFile(rng, file) {
 export async function make(rng, { corpus, dir }) {
   const [format, folder, dataFile, breakable] = rng.pick(FORMATS);
   const copy = path.join(dir, folder);
-  copyFolder(path.join(corpus, folder), copy);
+  fs.cpSync(path.join(corpus, folder), copy, { recursive: true }); // images too: a link would leave the root
   const broken = path.join(copy, rng.pick(breakable));
   const how = breakFile(rng, broken);
   const spec = { format, path: path.join(copy, dataFile), skip_bad_rows: rng.chance(0.3) };
-  if (format === 'trl' && rng.chance(0.3)) spec.split = rng.pick(SPLITS);
+  if (['trl', 'trl_prompt', 'hf_disk'].includes(format) && rng.chance(0.3)) spec.split = rng.pick(SPLITS);
   if (format === 'mmpr' && rng.chance(0.2)) spec.max_dynamic_patch = rng.pick([1, 6, 0, -1, 1.5, 2 ** 40]);
   if (rng.chance(0.05)) spec[rng.pick(['image_root', 'seed', 'kind'])] = rng.pick(HOSTILE_VALUES);
   return {
     what: `${format} ${path.relative(dir, broken)}: ${how}; ${JSON.stringify({ ...spec, path: undefined })}`,
     // Spec keys the case set are named as the user wrote them (split "train[abc]", dataset.seed).
-    names: [broken, 'dataset.', ...Object.keys(spec).filter((k) => !['format', 'path', 'skip_bad_rows'].includes(k))],
+    names: [
+      broken,
+      spec.path,
+      'dataset.',
+      ...Object.keys(spec).filter((k) => !['format', 'path', 'skip_bad_rows'].includes(k)),
+    ],
     run: async () => {
       const dataset = await data.openDataset(spec, { baseDir: copy });
       for (let i = 0; i < dataset.length; i++) await dataset.get(i);
