@@ -33,7 +33,7 @@ const OWNERS: Record<string, readonly DatasetFormat[]> = {
   split: ['trl', 'trl_prompt', 'hf_disk'],
   kind: ['trl'],
   imageRoot: ['trl', 'plain_dpo', 'vlquery_json', 'internvl_sft', 'verl', 'hf_disk', 'trl_prompt'],
-  maxDynamicPatch: ['mmpr', 'internvl_sft'],
+  maxDynamicPatch: ['mmpr', 'internvl_sft', 'verl'],
   seed: ['mmpr'],
 };
 
@@ -49,7 +49,7 @@ export const DatasetSpecSchema = z
     split: z.string().min(1).optional(),
     /** Where image paths resolve (trl / trl_prompt / verl / hf_disk default: the data folder; the others: the data file's folder). */
     imageRoot: z.string().min(1).optional(),
-    /** mmpr / internvl_sft: InternVL's max_dynamic_patch (default 12; a meta.json entry's own wins). */
+    /** mmpr / internvl_sft / verl: InternVL's max_dynamic_patch (default 12, verl: none; a meta.json entry's own wins). */
     maxDynamicPatch: z.number().int().positive().optional(),
     /** mmpr: seeds repeat_time's subsets and each dataset's shuffle (default 0). */
     seed: z.number().int().optional(),
@@ -136,7 +136,7 @@ export async function openDataset(
         skipBadRows,
       });
     case 'verl':
-      return openVerl(path, { imageRoot, skipBadRows });
+      return openVerl(path, { imageRoot, maxDynamicPatch: checked.maxDynamicPatch, skipBadRows });
     case 'hf_disk':
       return openHfDisk(path, { split: checked.split, imageRoot, skipBadRows });
     case 'trl_prompt':

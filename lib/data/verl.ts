@@ -23,6 +23,11 @@ import { ConvertedDataset, parquetRows, type RawRow } from './rows.js';
 export interface VerlOptions {
   /** Where image paths resolve (default: the folder of the parquet file, or the folder given). */
   imageRoot?: string;
+  /**
+   * InternVL's max_dynamic_patch: the InternVL3.5 fork's preprocessor gives each of a row's n images
+   * max(1, max // n) tiles. Absent: records carry no budget (the processor's own applies).
+   */
+  maxDynamicPatch?: number;
   skipBadRows?: boolean;
 }
 
@@ -36,7 +41,7 @@ export async function openVerl(path: string, options: VerlOptions = {}): Promise
   const rows = await parquetRows(files);
   requireColumns(await rows.columns(), VERL_REQUIRED_COLUMNS, files[0] as string);
   const imageRoot = options.imageRoot ?? (folder ? path : dirname(path));
-  const convert = (row: RawRow) => verlRecord(row, imageRoot);
+  const convert = (row: RawRow) => verlRecord(row, imageRoot, options.maxDynamicPatch);
   return new ConvertedDataset(rows, convert, new BadRowPolicy(options.skipBadRows ?? false));
 }
 
@@ -48,7 +53,7 @@ function parquetFiles(folder: string): string[] {
   return names.map((n) => join(folder, n));
 }
 
-function verlRecord({ value, source }: RawRow, imageRoot: string): PromptRecord {
+function verlRecord({ value, source }: RawRow, imageRoot: string, maxDynamicPatch: number | undefined): PromptRecord {
   const written = promptOf(value.prompt, 'prompt', source);
   if (typeof written === 'string') throw new DataError(source, '"prompt" must be a list of chat messages');
   const images = imagesOf(value.images, 'images', imageRoot, source);
@@ -63,5 +68,8 @@ function verlRecord({ value, source }: RawRow, imageRoot: string): PromptRecord 
   columns.extra_info ??= {};
   if (!('ground_truth' in value))
     columns.ground_truth = (columns.reward_model as { ground_truth: unknown }).ground_truth;
-  return promptRecord(prompt, images, columns, source);
+  const record = promptRecord(prompt, images, columns, source);
+  if (maxDynamicPatch !== undefined)
+    record.maxTiles = Math.max(1, Math.floor(maxDynamicPatch / Math.max(1, images.length)));
+  return record;
 }

@@ -173,6 +173,10 @@ describe('MMPR-Tiny rows (written by DuckDB)', () => {
     ]);
     expect(two.images).toEqual([join(folder, 'images', 'ai2d', '1.png'), join(folder, 'images', 'ai2d', '2.png')]);
     expect(two.columns.ground_truth).toBe('3/4');
+    expect(two.maxTiles).toBeUndefined();
+    // InternVL's tile budget, shared by a row's images as max(1, max_dynamic_patch // n).
+    const tiled = await openDataset({ format: 'verl', path: file, max_dynamic_patch: 12 });
+    expect([(await tiled.get(0))?.maxTiles, (await tiled.get(1))?.maxTiles]).toEqual([12, 6]);
   });
 });
 
