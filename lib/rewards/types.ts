@@ -34,6 +34,11 @@ export type RewardFunction = (batch: RewardBatch) => RewardValues | Promise<Rewa
 export interface NamedReward {
   readonly name: string;
   readonly fn: RewardFunction;
+  /**
+   * Decode this function's completions with special tokens kept (InternVL's `<box>`, `<ref>`).
+   * Default false: verl's reward manager decodes with `skip_special_tokens=True`.
+   */
+  readonly keepSpecialTokens?: boolean;
 }
 
 /**
