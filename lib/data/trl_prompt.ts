@@ -26,8 +26,10 @@ export async function openTrlPrompt(
 ): Promise<RecordDataset<PromptRecord>> {
   const split = parseSplit(options.split ?? 'train');
   const files = dataFiles(path, split.name);
-  const all = files[0]?.endsWith('.jsonl') ? await jsonlRows(files[0]) : await parquetRows(files);
-  if (all.length > 0) requireColumns(await all.columns(), ['prompt'], files[0] as string);
+  const jsonl = files[0]?.endsWith('.jsonl') === true;
+  const all = jsonl ? await jsonlRows(files[0] as string) : await parquetRows(files);
+  // A parquet schema names its columns; a jsonl's first line is only one row (a bad one is named by line).
+  if (!jsonl) requireColumns(await all.columns(), ['prompt'], files[0] as string);
   const rows = sliceRows(all, ...splitRange(split, all.length));
   const imageRoot = options.imageRoot ?? (statSync(path).isDirectory() ? path : dirname(path));
   const convert = (row: RawRow) => trlPromptRecord(row, imageRoot);
