@@ -50,6 +50,7 @@ export {
   virftDetectionIou,
   virftDetectionScores,
   virftFormat,
+  type DetectionPrediction,
   type VirftOptions,
 } from './virft.js';
 export { geo3k, geo3kComputeScore, geo3kScore, THINK_BOXED_FORMAT, type Geo3kOptions } from './geo3k.js';

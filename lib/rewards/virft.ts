@@ -23,7 +23,7 @@ export const THINK_ANSWER_FORMAT = /^<think>[\s\S]*?<\/think>\s*<answer>[\s\S]*?
 /** ViRFT's `format` reward: 1 when the completion is exactly think-then-answer. */
 export const virftFormat: RewardFunction = perRow((content) => (THINK_ANSWER_FORMAT.test(content) ? 1 : 0));
 
-interface Prediction {
+export interface DetectionPrediction {
   position: Box;
   confidence: number;
 }
@@ -51,9 +51,9 @@ function rsplitFirst(s: string, sep: string): string {
 }
 
 // Entries as the source reads them: each a dict with a 4-number Position and a numeric Confidence.
-function predictionsOf(value: unknown): Prediction[] | null {
+function predictionsOf(value: unknown): DetectionPrediction[] | null {
   if (!Array.isArray(value) || value.length === 0) return null;
-  const out: Prediction[] = [];
+  const out: DetectionPrediction[] = [];
   for (const entry of value) {
     if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) return null;
     const position = boxOf((entry as Record<string, unknown>).Position);
@@ -87,7 +87,10 @@ function groundTruthBoxes(value: unknown): Box[] | null {
  * predictions by Confidence, highest first (stable); each takes the unmatched ground truth of
  * highest IoU (first on ties) and keeps it only when that IoU is > 0.5, else pairs (0, conf).
  */
-export function matchDetections(groundTruth: readonly Box[], predictions: readonly Prediction[]): [number, number][] {
+export function matchDetections(
+  groundTruth: readonly Box[],
+  predictions: readonly DetectionPrediction[],
+): [number, number][] {
   const seen = new Set<string>();
   const unique = predictions.filter((p) => {
     const key = p.position.join(',');
