@@ -130,20 +130,23 @@ export class Trainer {
     const ga = this.args.gradientAccumulationSteps;
     for (let epoch = this.#position.epoch; this.globalStep < total; epoch++) {
       const from = epoch === this.#position.epoch && this.#position.index > 0 ? this.#position : undefined;
-      // Resumed from a checkpoint saved at this epoch's end: its epoch hooks already ran.
-      const finished = from !== undefined && from.index >= this.trainLoader.samplesPerEpoch;
+      const perEpoch = this.trainLoader.samplesPerEpoch;
+      // A window that reads the epoch's last sample runs the epoch hooks in its own afterStep, before
+      // its save, so a checkpoint at an epoch's end has them behind it and a resume never reruns them.
+      let hooksRan = from !== undefined && from.index >= perEpoch;
       let window: Array<{ records: MicroRecords; position: DataPosition }> = [];
       for await (const loaded of this.trainLoader.epoch(epoch, from)) {
         window.push(loaded);
         if (window.length < ga) continue;
         onStep(await this.#optimizerStep(window));
         window = [];
-        if (await this.#afterStep(false)) return;
+        hooksRan = loaded.position.index >= perEpoch;
+        if (await this.#afterStep(hooksRan)) return;
       }
       if (window.length > 0) {
         onStep(await this.#optimizerStep(window));
         if (await this.#afterStep(true)) return;
-      } else if (!finished && (await this.#epochEnd())) return;
+      } else if (!hooksRan && (await this.#epochEnd())) return;
       else if (this.globalStep >= total) return;
       this.#position = { epoch: epoch + 1, index: 0, seed: 0 };
     }
@@ -213,7 +216,8 @@ export class Trainer {
     return done;
   }
 
-  // An epoch whose batches ended exactly on a window boundary: the epoch hooks only.
+  // An epoch whose last window ended before its last sample (the rows after it were bad and
+  // skipped): the epoch hooks only.
   async #epochEnd(): Promise<boolean> {
     const { args } = this;
     if (args.evalStrategy === 'epoch' && this.parts.evalDataset) await this.evaluate();

@@ -60,6 +60,10 @@ const MPO = {
   trainer: 'dpo',
   model_name_or_path: '.data/internvl',
   dataset: { format: 'mmpr', path: 'mmpr/meta.json' },
+  // Evaluated at each epoch's end: in the straight run, at the step the other run is killed after.
+  eval_dataset: { format: 'mmpr', path: 'mmpr/meta.json' },
+  eval_strategy: 'epoch',
+  per_device_eval_batch_size: 2,
   processor: { max_dynamic_patch: 1 },
   trl_version: 'legacy', // bco_pair shifted by the running mean reward
   loss_type: ['sigmoid', 'bco_pair'],
@@ -126,19 +130,34 @@ function digests(dir: string): Record<string, string> {
   return out;
 }
 
-// The final entry's wall-clock numbers are the only ones a resume may change.
-const TIMING = ['train_runtime', 'train_samples_per_second', 'train_steps_per_second'];
-function loggedWithoutTiming(name: string): LogEntry[] {
-  return readMetricsLog(path.join(outDir(name), 'metrics.jsonl')).map(
-    (e) => Object.fromEntries(Object.entries(e).filter(([k]) => !TIMING.includes(k))) as LogEntry,
-  );
+// Wall-clock numbers (the final entry's and each evaluation's) are the only ones a resume may change.
+const TIMING = /^(train|eval)_(runtime|samples_per_second|steps_per_second)$/;
+const withoutTiming = (entries: LogEntry[]): LogEntry[] =>
+  entries.map((e) => Object.fromEntries(Object.entries(e).filter(([k]) => !TIMING.test(k))) as LogEntry);
+const loggedWithoutTiming = (name: string): LogEntry[] =>
+  withoutTiming(readMetricsLog(path.join(outDir(name), 'metrics.jsonl')));
+
+/**
+ * A checkpoint's files by digest; trainer_state.json as its fields with the log's timing left out,
+ * and the marker without that file's size (timings print to varying lengths).
+ */
+function checkpointContents(dir: string): Record<string, unknown> {
+  const { [TRAINER_STATE_FILE]: _s, [COMPLETE_MARKER]: _m, ...files } = digests(dir);
+  const state = readJson(path.join(dir, TRAINER_STATE_FILE));
+  const marker = readJson(path.join(dir, COMPLETE_MARKER)) as { files: Record<string, number> };
+  const { [TRAINER_STATE_FILE]: _size, ...sizes } = marker.files;
+  return {
+    files,
+    state: { ...state, log_history: withoutTiming(state.log_history as LogEntry[]) },
+    marker: { ...marker, files: sizes },
+  };
 }
 
 /** The straight run's files and log must be the resumed run's, byte for byte. */
 function expectSameRun(resumed: string, straight: string, lastCheckpoint: string): void {
   expect(loggedWithoutTiming(resumed)).toEqual(loggedWithoutTiming(straight));
-  expect(digests(path.join(outDir(resumed), lastCheckpoint))).toEqual(
-    digests(path.join(outDir(straight), lastCheckpoint)),
+  expect(checkpointContents(path.join(outDir(resumed), lastCheckpoint))).toEqual(
+    checkpointContents(path.join(outDir(straight), lastCheckpoint)),
   );
   const finalFiles = (name: string) =>
     Object.fromEntries(Object.entries(digests(outDir(name))).filter(([f]) => !f.includes(path.sep)));
@@ -235,6 +254,8 @@ describe('resume after SIGKILL: the run continues as if never stopped', () => {
     expectCompleted(resumed);
     expect(resumed.output).toContain(`resuming from ${checkpoint}`);
     expectSameRun('mpo-killed', 'mpo-straight', 'checkpoint-4');
+    const evaluatedAt = loggedWithoutTiming('mpo-straight').flatMap((e) => ('eval_loss' in e ? [e.step] : []));
+    expect(evaluatedAt).toEqual([2, 4]);
   }, 180_000);
 
   it('the same resume with the running moments reset (as TRL and InternVL resume) logs other losses', () => {
