@@ -286,7 +286,14 @@ async function loadSharded(out: Map<string, Tensor>, indexFile: string, device: 
       throw fail(indexFile, `weight_map entry for '${name}' is not a file name inside ${dir}`);
     shards.set(shardPath, [...(shards.get(shardPath) ?? []), name]);
   }
-  for (const [shard, names] of shards) await loadInto(out, shard, device, names, indexFile);
+  for (const [shard, names] of shards) {
+    // The shard's path alone does not say which file asked for it: name the index and the entry too.
+    await fs.promises.access(shard, fs.constants.R_OK).catch((error: unknown) => {
+      const code = (error as NodeJS.ErrnoException).code ?? String(error);
+      throw fail(shard, `cannot open (${code}), named by ${indexFile}'s weight_map for '${names[0]}'`, error);
+    });
+    await loadInto(out, shard, device, names, indexFile);
+  }
   return Object.keys(weightMap);
 }
 

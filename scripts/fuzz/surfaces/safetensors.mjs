@@ -1,6 +1,7 @@
 // safetensors files: valid seeds (a hand-written file of every dtype, a zero-element tensor and
-// metadata; a tiny checkpoint's weights) broken at the byte level or in the JSON header, loaded with
-// loadSafetensors. A clean error names the file.
+// metadata; a tiny checkpoint's weights; the hand-written file in two shards with an index) broken
+// at the byte level, in the JSON header or in the index, loaded with loadSafetensors. A clean error
+// names the file (the index or the shard at fault).
 import fs from 'node:fs';
 import path from 'node:path';
 import { torch } from '../../../dist/index.js';
@@ -64,7 +65,54 @@ const HEADER_EDITS = [
   },
 ];
 
+// The seed split into two shards and a model.safetensors.index.json, then one of them broken: the
+// index's JSON edited, a weight_map entry pointing outside the folder, at a missing shard or at the
+// wrong one, or a shard's bytes mutated. Loaded from the folder.
+function shardedCase(rng, dir) {
+  const { header, data } = seedFile(rng);
+  const names = Object.keys(header).filter((k) => k !== '__metadata__');
+  const shardOf = (k) => `model-0000${k < names.length / 2 ? 1 : 2}-of-00002.safetensors`;
+  const weightMap = Object.fromEntries(names.map((name, k) => [name, shardOf(k)]));
+  for (const shard of new Set(Object.values(weightMap))) {
+    const own = names.filter((name) => weightMap[name] === shard);
+    const part = {};
+    const chunks = [];
+    let offset = 0;
+    for (const name of own) {
+      const [begin, end] = header[name].data_offsets;
+      part[name] = { ...header[name], data_offsets: [offset, offset + end - begin] };
+      chunks.push(data.subarray(begin, end));
+      offset += end - begin;
+    }
+    fs.writeFileSync(path.join(dir, shard), safetensorsBytes(part, Buffer.concat(chunks)));
+  }
+  let index = { metadata: { total_size: data.length }, weight_map: weightMap };
+  const name = rng.pick(names);
+  const edit = rng.int(5);
+  if (edit === 0) index = mutateJson(rng, index).value;
+  else if (edit === 1)
+    weightMap[name] = rng.pick(['../outside.safetensors', '/etc/passwd', '', 'missing.safetensors', 7]);
+  else if (edit === 2) weightMap[name] = shardOf(weightMap[name].includes('00001') ? names.length : 0);
+  else if (edit === 3) {
+    const shard = path.join(dir, rng.pick([...new Set(Object.values(weightMap))]));
+    fs.writeFileSync(shard, mutateBytes(rng, fs.readFileSync(shard)));
+  }
+  const indexFile = path.join(dir, 'model.safetensors.index.json');
+  fs.writeFileSync(indexFile, JSON.stringify(index));
+  const listed = index?.weight_map !== null && typeof index?.weight_map === 'object' ? index.weight_map : {};
+  const shards = [...new Set(Object.values(listed))].filter((v) => typeof v === 'string' && v.length > 0);
+  return {
+    what: `sharded, edit ${edit}: ${JSON.stringify(index).slice(0, 160)}`,
+    names: [indexFile, ...shards.map((shard) => path.join(dir, shard))],
+    source: dir,
+  };
+}
+
 export async function make(rng, { corpus, dir }) {
+  if (rng.chance(0.15)) {
+    const { what, names, source } = shardedCase(rng, dir);
+    return { what, names, run: () => loadAll(source) };
+  }
   const file = path.join(dir, 'fuzz.safetensors');
   let bytes;
   let what;
@@ -93,9 +141,11 @@ export async function make(rng, { corpus, dir }) {
   return {
     what,
     names: [file],
-    run: async () => {
-      const tensors = await torch.loadSafetensors(file);
-      for (const t of Object.values(tensors)) t.dispose();
-    },
+    run: () => loadAll(file),
   };
+}
+
+async function loadAll(source) {
+  const tensors = await torch.loadSafetensors(source);
+  for (const t of Object.values(tensors)) t.dispose();
 }
