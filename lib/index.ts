@@ -11,3 +11,4 @@ export * as adapters from './adapters/index.js';
 export * as optim from './optim/index.js';
 export * as data from './data/index.js';
 export * as train from './train/index.js';
+export * as rewards from './rewards/index.js';

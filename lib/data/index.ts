@@ -19,6 +19,7 @@ export {
   type BadRowReport,
   type DataRecord,
   type PreferenceRecord,
+  type PromptRecord,
   type RecordDataset,
   type RecordSource,
   type SftRecord,
@@ -41,6 +42,19 @@ export {
 export { SeededRandom } from './rng.js';
 export { imageTokenOf } from './collators.js';
 export { packPairs, SEGMENT, type PackedPairs, type PackOptions } from './pack_pairs.js';
+export {
+  GROUP_SEGMENT,
+  layoutGroups,
+  type GroupLayout,
+  type GroupLayoutOptions,
+  type LabelledTokens,
+  type PromptGroup,
+} from './pack_groups.js';
+export { openVerl, VERL_REQUIRED_COLUMNS, type VerlOptions } from './verl.js';
+export { openHfDisk, R1_SYSTEM_PROMPT, type HfDiskOptions } from './hf_disk.js';
+export { openTrlPrompt, trlPromptRecord, type TrlPromptOptions } from './trl_prompt.js';
+export { ArrowStreamRows, type ArrowField, type ArrowType } from './arrow.js';
+export { splitImageTokens, imagesOf, rewardColumns } from './prompts.js';
 export { EpochSampler, type DataPosition, type SamplerOptions, type SampledIndex } from './sampler.js';
 export { DataLoader, mixSeeds, type LoaderOptions, type LoadedBatch } from './loader.js';
 export {

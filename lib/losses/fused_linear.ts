@@ -60,12 +60,23 @@ export function fusedTokenStats(x: Tensor, head: LmHead, targets: Tensor, option
 
 /** Forward-only stats (reference models, KL passes): no graph, no [N, V] buffer. */
 export function tokenStatsNoGrad(x: Tensor, head: LmHead, targets: Tensor, options: HeadOptions = {}): TokenStats {
+  [x, head] = float32Head(x, head);
   const { logp, entropy, lse, meanLogit } = torch.linearLogprobStats(x, head.weight, head.bias, targets, {
     temperature: options.temperature ?? 1,
     chunkRows: chunkRows(options),
   });
   lse.dispose();
   return { logp, entropy, meanLogit };
+}
+
+/**
+ * The fused kernels compute in float32 or float64: a bfloat16 / float16 head (mixed-precision
+ * training) runs on float32 casts, inside the graph, so its gradients come back in the half dtype.
+ * The cast copies lm_head once per call (V x H floats); a kernel reading half inputs would not.
+ */
+function float32Head(x: Tensor, head: LmHead): [Tensor, LmHead] {
+  if (x.dtype !== 'bfloat16' && x.dtype !== 'float16') return [x, head];
+  return [x.float(), { ...head, weight: head.weight.float(), bias: head.bias?.float() ?? null }];
 }
 
 const chunkRows = (options: HeadOptions): number => {
@@ -170,6 +181,7 @@ export function lossOverTokens(
   if (options.implementation === 'eager') {
     return lossOfChunk(eagerTokenStats(x, head, layout.targets, options), layout.whole);
   }
+  [x, head] = float32Head(x, head);
   if (options.coupled) return lossOfChunk(fusedTokenStats(x, head, layout.targets, options), layout.whole);
   return singlePassLoss(x, head, layout.targets, layout.chunks, lossOfChunk, options);
 }

@@ -21,3 +21,4 @@ export {
 } from './schedule.js';
 export { clipGradNorm_ } from './clip.js';
 export { saveOptimizer, loadOptimizer } from './checkpoint_file.js';
+export { MixedPrecisionOptimizer, type MixedPrecisionOptions } from './mixed_precision.js';

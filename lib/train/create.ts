@@ -25,6 +25,7 @@ import {
   referenceModelKey,
   type ReferencePolicy,
 } from './reference.js';
+import { applyPrecision } from './precision.js';
 import { Trainer } from './trainer.js';
 
 export type TrainerMethod = 'sft' | 'dpo' | 'kto';
@@ -53,10 +54,11 @@ export function referenceCacheDir(): string {
 export function createTrainer(init: TrainerInit): Trainer {
   const args = init.args as LoopArgs & Partial<DpoConfig & KtoConfig>;
   torch.manualSeed(args.seed);
+  // Precision first: the reference cache's key reads the dtypes the run computes in.
+  const optimizer = applyPrecision(init, optimizerOf(args, init.model, trainableParameters(init)));
   const precompute = init.method !== 'sft' && args.precomputeRefLogProbs === true;
   const cache = precompute ? referenceCacheOf(init) : null;
   const method = methodOf(init, cache);
-  const optimizer = optimizerOf(args, init.model, trainableParameters(init));
   const samples = new DataLoader(init.trainDataset, { batchSize: args.perDeviceTrainBatchSize, seed: 0 })
     .samplesPerEpoch;
   const totalSteps = trainingSteps(args, samples);
@@ -113,7 +115,12 @@ function referenceOf(init: TrainerInit): ReferencePolicy {
 function referenceCacheOf(init: TrainerInit): ReferenceCache {
   const args = init.args as DpoConfig;
   const source = init.refModel ?? init.model;
-  const settings = { method: init.method, maxLength: args.maxLength, adapters: init.refModel ? null : 'disabled' };
+  const settings = {
+    method: init.method,
+    maxLength: args.maxLength,
+    adapters: init.refModel ? null : 'disabled',
+    bf16: args.bf16,
+  };
   const modelPath = init.refModel ? undefined : init.modelPath;
   return new ReferenceCache(referenceCacheDir(), referenceModelKey(source, modelPath, settings));
 }

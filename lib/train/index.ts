@@ -51,6 +51,7 @@ export {
   type SftConfigInput,
 } from './config.js';
 export { applyFreezing, type FreezeOptions } from './freeze.js';
+export { applyPrecision, withFloat32Weights, type PrecisionArgs, type PrecisionParts } from './precision.js';
 export { createTrainer, referenceCacheDir, type TrainerInit, type TrainerMethod } from './create.js';
 export { Trainer, type TrainOutput } from './trainer.js';
 export { trainingSteps, type LoopArgs } from './loop_args.js';

@@ -249,28 +249,17 @@ const RUN: Omit<SftConfigInput, 'outputDir'> = {
   saveSteps: 2,
   gradientCheckpointing: false,
   maxLength: null,
-  // The fused head kernel (lib/losses/fused_linear.ts) takes float32 / float64 hidden states only;
-  // materialised logits run in bf16.
-  implementation: 'eager',
 };
 
-/** A trainer over the tiny model, with bf16 wired as createTrainer is to do it (applyPrecision before the scheduler). */
+/** A trainer over the tiny model through createTrainer (which wraps the optimizer when bf16 is set). */
 async function trainer(outputDir: string, extra: Partial<SftConfigInput> = {}) {
   const checkpoint = join(dataDir, 'qwen2_vl');
   const args = sftConfig({ ...RUN, ...extra, outputDir });
   const model = await loadModel(checkpoint, { dtype: 'float32' });
   const processor = await loadProcessor(checkpoint);
   const trainDataset = (await openTrl(join(dataDir, 'sft', 'train.jsonl'))) as RecordDataset<SftRecord>;
-  const init = { method: 'sft' as const, args, model, processor, trainDataset, modelPath: checkpoint };
-  const plain = createTrainer(init);
-  const optimizer = applyPrecision(init, plain.parts.optimizer);
-  const scheduler = new LRScheduler(optimizer, {
-    name: args.lrSchedulerType as ScheduleName,
-    totalSteps: plain.totalSteps,
-    warmupSteps: args.warmupSteps,
-    warmupRatio: args.warmupRatio,
-  });
-  return { trainer: new Trainer({ ...plain.parts, optimizer, scheduler }), model, optimizer, args };
+  const trainer = createTrainer({ method: 'sft', args, model, processor, trainDataset, modelPath: checkpoint });
+  return { trainer, model, optimizer: trainer.parts.optimizer, args };
 }
 
 const lossesOf = (dir: string): number[] =>
