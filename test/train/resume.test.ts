@@ -144,7 +144,7 @@ const loggedWithoutTiming = (name: string): LogEntry[] =>
 function checkpointContents(dir: string): Record<string, unknown> {
   const { [TRAINER_STATE_FILE]: _s, [COMPLETE_MARKER]: _m, ...files } = digests(dir);
   const state = readJson(path.join(dir, TRAINER_STATE_FILE));
-  const marker = readJson(path.join(dir, COMPLETE_MARKER)) as { files: Record<string, number> };
+  const marker = readJson<{ files: Record<string, number> }>(path.join(dir, COMPLETE_MARKER));
   const { [TRAINER_STATE_FILE]: _size, ...sizes } = marker.files;
   return {
     files,
@@ -242,11 +242,13 @@ describe('resume after SIGKILL: the run continues as if never stopped', () => {
     straightMpo();
     killedMpo();
     const checkpoint = path.join(outDir('mpo-killed'), 'checkpoint-2');
-    const saved = readJson(path.join(checkpoint, RESUME_STATE_FILE));
+    const saved = readJson<{ data: unknown; stateful: { loss: { running: { mean: number; count: number } } } }>(
+      path.join(checkpoint, RESUME_STATE_FILE),
+    );
     expect(saved.data).toMatchObject({ epoch: 0, index: 4 }); // the whole of epoch 0, nothing of epoch 1
     expect(readJson(path.join(checkpoint, TRAINER_STATE_FILE)).epoch).toBe(1);
     // The shift is live: two steps of rewards (4 micro-batches) in the running moments.
-    const running = (saved.stateful as { loss: { running: { mean: number; count: number } } }).loss.running;
+    const running = saved.stateful.loss.running;
     expect(running.count).toBe(4);
     expect(Math.abs(running.mean)).toBeGreaterThan(1e-4);
 
@@ -273,6 +275,6 @@ describe('resume after SIGKILL: the run continues as if never stopped', () => {
   }, 120_000);
 });
 
-function readJson(file: string): Record<string, unknown> & { data: unknown; stateful: unknown; epoch: unknown } {
-  return JSON.parse(fs.readFileSync(file, 'utf8'));
+function readJson<T = Record<string, unknown>>(file: string): T {
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
 }
