@@ -27,8 +27,11 @@
 // ~0.05 between the top logits, far above float32 rounding).
 // The prompts are processor-batch-shaped tensors built here (the small model's vocabulary has no
 // tokenizer): the same layout as bench/train-mpo.mjs.
-// Prints a table, then one JSON line, last on stdout. The machine may be shared: the load average
-// before and after is in the JSON line.
+// Each side also reports its process's CPU seconds per rollout (user + system, all threads): on a
+// shared, loaded machine wall time stretches with the load, CPU time much less, so the table
+// gives tokens per CPU second beside tokens/s.
+// Prints a table, then one JSON line, last on stdout. The load average before and after is in the
+// JSON line.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -108,10 +111,14 @@ async function runChild() {
   let out;
   for (let k = 0; k < warmup; k++) out = rollout(model, prompts, options);
   const times = [];
+  const cpu = [];
   for (let k = 0; k < reps; k++) {
     const t0 = process.hrtime.bigint();
+    const cpu0 = process.cpuUsage();
     out = rollout(model, prompts, options);
     times.push(secondsSince(t0));
+    const used = process.cpuUsage(cpu0);
+    cpu.push((used.user + used.system) / 1e6);
   }
   const status = procStatus();
   const generated = out.tokens.reduce((n, row) => n + row.length, 0);
@@ -127,6 +134,7 @@ async function runChild() {
     rollout_s: rolloutS,
     tokens_s: generated / rolloutS,
     rollout_s_reps: times,
+    cpu_s_reps: cpu,
     greedy,
     mean_logprob: out.logprobs.flat().reduce((a, b) => a + b, 0) / generated,
     peak_rss_mb: status.VmHWM,
@@ -293,9 +301,12 @@ async function runParent() {
       const rolloutS = median(reps);
       if (rs.some((r) => r.generated !== generated))
         throw new Error(`a side generated ${rs.map((r) => r.generated)} tokens, expected ${generated}`);
+      const cpuS = median(rs.flatMap((r) => r.cpu_s_reps));
       return {
         rolloutS,
         tokensS: generated / rolloutS,
+        cpuS,
+        tokensPerCpuS: generated / cpuS,
         bestTokensS: generated / Math.min(...reps),
         peakRssMb: Math.max(...rs.map((r) => r.peak_rss_mb)),
         rolloutExtraMb: Math.max(...rs.map((r) => r.rollout_extra_mb)),
@@ -332,7 +343,16 @@ async function runParent() {
             '',
             '',
           ],
+          [
+            'tokens per CPU second',
+            ours.tokensPerCpuS,
+            peer.tokensPerCpuS,
+            `${(ours.tokensPerCpuS / peer.tokensPerCpuS).toFixed(2)}x`,
+            '',
+            '',
+          ],
           ['rollout s (median)', ours.rolloutS, peer.rolloutS, '', '', ''],
+          ['rollout CPU s (median)', ours.cpuS, peer.cpuS, '', '', ''],
           ['peak RSS MB', ours.peakRssMb, peer.peakRssMb, `${(ours.peakRssMb / peer.peakRssMb).toFixed(2)}x`, '', ''],
           ['rollout extra MB', ours.rolloutExtraMb, peer.rolloutExtraMb, '', '', ''],
         ],
@@ -347,6 +367,7 @@ async function runParent() {
       bench: 'grpo-rollout',
       tokensRatio: sig(ratio),
       bestTokensRatio: sig(ours.bestTokensS / peer.bestTokensS),
+      cpuTokensRatio: sig(ours.tokensPerCpuS / peer.tokensPerCpuS),
       memRatio: sig(ours.peakRssMb / peer.peakRssMb),
       greedyOk,
       targets: TARGETS,

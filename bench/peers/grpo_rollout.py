@@ -24,7 +24,8 @@ One rollout, as TRL (RepeatSampler + model.generate(do_sample=True)) runs it for
            max_new_tokens), the same count as the vlalign side.
 Only the last position's logits are computed (as logits_to_keep=1 would); that can only favour the
 peer. Prompt processing (chat template, image resizing) is not timed on either side.
-Memory: peak_rss_mb is the process's VmHWM at the end; rollout_extra_mb resets the peak counter
+cpu_s_reps: the process's CPU seconds (user + system, all threads) per timed rollout, which a
+loaded machine inflates less than wall time. Memory: peak_rss_mb is the process's VmHWM at the end; rollout_extra_mb resets the peak counter
 after loading and reports VmHWM minus the VmRSS then.
 --greedy N also runs one untimed greedy rollout of N tokens per prompt (G = 1) and reports its
 tokens, for checking against the vlalign side. Prints one JSON line.
@@ -186,11 +187,12 @@ def main():
     torch.manual_seed(args.seed)
     for _ in range(args.warmup):
         rollout()
-    seconds = []
+    seconds, cpu = [], []
     for _ in range(args.reps):
-        start = time.perf_counter_ns()
+        start, start_cpu = time.perf_counter_ns(), time.process_time()
         tokens = rollout()
         seconds.append((time.perf_counter_ns() - start) / 1e9)
+        cpu.append(time.process_time() - start_cpu)
     status = proc_status()
     rollout_s = statistics.median(seconds)
     generated = int(tokens.numel())
@@ -206,6 +208,7 @@ def main():
         "rollout_s": rollout_s,
         "tokens_s": generated / rollout_s,
         "rollout_s_reps": seconds,
+        "cpu_s_reps": cpu,
         "greedy": greedy,
         "peak_rss_mb": status["VmHWM"],
         "rollout_extra_mb": status["VmHWM"] - before,

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as torch from '../../lib/torch/index.js';
 import type { Tensor } from '../../lib/torch/index.js';
-import { generate } from '../../lib/generation/index.js';
+import { chooseNext, generate } from '../../lib/generation/index.js';
 import { logprobsTensor, nonSampledTokenIds, rollout } from '../../lib/generation/rollout.js';
 import { repeatPrompts } from '../../lib/generation/repeat_prompts.js';
 import { collateRollouts } from '../../lib/data/rollouts.js';
@@ -244,6 +244,36 @@ describe.each(['qwen2_vl', 'internvl'] as const)('rollout on tiny %s', (family) 
       expect(() => rollout(s.model, right, { numGenerations: 2, maxNewTokens: 2 })).toThrow(/pad prompts on the left/);
     });
   });
+});
+
+describe('sampling with suppressed tokens', () => {
+  const logits = (): Tensor => torch.tensor([[2.0, 1.0, 0.5, -1.0, 0.0]]);
+
+  it.each([[[0]], [[3, 4]], [[0, 2, 4]]])(
+    'draws the others with softmax frequencies renormalised over them (suppressed %j)',
+    (suppress) => {
+      torch.manualSeed(3);
+      torch.tidy(() => {
+        const n = 20000;
+        const batch = logits().expand([n, 5]).contiguous();
+        const choice = chooseNext(batch, { doSample: true, temperature: 1.3, suppressTokenIds: suppress });
+        const tokens = choice.tokens.toArray() as number[];
+        const weights = (logits().div(1.3).exp().squeeze(0).toArray() as number[]).map((w, v) =>
+          suppress.includes(v) ? 0 : w,
+        );
+        const total = weights.reduce((a, b) => a + b, 0);
+        weights.forEach((w, v) => {
+          const p = w / total;
+          const freq = tokens.filter((t) => t === v).length / n;
+          expect(Math.abs(freq - p)).toBeLessThan(4 * Math.sqrt((p * (1 - p)) / n) + 1e-3);
+        });
+        // The log-probs are the unsuppressed softmax's.
+        const full = logits().div(1.3).logSoftmax(-1).squeeze(0).toArray() as number[];
+        const lps = choice.logprobs.toArray() as number[];
+        tokens.slice(0, 50).forEach((t, i) => expect(lps[i]).toBeCloseTo(full[t]!, 5));
+      });
+    },
+  );
 });
 
 function imageCount(s: Setup): number {
