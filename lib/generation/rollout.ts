@@ -20,6 +20,7 @@ import {
   checkMaxNewTokens,
   decode,
   prefill,
+  type DecodeState,
   type FinishReason,
   type GenerateOptions,
 } from './generate.js';
@@ -66,16 +67,13 @@ export function rollout(model: CausalLM, prompts: ModelInputs, options: RolloutO
   const promptMask = (
     prompts.attentionMask?.clone() ?? torch.ones([rows, promptLength], { dtype: 'int64', device })
   ).keep();
-  let mask: Tensor | null = null;
+  let widened: DecodeState | null = null;
   try {
-    const first = prefill(model, { ...prompts, attentionMask: promptMask }, cache);
-    const index = repeatedIndex(rows, g, device);
-    cache.selectRows(index); // keys, values and rope deltas: [B, ..] to [B·G, ..]
-    mask = promptMask.indexSelect(0, index).keep();
-    const logits = first.indexSelect(0, index).keep();
-    first.dispose();
-    index.dispose();
-    const out = decode(model, { cache, mask, logits }, sampling);
+    widened = widen(
+      { cache, mask: promptMask, logits: prefill(model, { ...prompts, attentionMask: promptMask }, cache) },
+      g,
+    );
+    const out = decode(model, widened, sampling);
     return {
       ...out,
       truncated: out.finishReasons.map((reason) => reason === 'length'),
@@ -84,7 +82,25 @@ export function rollout(model: CausalLM, prompts: ModelInputs, options: RolloutO
   } finally {
     cache.dispose();
     promptMask.dispose();
-    mask?.dispose();
+    widened?.mask.dispose();
+  }
+}
+
+// A prefilled state of B rows as B·G: cache keys, values and rope deltas, the mask and the next
+// logits each row b repeated G times (rows b·G .. b·G + G − 1). Disposes state.logits.
+function widen(state: DecodeState, g: number): DecodeState {
+  const rows = state.mask.shape[0]!;
+  const index = repeatedIndex(rows, g, state.mask.device);
+  try {
+    state.cache.selectRows(index);
+    return {
+      cache: state.cache,
+      mask: state.mask.indexSelect(0, index).keep(),
+      logits: state.logits.indexSelect(0, index).keep(),
+    };
+  } finally {
+    index.dispose();
+    state.logits.dispose();
   }
 }
 
