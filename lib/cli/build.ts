@@ -1,6 +1,7 @@
 // buildTrainer: the recipe's processor, model (quantised, frozen, with adapters), reference and data,
 // handed to createTrainer. Apart from recipe.ts so that --help and recipe checks load no model code.
 import path from 'node:path';
+import * as torch from '../torch/index.js';
 import { getPeftModel, type LoraModel } from '../adapters/index.js';
 import { openDataset } from '../data/open.js';
 import type { RecordDataset } from '../data/records.js';
@@ -55,6 +56,8 @@ export function withTileDefault(
 
 /** Processor, model (quantised, frozen, adapters), reference and data as the recipe says; then the trainer. */
 export async function buildTrainer(recipe: Recipe): Promise<Trainer> {
+  // Before anything random: a new adapter's initial weights are drawn while it is built.
+  torch.manualSeed(recipe.args.seed);
   const baseDir = path.dirname(path.resolve(recipe.file));
   const processor = await loadProcessor(recipe.modelNameOrPath, processorOptionsOf(recipe.processor));
   const loadOptions = { dtype: recipe.torchDtype, quantization: quantizationOf(recipe.quantization) };

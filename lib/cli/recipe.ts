@@ -112,7 +112,16 @@ export function loadRecipe(file: string, overrides: readonly string[] = []): Rec
     peft: parsed.peft,
     quantization: parsed.quantization,
     processor: parsed.processor,
-    args: { ...args, outputDir: path.resolve(base, args.outputDir) },
+    args: {
+      ...args,
+      outputDir: path.resolve(base, args.outputDir),
+      // Paths in a recipe are the recipe folder's, wherever the command runs.
+      loggingDir: args.loggingDir === null ? null : path.resolve(base, args.loggingDir),
+      resumeFromCheckpoint:
+        typeof args.resumeFromCheckpoint === 'string'
+          ? path.resolve(base, args.resumeFromCheckpoint)
+          : args.resumeFromCheckpoint,
+    },
   };
 }
 

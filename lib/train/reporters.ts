@@ -32,7 +32,10 @@ export class Reporters {
     this.#metrics = new MetricsLog(path.join(options.outputDir, METRICS_FILE), { resumeStep: options.startStep });
     const tensorboard = options.reportTo.includes('tensorboard');
     this.#tensorboard = tensorboard
-      ? new TensorBoardWriter(options.loggingDir ?? path.join(options.outputDir, 'runs'))
+      ? new TensorBoardWriter(
+          options.loggingDir ?? path.join(options.outputDir, 'runs'),
+          options.startStep > 0 ? { purgeStep: options.startStep + 1 } : {},
+        )
       : null;
     this.#progress = new TrainingProgress(options.totalSteps, { stream: this.#stream, startStep: options.startStep });
   }

@@ -72,7 +72,7 @@ function floatField(field: number, value: number): Buffer {
   return Buffer.concat([key(field, 5), b]);
 }
 
-/** Event { wall_time = 1, step = 2, file_version = 3 | summary = 5 }. */
+/** Event { wall_time = 1, step = 2, file_version = 3 | summary = 5 | session_log = 6 }. */
 function event(wallTime: number, step: number, body: Buffer): Buffer {
   return Buffer.concat([doubleField(1, wallTime), varintField(2, step), body]);
 }
@@ -88,6 +88,17 @@ function textValue(tag: string, text: string): Buffer {
   return Buffer.concat([bytesField(1, tag), bytesField(9, metadata), bytesField(8, tensor)]);
 }
 
+// SessionLog { status = 1 }, START = 1: TensorBoard drops the points earlier files hold at this step
+// or later (what a killed run logged after the checkpoint a resumed run restarts from).
+const sessionStart = (): Buffer => bytesField(6, varintField(1, 1));
+
+export interface TensorBoardOptions {
+  /** Clock in milliseconds (tests). */
+  now?: () => number;
+  /** A resumed run's first step: earlier files' events from here on are discarded (PyTorch's purge_step). */
+  purgeStep?: number;
+}
+
 let filesOpened = 0;
 
 /** Appends events to `events.out.tfevents.<seconds>.<host>.<pid>.<n>` in `logDir`; each log call is flushed. */
@@ -95,10 +106,11 @@ export class TensorBoardWriter {
   readonly file: string;
   #fd: number;
 
-  constructor(
-    logDir: string,
-    private readonly now: () => number = Date.now,
-  ) {
+  private readonly now: () => number;
+
+  constructor(logDir: string, options: TensorBoardOptions = {}) {
+    const now = options.now ?? Date.now;
+    this.now = now;
     fs.mkdirSync(logDir, { recursive: true });
     const seconds = Math.floor(now() / 1000);
     this.file = path.join(logDir, `events.out.tfevents.${seconds}.${hostname()}.${process.pid}.${filesOpened++}`);
@@ -110,6 +122,7 @@ export class TensorBoardWriter {
       });
     }
     this.#write([event(now() / 1000, 0, bytesField(3, 'brain.Event:2'))]);
+    if (options.purgeStep !== undefined) this.#write([event(now() / 1000, options.purgeStep, sessionStart())]);
   }
 
   /** One event per value, all at `step`; non-finite values are written as they are (TensorBoard shows them). */

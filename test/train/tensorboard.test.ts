@@ -79,15 +79,18 @@ interface DecodedValue {
 
 // Event: wall_time 1 (double), step 2 (int64), file_version 3, summary 5 → Summary.value 1 →
 // Value: tag 1, simple_value 2 (float), tensor 8 (TensorProto: dtype 1, string_val 8), metadata 9.
-function decodeEvents(file: string): { version: string; values: DecodedValue[] } {
+function decodeEvents(file: string): { version: string; values: DecodedValue[]; sessionStarts: number[] } {
   let version = '';
   const values: DecodedValue[] = [];
+  const sessionStarts: number[] = [];
   for (const record of readRecords(fs.readFileSync(file))) {
     const event = parseMessage(record);
     const wallTime = one(event, 1)!.fixed!.readDoubleLE(0);
     const step = Number(one(event, 2)?.varint ?? 0n);
     const fileVersion = one(event, 3);
     if (fileVersion) version = fileVersion.bytes!.toString('utf8');
+    const sessionLog = one(event, 6); // SessionLog { status = 1 }: START = 1
+    if (sessionLog && one(parseMessage(sessionLog.bytes!), 1)?.varint === 1n) sessionStarts.push(step);
     const summary = one(event, 5);
     if (!summary) continue;
     for (const v of parseMessage(summary.bytes!).filter((f) => f.field === 1)) {
@@ -106,7 +109,7 @@ function decodeEvents(file: string): { version: string; values: DecodedValue[] }
       values.push(decoded);
     }
   }
-  return { version, values };
+  return { version, values, sessionStarts };
 }
 
 describe('TensorBoardWriter', () => {
@@ -116,7 +119,7 @@ describe('TensorBoardWriter', () => {
 
   it('writes brain.Event:2 first, then scalars and text that an independent reader decodes', () => {
     let clock = 1_700_000_000_500;
-    const writer = new TensorBoardWriter(path.join(dir, 'run'), () => clock);
+    const writer = new TensorBoardWriter(path.join(dir, 'run'), { now: () => clock });
     expect(path.basename(writer.file)).toMatch(/^events\.out\.tfevents\.1700000000\.[^.]+.*\.\d+\.\d+$/);
     expect(path.basename(writer.file)).toContain(`.${process.pid}.`);
     writer.logText(0, 'config', 'lr: 5e-7');
@@ -144,6 +147,15 @@ describe('TensorBoardWriter', () => {
       value: 0.75,
       wallTime: 1_700_000_003.5,
     });
+  });
+
+  it("a resumed run's file starts with a session START at its first step (PyTorch's purge_step)", () => {
+    const fresh = new TensorBoardWriter(path.join(dir, 'fresh'));
+    const resumed = new TensorBoardWriter(path.join(dir, 'resumed'), { purgeStep: 4 });
+    fresh.close();
+    resumed.close();
+    expect(decodeEvents(fresh.file).sessionStarts).toEqual([]);
+    expect(decodeEvents(resumed.file)).toMatchObject({ version: 'brain.Event:2', sessionStarts: [4] });
   });
 
   it('refuses writes after close, naming the file', () => {
