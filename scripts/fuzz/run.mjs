@@ -103,6 +103,8 @@ class Worker {
   start() {
     this.runs = 0;
     this.stderr = '';
+    this.stray = undefined;
+    this.previous = undefined;
     this.ready = new Promise((resolve) => {
       const scratch = path.join(this.work, `worker-${this.id}`);
       fs.rmSync(scratch, { recursive: true, force: true });
@@ -130,6 +132,7 @@ class Worker {
   }
 
   message(m) {
+    if (m.stray) this.stray = m.stray;
     if (!this.current || m.id !== this.current.id) return;
     if (m.started) {
       this.current.what = m.started;
@@ -142,6 +145,7 @@ class Worker {
     clearTimeout(this.timer);
     const job = this.current;
     this.current = null;
+    this.previous = job;
     this.runs++;
     this.onDone(this, job, { ms: performance.now() - job.t0, ...report });
   }
@@ -155,11 +159,12 @@ class Worker {
 
   exited(code, signal) {
     if (!this.current) return;
-    const tail = this.stderr.trim().split('\n').slice(-3).join(' | ');
+    const cause = this.stray ?? this.stderr.trim().split('\n').slice(-6).join(' | ');
+    const after = this.previous ? ` (after ${this.previous.surface}:${this.previous.index})` : '';
     this.finish({
       outcome: 'abort',
       what: this.current.what,
-      message: `worker died (${signal ?? `exit ${code}`}): ${tail}`,
+      message: `worker died (${signal ?? `exit ${code}`})${after}: ${cause}`,
     });
   }
 

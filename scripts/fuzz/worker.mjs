@@ -8,6 +8,14 @@ const { corpus, scratch, surfaces } = JSON.parse(process.env.VLALIGN_FUZZ_WORKER
 fs.mkdirSync(scratch, { recursive: true });
 await loadSurfaces(surfaces); // module loading is not charged to the first case's time limit
 
+// An error no case awaited (a stray rejection, a throw in a timer) would kill the worker silently;
+// report its stack first, so the abort it causes says what it was.
+for (const event of ['uncaughtException', 'unhandledRejection']) {
+  process.on(event, (error) => {
+    process.send({ stray: `${event}: ${error?.stack ?? String(error)}` }, () => process.exit(70));
+  });
+}
+
 process.on('message', async ({ id, seed, surface, index }) => {
   const dir = path.join(scratch, `case-${index}`);
   const report = await runCase({ seed, surface, index, corpus, dir }, (what) => process.send({ id, started: what }));

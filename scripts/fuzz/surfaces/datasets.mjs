@@ -1,8 +1,8 @@
 // Dataset files in every format the trainers read (MMPR meta.json + jsonl, TRL parquet shards and
 // jsonl, VL-RLHF plain_dpo / vlquery json, InternVL SFT jsonl, verl parquet, TRL prompt-only jsonl,
 // HF save_to_disk Arrow folders): the seed data with one file broken (a row's JSON edited, a line
-// mangled, bytes of a parquet or Arrow shard flipped or cut), opened with data.openDataset and every
-// record read. A clean error names the broken file, the dataset path given, or the
+// mangled, bytes of a parquet or Arrow shard flipped or cut), opened with data.openDataset and its
+// records read. A clean error names the broken file, the dataset path given, or the
 // dataset key the case set.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -104,7 +104,11 @@ export async function make(rng, { corpus, dir }) {
     ],
     run: async () => {
       const dataset = await data.openDataset(spec, { baseDir: copy });
-      for (let i = 0; i < dataset.length; i++) await dataset.get(i);
+      // Every row of the seeds; a huge repeat_time makes millions of valid ones, so the ends only.
+      const rows = [
+        ...new Set([...Array(Math.min(dataset.length, 48)).keys(), dataset.length - 2, dataset.length - 1]),
+      ];
+      for (const i of rows.filter((k) => k >= 0)) await dataset.get(i);
     },
   };
 }
