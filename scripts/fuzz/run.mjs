@@ -105,7 +105,7 @@ class Worker {
     this.stderr = '';
     this.stray = undefined;
     this.previous = undefined;
-    this.ready = new Promise((resolve) => {
+    return new Promise((resolve) => {
       const scratch = path.join(this.work, `worker-${this.id}`);
       fs.rmSync(scratch, { recursive: true, force: true });
       this.child = fork(fileURLToPath(new URL('./worker.mjs', import.meta.url)), {
@@ -119,10 +119,18 @@ class Worker {
       this.child.stderr.on('data', (chunk) => {
         this.stderr = (this.stderr + chunk).slice(-2000);
       });
-      this.child.on('message', (m) => (m.ready ? resolve() : this.message(m)));
-      this.child.on('exit', (code, signal) => this.exited(code, signal));
+      let started = false;
+      this.child.on('message', (m) => {
+        if (!m.ready) return this.message(m);
+        started = true;
+        resolve();
+      });
+      this.child.on('exit', (code, signal) => {
+        // A worker that cannot start would stall the run: stop it with the worker's own error.
+        if (!started) fail(`a worker exited while starting (${signal ?? `exit ${code}`}): ${this.stderr.trim()}`);
+        this.exited(code, signal);
+      });
     });
-    return this.ready;
   }
 
   run(job) {
