@@ -90,6 +90,7 @@ export function describeSource(source: RecordSource): string {
 }
 
 export interface BadRowReport {
+  /** Distinct bad rows: one read again in a later epoch counts once. */
   count: number;
   /** The first few messages, so a log can show what was wrong without keeping every one. */
   examples: string[];
@@ -97,7 +98,14 @@ export interface BadRowReport {
 
 const KEPT_EXAMPLES = 10;
 
+// The rows already counted, per report (each row's message names its file and line or row).
+const counted = new WeakMap<BadRowReport, Set<string>>();
+
 export function countBadRow(report: BadRowReport, error: DataError): void {
+  const seen = counted.get(report) ?? new Set<string>();
+  counted.set(report, seen);
+  if (seen.has(error.message)) return;
+  seen.add(error.message);
   report.count += 1;
   if (report.examples.length < KEPT_EXAMPLES) report.examples.push(error.message);
 }

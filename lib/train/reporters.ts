@@ -46,6 +46,11 @@ export class Reporters {
     this.#tensorboard?.logText(0, 'args', `\`\`\`json\n${JSON.stringify(config, null, 2)}\n\`\`\``);
   }
 
+  /** A line for the person watching (the terminal), outside the metrics. */
+  note(line: string): void {
+    this.#stream.write(`vlalign: ${line}\n`);
+  }
+
   step(step: number, loss: number): void {
     this.#progress.update(step, { loss });
   }

@@ -113,6 +113,7 @@ export class Trainer {
         train_samples_per_second: (steps * args.perDeviceTrainBatchSize * args.gradientAccumulationSteps) / seconds,
         train_steps_per_second: steps / seconds,
         train_loss: this.globalStep > 0 ? this.#lossSum / this.globalStep : Number.NaN,
+        ...this.#badRows(),
       };
       this.#reporters.log({ ...metrics, epoch: this.#epochFloat(), step: this.globalStep });
       if (args.saveStrategy !== 'no' && !this.#savedAt(this.globalStep)) await this.saveCheckpoint();
@@ -185,6 +186,16 @@ export class Trainer {
   }
 
   #lastStep = { gradNorm: Number.NaN, lr: Number.NaN };
+
+  // Rows a skip_bad_rows dataset left out: counted in the final metrics and said on the terminal,
+  // never hidden (InternVL silently retries a random row instead).
+  #badRows(): { train_bad_rows?: number } {
+    const { count, examples } = this.parts.trainDataset.badRows;
+    if (count === 0) return {};
+    const first = examples.map((e) => `\n  ${e}`).join('');
+    this.#reporters?.note(`skipped ${count} bad training row${count === 1 ? '' : 's'}; the first:${first}`);
+    return { train_bad_rows: count };
+  }
 
   #clip(): number {
     const params = this.parts.optimizer.paramGroups.flatMap((g) => g.params);

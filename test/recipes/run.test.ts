@@ -2,7 +2,16 @@
 // data scripts/make-recipe-data.mjs generates, for one optimizer step: the run writes checkpoint-1,
 // a metrics jsonl whose loss is finite, and the final adapter or model.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import {
+  appendFileSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -17,6 +26,13 @@ const names = readdirSync(recipes)
   .filter((f) => f.endsWith('.yaml'))
   .map((f) => f.slice(0, -'.yaml'.length));
 
+function makeData(): void {
+  if (existsSync(join(root, '.data'))) return;
+  const script = join(import.meta.dirname, '../../scripts/make-recipe-data.mjs');
+  const made = spawnSync(process.execPath, [script, '--out', join(root, '.data')], { encoding: 'utf8' });
+  expect(made.status, made.stderr).toBe(0);
+}
+
 describe('examples/recipes', () => {
   it('has the five recipes the issue names (and more)', () => {
     expect(names).toEqual(expect.arrayContaining(['internvl3-mpo', 'trl-mpo-qlora', 'vlrlhf-dpo', 'kto', 'sft']));
@@ -25,11 +41,7 @@ describe('examples/recipes', () => {
   it.each(names)(
     '%s runs one step end to end',
     async (name) => {
-      if (!existsSync(join(root, '.data'))) {
-        const script = join(import.meta.dirname, '../../scripts/make-recipe-data.mjs');
-        const made = spawnSync(process.execPath, [script, '--out', join(root, '.data')], { encoding: 'utf8' });
-        expect(made.status, made.stderr).toBe(0);
-      }
+      makeData();
       copyFileSync(join(recipes, `${name}.yaml`), join(root, `${name}.yaml`));
       const out = join(root, 'runs', name);
       const flags = ['--max_steps', '1', '--save_steps', '1', '--output_dir', out, '--report_to', '[tensorboard]'];
@@ -44,4 +56,34 @@ describe('examples/recipes', () => {
     },
     120_000,
   );
+
+  it('skip_bad_rows: a malformed line is left out, counted in the final metrics and named on the terminal', async () => {
+    makeData();
+    const data = join(root, 'bad-rows');
+    rmSync(data, { recursive: true, force: true });
+    const lines = readFileSync(join(root, '.data', 'sft', 'train.jsonl'), 'utf8');
+    const file = join(root, '.data', 'sft', 'with_bad.jsonl');
+    writeFileSync(file, lines);
+    appendFileSync(file, '{"messages": [oops\n');
+    const recipe = readFileSync(join(recipes, 'sft.yaml'), 'utf8')
+      .replace('path: .data/sft/train.jsonl', 'path: .data/sft/with_bad.jsonl')
+      .replace('skip_bad_rows: false', 'skip_bad_rows: true');
+    writeFileSync(join(root, 'bad.yaml'), recipe);
+    const written: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stderr.write;
+    try {
+      const flags = ['--max_steps', '4', '--num_train_epochs', '2', '--output_dir', data, '--save_strategy', 'no'];
+      await main(['node', 'vlalign', 'train', join(root, 'bad.yaml'), ...flags]);
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(process.exitCode ?? 0).toBe(0);
+    const final = readMetricsLog(join(data, 'metrics.jsonl')).find((e) => 'train_runtime' in e);
+    expect(final?.train_bad_rows).toBe(1);
+    const lineNo = lines.split('\n').filter((l) => l !== '').length + 1;
+    expect(written.join('')).toMatch(
+      new RegExp(`skipped 1 bad training row; the first:\\n.*with_bad\\.jsonl:${lineNo}`),
+    );
+  }, 120_000);
 });
