@@ -25,14 +25,19 @@ import {
   referenceModelKey,
   type ReferencePolicy,
 } from './reference.js';
+import { resolveRewards, type RewardSpec } from '../rewards/index.js';
+import type { GrpoConfig } from './grpo/config.js';
+import { GrpoMethod } from './grpo/method.js';
 import { applyPrecision } from './precision.js';
 import { Trainer } from './trainer.js';
 
-export type TrainerMethod = 'sft' | 'dpo' | 'kto';
+export type TrainerMethod = 'sft' | 'dpo' | 'kto' | 'grpo';
 
 export interface TrainerInit {
   method: TrainerMethod;
-  args: SftConfig | DpoConfig | KtoConfig;
+  args: SftConfig | DpoConfig | KtoConfig | GrpoConfig;
+  /** grpo: reward functions (TRL's signature) or registered names; default: args.rewardFuncs by name. */
+  rewards?: readonly RewardSpec[];
   /** The policy; with PEFT, adapters already injected (`adapter` is their LoraModel). */
   model: CausalLM;
   processor: Processor;
@@ -61,7 +66,7 @@ export function createTrainer(init: TrainerInit): Trainer {
   const method = methodOf(init, cache);
   const samples = new DataLoader(init.trainDataset, { batchSize: args.perDeviceTrainBatchSize, seed: 0 })
     .samplesPerEpoch;
-  const totalSteps = trainingSteps(args, samples);
+  const totalSteps = trainingSteps(args, samples, method.rollouts);
   const scheduler = new LRScheduler(optimizer, {
     name: args.lrSchedulerType as ScheduleName,
     totalSteps,
@@ -97,6 +102,20 @@ function methodOf(init: TrainerInit, cache: ReferenceCache | null): TrainingMeth
       return new DpoMethod({ ...common, loss: args as DpoConfig, reference: referenceOf(init), cache });
     case 'kto':
       return new KtoMethod({ ...common, loss: args as KtoConfig, reference: referenceOf(init), cache });
+    case 'grpo': {
+      const config = init.args as GrpoConfig;
+      if (init.evalDataset) {
+        throw new TypeError('grpo: in-loop evaluation (eval_dataset) is not built yet; leave eval_dataset out');
+      }
+      return new GrpoMethod({
+        model,
+        processor,
+        config,
+        rewards: resolveRewards(init.rewards ?? config.rewardFuncs),
+        reference: config.beta > 0 ? referenceOf(init) : null,
+        ignoreIndex: -100,
+      }) as unknown as TrainingMethod;
+    }
   }
 }
 

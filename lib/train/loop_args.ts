@@ -35,11 +35,27 @@ export interface LoopArgs {
   disableDropout: boolean;
   dataloaderPrefetch: number | null;
   maxLength: number | null;
+  /** Online methods: sampled completions go to completions.jsonl and TensorBoard's text tab. */
+  logCompletions?: boolean;
 }
 
-/** Optimizer steps of a run: max_steps, else epochs x ceil(batches / accumulation) (HF). */
-export function trainingSteps(args: LoopArgs, samplesPerEpoch: number): number {
-  if (args.maxSteps > 0) return args.maxSteps;
+/** An online method's generation sizes (RolloutPlan): prompts read and optimizer steps fed per generation. */
+export interface GenerationSizes {
+  promptsPerGeneration: number;
+  stepsPerGeneration: number;
+}
+
+/** Optimizer steps of one epoch: ceil(batches / accumulation) (HF), or steps per generation x generations. */
+export function stepsPerEpoch(args: LoopArgs, samplesPerEpoch: number, generations?: GenerationSizes): number {
+  if (generations !== undefined) {
+    return Math.max(1, Math.ceil(samplesPerEpoch / generations.promptsPerGeneration)) * generations.stepsPerGeneration;
+  }
   const batches = Math.ceil(samplesPerEpoch / args.perDeviceTrainBatchSize);
-  return Math.ceil(args.numTrainEpochs * Math.max(1, Math.ceil(batches / args.gradientAccumulationSteps)));
+  return Math.max(1, Math.ceil(batches / args.gradientAccumulationSteps));
+}
+
+/** Optimizer steps of a run: max_steps, else epochs x steps per epoch. */
+export function trainingSteps(args: LoopArgs, samplesPerEpoch: number, generations?: GenerationSizes): number {
+  if (args.maxSteps > 0) return args.maxSteps;
+  return Math.ceil(args.numTrainEpochs * stepsPerEpoch(args, samplesPerEpoch, generations));
 }

@@ -1,5 +1,6 @@
 // Where a run's numbers go: the metrics jsonl (always), TensorBoard event files (report_to), the
 // trainer_state log history, and the terminal (a progress bar on a TTY, plain lines otherwise).
+import fs from 'node:fs';
 import path from 'node:path';
 import type { LogEntry } from './metrics_log.js';
 import { MetricsLog } from './metrics_log.js';
@@ -7,6 +8,7 @@ import { TrainingProgress, type ProgressStream } from './progress.js';
 import { TensorBoardWriter } from './tensorboard.js';
 
 export const METRICS_FILE = 'metrics.jsonl';
+export const COMPLETIONS_FILE = 'completions.jsonl';
 
 export interface ReporterOptions {
   outputDir: string;
@@ -25,10 +27,12 @@ export class Reporters {
   readonly #tensorboard: TensorBoardWriter | null;
   readonly #progress: TrainingProgress;
   readonly #stream: ProgressStream;
+  readonly #completionsFile: string;
 
   constructor(options: ReporterOptions, history: LogEntry[] = []) {
     this.history = [...history];
     this.#stream = options.stream ?? process.stderr;
+    this.#completionsFile = path.join(options.outputDir, COMPLETIONS_FILE);
     this.#metrics = new MetricsLog(path.join(options.outputDir, METRICS_FILE), { resumeStep: options.startStep });
     const tensorboard = options.reportTo.includes('tensorboard');
     this.#tensorboard = tensorboard
@@ -64,6 +68,18 @@ export class Reporters {
     );
     this.#tensorboard?.logScalars(entry.step, Object.fromEntries(scalars.map(([k, v]) => [tagOf(k), v])));
     if (this.#stream.isTTY !== true) this.#stream.write(`${JSON.stringify(entry)}\n`);
+  }
+
+  /** An online method's sampled completions (TRL's log_completions table): one jsonl line each, and TensorBoard text. */
+  completions(step: number, rows: ReadonlyArray<Record<string, unknown>>): void {
+    if (rows.length === 0) return;
+    const lines = rows.map((row) => JSON.stringify({ step, ...row })).join('\n');
+    fs.appendFileSync(this.#completionsFile, `${lines}\n`);
+    this.#tensorboard?.logText(
+      step,
+      'completions',
+      rows.map((row) => `\`\`\`json\n${JSON.stringify(row, null, 1)}\n\`\`\``).join('\n\n'),
+    );
   }
 
   close(): void {

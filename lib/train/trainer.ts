@@ -21,8 +21,14 @@ import { restoreTraining, trainingWriters, type TrainingParts } from './training
 import { LogWindow, withoutLoss } from './log_window.js';
 import { startBanner } from './progress.js';
 import { Reporters } from './reporters.js';
-import { sumCounts, type MicroBatch, type TrainingMethod } from './methods/method.js';
-import { trainingSteps, type LoopArgs } from './loop_args.js';
+import {
+  sumCounts,
+  type Generation,
+  type MicroBatch,
+  type RolloutPlan,
+  type TrainingMethod,
+} from './methods/method.js';
+import { stepsPerEpoch, trainingSteps, type LoopArgs } from './loop_args.js';
 import { copyProcessorFiles } from './processor_files.js';
 
 export interface TrainOutput {
@@ -67,7 +73,7 @@ export class Trainer {
     this.args = parts.args;
     this.method = parts.method;
     this.trainLoader = new DataLoader(parts.trainDataset, {
-      batchSize: this.args.perDeviceTrainBatchSize,
+      batchSize: parts.method.rollouts?.promptsPerGeneration ?? this.args.perDeviceTrainBatchSize,
       seed: this.args.dataSeed ?? this.args.seed,
       prefetch: this.args.dataloaderPrefetch ?? undefined,
     });
@@ -76,11 +82,11 @@ export class Trainer {
 
   /** Optimizer steps per epoch: a short last window still steps (HF). */
   get stepsPerEpoch(): number {
-    return Math.max(1, Math.ceil(this.trainLoader.batchesPerEpoch / this.args.gradientAccumulationSteps));
+    return stepsPerEpoch(this.args, this.trainLoader.samplesPerEpoch, this.method.rollouts);
   }
 
   get totalSteps(): number {
-    return trainingSteps(this.args, this.trainLoader.samplesPerEpoch);
+    return trainingSteps(this.args, this.trainLoader.samplesPerEpoch, this.method.rollouts);
   }
 
   async train(): Promise<TrainOutput> {
@@ -127,6 +133,7 @@ export class Trainer {
 
   // Epochs from the cursor on; each yields windows of gradientAccumulationSteps batches.
   async #loop(onStep: (loss: number) => void): Promise<void> {
+    if (this.method.rollouts !== undefined) return this.#rolloutLoop(this.method.rollouts, onStep);
     const total = this.totalSteps;
     const ga = this.args.gradientAccumulationSteps;
     for (let epoch = this.#position.epoch; this.globalStep < total; epoch++) {
@@ -153,36 +160,92 @@ export class Trainer {
     }
   }
 
+  // An online method's epochs: each loaded batch is one generation's prompts, which feeds
+  // stepsPerGeneration optimizer steps. Inside a generation the data cursor stays at its start and
+  // the steps done and the generation itself are checkpointed (#generation), so a resume there
+  // continues on the same completions instead of sampling new ones.
+  async #rolloutLoop(plan: RolloutPlan<MicroBatch>, onStep: (loss: number) => void): Promise<void> {
+    const total = this.totalSteps;
+    for (let epoch = this.#position.epoch; this.globalStep < total; epoch++) {
+      const from = epoch === this.#position.epoch && this.#position.index > 0 ? this.#position : undefined;
+      const perEpoch = this.trainLoader.samplesPerEpoch;
+      let hooksRan = from !== undefined && from.index >= perEpoch;
+      for await (const loaded of this.trainLoader.epoch(epoch, from)) {
+        const resumed = this.#generation;
+        const generation =
+          resumed.state === null
+            ? await plan.generate(loaded.records, this.globalStep)
+            : await plan.restore(loaded.records, resumed.state);
+        try {
+          if (resumed.state === null) this.#generationStarted(generation);
+          for (let k = resumed.stepsDone; k < generation.windows.length; k++) {
+            const last = k === generation.windows.length - 1;
+            this.#generation = last ? { stepsDone: 0, state: null } : { stepsDone: k + 1, state: generation.state() };
+            onStep(this.#update(generation.windows[k]!, last ? loaded.position : this.#position));
+            hooksRan = last && loaded.position.index >= perEpoch;
+            if (await this.#afterStep(hooksRan)) return;
+          }
+        } finally {
+          generation.release();
+        }
+      }
+      if (!hooksRan && (await this.#epochEnd())) return;
+      if (this.globalStep >= total) return;
+      this.#position = { epoch: epoch + 1, index: 0, seed: 0 };
+    }
+  }
+
+  /** Where the loop is inside a generation: steps done, and the generation to rebuild (null: none open). */
+  #generation: { stepsDone: number; state: unknown } = { stepsDone: 0, state: null };
+
+  // A new generation's metrics join the next log (once per generation, as TRL logs them), and its
+  // completions go to the completions log when asked.
+  #generationStarted(generation: Generation<MicroBatch>): void {
+    const sums = { ...generation.metrics };
+    const counts = Object.fromEntries(Object.keys(sums).map((k) => [k, 1]));
+    this.#pendingMetrics = mergeMetricTotals(this.#pendingMetrics, { sums, counts });
+    if (this.args.logCompletions === true) this.#reporters?.completions(this.globalStep + 1, generation.table);
+  }
+
+  #pendingMetrics: MetricTotals = { sums: {}, counts: {} };
+
   // Forward + backward of every micro-batch of the window, then the parameter update.
   async #optimizerStep(window: ReadonlyArray<{ records: MicroRecords; position: DataPosition }>): Promise<number> {
     const batches: MicroBatch[] = [];
     try {
       for (const w of window) batches.push(await this.method.collate(w.records));
-      const normalisers = sumCounts(batches);
-      let loss = 0;
-      let totals: MetricTotals = { sums: {}, counts: {} };
-      for (const batch of batches) {
-        const result = this.method.loss(batch, normalisers, 'train');
-        result.loss.backward();
-        loss += result.loss.item() as number;
-        result.loss.dispose();
-        totals = mergeMetricTotals(totals, withoutLoss(result.totals));
-        this.numTokens += batch.tokens;
-      }
-      const gradNorm = this.#clip();
-      this.parts.optimizer.step();
-      const lr = this.parts.scheduler.lastLr[0]!;
-      this.parts.scheduler.step();
-      this.parts.optimizer.zeroGrad();
-      this.globalStep += 1;
-      this.#position = window.at(-1)!.position;
-      this.#window.add(loss, totals);
-      this.#lastStep = { gradNorm, lr };
-      this.#reporters?.step(this.globalStep, loss);
-      return loss;
+      return this.#update(batches, window.at(-1)!.position);
     } finally {
       for (const b of batches) b.dispose();
     }
+  }
+
+  // The accumulated window's losses and backward passes, clipping, the optimizer and schedule steps;
+  // `position` is the data cursor once this step is done.
+  #update(batches: readonly MicroBatch[], position: DataPosition): number {
+    const normalisers = sumCounts(batches);
+    let loss = 0;
+    let totals: MetricTotals = { sums: {}, counts: {} };
+    for (const batch of batches) {
+      const result = this.method.loss(batch, normalisers, 'train');
+      result.loss.backward();
+      loss += result.loss.item() as number;
+      result.loss.dispose();
+      totals = mergeMetricTotals(totals, withoutLoss(result.totals));
+      this.numTokens += batch.tokens;
+    }
+    const gradNorm = this.#clip();
+    this.parts.optimizer.step();
+    const lr = this.parts.scheduler.lastLr[0]!;
+    this.parts.scheduler.step();
+    this.parts.optimizer.zeroGrad();
+    this.globalStep += 1;
+    this.#position = position;
+    this.#window.add(loss, mergeMetricTotals(totals, this.#pendingMetrics));
+    this.#pendingMetrics = { sums: {}, counts: {} };
+    this.#lastStep = { gradNorm, lr };
+    this.#reporters?.step(this.globalStep, loss);
+    return loss;
   }
 
   #lastStep = { gradNorm: Number.NaN, lr: Number.NaN };
@@ -340,15 +403,20 @@ export class Trainer {
   // Plain counters that trainer_state.json also shows, restored from the same file as the rest.
   #counters(): { stateDict(): unknown; loadStateDict(state: never): void } {
     return {
-      stateDict: () => ({ numTokens: this.numTokens, lossSum: this.#lossSum }),
-      loadStateDict: (state: { numTokens: number; lossSum: number }) => {
+      stateDict: () => ({ numTokens: this.numTokens, lossSum: this.#lossSum, generation: this.#generation }),
+      loadStateDict: (state: {
+        numTokens: number;
+        lossSum: number;
+        generation?: { stepsDone: number; state: unknown };
+      }) => {
         if (typeof state?.numTokens !== 'number' || typeof state.lossSum !== 'number') {
           throw new TypeError(
-            `trainer counters: expected { numTokens, lossSum } but received ${JSON.stringify(state)}`,
+            `trainer counters: expected { numTokens, lossSum } but received ${JSON.stringify(state)?.slice(0, 200)}`,
           );
         }
         this.numTokens = state.numTokens;
         this.#lossSum = state.lossSum;
+        this.#generation = state.generation ?? { stepsDone: 0, state: null };
       },
     };
   }

@@ -37,12 +37,12 @@ export interface ScoredGeneration {
   table: CompletionRow[];
 }
 
-export interface CompletionRow {
+export type CompletionRow = {
   prompt: string;
   completion: string;
   rewards: Record<string, number>;
   advantage: number;
-}
+};
 
 export interface GenerationContext {
   model: CausalLM;

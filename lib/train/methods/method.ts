@@ -16,7 +16,7 @@ export interface MicroBatch {
 }
 
 export interface TrainingMethod<B extends MicroBatch = MicroBatch> {
-  readonly name: 'sft' | 'dpo' | 'kto';
+  readonly name: 'sft' | 'dpo' | 'kto' | 'grpo';
   /** Records → processor → model inputs. Images are already decoded (the loader's prefetch). */
   collate(records: ReadonlyArray<DecodedRecord<DataRecord>>): Promise<B>;
   /** Forward and loss of one micro-batch; `normalisers` are the accumulated batch's divisors. */
@@ -25,6 +25,36 @@ export interface TrainingMethod<B extends MicroBatch = MicroBatch> {
   precompute?(batch: B): number;
   /** Training state that must survive a resume (a loss's running moments), by name. */
   readonly stateful: Record<string, { stateDict(): unknown; loadStateDict(state: never): void }>;
+  /** Online methods (GRPO): the loader yields one generation's prompts at a time; see RolloutPlan. */
+  readonly rollouts?: RolloutPlan<B>;
+}
+
+/**
+ * How an online method feeds the loop: each batch the loader reads is one generation's prompts,
+ * which the method samples completions for, scores and cuts into the micro-batches of several
+ * optimizer steps (TRL's steps_per_generation x num_iterations).
+ */
+export interface RolloutPlan<B extends MicroBatch> {
+  /** Prompts per generation: the loader's batch size. */
+  readonly promptsPerGeneration: number;
+  /** Optimizer steps each generation feeds. */
+  readonly stepsPerGeneration: number;
+  generate(records: ReadonlyArray<DecodedRecord<DataRecord>>, step: number): Promise<Generation<B>>;
+  /** The same generation again from `Generation.state()` (a resume inside its steps): no sampling. */
+  restore(records: ReadonlyArray<DecodedRecord<DataRecord>>, state: unknown): Promise<Generation<B>>;
+}
+
+export interface Generation<B extends MicroBatch> {
+  /** Per optimizer step, its window of micro-batches. */
+  readonly windows: B[][];
+  /** Metrics logged once per generation (rewards, completion lengths), TRL's names. */
+  readonly metrics: Record<string, number>;
+  /** Sampled completions for log_completions. */
+  readonly table: ReadonlyArray<Record<string, unknown>>;
+  /** Plain data that `restore` rebuilds the generation from. */
+  state(): unknown;
+  /** Frees the micro-batches' tensors once the generation's steps are done. */
+  release(): void;
 }
 
 /** The divisors of a window of micro-batches: each count summed. */
