@@ -27,6 +27,7 @@ import {
 } from './reference.js';
 import { resolveRewards, type RewardSpec } from '../rewards/index.js';
 import type { GrpoConfig } from './grpo/config.js';
+import type { Sampler } from './grpo/generation.js';
 import { GrpoMethod } from './grpo/method.js';
 import { applyPrecision } from './precision.js';
 import { Trainer } from './trainer.js';
@@ -38,6 +39,8 @@ export interface TrainerInit {
   args: SftConfig | DpoConfig | KtoConfig | GrpoConfig;
   /** grpo: reward functions (TRL's signature) or registered names; default: args.rewardFuncs by name. */
   rewards?: readonly RewardSpec[];
+  /** grpo: where completions come from; default: the shared-prefill rollout. */
+  sampler?: Sampler;
   /** The policy; with PEFT, adapters already injected (`adapter` is their LoraModel). */
   model: CausalLM;
   processor: Processor;
@@ -114,6 +117,7 @@ function methodOf(init: TrainerInit, cache: ReferenceCache | null): TrainingMeth
         rewards: resolveRewards(init.rewards ?? config.rewardFuncs),
         reference: config.beta > 0 ? referenceOf(init) : null,
         ignoreIndex: -100,
+        ...(init.sampler ? { sampler: init.sampler } : {}),
       }) as unknown as TrainingMethod;
     }
   }

@@ -52,8 +52,15 @@ export const GrpoFields = z.strictObject({
     .transform((s) => (s === true ? 'group' : s === false ? 'none' : s)),
   multiObjectiveAggregation: z.enum(['sum_then_normalize', 'normalize_then_sum']).default('sum_then_normalize'),
   maskTruncatedCompletions: z.boolean().default(false),
-  /** Reward functions by registered name (lib/rewards); the TypeScript API also takes functions. */
-  rewardFuncs: z.array(z.string().min(1)).default([]),
+  /** Reward functions by registered name, or {name, options} (lib/rewards); the TypeScript API also takes functions. */
+  rewardFuncs: z
+    .array(
+      z.union([
+        z.string().min(1),
+        z.strictObject({ name: z.string().min(1), options: z.record(z.string(), z.unknown()).default({}) }),
+      ]),
+    )
+    .default([]),
   /** One per reward function; null: all 1. */
   rewardWeights: z.array(z.number()).nullable().default(null),
   /** Sampled completions to the completions jsonl and TensorBoard text at each log. */

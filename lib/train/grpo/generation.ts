@@ -65,17 +65,24 @@ export interface GenerationContext {
   onRewardFailure?: (failure: RewardFailure) => void;
 }
 
+/** Where completions come from: the shared-prefill rollout, or another engine (or a test's fixed ones). */
+export type Sampler = (
+  ctx: GenerationContext,
+  prompts: readonly EncodedPrompt[],
+) => SampledCompletion[] | Promise<SampledCompletion[]>;
+
 /** Samples, scores and ranks the completions of `prompts` (the caller keeps and disposes the prompts). */
 export async function sampleAndScore(
   ctx: GenerationContext,
   prompts: readonly EncodedPrompt[],
+  sampler: Sampler = sample,
 ): Promise<ScoredGeneration> {
-  const completions = sample(ctx, prompts);
+  const completions = await sampler(ctx, prompts);
   return scoreGeneration(ctx, prompts, completions);
 }
 
 // The rollout runs without dropout: sampling draws from the policy itself, not a dropped-out copy.
-function sample(ctx: GenerationContext, prompts: readonly EncodedPrompt[]): SampledCompletion[] {
+export function sample(ctx: GenerationContext, prompts: readonly EncodedPrompt[]): SampledCompletion[] {
   const { model, processor, config } = ctx;
   const inputs = rolloutInputs(processor, prompts);
   const training = model.training;

@@ -16,7 +16,7 @@ import { groupForward } from '../group_forward.js';
 import type { Generation, RolloutPlan, TrainingMethod } from '../methods/method.js';
 import type { ReferencePolicy } from '../reference.js';
 import type { GrpoConfig } from './config.js';
-import { sampleAndScore, type ScoredGeneration } from './generation.js';
+import { sampleAndScore, type Sampler, type ScoredGeneration } from './generation.js';
 import { microBatches, type GrpoMicroBatch } from './micro_batches.js';
 import { disposePrompts, encodePrompts, type EncodedPrompt } from './prompts.js';
 
@@ -30,6 +30,8 @@ export interface GrpoMethodOptions {
   ignoreIndex: number;
   /** A reward that throws or returns NaN (scored 0; the step goes on). Default: a line on stderr. */
   onRewardFailure?: (failure: RewardFailure) => void;
+  /** Completions from elsewhere (an external engine, fixed ones); default: the shared-prefill rollout. */
+  sampler?: Sampler;
 }
 
 export class GrpoMethod implements TrainingMethod<GrpoMicroBatch> {
@@ -105,6 +107,7 @@ export class GrpoMethod implements TrainingMethod<GrpoMicroBatch> {
           onRewardFailure: this.#options.onRewardFailure ?? reportFailure,
         },
         prompts,
+        this.#options.sampler,
       );
       return this.#build(prompts, scored);
     } catch (error) {
