@@ -10,6 +10,7 @@ import type { CausalLM } from '../models/causal_lm.js';
 import { fromPretrained as loadProcessor, type ProcessorOptions } from '../processing/index.js';
 import type { QuantizationOptions } from '../quant/index.js';
 import type { DpoConfig } from '../train/config.js';
+import type { GrpoConfig } from '../train/grpo/config.js';
 import { createTrainer } from '../train/create.js';
 import { applyFreezing } from '../train/freeze.js';
 import type { Trainer } from '../train/trainer.js';
@@ -47,7 +48,7 @@ export function withTileDefault(
   block: Record<string, unknown>,
   processor: Recipe['processor'],
 ): Record<string, unknown> {
-  const tiled = block.format === 'mmpr' || block.format === 'internvl_sft';
+  const tiled = block.format === 'mmpr' || block.format === 'internvl_sft' || block.format === 'verl';
   const own = 'max_dynamic_patch' in block || 'maxDynamicPatch' in block;
   if (!tiled || own || processor.maxDynamicPatch === undefined) return block;
   const key = Object.keys(block).some((k) => k.includes('_')) ? 'max_dynamic_patch' : 'maxDynamicPatch';
@@ -90,7 +91,9 @@ export async function buildTrainer(recipe: Recipe): Promise<Trainer> {
 // A given reference checkpoint; else for a full fine-tune of dpo / kto without precomputed
 // log-probs, a frozen second copy of the policy's checkpoint; with adapters none (they are disabled).
 async function referenceOf(recipe: Recipe, withAdapter: boolean): Promise<CausalLM | null> {
-  const args = recipe.args as Partial<DpoConfig>;
+  const args = recipe.args as Partial<DpoConfig & GrpoConfig>;
+  // GRPO's KL term needs a reference only when beta > 0 (TRL loads none otherwise).
+  if (recipe.trainer === 'grpo' && (args.beta === 0 || withAdapter)) return null;
   let dir = recipe.refModelNameOrPath;
   if (dir === null && recipe.trainer !== 'sft' && !withAdapter && args.precomputeRefLogProbs !== true) {
     dir = recipe.modelNameOrPath;

@@ -7,10 +7,10 @@ import { loadAdapter } from '../adapters/index.js';
 import { fromPretrained, savePretrained } from '../models/pretrained.js';
 import { copyProcessorFiles } from '../train/processor_files.js';
 import { camelToSnake } from '../util/case.js';
-import { loadRecipe, recipeSchema } from './recipe.js';
+import { loadRecipe, RECIPE_TRAINERS, recipeSchema, type RecipeTrainer } from './recipe.js';
 
 /** "  key (default: value)" for each field of a method's recipe, from the zod schema. */
-export function recipeKeysHelp(method: 'sft' | 'dpo' | 'kto'): string {
+export function recipeKeysHelp(method: RecipeTrainer): string {
   const shape = recipeSchema(method).shape as Record<
     string,
     { safeParse(v: unknown): { success: boolean; data?: unknown } }
@@ -56,7 +56,7 @@ export function program(): Command {
     .helpOption('-h, --help')
     .addHelpText(
       'after',
-      ['sft', 'dpo', 'kto'].map((m) => `\nRecipe keys for trainer: ${m}\n${recipeKeysHelp(m as 'dpo')}`).join('\n'),
+      RECIPE_TRAINERS.map((m) => `\nRecipe keys for trainer: ${m}\n${recipeKeysHelp(m)}`).join('\n'),
     )
     .action(async (file: string, _options: unknown, command: Command) => {
       await train(file, command.args.slice(1));

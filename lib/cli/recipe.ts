@@ -6,6 +6,7 @@ import { isMap, LineCounter, parseDocument, parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { LoraConfigSchema, type LoraConfig } from '../adapters/config.js';
 import { CONFIG_FIELDS, CONFIG_SCHEMAS, type DpoConfig, type KtoConfig, type SftConfig } from '../train/config.js';
+import { GrpoConfigSchema, GrpoFields, type GrpoConfig } from '../train/grpo/config.js';
 import { camelToSnake, snakeToCamel, toCamelKeys } from '../util/case.js';
 import { parseDatasetSpec } from '../data/open.js';
 import { ConfigError, parseConfig, type ConfigProblem } from '../util/config_error.js';
@@ -37,7 +38,7 @@ export const ProcessorBlockSchema = z.strictObject({
 
 // The recipe's own keys; every other top-level key belongs to the trainer's config.
 const RECIPE_FIELDS = {
-  trainer: z.enum(['sft', 'dpo', 'kto']),
+  trainer: z.enum(['sft', 'dpo', 'kto', 'grpo']),
   modelNameOrPath: z.string().min(1),
   refModelNameOrPath: z.string().nullable().default(null),
   torchDtype: z.enum(['float32', 'bfloat16', 'float64']).default('float32'),
@@ -52,14 +53,21 @@ const RECIPE_FIELDS = {
 
 const RecipeHead = z.looseObject({ trainer: RECIPE_FIELDS.trainer });
 
+/** The trainers a recipe can name. */
+export type RecipeTrainer = z.output<typeof RECIPE_FIELDS.trainer>;
+export const RECIPE_TRAINERS: readonly RecipeTrainer[] = RECIPE_FIELDS.trainer.options;
+
+const FIELDS = { ...CONFIG_FIELDS, grpo: GrpoFields };
+const SCHEMAS = { ...CONFIG_SCHEMAS, grpo: GrpoConfigSchema };
+
 /** The full schema of a recipe for one method: the recipe keys and the method's config keys, flat. */
-export function recipeSchema(method: 'sft' | 'dpo' | 'kto') {
-  return z.strictObject({ ...RECIPE_FIELDS, ...CONFIG_FIELDS[method].shape });
+export function recipeSchema(method: RecipeTrainer) {
+  return z.strictObject({ ...RECIPE_FIELDS, ...FIELDS[method].shape });
 }
 
 export interface Recipe {
   file: string;
-  trainer: 'sft' | 'dpo' | 'kto';
+  trainer: RecipeTrainer;
   modelNameOrPath: string;
   refModelNameOrPath: string | null;
   torchDtype: 'float32' | 'bfloat16' | 'float64';
@@ -68,7 +76,7 @@ export interface Recipe {
   peft: LoraConfig | null;
   quantization: z.output<typeof QuantizationBlockSchema> | null;
   processor: z.output<typeof ProcessorBlockSchema>;
-  args: SftConfig | DpoConfig | KtoConfig;
+  args: SftConfig | DpoConfig | KtoConfig | GrpoConfig;
 }
 
 const RECIPE_KEYS = new Set(Object.keys(RECIPE_FIELDS));
@@ -80,7 +88,8 @@ export function loadRecipe(file: string, overrides: readonly string[] = []): Rec
   const raw = readYaml(file);
   const method = RecipeHead.safeParse({ ...raw, ...pairsOf(overrides, file) });
   if (!method.success) {
-    throw new ConfigError(file, [{ path: 'trainer', message: "expected one of 'sft', 'dpo', 'kto'" }]);
+    const names = RECIPE_TRAINERS.map((t) => `'${t}'`).join(', ');
+    throw new ConfigError(file, [{ path: 'trainer', message: `expected one of ${names}` }]);
   }
   const schema = recipeSchema(method.data.trainer);
   const known = Object.keys(schema.shape).map(camelToSnake);
@@ -100,7 +109,7 @@ export function loadRecipe(file: string, overrides: readonly string[] = []): Rec
   const evalDataset = parsed.evalDataset === null ? null : withoutNulls(parsed.evalDataset);
   parseDatasetSpec(dataset, { source: file, root: 'dataset' });
   if (evalDataset !== null) parseDatasetSpec(evalDataset, { source: file, root: 'eval_dataset' });
-  const args = parseConfig(CONFIG_SCHEMAS[method.data.trainer], pick(camel, false), file, { keyCase: 'snake' });
+  const args = parseConfig(SCHEMAS[method.data.trainer], pick(camel, false), file, { keyCase: 'snake' });
   return {
     file,
     trainer: parsed.trainer,
