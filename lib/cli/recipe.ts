@@ -11,6 +11,7 @@ import { camelToSnake, snakeToCamel, toCamelKeys } from '../util/case.js';
 import { parseDatasetSpec } from '../data/open.js';
 import { ConfigError, parseConfig, type ConfigProblem } from '../util/config_error.js';
 import { didYouMean } from '../util/nearest.js';
+import { fromVerlNames } from './verl_names.js';
 
 /** BitsAndBytesConfig's names and defaults (fp4, no double quantisation; QLoRA recipes set nf4 + double). */
 export const QuantizationBlockSchema = z.strictObject({
@@ -85,7 +86,7 @@ const VERBATIM = ['rank_pattern', 'alpha_pattern', 'dataset', 'eval_dataset'];
 
 /** Reads `file`, applies `overrides` (['--key', 'value', ...] or ['--key=value']), checks it all. */
 export function loadRecipe(file: string, overrides: readonly string[] = []): Recipe {
-  const raw = readYaml(file);
+  const raw = withVerlNames(readYaml(file), file);
   const method = RecipeHead.safeParse({ ...raw, ...pairsOf(overrides, file) });
   if (!method.success) {
     const names = RECIPE_TRAINERS.map((t) => `'${t}'`).join(', ');
@@ -132,6 +133,24 @@ export function loadRecipe(file: string, overrides: readonly string[] = []): Rec
           : args.resumeFromCheckpoint,
     },
   };
+}
+
+// A grpo recipe's `verl:` block becomes the TRL keys it means; a key set both ways is an error.
+function withVerlNames(raw: Record<string, unknown>, file: string): Record<string, unknown> {
+  if (!('verl' in raw)) return raw;
+  const { verl, ...rest } = raw;
+  if (rest.trainer !== 'grpo') {
+    throw new ConfigError(file, [{ path: 'verl', message: 'verl settings map onto trainer: grpo only' }]);
+  }
+  const mapped = fromVerlNames(verl, file);
+  const both = Object.keys(mapped).filter((key) => key in rest);
+  if (both.length > 0) {
+    throw new ConfigError(
+      file,
+      both.map((key) => ({ path: key, message: 'set both here and through the verl block; keep one' })),
+    );
+  }
+  return { ...rest, ...mapped };
 }
 
 // In a dataset block `image_root: null` (the recipe layout's placeholder) means the key is absent.
