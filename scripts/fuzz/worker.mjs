@@ -18,8 +18,10 @@ for (const event of ['uncaughtException', 'unhandledRejection']) {
 
 process.on('message', async ({ id, seed, surface, index }) => {
   const dir = path.join(scratch, `case-${index}`);
+  // The case's folder stays until the worker is recycled: a read the library left in flight after
+  // the case returned must not fail because the harness deleted its file (that would make a run's
+  // outcome depend on timing; such reads are reported separately).
   const report = await runCase({ seed, surface, index, corpus, dir }, (what) => process.send({ id, started: what }));
-  fs.rmSync(dir, { recursive: true, force: true });
   process.send({ id, ...report });
 });
 process.send({ ready: true });
