@@ -107,9 +107,6 @@ function methodOf(init: TrainerInit, cache: ReferenceCache | null): TrainingMeth
       return new KtoMethod({ ...common, loss: args as KtoConfig, reference: referenceOf(init), cache });
     case 'grpo': {
       const config = init.args as GrpoConfig;
-      if (init.evalDataset) {
-        throw new TypeError('grpo: in-loop evaluation (eval_dataset) is not built yet; leave eval_dataset out');
-      }
       return new GrpoMethod({
         model,
         processor,

@@ -319,6 +319,14 @@ export class Trainer {
     let totals: MetricTotals = { sums: {}, counts: {} };
     try {
       for await (const loaded of loader.epoch(0)) {
+        const plan = this.method.rollouts;
+        if (plan !== undefined) {
+          // An online method's validation: sampled completions scored by the rewards, no loss.
+          totals = mergeMetricTotals(totals, await plan.evaluate(loaded.records));
+          batches += 1;
+          samples += loaded.records.length;
+          continue;
+        }
         const batch = await this.method.collate(loaded.records);
         try {
           const result = torch.noGrad(() => this.method.loss(batch, batch.counts, 'eval'));
@@ -335,7 +343,9 @@ export class Trainer {
       model.train(training);
     }
     const seconds = (Date.now() - started) / 1000;
-    const metrics: Record<string, number> = { loss: lossSum / Math.max(batches, 1), ...metricMeans(totals) };
+    const loss: Record<string, number> =
+      this.method.rollouts === undefined ? { loss: lossSum / Math.max(batches, 1) } : {};
+    const metrics: Record<string, number> = { ...loss, ...metricMeans(totals) };
     const entry: Record<string, number> = Object.fromEntries(Object.entries(metrics).map(([k, v]) => [`eval_${k}`, v]));
     Object.assign(entry, {
       eval_runtime: seconds,

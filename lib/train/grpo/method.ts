@@ -6,7 +6,7 @@
 // last use, else the current policy's, detached (ratio 1, as TRL); the reference's (beta > 0) are
 // computed once per generation.
 import * as torch from '../../torch/index.js';
-import { GrpoLoss, tokenLogps, type LossNormalisers, type LossResult } from '../../losses/index.js';
+import { GrpoLoss, tokenLogps, type LossNormalisers, type LossResult, type MetricTotals } from '../../losses/index.js';
 import type { CausalLM } from '../../models/index.js';
 import type { Processor } from '../../processing/index.js';
 import type { DecodedRecord } from '../../data/images.js';
@@ -19,6 +19,7 @@ import type { GrpoConfig } from './config.js';
 import { sampleAndScore, type Sampler, type ScoredGeneration } from './generation.js';
 import { microBatches, type GrpoMicroBatch } from './micro_batches.js';
 import { disposePrompts, encodePrompts, type EncodedPrompt } from './prompts.js';
+import { validationTotals } from './validation.js';
 
 export interface GrpoMethodOptions {
   model: CausalLM;
@@ -64,6 +65,7 @@ export class GrpoMethod implements TrainingMethod<GrpoMicroBatch> {
       stepsPerGeneration: (c.numIterations * c.stepsPerGeneration) / c.gradientAccumulationSteps,
       generate: (records, step) => this.#generate(records, step),
       restore: (records, state) => this.#restore(records, state),
+      evaluate: (records) => this.#evaluate(records),
     };
   }
 
@@ -124,6 +126,29 @@ export class GrpoMethod implements TrainingMethod<GrpoMicroBatch> {
     const scored = checkState(state, records.length * config.numGenerations);
     const prompts = await encodePrompts(processor, promptRecords(records), config.maxPromptLength);
     return this.#build(prompts, scored);
+  }
+
+  // numGenerationsEval completions per prompt with the training sampling settings, scored (no loss).
+  async #evaluate(records: ReadonlyArray<DecodedRecord<DataRecord>>): Promise<MetricTotals> {
+    const { model, processor, config, rewards } = this.#options;
+    const prompts = await encodePrompts(processor, promptRecords(records), config.maxPromptLength);
+    try {
+      const numGenerations = config.numGenerationsEval ?? config.numGenerations;
+      return await validationTotals(
+        {
+          model,
+          processor,
+          config: { ...config, numGenerations },
+          rewards,
+          ...(config.rewardWeights === null ? {} : { rewardWeights: config.rewardWeights }),
+          onRewardFailure: this.#options.onRewardFailure ?? reportFailure,
+        },
+        prompts,
+        this.#options.sampler,
+      );
+    } finally {
+      disposePrompts(prompts);
+    }
   }
 
   // Micro-batches (reference log-probs filled when beta > 0) and the optimizer steps' windows: the

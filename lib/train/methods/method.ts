@@ -1,7 +1,7 @@
 // What the one training loop asks of a method (SFT, DPO / MPO, KTO): turn decoded records into a
 // micro-batch, say what its loss divides by, and compute its loss. The loop owns everything else:
 // accumulation, clipping, the optimizer, logging, evaluation and checkpoints.
-import type { LossNormalisers, LossResult } from '../../losses/index.js';
+import type { LossNormalisers, LossResult, MetricTotals } from '../../losses/index.js';
 import type { DataRecord } from '../../data/index.js';
 import type { DecodedRecord } from '../../data/images.js';
 
@@ -42,6 +42,8 @@ export interface RolloutPlan<B extends MicroBatch> {
   generate(records: ReadonlyArray<DecodedRecord<DataRecord>>, step: number): Promise<Generation<B>>;
   /** The same generation again from `Generation.state()` (a resume inside its steps): no sampling. */
   restore(records: ReadonlyArray<DecodedRecord<DataRecord>>, state: unknown): Promise<Generation<B>>;
+  /** Validation metrics (sums and counts) of a batch of evaluation prompts. */
+  evaluate(records: ReadonlyArray<DecodedRecord<DataRecord>>): Promise<MetricTotals>;
 }
 
 export interface Generation<B extends MicroBatch> {
