@@ -1,19 +1,10 @@
-// One sequence per preference pair: [prompt, chosen completion, rejected completion]. TRL and
-// InternVL run chosen and rejected as separate rows with duplicated pixel values, so the vision
-// tower and the whole prompt run twice; packed, they run once. The model then needs a mask in which
-// rejected tokens see the prompt but not the chosen tokens, and positions that restart at the
-// prompt's end for the rejected part (lib/train/pair_forward.ts builds both from what is here).
-// Layout per pair i (row i of the packed batch, padded on the processor's side, `offset[i]` pad
-// tokens first when that side is left):
-//
-//   tokens   | prompt (p)          | chosen (c)          | rejected (r)        |
-//   segment  | 1 ...             1 | 2 ...             2 | 3 ...             3 |  (0 on padding)
-//   position | 0 ...         p - 1 | p ...     p + c - 1 | p ...     p + r - 1 |  (1 on padding, as HF)
-//
-// The losses take 2P virtual rows of width W (PreferenceBatch: P chosen, then P rejected): column 0
-// of a row is the hidden state of the pair's last prompt token, column j > 0 that of the row's
-// completion token j - 1; targets[row, j] is the completion's label j (what that position predicts).
-// The hidden state of a completion's last token predicts nothing, so W = the longest completion.
+// One sequence per preference pair: [prompt, chosen completion, rejected completion], the packed
+// group of two completions of lib/data/pack_groups.ts (its layout comment shows the segments and
+// positions). TRL and InternVL run chosen and rejected as separate rows with duplicated pixel
+// values, so the vision tower and the whole prompt run twice; packed, they run once. Here: the
+// pairs split out of the processor's chosen and rejected batches (a row's prompt is its tokens
+// before the first labelled one; both prompts must match), keep_start truncation, and the 2P
+// virtual rows PreferenceLoss takes (P chosen, then P rejected).
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { InternVLProcessor, type Processor } from '../processing/index.js';

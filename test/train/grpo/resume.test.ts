@@ -6,15 +6,14 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { models, processing, tiny } from '../../../lib/index.js';
-import type { PromptRecord, RecordDataset } from '../../../lib/data/records.js';
+import type { PromptRecord } from '../../../lib/data/records.js';
 import type { RewardBatch } from '../../../lib/rewards/index.js';
 import { createTrainer } from '../../../lib/train/create.js';
 import { grpoConfig, type GrpoConfigInput } from '../../../lib/train/grpo/config.js';
 import { readMetricsLog } from '../../../lib/train/metrics_log.js';
-import { randomImage, userTurn } from '../../processing/chats.js';
+import { pngOf, promptDataset, promptRecord } from './prompts_fixture.js';
 
 const root = mkdtempSync(join(tmpdir(), 'vlalign-grpo-resume-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -28,35 +27,15 @@ let records: PromptRecord[];
 beforeAll(async () => {
   checkpoint = join(root, 'qwen2_vl');
   await tiny.writeTinyCheckpoint(checkpoint, 'qwen2_vl', { seed: 2 });
-  const png = async (seed: number) => {
-    const image = randomImage(56, 56, seed);
-    const raw = { raw: { width: 56, height: 56, channels: 3 as const } };
-    return new Uint8Array(await sharp(Buffer.from(image.data), raw).png().toBuffer());
-  };
-  const record = async (id: string, q: string, image: number | null): Promise<PromptRecord> => ({
-    kind: 'prompt',
-    id,
-    prompt: userTurn(q, image === null ? 0 : 1),
-    images: image === null ? [] : [await png(image)],
-    columns: {},
-    source: { file: `${id}.jsonl` },
-  });
   records = [
-    await record('a', 'Where is it?', 1),
-    await record('b', 'Say two words.', null),
-    await record('c', 'What colour?', 3),
-    await record('d', 'Count.', null),
+    promptRecord('a', 'Where is it?', await pngOf(1)),
+    promptRecord('b', 'Say two words.'),
+    promptRecord('c', 'What colour?', await pngOf(3)),
+    promptRecord('d', 'Count.'),
   ];
 }, 120_000);
 
-function dataset(): RecordDataset<PromptRecord> {
-  return {
-    length: records.length,
-    get: async (i) => records[i],
-    badRows: { count: 0, examples: [] },
-    skipBadRows: false,
-  } as RecordDataset<PromptRecord>;
-}
+const dataset = () => promptDataset(records);
 
 async function run(outputDir: string, extra: Partial<GrpoConfigInput> = {}) {
   const args = grpoConfig({
@@ -88,8 +67,7 @@ async function run(outputDir: string, extra: Partial<GrpoConfigInput> = {}) {
   model.dispose();
 }
 
-const steps = (dir: string) =>
-  readMetricsLog(join(dir, 'metrics.jsonl')).filter((e) => typeof e.loss === 'number');
+const steps = (dir: string) => readMetricsLog(join(dir, 'metrics.jsonl')).filter((e) => typeof e.loss === 'number');
 
 describe('GRPO resume', () => {
   it('from inside a generation and from between generations, the run continues identically', async () => {

@@ -10,17 +10,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { models, processing, tiny, torch } from '../../../lib/index.js';
 import type { Tensor } from '../../../lib/torch/index.js';
-import type { PromptRecord, RecordDataset } from '../../../lib/data/records.js';
 import type { RewardBatch } from '../../../lib/rewards/index.js';
 import { createTrainer } from '../../../lib/train/create.js';
 import { grpoConfig } from '../../../lib/train/grpo/config.js';
-import type { SampledCompletion } from '../../../lib/train/grpo/generation.js';
 import { readMetricsLog } from '../../../lib/train/metrics_log.js';
-import { randomImage, userTurn } from '../../processing/chats.js';
+import { randomImage } from '../../processing/chats.js';
+import { fixedSampler, pngOf, promptDataset, promptRecord } from './prompts_fixture.js';
 
 const root = mkdtempSync(join(tmpdir(), 'vlalign-grpo-trainer-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -37,24 +35,8 @@ const COMPLETIONS: Record<string, number[][]> = {
 };
 const reward = (batch: RewardBatch) => batch.completionIds!.map((ids) => ids.length / 10 + (ids[0]! % 3));
 
-async function dataset(): Promise<RecordDataset<PromptRecord>> {
-  const image = randomImage(56, 56, 4);
-  const png = new Uint8Array(
-    await sharp(Buffer.from(image.data), { raw: { width: 56, height: 56, channels: 3 } })
-      .png()
-      .toBuffer(),
-  );
-  const records: PromptRecord[] = [
-    { kind: 'prompt', id: 'a', prompt: userTurn('Where is it?', 1), images: [png], columns: {}, source: { file: 'a' } },
-    { kind: 'prompt', id: 'b', prompt: userTurn('Say two words.', 0), images: [], columns: {}, source: { file: 'b' } },
-  ];
-  return {
-    length: records.length,
-    get: async (i) => records[i],
-    badRows: { count: 0, examples: [] },
-    skipBadRows: false,
-  } as RecordDataset<PromptRecord>;
-}
+const dataset = async () =>
+  promptDataset([promptRecord('a', 'Where is it?', await pngOf(4)), promptRecord('b', 'Say two words.')]);
 
 describe('GrpoMethod through the trainer', () => {
   let dir: string;
@@ -82,15 +64,7 @@ describe('GrpoMethod through the trainer', () => {
       loggingSteps: 1,
       gradientCheckpointing: false,
     });
-    const sampler = (_: unknown, prompts: ReadonlyArray<{ record: PromptRecord }>): SampledCompletion[] =>
-      prompts.flatMap((p, prompt) =>
-        COMPLETIONS[p.record.id]!.map((tokens) => ({
-          prompt,
-          tokens,
-          logprobs: tokens.map(() => 0),
-          truncated: false,
-        })),
-      );
+    const sampler = fixedSampler(COMPLETIONS);
     const trainer = createTrainer({
       method: 'grpo',
       args,

@@ -6,13 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { models, processing, tiny } from '../../../lib/index.js';
-import type { PromptRecord, RecordDataset } from '../../../lib/data/records.js';
 import type { RewardBatch } from '../../../lib/rewards/index.js';
 import { createTrainer } from '../../../lib/train/create.js';
 import { grpoConfig } from '../../../lib/train/grpo/config.js';
-import type { SampledCompletion } from '../../../lib/train/grpo/generation.js';
 import { answerOf } from '../../../lib/train/grpo/validation.js';
-import { userTurn } from '../../processing/chats.js';
+import { fixedSampler, promptDataset, promptRecord } from './prompts_fixture.js';
 
 const root = mkdtempSync(join(tmpdir(), 'vlalign-grpo-val-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -41,26 +39,12 @@ describe('GRPO evaluate', () => {
     // Prompt 0 (geo): ids 100, 101, 100 → rewards 1, 0, 1; answers (texts) agree 2 to 1 on id 100.
     // Prompt 1 (chart): ids 103, 102, 105 → rewards 0, 1, 0; three answers, a tie: the first (0).
     const plan: Record<string, number[]> = { p0: [0, 1, 0], p1: [3, 2, 5] };
-    const sampler = (_: unknown, prompts: ReadonlyArray<{ record: PromptRecord }>): SampledCompletion[] =>
-      prompts.flatMap((p, prompt) =>
-        plan[p.record.id]!.map((k) => ({ prompt, tokens: ids(k), logprobs: [0], truncated: false })),
-      );
+    const sampler = fixedSampler(Object.fromEntries(Object.entries(plan).map(([id, ks]) => [id, ks.map(ids)])));
     const reward = (batch: RewardBatch) => batch.completionIds!.map((c) => (c[0]! % 2 === 0 ? 1 : 0));
-    const record = (id: string, source: string): PromptRecord => ({
-      kind: 'prompt',
-      id,
-      prompt: userTurn(`question ${id}`, 0),
-      images: [],
-      columns: { data_source: source },
-      source: { file: id },
-    });
-    const records = [record('p0', 'geo'), record('p1', 'chart')];
-    const dataset = {
-      length: 2,
-      get: async (i: number) => records[i],
-      badRows: { count: 0, examples: [] },
-      skipBadRows: false,
-    } as RecordDataset<PromptRecord>;
+    const dataset = promptDataset([
+      promptRecord('p0', 'question p0', null, { data_source: 'geo' }),
+      promptRecord('p1', 'question p1', null, { data_source: 'chart' }),
+    ]);
     const trainer = createTrainer({
       method: 'grpo',
       args: grpoConfig({
