@@ -7,11 +7,16 @@
 // so every question has a true answer: `chosen` is right and `rejected` is wrong.
 // Data: mmpr/ (InternVL meta.json + jsonl), rlaif-v/ (HF parquet shards, images as {bytes, path}
 // structs, one shard snappy and one zstd), vlrlhf/ (plain_dpo.json, vlquery.json, images/), kto/
-// (TRL unpaired jsonl), sft/ (TRL messages jsonl), internvl_sft/ (InternVL SFT jsonl).
+// (TRL unpaired jsonl), sft/ (TRL messages jsonl), internvl_sft/ (InternVL SFT jsonl); for the GRPO
+// recipes, virft_detection/ and virft_classification/ (ViRFT's `save_to_disk` DatasetDicts: Arrow IPC
+// stream of {image, problem, solution}) and mmpr_tiny/ (verl RL parquet as InternVL3.5's MMPR-Tiny:
+// boxed-answer rows and the verl-internvl fork's grounding rows).
 // The same seed writes the same bytes.
+import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { Binary, Field, Struct, Table, tableToIPC, Utf8, vectorFromArray } from 'apache-arrow';
 import { parquetWriteFile } from 'hyparquet-writer';
 import sharp from 'sharp';
 import { tiny } from 'vlalign';
@@ -36,7 +41,20 @@ const SIZES = [
 ];
 const SCENES = 12;
 // Every folder this script owns under --out: rewritten whole on each run.
-const OWNED = ['qwen2_vl', 'qwen2_5_vl', 'internvl', 'mmpr', 'rlaif-v', 'vlrlhf', 'kto', 'sft', 'internvl_sft'];
+const OWNED = [
+  'qwen2_vl',
+  'qwen2_5_vl',
+  'internvl',
+  'mmpr',
+  'rlaif-v',
+  'vlrlhf',
+  'kto',
+  'sft',
+  'internvl_sft',
+  'virft_detection',
+  'virft_classification',
+  'mmpr_tiny',
+];
 
 /** mulberry32: a small seeded generator, so the scenes and wrong answers are the same on every run. */
 function seededRandom(seed) {
@@ -84,17 +102,28 @@ function inside(scene, x, y) {
   return Math.abs(u - s / 2) <= v / 2; // triangle, apex up
 }
 
-async function encodeScene(scene) {
-  const pixels = Buffer.alloc(scene.width * scene.height * 3);
-  const [fill, ground] = [COLOURS[scene.colour], BACKGROUNDS[scene.background]];
-  for (let y = 0; y < scene.height; y += 1) {
-    for (let x = 0; x < scene.width; x += 1) pixels.set(inside(scene, x, y) ? fill : ground, (y * scene.width + x) * 3);
+/** RGB pixels of a picture: each object (a scene's shape fields) painted over the background. */
+function paint(width, height, background, objects) {
+  const pixels = Buffer.alloc(width * height * 3);
+  const ground = BACKGROUNDS[background];
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      const hit = objects.find((object) => inside(object, x, y));
+      pixels.set(hit === undefined ? ground : COLOURS[hit.colour], (y * width + x) * 3);
+    }
   }
+  return pixels;
+}
+
+const asBytes = (buffer) => new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
+
+async function encodeScene(scene) {
+  const pixels = paint(scene.width, scene.height, scene.background, [scene]);
   const image = sharp(pixels, { raw: { width: scene.width, height: scene.height, channels: 3 } });
   const bytes = scene.name.endsWith('.png')
     ? await image.png().toBuffer()
     : await image.jpeg({ quality: 90 }).toBuffer();
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+  return asBytes(bytes);
 }
 
 function writeImages(folder, scenes, encoded) {
@@ -426,6 +455,295 @@ function writeInternVlSft(folder, scenes, encoded, random) {
   return { 'internvl_sft/train.jsonl': rows.length };
 }
 
+// --- ViRFT: HF save_to_disk DatasetDicts (Arrow IPC stream) ----------------------------------
+
+// ViRFT's detection prompt (its COCO / LVIS data): format instructions live in `problem`.
+const virftDetectionProblem = (category) =>
+  `Detect all objects belonging to the category '${category}' in the image, and provide the bounding boxes ` +
+  `(between 0 and 1000, integer) and confidence (between 0 and 1, with two decimal places).\n` +
+  `If no object belonging to the category '${category}' in the image, return 'No Objects'.\n` +
+  `Output the thinking process in <think> </think> and final answer in <answer> </answer> tags.` +
+  `The output answer format should be as follows:\n` +
+  `<think> ... </think> <answer>[{'Position': [x1, y1, x2, y2], 'Confidence': number}, ...]</answer>\n` +
+  'Please strictly follow the format.';
+
+// ViRFT's few-shot classification prompt (its aircraft one, about shapes).
+const VIRFT_CLASSIFICATION_PROBLEM =
+  'This is an image containing a shape. Please identify the type of the shape based on the image.\n' +
+  'Output the thinking process in <think> </think> and final answer in <answer> </answer> tags.' +
+  'The output answer format should be as follows:\n' +
+  '<think> ... </think> <answer>shape name</answer>\n' +
+  'Please strictly follow the format.';
+
+const DETECTION_SIZES = [
+  [96, 64],
+  [112, 64],
+  [80, 80],
+  [120, 72],
+];
+const DETECTION_IMAGES = 8;
+const SHOTS = 4; // few-shot classification: images per class
+
+/** A box in Qwen2-VL's thousandths of the image size, as ViRFT's solutions and the grounding data write it. */
+function thousandths(object, width, height) {
+  const { left, top, side } = object;
+  return [left / width, top / height, (left + side) / width, (top + side) / height].map((v) => Math.round(v * 1000));
+}
+
+/**
+ * Pictures of two or three shapes, one per column, and the question for the first one's shape: the
+ * true boxes are every object of that shape (every third picture repeats it, so some have two).
+ */
+function detectionScenes(random) {
+  return Array.from({ length: DETECTION_IMAGES }, (_, k) => {
+    const [width, height] = DETECTION_SIZES[k % DETECTION_SIZES.length];
+    const count = 2 + (k % 2);
+    const cell = Math.floor(width / count);
+    const objects = Array.from({ length: count }, (_, c) => {
+      const side = Math.floor((0.5 + 0.4 * random.next()) * Math.min(cell, height));
+      return {
+        shape: random.pick(SHAPES),
+        colour: random.pick(Object.keys(COLOURS)),
+        side,
+        left: c * cell + Math.floor(random.next() * (cell - side)),
+        top: Math.floor(random.next() * (height - side)),
+      };
+    });
+    if (k % 3 === 0) objects[count - 1].shape = objects[0].shape;
+    const category = objects[0].shape;
+    const boxes = objects.filter((o) => o.shape === category).map((o) => thousandths(o, width, height));
+    return { width, height, background: random.pick(Object.keys(BACKGROUNDS)), objects, category, boxes };
+  });
+}
+
+/** ViRFT's build_dataset notebook opens each picture with `.convert('RGBA')`, so `datasets` stores RGBA PNG bytes. */
+async function encodeRgba({ width, height, background, objects }) {
+  const pixels = paint(width, height, background, objects);
+  return asBytes(
+    await sharp(pixels, { raw: { width, height, channels: 3 } })
+      .ensureAlpha()
+      .png()
+      .toBuffer(),
+  );
+}
+
+/** Python's str() of ViRFT's solution list: `[{'Position': [x1, y1, x2, y2], 'Confidence': 1}, ...]`. */
+const virftSolution = (boxes) =>
+  `<answer>[${boxes.map((b) => `{'Position': [${b.join(', ')}], 'Confidence': 1}`).join(', ')}]</answer>`;
+
+async function virftDetectionRows(random) {
+  const rows = [];
+  for (const scene of detectionScenes(random)) {
+    rows.push({
+      image: { bytes: await encodeRgba(scene), path: null },
+      problem: virftDetectionProblem(scene.category),
+      solution: virftSolution(scene.boxes),
+    });
+  }
+  return rows;
+}
+
+async function virftClassificationRows(random) {
+  const rows = [];
+  for (let k = 0; k < SHOTS * SHAPES.length; k += 1) {
+    const [width, height] = random.pick(SIZES);
+    const side = Math.floor((0.5 + 0.3 * random.next()) * Math.min(width, height));
+    const object = {
+      shape: SHAPES[k % SHAPES.length],
+      colour: random.pick(Object.keys(COLOURS)),
+      side,
+      left: Math.floor(random.next() * (width - side)),
+      top: Math.floor(random.next() * (height - side)),
+    };
+    const scene = { width, height, background: random.pick(Object.keys(BACKGROUNDS)), objects: [object] };
+    rows.push({
+      image: { bytes: await encodeRgba(scene), path: null },
+      problem: VIRFT_CLASSIFICATION_PROBLEM,
+      solution: `<answer>${object.shape}</answer>`,
+    });
+  }
+  return rows;
+}
+
+// `datasets` features of ViRFT's columns: Image() and two Value('string').
+const VIRFT_FEATURES = { image: { _type: 'Image' }, problem: value('string'), solution: value('string') };
+
+/** An Arrow IPC stream as `datasets`' ArrowWriter writes it: one record batch, the features in the schema metadata. */
+function virftStream(rows) {
+  const image = new Struct([new Field('bytes', new Binary(), true), new Field('path', new Utf8(), true)]);
+  const table = new Table({
+    image: vectorFromArray(
+      rows.map((r) => r.image),
+      image,
+    ),
+    problem: vectorFromArray(
+      rows.map((r) => r.problem),
+      new Utf8(),
+    ),
+    solution: vectorFromArray(
+      rows.map((r) => r.solution),
+      new Utf8(),
+    ),
+  });
+  table.schema.metadata.set('huggingface', JSON.stringify({ info: { features: VIRFT_FEATURES } }));
+  return tableToIPC(table, 'stream');
+}
+
+/** `DatasetDict({'train': ...}).save_to_disk(folder)`: dataset_dict.json, train/{arrow shard, dataset_info.json, state.json}. */
+function writeSaveToDisk(folder, rows) {
+  const split = join(folder, 'train');
+  mkdirSync(split, { recursive: true });
+  const shard = 'data-00000-of-00001.arrow';
+  const stream = virftStream(rows);
+  writeFileSync(join(split, shard), stream);
+  writeJson(join(split, 'dataset_info.json'), {
+    citation: '',
+    description: '',
+    features: VIRFT_FEATURES,
+    homepage: '',
+    license: '',
+  });
+  writeJson(join(split, 'state.json'), {
+    _data_files: [{ filename: shard }],
+    _fingerprint: createHash('sha256').update(stream).digest('hex').slice(0, 16),
+    _format_columns: null,
+    _format_kwargs: {},
+    _format_type: null,
+    _output_all_columns: false,
+    _split: null,
+  });
+  writeFileSync(join(folder, 'dataset_dict.json'), JSON.stringify({ splits: ['train'] }));
+}
+
+async function writeVirft(out, random) {
+  const detection = await virftDetectionRows(random);
+  const classification = await virftClassificationRows(random);
+  writeSaveToDisk(join(out, 'virft_detection'), detection);
+  writeSaveToDisk(join(out, 'virft_classification'), classification);
+  return { 'virft_detection (train)': detection.length, 'virft_classification (train)': classification.length };
+}
+
+// --- MMPR-Tiny / verl RL parquet (InternVL3.5 GSPO) ---------------------------------------------
+
+// verl's geo3k preprocessor appends this to every problem; MMPR-Tiny's boxed questions carry the like.
+const GEO3K_INSTRUCTION =
+  'You FIRST think about the reasoning process as an internal monologue and then provide the final answer. ' +
+  'The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in \\boxed{}.';
+
+const CORNERS = { triangle: 3, square: 4, circle: 0 };
+
+// The layout pandas / pyarrow give verl's rows: prompt list<struct<content, role>>, images
+// list<struct<bytes, path>>, reward_model and extra_info structs, integers int64 (bigint to hyparquet-writer).
+// Schema subtrees (arrays of elements, depth first), so a struct counts its children, not their elements.
+const utf8 = (name) => [{ name, type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' }];
+const int64 = (name) => [{ name, type: 'INT64', repetition_type: 'OPTIONAL' }];
+const binary = (name) => [{ name, type: 'BYTE_ARRAY', repetition_type: 'OPTIONAL' }];
+const struct = (name, children) => [
+  { name, repetition_type: 'OPTIONAL', num_children: children.length },
+  ...children.flat(),
+];
+const list = (name, element) => [
+  { name, repetition_type: 'OPTIONAL', converted_type: 'LIST', num_children: 1 },
+  { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
+  ...element,
+];
+const verlSchema = (groundTruth, extraInfo) => [
+  { name: 'schema', num_children: 6 },
+  ...utf8('data_source'),
+  ...list('prompt', struct('element', [utf8('content'), utf8('role')])),
+  ...list('images', struct('element', [binary('bytes'), utf8('path')])),
+  ...utf8('ability'),
+  ...struct('reward_model', [groundTruth, utf8('style')]),
+  ...struct('extra_info', extraInfo),
+];
+const BOXED_SCHEMA = verlSchema(utf8('ground_truth'), [
+  utf8('answer'),
+  int64('index'),
+  utf8('question'),
+  utf8('split'),
+]);
+const GROUNDING_SCHEMA = verlSchema(list('ground_truth', int64('element')), [
+  int64('height'),
+  utf8('id'),
+  int64('index'),
+  utf8('question'),
+  utf8('split'),
+  int64('width'),
+]);
+
+/** A question with a boxed answer: the number of corners, or a multiple-choice letter (shape or colour). */
+function boxedQuestion(scene, k) {
+  if (k % 3 === 0)
+    return { question: 'How many corners does the shape in the picture have?', answer: String(CORNERS[scene.shape]) };
+  const [what, choices, truth] =
+    k % 3 === 1
+      ? ['Which shape is drawn in the picture?', SHAPES, scene.shape]
+      : ['What colour is the shape?', Object.keys(COLOURS).slice(0, 4).concat(scene.colour), scene.colour];
+  const options = [...new Set(choices)].sort();
+  const letters = options.map((_, i) => String.fromCharCode(65 + i));
+  const lines = options.map((o, i) => `${letters[i]}. ${o}`).join('\n');
+  return { question: `${what}\nOptions:\n${lines}`, answer: letters[options.indexOf(truth)] };
+}
+
+/** Rows 0-5 carry the image bytes (geo3k's parquet); 6-7 only an `images/...` path beside the parquet (MMPR-Tiny's). */
+function boxedRows(scenes, encoded) {
+  return scenes.slice(0, 8).map((scene, k) => {
+    const { question, answer } = boxedQuestion(scene, k);
+    const image =
+      k < 6 ? { bytes: encoded.get(scene.name), path: scene.name } : { bytes: null, path: `images/${scene.name}` };
+    return {
+      data_source: 'hiyouga/geometry3k',
+      prompt: [{ content: `<image>\n${question} ${GEO3K_INSTRUCTION}`, role: 'user' }],
+      images: [image],
+      ability: 'math',
+      reward_model: { ground_truth: answer, style: 'rule' },
+      extra_info: { answer, index: BigInt(k), question, split: 'train' },
+    };
+  });
+}
+
+/** The verl-internvl fork's grounding rows: a 0-1000 box as ground truth, the image size in extra_info. */
+function groundingRows(scenes, encoded) {
+  return scenes.slice(8, 12).map((scene, k) => {
+    const sentence = `the ${scene.colour} ${scene.shape}`;
+    const question = `Please provide the bounding box coordinate of the region this sentence describes: <ref>${sentence}</ref>`;
+    return {
+      data_source: 'grounding',
+      prompt: [{ content: `<image>\n${question}`, role: 'user' }],
+      images: [{ bytes: encoded.get(scene.name), path: scene.name }],
+      ability: 'grounding',
+      reward_model: { ground_truth: thousandths(scene, scene.width, scene.height).map(BigInt), style: 'rule' },
+      extra_info: {
+        height: BigInt(scene.height),
+        id: `shapes_${k}`,
+        index: BigInt(k),
+        question,
+        split: 'train',
+        width: BigInt(scene.width),
+      },
+    };
+  });
+}
+
+function writeVerlParquet(file, schema, rows) {
+  parquetWriteFile({
+    filename: file,
+    schema,
+    columnData: Object.keys(rows[0]).map((name) => ({ name, data: rows.map((row) => row[name]) })),
+    codec: 'SNAPPY',
+  });
+}
+
+function writeMmprTiny(folder, scenes, encoded) {
+  mkdirSync(join(folder, 'images'), { recursive: true });
+  const boxed = boxedRows(scenes, encoded);
+  const grounding = groundingRows(scenes, encoded);
+  for (const scene of scenes.slice(6, 8)) writeFileSync(join(folder, 'images', scene.name), encoded.get(scene.name));
+  writeVerlParquet(join(folder, 'mmpr_tiny.parquet'), BOXED_SCHEMA, boxed);
+  writeVerlParquet(join(folder, 'grounding.parquet'), GROUNDING_SCHEMA, grounding);
+  return { 'mmpr_tiny/mmpr_tiny.parquet': boxed.length, 'mmpr_tiny/grounding.parquet': grounding.length };
+}
+
 // --- Main --------------------------------------------------------------------------------------
 
 const { values } = parseArgs({
@@ -453,6 +771,9 @@ const counts = {
   ...writeKto(join(out, 'kto'), scenes, encoded, random),
   ...writeSft(join(out, 'sft'), scenes, encoded, random),
   ...writeInternVlSft(join(out, 'internvl_sft'), scenes, encoded, random),
+  ...writeMmprTiny(join(out, 'mmpr_tiny'), scenes, encoded),
+  // Their own generator, so the data above stays the same bytes.
+  ...(await writeVirft(out, seededRandom(seed + 1))),
 };
 const near = relative(process.cwd(), out);
 const shown = near === '' ? '.' : near.startsWith('..') ? out : near;
