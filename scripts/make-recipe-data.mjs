@@ -547,7 +547,7 @@ async function virftClassificationRows(random) {
   const rows = [];
   for (let k = 0; k < SHOTS * SHAPES.length; k += 1) {
     const [width, height] = random.pick(SIZES);
-    const side = Math.floor((0.5 + 0.3 * random.next()) * Math.min(width, height));
+    const side = Math.floor((0.4 + 0.2 * random.next()) * Math.min(width, height)); // the background stays the commonest colour
     const object = {
       shape: SHAPES[k % SHAPES.length],
       colour: random.pick(Object.keys(COLOURS)),
