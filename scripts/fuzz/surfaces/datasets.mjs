@@ -31,6 +31,8 @@ const FORMATS = [
   ['verl', 'verl', 'train.parquet', ['train.parquet']],
   ['trl_prompt', 'trl_prompt', 'train.jsonl', ['train.jsonl']],
   ['hf_disk', 'hf_disk', '.', ['data-00000-of-00001.arrow', 'state.json', 'dataset_info.json']],
+  ['hf_disk', 'virft_detection', '.', ['dataset_dict.json', 'train/state.json', 'train/data-00000-of-00001.arrow']],
+  ['verl', 'mmpr_tiny', 'mmpr_tiny.parquet', ['mmpr_tiny.parquet']],
 ];
 const SPLITS = [
   'train',
