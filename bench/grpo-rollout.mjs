@@ -1,11 +1,14 @@
-// GRPO rollouts of the small Qwen2-VL in generated tokens/s: vlalign's rollout (one prefill per
-// prompt, the KV cache widened to G rows) against Python PyTorch eager doing what TRL's
-// GRPOTrainer does (bench/peers/grpo_rollout.py: every prompt and its image repeated G times,
-// then generate's KV-cache sampling loop), from one checkpoint and one prompts file (issue #12).
+// GRPO rollouts of the small Qwen2-VL in generated tokens/s, and whole GRPO steps in steps/s:
+// vlalign's rollout (one prefill per prompt, the KV cache widened to G rows) and GrpoMethod's step
+// against Python PyTorch eager doing what TRL's GRPOTrainer does (bench/peers/grpo_rollout.py:
+// every prompt and its image repeated G times, then generate's KV-cache sampling loop;
+// bench/peers/grpo_step.py: that rollout, then the training forward, loss, backward and AdamW),
+// from one checkpoint and one prompts file (issue #12).
 //
 //   node bench/grpo-rollout.mjs [--quick] [--threads 2] [--reps 3] [--warmup 1] [--rounds 2] [--seed 0]
 //                               [--prompts 4] [--generations 8] [--new-tokens 64] [--question 30]
 //                               [--image 16x16] [--temperature 1] [--top-k 0] [--top-p 1] [--keep DIR]
+//                               [--step false] [--peer-vision batch|per-image]
 //
 // Workload: B prompts (default 4), each one image (--image in 14-px patches: 16x16 = 224x224 px,
 // 256 patches, 64 merged image tokens) in a Qwen2-VL chat prompt with a --question-token question;
@@ -19,6 +22,26 @@
 //             (the old-policy log-probs) returned with the tokens
 //   PyTorch   B·G rows (pixel values repeated per completion), the vision tower on B·G images, a
 //             prefill of B·G rows, generate()'s loop (torch.cat cache, warpers, multinomial)
+// GRPO step (--step false skips it): one optimizer step of TRL's defaults on the B·G completions,
+// loss_type dapo, beta 0, num_iterations 1, per_device_train_batch_size 8 x
+// gradient_accumulation_steps 4 = B·G (one generation per step), AdamW lr 1e-6, weight decay 0,
+// max_grad_norm 1, every parameter trained; the reward on both sides is (sum of the completion's
+// token ids mod 5) / 4, so groups have reward variance. The checkpoint has no eos_token_id, so
+// the trainer's rollout, like the peer's, makes exactly T tokens per completion.
+//   vlalign   GrpoMethod as the trainer's rollout loop drives it: rollouts.generate (prompts
+//             encoded once, the shared-prefill rollout, rewards, group advantages, micro-batches of
+//             packed groups: each prompt and image once per micro-batch), then per window each
+//             micro-batch's loss (groupForward + GrpoLoss through the fused LM head) and backward,
+//             clipGradNorm_, AdamW step. The processor is a stand-in that hands back the prompts
+//             file's rows (no tokenizer for the small vocabulary).
+//   PyTorch   the peer rollout above, rewards, advantages, the rows shuffled and cut into 4
+//             micro-batches of 8 rows ([prompt ; completion], each row its own image); per
+//             micro-batch the training forward with logits on the last C + 1 positions, / T,
+//             selective_log_softmax, entropies (no grad), the dapo loss, backward; clip, AdamW.
+// --peer-vision: the peer's vision tower as transformers v4.47.1's eager attention runs it (batch:
+// one masked [N, N] score matrix over all N patches of the B·G images, the default, as every peer
+// here) or once per image (per-image: what later transformers releases cost). The batch mask makes
+// the peer's vision tower quadratic in B·G·patches, and that dominates its rollout.
 // Every measurement is a fresh process (this script with --child, or the peer) that loads the
 // checkpoint and prompts, resets the peak-RSS counter, runs --warmup untimed then --reps timed
 // rollouts; rounds alternate which side goes first. tokens/s = B·G·T / median of all rounds' reps.
@@ -38,8 +61,11 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-import { models, nn, torch } from 'vlalign';
+import { models, nn, optim, torch } from 'vlalign';
 import { rollout } from '../dist/generation/rollout.js';
+import { sumCounts } from '../dist/train/methods/method.js';
+import { grpoConfig } from '../dist/train/grpo/config.js';
+import { GrpoMethod } from '../dist/train/grpo/method.js';
 import {
   intFlag,
   median,
@@ -57,10 +83,13 @@ import {
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
 const peerScript = path.join(here, 'peers/grpo_rollout.py');
+const stepPeerScript = path.join(here, 'peers/grpo_step.py');
 const configScript = path.join(here, 'peers/model_forward.py');
 const python = process.env.PYTHON || '/usr/bin/python3';
 const flags = parseFlags();
-const TARGETS = { tokensPerSecond: 2.0 };
+const TARGETS = { tokensPerSecond: 2.0, stepsPerSecond: 1.5 };
+// The step's optimisation settings, TRL's GRPOConfig defaults (the peer takes the same numbers).
+const STEP = { microBatch: 8, accumulation: 4, lr: 1e-6, maxGradNorm: 1, rewardModulus: 5 };
 
 function samplingFlags() {
   return {
@@ -144,6 +173,174 @@ async function runChild() {
   });
 }
 
+// ---- child: vlalign GRPO steps ---------------------------------------------------------------------
+
+/**
+ * The deterministic reward both sides use: (sum of the completion's token ids mod k) / (k - 1), so
+ * the rewards of a group vary and the advantages are not all zero.
+ */
+function tokenSumReward(ids, k = STEP.rewardModulus) {
+  return (ids.reduce((a, b) => a + b, 0) % k) / (k - 1);
+}
+
+// The duck-typed processor GrpoMethod reads (the small model has no tokenizer): `process` hands back
+// prompt i's processor batch from the prompts file (record.prompt = "prompt i"), the pad id is
+// <|endoftext|> with left padding, and decode writes the ids as text (the reward reads completionIds).
+function stepProcessor(config, t) {
+  const pad = config.vision_start_token_id - 9;
+  const patches = t.image_grid_thw.prod(1).data();
+  const offsets = [0];
+  for (const n of patches) offsets.push(offsets.at(-1) + Number(n));
+  const tokenizer = {
+    padTokenId: pad,
+    paddingSide: 'left',
+    findTokenId: () => null,
+    decode: (ids) => ids.join(' '),
+  };
+  return {
+    source: 'bench/grpo-rollout',
+    options: { padTokenId: pad, paddingSide: 'left' },
+    tokenizer,
+    imagePad: { id: config.image_token_id, token: '<|image_pad|>' },
+    process: async ([sample]) => {
+      const i = Number(/^prompt (\d+)$/.exec(sample.prompt)?.[1]);
+      return torch.tidy(() => {
+        const inputIds = t.input_ids.narrow(0, i, 1).clone();
+        return {
+          inputIds,
+          attentionMask: t.attention_mask.narrow(0, i, 1).clone(),
+          labels: torch.fullLike(inputIds, -100),
+          pixelValues: t.pixel_values.narrow(0, offsets[i], offsets[i + 1] - offsets[i]).clone(),
+          imageGridThw: t.image_grid_thw.narrow(0, i, 1).clone(),
+        };
+      });
+    },
+  };
+}
+
+async function runStepChild() {
+  const reps = intFlag(flags, 'reps', 3);
+  const warmup = Number(flags.get('warmup') ?? 1);
+  const generations = intFlag(flags, 'generations', 8);
+  const newTokens = intFlag(flags, 'new-tokens', 64);
+  const seed = Number(flags.get('seed') ?? 0);
+  torch.setNumThreads(intFlag(flags, 'threads', 2));
+  const dir = flags.get('checkpoint');
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+
+  const start = process.hrtime.bigint();
+  const model = await models.fromPretrained(dir);
+  model.train();
+  const t = await torch.loadSafetensors(flags.get('inputs'));
+  const prompts = t.input_ids.shape[0];
+  const grpo = grpoConfig({
+    outputDir: path.join(dir, 'unused-output'),
+    numGenerations: generations,
+    maxCompletionLength: newTokens,
+    perDeviceTrainBatchSize: STEP.microBatch,
+    gradientAccumulationSteps: STEP.accumulation,
+    learningRate: STEP.lr,
+    maxGradNorm: STEP.maxGradNorm,
+    ...samplingFlags(),
+  });
+  if (grpo.generationBatchSize !== prompts * generations)
+    throw new Error(
+      `one generation per step needs ${prompts} prompts x ${generations} completions = ${STEP.microBatch} x ${STEP.accumulation}`,
+    );
+  const method = new GrpoMethod({
+    model,
+    processor: stepProcessor(config, t),
+    config: grpo,
+    rewards: [{ name: 'token_sum_mod', fn: (batch) => batch.completionIds.map((ids) => tokenSumReward(ids)) }],
+    reference: null,
+    ignoreIndex: -100,
+  });
+  const params = model.parameters().filter((p) => p.requiresGrad);
+  const opt = new optim.AdamW(params, { lr: grpo.learningRate, weightDecay: grpo.weightDecay });
+  const records = Array.from({ length: prompts }, (_, i) => ({
+    index: i,
+    record: {
+      kind: 'prompt',
+      id: `prompt-${i}`,
+      prompt: `prompt ${i}`,
+      columns: {},
+      images: [],
+      source: { file: 'bench' },
+    },
+    pixels: [],
+  }));
+  const buildS = secondsSince(start);
+
+  // The trainer's rollout loop for one generation: generate, then each window's micro-batches
+  // (loss + backward), clipping, AdamW.
+  let stepIndex = 0;
+  const step = async () => {
+    const generation = await method.rollouts.generate(records, stepIndex++);
+    try {
+      const losses = [];
+      let microBatches = 0;
+      for (const window of generation.windows) {
+        const normalisers = sumCounts(window);
+        let loss = 0;
+        for (const batch of window) {
+          const result = method.loss(batch, normalisers, 'train');
+          result.loss.backward();
+          loss += result.loss.item();
+          result.loss.dispose();
+          microBatches++;
+        }
+        optim.clipGradNorm_(params, grpo.maxGradNorm);
+        opt.step();
+        opt.zeroGrad();
+        losses.push(loss);
+      }
+      return { losses, microBatches, windows: generation.windows.length, metrics: generation.metrics };
+    } finally {
+      generation.release();
+    }
+  };
+
+  const hwmReset = resetPeak();
+  const before = procStatus().VmRSS;
+  torch.manualSeed(seed);
+  const steps = [];
+  for (let k = 0; k < warmup; k++) steps.push(await step());
+  const times = [];
+  const cpu = [];
+  for (let k = 0; k < reps; k++) {
+    const t0 = process.hrtime.bigint();
+    const cpu0 = process.cpuUsage();
+    steps.push(await step());
+    times.push(secondsSince(t0));
+    const used = process.cpuUsage(cpu0);
+    cpu.push((used.user + used.system) / 1e6);
+  }
+  const status = procStatus();
+  const last = steps.at(-1);
+  const stepS = median(times);
+  printJsonLine({
+    peer: 'vlalign',
+    threads: torch.getNumThreads(),
+    prompts,
+    completions: prompts * generations,
+    mean_length: last.metrics['completions/mean_length'],
+    optimizer_steps: last.windows,
+    micro_batches: last.microBatches,
+    build_s: buildS,
+    step_s: stepS,
+    steps_s: 1 / stepS,
+    step_s_reps: times,
+    cpu_s_reps: cpu,
+    losses: steps.map((s) => s.losses[0]),
+    reward_mean: steps.map((s) => s.metrics.reward),
+    reward_std: steps.map((s) => s.metrics.reward_std),
+    peak_rss_mb: status.VmHWM,
+    step_extra_mb: status.VmHWM - before,
+    hwm_reset: hwmReset,
+    sourceHash: torch.buildInfo().sourceHash,
+  });
+}
+
 // ---- parent: checkpoint, prompts, both sides, report ------------------------------------------------
 
 function smallConfig() {
@@ -211,6 +408,16 @@ function buildPrompts(config, { prompts, question, grid, seed }) {
   return { tensors, promptTokens: rows[0].length, imageTokens };
 }
 
+// No eos_token_id in the checkpoint: the trainer's rollout then runs every completion to
+// max_completion_length, the token count the peer forces with min_new_tokens (the rollout
+// measurement passes stopTokenIds [] itself).
+function dropStopTokens(checkpoint) {
+  const file = path.join(checkpoint, 'config.json');
+  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  config.eos_token_id = [];
+  fs.writeFileSync(file, JSON.stringify(config, null, 2));
+}
+
 async function runParent() {
   const quick = flags.get('quick') === 'true';
   const threads = intFlag(flags, 'threads', 2);
@@ -225,6 +432,10 @@ async function runParent() {
   const check = intFlag(flags, 'check', 8);
   const grid = parseGrid(flags.get('image') ?? '16x16');
   const { temperature, topK, topP } = samplingFlags();
+  const withStep = flags.get('step') !== 'false';
+  const peerVision = String(flags.get('peer-vision') ?? 'batch');
+  if (!['batch', 'per-image'].includes(peerVision))
+    throw new Error(`--peer-vision expects batch or per-image, got ${peerVision}`);
   if (!Number.isInteger(warmup) || warmup < 0) throw new Error('--warmup must be a non-negative integer');
   const log = (msg) => process.stderr.write(`${msg}\n`);
   if (process.env.OMP_NUM_THREADS === undefined) process.env.OMP_NUM_THREADS = String(threads);
@@ -244,6 +455,7 @@ async function runParent() {
     const model = new models.QwenVLForConditionalGeneration(config, { dtype: 'float32', device: 'cpu' });
     nn.initWeights(model, config.initializer_range ?? 0.02);
     await models.savePretrained(model, checkpoint);
+    dropStopTokens(checkpoint);
     const params = model.numParameters();
     model.dispose();
     const { tensors, promptTokens, imageTokens } = buildPrompts(config, { prompts, question, grid, seed });
@@ -255,6 +467,7 @@ async function runParent() {
     );
 
     const results = { vlalign: [], pytorch: [] };
+    const stepResults = { vlalign: [], pytorch: [] };
     const common = [
       '--checkpoint',
       checkpoint,
@@ -279,15 +492,38 @@ async function runParent() {
       '--top-p',
       String(topP),
     ];
+    const stepCommon = [
+      ...common,
+      '--micro-batch',
+      String(STEP.microBatch),
+      '--accumulation',
+      String(STEP.accumulation),
+      '--lr',
+      String(STEP.lr),
+      '--max-grad-norm',
+      String(STEP.maxGradNorm),
+      '--reward-modulus',
+      String(STEP.rewardModulus),
+    ];
     const measure = (side, round) => {
       const r =
         side === 'vlalign'
           ? runNodeScript(self, ['--child', ...common, '--check', String(check)])
-          : runPythonPeer(peerScript, [...common, '--greedy', String(check)]);
+          : runPythonPeer(peerScript, [...common, '--greedy', String(check), '--vision-attention', peerVision]);
       results[side].push(r);
       log(
         `  round ${round + 1}/${rounds} ${side.padEnd(8)} rollout ${r.rollout_s.toFixed(3)} s (${r.tokens_s.toFixed(1)} tokens/s), ` +
           `peak ${r.peak_rss_mb.toFixed(0)} MB  [${secondsSince(started).toFixed(0)} s]`,
+      );
+      if (!withStep) return;
+      const s =
+        side === 'vlalign'
+          ? runNodeScript(self, ['--child', 'step', ...common])
+          : runPythonPeer(stepPeerScript, [...stepCommon, '--vision-attention', peerVision]);
+      stepResults[side].push(s);
+      log(
+        `  round ${round + 1}/${rounds} ${side.padEnd(8)} GRPO step ${s.step_s.toFixed(3)} s, losses ${s.losses.map((x) => x.toExponential(2)).join(' ')}, ` +
+          `reward std ${s.reward_std.map((x) => x.toFixed(3)).join(' ')}, peak ${s.peak_rss_mb.toFixed(0)} MB  [${secondsSince(started).toFixed(0)} s]`,
       );
     };
     for (let round = 0; round < rounds; round++) {
@@ -316,12 +552,73 @@ async function runParent() {
     const ours = summary(results.vlalign);
     const peer = summary(results.pytorch);
     const ratio = ours.tokensS / peer.tokensS;
+    const stepSummary = (rs) => {
+      if (rs.length === 0) return null;
+      const shape = (r) => `${r.completions}x${r.mean_length}/${r.micro_batches}/${r.optimizer_steps}`;
+      const expected = `${prompts * generations}x${newTokens}/${STEP.accumulation}/1`;
+      if (rs.some((r) => shape(r) !== expected))
+        throw new Error(
+          `a GRPO step ran ${rs.map(shape)} (completions x tokens / micro-batches / optimizer steps), expected ${expected}`,
+        );
+      const reps = rs.flatMap((r) => r.step_s_reps);
+      const stepS = median(reps);
+      const cpuS = median(rs.flatMap((r) => r.cpu_s_reps));
+      return {
+        stepS,
+        stepsS: 1 / stepS,
+        cpuS,
+        stepsPerCpuS: 1 / cpuS,
+        peakRssMb: Math.max(...rs.map((r) => r.peak_rss_mb)),
+        stepExtraMb: Math.max(...rs.map((r) => r.step_extra_mb)),
+        stepSReps: reps.map((x) => sig(x, 6)),
+        losses: rs.map((r) => r.losses.map((x) => sig(x, 4))),
+        rewardStd: rs.map((r) => r.reward_std.map((x) => sig(x, 4))),
+      };
+    };
+    const ourStep = stepSummary(stepResults.vlalign);
+    const peerStep = stepSummary(stepResults.pytorch);
+    const stepRatio = ourStep === null ? null : ourStep.stepsS / peerStep.stepsS;
+    const stepRows =
+      ourStep === null
+        ? []
+        : [
+            [
+              'GRPO steps/s',
+              ourStep.stepsS,
+              peerStep.stepsS,
+              `${stepRatio.toFixed(2)}x`,
+              `>= ${TARGETS.stepsPerSecond}x`,
+              stepRatio >= TARGETS.stepsPerSecond ? 'met' : 'MISSED',
+            ],
+            [
+              'GRPO steps per CPU second',
+              ourStep.stepsPerCpuS,
+              peerStep.stepsPerCpuS,
+              `${(ourStep.stepsPerCpuS / peerStep.stepsPerCpuS).toFixed(2)}x`,
+              '',
+              '',
+            ],
+            ['GRPO step s (median)', ourStep.stepS, peerStep.stepS, '', '', ''],
+            [
+              'GRPO step peak RSS MB',
+              ourStep.peakRssMb,
+              peerStep.peakRssMb,
+              `${(ourStep.peakRssMb / peerStep.peakRssMb).toFixed(2)}x`,
+              '',
+              '',
+            ],
+            ['GRPO step extra MB', ourStep.stepExtraMb, peerStep.stepExtraMb, '', '', ''],
+          ];
     const greedyOk = JSON.stringify(results.vlalign[0].greedy) === JSON.stringify(results.pytorch[0].greedy);
 
     console.log(
       `grpo-rollout: small Qwen2-VL (${(params / 1e6).toFixed(1)}M params, float32), ${prompts} prompts x ${generations} completions ` +
         `x ${newTokens} tokens (${promptTokens}-token prompts with a ${grid[0] * 14}x${grid[1] * 14} image = ${imageTokens} image tokens), ` +
-        `temperature ${temperature}, top-k ${topK}, top-p ${topP}, ${threads} threads, ${rounds} round(s) x ${reps} reps`,
+        `temperature ${temperature}, top-k ${topK}, top-p ${topP}, ${threads} threads, ${rounds} round(s) x ${reps} reps, ` +
+        `peer vision attention ${peerVision}` +
+        (withStep
+          ? `; GRPO step: ${STEP.microBatch} x ${STEP.accumulation} completions, dapo, beta 0, AdamW lr ${STEP.lr}, clip ${STEP.maxGradNorm}`
+          : ''),
     );
     console.log(
       table(
@@ -355,6 +652,7 @@ async function runParent() {
           ['rollout CPU s (median)', ours.cpuS, peer.cpuS, '', '', ''],
           ['peak RSS MB', ours.peakRssMb, peer.peakRssMb, `${(ours.peakRssMb / peer.peakRssMb).toFixed(2)}x`, '', ''],
           ['rollout extra MB', ours.rolloutExtraMb, peer.rolloutExtraMb, '', '', ''],
+          ...stepRows,
         ],
       ),
     );
@@ -369,10 +667,14 @@ async function runParent() {
       bestTokensRatio: sig(ours.bestTokensS / peer.bestTokensS),
       cpuTokensRatio: sig(ours.tokensPerCpuS / peer.tokensPerCpuS),
       memRatio: sig(ours.peakRssMb / peer.peakRssMb),
+      stepRatio: stepRatio === null ? null : sig(stepRatio),
+      cpuStepRatio: ourStep === null ? null : sig(ourStep.stepsPerCpuS / peerStep.stepsPerCpuS),
+      stepMemRatio: ourStep === null ? null : sig(ourStep.peakRssMb / peerStep.peakRssMb),
       greedyOk,
       targets: TARGETS,
       vlalign: { ...ours, rolloutSReps: ours.rolloutSReps.map((x) => sig(x, 6)) },
       pytorch: { ...peer, rolloutSReps: peer.rolloutSReps.map((x) => sig(x, 6)) },
+      step: ourStep === null ? null : { vlalign: ourStep, pytorch: peerStep, ...STEP, lossType: 'dapo', beta: 0 },
       prompts,
       generations,
       newTokens,
@@ -380,6 +682,7 @@ async function runParent() {
       imageTokens,
       image: grid,
       sampling: { temperature, topK, topP },
+      peerVision,
       params,
       threads,
       rounds,
@@ -396,5 +699,6 @@ async function runParent() {
   }
 }
 
-if (flags.has('child')) await runChild();
+if (flags.get('child') === 'step') await runStepChild();
+else if (flags.has('child')) await runChild();
 else await runParent();

@@ -7,7 +7,7 @@ the KV-cache decoding loop of transformers' generate() written out here (that fi
 
     /usr/bin/python3 bench/peers/grpo_rollout.py --checkpoint DIR --inputs prompts.safetensors \
         [--generations 8] [--new-tokens 64] [--temperature 1] [--top-k 0] [--top-p 1] [--seed 0] \
-        [--threads 2] [--reps 3] [--warmup 1]
+        [--threads 2] [--reps 3] [--warmup 1] [--vision-attention batch|per-image]
 
 One rollout, as TRL (RepeatSampler + model.generate(do_sample=True)) runs it for B prompts:
   rows     every prompt repeated G times, its image included (repeat_interleave: prompt b's rows
@@ -22,6 +22,8 @@ One rollout, as TRL (RepeatSampler + model.generate(do_sample=True)) runs it for
            all three M-RoPE axes; the additive mask rebuilt from attention_mask
   length   EOS is ignored, so every row generates exactly --new-tokens tokens (min_new_tokens =
            max_new_tokens), the same count as the vlalign side.
+--vision-attention per-image runs the vision tower once per image (see `vision`): v4.47.1's batch
+mask makes the tower's attention quadratic in B*G*patches, which dominates this rollout.
 Only the last position's logits are computed (as logits_to_keep=1 would); that can only favour the
 peer. Prompt processing (chat template, image resizing) is not timed on either side.
 cpu_s_reps: the process's CPU seconds (user + system, all threads) per timed rollout, which a
@@ -121,12 +123,22 @@ def warp(logits, temperature, top_k, top_p):
     return logits
 
 
+def vision(model, pv, grid, per_image=False):
+    """The vision tower on the rows' images. v4.47.1's eager VisionAttention masks one [N, N] score
+    matrix over all N patches of the call; per_image=True runs the tower once per image instead,
+    the cost of later transformers releases, whose eager vision attention is split per image."""
+    if not per_image:
+        return model.visual(pv, grid)
+    sizes = (grid[:, 0] * grid[:, 1] * grid[:, 2]).tolist()
+    return torch.cat([model.visual(p, grid[i:i + 1]) for i, p in enumerate(torch.split(pv, sizes))])
+
+
 @torch.no_grad()
-def generate(model, ids, mask, pv, grid, new_tokens, sample, temperature, top_k, top_p):
+def generate(model, ids, mask, pv, grid, new_tokens, sample, temperature, top_k, top_p, per_image=False):
     """KV-cache generation of exactly `new_tokens` tokens per row (EOS ignored) -> [rows, new_tokens]."""
     cfg = model.cfg
     embeds = model.model.embed_tokens(ids)
-    image_embeds = model.visual(pv, grid)
+    image_embeds = vision(model, pv, grid, per_image)
     image_mask = (ids == cfg.image_token_id).unsqueeze(-1).expand_as(embeds)
     embeds = embeds.masked_scatter(image_mask, image_embeds.to(embeds.dtype))
     position_ids, deltas = qvl.get_rope_index(cfg, ids, grid, mask)
@@ -163,6 +175,7 @@ def main():
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--greedy", type=int, default=0)
+    p.add_argument("--vision-attention", choices=["batch", "per-image"], default="batch")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -180,7 +193,8 @@ def main():
 
     def rollout():
         ids, mask, pv, grid = repeat_prompts(t, g)
-        return generate(model, ids, mask, pv, grid, args.new_tokens, True, args.temperature, args.top_k, args.top_p)
+        return generate(model, ids, mask, pv, grid, args.new_tokens, True, args.temperature, args.top_k, args.top_p,
+                        args.vision_attention == "per-image")
 
     hwm_reset = reset_peak()
     before = proc_status()["VmRSS"]
