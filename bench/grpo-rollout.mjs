@@ -21,7 +21,8 @@
 //             then B·G rows decode; vision special tokens and pad suppressed; per-token log-probs
 //             (the old-policy log-probs) returned with the tokens
 //   PyTorch   B·G rows (pixel values repeated per completion), the vision tower on B·G images, a
-//             prefill of B·G rows, generate()'s loop (torch.cat cache, warpers, multinomial)
+//             prefill of B·G rows, generate()'s loop (torch.cat cache, suppress_tokens = the same
+//             vision ids, warpers, multinomial)
 // GRPO step (--step false skips it): one optimizer step of TRL's defaults on the B·G completions,
 // loss_type dapo, beta 0, num_iterations 1, per_device_train_batch_size 8 x
 // gradient_accumulation_steps 4 = B·G (one generation per step), AdamW lr 1e-6, weight decay 0,
@@ -89,6 +90,13 @@ const python = process.env.PYTHON || '/usr/bin/python3';
 const flags = parseFlags();
 const TARGETS = { tokensPerSecond: 2.0, stepsPerSecond: 1.5 };
 // The step's optimisation settings, TRL's GRPOConfig defaults (the peer takes the same numbers).
+const VISION_ID_KEYS = [
+  'image_token_id',
+  'video_token_id',
+  'vision_start_token_id',
+  'vision_end_token_id',
+  'vision_token_id',
+];
 const STEP = { microBatch: 8, accumulation: 4, lr: 1e-6, maxGradNorm: 1, rewardModulus: 5 };
 
 function samplingFlags() {
@@ -492,6 +500,10 @@ async function runParent() {
       '--top-p',
       String(topP),
     ];
+    // What the vlalign side never samples (nonSampledTokenIds): the rollout measurement the config's
+    // vision ids, the step also the pad id its processor names.
+    const visionIds = VISION_ID_KEYS.map((k) => config[k]).filter(Number.isInteger);
+    const padId = config.vision_start_token_id - 9;
     const stepCommon = [
       ...common,
       '--micro-batch',
@@ -509,7 +521,15 @@ async function runParent() {
       const r =
         side === 'vlalign'
           ? runNodeScript(self, ['--child', ...common, '--check', String(check)])
-          : runPythonPeer(peerScript, [...common, '--greedy', String(check), '--vision-attention', peerVision]);
+          : runPythonPeer(peerScript, [
+              ...common,
+              '--greedy',
+              String(check),
+              '--vision-attention',
+              peerVision,
+              '--suppress',
+              visionIds.join(','),
+            ]);
       results[side].push(r);
       log(
         `  round ${round + 1}/${rounds} ${side.padEnd(8)} rollout ${r.rollout_s.toFixed(3)} s (${r.tokens_s.toFixed(1)} tokens/s), ` +
@@ -519,7 +539,13 @@ async function runParent() {
       const s =
         side === 'vlalign'
           ? runNodeScript(self, ['--child', 'step', ...common])
-          : runPythonPeer(stepPeerScript, [...stepCommon, '--vision-attention', peerVision]);
+          : runPythonPeer(stepPeerScript, [
+              ...stepCommon,
+              '--vision-attention',
+              peerVision,
+              '--suppress',
+              [...visionIds, padId].join(','),
+            ]);
       stepResults[side].push(s);
       log(
         `  round ${round + 1}/${rounds} ${side.padEnd(8)} GRPO step ${s.step_s.toFixed(3)} s, losses ${s.losses.map((x) => x.toExponential(2)).join(' ')}, ` +

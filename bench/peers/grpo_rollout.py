@@ -8,6 +8,7 @@ the KV-cache decoding loop of transformers' generate() written out here (that fi
     /usr/bin/python3 bench/peers/grpo_rollout.py --checkpoint DIR --inputs prompts.safetensors \
         [--generations 8] [--new-tokens 64] [--temperature 1] [--top-k 0] [--top-p 1] [--seed 0] \
         [--threads 2] [--reps 3] [--warmup 1] [--vision-attention batch|per-image]
+        [--suppress ID,ID,...]
 
 One rollout, as TRL (RepeatSampler + model.generate(do_sample=True)) runs it for B prompts:
   rows     every prompt repeated G times, its image included (repeat_interleave: prompt b's rows
@@ -134,8 +135,12 @@ def vision(model, pv, grid, per_image=False):
 
 
 @torch.no_grad()
-def generate(model, ids, mask, pv, grid, new_tokens, sample, temperature, top_k, top_p, per_image=False):
-    """KV-cache generation of exactly `new_tokens` tokens per row (EOS ignored) -> [rows, new_tokens]."""
+def generate(model, ids, mask, pv, grid, new_tokens, sample, temperature, top_k, top_p, per_image=False,
+             suppress=()):
+    """KV-cache generation of exactly `new_tokens` tokens per row (EOS ignored) -> [rows, new_tokens].
+    `suppress`: ids never sampled (generate's suppress_tokens, a logits processor that runs before
+    the warpers), the vision special tokens the vlalign side suppresses too."""
+    suppress = torch.tensor(list(suppress), dtype=torch.long)
     cfg = model.cfg
     embeds = model.model.embed_tokens(ids)
     image_embeds = vision(model, pv, grid, per_image)
@@ -147,6 +152,8 @@ def generate(model, ids, mask, pv, grid, new_tokens, sample, temperature, top_k,
     out = ids
     for step in range(new_tokens):
         if sample:
+            if len(suppress):
+                logits = logits.index_fill(-1, suppress, -float("inf"))
             probs = F.softmax(warp(logits, temperature, top_k, top_p), dim=-1)
             tokens = torch.multinomial(probs, num_samples=1).squeeze(1)
         else:
@@ -159,6 +166,10 @@ def generate(model, ids, mask, pv, grid, new_tokens, sample, temperature, top_k,
         pos = (torch.arange(past, past + 1)[None, :] + deltas).unsqueeze(0).expand(3, -1, -1)
         logits = last_logits(model, model.model.embed_tokens(tokens[:, None]), pos, mask, cache)
     return out[:, ids.shape[1]:]
+
+
+def parse_ids(text):
+    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def main():
@@ -176,6 +187,7 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--greedy", type=int, default=0)
     p.add_argument("--vision-attention", choices=["batch", "per-image"], default="batch")
+    p.add_argument("--suppress", default="", help="comma-separated token ids never sampled")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -194,7 +206,7 @@ def main():
     def rollout():
         ids, mask, pv, grid = repeat_prompts(t, g)
         return generate(model, ids, mask, pv, grid, args.new_tokens, True, args.temperature, args.top_k, args.top_p,
-                        args.vision_attention == "per-image")
+                        args.vision_attention == "per-image", parse_ids(args.suppress))
 
     hwm_reset = reset_peak()
     before = proc_status()["VmRSS"]

@@ -11,10 +11,12 @@ KV-cache sampling loop on every prompt and image repeated G times).
         [--generations 8] [--new-tokens 64] [--micro-batch 8] [--accumulation 4] [--lr 1e-6] \\
         [--max-grad-norm 1] [--reward-modulus 5] [--temperature 1] [--top-k 0] [--top-p 1] \\
         [--seed 0] [--threads 2] [--reps 3] [--warmup 1] [--vision-attention batch|per-image]
+        [--suppress ID,ID,...]
 
 One step (_generate_and_score_completions, _prepare_inputs, compute_loss, the Trainer's update):
   generate   B prompts x G, pixel values repeated per completion (repeat_interleave), sampled with a
-             KV cache; EOS ignored, so every completion has exactly --new-tokens tokens and the
+             KV cache, the ids of --suppress never sampled (the vision special tokens and pad, as
+             on the vlalign side: a sampled <|image_pad|> would break the training forward); EOS ignored, so every completion has exactly --new-tokens tokens and the
              completion mask is all ones (the vlalign side's checkpoint has no eos_token_id)
   rewards    (sum of the completion's token ids mod k) / (k - 1), the vlalign side's function;
              advantages = (r - group mean) / (group std + 1e-4) (scale_rewards "group")
@@ -44,7 +46,7 @@ import torch.nn.functional as F
 sys.dont_write_bytecode = True  # no __pycache__ in the repo
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qwen2_vl_eager as qvl  # noqa: E402
-from grpo_rollout import generate, repeat_prompts, vision  # noqa: E402
+from grpo_rollout import generate, parse_ids, repeat_prompts, vision  # noqa: E402
 from proc_memory import proc_status, reset_peak  # noqa: E402
 
 EPSILON = 0.2
@@ -109,6 +111,7 @@ def main():
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--vision-attention", choices=["batch", "per-image"], default="batch")
+    p.add_argument("--suppress", default="", help="comma-separated token ids never sampled")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -130,7 +133,8 @@ def main():
     def step():
         ids, mask, pv, grid = repeat_prompts(t, g)
         completion = generate(model, ids, mask, pv, grid, args.new_tokens, True,
-                              args.temperature, args.top_k, args.top_p, per_image)
+                              args.temperature, args.top_k, args.top_p, per_image,
+                              parse_ids(args.suppress))
         c = completion.shape[1]
         completion_mask = torch.ones_like(completion)
         full_ids = torch.cat([ids, completion], dim=1)
