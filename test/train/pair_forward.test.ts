@@ -24,31 +24,25 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 function float64RmsNorm(this: nn.RMSNorm, x: Tensor): Tensor {
   return torch.tidy(() => this.weight.mul(x.mul(x.square().mean(-1, true).add(this.eps).rsqrt())));
 }
-type VisionAttention = nn.Module & { qkv: nn.Linear; proj: nn.Linear; numHeads: number; width: number };
-type VisionForward = (this: VisionAttention, x: Tensor, rotary: nn.CosSin, mask: Tensor) => Tensor;
-function float64VisionAttention(this: VisionAttention, x: Tensor, rotary: nn.CosSin, mask: Tensor): Tensor {
-  return torch.tidy(() => {
-    const n = x.shape[0]!;
-    const [q, k, v] = this.qkv.forward(x).view([n, 3, this.numHeads, -1]).unbind(1) as [Tensor, Tensor, Tensor];
-    const table = { cos: rotary.cos.to({ dtype: x.dtype }), sin: rotary.sin.to({ dtype: x.dtype }) };
-    const heads = (t: Tensor): Tensor => t.transpose(0, 1).unsqueeze(0);
-    const out = nn.attend(heads(nn.applyRotary(q, table)), heads(nn.applyRotary(k, table)), heads(v), { mask });
-    return this.proj.forward(out.squeeze(0).transpose(0, 1).reshape([n, this.width]));
-  });
+type VisionAttention = nn.Module & { rotate(t: Tensor, rotary: nn.CosSin): Tensor };
+// The attention rotates q and k in float32 and casts back; here in x's own dtype.
+function float64Rotate(this: VisionAttention, t: Tensor, rotary: nn.CosSin): Tensor {
+  return nn.applyRotary(t, { cos: rotary.cos.to({ dtype: t.dtype }), sin: rotary.sin.to({ dtype: t.dtype }) });
 }
-const patched: Array<[{ forward: unknown }, unknown]> = [];
-function patch(target: { forward: unknown }, forward: unknown): void {
-  patched.push([target, target.forward]);
-  target.forward = forward;
+const patched: Array<[Record<string, unknown>, string, unknown]> = [];
+function patch(target: object, method: string, replacement: unknown): void {
+  const record = target as Record<string, unknown>;
+  patched.push([record, method, record[method]]);
+  record[method] = replacement;
 }
 afterEach(() => {
-  for (const [target, forward] of patched.splice(0).reverse()) target.forward = forward;
+  for (const [target, method, original] of patched.splice(0).reverse()) target[method] = original;
 });
 function exactFloat64(model: models.CausalLM): void {
-  patch(nn.RMSNorm.prototype as never, float64RmsNorm);
+  patch(nn.RMSNorm.prototype, 'forward', float64RmsNorm);
   if (model instanceof models.QwenVLForConditionalGeneration) {
     const [block] = model.visual.blocks as unknown as Iterable<{ attn: VisionAttention }>;
-    patch(Object.getPrototypeOf(block!.attn), float64VisionAttention as VisionForward);
+    patch(Object.getPrototypeOf(block!.attn), 'rotate', float64Rotate);
   }
 }
 
