@@ -8,7 +8,7 @@ import { flawedLabel, stageLabel } from './table.mjs';
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v5.json';
 const WIDTH = 360;
 const HEIGHT = 200;
-export const PNG_SCALE = 2;
+const PNG_SCALE = 2;
 const SERIES_COLOURS = ['#9e9e9e', '#4c78a8', '#54a24b', '#b279a2', '#eeca3b'];
 const FLAWED_BACKGROUND = '#fde2c4';
 const FLAWED_CATEGORY = 'flawed colours'; // short: an axis label; the subtitle names the colours
