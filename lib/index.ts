@@ -12,3 +12,4 @@ export * as optim from './optim/index.js';
 export * as data from './data/index.js';
 export * as train from './train/index.js';
 export * as rewards from './rewards/index.js';
+export * as evaluation from './eval/index.js';
