@@ -289,23 +289,26 @@ async function scanStream(
     const metadataLength = marked ? prefix.getInt32(4, true) : prefix.getInt32(0, true);
     if (metadataLength === 0) break; // end-of-stream marker
     const metadataStart = position + (marked ? 8 : 4);
-    const message = FlatTable.root(await readExactly(shard, metadataStart, metadataLength));
+    const metadata = await readExactly(shard, metadataStart, metadataLength);
     const where = `${file}: message at offset ${position}`;
-    if (message.int16(0) < METADATA_V4) throw new Error(`${where}: Arrow metadata before V4 is not supported`);
     const bodyStart = metadataStart + metadataLength;
-    const bodyLength = message.int64(3);
-    const header = message.table(2);
-    const kind = message.uint8(1);
-    if (header === undefined) throw new Error(`${where}: no header`);
-    if (kind === HEADER_SCHEMA) {
-      if (fields !== undefined) throw new Error(`${where}: a second schema`);
-      fields = readSchema(header, file);
-    } else if (kind === HEADER_RECORD_BATCH) {
-      if (fields === undefined) throw new Error(`${where}: a record batch before the schema`);
-      batches.push(readBatchHeader(header, bodyStart, bodyLength, where));
-    } else if (kind === HEADER_DICTIONARY_BATCH) {
-      throw new Error(`${where}: dictionary batches are not supported`);
-    } else throw new Error(`${where}: unexpected message type ${kind}`);
+    const bodyLength = namingWhere(where, () => {
+      const message = FlatTable.root(metadata);
+      if (message.int16(0) < METADATA_V4) throw new Error(`${where}: Arrow metadata before V4 is not supported`);
+      const header = message.table(2);
+      const kind = message.uint8(1);
+      if (header === undefined) throw new Error(`${where}: no header`);
+      if (kind === HEADER_SCHEMA) {
+        if (fields !== undefined) throw new Error(`${where}: a second schema`);
+        fields = readSchema(header, file);
+      } else if (kind === HEADER_RECORD_BATCH) {
+        if (fields === undefined) throw new Error(`${where}: a record batch before the schema`);
+        batches.push(readBatchHeader(header, bodyStart, message.int64(3), where));
+      } else if (kind === HEADER_DICTIONARY_BATCH) {
+        throw new Error(`${where}: dictionary batches are not supported`);
+      } else throw new Error(`${where}: unexpected message type ${kind}`);
+      return message.int64(3);
+    });
     position = bodyStart + bodyLength;
   }
   if (fields === undefined) throw new Error(`${file}: not an Arrow IPC stream (no schema message)`);
@@ -381,13 +384,29 @@ class BatchCursor {
 type RowReader = (i: number) => Record<string, unknown>;
 
 function decodeBatch(fields: ArrowField[], entry: BatchEntry, body: Uint8Array, file: string): RowReader {
-  const cursor = new BatchCursor(entry, body, `${file}: record batch at offset ${entry.bodyStart}`);
-  const columns = fields.map((field) => decodeColumn(field, cursor));
-  return (i) => {
-    const row: Record<string, unknown> = {};
-    for (const [k, field] of fields.entries()) row[field.name] = (columns[k] as Column)(i);
-    return row;
-  };
+  const where = `${file}: record batch at offset ${entry.bodyStart}`;
+  const cursor = new BatchCursor(entry, body, where);
+  const columns = namingWhere(where, () => fields.map((field) => decodeColumn(field, cursor)));
+  return (i) =>
+    namingWhere(`${where}, row ${i}`, () => {
+      const row: Record<string, unknown> = {};
+      for (const [k, field] of fields.entries()) row[field.name] = (columns[k] as Column)(i);
+      return row;
+    });
+}
+
+/**
+ * Runs `read` over bytes from the file; an error that does not already say where (a DataView read
+ * past its end, an offset or int64 out of range in damaged bytes) is rethrown naming `where`.
+ */
+function namingWhere<T>(where: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    if (message.startsWith(where.split(': ')[0] as string)) throw error;
+    throw new Error(`${where}: cannot read the Arrow data (${message}); the file may be damaged`, { cause: error });
+  }
 }
 
 function decodeColumn(field: ArrowField, cursor: BatchCursor): Column {

@@ -5,6 +5,7 @@ import {
   asyncBufferFromFile,
   parquetMetadataAsync,
   parquetReadObjects,
+  parquetSchema,
   type AsyncBuffer,
   type FileMetaData,
 } from 'hyparquet';
@@ -44,6 +45,7 @@ export class ParquetRows {
       const metadata = await parquetMetadataAsync(buffer).catch((error: unknown) => {
         throw new Error(`${file}: not a readable parquet file (${(error as Error).message})`, { cause: error });
       });
+      checkColumnPaths(file, metadata);
       shards.push({ file, buffer, metadata });
       let start = 0;
       for (const group of metadata.row_groups) {
@@ -112,6 +114,26 @@ export class ParquetRows {
     });
     this.cached = { group, rows };
     return rows;
+  }
+}
+
+/**
+ * Every column chunk's path must name a schema element. hyparquet finds out while it starts the
+ * chunks' reads one by one, so a damaged path left the reads already started unawaited (their
+ * errors surfaced later as unhandled rejections).
+ */
+function checkColumnPaths(file: string, metadata: FileMetaData): void {
+  const root = parquetSchema(metadata);
+  for (const [g, group] of metadata.row_groups.entries()) {
+    for (const [c, column] of group.columns.entries()) {
+      const names = column.meta_data?.path_in_schema ?? [];
+      let node: typeof root | undefined = root;
+      for (const name of names) node = node?.children.find((child) => child.element.name === name);
+      if (names.length === 0 || node === undefined || node.children.length > 0) {
+        const shown = names.map(String).join('.');
+        throw new Error(`${file}: row group ${g}, column chunk ${c}: path '${shown}' is not a column of the schema`);
+      }
+    }
   }
 }
 
