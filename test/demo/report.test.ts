@@ -57,7 +57,7 @@ function makeSummary(): any {
         question: 'What colour is the circle?',
         answer: 'orange',
         before: 'red',
-        after: { mpo: 'Orange', grpo: 'orange' },
+        after: { mpo: 'Orange', grpo: 'orange ' },
       },
       {
         image: 'images/second shape.png',
@@ -172,10 +172,10 @@ describe('renderReport', () => {
     const html = fs.readFileSync(path.join(dir, 'report.html'), 'utf8');
     expect(html).toContain('&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;how many&#39;?');
     const marks = [...html.matchAll(/<li class="(right|wrong)">([^:]*):/g)].map((m) => `${m[2]} ${m[1]}`);
-    // Compared trimmed and case-insensitively, as the demo's exact-match reward with ignore_case.
+    // Compared trimmed, case included, as the demo's evaluation scores answers.
     expect(marks).toEqual([
       'before wrong',
-      'after MPO right',
+      'after MPO wrong',
       'after GRPO right',
       'before right',
       'after MPO wrong',
@@ -237,6 +237,14 @@ describe('plots', () => {
     // The shading: one unlabelled full-height bar per flawed row of the data (one per series).
     const shade = [...svg.matchAll(/<path d="M[\d.]+,0h[\d.]+v([\d.]+)h[^"]*" fill="#fde2c4"/g)];
     expect(shade.map((m) => Number(m[1]))).toEqual([spec.height, spec.height, spec.height]);
+  });
+
+  it('leaves out the bars of a null accuracy (no held-out question of that kind)', () => {
+    const summary = makeSummary();
+    summary.stages[1].after.flawed = null;
+    const flawed = report.accuracyBars(summary).filter((b: any) => b.flawed);
+    expect(flawed.map((b: any) => b.series)).toEqual(['before', 'after MPO']);
+    expect(report.formatTable(summary)).toMatch(/flawed colours \(orange, purple\)\s+5\.0% →\s+–\n/);
   });
 
   it('gives each stage its own before bar when the stages start from different evaluations', () => {
@@ -374,12 +382,12 @@ describe('validateSummary', () => {
     [
       'accuracy above 1',
       (s) => (s.stages[0].before.byType.count = 1.5),
-      'summary.stages[0].before.byType.count: expected a number in [0, 1], got 1.5',
+      'summary.stages[0].before.byType.count: expected a number in [0, 1] or null, got 1.5',
     ],
     [
       'a question type without accuracy',
       (s) => s.questionTypes.push('shape'),
-      'summary.stages[0].before.byType.shape: expected a finite number, got undefined',
+      'summary.stages[0].before.byType.shape: expected a number in [0, 1] or null, got undefined',
     ],
     [
       'a loss as text',

@@ -5,11 +5,11 @@ import { escapeHtml } from './escape.mjs';
 import { stageLabel } from './table.mjs';
 
 /**
- * Whether a model's answer matches the ground truth, as the demo's exact-match reward with
- * ignore_case compares them: trimmed, case-insensitive ('Red.' does not answer 'red').
+ * Whether a model's answer matches the ground truth as the demo's evaluation scores it (evaluate.mjs
+ * `scoreAnswers`): equal once trimmed, case included ('Orange' does not answer 'orange').
  */
 export function isRight(truth, answer) {
-  return truth.trim().toLowerCase() === answer.trim().toLowerCase();
+  return truth.trim() === answer.trim();
 }
 
 /** A relative file path as a URL path: each segment percent-encoded, backslashes as slashes. */

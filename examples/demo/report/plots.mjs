@@ -93,8 +93,8 @@ function lineSpec(title, values, field, seriesLabels) {
 
 /**
  * The bars of the accuracy plot as `{ category, series, accuracy, flawed }`: per question type and
- * for the flawed colours, the accuracy before and after each stage. Stages that start from the
- * same evaluation share one 'before' bar; otherwise each stage gets its own.
+ * for the flawed colours, the accuracy before and after each stage (none where it is null). Stages
+ * that start from the same evaluation share one 'before' bar; otherwise each stage gets its own.
  */
 export function accuracyBars(summary) {
   const categories = [
@@ -108,9 +108,11 @@ export function accuracyBars(summary) {
     if (!sharedBefore) series.push({ series: `before ${stageLabel(stage)}`, metrics: stage.before });
     series.push({ series: `after ${stageLabel(stage)}`, metrics: stage.after });
   }
-  return categories.flatMap((c) =>
-    series.map((s) => ({ category: c.category, series: s.series, accuracy: c.of(s.metrics), flawed: c.flawed })),
-  );
+  return categories
+    .flatMap((c) =>
+      series.map((s) => ({ category: c.category, series: s.series, accuracy: c.of(s.metrics), flawed: c.flawed })),
+    )
+    .filter((bar) => bar.accuracy !== null);
 }
 
 /** Grouped bars, accuracy in [0, 1]; the flawed colours' group stands on a shaded band. */

@@ -1,7 +1,8 @@
 // Checks demo-output/summary.json's shape at the report's entry, so that a bad summary fails with the
 // key at fault ("summary.stages[1].after.byType: expected an object, got undefined") instead of a
 // blank plot or a TypeError deep in the HTML. Numbers the plots draw must be finite; accuracies lie
-// in [0, 1]; a history's loss / reward / accuracy may be null (NaN and missing values become null in JSON).
+// in [0, 1] or are null (an evaluation with no question of a kind scores null, as evaluate.mjs does);
+// a history's loss / reward / accuracy may be null (NaN and missing values become null in JSON).
 
 /** Throws when `summary` lacks a key the report reads or holds a bad value; returns it unchanged. */
 export function validateSummary(summary) {
@@ -45,10 +46,8 @@ function checkStage(stage, key, questionTypes) {
 function checkMetrics(metrics, key, questionTypes) {
   expectObject(metrics, key);
   expectObject(metrics.byType, `${key}.byType`);
-  for (const type of questionTypes) expectFraction(metrics.byType[type], `${key}.byType.${type}`);
-  expectFraction(metrics.flawed, `${key}.flawed`);
-  expectFraction(metrics.overall, `${key}.overall`);
-  if (metrics.preference !== null) expectFraction(metrics.preference, `${key}.preference`);
+  for (const type of questionTypes) expectFractionOrNull(metrics.byType[type], `${key}.byType.${type}`);
+  for (const field of ['flawed', 'overall', 'preference']) expectFractionOrNull(metrics[field], `${key}.${field}`);
 }
 
 function checkExample(example, key, stageNames) {
@@ -101,9 +100,9 @@ function expectNumberOrNull(value, key) {
   }
 }
 
-function expectFraction(value, key) {
-  expectNumber(value, key);
-  if (value < 0 || value > 1) fail(key, 'a number in [0, 1]', value);
+function expectFractionOrNull(value, key) {
+  if (value === null) return;
+  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) fail(key, 'a number in [0, 1] or null', value);
 }
 
 function fail(key, expected, actual) {
