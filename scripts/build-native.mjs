@@ -1,30 +1,75 @@
-// `npm run build:native`: builds the addon from source into build/Release. node-gyp (binding.gyp)
-// for a CPU libtorch; cmake-js (CMakeLists.txt) when libtorch has CUDA, or with --cmake, since it
-// also compiles cpp/kernels/cuda. Configure runs every time so the embedded source hash is current.
+// `npm run build:native`, `npx vlalign build` and the install script's fallback: builds the addon
+// from source into build/Release. node-gyp (binding.gyp) for a CPU libtorch; cmake-js
+// (CMakeLists.txt) when libtorch has CUDA, or with --cmake, since it also compiles cpp/kernels/cuda.
+// Says which libtorch it found (and how), and ends by loading the new binary in a child process, so a
+// build that links but cannot load fails here rather than at the user's first import. Configure runs
+// every time so the embedded source hash is current.
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 
 const require = createRequire(import.meta.url);
 const { root, torchLayout } = require('./native-build.cjs');
-const jobs = String(Math.max(1, os.availableParallelism()));
+const jobs = String(Math.max(1, Number(process.env.VLALIGN_BUILD_JOBS) || os.availableParallelism()));
 
 function run(script, args) {
   const result = spawnSync(process.execPath, [script, ...args], { cwd: root, stdio: 'inherit' });
   if (result.status !== 0) {
-    console.error(`vlalign: native build failed (${args[0]}); see the compiler output above`);
+    console.error(`vlalign: native build failed (${path.basename(script)} ${args[0]}); see the compiler output above`);
     process.exit(result.status ?? 1);
   }
 }
 
-// Offline machines: build against the installed Node headers instead of downloading them.
-const nodeDir = !process.env.npm_config_nodedir && fs.existsSync('/usr/include/node/node.h') ? ['--nodedir=/usr'] : [];
+// Node's headers for node-gyp without a download (offline machines): npm's nodedir if set, else the
+// include/node next to this node (official tarballs, nvm), else Debian's /usr/include/node.
+function nodeDirArgs() {
+  if (process.env.npm_config_nodedir) return [];
+  const beside = path.resolve(path.dirname(process.execPath), '..');
+  const dir = [beside, '/usr'].find((d) => fs.existsSync(path.join(d, 'include/node/node.h')));
+  return dir ? [`--nodedir=${dir}`] : [];
+}
 
-if (torchLayout().cuda || process.argv.includes('--cmake')) {
+function findTorch() {
+  try {
+    return torchLayout();
+  } catch (error) {
+    console.error(error.message);
+    process.exit(1);
+  }
+}
+
+// Loads the fresh binary in a child process (the parent must not dlopen it: a crash there would
+// take the build down with it) and returns its buildInfo().
+function loadBuilt(file) {
+  const probe = spawnSync(process.execPath, ['-p', `JSON.stringify(require(${JSON.stringify(file)}).buildInfo())`], {
+    encoding: 'utf8',
+  });
+  if (probe.status !== 0) {
+    console.error(`vlalign: ${file} was built but does not load:\n${probe.stderr.trim()}`);
+    process.exit(1);
+  }
+  return JSON.parse(probe.stdout);
+}
+
+const torch = findTorch();
+const useCmake = torch.cuda || process.argv.includes('--cmake');
+console.log(
+  `vlalign: building with ${useCmake ? 'cmake-js' : 'node-gyp'} against libtorch ${torch.version} ` +
+    `(${torch.cuda ? 'CUDA' : 'CPU'}) at ${torch.libDir}, found via ${torch.via}`,
+);
+const started = Date.now();
+if (useCmake) {
   run(require.resolve('cmake-js/bin/cmake-js'), ['compile', '--parallel', jobs]);
 } else {
   const nodeGyp = require.resolve('node-gyp/bin/node-gyp.js');
-  run(nodeGyp, ['configure', ...nodeDir]);
-  run(nodeGyp, ['build', '-j', jobs, ...nodeDir]);
+  run(nodeGyp, ['configure', ...nodeDirArgs()]);
+  run(nodeGyp, ['build', '-j', jobs, ...nodeDirArgs()]);
 }
+const binary = path.join(root, 'build/Release/vlalign.node');
+const info = loadBuilt(binary);
+console.log(
+  `vlalign: built ${binary} in ${Math.round((Date.now() - started) / 1000)} s; it loads ` +
+    `(libtorch ${info.torchVersion}, ${info.cuda ? 'CUDA' : 'CPU'}, sources ${info.sourceHash})`,
+);

@@ -78,37 +78,82 @@ function pythonTorchCmakeDir() {
   }
 }
 
+// Where TorchConfig.cmake sits below a prefix: a libtorch zip, a Debian prefix, Python's
+// torch.utils.cmake_prefix_path (…/share/cmake), or the config dir itself (Torch_DIR).
+const CMAKE_SUBDIRS = ['share/cmake/Torch', 'lib/cmake/Torch', 'lib/x86_64-linux-gnu/cmake/Torch', 'Torch', ''];
+
 function cmakeDirUnder(prefix) {
-  for (const rel of ['share/cmake/Torch', 'lib/cmake/Torch', 'lib/x86_64-linux-gnu/cmake/Torch', '']) {
+  for (const rel of CMAKE_SUBDIRS) {
     const dir = path.join(prefix, rel);
     if (fs.existsSync(path.join(dir, 'TorchConfig.cmake'))) return dir;
   }
   return null;
 }
 
-// libtorch's CMake config dir, found as docs/ARCHITECTURE.md describes: LIBTORCH, Torch_DIR,
-// CMAKE_PREFIX_PATH, then python3's torch, then Debian's libtorch-dev.
-function torchCmakeDir() {
-  const env = process.env;
-  const candidates = [
-    env.LIBTORCH && cmakeDirUnder(env.LIBTORCH),
-    env.Torch_DIR && cmakeDirUnder(env.Torch_DIR),
-    ...(env.CMAKE_PREFIX_PATH || '').split(':').filter(Boolean).map(cmakeDirUnder),
-    pythonTorchCmakeDir(),
-    cmakeDirUnder('/usr/lib/x86_64-linux-gnu/cmake/Torch'),
-  ];
-  const found = candidates.find(Boolean);
-  if (!found) {
-    throw new Error(
-      'vlalign: libtorch not found. Set LIBTORCH to a libtorch directory, install torch for python3, ' +
-        'or run `bash scripts/setup.sh` (Debian: libtorch-dev libgloo-dev libopenblas0-openmp).',
-    );
-  }
-  return found;
+const DEBIAN_CMAKE_DIR = '/usr/lib/x86_64-linux-gnu/cmake/Torch';
+
+// The environment variables a user sets to choose a libtorch, in search order.
+const TORCH_ENV = ['LIBTORCH', 'Torch_DIR'];
+
+/** The variables among LIBTORCH / Torch_DIR that are set but hold no TorchConfig.cmake. */
+function torchEnvProblems(env = process.env) {
+  return TORCH_ENV.filter((name) => env[name] && !cmakeDirUnder(env[name])).map(
+    (name) =>
+      `${name}=${env[name]} holds no TorchConfig.cmake (looked in ${CMAKE_SUBDIRS.map((d) => d || '.').join(', ')}); ` +
+      `point it at a libtorch directory (the unzipped libtorch/, or python3 -c "import torch;print(torch.utils.cmake_prefix_path)") or unset it`,
+  );
 }
 
-function torchLayout() {
-  const cmakeDir = torchCmakeDir();
+// libtorch's CMake config dir and how it was found, as docs/ARCHITECTURE.md describes: LIBTORCH,
+// Torch_DIR, CMAKE_PREFIX_PATH, then python3's torch, then Debian's libtorch-dev. A LIBTORCH or
+// Torch_DIR that points nowhere is an error, never silently skipped for the next candidate.
+function torchSearch(env = process.env) {
+  const problems = torchEnvProblems(env);
+  if (problems.length > 0) throw new Error(`vlalign: ${problems.join('; ')}`);
+  const candidates = [
+    ...TORCH_ENV.map((name) => () => env[name] && { cmakeDir: cmakeDirUnder(env[name]), via: name }),
+    () => {
+      const prefixes = (env.CMAKE_PREFIX_PATH || '').split(':').filter(Boolean);
+      const cmakeDir = prefixes.map(cmakeDirUnder).find(Boolean);
+      return cmakeDir && { cmakeDir, via: 'CMAKE_PREFIX_PATH' };
+    },
+    () => {
+      const cmakeDir = pythonTorchCmakeDir();
+      return cmakeDir && { cmakeDir, via: "python3's torch" };
+    },
+    () => cmakeDirUnder(DEBIAN_CMAKE_DIR) && { cmakeDir: DEBIAN_CMAKE_DIR, via: "Debian's libtorch-dev" },
+  ];
+  for (const candidate of candidates) {
+    const found = candidate();
+    if (found) return found;
+  }
+  throw new Error(
+    "vlalign: libtorch not found (searched LIBTORCH, Torch_DIR, CMAKE_PREFIX_PATH, python3's torch, " +
+      `${DEBIAN_CMAKE_DIR}). Set LIBTORCH to a libtorch directory, install torch for python3, or on Debian/Ubuntu ` +
+      'run `sudo apt-get install libtorch-dev libgloo-dev libopenblas0-openmp`.',
+  );
+}
+
+function torchCmakeDir() {
+  return torchSearch().cmakeDir;
+}
+
+// "major.minor.patch" from the headers the build compiles against (Debian's TorchConfigVersion.cmake
+// says 1.13.0 for its 1.13.1 package, as do its headers: the headers are what the binary reports).
+function torchVersion(includeDirs, cmakeDir) {
+  const header = includeDirs.map((d) => path.join(d, 'torch/version.h')).find((f) => fs.existsSync(f));
+  if (header) {
+    const text = fs.readFileSync(header, 'utf8');
+    const part = (name) => new RegExp(`#define TORCH_VERSION_${name} (\\d+)`).exec(text)?.[1];
+    if (part('MAJOR')) return `${part('MAJOR')}.${part('MINOR')}.${part('PATCH')}`;
+  }
+  const config = path.join(cmakeDir, 'TorchConfigVersion.cmake');
+  if (!fs.existsSync(config)) return 'unknown';
+  return /PACKAGE_VERSION "([^"]+)"/.exec(fs.readFileSync(config, 'utf8'))?.[1] ?? 'unknown';
+}
+
+function torchLayout(env = process.env) {
+  const { cmakeDir, via } = torchSearch(env);
   const prefix = path.resolve(cmakeDir, '../../../..');
   const libDir = [path.join(prefix, 'lib'), path.resolve(cmakeDir, '../..')].find((d) =>
     fs.existsSync(path.join(d, 'libtorch.so')),
@@ -116,9 +161,12 @@ function torchLayout() {
   if (!libDir) throw new Error(`vlalign: no libtorch.so next to ${cmakeDir}`);
   const config = fs.readFileSync(path.join(cmakeDir, 'TorchConfig.cmake'), 'utf8');
   const abi = /_GLIBCXX_USE_CXX11_ABI=(\d)/.exec(config);
+  const includeDirs = [path.join(prefix, 'include'), path.join(prefix, 'include/torch/csrc/api/include')];
   return {
     cmakeDir,
-    includeDirs: [path.join(prefix, 'include'), path.join(prefix, 'include/torch/csrc/api/include')],
+    via,
+    version: torchVersion(includeDirs, cmakeDir),
+    includeDirs,
     libDir,
     cxxFlags: abi ? [`-D_GLIBCXX_USE_CXX11_ABI=${abi[1]}`] : [],
     cuda: fs.existsSync(path.join(libDir, 'libtorch_cuda.so')),
@@ -150,6 +198,8 @@ module.exports = {
   sourceHash,
   binarySourceHash,
   torchCmakeDir,
+  torchSearch,
+  torchEnvProblems,
   torchLayout,
   linkFlags,
 };
@@ -157,44 +207,50 @@ module.exports = {
 if (require.main === module) {
   const what = process.argv[2];
   const print = (lines) => process.stdout.write(`${[].concat(lines).join('\n')}\n`);
-  switch (what) {
-    case 'sources':
-      print(sources());
-      break;
-    case 'sources-avx2':
-      print(sources('avx2'));
-      break;
-    case 'sources-avx512':
-      print(sources('avx512'));
-      break;
-    case 'isa-flags':
-      print(ISA_FLAGS[process.argv[3]]);
-      break;
-    case 'source-hash':
-      print(sourceHash());
-      break;
-    case 'hash-header':
-      print(writeHashHeader(path.resolve(process.argv[3] || 'build/generated')));
-      break;
-    case 'include-dirs':
-      print(torchLayout().includeDirs);
-      break;
-    case 'cxx-flags':
-      print(torchLayout().cxxFlags);
-      break;
-    case 'libs':
-      print(linkFlags(torchLayout()));
-      break;
-    case 'torch-cmake-dir':
-      print(torchCmakeDir());
-      break;
-    case 'cuda':
-      print(String(torchLayout().cuda));
-      break;
-    default:
-      process.stderr.write(
-        `usage: node scripts/native-build.cjs sources|sources-avx2|sources-avx512|isa-flags <isa>|source-hash|hash-header [dir]|include-dirs|cxx-flags|libs|torch-cmake-dir|cuda\n`,
-      );
-      process.exit(2);
+  // Called by gyp and CMake: a libtorch that cannot be found is one line, not a stack.
+  try {
+    switch (what) {
+      case 'sources':
+        print(sources());
+        break;
+      case 'sources-avx2':
+        print(sources('avx2'));
+        break;
+      case 'sources-avx512':
+        print(sources('avx512'));
+        break;
+      case 'isa-flags':
+        print(ISA_FLAGS[process.argv[3]]);
+        break;
+      case 'source-hash':
+        print(sourceHash());
+        break;
+      case 'hash-header':
+        print(writeHashHeader(path.resolve(process.argv[3] || 'build/generated')));
+        break;
+      case 'include-dirs':
+        print(torchLayout().includeDirs);
+        break;
+      case 'cxx-flags':
+        print(torchLayout().cxxFlags);
+        break;
+      case 'libs':
+        print(linkFlags(torchLayout()));
+        break;
+      case 'torch-cmake-dir':
+        print(torchCmakeDir());
+        break;
+      case 'cuda':
+        print(String(torchLayout().cuda));
+        break;
+      default:
+        process.stderr.write(
+          `usage: node scripts/native-build.cjs sources|sources-avx2|sources-avx512|isa-flags <isa>|source-hash|hash-header [dir]|include-dirs|cxx-flags|libs|torch-cmake-dir|cuda\n`,
+        );
+        process.exit(2);
+    }
+  } catch (error) {
+    process.stderr.write(`${error.message}\n`);
+    process.exit(1);
   }
 }

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { loadAdapter } from '../adapters/index.js';
+import { registerBuildCommand } from './build_addon.js';
 import { fromPretrained, savePretrained } from '../models/pretrained.js';
 import { copyProcessorFiles } from '../train/processor_files.js';
 import { camelToSnake } from '../util/case.js';
@@ -68,6 +69,7 @@ export function program(): Command {
     .requiredOption('--base <dir>', 'the base checkpoint folder')
     .requiredOption('--output <dir>', 'where the merged checkpoint goes (must be empty or absent)')
     .action(mergeAdapter);
+  registerBuildCommand(cli);
   return cli;
 }
 
