@@ -9,6 +9,7 @@ import { fromPretrained, savePretrained } from '../models/pretrained.js';
 import { copyProcessorFiles } from '../train/processor_files.js';
 import { camelToSnake } from '../util/case.js';
 import { loadRecipe, RECIPE_TRAINERS, recipeSchema, type RecipeTrainer } from './recipe.js';
+import { registerEval } from './eval_command.js';
 
 /** "  key (default: value)" for each field of a method's recipe, from the zod schema. */
 export function recipeKeysHelp(method: RecipeTrainer): string {

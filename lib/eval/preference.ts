@@ -67,26 +67,9 @@ export async function preferenceAccuracy(
   records: RecordSource<PreferenceRecord>,
   options: PreferenceAccuracyOptions,
 ): Promise<PreferenceAccuracy> {
-  const beta = options.beta ?? 0.1;
-  if (!(beta > 0)) throw new RangeError(`Expected a positive number for beta but received ${beta}`);
   const pairs: PairReward[] = [];
   for await (const batch of inBatches(streamRecords(records), options.batchSize ?? 4)) {
-    for (const record of batch) requireKind(record, 'preference', 'preference accuracy');
-    const collated = await collate(processor, batch, options.maxLength ?? null);
-    try {
-      const logps = summedLogps(policy, collated);
-      const refLogps = referenceLogps(options.reference, collated);
-      const p = batch.length;
-      batch.forEach((record, i) => {
-        const chosen = beta * (logps[i]! - refLogps[i]!);
-        const rejected = beta * (logps[p + i]! - refLogps[p + i]!);
-        pairs.push({ id: record.id, chosen, rejected, correct: chosen > rejected ? 1 : chosen === rejected ? 0.5 : 0 });
-      });
-    } finally {
-      for (const t of [collated.inputIds, collated.attentionMask, collated.targets, collated.pixelValues]) t?.dispose();
-      collated.imageGridThw?.dispose();
-      collated.imageFlags?.dispose();
-    }
+    pairs.push(...(await pairRewards(policy, processor, batch, options)));
     options.onPairs?.(pairs.length);
   }
   const mean = (f: (p: PairReward) => number) =>
@@ -99,6 +82,33 @@ export async function preferenceAccuracy(
     margins: mean((p) => p.chosen - p.rejected),
     pairs,
   };
+}
+
+/** The rewards of one batch of pairs, in order (one forward of the policy and one of the reference). */
+export async function pairRewards(
+  policy: CausalLM,
+  processor: Processor,
+  records: readonly PreferenceRecord[],
+  options: Pick<PreferenceAccuracyOptions, 'reference' | 'beta' | 'maxLength'>,
+): Promise<PairReward[]> {
+  const beta = options.beta ?? 0.1;
+  if (!(beta > 0)) throw new RangeError(`Expected a positive number for beta but received ${beta}`);
+  for (const record of records) requireKind(record, 'preference', 'preference accuracy');
+  const collated = await collate(processor, records, options.maxLength ?? null);
+  try {
+    const logps = summedLogps(policy, collated);
+    const refLogps = referenceLogps(options.reference, collated);
+    const p = records.length;
+    return records.map((record, i) => {
+      const chosen = beta * (logps[i]! - refLogps[i]!);
+      const rejected = beta * (logps[p + i]! - refLogps[p + i]!);
+      return { id: record.id, chosen, rejected, correct: chosen > rejected ? 1 : chosen === rejected ? 0.5 : 0 };
+    });
+  } finally {
+    for (const t of [collated.inputIds, collated.attentionMask, collated.targets, collated.pixelValues]) t?.dispose();
+    collated.imageGridThw?.dispose();
+    collated.imageFlags?.dispose();
+  }
 }
 
 async function collate(
