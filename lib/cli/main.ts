@@ -71,6 +71,7 @@ export function program(): Command {
     .requiredOption('--output <dir>', 'where the merged checkpoint goes (must be empty or absent)')
     .action(mergeAdapter);
   registerBuildCommand(cli);
+  registerEval(cli);
   return cli;
 }
 
