@@ -169,6 +169,7 @@ function readYaml(file: string): Record<string, unknown> {
   } catch (error) {
     throw new ConfigError(file, [{ path: '(root)', message: `cannot read the recipe: ${(error as Error).message}` }]);
   }
+  checkYamlBounds(text, file, '(root)');
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines });
   if (doc.errors.length > 0) {
@@ -179,7 +180,46 @@ function readYaml(file: string): Record<string, unknown> {
     throw new ConfigError(file, problems);
   }
   if (!isMap(doc.contents)) throw new ConfigError(file, [{ path: '(root)', message: 'expected a mapping of keys' }]);
-  return doc.toJS() as Record<string, unknown>;
+  try {
+    return doc.toJS() as Record<string, unknown>; // refuses alias bombs (yaml's maxAliasCount)
+  } catch (error) {
+    throw new ConfigError(file, [{ path: '(root)', message: (error as Error).message }]);
+  }
+}
+
+// A recipe is a few KB of shallow YAML. The yaml parser's time grows faster than linearly with
+// flow nesting ('[[[[...' 100,000 deep: 12 s, and 30 s+ closed again), so size and depth are
+// bounded before it runs.
+const MAX_RECIPE_CHARS = 1 << 20;
+const MAX_FLOW_DEPTH = 64;
+
+function checkYamlBounds(text: string, file: string, where: string): void {
+  if (text.length > MAX_RECIPE_CHARS) {
+    const message = `${text.length} characters is too long for a recipe (limit ${MAX_RECIPE_CHARS})`;
+    throw new ConfigError(file, [{ path: where, message }]);
+  }
+  const depth = flowDepth(text);
+  if (depth.max > MAX_FLOW_DEPTH) {
+    const message = `[ ] / { } nested ${depth.max} deep (limit ${MAX_FLOW_DEPTH})`;
+    throw new ConfigError(file, [{ path: where === '(root)' ? `line ${depth.line}` : where, message }]);
+  }
+}
+
+/**
+ * The deepest nesting of flow brackets, and the line where it first passes the limit. Quotes are not
+ * skipped: a bracket in a string counts too, so no quoting can hide a deep nest from the check.
+ */
+function flowDepth(text: string): { max: number; line: number } {
+  let [depth, max, line, at] = [0, 0, 1, 0];
+  for (const c of text) {
+    if (c === '\n') line++;
+    else if (c === '[' || c === '{') {
+      depth++;
+      max = Math.max(max, depth);
+      if (depth > MAX_FLOW_DEPTH && at === 0) at = line;
+    } else if ((c === ']' || c === '}') && depth > 0) depth--;
+  }
+  return { max, line: at };
 }
 
 // YAML and flags use the Python spelling; a camelCase key would silently work otherwise.
@@ -206,7 +246,17 @@ export function pairsOf(overrides: readonly string[], file = 'command line'): Re
     if (eq >= 0) value = flag.slice(eq + 1);
     else if (i + 1 < overrides.length) value = overrides[++i]!;
     else throw new ConfigError(file, [{ path: `--${key}`, message: 'has no value' }]);
-    out[key] = parseYaml(value);
+    checkYamlBounds(value, file, `--${key}`);
+    try {
+      out[key] = parseYaml(value);
+    } catch (error) {
+      throw new ConfigError(file, [
+        {
+          path: `--${key}`,
+          message: `cannot parse ${JSON.stringify(value)}: ${(error as Error).message.split('\n')[0]}`,
+        },
+      ]);
+    }
   }
   return out;
 }

@@ -1,0 +1,76 @@
+// Hostile recipe YAML and flag values (issue #17, found by `npm run fuzz`): deep flow nesting is
+// refused before the yaml parser (whose time grows faster than linearly with it) runs, an alias bomb
+// and an unparsable flag value are refused naming the recipe and the flag, within a bounded time.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadRecipe } from '../../lib/cli/recipe.js';
+
+const root = mkdtempSync(join(tmpdir(), 'vlalign-hostile-recipe-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+const sft = readFileSync(join(import.meta.dirname, '../../examples/recipes/sft.yaml'), 'utf8');
+const escaped = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+function recipe(name: string, text: string): string {
+  const file = join(root, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+// The error, and the milliseconds loadRecipe took to throw it.
+function refusal(file: string, flags: string[] = []): { message: string; ms: number } {
+  const start = performance.now();
+  try {
+    loadRecipe(file, flags);
+  } catch (error) {
+    return { message: (error as Error).message, ms: performance.now() - start };
+  }
+  throw new Error(`${file} was accepted`);
+}
+
+describe('hostile recipes', () => {
+  it('the unedited recipe loads, and a flag with a flow value', () => {
+    const file = recipe('ok.yaml', sft);
+    expect(loadRecipe(file).args.maxSteps).toBe(3);
+    expect(loadRecipe(file, ['--report_to', '[tensorboard]']).args.reportTo).toEqual(['tensorboard']);
+  });
+
+  it.each([
+    ['100,000 deep, never closed', `${'['.repeat(100_000)}`],
+    ['100,000 deep and closed', `${'['.repeat(100_000)}${']'.repeat(100_000)}`],
+    ['65 deep in mappings', `${'{a: '.repeat(65)}1${'}'.repeat(65)}`],
+  ])('refuses flow nesting %s at once, naming the file and the line', (_, nest) => {
+    const file = recipe('deep.yaml', `${sft}deep: ${nest}\n`);
+    const { message, ms } = refusal(file);
+    const line = sft.split('\n').length;
+    expect(message).toMatch(
+      new RegExp(`^${escaped(file)}: invalid line ${line}: \\[ \\] / \\{ \\} nested \\d+ deep \\(limit 64\\)`),
+    );
+    expect(ms).toBeLessThan(1000);
+  });
+
+  it('refuses an alias bomb naming the file', () => {
+    const bomb =
+      'a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n';
+    const { message } = refusal(recipe('bomb.yaml', bomb + sft));
+    expect(message).toMatch(
+      new RegExp(`^${escaped(join(root, 'bomb.yaml'))}: invalid \\(root\\): Excessive alias count`),
+    );
+  });
+
+  it('refuses a recipe over 1 MiB naming the file', () => {
+    const { message } = refusal(recipe('long.yaml', `${sft}# ${'x'.repeat(1 << 20)}\n`));
+    expect(message).toMatch(/long\.yaml: invalid \(root\): \d+ characters is too long for a recipe \(limit 1048576\)/);
+  });
+
+  it('names the flag whose value does not parse, or nests too deep', () => {
+    const file = recipe('flags.yaml', sft);
+    expect(refusal(file, ['--report_to', '[']).message).toMatch(
+      new RegExp(`^${escaped(file)}: invalid --report_to: cannot parse "\\[": Flow sequence must end with a \\]`),
+    );
+    expect(refusal(file, [`--report_to=${'['.repeat(5000)}`]).message).toMatch(
+      /invalid --report_to: \[ \] \/ \{ \} nested 5000 deep \(limit 64\)/,
+    );
+  });
+});
