@@ -6,7 +6,8 @@ import { data, evaluation, models, processing } from 'vlalign';
 import { QUESTION_TYPES } from './shapes.mjs';
 
 const BATCH = 64;
-const MAX_NEW_TOKENS = 6;
+// "bottom right" is 10 tokens of the tiny byte-level BPE, then <|im_end|>.
+const MAX_NEW_TOKENS = 12;
 
 /** The held-out files as datasets: questions (TRL prompt jsonl) and pairs (VL-RLHF plain_dpo jsonl). */
 export async function openHeldout(files) {

@@ -45,7 +45,7 @@ const STAGES = [
   { name: 'grpo', recipe: 'examples/recipes/shapes-grpo.yaml', format: 'trl_prompt' },
 ];
 
-function readOptions(argv) {
+export function demoOptions(argv) {
   const flag = (type) => ({ type });
   const { values } = parseArgs({
     args: argv,
@@ -220,7 +220,7 @@ export async function runDemo(options) {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  runDemo(readOptions(process.argv.slice(2))).catch((error) => {
+  runDemo(demoOptions(process.argv.slice(2))).catch((error) => {
     console.error(`demo: ${error instanceof Error ? error.message : String(error)}`);
     process.exitCode = 1;
   });
