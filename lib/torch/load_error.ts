@@ -149,9 +149,11 @@ function explain(cause: LoadFailureCause, c: Context, loaderMessage: string): { 
       return {
         why: [
           `${binary} links ${library}, which the dynamic loader cannot find.`,
-          c.isPrebuild
-            ? "The prebuilt binary links Debian's libtorch 1.13 (CPU) from /usr/lib/x86_64-linux-gnu; it is not installed."
-            : 'The libtorch it was built against has moved or been removed since the build.',
+          !c.isPrebuild
+            ? 'The libtorch it was built against has moved or been removed since the build.'
+            : /^lib(torch|c10)/.test(library)
+              ? "The prebuilt binary links Debian's libtorch 1.13 (CPU) from /usr/lib/x86_64-linux-gnu, which is not installed here."
+              : `${library} is a dependency of Debian's libtorch 1.13 (CPU), which the prebuilt binary links.`,
           ...skippedInstall,
         ],
         fixes: c.isPrebuild ? [FIX.debian, FIX.build, FIX.python] : [FIX.build, FIX.python],
