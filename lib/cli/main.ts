@@ -10,6 +10,7 @@ import { copyProcessorFiles } from '../train/processor_files.js';
 import { camelToSnake } from '../util/case.js';
 import { loadRecipe, RECIPE_TRAINERS, recipeSchema, type RecipeTrainer } from './recipe.js';
 import { registerEval } from './eval_command.js';
+import { registerData } from './data.js';
 
 /** "  key (default: value)" for each field of a method's recipe, from the zod schema. */
 export function recipeKeysHelp(method: RecipeTrainer): string {
@@ -72,6 +73,7 @@ export function program(): Command {
     .action(mergeAdapter);
   registerBuildCommand(cli);
   registerEval(cli);
+  registerData(cli);
   return cli;
 }
 

@@ -1,0 +1,126 @@
+// Where a pipeline's completions come from. The default engine samples from a loaded model with
+// generation's batched rollout (each prompt prefilled once, its n completions decoded together,
+// vision tokens never sampled); tests and dry runs plug in a scripted engine. Every batch is
+// seeded from the run's seed and the batch's index in the input, so a resumed run samples the
+// batches it redoes exactly as an uninterrupted one would.
+import * as torch from '../torch/index.js';
+import type { Tensor } from '../torch/index.js';
+import type { CausalLM, ModelInputs } from '../models/index.js';
+import { nonSampledTokenIds, rollout } from '../generation/index.js';
+import { Qwen2VlProcessor, type Processor, type Sample } from '../processing/index.js';
+import type { ChatMessage } from '../processing/messages.js';
+import { splitImageTokens } from '../data/prompts.js';
+
+/** One prompt: a user turn (with `<image>` placeholders for `images`) and an optional assistant prefix. */
+export interface GenerationRequest {
+  question: string;
+  /** Image files, in placeholder order. */
+  images: readonly string[];
+  /** Text the assistant turn starts with; the completion continues it (DropoutNTP). */
+  prefix?: string;
+  /** InternVL's tile budget per image (MMPR's --max-num). */
+  maxTiles?: number;
+}
+
+export interface GenerationEngine {
+  /** `n` completions of each request (the text after the prompt and prefix); batchIndex seeds it. */
+  complete(requests: readonly GenerationRequest[], n: number, batchIndex: number): Promise<string[][]>;
+}
+
+export interface SamplingSettings {
+  temperature: number;
+  topK: number;
+  topP: number;
+  maxNewTokens: number;
+  /** Batch b samples after torch.manualSeed(seed + b). */
+  seed: number;
+}
+
+/** Samples from `model` (eval mode) with `processor`'s chat template, tokenizer and image processing. */
+export function modelEngine(model: CausalLM, processor: Processor, settings: SamplingSettings): GenerationEngine {
+  if (!(settings.temperature > 0)) throw new RangeError(`temperature must be > 0, got ${settings.temperature}`);
+  return {
+    async complete(requests, n, batchIndex) {
+      const batch = await processor.process(requests.map((r) => requestSample(r, processor)));
+      const extras = batch as { imageGridThw?: Tensor | null; imageFlags?: Tensor | null };
+      const padded = leftAligned(batch.inputIds, batch.attentionMask);
+      const inputs: ModelInputs = {
+        ...padded,
+        pixelValues: batch.pixelValues,
+        imageGridThw: extras.imageGridThw ?? null,
+        imageFlags: extras.imageFlags ?? null,
+      };
+      const stops = model.textConfig.eosTokenIds;
+      const training = model.training;
+      model.eval();
+      try {
+        const out = rollout(model, inputs, {
+          numGenerations: n,
+          temperature: settings.temperature,
+          topK: settings.topK,
+          topP: settings.topP,
+          maxNewTokens: settings.maxNewTokens,
+          seed: settings.seed + batchIndex,
+          stopTokenIds: stops,
+          suppressTokenIds: nonSampledTokenIds(model, processor.tokenizer).filter((id) => !stops.includes(id)),
+        });
+        return requests.map((_, i) =>
+          out.tokens.slice(i * n, (i + 1) * n).map((tokens, k) => {
+            const kept = out.finishReasons[i * n + k] === 'stop' ? tokens.slice(0, -1) : tokens;
+            return processor.tokenizer.decode(kept, { skipSpecialTokens: true });
+          }),
+        );
+      } finally {
+        model.train(training);
+        for (const t of [batch.inputIds, batch.attentionMask, batch.labels, batch.pixelValues, padded.inputIds])
+          t?.dispose();
+        padded.attentionMask.dispose();
+        extras.imageGridThw?.dispose();
+        extras.imageFlags?.dispose();
+      }
+    },
+  };
+}
+
+/** A request as a processor sample: Qwen's template wants image parts, InternVL's reads `<image>` text. */
+function requestSample(request: GenerationRequest, processor: Processor): Sample {
+  const user: ChatMessage[] = [{ role: 'user', content: request.question }];
+  const prompt = request.images.length > 0 && processor instanceof Qwen2VlProcessor ? splitImageTokens(user) : user;
+  const sample: Sample = { prompt, images: [...request.images] };
+  if (request.prefix !== undefined && request.prefix !== '') sample.completion = request.prefix;
+  if (request.maxTiles !== undefined) sample.maxTiles = request.maxTiles;
+  return sample;
+}
+
+// Each row's tokens moved to the right end: the rollout reads every row's next token at the last
+// position. Padding takes the row's first token id (masked out, so any id does).
+function leftAligned(inputIds: Tensor, attentionMask: Tensor): { inputIds: Tensor; attentionMask: Tensor } {
+  const ids = inputIds.toArray() as number[][];
+  const mask = attentionMask.toArray() as number[][];
+  const width = ids[0]?.length ?? 0;
+  const kept = ids.map((row, r) => row.filter((_, k) => mask[r]![k] === 1));
+  return {
+    inputIds: torch.tensor(
+      kept.map((row) => [...Array<number>(width - row.length).fill(row[0] ?? 0), ...row]),
+      { dtype: 'int64' },
+    ),
+    attentionMask: torch.tensor(
+      kept.map((row) => [...Array<number>(width - row.length).fill(0), ...Array<number>(row.length).fill(1)]),
+      { dtype: 'int64' },
+    ),
+  };
+}
+
+/**
+ * An engine that answers from a function: `script(request, k, batchIndex)` is completion k of the
+ * request. For tests and for runs that replay responses produced elsewhere.
+ */
+export function scriptedEngine(
+  script: (request: GenerationRequest, k: number, batchIndex: number) => string,
+): GenerationEngine {
+  return {
+    async complete(requests, n, batchIndex) {
+      return requests.map((request) => Array.from({ length: n }, (_, k) => script(request, k, batchIndex)));
+    },
+  };
+}

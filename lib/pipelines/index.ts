@@ -1,0 +1,45 @@
+// pipelines: MMPR's preference-data pipelines (DropoutNTP, correctness sampling and pairs) on our
+// models, resumable and streaming.
+export {
+  DROPOUT_NTP_DEFAULTS,
+  dropoutPrefix,
+  dropoutQuestion,
+  runDropoutNtp,
+  type DropoutNtpOptions,
+} from './dropout_ntp.js';
+export {
+  modelEngine,
+  scriptedEngine,
+  type GenerationEngine,
+  type GenerationRequest,
+  type SamplingSettings,
+} from './engine.js';
+export { readJsonlRows, type InputRow } from './input.js';
+export { writeMetaEntry, type MetaEntry } from './meta.js';
+export {
+  buildPairs,
+  classifyItems,
+  dedupePairs,
+  fixAnswer,
+  optionLetter,
+  pairKey,
+  runPairs,
+  type ClassifyOptions,
+  type Groups,
+  type PairRow,
+  type PairsOptions,
+  type PairsSummary,
+  type PairStats,
+  type ScoredItem,
+} from './pairs.js';
+export {
+  IMAGE_PLACEHOLDER,
+  MMPR_INSTRUCTIONS,
+  R1_SYSTEM_PROMPT,
+  VALID_INSTRUCTIONS,
+  versionForFile,
+  wrapQuestion,
+} from './prompts.js';
+export { PythonRandom } from './python_random.js';
+export { runResumable, type ResumableRun, type RunSummary } from './runner.js';
+export { runCorrectnessSampling, SAMPLE_DEFAULTS, type SampleOptions } from './sample.js';
