@@ -7,8 +7,9 @@
 //   npm run fuzz -- --quick           the CI run (2,000 cases, a minute or two)
 //   npm run fuzz -- --repro ops:123   one case in this process, with its input and outcome
 // Options: --cases N, --seed N (default 1), --jobs N, --timeout MS (per case, default 30000),
-// --surface a,b, --report FILE (every case that was not ok or clean, as JSON).
-// Runs against dist/ (npm run build:ts). Exit code 1 on any abort, hang, unclear error or fuzzer bug.
+// --surface a,b, --report FILE (every case that was not ok or clean, as JSON), --fail-on LIST
+// (the outcomes that fail the run; default abort,hang,unclear,harness; CI: abort,hang,harness).
+// Runs against dist/ (npm run build:ts). Exit code 1 when a case had an outcome --fail-on lists.
 import { execFileSync, fork } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -45,10 +46,15 @@ const { values: options } = parseArgs({
     surface: { type: 'string' },
     repro: { type: 'string' },
     report: { type: 'string' },
+    'fail-on': { type: 'string', default: 'abort,hang,unclear,harness' },
   },
 });
 
 const seed = Number(options.seed);
+const failOn = options['fail-on'].split(',').filter((o) => o !== '');
+for (const o of failOn)
+  if (!OUTCOMES.includes(o) || o === 'ok' || o === 'clean')
+    fail(`--fail-on: '${o}' is not a failing outcome (${OUTCOMES.slice(2).join(', ')})`);
 const surfaces = options.surface ? options.surface.split(',') : SURFACES;
 for (const s of surfaces)
   if (!SURFACES.includes(s) && !EXTRA_SURFACES.includes(s))
@@ -256,7 +262,9 @@ async function fuzz() {
   if (options.report) fs.writeFileSync(options.report, `${JSON.stringify({ summary, findings }, null, 1)}\n`);
   process.stdout.write(`FUZZ_SUMMARY ${JSON.stringify(summary)}\n`);
   fs.rmSync(work, { recursive: true, force: true });
-  process.exitCode = findings.length > 0 ? 1 : 0;
+  const failed = failOn.filter((o) => count(o) > 0);
+  if (failed.length > 0) process.stdout.write(`fuzz: FAILED (${failed.map((o) => `${count(o)} ${o}`).join(', ')})\n`);
+  process.exitCode = failed.length > 0 ? 1 : 0;
   process.exit();
 }
 

@@ -1,6 +1,7 @@
 // The fuzz harness counts what its cases do: the selftest surface's five cases abort the worker,
 // hang it, throw an unclear error, throw a clean one and pass, in that order, so a run of five must
-// report exactly one of each and exit 1; and one case reruns alone by --repro.
+// report exactly one of each and exit 1 (or 0 when --fail-on leaves their outcomes out); and one
+// case reruns alone by --repro.
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
@@ -19,6 +20,22 @@ describe('npm run fuzz', () => {
     expect(out.stdout).toMatch(/selftest hang: 1 case\(s\)[\s\S]*no result within 2000 ms/);
     expect(out.status).toBe(1);
   }, 120_000);
+
+  it('--fail-on picks the outcomes that fail the run (CI: abort and hang, not unclear)', () => {
+    // The five selftest cases give one abort, hang, unclear, clean and ok each.
+    const selftest = ['--surface', 'selftest', '--timeout', '2000', '--jobs', '1'];
+    const unclear = run([...selftest, '--cases', '5', '--fail-on', 'unclear']);
+    expect(unclear.stdout).toMatch(/fuzz: FAILED \(1 unclear\)/);
+    expect(unclear.status).toBe(1);
+    const ci = run([...selftest, '--cases', '5', '--fail-on', 'harness']);
+    expect(ci.stdout).toContain('FUZZ_SUMMARY ');
+    expect(ci.stdout).not.toContain('FAILED');
+    expect(ci.status).toBe(0);
+    const aborts = run([...selftest, '--cases', '5', '--fail-on', 'abort,hang,harness']);
+    expect(aborts.stdout).toMatch(/fuzz: FAILED \(1 abort, 1 hang\)/);
+    expect(aborts.status).toBe(1);
+    expect(run([...selftest, '--cases', '1', '--fail-on', 'clean']).stderr).toMatch(/'clean' is not a failing outcome/);
+  }, 240_000);
 
   it('reruns one case by --repro and prints its outcome', () => {
     const out = run(['--repro', 'selftest:3']);
