@@ -3,7 +3,7 @@
 // and plain `node` can call it before anything is compiled.
 //
 //   node scripts/native-build.cjs sources|sources-<isa>|isa-flags <isa>|source-hash|hash-header
-// [dir]|include-dirs|cxx-flags|libs|torch-cmake-dir|cuda
+// [dir]|include-dirs|cxx-flags|cxx-standard|libs|torch-cmake-dir|cuda
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -154,13 +154,20 @@ function torchVersion(includeDirs, cmakeDir) {
 
 function torchLayout(env = process.env) {
   const { cmakeDir, via } = torchSearch(env);
-  const prefix = path.resolve(cmakeDir, '../../../..');
+  // The install prefix sits three levels up (<prefix>/share/cmake/Torch: the libtorch zip, pip's
+  // torch) or four (<prefix>/lib/x86_64-linux-gnu/cmake/Torch: Debian).
+  const prefix = ['../../..', '../../../..']
+    .map((up) => path.resolve(cmakeDir, up))
+    .find((p) => fs.existsSync(path.join(p, 'include/torch/csrc/api/include/torch/torch.h')));
+  if (!prefix) throw new Error(`vlalign: no libtorch headers (include/torch/csrc/api/include) above ${cmakeDir}`);
   const libDir = [path.join(prefix, 'lib'), path.resolve(cmakeDir, '../..')].find((d) =>
     fs.existsSync(path.join(d, 'libtorch.so')),
   );
   if (!libDir) throw new Error(`vlalign: no libtorch.so next to ${cmakeDir}`);
   const config = fs.readFileSync(path.join(cmakeDir, 'TorchConfig.cmake'), 'utf8');
   const abi = /_GLIBCXX_USE_CXX11_ABI=(\d)/.exec(config);
+  // libtorch 2.x releases that need a newer C++ than our 17 say so on their imported target.
+  const standard = Number(/CXX_STANDARD (\d+)/.exec(config)?.[1] ?? 17);
   const includeDirs = [path.join(prefix, 'include'), path.join(prefix, 'include/torch/csrc/api/include')];
   return {
     cmakeDir,
@@ -168,7 +175,11 @@ function torchLayout(env = process.env) {
     version: torchVersion(includeDirs, cmakeDir),
     includeDirs,
     libDir,
-    cxxFlags: abi ? [`-D_GLIBCXX_USE_CXX11_ABI=${abi[1]}`] : [],
+    cxxStandard: Math.max(17, standard),
+    cxxFlags: [
+      ...(abi ? [`-D_GLIBCXX_USE_CXX11_ABI=${abi[1]}`] : []),
+      ...(standard > 17 ? [`-std=c++${standard}`] : []),
+    ],
     cuda: fs.existsSync(path.join(libDir, 'libtorch_cuda.so')),
   };
 }
@@ -243,9 +254,12 @@ if (require.main === module) {
       case 'cuda':
         print(String(torchLayout().cuda));
         break;
+      case 'cxx-standard':
+        print(String(torchLayout().cxxStandard));
+        break;
       default:
         process.stderr.write(
-          `usage: node scripts/native-build.cjs sources|sources-avx2|sources-avx512|isa-flags <isa>|source-hash|hash-header [dir]|include-dirs|cxx-flags|libs|torch-cmake-dir|cuda\n`,
+          `usage: node scripts/native-build.cjs sources|sources-avx2|sources-avx512|isa-flags <isa>|source-hash|hash-header [dir]|include-dirs|cxx-flags|cxx-standard|libs|torch-cmake-dir|cuda\n`,
         );
         process.exit(2);
     }

@@ -4,6 +4,7 @@
 // is the one the loaded binary was compiled against (buildInfo, read from libtorch's own headers at
 // compile time); a variable pointing nowhere stops the search instead of being skipped.
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,6 +43,37 @@ describe('the libtorch search', () => {
     expect(layout.version).toBe(torch.buildInfo().torchVersion);
     expect(layout.cuda).toBe(torch.buildInfo().cuda);
     expect(layout.libDir).toBe('/usr/lib/x86_64-linux-gnu');
+  });
+
+  // pip's torch (and the libtorch zip) keep TorchConfig.cmake in <prefix>/share/cmake/Torch, the
+  // libraries in <prefix>/lib, and 2.x releases ask for C++20 on their imported target.
+  it("lays out pip's torch: <prefix>/lib, <prefix>/include, its version and C++ standard", () => {
+    const prefix = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-pip-')), 'torch');
+    const api = path.join(prefix, 'include/torch/csrc/api/include/torch');
+    fs.mkdirSync(path.join(prefix, 'share/cmake/Torch'), { recursive: true });
+    fs.mkdirSync(path.join(prefix, 'lib'));
+    fs.mkdirSync(api, { recursive: true });
+    fs.writeFileSync(
+      path.join(prefix, 'share/cmake/Torch/TorchConfig.cmake'),
+      'set_target_properties(torch PROPERTIES\n    CXX_STANDARD 20\n)\n',
+    );
+    fs.writeFileSync(path.join(prefix, 'lib/libtorch.so'), '');
+    fs.writeFileSync(path.join(api, 'torch.h'), '');
+    fs.writeFileSync(
+      path.join(api, 'version.h'),
+      '#define TORCH_VERSION_MAJOR 2\n#define TORCH_VERSION_MINOR 13\n#define TORCH_VERSION_PATCH 0\n',
+    );
+    const layout = build.torchLayout({ LIBTORCH: path.join(prefix, 'share/cmake') });
+    expect(layout).toMatchObject({
+      cmakeDir: path.join(prefix, 'share/cmake/Torch'),
+      via: 'LIBTORCH',
+      version: '2.13.0',
+      libDir: path.join(prefix, 'lib'),
+      includeDirs: [path.join(prefix, 'include'), path.join(prefix, 'include/torch/csrc/api/include')],
+      cxxFlags: ['-std=c++20'],
+      cuda: false,
+    });
+    fs.rmSync(path.dirname(prefix), { recursive: true });
   });
 
   it.each(['LIBTORCH', 'Torch_DIR'])('%s pointing nowhere stops the search, naming the variable', (name) => {
