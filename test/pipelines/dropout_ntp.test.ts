@@ -113,10 +113,10 @@ describe('runDropoutNtp with a scripted engine', () => {
     await expect(runDropoutNtp({ input: bad, output: path.join(root, 'bad_out.jsonl'), engine })).rejects.toThrow(
       `${bad}:3: "chosen" must be a string, got number`,
     );
-    const escape = path.join(root, 'escape.jsonl');
-    fs.writeFileSync(escape, `${JSON.stringify({ image: '../x.png', question: 'q', chosen: 'a b' })}\n`);
+    const outside = path.join(root, 'escape.jsonl');
+    fs.writeFileSync(outside, `${JSON.stringify({ image: '../x.png', question: 'q', chosen: 'a b' })}\n`);
     await expect(
-      runDropoutNtp({ input: escape, output: path.join(root, 'escape_out.jsonl'), engine, loadImage: true }),
-    ).rejects.toThrow(`${escape}:1:`);
+      runDropoutNtp({ input: outside, output: path.join(root, 'escape_out.jsonl'), engine, loadImage: true }),
+    ).rejects.toThrow(`${outside}:1:`);
   });
 });
