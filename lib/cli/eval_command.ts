@@ -34,6 +34,7 @@ interface EvalOptions {
   beta: number;
   maxLength?: number;
   torchDtype: DType;
+  maxTiles?: number;
 }
 
 const positiveInt = (name: string) => (value: string) => {
@@ -69,6 +70,11 @@ export function registerEval(cli: Command): void {
     .option('--image-root <dir>', 'where image paths resolve (default: the data folder)')
     .option('--skip-bad-rows', 'leave malformed rows out (counted) instead of stopping at the first')
     .option('--keep-special-tokens', 'keep special tokens in the answers (InternVL <box>)')
+    .option(
+      '--max-tiles <n>',
+      "vqa / refcoco on InternVL: the most tiles per image (InternVL's --max-num)",
+      positiveInt('--max-tiles'),
+    )
     .option('--ref-model <dir>', 'preference_accuracy: the reference checkpoint')
     .option('--beta <beta>', 'preference_accuracy: DPO beta (scales the rewards)', positiveNumber('--beta'), 0.1)
     .option('--max-length <n>', 'preference_accuracy: keep the first n tokens of each row', positiveInt('--max-length'))
@@ -115,6 +121,7 @@ async function runEval(o: EvalOptions): Promise<EvalResults> {
       dataset: path.resolve(o.dataset),
       format: o.format,
       ...(o.split === undefined ? {} : { split: o.split }),
+      ...(o.maxTiles === undefined ? {} : { max_tiles: o.maxTiles }),
     },
   };
   try {
@@ -162,6 +169,7 @@ async function openData(o: EvalOptions): Promise<RecordDataset> {
     return openQuestions(path.resolve(o.dataset), o.format as QuestionFormat, {
       imageRoot: o.imageRoot === undefined ? undefined : path.resolve(o.imageRoot),
       skipBadRows,
+      maxTiles: o.maxTiles,
     });
   }
   const spec: Record<string, unknown> = { format: o.format, path: o.dataset, skipBadRows };

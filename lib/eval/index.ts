@@ -8,6 +8,7 @@ export {
   type ScoredAnswer,
 } from './greedy_accuracy.js';
 export {
+  pairRewards,
   preferenceAccuracy,
   type PairReward,
   type PreferenceAccuracy,
@@ -34,3 +35,26 @@ export {
   type GroundingTruth,
 } from './grounding.js';
 export { inBatches, streamRecords, type RecordSource } from './record_source.js';
+export { answerMetrics, preferenceMetrics } from './trainer_metrics.js';
+export {
+  CONFIG_FILE,
+  evaluateAnswers,
+  evaluatePreferences,
+  PREDICTIONS_FILE,
+  runEvaluation,
+  type AnswerRunOptions,
+  type PreferenceRunOptions,
+  type RunOptions,
+} from './run.js';
+export { PredictionsLog, type PredictionLine } from './predictions_log.js';
+export {
+  aggregate,
+  buildResults,
+  RESULTS_JSON,
+  RESULTS_MARKDOWN,
+  resultsMarkdown,
+  writeResults,
+  type Aggregate,
+  type EvalResults,
+} from './results.js';
+export { openQuestions, QUESTION_FORMATS, type QuestionFormat, type QuestionOptions } from './question_data.js';

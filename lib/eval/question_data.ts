@@ -17,6 +17,11 @@ export interface QuestionOptions {
   /** Where image paths resolve (default: the file's folder); paths may not leave it. */
   imageRoot?: string;
   skipBadRows?: boolean;
+  /**
+   * InternVL: the most tiles per image (InternVL's eval `--max-num`, 6 with `--dynamic`; 1 is its
+   * non-dynamic single 448 image). Absent: the processor's tiling. Qwen2-VL ignores it.
+   */
+  maxTiles?: number;
 }
 
 /** Opens a VQA or refcoco jsonl file as prompt records (lazily, bad rows named by file and line). */
@@ -26,7 +31,12 @@ export async function openQuestions(
   options: QuestionOptions = {},
 ): Promise<RecordDataset<PromptRecord>> {
   const root = options.imageRoot ?? dirname(path);
-  const convert = format === 'vqa' ? (row: RawRow) => vqaRecord(row, root) : (row: RawRow) => refcocoRecord(row, root);
+  const read = format === 'vqa' ? vqaRecord : refcocoRecord;
+  const { maxTiles } = options;
+  const convert = (row: RawRow) => {
+    const record = read(row, root);
+    return maxTiles === undefined ? record : { ...record, maxTiles };
+  };
   return new ConvertedDataset(await jsonlRows(path), convert, new BadRowPolicy(options.skipBadRows ?? false));
 }
 

@@ -230,7 +230,7 @@ describe('vlalign eval', () => {
       parts: { chosen_reward: 0, margin: 0, rejected_reward: 0 },
     });
     const missing = await runCli([
-      ...args.filter((a, i) => i !== 3 && i !== 4),
+      ...args.filter((_, i) => i !== 3 && i !== 4),
       '--metric',
       'preference_accuracy',
       '--output-dir',
