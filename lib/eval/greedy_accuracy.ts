@@ -5,8 +5,8 @@ import type { CausalLM } from '../models/index.js';
 import type { Processor } from '../processing/index.js';
 import type { PromptRecord } from '../data/records.js';
 import { describeSource } from '../data/records.js';
-import { greedyAnswers, type GreedyOptions } from './greedy.js';
-import { scorePrediction, type MetricName } from './metrics.js';
+import { greedyAnswers, type GreedyAnswer, type GreedyOptions } from './greedy.js';
+import { scorePrediction, type MetricName, type MetricScore } from './metrics.js';
 import type { RecordSource } from './record_source.js';
 
 export interface GreedyAccuracyOptions extends GreedyOptions {
@@ -43,11 +43,16 @@ export async function greedyAccuracy(
   const metric = options.metric ?? 'exact_match';
   const answers: ScoredAnswer[] = [];
   for await (const answer of greedyAnswers(model, processor, records, options)) {
-    const { record, text } = answer;
-    const { score } = scorePrediction(metric, text, record.columns, describeSource(record.source));
-    answers.push({ id: record.id, prediction: text, score });
+    const { score } = scoreAnswer(answer, metric);
+    answers.push({ id: answer.record.id, prediction: answer.text, score });
     options.onRecord?.(answers.length);
   }
   const total = answers.reduce((s, a) => s + a.score, 0);
   return { accuracy: answers.length === 0 ? Number.NaN : total / answers.length, count: answers.length, answers };
+}
+
+/** A greedy answer scored against its record's reference (errors name the record's file and line). */
+export function scoreAnswer(answer: GreedyAnswer, metric: MetricName): MetricScore {
+  const { record, text } = answer;
+  return scorePrediction(metric, text, record.columns, describeSource(record.source));
 }

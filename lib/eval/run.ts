@@ -14,7 +14,8 @@ import type { LoraModel } from '../adapters/index.js';
 import { describeSource, type DataRecord, type PreferenceRecord, type PromptRecord } from '../data/records.js';
 import { writeAtomic } from '../util/atomic_write.js';
 import { answerBatch, type GreedyOptions } from './greedy.js';
-import { scorePrediction, type MetricName } from './metrics.js';
+import { scoreAnswer } from './greedy_accuracy.js';
+import type { MetricName } from './metrics.js';
 import { PredictionsLog, type PredictionLine } from './predictions_log.js';
 import { pairRewards } from './preference.js';
 import { inBatches, streamRecords, type RecordSource } from './record_source.js';
@@ -118,13 +119,9 @@ export function evaluateAnswers(
 ): Promise<EvalResults> {
   const score = async (batch: PromptRecord[]): Promise<PredictionLine[]> => {
     const answers = await answerBatch(model, processor, batch, options);
-    return answers.map(({ record, text, finishReason }) => {
-      const { score: value, parts } = scorePrediction(
-        options.metric,
-        text,
-        record.columns,
-        describeSource(record.source),
-      );
+    return answers.map((answer) => {
+      const { record, text, finishReason } = answer;
+      const { score: value, parts } = scoreAnswer(answer, options.metric);
       const line: PredictionLine = {
         id: record.id,
         prediction: text,

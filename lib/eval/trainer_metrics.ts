@@ -4,9 +4,9 @@
 import type { CausalLM } from '../models/index.js';
 import type { Processor } from '../processing/index.js';
 import type { PreferenceRecord, PromptRecord } from '../data/records.js';
-import { describeSource } from '../data/records.js';
 import { greedyAnswers, type GreedyOptions } from './greedy.js';
-import { scorePrediction, type MetricName } from './metrics.js';
+import { scoreAnswer } from './greedy_accuracy.js';
+import type { MetricName } from './metrics.js';
 import { preferenceAccuracy, type PreferenceAccuracyOptions } from './preference.js';
 import type { RecordSource } from './record_source.js';
 
@@ -25,10 +25,10 @@ export async function answerMetrics(
     const [sum, count] = sums.get(name) ?? [0, 0];
     sums.set(name, [sum + value, count + 1]);
   };
-  for await (const { record, text } of greedyAnswers(model, processor, records, options)) {
-    const { score } = scorePrediction(options.metric, text, record.columns, describeSource(record.source));
+  for await (const answer of greedyAnswers(model, processor, records, options)) {
+    const { score } = scoreAnswer(answer, options.metric);
     add(options.metric, score);
-    const source = record.columns.data_source;
+    const source = answer.record.columns.data_source;
     if (typeof source === 'string') add(`${options.metric}/${source}`, score);
   }
   return Object.fromEntries([...sums].map(([name, [sum, count]]) => [name, sum / count]));
