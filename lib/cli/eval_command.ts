@@ -3,7 +3,7 @@
 // error ends as one line naming the option, or the file and row of a bad record.
 import path from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import type { DType } from '../torch/index.js';
+import type { Device, DType } from '../torch/index.js';
 import { DATASET_FORMATS, openDataset } from '../data/open.js';
 import type { PreferenceRecord, PromptRecord, RecordDataset } from '../data/records.js';
 import { METRICS, isMetricName } from '../eval/metrics.js';
@@ -35,6 +35,7 @@ interface EvalOptions {
   maxLength?: number;
   torchDtype: DType;
   maxTiles?: number;
+  device: string;
 }
 
 const positiveInt = (name: string) => (value: string) => {
@@ -48,6 +49,12 @@ const positiveNumber = (name: string) => (value: string) => {
   if (!(n > 0) || !Number.isFinite(n))
     throw new InvalidArgumentError(`${name} must be a positive number, got ${value}`);
   return n;
+};
+
+const deviceName = (value: string): string => {
+  if (!/^(cpu|cuda|cuda:\d+)$/.test(value))
+    throw new InvalidArgumentError(`--device must be cpu, cuda or cuda:N, got ${value}`);
+  return value;
 };
 
 /** Adds `eval` to the program. */
@@ -83,6 +90,7 @@ export function registerEval(cli: Command): void {
         .choices(['float32', 'bfloat16', 'float16'])
         .default('float32'),
     )
+    .option('--device <device>', 'cpu, cuda or cuda:N', deviceName, 'cpu')
     .addHelpText(
       'after',
       `
@@ -110,7 +118,8 @@ async function runEval(o: EvalOptions): Promise<EvalResults> {
   if (preference && o.refModel === undefined) throw new Error(`--metric ${PREFERENCE_METRIC} needs --ref-model <dir>`);
   const dataset = await openData(o);
   const processor = await loadProcessor(o.model);
-  const model = await loadModel(o.model, { dtype: o.torchDtype });
+  const load = { dtype: o.torchDtype, device: o.device as Device };
+  const model = await loadModel(o.model, load);
   const progress = progressReporter();
   const common = {
     outputDir: o.outputDir,
@@ -140,7 +149,7 @@ async function runEval(o: EvalOptions): Promise<EvalResults> {
         keepSpecialTokens: o.keepSpecialTokens === true,
       });
     }
-    const reference = await loadModel(o.refModel!, { dtype: o.torchDtype });
+    const reference = await loadModel(o.refModel!, load);
     try {
       const settings = {
         ...common.settings,

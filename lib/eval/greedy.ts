@@ -56,11 +56,21 @@ export async function answerBatch(
   const extras = batch as { imageGridThw?: Tensor | null; imageFlags?: Tensor | null };
   const stops = options.stopTokenIds ?? model.textConfig.eosTokenIds;
   const padded = leftPadded(batch.inputIds, batch.attentionMask, padIdOf(batch));
+  // On the model's device (a copy only where it differs); the copies go with the batch below.
+  const device = model.lmHead().weight.device;
+  const moved: Tensor[] = [];
+  const onDevice = (t: Tensor | null | undefined): Tensor | null => {
+    if (t === null || t === undefined || t.device === device) return t ?? null;
+    const copy = t.to({ device });
+    moved.push(copy);
+    return copy;
+  };
   const inputs: ModelInputs = {
-    ...padded,
-    pixelValues: batch.pixelValues,
-    imageGridThw: extras.imageGridThw ?? null,
-    imageFlags: extras.imageFlags ?? null,
+    inputIds: onDevice(padded.inputIds)!,
+    attentionMask: onDevice(padded.attentionMask),
+    pixelValues: onDevice(batch.pixelValues),
+    imageGridThw: onDevice(extras.imageGridThw),
+    imageFlags: onDevice(extras.imageFlags),
   };
   const training = model.training;
   model.eval();
@@ -92,6 +102,7 @@ export async function answerBatch(
     }
     extras.imageGridThw?.dispose();
     extras.imageFlags?.dispose();
+    for (const t of moved) t.dispose();
   }
 }
 

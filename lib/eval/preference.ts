@@ -147,18 +147,21 @@ function summedLogps(model: CausalLM, batch: PairBatch): number[] {
   try {
     return torch.noGrad(() =>
       torch.tidy(() => {
+        // On the model's device (tidy disposes the copies).
+        const device = model.lmHead().weight.device;
+        const on = (t: torch.Tensor | null) => (t === null || t.device === device ? t : t.to({ device }));
         const { hidden } = model.forward(
           {
-            inputIds: batch.inputIds,
-            attentionMask: batch.attentionMask,
-            pixelValues: batch.pixelValues,
-            imageGridThw: batch.imageGridThw,
-            imageFlags: batch.imageFlags,
+            inputIds: on(batch.inputIds)!,
+            attentionMask: on(batch.attentionMask),
+            pixelValues: on(batch.pixelValues),
+            imageGridThw: on(batch.imageGridThw),
+            imageFlags: on(batch.imageFlags),
           },
           { logits: false },
         );
-        const logps = sequenceLogps(hidden, model.lmHead(), batch.targets);
-        return Array.from(logps.to({ dtype: 'float64' }).data() as Float64Array);
+        const logps = sequenceLogps(hidden, model.lmHead(), on(batch.targets)!);
+        return Array.from(logps.to({ dtype: 'float64', device: 'cpu' }).data() as Float64Array);
       }),
     );
   } finally {
