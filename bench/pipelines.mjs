@@ -1,0 +1,504 @@
+// MMPR's sampling pipelines in input rows/s on the small Qwen2-VL: `vlalign data dropout-ntp` and
+// `vlalign data sample` (runDropoutNtp / runCorrectnessSampling with the model engine: jsonl in,
+// batched rollout, jsonl out, resumable) against Python PyTorch eager doing the same generation
+// with transformers' generate() loop (bench/peers/pipelines.py), batch after batch (issue #15).
+//
+//   node bench/pipelines.mjs [--quick] [--threads 2] [--reps 3] [--warmup 1] [--rounds 2] [--seed 0]
+//                            [--dropout-rows 16] [--dropout-batch 8] [--question 24] [--prefix 16]
+//                            [--sample-rows 4] [--sample-batch 2] [--return-sequences 8]
+//                            [--image 16x16] [--new-tokens 32] [--temperature 0.7] [--top-k 50]
+//                            [--top-p 1] [--peer-vision batch|per-image] [--keep DIR]
+//
+// Workloads (MMPR's sampling settings: temperature 0.7, top-k 50, top-p 1):
+//   dropout  R rows, text only (DropoutNTP's default hides the image): a --question-token question
+//            in Qwen2-VL's chat layout, then the assistant prefix (--prefix tokens, the half of
+//            chosen MMPR keeps); one continuation per row (num_return_sequences 1), batches of B.
+//   sample   R rows with one image each (--image in 14-px patches), the wrapped question; N
+//            responses per row (num_return_sequences, MMPR's default 32, here --return-sequences),
+//            batches of B rows.
+// Every completion is exactly --new-tokens tokens on both sides (the checkpoint has no eos id).
+//   vlalign  the pipeline function itself on a jsonl input: rows parsed and checked, the model
+//            engine (one prefill per prompt, its N completions decoded together from the widened
+//            KV cache, vision ids suppressed), each batch's lines appended and fsynced; the
+//            processor is a stand-in handing back the row's prepared tokens (the small model's
+//            vocabulary has no tokenizer), and decode writes the ids as text.
+//   PyTorch  per batch, generate() with num_return_sequences: prompts (and images) repeated N
+//            times, the vision tower on all B·N images (v4.47.1's batch-masked eager attention,
+//            or once per image with --peer-vision per-image), the KV-cache sampling loop.
+// Each measurement is a fresh process that loads the checkpoint and rows, runs --warmup untimed
+// then --reps timed pipeline runs; rounds alternate which side goes first. rows/s = R / median run.
+// Prints a table per pipeline, then one JSON line, last on stdout (the load average before and
+// after is in it).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+import { models, nn, torch } from 'vlalign';
+import { runDropoutNtp } from '../dist/pipelines/dropout_ntp.js';
+import { modelEngine } from '../dist/pipelines/engine.js';
+import { runCorrectnessSampling } from '../dist/pipelines/sample.js';
+import {
+  intFlag,
+  median,
+  parseFlags,
+  printJsonLine,
+  procStatus,
+  resetPeak,
+  runNodeScript,
+  runPythonPeer,
+  secondsSince,
+  sig,
+  table,
+} from './lib/report.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const self = fileURLToPath(import.meta.url);
+const peerScript = path.join(here, 'peers/pipelines.py');
+const configScript = path.join(here, 'peers/model_forward.py');
+const python = process.env.PYTHON || '/usr/bin/python3';
+const flags = parseFlags();
+const TARGET = 1.5;
+const VISION_ID_KEYS = [
+  'image_token_id',
+  'video_token_id',
+  'vision_start_token_id',
+  'vision_end_token_id',
+  'vision_token_id',
+];
+
+function sampling() {
+  return {
+    temperature: Number(flags.get('temperature') ?? 0.7),
+    topK: Number(flags.get('top-k') ?? 50),
+    topP: Number(flags.get('top-p') ?? 1),
+  };
+}
+
+// ---- child: the vlalign pipeline -------------------------------------------------------------------
+
+/**
+ * The processor the model engine reads, standing in for one with a tokenizer: a request's question
+ * names its row ("row i"), whose prepared tokens (and image) `process` hands back; decode writes ids.
+ */
+function rowsProcessor(t, idsKey) {
+  const ids = t[idsKey];
+  const grid = t.image_grid_thw;
+  const offsets = [0];
+  if (grid) for (const n of grid.prod(1).data()) offsets.push(offsets.at(-1) + Number(n));
+  const rowOf = (sample) => Number(/row (\d+)/.exec(sample.prompt[0].content)[1]);
+  return {
+    tokenizer: { padTokenId: null, findTokenId: () => null, decode: (tokens) => tokens.join(' ') },
+    process: async (samples) => {
+      const rows = samples.map(rowOf);
+      const withImages = samples[0].images.length > 0;
+      return torch.tidy(() => {
+        const index = torch.tensor(rows, { dtype: 'int64' });
+        const inputIds = ids.indexSelect(0, index);
+        const out = {
+          inputIds,
+          attentionMask: torch.onesLike(inputIds),
+          labels: null,
+          pixelValues: withImages
+            ? torch.cat(rows.map((r) => t.pixel_values.narrow(0, offsets[r], offsets[r + 1] - offsets[r])))
+            : null,
+          imageGridThw: withImages ? grid.indexSelect(0, index) : null,
+        };
+        return out;
+      });
+    },
+  };
+}
+
+async function runChild() {
+  const pipeline = flags.get('pipeline');
+  const reps = intFlag(flags, 'reps', 3);
+  const warmup = Number(flags.get('warmup') ?? 1);
+  const n = intFlag(flags, 'return-sequences', 1);
+  const batchSize = intFlag(flags, 'batch-size', 8);
+  const newTokens = intFlag(flags, 'new-tokens', 32);
+  const seed = Number(flags.get('seed') ?? 0);
+  torch.setNumThreads(intFlag(flags, 'threads', 2));
+  const work = flags.get('work');
+
+  const start = process.hrtime.bigint();
+  const model = await models.fromPretrained(flags.get('checkpoint'));
+  model.eval();
+  const buildS = secondsSince(start);
+  const t = await torch.loadSafetensors(flags.get('inputs'));
+  const dropout = pipeline === 'dropout';
+  const processor = rowsProcessor(t, dropout ? 'dropout_ids' : 'sample_ids');
+  const rows = (dropout ? t.dropout_ids : t.sample_ids).shape[0];
+  const input = path.join(work, `${pipeline}_rows.jsonl`);
+  fs.writeFileSync(
+    input,
+    Array.from({ length: rows }, (_, i) =>
+      JSON.stringify(
+        dropout
+          ? { question: `row ${i}`, chosen: 'a b c d e f g h' }
+          : { image: 'image.png', question: `row ${i}`, answer: String(i) },
+      ),
+    ).join('\n'),
+  );
+  fs.writeFileSync(path.join(work, 'image.png'), '');
+  const engine = modelEngine(model, processor, { ...sampling(), maxNewTokens: newTokens, seed });
+  let run = 0;
+  const once = async () => {
+    const output = path.join(work, `${pipeline}_${process.pid}_${run++}.jsonl`);
+    const common = { input, output, engine, numReturnSequences: n, batchSize };
+    const summary = dropout
+      ? await runDropoutNtp({ ...common, metaFile: path.join(work, `meta_${process.pid}.json`) })
+      : await runCorrectnessSampling({ ...common, promptVersion: 'en_v2' });
+    const lines = fs.readFileSync(output, 'utf8').split('\n').filter(Boolean);
+    const generated = lines.reduce((sum, line) => {
+      const text = JSON.parse(line)[dropout ? 'rejected' : 'response'];
+      return sum + (dropout ? text.replace(/^a b c d/, '') : text).trim().split(' ').length;
+    }, 0);
+    fs.rmSync(output);
+    return { summary, generated };
+  };
+
+  const hwmReset = resetPeak();
+  const before = procStatus().VmRSS;
+  for (let k = 0; k < warmup; k++) await once();
+  const times = [];
+  const cpu = [];
+  let last;
+  for (let k = 0; k < reps; k++) {
+    const t0 = process.hrtime.bigint();
+    const cpu0 = process.cpuUsage();
+    last = await once();
+    times.push(secondsSince(t0));
+    const used = process.cpuUsage(cpu0);
+    cpu.push((used.user + used.system) / 1e6);
+  }
+  const status = procStatus();
+  const runS = median(times);
+  printJsonLine({
+    peer: 'vlalign',
+    pipeline,
+    threads: torch.getNumThreads(),
+    rows: last.summary.rows,
+    lines: last.summary.lines,
+    generated: last.generated,
+    build_s: buildS,
+    run_s: runS,
+    rows_s: rows / runS,
+    run_s_reps: times,
+    cpu_s_reps: cpu,
+    peak_rss_mb: status.VmHWM,
+    run_extra_mb: status.VmHWM - before,
+    hwm_reset: hwmReset,
+  });
+}
+
+// ---- parent ----------------------------------------------------------------------------------------
+
+function smallConfig() {
+  const child = spawnSync(python, [configScript, '--print-config'], { encoding: 'utf8', env: process.env });
+  if (child.error || child.status !== 0) {
+    throw new Error(
+      `${python} ${configScript} --print-config failed: ${child.error?.message ?? child.stderr} (set PYTHON to an interpreter with torch)`,
+    );
+  }
+  return JSON.parse(child.stdout);
+}
+
+function parseGrid(s) {
+  const [h, w] = String(s).toLowerCase().split('x').map(Number);
+  if (!Number.isInteger(h) || !Number.isInteger(w) || h <= 0 || w <= 0 || h % 2 || w % 2)
+    throw new Error(`--image expects HxW in 14-px patches, both even and > 0 (16x16 = 224x224 px), got ${s}`);
+  return [h, w];
+}
+
+/**
+ * Token rows in Qwen2-VL's chat layout (random ordinary ids for the words):
+ *   dropout  <|im_start|> user \n question*Q <|im_end|> \n <|im_start|> assistant \n prefix*F
+ *   sample   <|im_start|> user \n <|vision_start|> <|image_pad|>*(H·W/4) <|vision_end|> question*Q
+ *            <|im_end|> \n <|im_start|> assistant \n      (+ pixel values ~ N(0, 1), grids)
+ */
+function buildRows(config, o) {
+  torch.manualSeed(o.seed);
+  const first = config.vision_start_token_id - 9; // <|endoftext|>, the first special id
+  const [imStart, imEnd] = [first + 1, first + 2];
+  const text = (k) =>
+    Array.from(
+      torch.tidy(() => torch.randint(0, first, [k]).data()),
+      Number,
+    );
+  const head = () => {
+    const [user, newline] = text(2);
+    return { user, newline };
+  };
+  const dropout = [];
+  for (let i = 0; i < o.dropoutRows; i++) {
+    const { user, newline } = head();
+    const [assistant] = text(1);
+    dropout.push([
+      imStart,
+      user,
+      newline,
+      ...text(o.question),
+      imEnd,
+      newline,
+      imStart,
+      assistant,
+      newline,
+      ...text(o.prefix),
+    ]);
+  }
+  const imageTokens = (o.grid[0] * o.grid[1]) / config.vision_config.spatial_merge_size ** 2;
+  const sample = [];
+  for (let i = 0; i < o.sampleRows; i++) {
+    const { user, newline } = head();
+    const [assistant] = text(1);
+    sample.push([
+      imStart,
+      user,
+      newline,
+      config.vision_start_token_id,
+      ...Array(imageTokens).fill(config.image_token_id),
+      config.vision_end_token_id,
+      ...text(o.question),
+      imEnd,
+      newline,
+      imStart,
+      assistant,
+      newline,
+    ]);
+  }
+  const vc = config.vision_config;
+  const patchRow = vc.in_channels * vc.temporal_patch_size * vc.patch_size ** 2;
+  return {
+    tensors: {
+      dropout_ids: torch.tensor(dropout, { dtype: 'int64' }),
+      sample_ids: torch.tensor(sample, { dtype: 'int64' }),
+      pixel_values: torch.randn([o.sampleRows * o.grid[0] * o.grid[1], patchRow]),
+      image_grid_thw: torch.tensor(
+        Array.from({ length: o.sampleRows }, () => [1, o.grid[0], o.grid[1]]),
+        { dtype: 'int64' },
+      ),
+    },
+    dropoutTokens: dropout[0].length,
+    sampleTokens: sample[0].length,
+    imageTokens,
+  };
+}
+
+function dropStopTokens(checkpoint) {
+  const file = path.join(checkpoint, 'config.json');
+  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  config.eos_token_id = [];
+  fs.writeFileSync(file, JSON.stringify(config, null, 2));
+}
+
+async function runParent() {
+  const quick = flags.get('quick') === 'true';
+  const threads = intFlag(flags, 'threads', 2);
+  const reps = intFlag(flags, 'reps', quick ? 2 : 3);
+  const rounds = intFlag(flags, 'rounds', quick ? 1 : 2);
+  const warmup = Number(flags.get('warmup') ?? 1);
+  const seed = Number(flags.get('seed') ?? 0);
+  const shape = {
+    dropoutRows: intFlag(flags, 'dropout-rows', quick ? 8 : 16),
+    dropoutBatch: intFlag(flags, 'dropout-batch', 8),
+    sampleRows: intFlag(flags, 'sample-rows', quick ? 2 : 4),
+    sampleBatch: intFlag(flags, 'sample-batch', 2),
+    returnSequences: intFlag(flags, 'return-sequences', 8),
+    question: intFlag(flags, 'question', 24),
+    prefix: intFlag(flags, 'prefix', 16),
+    newTokens: intFlag(flags, 'new-tokens', 32),
+    grid: parseGrid(flags.get('image') ?? '16x16'),
+    seed,
+  };
+  const { temperature, topK, topP } = sampling();
+  const peerVision = String(flags.get('peer-vision') ?? 'batch');
+  if (!['batch', 'per-image'].includes(peerVision))
+    throw new Error(`--peer-vision expects batch or per-image, got ${peerVision}`);
+  const log = (msg) => process.stderr.write(`${msg}\n`);
+  if (process.env.OMP_NUM_THREADS === undefined) process.env.OMP_NUM_THREADS = String(threads);
+  torch.setNumThreads(threads);
+
+  const dir = flags.has('keep')
+    ? path.resolve(flags.get('keep'))
+    : fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-pipelines-'));
+  fs.mkdirSync(dir, { recursive: true });
+  const checkpoint = path.join(dir, 'checkpoint');
+  const inputsFile = path.join(dir, 'rows.safetensors');
+  const started = process.hrtime.bigint();
+  const loadBefore = os.loadavg()[0];
+  try {
+    const config = smallConfig();
+    torch.manualSeed(seed);
+    const model = new models.QwenVLForConditionalGeneration(config, { dtype: 'float32', device: 'cpu' });
+    nn.initWeights(model, config.initializer_range ?? 0.02);
+    await models.savePretrained(model, checkpoint);
+    dropStopTokens(checkpoint);
+    const params = model.numParameters();
+    model.dispose();
+    const built = buildRows(config, shape);
+    await torch.saveSafetensors(inputsFile, built.tensors);
+    for (const t of Object.values(built.tensors)) t.dispose();
+    const visionIds = VISION_ID_KEYS.map((k) => config[k]).filter(Number.isInteger);
+    log(`checkpoint and rows in ${dir} (${(params / 1e6).toFixed(2)}M params)`);
+
+    const pipelines = {
+      dropout: { rows: shape.dropoutRows, batch: shape.dropoutBatch, n: 1 },
+      sample: { rows: shape.sampleRows, batch: shape.sampleBatch, n: shape.returnSequences },
+    };
+    const results = { dropout: { vlalign: [], pytorch: [] }, sample: { vlalign: [], pytorch: [] } };
+    for (const [pipeline, p] of Object.entries(pipelines)) {
+      const common = [
+        '--checkpoint',
+        checkpoint,
+        '--inputs',
+        inputsFile,
+        '--pipeline',
+        pipeline,
+        '--threads',
+        String(threads),
+        '--reps',
+        String(reps),
+        '--warmup',
+        String(warmup),
+        '--seed',
+        String(seed),
+        '--batch-size',
+        String(p.batch),
+        '--return-sequences',
+        String(p.n),
+        '--new-tokens',
+        String(shape.newTokens),
+        '--temperature',
+        String(temperature),
+        '--top-k',
+        String(topK),
+        '--top-p',
+        String(topP),
+      ];
+      for (let round = 0; round < rounds; round++) {
+        const order = round % 2 === 0 ? ['vlalign', 'pytorch'] : ['pytorch', 'vlalign'];
+        for (const side of order) {
+          const r =
+            side === 'vlalign'
+              ? runNodeScript(self, ['--child', '--work', dir, ...common])
+              : runPythonPeer(peerScript, [
+                  ...common,
+                  '--suppress',
+                  visionIds.join(','),
+                  '--vision-attention',
+                  peerVision,
+                ]);
+          const expected = p.rows * p.n * shape.newTokens;
+          if (r.generated !== expected)
+            throw new Error(`${side} ${pipeline} generated ${r.generated} tokens, expected ${expected}`);
+          results[pipeline][side].push(r);
+          log(
+            `  ${pipeline} round ${round + 1}/${rounds} ${side.padEnd(8)} ${r.run_s.toFixed(3)} s (${r.rows_s.toFixed(2)} rows/s), ` +
+              `peak ${r.peak_rss_mb.toFixed(0)} MB  [${secondsSince(started).toFixed(0)} s]`,
+          );
+        }
+      }
+    }
+
+    const summary = (rs, rows) => {
+      const reps = rs.flatMap((r) => r.run_s_reps);
+      const runS = median(reps);
+      const cpuS = median(rs.flatMap((r) => r.cpu_s_reps));
+      return {
+        runS,
+        rowsS: rows / runS,
+        bestRowsS: rows / Math.min(...reps),
+        rowsPerCpuS: rows / cpuS,
+        cpuS,
+        peakRssMb: Math.max(...rs.map((r) => r.peak_rss_mb)),
+        runSReps: reps.map((x) => sig(x, 6)),
+      };
+    };
+    const report = {};
+    for (const [pipeline, p] of Object.entries(pipelines)) {
+      const ours = summary(results[pipeline].vlalign, p.rows);
+      const peer = summary(results[pipeline].pytorch, p.rows);
+      report[pipeline] = { vlalign: ours, pytorch: peer, ratio: ours.rowsS / peer.rowsS, ...p };
+    }
+    console.log(
+      `pipelines: small Qwen2-VL (${(params / 1e6).toFixed(1)}M params, float32), temperature ${temperature}, top-k ${topK}, ` +
+        `top-p ${topP}, ${shape.newTokens} new tokens per completion, ${threads} threads, ${rounds} round(s) x ${reps} reps, ` +
+        `peer vision attention ${peerVision}\n` +
+        `  dropout-ntp: ${shape.dropoutRows} text-only rows of ${built.dropoutTokens} tokens (prefix ${shape.prefix}), batches of ${shape.dropoutBatch}, 1 continuation each\n` +
+        `  sample:      ${shape.sampleRows} rows of ${built.sampleTokens} tokens with a ${shape.grid[0] * 14}x${shape.grid[1] * 14} image ` +
+        `(${built.imageTokens} image tokens), batches of ${shape.sampleBatch}, ${shape.returnSequences} responses each`,
+    );
+    const rowsOf = (name, r) => [
+      [
+        `${name} rows/s`,
+        r.vlalign.rowsS,
+        r.pytorch.rowsS,
+        `${r.ratio.toFixed(2)}x`,
+        `>= ${TARGET}x`,
+        r.ratio >= TARGET ? 'met' : 'MISSED',
+      ],
+      [
+        `${name} rows/s, best rep`,
+        r.vlalign.bestRowsS,
+        r.pytorch.bestRowsS,
+        `${(r.vlalign.bestRowsS / r.pytorch.bestRowsS).toFixed(2)}x`,
+        '',
+        '',
+      ],
+      [
+        `${name} rows per CPU s`,
+        r.vlalign.rowsPerCpuS,
+        r.pytorch.rowsPerCpuS,
+        `${(r.vlalign.rowsPerCpuS / r.pytorch.rowsPerCpuS).toFixed(2)}x`,
+        '',
+        '',
+      ],
+      [
+        `${name} peak RSS MB`,
+        r.vlalign.peakRssMb,
+        r.pytorch.peakRssMb,
+        `${(r.vlalign.peakRssMb / r.pytorch.peakRssMb).toFixed(2)}x`,
+        '',
+        '',
+      ],
+    ];
+    console.log(
+      table(
+        ['', 'vlalign', 'PyTorch eager', 'ratio', 'target', ''],
+        [...rowsOf('dropout-ntp', report.dropout), ...rowsOf('sample', report.sample)],
+      ),
+    );
+    printJsonLine({
+      bench: 'pipelines',
+      dropoutRatio: sig(report.dropout.ratio),
+      sampleRatio: sig(report.sample.ratio),
+      target: TARGET,
+      dropout: report.dropout,
+      sample: report.sample,
+      shape: {
+        ...shape,
+        dropoutTokens: built.dropoutTokens,
+        sampleTokens: built.sampleTokens,
+        imageTokens: built.imageTokens,
+      },
+      sampling: { temperature, topK, topP },
+      peerVision,
+      params,
+      threads,
+      rounds,
+      reps,
+      warmup,
+      torchVersion: torch.buildInfo().torchVersion,
+      sourceHash: torch.buildInfo().sourceHash,
+      loadAvg: [sig(loadBefore, 3), sig(os.loadavg()[0], 3)],
+      seconds: sig(secondsSince(started), 3),
+    });
+  } finally {
+    if (!flags.has('keep')) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (flags.has('child')) await runChild();
+else await runParent();
