@@ -9,7 +9,8 @@ import { generate, nonSampledTokenIds, type FinishReason } from '../generation/i
 import type { Processor, Sample } from '../processing/index.js';
 import { decodeRecordImages } from '../data/images.js';
 import type { PromptRecord } from '../data/records.js';
-import { inBatches, requireKind, streamRecords, type RecordSource } from './record_source.js';
+import type { ProcessorBatch } from '../data/collators.js';
+import { inBatches, namingRecords, requireKind, streamRecords, type RecordSource } from './record_source.js';
 
 export interface GreedyOptions {
   /** Prompts decoded together (default 8). */
@@ -52,7 +53,7 @@ export async function answerBatch(
 ): Promise<GreedyAnswer[]> {
   for (const record of records) requireKind(record, 'prompt', 'greedy answering');
   const samples = await Promise.all(records.map(promptSample));
-  const batch = await processor.process(samples);
+  const batch = await namingRecords<ProcessorBatch>(records, () => processor.process(samples));
   const extras = batch as { imageGridThw?: Tensor | null; imageFlags?: Tensor | null };
   const stops = options.stopTokenIds ?? model.textConfig.eosTokenIds;
   const padded = leftPadded(batch.inputIds, batch.attentionMask, padIdOf(batch));

@@ -15,11 +15,11 @@ import { LoraModel } from '../adapters/index.js';
 import type { CausalLM } from '../models/index.js';
 import type { Processor } from '../processing/index.js';
 import { sequenceLogps } from '../losses/index.js';
-import { collatePairs, type PairBatch } from '../data/collators.js';
+import { collatePairs, type PairBatch, type ProcessorBatch } from '../data/collators.js';
 import { decodeRecordImages } from '../data/images.js';
 import type { PreferenceRecord } from '../data/records.js';
 import { preferenceSamples } from '../data/samples.js';
-import { inBatches, requireKind, streamRecords, type RecordSource } from './record_source.js';
+import { inBatches, namingRecords, requireKind, streamRecords, type RecordSource } from './record_source.js';
 
 export interface PreferenceAccuracyOptions {
   /**
@@ -120,8 +120,10 @@ async function collate(
     records.map(async (record, index) => ({ index, record, pixels: await decodeRecordImages(record) })),
   );
   const samples = decoded.map((d) => preferenceSamples(d, { eosToken: processor.tokenizer.eosToken }));
-  const chosen = await processor.process(samples.map((s) => s.chosen));
-  const rejected = await processor.process(samples.map((s) => s.rejected));
+  const chosen = await namingRecords<ProcessorBatch>(records, () => processor.process(samples.map((s) => s.chosen)));
+  const rejected = await namingRecords<ProcessorBatch>(records, () =>
+    processor.process(samples.map((s) => s.rejected)),
+  );
   try {
     return collatePairs(processor, chosen, rejected, { maxLength });
   } finally {

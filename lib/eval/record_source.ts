@@ -45,3 +45,18 @@ export function requireKind<K extends DataRecord['kind']>(
     throw new TypeError(`${describeSource(record.source)}: ${what} takes ${kind} records, this one is ${record.kind}`);
   }
 }
+
+/**
+ * Runs the processor pass `fn` over `records`; an error it reports for `samples[i]` is rethrown
+ * with record i's file and line in front, so a bad record in a batch is named where it lives.
+ */
+export async function namingRecords<R>(records: readonly DataRecord[], fn: () => Promise<R>): Promise<R> {
+  try {
+    return await fn();
+  } catch (error) {
+    const index = /samples\[(\d+)\]/.exec((error as Error)?.message ?? '')?.[1];
+    const record = index === undefined ? undefined : records[Number(index)];
+    if (record === undefined) throw error;
+    throw new TypeError(`${describeSource(record.source)}: ${(error as Error).message}`, { cause: error });
+  }
+}

@@ -13,6 +13,7 @@ import { answerBatch, greedyAnswers, leftPadded } from '../../lib/eval/greedy.js
 import { greedyAccuracy } from '../../lib/eval/greedy_accuracy.js';
 import { exactMatch } from '../../lib/eval/answer_metrics.js';
 import * as torch from '../../lib/torch/index.js';
+import { userTurn } from '../processing/chats.js';
 import { pngOf, promptRecord } from './fixtures.js';
 
 const root = mkdtempSync(join(tmpdir(), 'vlalign-eval-greedy-'));
@@ -94,6 +95,24 @@ describe.each(['qwen2_vl', 'internvl'] as const)('greedy answering on tiny %s', 
     expect(result.count).toBe(5);
     expect(result.answers.map((a) => a.prediction)).toEqual(answers.map((a) => a.text));
     expect(result.accuracy).toBeCloseTo(expected.reduce((a, b) => a + b, 0) / 5, 12);
+  }, 120_000);
+});
+
+describe('bad records in a batch', () => {
+  it('a prompt whose image slots do not match its images is named by file and line', async () => {
+    const dir = join(root, 'bad');
+    await tiny.writeTinyCheckpoint(dir, 'qwen2_vl', { seed: 4 });
+    const model = await models.fromPretrained(dir);
+    const processor = await processing.fromPretrained(dir);
+    try {
+      const good = promptRecord('good', 'fine', null, { answer: 'a' });
+      const bad = { ...promptRecord('bad', 'two slots', await pngOf(1)), prompt: userTurn('two slots', 2) };
+      await expect(answerBatch(model, processor, [good, bad], { maxNewTokens: 2 })).rejects.toThrow(
+        /^bad\.jsonl:1: samples\[1\]/,
+      );
+    } finally {
+      model.dispose();
+    }
   }, 120_000);
 });
 
