@@ -282,7 +282,7 @@ export async function runPairs(options: PairsOptions): Promise<PairsSummary> {
   }
   const requested = options.numPairsPerKey ?? 15;
   const numPairsPerKey = rows.length > 500_000 ? Math.min(requested, 3) : requested;
-  const modes = options.modes ?? modesForDataset(path.basename(options.input));
+  const modes = options.modes ?? modesForDataset(options.name ?? path.basename(options.input));
   const groups = classifyItems(rows, {
     modes,
     answerFix: options.answerFix,

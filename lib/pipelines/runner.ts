@@ -43,6 +43,7 @@ export interface RunSummary {
 export async function runResumable<T>(run: ResumableRun<T>): Promise<RunSummary> {
   checkPositive(run.batchSize, 'batchSize');
   checkPositive(run.linesPerRow, 'linesPerRow');
+  if (!fs.existsSync(run.input)) throw new Error(`input file ${run.input} does not exist`);
   const done = await doneRows(run);
   const resumed = Math.floor(done.rows / run.batchSize) * run.batchSize;
   fs.truncateSync(run.output, done.ends[resumed - 1] ?? 0);
