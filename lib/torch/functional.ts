@@ -40,41 +40,56 @@ function scalarLike(condition: number, value: Scalar, other: Tensor | Scalar): T
   return wrap(N.fullLike(condition, value, dtypeCode(dtype)));
 }
 
-export const add = (input: Tensor, other: Tensor | Scalar, alpha?: number): Tensor => input.add(other, alpha);
-export const sub = (input: Tensor, other: Tensor | Scalar, alpha?: number): Tensor => input.sub(other, alpha);
-export const mul = (input: Tensor, other: Tensor | Scalar): Tensor => input.mul(other);
+// The function spellings call the method on their first argument: one that is not a tensor (or a
+// look-alike made from the prototype) is refused naming the function, before any method runs.
+function self(input: unknown, op: string, name = 'input'): Tensor {
+  if (!Tensor.isTensor(input)) throw invalidArgument(name, 'a Tensor', input, op);
+  return input;
+}
+
+export const add = (input: Tensor, other: Tensor | Scalar, alpha?: number): Tensor =>
+  self(input, 'add').add(other, alpha);
+export const sub = (input: Tensor, other: Tensor | Scalar, alpha?: number): Tensor =>
+  self(input, 'sub').sub(other, alpha);
+export const mul = (input: Tensor, other: Tensor | Scalar): Tensor => self(input, 'mul').mul(other);
 export const div = (input: Tensor, other: Tensor | Scalar, roundingMode?: 'trunc' | 'floor'): Tensor =>
-  input.div(other, roundingMode);
+  self(input, 'div').div(other, roundingMode);
 export const pow = (input: Tensor | number, exponent: Tensor | Scalar): Tensor =>
-  typeof input === 'number' ? wrap(N.rpowScalar(handleOf(exponent, 'exponent', 'pow'), input)) : input.pow(exponent);
-export const matmul = (input: Tensor, other: Tensor): Tensor => input.matmul(other);
-export const mm = (input: Tensor, mat2: Tensor): Tensor => input.mm(mat2);
-export const bmm = (input: Tensor, mat2: Tensor): Tensor => input.bmm(mat2);
-export const maximum = (input: Tensor, other: Tensor): Tensor => input.maximum(other);
-export const minimum = (input: Tensor, other: Tensor): Tensor => input.minimum(other);
-export const exp = (input: Tensor): Tensor => input.exp();
-export const log = (input: Tensor): Tensor => input.log();
-export const sqrt = (input: Tensor): Tensor => input.sqrt();
-export const abs = (input: Tensor): Tensor => input.abs();
-export const tanh = (input: Tensor): Tensor => input.tanh();
-export const sigmoid = (input: Tensor): Tensor => input.sigmoid();
-export const softmax = (input: Tensor, dim: number): Tensor => input.softmax(dim);
-export const logSoftmax = (input: Tensor, dim: number): Tensor => input.logSoftmax(dim);
+  typeof input === 'number'
+    ? wrap(N.rpowScalar(handleOf(exponent, 'exponent', 'pow'), input))
+    : self(input, 'pow').pow(exponent);
+export const matmul = (input: Tensor, other: Tensor): Tensor => self(input, 'matmul').matmul(other);
+export const mm = (input: Tensor, mat2: Tensor): Tensor => self(input, 'mm').mm(mat2);
+export const bmm = (input: Tensor, mat2: Tensor): Tensor => self(input, 'bmm').bmm(mat2);
+export const maximum = (input: Tensor, other: Tensor): Tensor => self(input, 'maximum').maximum(other);
+export const minimum = (input: Tensor, other: Tensor): Tensor => self(input, 'minimum').minimum(other);
+export const exp = (input: Tensor): Tensor => self(input, 'exp').exp();
+export const log = (input: Tensor): Tensor => self(input, 'log').log();
+export const sqrt = (input: Tensor): Tensor => self(input, 'sqrt').sqrt();
+export const abs = (input: Tensor): Tensor => self(input, 'abs').abs();
+export const tanh = (input: Tensor): Tensor => self(input, 'tanh').tanh();
+export const sigmoid = (input: Tensor): Tensor => self(input, 'sigmoid').sigmoid();
+export const softmax = (input: Tensor, dim: number): Tensor => self(input, 'softmax').softmax(dim);
+export const logSoftmax = (input: Tensor, dim: number): Tensor => self(input, 'logSoftmax').logSoftmax(dim);
 export const logsumexp = (input: Tensor, dim: number | number[], keepdim = false): Tensor =>
-  input.logsumexp(dim, keepdim);
-export const triu = (input: Tensor, diagonal = 0): Tensor => input.triu(diagonal);
-export const tril = (input: Tensor, diagonal = 0): Tensor => input.tril(diagonal);
-export const gather = (input: Tensor, dim: number, index: Tensor): Tensor => input.gather(dim, index);
-export const indexSelect = (input: Tensor, dim: number, index: Tensor): Tensor => input.indexSelect(dim, index);
-export const cumsum = (input: Tensor, dim: number): Tensor => input.cumsum(dim);
-export const clamp = (input: Tensor, min?: number | null, max?: number | null): Tensor => input.clamp(min, max);
+  self(input, 'logsumexp').logsumexp(dim, keepdim);
+export const triu = (input: Tensor, diagonal = 0): Tensor => self(input, 'triu').triu(diagonal);
+export const tril = (input: Tensor, diagonal = 0): Tensor => self(input, 'tril').tril(diagonal);
+export const gather = (input: Tensor, dim: number, index: Tensor): Tensor => self(input, 'gather').gather(dim, index);
+export const indexSelect = (input: Tensor, dim: number, index: Tensor): Tensor =>
+  self(input, 'indexSelect').indexSelect(dim, index);
+export const cumsum = (input: Tensor, dim: number): Tensor => self(input, 'cumsum').cumsum(dim);
+export const clamp = (input: Tensor, min?: number | null, max?: number | null): Tensor =>
+  self(input, 'clamp').clamp(min, max);
 export const split = (input: Tensor, splitSize: number | readonly number[], dim = 0): Tensor[] =>
-  input.split(splitSize, dim);
-export const chunk = (input: Tensor, chunks: number, dim = 0): Tensor[] => input.chunk(chunks, dim);
-export const sort = (input: Tensor, dim = -1, descending = false): [Tensor, Tensor] => input.sort(dim, descending);
+  self(input, 'split').split(splitSize, dim);
+export const chunk = (input: Tensor, chunks: number, dim = 0): Tensor[] => self(input, 'chunk').chunk(chunks, dim);
+export const sort = (input: Tensor, dim = -1, descending = false): [Tensor, Tensor] =>
+  self(input, 'sort').sort(dim, descending);
 export const topk = (input: Tensor, k: number, dim = -1, largest = true, sorted = true): [Tensor, Tensor] =>
-  input.topk(k, dim, largest, sorted);
+  self(input, 'topk').topk(k, dim, largest, sorted);
 export const multinomial = (input: Tensor, numSamples: number, replacement = false): Tensor =>
-  input.multinomial(numSamples, replacement);
-export const allclose = (a: Tensor, b: Tensor, rtol?: number, atol?: number): boolean => a.allclose(b, rtol, atol);
+  self(input, 'multinomial').multinomial(numSamples, replacement);
+export const allclose = (a: Tensor, b: Tensor, rtol?: number, atol?: number): boolean =>
+  self(a, 'allclose', 'a').allclose(b, rtol, atol);
 export const unbind = (input: Tensor, dim = 0): Tensor[] => wrapAll(N.unbind(handleOf(input, 'input', 'unbind'), dim));

@@ -51,3 +51,18 @@ describe('creation functions name themselves in argument errors', () => {
     expect(torch.frombuffer(new Float32Array([1, 2]), { dtype: 'float32' }).toArray()).toEqual([1, 2]);
   });
 });
+
+describe("torch's function spellings of Tensor methods refuse a non-tensor by name", () => {
+  const NAMES = ['exp', 'log', 'tanh', 'mul', 'minimum', 'gather', 'cumsum', 'multinomial', 'softmax', 'pow'];
+  it.each(NAMES)('%s', (name) => {
+    // A look-alike from the prototype used to reach the method and fail on its private handle.
+    expect(() => loose[name]!(forged, 1)).toThrow(new RegExp(`^${name}: expected a Tensor for input but received`));
+    expect(() => loose[name]!(undefined, 1)).toThrow(new RegExp(`^${name}: expected a Tensor for input`));
+  });
+
+  it('allclose names its first argument, and real tensors still work', () => {
+    expect(() => loose.allclose!({}, torch.ones([1]))).toThrow(/^allclose: expected a Tensor for a/);
+    expect(torch.exp(torch.zeros([2])).toArray()).toEqual([1, 1]);
+    expect(torch.pow(2, torch.tensor([3])).toArray()).toEqual([8]);
+  });
+});
