@@ -164,10 +164,31 @@ export function checkTokenIds(tokenizerJson: object, file: string): void {
   if (vocab !== null && typeof vocab === 'object' && !Array.isArray(vocab)) {
     for (const [token, id] of Object.entries(vocab)) checkId(id, `model.vocab[${JSON.stringify(token)}]`, file);
   }
+  checkMerges((model as { merges?: unknown } | undefined)?.merges, file);
   if (added === undefined || added === null) return;
   if (!Array.isArray(added)) throw new TypeError(`${file}: added_tokens must be a list, not ${typeof added}`);
-  added.forEach((entry: { id?: unknown } | null, k) => checkId(entry?.id, `added_tokens[${k}].id`, file));
+  added.forEach((entry: { id?: unknown; content?: unknown } | null, k) => {
+    checkId(entry?.id, `added_tokens[${k}].id`, file);
+    if (typeof entry?.content !== 'string') {
+      throw new TypeError(`${file}: added_tokens[${k}].content is ${describeJson(entry?.content)}, not a string`);
+    }
+  });
 }
+
+// BPE merges are "left right" strings or [left, right] pairs; anything else used to reach the
+// tokenizer library and fail there without the file's name ("x.split is not a function").
+function checkMerges(merges: unknown, file: string): void {
+  if (merges === undefined) return;
+  if (!Array.isArray(merges)) throw new TypeError(`${file}: model.merges must be a list, not ${describeJson(merges)}`);
+  merges.forEach((merge: unknown, k) => {
+    const pair = Array.isArray(merge) && merge.length === 2 && merge.every((part) => typeof part === 'string');
+    if (typeof merge !== 'string' && !pair) {
+      throw new TypeError(`${file}: model.merges[${k}] is ${describeJson(merge)}, not "left right" or [left, right]`);
+    }
+  });
+}
+
+const describeJson = (value: unknown): string => (JSON.stringify(value) ?? 'undefined').slice(0, 80);
 
 function checkId(id: unknown, key: string, file: string): void {
   if (typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < SIZE_BOUNDS.vocab) return;
