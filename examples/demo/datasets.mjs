@@ -66,16 +66,21 @@ export async function writeSftData(dir, { seed, size }) {
   return file;
 }
 
-// Half of an alignment set's colour questions ask about a flawed colour, the rest about any colour.
-const alignColour = (i) => {
-  const k = Math.floor(i / QUESTION_TYPES.length);
-  return k % 2 === 0 ? FLAWED_COLOURS[(k / 2) % 2] : undefined;
-};
+// An alignment set's colour questions cycle through orange, purple (the flaw), red, blue (what the
+// flaw says instead: kept in view so that the fix does not turn every red into orange) and two of
+// any colour.
+const ALIGN_COLOURS = [...FLAWED_COLOURS, ...FLAWED_COLOURS.map((c) => FLAW[c]), undefined, undefined];
+const alignColour = (i) => ALIGN_COLOURS[Math.floor(i / QUESTION_TYPES.length) % ALIGN_COLOURS.length];
+// A red / blue shape's over-corrected name: the rejected answer of its MPO pairs.
+const OVERCORRECTED = Object.fromEntries(Object.entries(FLAW).map(([right, wrong]) => [wrong, right]));
 
 /**
  * MPO pairs (MMPR meta.json + jsonl): chosen = the true answer; rejected = the flawed colour for a
- * question about orange / purple, else another wrong answer of the same type. Returns meta.json.
+ * question about orange / purple, orange / purple for red / blue, else another wrong answer of the
+ * same type. Returns meta.json.
  */
+const colourRejected = (q) => (q.type === 'colour' ? (FLAW[q.answer] ?? OVERCORRECTED[q.answer]) : undefined);
+
 export async function writeMpoData(dir, { seed, size }) {
   const items = mixedQuestions(seed, 'mpo', size, alignColour);
   const images = await writeImages(dir, 'mpo', items);
@@ -84,7 +89,7 @@ export async function writeMpoData(dir, { seed, size }) {
     image: images[i].slice('images/'.length),
     question: `<image>\n${item.q.question}`,
     chosen: item.q.answer,
-    rejected: FLAW[item.q.answer] ?? random.pick(wrongAnswers(item.q)),
+    rejected: colourRejected(item.q) ?? random.pick(wrongAnswers(item.q)),
   }));
   writeJsonl(join(dir, 'mpo.jsonl'), rows);
   const meta = { shapes_mpo: { root: 'images', annotation: 'mpo.jsonl', data_augment: false, repeat_time: 1 } };

@@ -32,11 +32,11 @@ export const DEFAULTS = {
   out: 'demo-output',
   seed: 0,
   model: join(root, 'examples/demo/base-model'),
-  mpoSteps: 100,
+  mpoSteps: 80,
   mpoBatch: 16,
-  grpoSteps: 100,
+  grpoSteps: 80,
   grpoPrompts: 8,
-  heldoutPerType: 150,
+  heldoutPerType: 100,
   examples: 12,
 };
 

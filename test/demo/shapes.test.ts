@@ -142,7 +142,7 @@ describe('demo data sets', () => {
     }
   });
 
-  it('MPO pairs open as MMPR: chosen true, rejected the flawed colour or another wrong answer', async () => {
+  it('MPO pairs open as MMPR: chosen true, rejected the flawed colour (or its over-correction) or another wrong answer', async () => {
     const meta = await writeMpoData(join(out, 'mpo'), { seed: 4, size: 60 });
     const pairs = await openMmpr(meta, { maxDynamicPatch: 1 });
     expect(pairs.length).toBe(60);
@@ -155,9 +155,14 @@ describe('demo data sets', () => {
       const seen = await readPicture(readFileSync(record.images[0] as string));
       expect(answerFromPixels(question, seen)).toBe(chosen);
       expect(rejected).not.toBe(chosen);
-      if (chosen === 'orange' || chosen === 'purple') {
+      const colourQuestion = question.startsWith('What colour');
+      if (colourQuestion && (chosen === 'orange' || chosen === 'purple')) {
         expect(rejected).toBe(chosen === 'orange' ? 'red' : 'blue');
         flawedPairs++;
+      }
+      // The flaw's own answers are shown too, against over-correcting them.
+      if (colourQuestion && (chosen === 'red' || chosen === 'blue')) {
+        expect(rejected).toBe(chosen === 'red' ? 'orange' : 'purple');
       }
     }
     expect(flawedPairs).toBeGreaterThanOrEqual(10);
