@@ -59,6 +59,14 @@ console.log(
   `vlalign: building with ${useCmake ? 'cmake-js' : 'node-gyp'} against libtorch ${torch.version} ` +
     `(${torch.cuda ? 'CUDA' : 'CPU'}) at ${torch.libDir}, found via ${torch.via}`,
 );
+// What cpp/ is known to compile against (docs/install.md keeps the matrix); a user with another
+// libtorch learns it before a long build rather than from its errors.
+if (!torch.version.startsWith('1.13.')) {
+  console.warn(
+    `vlalign: warning: cpp/ has only been compiled against libtorch 1.13; libtorch 2.13 fails in ` +
+      `cpp/binding/ops_autograd.cc (see "Installing in your project" in the README)`,
+  );
+}
 const started = Date.now();
 if (useCmake) {
   run(require.resolve('cmake-js/bin/cmake-js'), ['compile', '--parallel', jobs]);
