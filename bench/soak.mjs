@@ -51,10 +51,13 @@ const threads = intFlag(flags, 'threads', 1);
 /** One reading of this process's memory. */
 function reading(done) {
   const live = torch.memory();
+  const v8 = process.memoryUsage();
   return {
     done,
     rssMb: procStatus().VmRSS,
-    heapMb: process.memoryUsage().heapUsed / 2 ** 20,
+    heapMb: v8.heapUsed / 2 ** 20,
+    heapTotalMb: v8.heapTotal / 2 ** 20,
+    externalMb: v8.external / 2 ** 20,
     tensors: live.numTensors,
     tensorMb: live.numBytes / 2 ** 20,
   };
@@ -214,6 +217,8 @@ function summarise({ phase, total, seconds, readings }) {
     trend: sig(trendMb(readings) / warm.rssMb),
     heapWarmMb: sig(warm.heapMb),
     heapEndMb: sig(last.heapMb),
+    heapTotalWarmMb: sig(warm.heapTotalMb),
+    heapTotalEndMb: sig(last.heapTotalMb),
     tensorsWarm: warm.tensors,
     tensorsEnd: last.tensors,
     tensorsMax: Math.max(...readings.map((r) => r.tensors)),
@@ -264,7 +269,8 @@ function parent() {
     'growth %',
     'peak %',
     'trend %',
-    'heap MB',
+    'V8 used MB',
+    'V8 total MB',
     'tensors warm→end (max)',
     'pass',
   ];
@@ -279,6 +285,7 @@ function parent() {
     (100 * r.peakGrowth).toFixed(2),
     (100 * r.trend).toFixed(2),
     `${r.heapWarmMb.toFixed(1)}→${r.heapEndMb.toFixed(1)}`,
+    `${r.heapTotalWarmMb.toFixed(1)}→${r.heapTotalEndMb.toFixed(1)}`,
     `${r.tensorsWarm}→${r.tensorsEnd} (${r.tensorsMax})`,
     r.pass ? 'yes' : 'NO',
   ]);
