@@ -6,7 +6,7 @@
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import type { CausalLM, ModelInputs } from '../models/index.js';
-import { nonSampledTokenIds, rollout } from '../generation/index.js';
+import { generate, nonSampledTokenIds, rollout, type GenerateOptions } from '../generation/index.js';
 import { Qwen2VlProcessor, type Processor, type Sample } from '../processing/index.js';
 import type { ChatMessage } from '../processing/messages.js';
 import { splitImageTokens } from '../data/prompts.js';
@@ -54,8 +54,8 @@ export function modelEngine(model: CausalLM, processor: Processor, settings: Sam
       const training = model.training;
       model.eval();
       try {
-        const out = rollout(model, inputs, {
-          numGenerations: n,
+        const options: GenerateOptions = {
+          doSample: true,
           temperature: settings.temperature,
           topK: settings.topK,
           topP: settings.topP,
@@ -63,7 +63,10 @@ export function modelEngine(model: CausalLM, processor: Processor, settings: Sam
           seed: settings.seed + batchIndex,
           stopTokenIds: stops,
           suppressTokenIds: nonSampledTokenIds(model, processor.tokenizer).filter((id) => !stops.includes(id)),
-        });
+        };
+        // One completion per prompt (DropoutNTP's default) needs no widened cache.
+        const out =
+          n === 1 ? generate(model, inputs, options) : rollout(model, inputs, { ...options, numGenerations: n });
         return requests.map((_, i) =>
           out.tokens.slice(i * n, (i + 1) * n).map((tokens, k) => {
             const kept = out.finishReasons[i * n + k] === 'stop' ? tokens.slice(0, -1) : tokens;

@@ -78,7 +78,7 @@ describe('vlalign data resumes after SIGKILL', () => {
     expectCompleted(resumed);
     expect(resumed.output).toContain('5 rows (4 resumed)');
     expect(fs.readFileSync(killed, 'utf8')).toBe(reference);
-  }, 240_000);
+  }, 480_000);
 
   it('dropout-ntp: a torn write mid-batch is cut back, the rerun completes it and writes meta.json', () => {
     const whole = path.join(root, 'out_whole/open.jsonl');
@@ -96,7 +96,7 @@ describe('vlalign data resumes after SIGKILL', () => {
     expect(fs.readFileSync(path.join(root, 'out_torn/meta.json'), 'utf8')).toBe(
       fs.readFileSync(path.join(root, 'out_whole/meta.json'), 'utf8'),
     );
-  }, 240_000);
+  }, 480_000);
 
   it('refuses to resume into an output written from another input, naming its line', () => {
     const other = path.join(root, 'other.jsonl');
