@@ -8,7 +8,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openDataset } from '../../lib/data/open.js';
 import type { PreferenceRecord } from '../../lib/data/records.js';
 import { dropoutPrefix, dropoutQuestion, runDropoutNtp } from '../../lib/pipelines/dropout_ntp.js';
-import { scriptedEngine, type GenerationRequest } from '../../lib/pipelines/engine.js';
+import { modelEngine, scriptedEngine, type GenerationRequest } from '../../lib/pipelines/engine.js';
+import { fromPretrained } from '../../lib/models/index.js';
+import * as processing from '../../lib/processing/index.js';
+import { writeTinyCheckpoint } from '../../lib/tiny/index.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-dropout-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -119,4 +122,34 @@ describe('runDropoutNtp with a scripted engine', () => {
       runDropoutNtp({ input: outside, output: path.join(root, 'escape_out.jsonl'), engine, loadImage: true }),
     ).rejects.toThrow(`${outside}:1:`);
   });
+});
+
+describe('runDropoutNtp on a tiny Qwen2-VL', () => {
+  it('continues each prefix (one completion: generate; two: the widened rollout), reproducibly by seed', async () => {
+    const dir = path.join(root, 'tiny');
+    await writeTinyCheckpoint(dir, 'qwen2_vl', { seed: 6 });
+    const model = await fromPretrained(dir);
+    const processor = await processing.fromPretrained(dir);
+    const engine = modelEngine(model, processor, { temperature: 0.7, topK: 50, topP: 1, maxNewTokens: 5, seed: 4 });
+    const input = path.join(root, 'tiny_open.jsonl');
+    const rows = [
+      { question: 'Say something.', chosen: 'one two three four' },
+      { question: 'Say more, please.', chosen: 'alpha beta gamma delta epsilon zeta' },
+    ];
+    fs.writeFileSync(input, rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    for (const n of [1, 2]) {
+      const run = async (name: string) => {
+        const output = path.join(root, `${name}_${n}.jsonl`);
+        await runDropoutNtp({ input, output, engine, numReturnSequences: n, batchSize: 2 });
+        return readJsonl(output);
+      };
+      const once = await run('tiny_a');
+      expect(once).toHaveLength(2 * n);
+      expect(
+        once.every((r, i) => (r.rejected as string).startsWith(dropoutPrefix(rows[Math.floor(i / n)]!.chosen, 0.5))),
+      ).toBe(true);
+      expect(once.some((r, i) => r.rejected !== dropoutPrefix(rows[Math.floor(i / n)]!.chosen, 0.5))).toBe(true);
+      expect(await run('tiny_b')).toEqual(once);
+    }
+  }, 120_000);
 });
