@@ -3,13 +3,13 @@
 // vision tokens never sampled); tests and dry runs plug in a scripted engine. Every batch is
 // seeded from the run's seed and the batch's index in the input, so a resumed run samples the
 // batches it redoes exactly as an uninterrupted one would.
-import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import type { CausalLM, ModelInputs } from '../models/index.js';
 import { generate, nonSampledTokenIds, rollout, type GenerateOptions } from '../generation/index.js';
 import { Qwen2VlProcessor, type Processor, type Sample } from '../processing/index.js';
 import type { ChatMessage } from '../processing/messages.js';
 import { splitImageTokens } from '../data/prompts.js';
+import { leftPadded } from '../eval/greedy.js';
 
 /** One prompt: a user turn (with `<image>` placeholders for `images`) and an optional assistant prefix. */
 export interface GenerationRequest {
@@ -43,7 +43,7 @@ export function modelEngine(model: CausalLM, processor: Processor, settings: Sam
     async complete(requests, n, batchIndex) {
       const batch = await processor.process(requests.map((r) => requestSample(r, processor)));
       const extras = batch as { imageGridThw?: Tensor | null; imageFlags?: Tensor | null };
-      const padded = leftAligned(batch.inputIds, batch.attentionMask);
+      const padded = leftPadded(batch.inputIds, batch.attentionMask, 0); // padding is masked: any id does
       const inputs: ModelInputs = {
         ...padded,
         pixelValues: batch.pixelValues,
@@ -93,25 +93,6 @@ function requestSample(request: GenerationRequest, processor: Processor): Sample
   if (request.prefix !== undefined && request.prefix !== '') sample.completion = request.prefix;
   if (request.maxTiles !== undefined) sample.maxTiles = request.maxTiles;
   return sample;
-}
-
-// Each row's tokens moved to the right end: the rollout reads every row's next token at the last
-// position. Padding takes the row's first token id (masked out, so any id does).
-function leftAligned(inputIds: Tensor, attentionMask: Tensor): { inputIds: Tensor; attentionMask: Tensor } {
-  const ids = inputIds.toArray() as number[][];
-  const mask = attentionMask.toArray() as number[][];
-  const width = ids[0]?.length ?? 0;
-  const kept = ids.map((row, r) => row.filter((_, k) => mask[r]![k] === 1));
-  return {
-    inputIds: torch.tensor(
-      kept.map((row) => [...Array<number>(width - row.length).fill(row[0] ?? 0), ...row]),
-      { dtype: 'int64' },
-    ),
-    attentionMask: torch.tensor(
-      kept.map((row) => [...Array<number>(width - row.length).fill(0), ...Array<number>(row.length).fill(1)]),
-      { dtype: 'int64' },
-    ),
-  };
 }
 
 /**

@@ -31,19 +31,6 @@ export async function* readJsonlRows(file: string): AsyncGenerator<InputRow> {
   }
 }
 
-/** Groups of up to `size` items in order (the last may be shorter). */
-export async function* batched<T>(items: AsyncIterable<T>, size: number): AsyncGenerator<T[]> {
-  let batch: T[] = [];
-  for await (const item of items) {
-    batch.push(item);
-    if (batch.length === size) {
-      yield batch;
-      batch = [];
-    }
-  }
-  if (batch.length > 0) yield batch;
-}
-
 /** A string field, refused by name when missing or of another type. */
 export function textField(row: Record<string, unknown>, key: string, source: RecordSource): string {
   const value = row[key];

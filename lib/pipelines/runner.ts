@@ -8,7 +8,8 @@
 import fs from 'node:fs';
 import readline from 'node:readline';
 import { DataError, type RecordSource } from '../data/records.js';
-import { batched, readJsonlRows, type InputRow } from './input.js';
+import { inBatches } from '../eval/record_source.js';
+import { readJsonlRows, type InputRow } from './input.js';
 
 export interface ResumableRun<T> {
   input: string;
@@ -53,7 +54,7 @@ export async function runResumable<T>(run: ResumableRun<T>): Promise<RunSummary>
   try {
     const items = skipRows(readJsonlRows(run.input), resumed);
     let batchIndex = resumed / run.batchSize;
-    for await (const batch of batched(items, run.batchSize)) {
+    for await (const batch of inBatches(items, run.batchSize)) {
       const parsed = batch.map(({ row, source }) => run.parse(row, source));
       const out = await run.process(parsed, batchIndex);
       appendLines(fd, out, run.linesPerRow);
