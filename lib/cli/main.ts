@@ -36,6 +36,10 @@ async function train(file: string, overrides: string[]): Promise<void> {
 }
 
 async function mergeAdapter(o: { adapter: string; base: string; output: string }): Promise<void> {
+  // An empty value would resolve to the working folder and fail later on a bare 'config.json'.
+  for (const [flag, value] of Object.entries(o)) {
+    if (value.trim() === '') throw new Error(`--${flag} is empty: give a folder`);
+  }
   if (fs.existsSync(o.output) && fs.readdirSync(o.output).length > 0) {
     throw new Error(`--output ${o.output} exists and is not empty`);
   }

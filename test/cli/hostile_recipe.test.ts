@@ -1,10 +1,12 @@
 // Hostile recipe YAML and flag values (issue #17, found by `npm run fuzz`): deep flow nesting is
 // refused before the yaml parser (whose time grows faster than linearly with it) runs, an alias bomb
-// and an unparsable flag value are refused naming the recipe and the flag, within a bounded time.
+// and an unparsable flag value are refused naming the recipe and the flag, within a bounded time;
+// merge-adapter names an empty folder flag.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { main } from '../../lib/cli/main.js';
 import { loadRecipe } from '../../lib/cli/recipe.js';
 
 const root = mkdtempSync(join(tmpdir(), 'vlalign-hostile-recipe-'));
@@ -72,5 +74,29 @@ describe('hostile recipes', () => {
     expect(refusal(file, [`--report_to=${'['.repeat(5000)}`]).message).toMatch(
       /invalid --report_to: \[ \] \/ \{ \} nested 5000 deep \(limit 64\)/,
     );
+  });
+});
+
+describe('vlalign merge-adapter with empty folders', () => {
+  it.each(['adapter', 'base', 'output'])('names --%s when it is empty', async (flag) => {
+    const folders: Record<string, string> = {
+      adapter: join(root, 'a'),
+      base: join(root, 'b'),
+      output: join(root, 'o'),
+    };
+    folders[flag] = '';
+    const previous = process.exitCode;
+    const errors: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string) => errors.push(String(chunk)) > 0) as typeof process.stderr.write;
+    try {
+      const flags = Object.entries(folders).flatMap(([k, v]) => [`--${k}`, v]);
+      await main(['node', 'vlalign', 'merge-adapter', ...flags]);
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(process.exitCode).toBe(1);
+    process.exitCode = previous;
+    expect(errors).toEqual([`vlalign: --${flag} is empty: give a folder\n`]);
   });
 });
