@@ -33,7 +33,9 @@ export async function fromPretrained(dir: string, options: PretrainedOptions = {
   // Sizes are bounded and matched against the tensor headers before anything is allocated.
   await checkCheckpointShapes(dir, config, weightFiles(dir));
   const plan = await planQuantizedLoad({ files: weightFiles(dir), config, options: options.quantization });
-  const model = family.create(config, { dtype: options.dtype ?? 'float32', device: options.device ?? 'cpu' }, dir);
+  const model = createNamingFile(dir, () =>
+    family.create(config, { dtype: options.dtype ?? 'float32', device: options.device ?? 'cpu' }, dir),
+  );
   try {
     const quant = plan?.apply(model, (name) => family.moduleName(name, model)) ?? null;
     await loadWeights(model, family, dir, quant);
@@ -42,6 +44,18 @@ export async function fromPretrained(dir: string, options: PretrainedOptions = {
     throw error;
   }
   return model.eval();
+}
+
+// Building the model reads the rest of config.json (activations, flags): a refusal there that does
+// not name the checkpoint names its config.json.
+function createNamingFile(dir: string, create: () => CausalLM): CausalLM {
+  try {
+    return create();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    if (message.includes(dir)) throw error;
+    throw new Error(`${join(dir, 'config.json')}: ${message}`, { cause: error });
+  }
 }
 
 /** The weight files of a checkpoint directory, one per shard. */
