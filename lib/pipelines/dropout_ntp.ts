@@ -5,11 +5,11 @@
 // writes its own). Rows without images are answered as text only either way.
 import path from 'node:path';
 import { DataError, resolveInsideRoot, type RecordSource } from '../data/records.js';
-import type { GenerationEngine, GenerationRequest } from './engine.js';
+import type { GenerationRequest } from './engine.js';
 import { imageField, pythonStr, textField } from './input.js';
 import { writeMetaEntry } from './meta.js';
 import { IMAGE_PLACEHOLDER } from './prompts.js';
-import { runResumable, type RunSummary } from './runner.js';
+import { runResumable, type GeneratingOptions, type RunSummary } from './runner.js';
 
 /** MMPR's defaults (its argparse), for the options the pipeline takes. */
 export const DROPOUT_NTP_DEFAULTS = {
@@ -45,24 +45,14 @@ export function dropoutQuestion(question: string, images: number, loadImage: boo
   return question;
 }
 
-export interface DropoutNtpOptions {
-  input: string;
-  /** The output jsonl (MMPR's rows plus `rejected`). */
-  output: string;
-  engine: GenerationEngine;
-  /** Image paths resolve here (default: the input's folder); also the meta entry's root. */
-  imageRoot?: string;
+export interface DropoutNtpOptions extends GeneratingOptions {
   startRatio?: number;
+  /** Show the model the image (default false: MMPR's _wo_image data); maxNum applies then. */
   loadImage?: boolean;
-  numReturnSequences?: number;
-  /** InternVL tiles per image when loadImage (MMPR's --max-num). */
-  maxNum?: number;
-  batchSize?: number;
   /** Where the MMPR meta.json entry goes (default: meta.json beside the output). */
   metaFile?: string;
   /** The entry's name (default: the output file's name without .jsonl). */
   name?: string;
-  log?: (line: string) => void;
 }
 
 interface DropoutItem {

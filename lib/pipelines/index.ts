@@ -41,5 +41,5 @@ export {
   wrapQuestion,
 } from './prompts.js';
 export { PythonRandom } from './python_random.js';
-export { runResumable, type ResumableRun, type RunSummary } from './runner.js';
+export { runResumable, type GeneratingOptions, type ResumableRun, type RunSummary } from './runner.js';
 export { runCorrectnessSampling, SAMPLE_DEFAULTS, type SampleOptions } from './sample.js';

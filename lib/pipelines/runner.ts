@@ -9,7 +9,26 @@ import fs from 'node:fs';
 import readline from 'node:readline';
 import { DataError, type RecordSource } from '../data/records.js';
 import { inBatches } from '../eval/record_source.js';
+import type { GenerationEngine } from './engine.js';
 import { readJsonlRows, type InputRow } from './input.js';
+
+/** What both generating pipelines take. */
+export interface GeneratingOptions {
+  input: string;
+  /** The output jsonl; an existing one is resumed. */
+  output: string;
+  engine: GenerationEngine;
+  /** Image paths resolve here (default: the input's folder). */
+  imageRoot?: string;
+  /** Output lines per input row (MMPR's --num-return-sequences). */
+  numReturnSequences?: number;
+  /** InternVL tiles per image (MMPR's --max-num). */
+  maxNum?: number;
+  /** Rows generated together (default 8); batch b is seeded with the engine's seed + b. */
+  batchSize?: number;
+  /** Progress lines (default: none). */
+  log?: (line: string) => void;
+}
 
 export interface ResumableRun<T> {
   input: string;

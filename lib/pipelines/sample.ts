@@ -6,10 +6,10 @@
 import path from 'node:path';
 import { DataError, resolveInsideRoot, type RecordSource } from '../data/records.js';
 import { PROMPT_VERSIONS, type PromptVersion } from '../rewards/mmpr.js';
-import type { GenerationEngine, GenerationRequest } from './engine.js';
+import type { GenerationRequest } from './engine.js';
 import { imageField, pythonStr, textField } from './input.js';
 import { IMAGE_PLACEHOLDER, versionForFile, wrapQuestion } from './prompts.js';
-import { runResumable, type RunSummary } from './runner.js';
+import { runResumable, type GeneratingOptions, type RunSummary } from './runner.js';
 
 /** MMPR's defaults (its argparse; prompt_version has none there and is required). */
 export const SAMPLE_DEFAULTS = {
@@ -21,16 +21,9 @@ export const SAMPLE_DEFAULTS = {
   maxNum: 6,
 } as const;
 
-export interface SampleOptions {
-  input: string;
-  output: string;
-  engine: GenerationEngine;
+export interface SampleOptions extends GeneratingOptions {
+  /** MMPR's prompt version (required there too); a `_zh_` input file takes its zh twin. */
   promptVersion: PromptVersion;
-  imageRoot?: string;
-  numReturnSequences?: number;
-  maxNum?: number;
-  batchSize?: number;
-  log?: (line: string) => void;
 }
 
 interface SampleItem {
