@@ -34,7 +34,7 @@ export const DEFAULTS = {
   model: join(root, 'examples/demo/base-model'),
   mpoSteps: 80,
   mpoBatch: 16,
-  grpoSteps: 80,
+  grpoSteps: 60,
   grpoPrompts: 8,
   heldoutPerType: 100,
   examples: 12,
