@@ -1,6 +1,7 @@
 // The addon's entry point: every op family adds its functions to one flat exports object, which
 // lib/torch/native.ts loads. Tensors cross as uint32 ids into the handle table (tensor_table.h).
 #include "binding.h"
+#include "distributed.h"
 
 namespace vlalign {
 
@@ -18,6 +19,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   registerLossOps(env, exports);
   registerQuantOps(env, exports);
   registerOptimOps(env, exports);
+  registerDistributedOps(env, exports);
   return exports;
 }
 

@@ -11,6 +11,7 @@ import { camelToSnake } from '../util/case.js';
 import { loadRecipe, RECIPE_TRAINERS, recipeSchema, type RecipeTrainer } from './recipe.js';
 import { registerEval } from './eval_command.js';
 import { registerData } from './data.js';
+import { registerLaunchCommand } from './launch.js';
 
 /** "  key (default: value)" for each field of a method's recipe, from the zod schema. */
 export function recipeKeysHelp(method: RecipeTrainer): string {
@@ -78,6 +79,7 @@ export function program(): Command {
   registerBuildCommand(cli);
   registerEval(cli);
   registerData(cli);
+  registerLaunchCommand(cli);
   return cli;
 }
 

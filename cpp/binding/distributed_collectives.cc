@@ -1,0 +1,217 @@
+// Collectives over the process group, each returning a Promise. The call enqueues c10d work and
+// returns at once; the work's future completes on a backend thread, which hands the settling to the
+// JS thread through a thread-safe function, so the event loop never waits on the network and no
+// libuv pool thread is held. A collective that cannot complete fails after the group's timeout
+// (Gloo applies it to every send / receive); the rejection names the op, the rank and the timeout.
+//
+// As with torch.distributed's async_op=True, the tensors belong to the collective until its Promise
+// settles: lib/distributed allocates outputs and checks every argument before calling here.
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include "distributed.h"
+
+namespace vlalign {
+namespace {
+
+enum class Reduction { kSum, kAvg, kMax, kMin };
+
+Reduction reductionAt(const Info& info, size_t i) {
+  const std::string name = stringAt(info, i);
+  if (name == "sum") return Reduction::kSum;
+  if (name == "avg") return Reduction::kAvg;
+  if (name == "max") return Reduction::kMax;
+  if (name == "min") return Reduction::kMin;
+  argumentTypeError(info, i, "'sum', 'avg', 'max' or 'min', not '" + name + "'");
+}
+
+// NCCL averages natively; Gloo has no AVG, so it sums and the result is divided on completion.
+bool nativeAverage(const ProcessGroupState& group) { return group.backend == "nccl"; }
+
+c10d::ReduceOp reduceOp(const ProcessGroupState& group, Reduction r) {
+  switch (r) {
+    case Reduction::kAvg: return nativeAverage(group) ? c10d::ReduceOp::AVG : c10d::ReduceOp::SUM;
+    case Reduction::kMax: return c10d::ReduceOp::MAX;
+    case Reduction::kMin: return c10d::ReduceOp::MIN;
+    default: return c10d::ReduceOp::SUM;
+  }
+}
+
+std::function<void()> divideIfAverage(const ProcessGroupState& group, Reduction r, const at::Tensor& t) {
+  if (r != Reduction::kAvg || nativeAverage(group)) return nullptr;
+  const int64_t n = group.worldSize;
+  return [t, n]() mutable { t.div_(n); };
+}
+
+struct PendingCollective {
+  const char* op;
+  std::shared_ptr<ProcessGroupState> group;  // keeps the backend alive until the work settles
+  c10::intrusive_ptr<c10d::Work> work;
+  std::function<void()> finish;  // runs on the JS thread after the work succeeded
+  Napi::Promise::Deferred deferred;
+};
+
+std::string failureMessage(const PendingCollective& p, std::exception_ptr error) {
+  const std::string reason = distributedErrorText(error);
+  std::string hint;
+  if (reason.find("Timed out") != std::string::npos || reason.find("timed out") != std::string::npos) {
+    hint = "; no peer answered in time: a rank is stuck, has died, or runs a different collective";
+  } else if (reason.find("closed by peer") != std::string::npos || reason.find("reset by peer") != std::string::npos ||
+             reason.find("Broken pipe") != std::string::npos) {
+    hint = "; a peer process exited or lost its connection";
+  }
+  return std::string(p.op) + " failed on rank " + std::to_string(p.group->rank) + " of " +
+         std::to_string(p.group->worldSize) + " (process-group timeout " + std::to_string(p.group->timeout.count()) +
+         " ms): " + reason + hint;
+}
+
+// On the JS thread once the work's future has completed. wait() returns at once then (or rethrows
+// the work's error); for NCCL it also makes the current CUDA stream wait for the collective.
+void settle(Napi::Env env, Napi::Function, PendingCollective* p, void*) {
+  if (env == nullptr) return;  // the environment is going away; the finalizer frees `p`
+  try {
+    try {
+      p->work->wait();
+      if (p->finish) {
+        at::NoGradGuard noGrad;  // in place on tensors that may require grad, as the collective itself
+        p->finish();
+      }
+      p->deferred.Resolve(env.Undefined());
+    } catch (...) {
+      p->deferred.Reject(Napi::Error::New(env, failureMessage(*p, std::current_exception())).Value());
+    }
+  } catch (...) {
+    // Resolving failed (the environment is shutting down): nothing is left to tell.
+  }
+}
+
+using Completion = Napi::TypedThreadSafeFunction<PendingCollective, void, settle>;
+
+Napi::Value launch(const Info& info, const char* op, std::shared_ptr<ProcessGroupState> group,
+                   c10::intrusive_ptr<c10d::Work> work, std::function<void()> finish = nullptr) {
+  const Napi::Env env = info.Env();
+  c10::intrusive_ptr<c10::ivalue::Future> future = work->getFuture();
+  auto* pending = new PendingCollective{op, std::move(group), std::move(work), std::move(finish),
+                                        Napi::Promise::Deferred::New(env)};
+  const Napi::Promise promise = pending->deferred.Promise();
+  const Completion completion = Completion::New(env, "vlalign.collective", 0, 1, pending,
+                                                [](Napi::Env, void*, PendingCollective* p) { delete p; });
+  // Runs on the backend thread that completes the work (or here, if it already has).
+  future->addCallback([completion](c10::ivalue::Future&) {
+    completion.NonBlockingCall();
+    completion.Release();
+  });
+  return promise;
+}
+
+std::shared_ptr<ProcessGroupState> requireGroup(const Info& info, const char* op) {
+  std::shared_ptr<ProcessGroupState> group = currentProcessGroup();
+  if (!group) throw Napi::Error::New(info.Env(), std::string(op) + ": no process group; call initProcessGroup first");
+  return group;
+}
+
+// distAllReduce(t, op): t becomes the reduction of every rank's t.
+Napi::Value distAllReduce(const Info& info) {
+  return guard(info, "allReduce", [&] {
+    auto group = requireGroup(info, "allReduce");
+    const at::Tensor& t = tensorAt(info, 0);
+    const Reduction r = reductionAt(info, 1);
+    std::vector<at::Tensor> tensors{t};
+    c10d::AllreduceOptions options;
+    options.reduceOp = reduceOp(*group, r);
+    options.timeout = group->timeout;
+    auto work = group->collectives->allreduce(tensors, options);
+    return launch(info, "allReduce", group, std::move(work), divideIfAverage(*group, r, t));
+  }, {0});
+}
+
+// distAllGather(out, in): out ([world * n, ...]) receives every rank's in ([n, ...]) in rank order.
+Napi::Value distAllGather(const Info& info) {
+  return guard(info, "allGather", [&] {
+    auto group = requireGroup(info, "allGather");
+    at::Tensor out = tensorAt(info, 0);
+    at::Tensor in = tensorAt(info, 1);
+    c10d::AllgatherOptions options;
+    options.timeout = group->timeout;
+    if (group->backend == "nccl") {
+      return launch(info, "allGather", group, group->collectives->_allgather_base(out, in, options));
+    }
+    // Gloo 1.13 has no _allgather_base: gather into per-rank views of `out` (contiguous slices).
+    std::vector<std::vector<at::Tensor>> outputs(1);
+    for (int64_t r = 0; r < group->worldSize; ++r) outputs[0].push_back(out.narrow(0, r * in.size(0), in.size(0)));
+    std::vector<at::Tensor> inputs{in};
+    return launch(info, "allGather", group, group->collectives->allgather(outputs, inputs, options));
+  }, {0, 1});
+}
+
+// distReduceScatter(out, in, op): out ([n, ...]) receives the reduction of every rank's slice r of
+// in ([world * n, ...]), r being this rank.
+Napi::Value distReduceScatter(const Info& info) {
+  return guard(info, "reduceScatter", [&] {
+    auto group = requireGroup(info, "reduceScatter");
+    at::Tensor out = tensorAt(info, 0);
+    at::Tensor in = tensorAt(info, 1);
+    const Reduction r = reductionAt(info, 2);
+    if (group->backend == "nccl") {
+      c10d::ReduceScatterOptions options;
+      options.reduceOp = reduceOp(*group, r);
+      options.timeout = group->timeout;
+      return launch(info, "reduceScatter", group, group->collectives->_reduce_scatter_base(out, in, options));
+    }
+    // Gloo 1.13 has no reduce-scatter. An all-to-all brings every rank's slice r here (the same
+    // (N-1)/N bytes per rank as a ring reduce-scatter, half of an all-reduce); the slices are then
+    // reduced here on completion.
+    at::Tensor received = at::empty_like(in);
+    std::vector<int64_t> equalSplit;
+    c10d::AllToAllOptions options;
+    options.timeout = group->timeout;
+    auto work = group->collectives->alltoall_base(received, in, equalSplit, equalSplit, options);
+    const int64_t n = group->worldSize;
+    auto reduce = [out, received, n, r]() mutable {
+      const at::Tensor slices = received.view({n, -1});
+      at::Tensor flat = out.view({-1});
+      switch (r) {
+        case Reduction::kMax: at::amax_out(flat, slices, {0}); break;
+        case Reduction::kMin: at::amin_out(flat, slices, {0}); break;
+        default: at::sum_out(flat, slices, {0}, false, out.scalar_type());
+      }
+      if (r == Reduction::kAvg) flat.div_(n);
+    };
+    return launch(info, "reduceScatter", group, std::move(work), reduce);
+  }, {0, 1});
+}
+
+// distBroadcast(t, src): every rank's t becomes rank src's.
+Napi::Value distBroadcast(const Info& info) {
+  return guard(info, "broadcast", [&] {
+    auto group = requireGroup(info, "broadcast");
+    std::vector<at::Tensor> tensors{tensorAt(info, 0)};
+    c10d::BroadcastOptions options;
+    options.rootRank = intAt(info, 1);
+    options.timeout = group->timeout;
+    return launch(info, "broadcast", group, group->collectives->broadcast(tensors, options));
+  }, {0});
+}
+
+// distBarrier(): settles once every rank has entered the barrier (after this rank's earlier collectives).
+Napi::Value distBarrier(const Info& info) {
+  return guard(info, "barrier", [&] {
+    auto group = requireGroup(info, "barrier");
+    c10d::BarrierOptions options;
+    options.timeout = group->timeout;
+    return launch(info, "barrier", group, group->collectives->barrier(options));
+  });
+}
+
+}  // namespace
+
+void registerCollectiveOps(Napi::Env env, Napi::Object exports) {
+  VL_EXPORT(exports, env, "distAllReduce", distAllReduce);
+  VL_EXPORT(exports, env, "distAllGather", distAllGather);
+  VL_EXPORT(exports, env, "distReduceScatter", distReduceScatter);
+  VL_EXPORT(exports, env, "distBroadcast", distBroadcast);
+  VL_EXPORT(exports, env, "distBarrier", distBarrier);
+}
+
+}  // namespace vlalign

@@ -1,0 +1,20 @@
+// distributed: c10d process groups (Gloo; NCCL in CUDA builds) and their collectives, placed by the
+// environment torchrun, `vlalign launch` and SLURM set (docs/distributed.md).
+export type { Backend, ReduceOp } from './c10d.js';
+export {
+  initProcessGroup,
+  destroyProcessGroup,
+  isInitialized,
+  getRank,
+  getWorldSize,
+  getLocalRank,
+  getLocalWorldSize,
+  getBackend,
+  getProcessGroup,
+  DEFAULT_TIMEOUT_MS,
+  type InitProcessGroupOptions,
+  type ProcessGroupInfo,
+} from './process_group.js';
+export { allReduce, allGather, reduceScatter, broadcast, barrier } from './collectives.js';
+export { readLaunchEnv, LaunchEnvError, DEFAULT_MASTER_PORT, type LaunchEnv, type Launcher } from './env.js';
+export { firstSlurmHost, expandTasksPerNode } from './slurm.js';
