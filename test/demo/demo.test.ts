@@ -25,9 +25,15 @@ beforeAll(() => {
     cwd: repo,
     encoding: 'utf8',
     env: { ...process.env, NO_COLOR: '1' },
+    // Every logged step prints a JSON line (no TTY): beyond spawnSync's default 1 MB buffer.
+    maxBuffer: 256 * 1024 * 1024,
   });
   stdout = child.stdout;
-  if (child.status !== 0) throw new Error(`run.mjs failed (${child.status}): ${child.stderr.slice(-2000)}`);
+  if (child.status !== 0) {
+    throw new Error(
+      `run.mjs failed (${child.status ?? child.signal} ${child.error ?? ''}): ${child.stderr.slice(-2000)}`,
+    );
+  }
   summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
 }, 900_000);
 
