@@ -9,7 +9,8 @@
 //             buildTrainer + Trainer.train
 //
 //   node bench/soak.mjs [--quick] [--phase ops,generate,train] [--threads 1] [--samples 20]
-//                       [--ops 1000000] [--generations 1000] [--steps 1000] [--keep DIR]
+//                       [--ops 1000000] [--generations 1000] [--steps 1000] [--keep DIR] [--gc]
+// --gc runs a full V8 GC before each reading, so V8 used is the live JS heap.
 //
 // Each phase's first 10% is its warm-up (allocator pools, V8 code, optimizer state, caches); then
 // --samples readings of VmRSS, V8's heapUsed and torch.memory() are taken at even intervals.
@@ -50,6 +51,7 @@ const threads = intFlag(flags, 'threads', 1);
 
 /** One reading of this process's memory. */
 function reading(done) {
+  if (flags.has('gc')) globalThis.gc(); // --gc: the child runs with --expose-gc
   const live = torch.memory();
   const v8 = process.memoryUsage();
   return {
@@ -247,7 +249,9 @@ function parent() {
   const results = [];
   for (const phase of phases) {
     process.stderr.write(`soak: ${phase} (${counts[phase]})...\n`);
-    const out = runNodeScript(self, [
+    const [first, ...rest] = flags.has('gc') ? ['--expose-gc', self] : [self];
+    const out = runNodeScript(first, [
+      ...rest,
       '--child',
       phase,
       '--data',
