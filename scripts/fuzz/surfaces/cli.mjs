@@ -131,7 +131,9 @@ export async function make(rng, { corpus, dir }) {
         .filter(([k]) => k !== dropped)
         .flat(),
     ];
-    names = [...Object.values(options).filter((v) => v.length > 0), ...(dropped ? [dropped] : [])];
+    // A folder names itself; an emptied or dropped one is named by its flag.
+    const flagged = Object.entries(options).map(([k, v]) => (v.length > 0 ? v : k));
+    names = [...flagged, ...(dropped ? [dropped] : [])];
   }
   return {
     what: `vlalign ${argv.map((a) => (path.relative(dir, a).startsWith('..') ? a : path.relative(dir, a))).join(' ')}`,
