@@ -13,3 +13,5 @@ export * as data from './data/index.js';
 export * as train from './train/index.js';
 export * as rewards from './rewards/index.js';
 export * as evaluation from './eval/index.js';
+export * as distributed from './distributed/index.js';
+export * as pipelines from './pipelines/index.js';
