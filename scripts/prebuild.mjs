@@ -1,4 +1,4 @@
-// `npm run prebuild`: refreshes prebuilds/linux-x64/vlalign.napi.node from a fresh source build
+// `npm run make-prebuild` (not `prebuild`, which npm would run before every `npm run build`): refreshes prebuilds/linux-x64/vlalign.napi.node from a fresh source build
 // against Debian's libtorch 1.13.1 (CPU). Commit the result once per change of cpp/: every committed
 // binary stays in git history, and CI checks the shipped one matches cpp/.
 import { spawnSync } from 'node:child_process';
