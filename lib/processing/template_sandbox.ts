@@ -120,7 +120,7 @@ export function renderSandboxed(source: string, context: Record<string, unknown>
   const box = ensureSandbox(resolved.maxHeapMb);
   Atomics.store(box.flag, 0, 0);
   box.port.postMessage({ source, context, limits: resolved });
-  if (Atomics.wait(box.flag, 0, 0, resolved.timeoutMs) === 'timed-out') {
+  if (!waitForSignal(box.flag, resolved.timeoutMs)) {
     discard(box);
     throw new TemplateRenderError(
       `did not finish within ${resolved.timeoutMs} ms (or ran past the ${resolved.maxHeapMb} MB heap); stopped`,
@@ -161,7 +161,7 @@ function ensureSandbox(heapMb: number): Sandbox {
   // A worker killed by its heap limit or by terminate() reports here; the render already failed.
   worker.on('error', () => {});
   const box = { worker, port: port1, flag, heapMb };
-  if (Atomics.wait(flag, 0, 0, STARTUP_TIMEOUT_MS) === 'timed-out') {
+  if (!waitForSignal(flag, STARTUP_TIMEOUT_MS)) {
     discard(box);
     throw new TemplateRenderError(`the template render worker did not start within ${STARTUP_TIMEOUT_MS} ms`);
   }
@@ -172,6 +172,21 @@ function ensureSandbox(heapMb: number): Sandbox {
   }
   sandbox = box;
   return box;
+}
+
+/**
+ * Blocks until the worker sets `flag[0]` (true) or `timeoutMs` passes (false). A wake-up alone
+ * proves nothing: the worker stores the flag, then notifies, and when the main thread saw the store
+ * without waiting, that late notify lands in the NEXT render's wait, before its reply exists.
+ */
+export function waitForSignal(flag: Int32Array, timeoutMs: number): boolean {
+  const deadline = performance.now() + timeoutMs;
+  while (Atomics.load(flag, 0) === 0) {
+    const left = deadline - performance.now();
+    if (left <= 0) return false;
+    Atomics.wait(flag, 0, 0, left);
+  }
+  return true;
 }
 
 function discard(box: Sandbox): void {
