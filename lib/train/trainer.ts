@@ -373,6 +373,9 @@ export class Trainer {
       log_history: this.#reporters?.history ?? [],
     });
     const writers = trainingWriters(this.#trainingParts(!args.saveOnlyModel), this.#position);
+    // As TRL's checkpoints: the tokenizer and processor beside the weights, so checkpoint-N loads alone.
+    const { modelPath } = this.parts;
+    if (modelPath !== undefined) writers.push((dir) => void copyProcessorFiles(modelPath, dir));
     const dir = await manager.save(state, writers);
     this.#lastSave = this.globalStep;
     return dir;
