@@ -13,7 +13,7 @@ import type { RecordDataset, SftRecord } from '../../lib/data/records.js';
 import { openTrl } from '../../lib/data/trl.js';
 import { fromPretrained as loadModel, savePretrained } from '../../lib/models/pretrained.js';
 import type { CausalLM } from '../../lib/models/causal_lm.js';
-import { AdamW, LRScheduler, loadOptimizer, saveOptimizer, type ScheduleName } from '../../lib/optim/index.js';
+import { AdamW, loadOptimizer, saveOptimizer } from '../../lib/optim/index.js';
 import { MixedPrecisionOptimizer } from '../../lib/optim/mixed_precision.js';
 import { fromPretrained as loadProcessor } from '../../lib/processing/index.js';
 import * as torch from '../../lib/torch/index.js';
@@ -22,7 +22,6 @@ import { sftConfig, type SftConfigInput } from '../../lib/train/config.js';
 import { createTrainer } from '../../lib/train/create.js';
 import { readMetricsLog } from '../../lib/train/metrics_log.js';
 import { applyPrecision, withFloat32Weights } from '../../lib/train/precision.js';
-import { Trainer } from '../../lib/train/trainer.js';
 
 const root = mkdtempSync(join(tmpdir(), 'vlalign-precision-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
