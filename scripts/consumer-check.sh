@@ -5,7 +5,9 @@
 # only: imports it, runs a tiny Qwen2-VL forward (loss and gradient) and one training step of a tiny
 # SFT recipe with `npx vlalign train`. Twice: first on the shipped prebuild, then after forcing a
 # source build with the consumer's own command, `npx vlalign build`. Each phase prints its time.
-#   bash scripts/consumer-check.sh            KEEP=1 keeps the temporary project; JOBS=n compile jobs
+#   bash scripts/consumer-check.sh            KEEP=1 keeps the temporary project; JOBS=n compile jobs;
+#                                             BINARY_OUT=file keeps a copy of the source-built binary
+#                                             (CI runs its smoke tests on it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -131,4 +133,5 @@ nice -n 10 npx vlalign build ${JOBS:+--jobs "$JOBS"}
 phase "npx vlalign build (source build in node_modules/vlalign)"
 run_consumer build
 phase "source build: forward + one training step"
+if [ -n "${BINARY_OUT:-}" ]; then cp "$installed/build/Release/vlalign.node" "$BINARY_OUT"; fi
 echo "consumer-check: passed in $SECONDS s ($root)"
