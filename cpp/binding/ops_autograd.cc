@@ -3,6 +3,9 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
 
+#include <type_traits>
+#include <utility>
+
 #include "binding.h"
 
 namespace vlalign {
@@ -79,6 +82,22 @@ Napi::Value autogradGrad(const Info& info) {
     for (size_t k = 0; k < grads.size(); ++k) out.Set(static_cast<uint32_t>(k), wrapOptional(info.Env(), grads[k]));
     return out;
   }, {0, 1});
+}
+
+// How the graph owns its nodes, as Edge::function says: libtorch 1.x (and the 2.x releases before
+// the change) holds them in std::shared_ptr, deleted through torch::autograd::deleteNode so that
+// tearing down a deep graph does not recurse; later 2.x (2.13, 2.14) hold them in c10::intrusive_ptr,
+// whose release does the same. The type, not a version number, picks the path, and deleteNode is
+// found by argument-dependent lookup, so it need only exist where the shared_ptr path is compiled.
+using NodePtr = decltype(torch::autograd::Edge::function);
+
+template <typename NodeT, typename... Args>
+NodePtr makeNode(Args&&... args) {
+  if constexpr (std::is_same_v<NodePtr, std::shared_ptr<torch::autograd::Node>>) {
+    return std::shared_ptr<NodeT>(new NodeT(std::forward<Args>(args)...), [](NodeT* node) { deleteNode(node); });
+  } else {
+    return c10::make_intrusive<NodeT>(std::forward<Args>(args)...);
+  }
 }
 
 // A graph node whose backward calls a JS function synchronously: on CPU the engine runs a node on
@@ -164,8 +183,7 @@ Napi::Value functionWithBackward(const Info& info) {
     }
     napi_ref callback = nullptr;
     NAPI_THROW_IF_FAILED(info.Env(), napi_create_reference(info.Env(), info[3], 1, &callback), Napi::Value());
-    std::shared_ptr<JsBackwardNode> node(new JsBackwardNode(info.Env(), callback, std::move(saved)),
-                                         torch::autograd::deleteNode);
+    const NodePtr node = makeNode<JsBackwardNode>(napi_env(info.Env()), callback, std::move(saved));
     node->set_next_edges(torch::autograd::collect_next_edges(inputs));
     for (at::Tensor& out : outputs) torch::autograd::create_gradient_edge(out, node);
     return wrapAll(info.Env(), outputs);
