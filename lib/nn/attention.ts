@@ -22,6 +22,12 @@ export interface AttendOptions {
   softmaxFloat32?: boolean;
   dropout?: number;
   training?: boolean;
+  /**
+   * Called with the attention probabilities [B, H, Q, K] (after the softmax, before dropout), for
+   * analyses that read them (MIA-DPO's attention-aware selection). Runs inside this call's scope:
+   * what it keeps must be read out or `torch.keep`-ed. Absent: nothing extra happens.
+   */
+  onWeights?: (weights: Tensor) => void;
 }
 
 /** q [B, H, Q, hd], k/v [B, Hkv, K, hd] to [B, H, Q, hd]. */
@@ -41,6 +47,7 @@ export function attend(q: Tensor, k: Tensor, v: Tensor, options: AttendOptions =
     const half = scores.dtype === 'bfloat16' || scores.dtype === 'float16';
     let weights =
       half && options.softmaxFloat32 !== false ? scores.float().softmax(-1).to(q.dtype) : scores.softmax(-1);
+    options.onWeights?.(weights);
     if (options.training && (options.dropout ?? 0) > 0)
       weights = torch.nn.functional.dropout(weights, options.dropout, true);
     return weights.matmul(values);

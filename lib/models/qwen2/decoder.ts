@@ -31,6 +31,8 @@ export class Qwen2Attention extends Module {
   readonly o_proj: Linear;
   readonly q_norm: RMSNorm | null;
   readonly k_norm: RMSNorm | null;
+  /** Set to receive this layer's attention probabilities [B, H, Q, K] on each forward (see AttendOptions.onWeights). */
+  attentionProbe: ((weights: Tensor) => void) | null = null;
 
   constructor(
     readonly config: TextConfig,
@@ -65,6 +67,7 @@ export class Qwen2Attention extends Module {
         mask,
         dropout: this.config.attentionDropout,
         training: this.training,
+        ...(this.attentionProbe ? { onWeights: this.attentionProbe } : {}),
       });
       return this.o_proj.forward(out.transpose(1, 2).reshape([b, q, h * hd]));
     });
