@@ -14,8 +14,12 @@ const require = createRequire(import.meta.url);
 const { root, torchLayout } = require('./native-build.cjs');
 const jobs = String(Math.max(1, Number(process.env.VLALIGN_BUILD_JOBS) || os.availableParallelism()));
 
-function run(script, args) {
-  const result = spawnSync(process.execPath, [script, ...args], { cwd: root, stdio: 'inherit' });
+function run(script, args, env = {}) {
+  const result = spawnSync(process.execPath, [script, ...args], {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, ...env },
+  });
   if (result.status !== 0) {
     console.error(`vlalign: native build failed (${path.basename(script)} ${args[0]}); see the compiler output above`);
     process.exit(result.status ?? 1);
@@ -61,15 +65,22 @@ console.log(
 );
 // What cpp/ is known to compile against (docs/install.md keeps the matrix); a user with another
 // libtorch learns it before a long build rather than from its errors.
-if (!torch.version.startsWith('1.13.')) {
+if (!/^(1\.13|2\.13)\./.test(torch.version)) {
   console.warn(
-    `vlalign: warning: cpp/ has only been compiled against libtorch 1.13; libtorch 2.13 fails in ` +
-      `cpp/binding/ops_autograd.cc (see "Installing in your project" in the README)`,
+    `vlalign: warning: cpp/ has been compiled against libtorch 1.13 and 2.13 only; ${torch.version} is untried ` +
+      `(see "Installing in your project" in the README)`,
   );
 }
 const started = Date.now();
 if (useCmake) {
-  run(require.resolve('cmake-js/bin/cmake-js'), ['compile', '--parallel', jobs]);
+  // cmake-js reads Node's headers from npm's nodedir (npm_config_nodedir) and downloads them
+  // otherwise; the local headers keep an offline machine building.
+  const nodeDir = nodeDirArgs()[0]?.slice('--nodedir='.length);
+  run(
+    require.resolve('cmake-js/bin/cmake-js'),
+    ['compile', '--parallel', jobs],
+    nodeDir ? { npm_config_nodedir: nodeDir } : {},
+  );
 } else {
   const nodeGyp = require.resolve('node-gyp/bin/node-gyp.js');
   run(nodeGyp, ['configure', ...nodeDirArgs()]);
