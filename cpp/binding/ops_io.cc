@@ -3,8 +3,10 @@
 // safetensors format itself (header, validation, atomic rename) lives in lib/torch/safetensors.ts.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "binding.h"
 
@@ -13,12 +15,21 @@ namespace {
 
 std::string errnoText() { return std::strerror(errno); }
 
+// An uninitialised tensor of `shape`. One without elements gets unit strides: its contiguous ones can
+// overflow int64 ([0, 2^52, 2^52] has 2^104), which libtorch 2.x refuses ("Stride calculation
+// overflowed") where 1.13 did not, and no element of it is ever addressed.
+at::Tensor emptyOfShape(const std::vector<int64_t>& shape, at::ScalarType dtype) {
+  const auto options = at::TensorOptions().dtype(dtype);
+  if (std::find(shape.begin(), shape.end(), 0) == shape.end()) return at::empty(shape, options);
+  return at::empty_strided(shape, std::vector<int64_t>(shape.size(), 1), options);
+}
+
 // readTensor(fd, offset, dtype, shape): the bytes at [offset, offset + nbytes) as a new CPU tensor.
 Napi::Value readTensor(const Info& info) {
   return guard(info, "readTensor", [&] {
     const int fd = static_cast<int>(intAt(info, 0));
     int64_t offset = intAt(info, 1);
-    at::Tensor t = at::empty(intsAt(info, 3), at::TensorOptions().dtype(dtypeAt(info, 2)));
+    at::Tensor t = emptyOfShape(intsAt(info, 3), dtypeAt(info, 2));
     auto* p = static_cast<char*>(t.data_ptr());
     size_t left = t.nbytes();
     while (left > 0) {
