@@ -32,8 +32,9 @@ async function train(file: string, overrides: string[]): Promise<void> {
   // Loaded here, not at start-up: --help and bad recipes need no model code.
   const { buildTrainer } = await import('./build.js');
   const trainer = await buildTrainer(recipe);
+  // Under a launcher with several processes, train() joins their group; rank 0 reports.
   const out = await trainer.train();
-  process.stdout.write(`done: ${out.globalStep} steps, train_loss ${out.trainingLoss}\n`);
+  if (trainer.place.rank === 0) process.stdout.write(`done: ${out.globalStep} steps, train_loss ${out.trainingLoss}\n`);
 }
 
 async function mergeAdapter(o: { adapter: string; base: string; output: string }): Promise<void> {

@@ -21,6 +21,13 @@ export function trainingArguments(learningRate: number) {
     perDeviceTrainBatchSize: positiveInt().default(8),
     perDeviceEvalBatchSize: positiveInt().default(8),
     gradientAccumulationSteps: positiveInt().default(1),
+    /**
+     * Not a transformers name: samples per optimizer step over all ranks. Set, it fixes the global
+     * batch for any world size: gradientAccumulationSteps becomes global / (perDeviceTrainBatchSize x
+     * world size), which must divide. null (default): TRL's semantics, the global batch is
+     * perDeviceTrainBatchSize x gradientAccumulationSteps x world size and grows with the world size.
+     */
+    globalBatchSize: positiveInt().nullable().default(null),
     /** TRL: 1e-6 for DPO / KTO, 2e-5 for SFT (transformers: 5e-5). */
     learningRate: z.number().positive().default(learningRate),
     weightDecay: z.number().min(0).default(0),

@@ -31,6 +31,7 @@ import type { Sampler } from './grpo/generation.js';
 import { GrpoMethod } from './grpo/method.js';
 import { applyPrecision } from './precision.js';
 import { Trainer } from './trainer.js';
+import { accumulationFor, rankPlace } from './distributed.js';
 
 export type TrainerMethod = 'sft' | 'dpo' | 'kto' | 'grpo';
 
@@ -60,14 +61,18 @@ export function referenceCacheDir(): string {
 }
 
 export function createTrainer(init: TrainerInit): Trainer {
-  const args = init.args as LoopArgs & Partial<DpoConfig & KtoConfig>;
+  const place = rankPlace();
+  const args = withAccumulation(init, place.worldSize);
+  init = { ...init, args: args as TrainerInit['args'] };
+  // The same seed on every rank: the same initial weights (DDP also broadcasts rank 0's).
   torch.manualSeed(args.seed);
   // Precision first: the reference cache's key reads the dtypes the run computes in.
   const optimizer = applyPrecision(init, optimizerOf(args, init.model, trainableParameters(init)));
   const precompute = init.method !== 'sft' && args.precomputeRefLogProbs === true;
   const cache = precompute ? referenceCacheOf(init) : null;
   const method = methodOf(init, cache);
-  const samples = new DataLoader(init.trainDataset, { batchSize: args.perDeviceTrainBatchSize, seed: 0 })
+  // This rank's share of an epoch: the schedule's length is the same on every rank.
+  const samples = new DataLoader(init.trainDataset, { batchSize: args.perDeviceTrainBatchSize, seed: 0, ...place })
     .samplesPerEpoch;
   const totalSteps = trainingSteps(args, samples, method.rollouts);
   const scheduler = new LRScheduler(optimizer, {
@@ -92,6 +97,19 @@ export function createTrainer(init: TrainerInit): Trainer {
         ? undefined
         : (trainer) => precomputeReference(trainer, method, cache, [init.trainDataset, init.evalDataset]),
   });
+}
+
+// global_batch_size: the accumulation that keeps it at this world size (GRPO sizes its steps by
+// generations, so there it must stay unset).
+function withAccumulation(init: TrainerInit, worldSize: number): LoopArgs & Partial<DpoConfig & KtoConfig> {
+  const args = init.args as LoopArgs & Partial<DpoConfig & KtoConfig> & { globalBatchSize?: number | null };
+  if ((args.globalBatchSize ?? null) === null) return args;
+  if (init.method === 'grpo') {
+    throw new TypeError(
+      'global_batch_size: not for grpo, whose steps are sized by generation_batch_size / steps_per_generation',
+    );
+  }
+  return { ...args, gradientAccumulationSteps: accumulationFor(args, worldSize) };
 }
 
 function methodOf(init: TrainerInit, cache: ReferenceCache | null): TrainingMethod {
@@ -146,7 +164,8 @@ function referenceCacheOf(init: TrainerInit): ReferenceCache {
 }
 
 // Every record's reference log-probs not yet cached, batch by batch, appended to the cache file as it
-// goes (every few seconds, and at the end). Augmented records are refused before any forward.
+// goes (every few seconds, and at the end). Augmented records are refused before any forward. With
+// several ranks each computes every entry (the same values) and rank 0 alone writes the file.
 async function precomputeReference(
   trainer: Trainer,
   method: TrainingMethod,
@@ -168,7 +187,7 @@ async function precomputeReference(
           } finally {
             batch.dispose();
           }
-          if (Date.now() - saved > SAVE_EVERY_MS) {
+          if (trainer.isMainProcess && Date.now() - saved > SAVE_EVERY_MS) {
             cache.save();
             saved = Date.now();
           }
@@ -176,7 +195,7 @@ async function precomputeReference(
       });
     }
   } finally {
-    cache.save();
+    if (trainer.isMainProcess) cache.save();
   }
 }
 

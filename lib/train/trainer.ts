@@ -5,6 +5,7 @@
 // the data cursor, the losses' running moments, the open logging window), so a resumed run continues
 // the identical run.
 import fs from 'node:fs';
+import path from 'node:path';
 import * as torch from '../torch/index.js';
 import type { CausalLM } from '../models/index.js';
 import { savePretrained } from '../models/index.js';
@@ -30,6 +31,14 @@ import {
 } from './methods/method.js';
 import { stepsPerEpoch, trainingSteps, type LoopArgs } from './loop_args.js';
 import { copyProcessorFiles } from './processor_files.js';
+import {
+  globalNormalisers,
+  globalStepNumbers,
+  rankPlace,
+  TrainingGroup,
+  type GradientSync,
+  type RankPlace,
+} from './distributed.js';
 
 export interface TrainOutput {
   globalStep: number;
@@ -68,16 +77,30 @@ export class Trainer {
   #position: DataPosition;
   readonly #window = new LogWindow();
   #reporters: Reporters | null = null;
+  /** The run's process group while train() runs (alone: a group of one). */
+  #group = TrainingGroup.alone();
+  #gradientSync: GradientSync | null = null;
+  /** This process's rank and the world size, from the launcher's environment (fixed at construction). */
+  readonly place: RankPlace;
 
   constructor(readonly parts: TrainerParts) {
     this.args = parts.args;
     this.method = parts.method;
+    this.place = rankPlace();
+    // Each rank reads its shard of every epoch's shuffled order (DistributedSampler, drop_last false).
     this.trainLoader = new DataLoader(parts.trainDataset, {
       batchSize: parts.method.rollouts?.promptsPerGeneration ?? this.args.perDeviceTrainBatchSize,
       seed: this.args.dataSeed ?? this.args.seed,
       prefetch: this.args.dataloaderPrefetch ?? undefined,
+      rank: this.place.rank,
+      worldSize: this.place.worldSize,
     });
     this.#position = { epoch: 0, index: 0, seed: 0 };
+  }
+
+  /** Whether this process writes the run's files: rank 0, or the only process (accelerate's is_main_process). */
+  get isMainProcess(): boolean {
+    return this.#group.isMain;
   }
 
   /** Optimizer steps per epoch: a short last window still steps (HF). */
@@ -89,23 +112,56 @@ export class Trainer {
     return trainingSteps(this.args, this.trainLoader.samplesPerEpoch, this.method.rollouts);
   }
 
+  /**
+   * The run. Under a launcher with WORLD_SIZE > 1 it joins the process group first (and leaves it at
+   * the end or on an error); every rank resumes from the same checkpoint.
+   */
   async train(): Promise<TrainOutput> {
+    this.#group = await TrainingGroup.join();
+    try {
+      this.#checkPlace();
+      return await this.#train();
+    } finally {
+      this.#gradientSync?.dispose();
+      this.#gradientSync = null;
+      this.#group.leave();
+      this.#group = TrainingGroup.alone();
+    }
+  }
+
+  // The loader's shards were cut for the launcher's place; a group opened elsewhere must agree.
+  #checkPlace(): void {
+    const { rank, worldSize } = this.#group;
+    if (rank !== this.place.rank || worldSize !== this.place.worldSize) {
+      throw new Error(
+        `Trainer: built as rank ${this.place.rank} of ${this.place.worldSize} but the process group is rank ` +
+          `${rank} of ${worldSize}; create the trainer after initProcessGroup, or under the launcher's environment`,
+      );
+    }
+  }
+
+  async #train(): Promise<TrainOutput> {
     const { args } = this;
     const resume = resolveResume(args.outputDir, args.resumeFromCheckpoint ?? undefined);
     const history = resume === null ? [] : await this.#restore(resume);
     this.#prepareModel();
-    this.#reporters = new Reporters(
-      {
-        outputDir: args.outputDir,
-        loggingDir: args.loggingDir,
-        reportTo: args.reportTo.filter((r) => r !== 'none'),
-        totalSteps: this.totalSteps,
-        startStep: this.globalStep,
-      },
-      history,
-    );
+    this.method.joinGroup?.(this.#group);
+    this.#gradientSync = await this.#group.gradientSync(this.parts.optimizer.paramGroups.flatMap((g) => g.params));
+    // Rank 0 reports; the others train silently.
+    this.#reporters = this.#group.isMain
+      ? new Reporters(
+          {
+            outputDir: args.outputDir,
+            loggingDir: args.loggingDir,
+            reportTo: args.reportTo.filter((r) => r !== 'none'),
+            totalSteps: this.totalSteps,
+            startStep: this.globalStep,
+          },
+          history,
+        )
+      : null;
     try {
-      this.#reporters.start(this.#banner(resume), args);
+      this.#reporters?.start(this.#banner(resume), args);
       if (resume === null) await this.parts.beforeTraining?.(this);
       const started = Date.now();
       const startStep = this.globalStep;
@@ -116,17 +172,18 @@ export class Trainer {
       const steps = this.globalStep - startStep;
       const metrics = {
         train_runtime: seconds,
-        train_samples_per_second: (steps * args.perDeviceTrainBatchSize * args.gradientAccumulationSteps) / seconds,
+        train_samples_per_second:
+          (steps * args.perDeviceTrainBatchSize * args.gradientAccumulationSteps * this.#group.worldSize) / seconds,
         train_steps_per_second: steps / seconds,
         train_loss: this.globalStep > 0 ? this.#lossSum / this.globalStep : Number.NaN,
         ...this.#badRows(),
       };
-      this.#reporters.log({ ...metrics, epoch: this.#epochFloat(), step: this.globalStep });
+      this.#reporters?.log({ ...metrics, epoch: this.#epochFloat(), step: this.globalStep });
       if (args.saveStrategy !== 'no' && !this.#savedAt(this.globalStep)) await this.saveCheckpoint();
       await this.saveModel(args.outputDir);
       return { globalStep: this.globalStep, trainingLoss: metrics.train_loss, metrics };
     } finally {
-      this.#reporters.close();
+      this.#reporters?.close();
       this.#reporters = null;
     }
   }
@@ -177,11 +234,11 @@ export class Trainer {
             ? await plan.generate(loaded.records, this.globalStep)
             : await plan.restore(loaded.records, resumed.state);
         try {
-          if (resumed.state === null) this.#generationStarted(generation);
+          if (resumed.state === null) await this.#generationStarted(generation);
           for (let k = resumed.stepsDone; k < generation.windows.length; k++) {
             const last = k === generation.windows.length - 1;
             this.#generation = last ? { stepsDone: 0, state: null } : { stepsDone: k + 1, state: generation.state() };
-            onStep(this.#update(generation.windows[k]!, last ? loaded.position : this.#position));
+            onStep(await this.#update(generation.windows[k]!, last ? loaded.position : this.#position));
             hooksRan = last && loaded.position.index >= perEpoch;
             if (await this.#afterStep(hooksRan)) return;
           }
@@ -198,13 +255,17 @@ export class Trainer {
   /** Where the loop is inside a generation: steps done, and the generation to rebuild (null: none open). */
   #generation: { stepsDone: number; state: unknown } = { stepsDone: 0, state: null };
 
-  // A new generation's metrics join the next log (once per generation, as TRL logs them), and its
-  // completions go to the completions log when asked.
-  #generationStarted(generation: Generation<MicroBatch>): void {
+  // A new generation's metrics join the next log (once per generation, as TRL logs them; averaged
+  // over the ranks with the step's), and its completions go to the completions log when asked,
+  // every rank's (TRL gathers the table), in rank order.
+  async #generationStarted(generation: Generation<MicroBatch>): Promise<void> {
     const sums = { ...generation.metrics };
     const counts = Object.fromEntries(Object.keys(sums).map((k) => [k, 1]));
     this.#pendingMetrics = mergeMetricTotals(this.#pendingMetrics, { sums, counts });
-    if (this.args.logCompletions === true) this.#reporters?.completions(this.globalStep + 1, generation.table);
+    if (this.args.logCompletions !== true) return;
+    const tables = await this.#group.gatherText(JSON.stringify(generation.table));
+    const rows = tables.flatMap((text) => JSON.parse(text) as Array<Record<string, unknown>>);
+    this.#reporters?.completions(this.globalStep + 1, rows);
   }
 
   #pendingMetrics: MetricTotals = { sums: {}, counts: {} };
@@ -214,26 +275,46 @@ export class Trainer {
     const batches: MicroBatch[] = [];
     try {
       for (const w of window) batches.push(await this.method.collate(w.records));
-      return this.#update(batches, window.at(-1)!.position);
+      return await this.#update(batches, window.at(-1)!.position);
     } finally {
       for (const b of batches) b.dispose();
     }
   }
 
   // The accumulated window's losses and backward passes, clipping, the optimizer and schedule steps;
-  // `position` is the data cursor once this step is done.
-  #update(batches: readonly MicroBatch[], position: DataPosition): number {
-    const normalisers = sumCounts(batches);
-    let loss = 0;
-    let totals: MetricTotals = { sums: {}, counts: {} };
-    for (const batch of batches) {
-      const result = this.method.loss(batch, normalisers, 'train');
-      result.loss.backward();
-      loss += result.loss.item() as number;
+  // `position` is the data cursor once this step is done. With several ranks the divisors are the
+  // whole global window's (summed over ranks), so each rank's loss is its share of the global loss;
+  // DDP averages the gradients over the ranks, so the backward runs on worldSize x the share, and
+  // the gradient is that of the global loss, as one process on the union of the ranks' batches.
+  async #update(batches: readonly MicroBatch[], position: DataPosition): Promise<number> {
+    const group = this.#group;
+    const normalisers = await globalNormalisers(group, sumCounts(batches));
+    let local: { loss: number; tokens: number; totals: MetricTotals } = {
+      loss: 0,
+      tokens: 0,
+      totals: { sums: {}, counts: {} },
+    };
+    for (const [k, batch] of batches.entries()) {
+      // DDP's no_sync on every micro-batch but the window's last.
+      if (k === batches.length - 1) this.#gradientSync?.beforeLastBackward();
+      const result = await this.method.loss(batch, normalisers, 'train');
+      if (group.distributed) torch.tidy(() => result.loss.mul(group.worldSize).backward());
+      else result.loss.backward();
+      local = {
+        loss: local.loss + (result.loss.item() as number),
+        tokens: local.tokens + batch.tokens,
+        totals: mergeMetricTotals(local.totals, withoutLoss(result.totals)),
+      };
       result.loss.dispose();
-      totals = mergeMetricTotals(totals, withoutLoss(result.totals));
-      this.numTokens += batch.tokens;
     }
+    // A new generation's metrics ride with its first step's, averaged over the ranks with them.
+    const pending = this.#pendingMetrics;
+    this.#pendingMetrics = { sums: {}, counts: {} };
+    const { loss, tokens, totals } = await globalStepNumbers(group, {
+      ...local,
+      totals: mergeMetricTotals(local.totals, pending),
+    });
+    this.numTokens += tokens;
     const gradNorm = this.#clip();
     this.parts.optimizer.step();
     const lr = this.parts.scheduler.lastLr[0]!;
@@ -241,8 +322,7 @@ export class Trainer {
     this.parts.optimizer.zeroGrad();
     this.globalStep += 1;
     this.#position = position;
-    this.#window.add(loss, mergeMetricTotals(totals, this.#pendingMetrics));
-    this.#pendingMetrics = { sums: {}, counts: {} };
+    this.#window.add(loss, totals);
     this.#lastStep = { gradNorm, lr };
     this.#reporters?.step(this.globalStep, loss);
     return loss;
@@ -306,7 +386,10 @@ export class Trainer {
     this.#reporters?.log({ ...entry, epoch: this.#epochFloat(), step: this.globalStep });
   }
 
-  /** The eval loop: every eval batch once, in order, without a graph; TRL's metrics with eval_. */
+  /**
+   * The eval loop: every eval batch once, in order, without a graph; TRL's metrics with eval_. With
+   * several ranks each rank evaluates the whole set (the same numbers everywhere); rank 0 logs them.
+   */
   async evaluate(): Promise<Record<string, number>> {
     const dataset = this.parts.evalDataset;
     if (!dataset) throw new Error('evaluate: no eval dataset');
@@ -329,7 +412,8 @@ export class Trainer {
         }
         const batch = await this.method.collate(loaded.records);
         try {
-          const result = torch.noGrad(() => this.method.loss(batch, batch.counts, 'eval'));
+          // Every method's eval loss is synchronous (only training losses wait on other ranks).
+          const result = await torch.noGrad(() => this.method.loss(batch, batch.counts, 'eval'));
           lossSum += result.loss.item() as number;
           result.loss.dispose();
           totals = mergeMetricTotals(totals, withoutLoss(result.totals));
@@ -356,10 +440,24 @@ export class Trainer {
     return entry;
   }
 
-  /** checkpoint-N with everything an exact resume needs. */
+  /**
+   * checkpoint-N with everything an exact resume needs. With several ranks rank 0 writes it (every
+   * rank holds the same weights, optimizer state and counters) and all ranks wait for it.
+   */
   async saveCheckpoint(): Promise<string> {
     const { args } = this;
     const manager = new CheckpointManager(args.outputDir, { saveTotalLimit: args.saveTotalLimit });
+    this.#rankStates = await this.#gatherRankStates();
+    const dir = this.#group.isMain
+      ? await this.#writeCheckpoint(manager)
+      : path.join(args.outputDir, `checkpoint-${this.globalStep}`);
+    await this.#group.barrier();
+    this.#lastSave = this.globalStep;
+    return dir;
+  }
+
+  async #writeCheckpoint(manager: CheckpointManager): Promise<string> {
+    const { args } = this;
     const state = trainerState({
       global_step: this.globalStep,
       epoch: this.#epochFloat(),
@@ -376,9 +474,7 @@ export class Trainer {
     // As TRL's checkpoints: the tokenizer and processor beside the weights, so checkpoint-N loads alone.
     const { modelPath } = this.parts;
     if (modelPath !== undefined) writers.push((dir) => void copyProcessorFiles(modelPath, dir));
-    const dir = await manager.save(state, writers);
-    this.#lastSave = this.globalStep;
-    return dir;
+    return manager.save(state, writers);
   }
 
   #lastSave = -1;
@@ -392,6 +488,11 @@ export class Trainer {
    * in HF's), or the whole model; the source checkpoint's tokenizer and processor files beside it.
    */
   async saveModel(dir: string): Promise<void> {
+    if (this.#group.isMain) await this.#writeModel(dir);
+    await this.#group.barrier();
+  }
+
+  async #writeModel(dir: string): Promise<void> {
     const { adapter, model, modelPath } = this.parts;
     fs.mkdirSync(dir, { recursive: true });
     if (adapter !== undefined && this.args.saveMerged) {
@@ -413,14 +514,39 @@ export class Trainer {
     };
   }
 
+  // What differs between ranks and an exact resume needs from each (TRL's rng_state_{rank}.pth):
+  // the open generation (each rank sampled for its own prompts) and the generator state. Gathered
+  // to rank 0, which writes them all into its one checkpoint.
+  async #gatherRankStates(): Promise<RankState[] | null> {
+    if (!this.#group.distributed) return null;
+    using rng = torch.getRngState();
+    const own: RankState = {
+      generation: this.#generation,
+      rng: Buffer.from(rng.data() as Uint8Array).toString('base64'),
+    };
+    return (await this.#group.gatherText(JSON.stringify(own))).map((text) => JSON.parse(text) as RankState);
+  }
+
+  #rankStates: RankState[] | null = null;
+  /** The world size and per-rank states of the checkpoint being restored. */
+  #restored: { worldSize: number; ranks: RankState[] | null } = { worldSize: 1, ranks: null };
+
   // Plain counters that trainer_state.json also shows, restored from the same file as the rest.
   #counters(): { stateDict(): unknown; loadStateDict(state: never): void } {
     return {
-      stateDict: () => ({ numTokens: this.numTokens, lossSum: this.#lossSum, generation: this.#generation }),
+      stateDict: () => ({
+        numTokens: this.numTokens,
+        lossSum: this.#lossSum,
+        generation: this.#generation,
+        worldSize: this.#group.worldSize,
+        ...(this.#rankStates === null ? {} : { ranks: this.#rankStates }),
+      }),
       loadStateDict: (state: {
         numTokens: number;
         lossSum: number;
         generation?: { stepsDone: number; state: unknown };
+        worldSize?: number;
+        ranks?: RankState[];
       }) => {
         if (typeof state?.numTokens !== 'number' || typeof state.lossSum !== 'number') {
           throw new TypeError(
@@ -430,6 +556,7 @@ export class Trainer {
         this.numTokens = state.numTokens;
         this.#lossSum = state.lossSum;
         this.#generation = state.generation ?? { stepsDone: 0, state: null };
+        this.#restored = { worldSize: state.worldSize ?? 1, ranks: state.ranks ?? null };
       },
     };
   }
@@ -439,8 +566,44 @@ export class Trainer {
     const position = await restoreTraining(dir, this.#trainingParts(true));
     this.globalStep = checkpoint.step;
     this.#lastSave = checkpoint.step;
-    if (position !== null) this.#position = position;
+    if (position !== null) this.#position = this.#positionForWorld(position, dir);
+    this.#restoreRankState(dir);
     return checkpoint.trainerState.log_history;
+  }
+
+  // The data cursor counts this rank's samples of the epoch: the ranks together have read the
+  // first index x worldSize of its order. Another world size continues there when it divides.
+  #positionForWorld(position: DataPosition, dir: string): DataPosition {
+    const saved = this.#restored.worldSize;
+    const world = this.#group.worldSize;
+    if (saved === world) return position;
+    const read = position.index * saved;
+    if (read % world !== 0) {
+      throw new Error(
+        `${dir}: saved by ${saved} rank(s) after ${read} samples of epoch ${position.epoch}, which ${world} ` +
+          `rank(s) cannot split evenly; resume with ${saved} rank(s), or from a checkpoint at a multiple of ${world}`,
+      );
+    }
+    return { ...position, index: read / world };
+  }
+
+  // Each rank's own open generation and generator state (rank 0's were restored with the rest).
+  #restoreRankState(dir: string): void {
+    const { worldSize, ranks } = this.#restored;
+    const open = this.#generation.state !== null;
+    if (worldSize !== this.#group.worldSize) {
+      if (open) {
+        throw new Error(
+          `${dir}: saved inside a generation by ${worldSize} rank(s), each with its own completions; resume it with ${worldSize} rank(s)`,
+        );
+      }
+      return;
+    }
+    const own = ranks?.[this.#group.rank];
+    if (own === undefined) return;
+    this.#generation = own.generation;
+    using rng = torch.tensor(Uint8Array.from(Buffer.from(own.rng, 'base64')), { dtype: 'uint8' });
+    torch.setRngState(rng);
   }
 
   // Training mode, gradient checkpointing and TRL's disable_dropout.
@@ -474,3 +637,9 @@ export class Trainer {
 }
 
 type MicroRecords = Parameters<TrainingMethod['collate']>[0];
+
+/** One rank's share of a checkpoint: its open generation and its generator state (base64). */
+interface RankState {
+  generation: { stepsDone: number; state: unknown };
+  rng: string;
+}

@@ -15,6 +15,7 @@ import type { NamedReward, RewardFailure } from '../../rewards/index.js';
 import { groupForward } from '../group_forward.js';
 import type { Generation, RolloutPlan, TrainingMethod } from '../methods/method.js';
 import type { ReferencePolicy } from '../reference.js';
+import type { TrainingGroup } from '../distributed.js';
 import type { GrpoConfig } from './config.js';
 import { sampleAndScore, type Sampler, type ScoredGeneration } from './generation.js';
 import { microBatches, type GrpoMicroBatch } from './micro_batches.js';
@@ -67,6 +68,22 @@ export class GrpoMethod implements TrainingMethod<GrpoMicroBatch> {
       restore: (records, state) => this.#restore(records, state),
       evaluate: (records) => this.#evaluate(records),
     };
+  }
+
+  // Each rank generates for its own prompts (the loader's shard) and a prompt's whole group stays on
+  // its rank, so group-relative advantages are those of one process. Batch-wide statistics (scale
+  // over the batch, normalize_then_sum's batch z-score) would need the ranks' rewards gathered
+  // first; they are refused rather than computed over one rank's share.
+  joinGroup(group: TrainingGroup): void {
+    const c = this.#options.config;
+    if (!group.distributed) return;
+    if (c.scaleRewards === 'batch' || c.multiObjectiveAggregation === 'normalize_then_sum') {
+      throw new Error(
+        `grpo: scale_rewards '${c.scaleRewards}' with multi_objective_aggregation '${c.multiObjectiveAggregation}' ` +
+          `normalises over the whole batch, which distributed training (world size ${group.worldSize}) does not gather ` +
+          "yet; use scale_rewards 'group' or 'none' with sum_then_normalize",
+      );
+    }
   }
 
   collate(): Promise<GrpoMicroBatch> {

@@ -5,6 +5,8 @@
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
 import { PreferenceLoss, sequenceLogps, type LossNormalisers, type LossResult } from '../../losses/index.js';
+import { usesBcoShift } from '../../losses/pair_loss.js';
+import type { TrainingGroup } from '../distributed.js';
 import type { CausalLM } from '../../models/index.js';
 import type { Processor } from '../../processing/index.js';
 import type { DecodedRecord } from '../../data/images.js';
@@ -67,7 +69,17 @@ export class DpoMethod implements TrainingMethod<PairMicroBatch> {
     };
   }
 
-  loss(batch: PairMicroBatch, normalisers: LossNormalisers, mode: 'train' | 'eval'): LossResult {
+  #group: TrainingGroup | null = null;
+
+  joinGroup(group: TrainingGroup): void {
+    this.#group = group;
+  }
+
+  loss(batch: PairMicroBatch, normalisers: LossNormalisers, mode: 'train' | 'eval'): LossResult | Promise<LossResult> {
+    const group = this.#group;
+    if (mode === 'train' && group?.distributed && usesBcoShift(this.objective.config)) {
+      return this.lossWithGlobalShift(batch, normalisers, group);
+    }
     const { model } = this.options;
     return torch.tidy(() => {
       const ref = this.referenceLogps(batch);
@@ -84,6 +96,51 @@ export class DpoMethod implements TrainingMethod<PairMicroBatch> {
         { mode, normalisers },
       );
     });
+  }
+
+  // Legacy bco_pair across ranks (TRL's RunningMoments over accelerator-gathered statistics): each
+  // rank's batch-mean reward is gathered, the running mean takes all of them (one value per rank,
+  // so every rank holds the same delta), and the loss then reads that delta without updating it
+  // again ('eval' mode changes nothing else in PreferenceLoss). The policy forward keeps its graph
+  // across the gather; its rewards come from a gradient-free pass of the LM head over it.
+  private async lossWithGlobalShift(
+    batch: PairMicroBatch,
+    normalisers: LossNormalisers,
+    group: TrainingGroup,
+  ): Promise<LossResult> {
+    const { model, ignoreIndex } = this.options;
+    const { beta, chunkSize } = this.objective.config;
+    const forward = torch.tidy(() => {
+      const ref = this.referenceLogps(batch).detach();
+      const policy = pairForward(model, batch.packed);
+      const logps = torch.noGrad(() =>
+        sequenceLogps(policy.hidden.detach(), model.lmHead(), policy.targets, { ignoreIndex, chunkSize }),
+      );
+      const meanReward = logps
+        .sub(ref.to({ dtype: logps.dtype }))
+        .mean()
+        .item() as number;
+      return { ref: ref.keep(), hidden: policy.hidden.keep(), targets: policy.targets.keep(), meanReward };
+    });
+    try {
+      const means = (await group.gather([beta * forward.meanReward])).map((m) => m[0]!);
+      this.objective.running.update(means);
+      const p = batch.pairs;
+      return torch.tidy(() =>
+        this.objective.compute(
+          {
+            hidden: forward.hidden,
+            targets: forward.targets,
+            refChosenLogps: forward.ref.narrow(0, 0, p),
+            refRejectedLogps: forward.ref.narrow(0, p, p),
+          },
+          model.lmHead(),
+          { mode: 'eval', normalisers },
+        ),
+      );
+    } finally {
+      for (const t of [forward.ref, forward.hidden, forward.targets]) t.dispose();
+    }
   }
 
   precompute(batch: PairMicroBatch): number {

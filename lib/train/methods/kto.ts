@@ -19,6 +19,7 @@ import type { UnpairedRecord } from '../../data/records.js';
 import { unpairedSample } from '../../data/samples.js';
 import { inputKey, pixelsPerRecord, unpaddedTokens, type ReferenceCache, type ReferencePolicy } from '../reference.js';
 import type { MicroBatch, TrainingMethod } from './method.js';
+import type { TrainingGroup } from '../distributed.js';
 import { collateRows, disposeTensors, rowsForward, rowTokenCounts } from './rows.js';
 
 export interface KtoMethodOptions {
@@ -44,6 +45,18 @@ export class KtoMethod implements TrainingMethod<UnpairedMicroBatch> {
   readonly name = 'kto';
   readonly objective: UnpairedPreferenceLoss;
   readonly stateful;
+
+  // KTO's KL baseline z0 and BCO's running reward mean are batch statistics that TRL gathers over
+  // the ranks; this version does not gather them, so a distributed KTO run would train on per-rank
+  // values and is refused rather than silently different.
+  joinGroup(group: TrainingGroup): void {
+    if (group.distributed) {
+      throw new Error(
+        `kto: distributed training (world size ${group.worldSize}) is not supported yet: its KL baseline and BCO's ` +
+          'running mean would need statistics gathered over the ranks; run kto in one process',
+      );
+    }
+  }
 
   constructor(readonly options: KtoMethodOptions) {
     this.objective = new UnpairedPreferenceLoss(options.loss);

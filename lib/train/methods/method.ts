@@ -4,6 +4,7 @@
 import type { LossNormalisers, LossResult, MetricTotals } from '../../losses/index.js';
 import type { DataRecord } from '../../data/index.js';
 import type { DecodedRecord } from '../../data/images.js';
+import type { TrainingGroup } from '../distributed.js';
 
 export interface MicroBatch {
   /** The records' ids, in row order (named in errors). */
@@ -19,8 +20,16 @@ export interface TrainingMethod<B extends MicroBatch = MicroBatch> {
   readonly name: 'sft' | 'dpo' | 'kto' | 'grpo';
   /** Records → processor → model inputs. Images are already decoded (the loader's prefetch). */
   collate(records: ReadonlyArray<DecodedRecord<DataRecord>>): Promise<B>;
-  /** Forward and loss of one micro-batch; `normalisers` are the accumulated batch's divisors. */
-  loss(batch: B, normalisers: LossNormalisers, mode: 'train' | 'eval'): LossResult;
+  /**
+   * Forward and loss of one micro-batch; `normalisers` are the accumulated batch's divisors (over
+   * every rank's window when distributed). A Promise when the loss needs the other ranks first.
+   */
+  loss(batch: B, normalisers: LossNormalisers, mode: 'train' | 'eval'): LossResult | Promise<LossResult>;
+  /**
+   * Called once train() has its process group: a method whose state couples the ranks (a running
+   * reward mean) gathers through it, and one that cannot run distributed refuses here.
+   */
+  joinGroup?(group: TrainingGroup): void;
   /** Fills the precomputed-reference cache for these records (methods with a reference); how many it computed. */
   precompute?(batch: B): number;
   /** Training state that must survive a resume (a loss's running moments), by name. */
