@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { adapters, distributed, losses, models, optim, tiny, torch, train } from '../dist/index.js';
+import { adapters, distributed, losses, models, optim, torch, train } from '../dist/index.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -242,7 +242,7 @@ async function allReduceCheck() {
   );
   const ranks = runs.map((r) => r.out.split('\n').find((l) => l.startsWith('RANK ')));
   if (ranks.some((l) => l === undefined)) {
-    const bad = runs.find((r, k) => ranks[k] === undefined);
+    const bad = runs[ranks.indexOf(undefined)];
     report(false, `a rank printed no result (exit ${bad.code}): ${bad.out.trim().split('\n').slice(-3).join(' | ')}`);
     return;
   }
@@ -314,7 +314,9 @@ function writeEvents() {
   for (const step of [1, 2, 3]) {
     const values = { 'train/loss': 1 / step + 0.125, 'train/learning_rate': 1e-4 * step };
     writer.logScalars(step, values);
-    for (const [tag, v] of Object.entries(values)) (scalars[tag] ??= []).push([step, v]);
+    for (const [tag, v] of Object.entries(values)) {
+      scalars[tag] = [...(scalars[tag] ?? []), [step, v]];
+    }
   }
   writer.logText(0, 'config', 'trainer: mpo');
   writer.close();
