@@ -3,6 +3,8 @@
 // answers per question with an answer, and `pairs` turns them into correct x incorrect pairs. The
 // generating commands stream their input, print progress on stderr and resume after a kill
 // (rerun the same command); every output is an MMPR jsonl with a meta.json entry beside it.
+// `mia-dpo` makes MIA-DPO's multi-image pairs from single-image rows, the rejected answers picked
+// by where the model's attention went.
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { DType } from '../torch/index.js';
 import { fromPretrained as loadModel } from '../models/pretrained.js';
@@ -12,6 +14,14 @@ import { DROPOUT_NTP_DEFAULTS, runDropoutNtp } from '../pipelines/dropout_ntp.js
 import { modelEngine, type GenerationEngine, type SamplingSettings } from '../pipelines/engine.js';
 import { runPairs } from '../pipelines/pairs.js';
 import { runCorrectnessSampling, SAMPLE_DEFAULTS } from '../pipelines/sample.js';
+import { runMiaDpo } from '../pipelines/mia_dpo.js';
+import {
+  attentionEngine,
+  attentionLayers,
+  MIA_DPO_DEFAULTS,
+  MIA_FORMS,
+  type MiaForm,
+} from '../pipelines/mia_dpo_select.js';
 
 const positiveInt = (name: string) => (value: string) => {
   const n = Number(value);
@@ -101,7 +111,9 @@ const progress = (quiet: boolean | undefined) =>
 export function registerData(cli: Command): void {
   const data = cli
     .command('data')
-    .description("Build preference data with MMPR's pipelines (DropoutNTP, correctness sampling and pairs)");
+    .description(
+      "Build preference data with MMPR's pipelines (DropoutNTP, correctness sampling and pairs) and MIA-DPO's",
+    );
   generationOptions(
     data
       .command('dropout-ntp')
@@ -219,5 +231,72 @@ export function registerData(cli: Command): void {
         log: (line) => process.stderr.write(`${line}\n`),
       });
       process.stdout.write(`${JSON.stringify(summary)}\n`);
+    });
+  registerMiaDpo(data);
+}
+
+const formList = (value: string): MiaForm[] => {
+  const forms = value.split(',').map((f) => f.trim());
+  const bad = forms.filter((f) => !MIA_FORMS.includes(f as MiaForm));
+  if (bad.length > 0 || forms.length === 0 || new Set(forms).size !== forms.length)
+    throw new InvalidArgumentError(`--forms takes distinct ones of ${MIA_FORMS.join(',')}, got ${value}`);
+  return forms as MiaForm[];
+};
+
+/** `data mia-dpo`: greedy answers and attention on our models (MIA-DPO's selection settings). */
+function registerMiaDpo(data: Command): void {
+  data
+    .command('mia-dpo')
+    .description(
+      "Single-image rows {image, question, chosen} -> MIA-DPO's sequence / grid / pic-in-pic pairs, rejected answers chosen by attention",
+    )
+    .requiredOption('--input <file>', 'the input jsonl (companion images come from its own images)')
+    .requiredOption('--out <dir>', 'the output folder; rerun the same command to resume')
+    .requiredOption('--model <dir>', 'the checkpoint folder (HF layout) that answers: a Qwen2-VL or InternVL')
+    .addOption(
+      new Option('--torch-dtype <dtype>', 'the dtype the model loads in')
+        .choices(['float32', 'bfloat16', 'float16'])
+        .default('float32'),
+    )
+    .option('--pool <file>', "image paths companions come from, one a line (default: the input's images)")
+    .option('--forms <list>', 'comma-separated forms to make', formList, [...MIA_FORMS])
+    .option(
+      '--layer <n>',
+      "the decoder layer whose attention is read (default: the middle one, MIA-DPO's 16 of 32)",
+      nonNegativeInt('--layer'),
+    )
+    .option(
+      '--max-new-tokens <n>',
+      'longest greedy answer',
+      positiveInt('--max-new-tokens'),
+      MIA_DPO_DEFAULTS.maxNewTokens,
+    )
+    .option('--seed <n>', "seeds each row's companions, positions and noise", nonNegativeInt('--seed'), 0)
+    .option('--no-noise', 'show the model the clean pictures (MIA-DPO adds noise to grid and pic-in-pic)')
+    .option('--batch-size <n>', 'rows answered together', positiveInt('--batch-size'), 8)
+    .option('--image-root <dir>', 'where image paths resolve (default: the input folder)')
+    .option('--quiet', 'no progress lines on stderr')
+    .action(async (o) => {
+      const processor = await loadProcessor(o.model);
+      const model = await loadModel(o.model, { dtype: o.torchDtype as DType });
+      const layer = o.layer ?? Math.floor(attentionLayers(model).length / 2);
+      const summary = await runMiaDpo({
+        input: o.input,
+        outDir: o.out,
+        engine: attentionEngine(model, processor, { layer, maxNewTokens: o.maxNewTokens }),
+        imageRoot: o.imageRoot,
+        poolFile: o.pool,
+        forms: o.forms,
+        seed: o.seed,
+        noise: o.noise !== false,
+        batchSize: o.batchSize,
+        log: progress(o.quiet),
+      });
+      const kept = Object.entries(summary.kept)
+        .map(([form, n]) => `${form} ${n}`)
+        .join(', ');
+      process.stdout.write(
+        `mia-dpo: ${summary.rows} rows (${summary.resumed} resumed), ${summary.lines} candidates; kept ${kept} in ${o.out}\n`,
+      );
     });
 }
