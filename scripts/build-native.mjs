@@ -76,9 +76,13 @@ if (useCmake) {
   // cmake-js reads Node's headers from npm's nodedir (npm_config_nodedir) and downloads them
   // otherwise; the local headers keep an offline machine building.
   const nodeDir = nodeDirArgs()[0]?.slice('--nodedir='.length);
+  // TorchConfig finds its libraries and Caffe2 config with the system paths first: on a machine
+  // that also has Debian's libtorch-dev, a pip torch would link /usr/lib's libtorch 1.13. Its prefix
+  // on CMAKE_PREFIX_PATH is searched before them.
+  const prefix = path.dirname(torch.includeDirs[0]);
   run(
     require.resolve('cmake-js/bin/cmake-js'),
-    ['compile', '--parallel', jobs],
+    ['compile', '--parallel', jobs, `--CDCMAKE_PREFIX_PATH=${prefix}`],
     nodeDir ? { npm_config_nodedir: nodeDir } : {},
   );
 } else {
