@@ -25,7 +25,8 @@
       "include_dirs": [
         "<(addon_api_include)",
         "<!@(node scripts/native-build.cjs include-dirs)",
-        "<!(node scripts/native-build.cjs hash-header build/generated)"
+        "<!(node scripts/native-build.cjs hash-header build/generated)",
+        "cpp/compat"
       ],
       "defines": [
         "NAPI_VERSION=8",

@@ -58,5 +58,6 @@ std::string distributedErrorText(std::exception_ptr error);
 
 void registerDistributedOps(Napi::Env env, Napi::Object exports);
 void registerCollectiveOps(Napi::Env env, Napi::Object exports);
+void registerDdpOps(Napi::Env env, Napi::Object exports);  // distributed_ddp.cc
 
 }  // namespace vlalign

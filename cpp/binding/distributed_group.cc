@@ -254,6 +254,7 @@ void registerDistributedOps(Napi::Env env, Napi::Object exports) {
   VL_EXPORT(exports, env, "distInfo", distInfo);
   VL_EXPORT(exports, env, "distBackends", distBackends);
   registerCollectiveOps(env, exports);
+  registerDdpOps(env, exports);
 }
 
 }  // namespace vlalign
