@@ -1,5 +1,5 @@
-// pipelines: MMPR's preference-data pipelines (DropoutNTP, correctness sampling and pairs) on our
-// models, resumable and streaming.
+// pipelines: MMPR's preference-data pipelines (DropoutNTP, correctness sampling and pairs) and
+// MIA-DPO's multi-image augmentation on our models, resumable and streaming.
 export {
   DROPOUT_NTP_DEFAULTS,
   dropoutPrefix,
@@ -15,6 +15,22 @@ export {
   type SamplingSettings,
 } from './engine.js';
 export { readJsonlRows, type InputRow } from './input.js';
+export { runMiaDpo, type MiaDpoOptions, type MiaDpoSummary } from './mia_dpo.js';
+export { cellFit, gridLayout, pipPlacement, writeGrid, writePictureInPicture } from './mia_dpo_images.js';
+export {
+  attentionEngine,
+  centerRatio,
+  gridRatio,
+  isRejectedCandidate,
+  MIA_DPO_DEFAULTS,
+  MIA_FORMS,
+  maxProbPerplexity,
+  ratioBound,
+  sequenceRatio,
+  type Inspection,
+  type InspectingEngine,
+  type MiaForm,
+} from './mia_dpo_select.js';
 export { writeMetaEntry, type MetaEntry } from './meta.js';
 export {
   buildPairs,
