@@ -9,6 +9,7 @@ import type { LossNormalisers, MetricTotals } from '../losses/index.js';
 import { readLaunchEnv } from '../distributed/env.js';
 import { destroyProcessGroup, getProcessGroup, initProcessGroup, isInitialized } from '../distributed/process_group.js';
 import { allGather, allReduce, barrier } from '../distributed/collectives.js';
+import { DataParallel } from '../distributed/ddp.js';
 
 /** Where this process sits: rank among worldSize. */
 export interface RankPlace {
@@ -26,9 +27,9 @@ export function rankPlace(): RankPlace {
   return launched === null ? { rank: 0, worldSize: 1 } : { rank: launched.rank, worldSize: launched.worldSize };
 }
 
-/** The gradient averaging of one run: arm it before the backward of each window's last micro-batch. */
+/** The gradient averaging of one run: arm it with the loss before the backward of each window's last micro-batch. */
 export interface GradientSync {
-  beforeLastBackward(): void;
+  beforeLastBackward(loss: Tensor): void;
   dispose(): void;
 }
 
@@ -202,17 +203,13 @@ export function accumulationFor(
 }
 
 /**
- * The one place DDP is wired: torch's c10d::Reducer through lib/distributed/ddp.ts, whose contract
- * is `DataParallel.create(group, params)` (broadcasts rank 0's parameters), `prepareForBackward()`
- * before the backward of a window's last micro-batch (no_sync on the others), then every .grad is
- * the mean over the ranks. Until ddp.ts is in this build a distributed run stops here, before its
- * first step, instead of training with unsynchronised gradients. Wiring it:
- *   const ddp = await DataParallel.create(getProcessGroup(), params);
- *   return { beforeLastBackward: () => ddp.prepareForBackward(), dispose: () => ddp.dispose() };
+ * DDP on torch's c10d::Reducer (lib/distributed/ddp.ts): rank 0's parameters broadcast, then the
+ * gradients of each window's last backward averaged over the ranks while backward runs (the other
+ * micro-batches accumulate locally, no_sync). findUnusedParameters: a micro-batch without images
+ * never reaches the vision tower, and a parameter no rank's last micro-batch reaches must still
+ * count as ready (its locally accumulated gradient is reduced with the rest).
  */
 async function dataParallel(params: readonly Tensor[]): Promise<GradientSync> {
-  throw new Error(
-    `distributed training: gradient synchronisation (DataParallel, lib/distributed/ddp.ts) is not in this build; ` +
-      `${params.length} trainable tensors would train unsynchronised. Run with one process`,
-  );
+  const ddp = await DataParallel.create(getProcessGroup(), params, { findUnusedParameters: true });
+  return { beforeLastBackward: (loss) => ddp.prepareForBackward(loss), dispose: () => ddp.dispose() };
 }

@@ -295,11 +295,15 @@ export class Trainer {
       totals: { sums: {}, counts: {} },
     };
     for (const [k, batch] of batches.entries()) {
-      // DDP's no_sync on every micro-batch but the window's last.
-      if (k === batches.length - 1) this.#gradientSync?.beforeLastBackward();
       const result = await this.method.loss(batch, normalisers, 'train');
-      if (group.distributed) torch.tidy(() => result.loss.mul(group.worldSize).backward());
-      else result.loss.backward();
+      if (group.distributed) {
+        torch.tidy(() => {
+          const scaled = result.loss.mul(group.worldSize);
+          // DDP's no_sync on every micro-batch but the window's last.
+          if (k === batches.length - 1) this.#gradientSync?.beforeLastBackward(scaled);
+          scaled.backward();
+        });
+      } else result.loss.backward();
       local = {
         loss: local.loss + (result.loss.item() as number),
         tokens: local.tokens + batch.tokens,
