@@ -1,0 +1,186 @@
+// Data-parallel training on 2 Gloo processes (fixtures/distributed_worker.ts) against the same
+// training in one process with the same global batch (global_batch_size 4: accumulation 4 alone, 2
+// per rank on two ranks). Float64 tiny Qwen2-VL with images, plain SGD (the fused AdamW takes
+// float32 only), per-device batch 1 (one GRPO group), so every micro-batch is the same rows in both
+// runs and only the order of the gradient sums differs (the ranks' partial sums, then DDP's
+// all-reduce): losses and final parameters agree to 1e-10. Checked: SFT (token mean over the
+// global window, a short last window), MPO's sigmoid + bco_pair + sft mix with a frozen reference,
+// GRPO (each rank samples its prompts' groups; advantages per group; DAPO's global token mean);
+// the shards each rank read; rank 1 writes no file; bco_pair's running mean is the same on both
+// ranks and counts both ranks' batches; kill -9 of rank 0 after checkpoint-2, then a 2-rank resume,
+// continues to the uninterrupted run's exact parameters and log.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readMetricsLog } from '../../lib/train/metrics_log.js';
+import { freePort, resultOf, start, type ProcessRun } from '../distributed/ranks.js';
+
+const RUN_TS = path.join(import.meta.dirname, 'fixtures/run_ts.mjs');
+const WORKER = path.join(import.meta.dirname, 'fixtures/distributed_worker.ts');
+const root = fs.mkdtempSync(path.join(tmpdir(), 'vlalign-distributed-train-'));
+const dataDir = path.join(root, '.data');
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+beforeAll(() => {
+  const script = path.join(import.meta.dirname, '../../scripts/make-recipe-data.mjs');
+  const made = spawnSync(process.execPath, [script, '--out', dataDir], { encoding: 'utf8' });
+  expect(made.status, made.stderr).toBe(0);
+}, 60_000);
+
+interface Spec {
+  out: string;
+  scenarios: string[];
+  openGroup?: boolean;
+  killAfterSave?: number;
+  resume?: boolean;
+}
+
+/** worldSize workers (torchrun's variables when worldSize > 1, none alone); resolves when all exit. */
+async function job(worldSize: number, spec: Spec): Promise<ProcessRun[]> {
+  const port = await freePort();
+  const env = (rank: number): NodeJS.ProcessEnv => {
+    const base = { ...process.env, OMP_NUM_THREADS: '1', DIST_SPEC: JSON.stringify({ dataDir, ...spec }) };
+    for (const name of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']) {
+      delete base[name];
+    }
+    if (worldSize === 1) return base;
+    return {
+      ...base,
+      RANK: String(rank),
+      LOCAL_RANK: String(rank),
+      WORLD_SIZE: String(worldSize),
+      LOCAL_WORLD_SIZE: String(worldSize),
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: String(port),
+    };
+  };
+  const ranks = Array.from({ length: worldSize }, (_, r) => start(process.execPath, [RUN_TS, WORKER], env(r)));
+  const limit = setTimeout(() => {
+    for (const { child } of ranks) if (child.exitCode === null) child.kill('SIGKILL');
+  }, 150_000);
+  try {
+    return await Promise.all(ranks.map((r) => r.done));
+  } finally {
+    clearTimeout(limit);
+  }
+}
+
+const paramsOf = (out: string, scenario: string, rank: number, when = ''): Float64Array => {
+  const bytes = fs.readFileSync(path.join(out, 'params', `${scenario}-rank${rank}${when}.bin`));
+  return new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
+};
+
+function maxAbsDiff(a: Float64Array, b: Float64Array): number {
+  expect(a.length).toBe(b.length);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
+
+const trainLog = (out: string, scenario: string) =>
+  readMetricsLog(path.join(out, scenario, 'metrics.jsonl')).filter((e) => 'loss' in e);
+
+describe('distributed training (2 Gloo ranks) equals one process with the same global batch', () => {
+  const single = path.join(root, 'single');
+  const double = path.join(root, 'double');
+  let one: any;
+  let two: any[];
+
+  beforeAll(async () => {
+    const [alone, pair] = await Promise.all([
+      job(1, { out: single, scenarios: ['sft', 'dpo', 'grpo'] }),
+      job(2, { out: double, scenarios: ['sft', 'dpo', 'grpo', 'bco'], openGroup: true }),
+    ]);
+    one = resultOf(alone[0]!);
+    two = pair.map(resultOf);
+  }, 200_000);
+
+  it.each(['sft', 'dpo', 'grpo'])('%s: the same losses, metrics and final parameters (1e-10)', (scenario) => {
+    expect(two[0].results[scenario].globalStep).toBe(one.results[scenario].globalStep);
+    const a = trainLog(single, scenario);
+    const b = trainLog(double, scenario);
+    expect(b.map((e) => e.step)).toEqual(a.map((e) => e.step));
+    expect(a.length).toBeGreaterThan(1);
+    for (const [i, entry] of a.entries()) {
+      for (const key of ['loss', 'grad_norm', 'learning_rate', 'num_tokens', 'rewards/accuracies', 'reward']) {
+        if (!(key in entry)) continue;
+        expect(
+          Math.abs((b[i]![key] as number) - (entry[key] as number)),
+          `${scenario} step ${i + 1} ${key}`,
+        ).toBeLessThan(1e-10 * Math.max(1, Math.abs(entry[key] as number)));
+      }
+    }
+    const rank0 = paramsOf(double, scenario, 0);
+    // DDP: both ranks hold the same parameters, bit for bit.
+    expect(maxAbsDiff(rank0, paramsOf(double, scenario, 1))).toBe(0);
+    const alone = paramsOf(single, scenario, 0);
+    const moved = maxAbsDiff(alone, paramsOf(single, scenario, 0, '.initial'));
+    expect(moved).toBeGreaterThan(1e-4); // training moved the weights
+    expect(maxAbsDiff(rank0, alone)).toBeLessThan(1e-10);
+  });
+
+  it('each rank read its DistributedSampler shard: disjoint, together the epoch the single process read', () => {
+    for (const scenario of ['sft', 'dpo']) {
+      const rows = scenario === 'sft' ? 6 : 8;
+      const order = (one.results[scenario].reads as string[]).slice(0, rows);
+      const shards = two.map((r) => (r.results[scenario].reads as string[]).slice(0, rows / 2));
+      expect(new Set(order).size).toBe(rows);
+      // rank r's k-th sample is element r + 2k of the epoch's permutation.
+      shards.forEach((shard, r) => {
+        expect(shard).toEqual(order.filter((_, j) => j % 2 === r));
+      });
+      expect(new Set([...shards[0]!, ...shards[1]!]).size).toBe(rows);
+    }
+  });
+
+  it('GRPO: every group advantage of the 2-rank run is the single process one', () => {
+    const rows = (out: string) =>
+      fs
+        .readFileSync(path.join(out, 'grpo', 'completions.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { step: number; prompt: string; completion: string; advantage: number });
+    const key = (r: { step: number; prompt: string; completion: string }) => `${r.step}|${r.prompt}|${r.completion}`;
+    const a = new Map(rows(single).map((r) => [key(r), r.advantage]));
+    const b = rows(double);
+    expect(b.length).toBe(a.size); // rank 0 logged both ranks' groups
+    expect(a.size).toBe(2 * 4 * 2); // 2 steps x 4 prompts x 2 completions
+    for (const r of b) expect(Math.abs(r.advantage - a.get(key(r))!)).toBeLessThan(1e-12);
+    expect(b.some((r) => Math.abs(r.advantage) > 0.5)).toBe(true);
+  });
+
+  it('only rank 0 writes: rank 1 opened no file under the output folder, one TensorBoard file per run', () => {
+    expect(two[1].written).toEqual([]);
+    for (const scenario of ['sft', 'dpo', 'grpo', 'bco']) {
+      const events = fs.readdirSync(path.join(double, scenario, 'runs')).filter((f) => f.startsWith('events.'));
+      expect(events).toHaveLength(1);
+      expect(fs.existsSync(path.join(double, scenario, 'checkpoint-2', 'trainer_state.json'))).toBe(true);
+    }
+  });
+
+  it("bco_pair's running mean: the same on both ranks, updated with both ranks' batch means", () => {
+    const [r0, r1] = two.map((r) => r.results.bco.running);
+    expect(r1).toEqual(r0);
+    // 4 steps x 2 micro-batches per rank, each update counting one batch mean per rank.
+    expect(r0.count).toBeCloseTo(4 * 2 * 2, 9);
+    expect(Number.isFinite(r0.mean) && r0.mean !== 0).toBe(true);
+  });
+
+  it('kill -9 of rank 0 after checkpoint-2, resumed on 2 ranks: the uninterrupted run exactly', async () => {
+    const out = path.join(root, 'killed');
+    const killed = await job(2, { out, scenarios: ['dpo'], killAfterSave: 2 });
+    expect(killed[0]!.signal).toBe('SIGKILL');
+    expect(killed[1]!.code).not.toBe(0); // its next collective finds rank 0 gone
+    expect(fs.existsSync(path.join(out, 'dpo', 'checkpoint-2'))).toBe(true);
+    expect(fs.existsSync(path.join(out, 'dpo', 'checkpoint-4'))).toBe(false);
+    const resumed = (await job(2, { out, scenarios: ['dpo'], resume: true })).map(resultOf);
+    expect(resumed[0].results.dpo.globalStep).toBe(4);
+    expect(maxAbsDiff(paramsOf(out, 'dpo', 0), paramsOf(double, 'dpo', 0))).toBe(0);
+    expect(maxAbsDiff(paramsOf(out, 'dpo', 1), paramsOf(double, 'dpo', 0))).toBe(0);
+    const strip = (entries: ReturnType<typeof trainLog>) =>
+      entries.map(({ loss, grad_norm, step }) => ({ loss, grad_norm, step }));
+    expect(strip(trainLog(out, 'dpo'))).toEqual(strip(trainLog(double, 'dpo')));
+  }, 200_000);
+});
