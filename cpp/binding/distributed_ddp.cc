@@ -82,7 +82,10 @@ class AveragingAllReduce : public c10d::CommHookInterface {
         future->elementType());
   }
 
-  at::Tensor parseHookResult(const c10::IValue& result) override { return c10d::detail::parseCppCommHookResult(result); }
+  // The all-reduce's value: its tensor list (c10d::detail::parseCppCommHookResult is not exported by 1.13).
+  at::Tensor parseHookResult(const c10::IValue& result) override {
+    return result.isTensor() ? result.toTensor() : result.toTensorVector().at(0);
+  }
 
  private:
   std::shared_ptr<ProcessGroupState> group_;
@@ -154,23 +157,26 @@ std::unique_ptr<DdpReducer> makeReducer(const ProcessGroupState& group, const st
 #endif
 }
 
-// ddpCreate(paramIds[], firstBucketCapBytes, bucketCapBytes, findUnusedParameters) -> id
+// ddpCreate(paramIds[], positions[] (each one's index in the caller's list, for messages),
+//           firstBucketCapBytes, bucketCapBytes, findUnusedParameters) -> id
 Napi::Value ddpCreate(const Info& info) {
   return guard(info, "DataParallel.create", [&] {
     std::shared_ptr<ProcessGroupState> group = currentProcessGroup();
     if (!group) throw std::runtime_error("no process group; call initProcessGroup first");
     const std::vector<at::Tensor> given = tensorsAt(info, 0);
+    const std::vector<int64_t> callerIndex = intsAt(info, 1);
+    if (callerIndex.size() != given.size()) argumentError(info, 1, "one position per parameter");
     DdpEntry entry;
     std::unordered_set<const c10::TensorImpl*> seen;  // a shared (tied) parameter is reduced once, as in DDP
     for (size_t k = 0; k < given.size(); ++k) {
-      checkParameter(given[k], k, *group);
+      checkParameter(given[k], static_cast<size_t>(callerIndex[k]), *group);
       if (!seen.insert(given[k].unsafeGetTensorImpl()).second) continue;
       entry.params.push_back(given[k]);
-      entry.positions.push_back(static_cast<int64_t>(k));
+      entry.positions.push_back(callerIndex[k]);
     }
     if (entry.params.empty()) throw std::invalid_argument("no trainable parameter to synchronise");
     entry.group = group;
-    entry.reducer = makeReducer(*group, entry.params, intAt(info, 1), intAt(info, 2), boolAt(info, 3));
+    entry.reducer = makeReducer(*group, entry.params, intAt(info, 2), intAt(info, 3), boolAt(info, 4));
     entry.reducer->register_comm_hook(std::make_unique<AveragingAllReduce>(group));
     const uint32_t id = nextId++;
     entries.emplace(id, std::move(entry));
@@ -178,30 +184,25 @@ Napi::Value ddpCreate(const Info& info) {
   });
 }
 
-// "... Parameter indices which did not receive grad for rank 1: 0 3 ..." -> "0 3" (in the reducer's
-// own order), or "" when the reducer's message has no such list.
-std::string unreducedIndices(const std::string& message) {
+// "... Parameter indices which did not receive grad for rank 1: 0, 3 ..." -> the caller's indices
+// of those parameters ("0, 3" are the reducer's own), or "" when the message has no such list.
+std::string unreducedPositions(const DdpEntry& entry, const std::string& message) {
   const std::string marker = "did not receive grad for rank ";
   size_t at = message.find(marker);
-  if (at == std::string::npos) return "";
-  at = message.find(": ", at);
-  if (at == std::string::npos) return "";
-  size_t end = at + 2;
-  while (end < message.size() && (std::isdigit(static_cast<unsigned char>(message[end])) || message[end] == ' ')) ++end;
-  return message.substr(at + 2, end - at - 2);
-}
-
-std::string callerPositions(const DdpEntry& entry, const std::string& reducerIndices) {
+  if (at == std::string::npos || (at = message.find(": ", at)) == std::string::npos) return "";
   std::string out;
-  size_t pos = 0;
-  while (pos < reducerIndices.size()) {
-    size_t end = reducerIndices.find(' ', pos);
-    if (end == std::string::npos) end = reducerIndices.size();
-    if (end > pos) {
-      const size_t k = std::stoul(reducerIndices.substr(pos, end - pos));
-      if (k < entry.positions.size()) out += (out.empty() ? "" : ", ") + std::to_string(entry.positions[k]);
+  size_t k = at + 2;
+  while (k < message.size() && (std::isdigit(static_cast<unsigned char>(message[k])) || message[k] == ',' ||
+                                message[k] == ' ')) {
+    if (!std::isdigit(static_cast<unsigned char>(message[k]))) {
+      ++k;
+      continue;
     }
-    pos = end + 1;
+    size_t end = k;
+    while (end < message.size() && std::isdigit(static_cast<unsigned char>(message[end]))) ++end;
+    const size_t index = std::stoul(message.substr(k, end - k));
+    if (index < entry.positions.size()) out += (out.empty() ? "" : ", ") + std::to_string(entry.positions[index]);
+    k = end;
   }
   return out;
 }
@@ -214,7 +215,7 @@ void finishPriorStep(DdpEntry& entry) {
   } catch (const c10::Error& e) {
     const std::string message = e.what_without_backtrace();
     if (message.find("Expected to have finished reduction") == std::string::npos) throw;
-    const std::string positions = callerPositions(entry, unreducedIndices(message));
+    const std::string positions = unreducedPositions(entry, message);
     throw std::runtime_error(
         "the previous synchronised backward never completed: params " + (positions.empty() ? "?" : "[" + positions + "]") +
         " (indices into the list given to create) got no gradient, so their buckets were never reduced and no .grad "
@@ -234,7 +235,7 @@ Napi::Value ddpPrepareForBackward(const Info& info) {
   });
 }
 
-// ddpBuckets(id) -> [{ params: number[] (indices into the caller's list), buffer: tensor id }] in
+// ddpBuckets(id) -> [{ params: number[] (the positions given to ddpCreate), buffer: tensor id }] in
 // the order the buckets are reduced. `buffer` is the bucket itself: during a synchronised backward
 // it holds the bucket's gradients, then (once its all-reduce completed) their mean.
 Napi::Value ddpBuckets(const Info& info) {

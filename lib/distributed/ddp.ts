@@ -71,20 +71,12 @@ export class DataParallel {
   readonly worldSize: number;
   readonly #id: number;
   readonly #params: readonly Tensor[];
-  readonly #positions: readonly number[]; // each trainable parameter's index in create()'s list
   readonly #findUnused: boolean;
   #disposed = false;
 
-  private constructor(
-    id: number,
-    params: readonly Tensor[],
-    positions: number[],
-    worldSize: number,
-    findUnused: boolean,
-  ) {
+  private constructor(id: number, params: readonly Tensor[], worldSize: number, findUnused: boolean) {
     this.#id = id;
     this.#params = params;
-    this.#positions = positions;
     this.worldSize = worldSize;
     this.#findUnused = findUnused;
   }
@@ -112,9 +104,9 @@ export class DataParallel {
       await Promise.all(trainable.map((p) => broadcast(p, { src: 0 })));
     }
     const findUnused = options.findUnusedParameters === true;
-    const handles = trainable.map((p, k) => handleOf(p, `params[${k}]`, 'DataParallel.create'));
-    const id = N.ddpCreate(handles, firstBucketCap, bucketCap, findUnused) as number;
-    return new DataParallel(id, trainable, positions, current.worldSize, findUnused);
+    const handles = trainable.map((p, k) => handleOf(p, `params[${positions[k]}]`, 'DataParallel.create'));
+    const id = N.ddpCreate(handles, positions, firstBucketCap, bucketCap, findUnused) as number;
+    return new DataParallel(id, trainable, current.worldSize, findUnused);
   }
 
   /**
@@ -149,7 +141,7 @@ export class DataParallel {
   buckets(): DataParallelBucket[] {
     this.#checkAlive('DataParallel.buckets');
     const raw = N.ddpBuckets(this.#id) as Array<{ params: number[]; buffer: number }>;
-    return raw.map((b) => ({ params: b.params.map((k) => this.#positions[k]), buffer: wrap(b.buffer) }));
+    return raw.map((b) => ({ params: b.params, buffer: wrap(b.buffer) }));
   }
 
   /** Removes the reducer's hooks; the parameters and their .grad stay. */
