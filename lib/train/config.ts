@@ -28,6 +28,13 @@ export function trainingArguments(learningRate: number) {
      * perDeviceTrainBatchSize x gradientAccumulationSteps x world size and grows with the world size.
      */
     globalBatchSize: positiveInt().nullable().default(null),
+    /**
+     * transformers' name: DDP looks for parameters a step did not reach. null (default) means true
+     * here, because a micro-batch without images never reaches the vision tower. false skips the
+     * extra graph walk when every step reaches every trainable parameter (libtorch then warns only
+     * if that assumption breaks).
+     */
+    ddpFindUnusedParameters: z.boolean().nullable().default(null),
     /** TRL: 1e-6 for DPO / KTO, 2e-5 for SFT (transformers: 5e-5). */
     learningRate: z.number().positive().default(learningRate),
     weightDecay: z.number().min(0).default(0),

@@ -110,8 +110,8 @@ export class TrainingGroup {
    * Averages the trainable parameters' gradients over the ranks (DDP), after broadcasting rank 0's
    * parameters; null alone.
    */
-  async gradientSync(params: readonly Tensor[]): Promise<GradientSync | null> {
-    return this.distributed ? dataParallel(params) : null;
+  async gradientSync(params: readonly Tensor[], findUnused = true): Promise<GradientSync | null> {
+    return this.distributed ? dataParallel(params, findUnused) : null;
   }
 
   /** Leaves the c10d group if this run joined it. */
@@ -205,11 +205,11 @@ export function accumulationFor(
 /**
  * DDP on torch's c10d::Reducer (lib/distributed/ddp.ts): rank 0's parameters broadcast, then the
  * gradients of each window's last backward averaged over the ranks while backward runs (the other
- * micro-batches accumulate locally, no_sync). findUnusedParameters: a micro-batch without images
+ * micro-batches accumulate locally, no_sync). findUnusedParameters (default): a micro-batch without images
  * never reaches the vision tower, and a parameter no rank's last micro-batch reaches must still
  * count as ready (its locally accumulated gradient is reduced with the rest).
  */
-async function dataParallel(params: readonly Tensor[]): Promise<GradientSync> {
-  const ddp = await DataParallel.create(getProcessGroup(), params, { findUnusedParameters: true });
+async function dataParallel(params: readonly Tensor[], findUnused: boolean): Promise<GradientSync> {
+  const ddp = await DataParallel.create(getProcessGroup(), params, { findUnusedParameters: findUnused });
   return { beforeLastBackward: (loss) => ddp.prepareForBackward(loss), dispose: () => ddp.dispose() };
 }

@@ -35,6 +35,8 @@ export interface LoopArgs {
   disableDropout: boolean;
   dataloaderPrefetch: number | null;
   maxLength: number | null;
+  /** DDP's find_unused_parameters; null or absent: true. */
+  ddpFindUnusedParameters?: boolean | null;
   /** Online methods: sampled completions go to completions.jsonl and TensorBoard's text tab. */
   logCompletions?: boolean;
 }

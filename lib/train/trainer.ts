@@ -146,7 +146,10 @@ export class Trainer {
     const history = resume === null ? [] : await this.#restore(resume);
     this.#prepareModel();
     this.method.joinGroup?.(this.#group);
-    this.#gradientSync = await this.#group.gradientSync(this.parts.optimizer.paramGroups.flatMap((g) => g.params));
+    this.#gradientSync = await this.#group.gradientSync(
+      this.parts.optimizer.paramGroups.flatMap((g) => g.params),
+      args.ddpFindUnusedParameters ?? true,
+    );
     // Rank 0 reports; the others train silently.
     this.#reporters = this.#group.isMain
       ? new Reporters(
