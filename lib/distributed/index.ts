@@ -1,4 +1,4 @@
-// distributed: c10d process groups (Gloo; NCCL in CUDA builds) and their collectives, placed by the
+// distributed: c10d process groups (Gloo; NCCL in CUDA builds), their collectives and DDP, placed by the
 // environment torchrun, `vlalign launch` and SLURM set (docs/distributed.md).
 export type { Backend, ReduceOp } from './c10d.js';
 export {
@@ -16,5 +16,6 @@ export {
   type ProcessGroupInfo,
 } from './process_group.js';
 export { allReduce, allGather, reduceScatter, broadcast, barrier } from './collectives.js';
+export { DataParallel, type DataParallelOptions, type DataParallelBucket } from './ddp.js';
 export { readLaunchEnv, LaunchEnvError, DEFAULT_MASTER_PORT, type LaunchEnv, type Launcher } from './env.js';
 export { firstSlurmHost, expandTasksPerNode } from './slurm.js';
