@@ -62,3 +62,4 @@ export {
   policyReference,
   type ReferencePolicy,
 } from './reference.js';
+export { accumulationFor, rankPlace, TrainingGroup, type GradientSync, type RankPlace } from './distributed.js';
