@@ -118,7 +118,8 @@ DdpEntry& entryAt(const Info& info, size_t i) {
 void checkParameter(const at::Tensor& p, size_t k, const ProcessGroupState& group) {
   const std::string which = "params[" + std::to_string(k) + "]";
   if (!p.requires_grad() || !p.is_leaf()) {
-    throw std::invalid_argument(which + " is not a trainable leaf (requiresGrad, made by no op): only those get a .grad to average");
+    throw std::invalid_argument(
+        which + " is not a trainable leaf (requiresGrad, made by no op): only those get a .grad to average");
   }
   const bool cuda = p.is_cuda();
   if ((group.backend == "gloo" && cuda) || (group.backend == "nccl" && !cuda)) {
@@ -217,7 +218,8 @@ void finishPriorStep(DdpEntry& entry) {
     if (message.find("Expected to have finished reduction") == std::string::npos) throw;
     const std::string positions = unreducedPositions(entry, message);
     throw std::runtime_error(
-        "the previous synchronised backward never completed: params " + (positions.empty() ? "?" : "[" + positions + "]") +
+        "the previous synchronised backward never completed: params " +
+        (positions.empty() ? "?" : "[" + positions + "]") +
         " (indices into the list given to create) got no gradient, so their buckets were never reduced and no .grad "
         "of that step holds the mean. Every rank must reach every parameter; for parameters unused on some steps pass "
         "{ findUnusedParameters: true } to create and the loss to prepareForBackward(loss)");
@@ -242,13 +244,16 @@ Napi::Value ddpBuckets(const Info& info) {
   return guard(info, "DataParallel.buckets", [&]() -> Napi::Value {
     DdpEntry& entry = entryAt(info, 0);
     std::unordered_map<const c10::TensorImpl*, int64_t> positionOf;
-    for (size_t k = 0; k < entry.params.size(); ++k) positionOf[entry.params[k].unsafeGetTensorImpl()] = entry.positions[k];
+    for (size_t k = 0; k < entry.params.size(); ++k) {
+      positionOf[entry.params[k].unsafeGetTensorImpl()] = entry.positions[k];
+    }
     const Napi::Env env = info.Env();
     Napi::Array out = Napi::Array::New(env);
     for (const c10d::GradBucket& bucket : entry.reducer->get_grad_buckets(/*return_zero_tensors=*/false)) {
       Napi::Array params = Napi::Array::New(env);
       for (const at::Tensor& p : bucket.getParameters()) {
-        params.Set(params.Length(), Napi::Number::New(env, static_cast<double>(positionOf.at(p.unsafeGetTensorImpl()))));
+        const size_t position = positionOf.at(p.unsafeGetTensorImpl());
+        params.Set(params.Length(), Napi::Number::New(env, static_cast<double>(position)));
       }
       Napi::Object item = Napi::Object::New(env);
       item.Set("params", params);
