@@ -59,10 +59,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-import { models, nn, optim, torch } from 'vlalign';
+import { models, optim, torch } from 'vlalign';
 import { rollout } from '../dist/generation/rollout.js';
 import { sumCounts } from '../dist/train/methods/method.js';
 import { grpoConfig } from '../dist/train/grpo/config.js';
@@ -80,13 +79,12 @@ import {
   sig,
   table,
 } from './lib/report.mjs';
+import { parsePatchGrid, writeSmallQwen2Vl } from './lib/small_model.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
 const peerScript = path.join(here, 'peers/grpo_rollout.py');
 const stepPeerScript = path.join(here, 'peers/grpo_step.py');
-const configScript = path.join(here, 'peers/model_forward.py');
-const python = process.env.PYTHON || '/usr/bin/python3';
 const flags = parseFlags();
 const TARGETS = { tokensPerSecond: 2.0, stepsPerSecond: 1.5 };
 // The step's optimisation settings, TRL's GRPOConfig defaults (the peer takes the same numbers).
@@ -351,23 +349,6 @@ async function runStepChild() {
 
 // ---- parent: checkpoint, prompts, both sides, report ------------------------------------------------
 
-function smallConfig() {
-  const child = spawnSync(python, [configScript, '--print-config'], { encoding: 'utf8', env: process.env });
-  if (child.error || child.status !== 0) {
-    throw new Error(
-      `${python} ${configScript} --print-config failed: ${child.error?.message ?? child.stderr} (set PYTHON to an interpreter with torch)`,
-    );
-  }
-  return JSON.parse(child.stdout);
-}
-
-function parseGrid(s) {
-  const [h, w] = String(s).toLowerCase().split('x').map(Number);
-  if (!Number.isInteger(h) || !Number.isInteger(w) || h <= 0 || w <= 0 || h % 2 || w % 2)
-    throw new Error(`--image expects HxW in 14-px patches, both even and > 0 (16x16 = 224x224 px), got ${s}`);
-  return [h, w];
-}
-
 /**
  * B prompts as Qwen2-VL's chat template lays them out (all the same length, so no padding):
  *   <|im_start|> user \n <|vision_start|> <|image_pad|>*(H·W/4) <|vision_end|> question*Q <|im_end|> \n
@@ -416,16 +397,6 @@ function buildPrompts(config, { prompts, question, grid, seed }) {
   return { tensors, promptTokens: rows[0].length, imageTokens };
 }
 
-// No eos_token_id in the checkpoint: the trainer's rollout then runs every completion to
-// max_completion_length, the token count the peer forces with min_new_tokens (the rollout
-// measurement passes stopTokenIds [] itself).
-function dropStopTokens(checkpoint) {
-  const file = path.join(checkpoint, 'config.json');
-  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
-  config.eos_token_id = [];
-  fs.writeFileSync(file, JSON.stringify(config, null, 2));
-}
-
 async function runParent() {
   const quick = flags.get('quick') === 'true';
   const threads = intFlag(flags, 'threads', 2);
@@ -438,7 +409,7 @@ async function runParent() {
   const newTokens = intFlag(flags, 'new-tokens', 64);
   const question = intFlag(flags, 'question', 30);
   const check = intFlag(flags, 'check', 8);
-  const grid = parseGrid(flags.get('image') ?? '16x16');
+  const grid = parsePatchGrid(flags.get('image') ?? '16x16', '16x16');
   const { temperature, topK, topP } = samplingFlags();
   const withStep = flags.get('step') !== 'false';
   const peerVision = String(flags.get('peer-vision') ?? 'batch');
@@ -458,14 +429,7 @@ async function runParent() {
   const started = process.hrtime.bigint();
   const loadBefore = os.loadavg()[0];
   try {
-    const config = smallConfig();
-    torch.manualSeed(seed);
-    const model = new models.QwenVLForConditionalGeneration(config, { dtype: 'float32', device: 'cpu' });
-    nn.initWeights(model, config.initializer_range ?? 0.02);
-    await models.savePretrained(model, checkpoint);
-    dropStopTokens(checkpoint);
-    const params = model.numParameters();
-    model.dispose();
+    const { config, params } = await writeSmallQwen2Vl(checkpoint, { seed, withoutStopTokens: true });
     const { tensors, promptTokens, imageTokens } = buildPrompts(config, { prompts, question, grid, seed });
     await torch.saveSafetensors(inputsFile, tensors);
     for (const t of Object.values(tensors)) t.dispose();

@@ -22,13 +22,12 @@
 // on a shared machine disturbs less). Peak RSS is each process's VmHWM at its end (the largest
 // over rounds). Agreement: max |logits difference| between the sides must be <= 1e-3.
 // Prints a table, then one JSON line, last on stdout.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { models, nn, torch } from 'vlalign';
+import { models, torch } from 'vlalign';
 import {
   intFlag,
   median,
@@ -42,11 +41,11 @@ import {
   resetPeak,
   secondsSince,
 } from './lib/report.mjs';
+import { writeSmallQwen2Vl } from './lib/small_model.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
 const peerScript = path.join(here, 'peers/model_forward.py');
-const python = process.env.PYTHON || '/usr/bin/python3';
 const flags = parseFlags();
 const LOGITS_TOLERANCE = 1e-3;
 
@@ -149,16 +148,6 @@ async function runChild() {
 
 // ---- parent: checkpoint, inputs, both sides, report ---------------------------------------------------
 
-function smallConfig() {
-  const child = spawnSync(python, [peerScript, '--print-config'], { encoding: 'utf8', env: process.env });
-  if (child.error || child.status !== 0) {
-    throw new Error(
-      `${python} ${peerScript} --print-config failed: ${child.error?.message ?? child.stderr} (set PYTHON to an interpreter with torch)`,
-    );
-  }
-  return JSON.parse(child.stdout);
-}
-
 function parseGrid(s) {
   if (['', 'none', '0', '0x0'].includes(s)) return null;
   const [h, w] = s.toLowerCase().split('x').map(Number);
@@ -245,14 +234,7 @@ async function runParent() {
   const loadBefore = os.loadavg()[0];
   try {
     // ---- the shared checkpoint and inputs ----
-    const config = smallConfig();
-    torch.manualSeed(seed);
-    const model = new models.QwenVLForConditionalGeneration(config, { dtype: 'float32', device: 'cpu' });
-    nn.initWeights(model, config.initializer_range ?? 0.02);
-    await models.savePretrained(model, checkpoint);
-    const params = model.numParameters();
-    const visionParams = model.visual.numParameters();
-    model.dispose();
+    const { config, params, visionParams } = await writeSmallQwen2Vl(checkpoint, { seed });
     const { imageTokens, ...tensors } = buildInputs(config, batch, seq, grid, seed);
     await torch.saveSafetensors(inputsFile, tensors);
     for (const t of Object.values(tensors)) t.dispose();

@@ -32,10 +32,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-import { models, nn, torch } from 'vlalign';
+import { models, torch } from 'vlalign';
 import { runDropoutNtp } from '../dist/pipelines/dropout_ntp.js';
 import { modelEngine } from '../dist/pipelines/engine.js';
 import { runCorrectnessSampling } from '../dist/pipelines/sample.js';
@@ -52,12 +51,11 @@ import {
   sig,
   table,
 } from './lib/report.mjs';
+import { parsePatchGrid, writeSmallQwen2Vl } from './lib/small_model.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
 const peerScript = path.join(here, 'peers/pipelines.py');
-const configScript = path.join(here, 'peers/model_forward.py');
-const python = process.env.PYTHON || '/usr/bin/python3';
 const flags = parseFlags();
 const TARGET = 1.5;
 const VISION_ID_KEYS = [
@@ -195,23 +193,6 @@ async function runChild() {
 
 // ---- parent ----------------------------------------------------------------------------------------
 
-function smallConfig() {
-  const child = spawnSync(python, [configScript, '--print-config'], { encoding: 'utf8', env: process.env });
-  if (child.error || child.status !== 0) {
-    throw new Error(
-      `${python} ${configScript} --print-config failed: ${child.error?.message ?? child.stderr} (set PYTHON to an interpreter with torch)`,
-    );
-  }
-  return JSON.parse(child.stdout);
-}
-
-function parseGrid(s) {
-  const [h, w] = String(s).toLowerCase().split('x').map(Number);
-  if (!Number.isInteger(h) || !Number.isInteger(w) || h <= 0 || w <= 0 || h % 2 || w % 2)
-    throw new Error(`--image expects HxW in 14-px patches, both even and > 0 (16x16 = 224x224 px), got ${s}`);
-  return [h, w];
-}
-
 /**
  * Token rows in Qwen2-VL's chat layout (random ordinary ids for the words):
  *   dropout  <|im_start|> user \n question*Q <|im_end|> \n <|im_start|> assistant \n prefix*F
@@ -286,13 +267,6 @@ function buildRows(config, o) {
   };
 }
 
-function dropStopTokens(checkpoint) {
-  const file = path.join(checkpoint, 'config.json');
-  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
-  config.eos_token_id = [];
-  fs.writeFileSync(file, JSON.stringify(config, null, 2));
-}
-
 async function runParent() {
   const quick = flags.get('quick') === 'true';
   const threads = intFlag(flags, 'threads', 2);
@@ -309,7 +283,7 @@ async function runParent() {
     question: intFlag(flags, 'question', 24),
     prefix: intFlag(flags, 'prefix', 16),
     newTokens: intFlag(flags, 'new-tokens', 32),
-    grid: parseGrid(flags.get('image') ?? '16x16'),
+    grid: parsePatchGrid(flags.get('image') ?? '16x16', '16x16'),
     seed,
   };
   const { temperature, topK, topP } = sampling();
@@ -329,14 +303,7 @@ async function runParent() {
   const started = process.hrtime.bigint();
   const loadBefore = os.loadavg()[0];
   try {
-    const config = smallConfig();
-    torch.manualSeed(seed);
-    const model = new models.QwenVLForConditionalGeneration(config, { dtype: 'float32', device: 'cpu' });
-    nn.initWeights(model, config.initializer_range ?? 0.02);
-    await models.savePretrained(model, checkpoint);
-    dropStopTokens(checkpoint);
-    const params = model.numParameters();
-    model.dispose();
+    const { config, params } = await writeSmallQwen2Vl(checkpoint, { seed, withoutStopTokens: true });
     const built = buildRows(config, shape);
     await torch.saveSafetensors(inputsFile, built.tensors);
     for (const t of Object.values(built.tensors)) t.dispose();

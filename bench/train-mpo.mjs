@@ -36,10 +36,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-import { adapters, losses, models, nn, optim, torch } from 'vlalign';
+import { adapters, losses, models, optim, torch } from 'vlalign';
 import { packPairs } from '../dist/data/pack_pairs.js';
 import { pairForward } from '../dist/train/pair_forward.js';
 import {
@@ -55,12 +54,11 @@ import {
   sig,
   table,
 } from './lib/report.mjs';
+import { parsePatchGrid, writeSmallQwen2Vl } from './lib/small_model.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const self = fileURLToPath(import.meta.url);
 const peerScript = path.join(here, 'peers/train_mpo.py');
-const configScript = path.join(here, 'peers/model_forward.py');
-const python = process.env.PYTHON || '/usr/bin/python3';
 const flags = parseFlags();
 const LOSS_TOLERANCE = 1e-3; // relative, first step
 const TARGETS = { pairsPerSecond: 2.0, peakMemory: 0.6 };
@@ -170,23 +168,6 @@ async function runChild() {
 
 // ---- parent: checkpoint, inputs, adapter, both sides, report ---------------------------------------
 
-function smallConfig() {
-  const child = spawnSync(python, [configScript, '--print-config'], { encoding: 'utf8', env: process.env });
-  if (child.error || child.status !== 0) {
-    throw new Error(
-      `${python} ${configScript} --print-config failed: ${child.error?.message ?? child.stderr} (set PYTHON to an interpreter with torch)`,
-    );
-  }
-  return JSON.parse(child.stdout);
-}
-
-function parseGrid(s) {
-  const [h, w] = String(s).toLowerCase().split('x').map(Number);
-  if (!Number.isInteger(h) || !Number.isInteger(w) || h <= 0 || w <= 0 || h % 2 || w % 2)
-    throw new Error(`--image expects HxW in 14-px patches, both even and > 0 (32x32 = 448x448 px), got ${s}`);
-  return [h, w];
-}
-
 /**
  * The chosen and rejected processor batches of P pairs, as Qwen2-VL's chat template lays them out:
  *   <|im_start|> user \n <|vision_start|> <|image_pad|>*(H·W/4) <|vision_end|> question*Q <|im_end|> \n
@@ -267,7 +248,7 @@ async function runParent() {
   const pairs = intFlag(flags, 'pairs', 4);
   const question = intFlag(flags, 'question', 30);
   const completion = intFlag(flags, 'completion', 64);
-  const grid = parseGrid(flags.get('image') ?? '32x32');
+  const grid = parsePatchGrid(flags.get('image') ?? '32x32', '32x32');
   const variantFlag = String(flags.get('variant') ?? 'both');
   if (!['full', 'lora', 'both'].includes(variantFlag))
     throw new Error(`--variant expects full, lora or both, got ${variantFlag}`);
@@ -288,13 +269,7 @@ async function runParent() {
   const loadBefore = os.loadavg()[0];
   try {
     // ---- the shared checkpoint, inputs and adapter ----
-    const config = smallConfig();
-    torch.manualSeed(seed);
-    const model = new models.QwenVLForConditionalGeneration(config, { dtype: 'float32', device: 'cpu' });
-    nn.initWeights(model, config.initializer_range ?? 0.02);
-    await models.savePretrained(model, checkpoint);
-    const params = model.numParameters();
-    model.dispose();
+    const { config, params } = await writeSmallQwen2Vl(checkpoint, { seed });
     const { tensors, promptTokens, imageTokens } = buildInputs(config, { pairs, question, completion, grid, seed });
     await torch.saveSafetensors(inputsFile, tensors);
     for (const t of Object.values(tensors)) t.dispose();
