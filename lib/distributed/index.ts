@@ -1,4 +1,4 @@
-// distributed: c10d process groups (Gloo; NCCL in CUDA builds), their collectives and DDP, placed by the
+// distributed: c10d process groups (Gloo; NCCL in CUDA builds), their collectives, DDP and ZeRO sharding, placed by the
 // environment torchrun, `vlalign launch` and SLURM set (docs/distributed.md).
 export type { Backend, ReduceOp } from './c10d.js';
 export {
@@ -19,3 +19,10 @@ export { allReduce, allGather, reduceScatter, broadcast, barrier } from './colle
 export { DataParallel, type DataParallelOptions, type DataParallelBucket } from './ddp.js';
 export { readLaunchEnv, LaunchEnvError, DEFAULT_MASTER_PORT, type LaunchEnv, type Launcher } from './env.js';
 export { firstSlurmHost, expandTasksPerNode } from './slurm.js';
+export {
+  ZeroRedundancy,
+  zeroUnits,
+  type ZeroStage,
+  type ZeroOptions,
+  type ZeroBytes,
+} from './zero.js';

@@ -1,0 +1,369 @@
+// ZeRO sharding (DeepSpeed's zero_stage 1, 2 and 3) over the c10d collectives. The parameters come
+// in units (a decoder layer, a vision block, the rest); each unit's parameters of one dtype are
+// flattened into one buffer padded to a multiple of the world size, and rank r owns the contiguous
+// slice [r*S, (r+1)*S). The optimizer (AdamW unless the caller builds another) sees only the flat
+// shards, so its state is 1/N of the model's.
+//   stage 1: full parameters and full gradients on every rank; reduceGradients() reduce-scatters the
+//            mean gradient into the shard; step() updates the shard and all-gathers the parameters.
+//   stage 2: as 1, but the full gradients are freed as soon as they are reduce-scattered.
+//   stage 3: the parameters too live only as shards between steps; gatherParameters() all-gathers
+//            them before forward, reduceGradients() frees them again after backward.
+// Stage 3 here gathers every unit before the forward and frees them after the backward: the peak
+// holds full parameters (not one unit at a time), the memory between steps is 1/N.
+import * as torch from '../torch/index.js';
+import type { Tensor } from '../torch/index.js';
+import { invalidArgument } from '../torch/args.js';
+import { type DType, ELEMENT_SIZE } from '../torch/dtype.js';
+import type { Module } from '../nn/module.js';
+import { ModuleList } from '../nn/container.js';
+import { AdamW, type AdamWOptions } from '../optim/adamw.js';
+import type { Optimizer } from '../optim/optimizer.js';
+import { allGather, allReduce, broadcast, reduceScatter } from './collectives.js';
+import { requireGroup, type ProcessGroupInfo } from './process_group.js';
+
+export type ZeroStage = 1 | 2 | 3;
+
+export interface ZeroOptions {
+  stage: ZeroStage;
+  /** Builds the optimizer over the flat shards (default: AdamW with `adamw`). */
+  optimizer?: (shards: Tensor[]) => Optimizer<{ lr: number }>;
+  /** AdamW's options for the default optimizer. */
+  adamw?: Partial<AdamWOptions>;
+  /** Copy rank 0's parameters to every rank in create() (default true). */
+  broadcastParameters?: boolean;
+}
+
+/** This rank's bytes of what training keeps, by kind (element counts times element size). */
+export interface ZeroBytes {
+  parameters: number;
+  gradients: number;
+  optimizer: number;
+}
+
+/** One unit's parameters of one dtype (trainable or frozen), flattened and sharded. */
+interface FlatBucket {
+  unit: number;
+  dtype: DType;
+  trainable: boolean;
+  params: Tensor[];
+  shapes: number[][];
+  offsets: number[];
+  /** Elements of the parameters, without padding. */
+  total: number;
+  /** Elements per rank: ceil(total / worldSize). */
+  shardSize: number;
+  /** This rank's slice of the flat parameters (the optimizer's parameter). */
+  shard: Tensor;
+  /** This rank's slice of the mean gradient, summed over the reduceGradients() calls since the last step. */
+  gradShard: Tensor | null;
+}
+
+const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+const OP = 'ZeroRedundancy.create';
+
+function checkUnits(units: unknown): Tensor[][] {
+  if (!Array.isArray(units) || units.length === 0)
+    throw invalidArgument('units', 'a non-empty array of parameter arrays', units, OP);
+  const seen = new Set<Tensor>();
+  return units.map((unit, u) => {
+    if (!Array.isArray(unit)) throw invalidArgument(`units[${u}]`, 'an array of Tensors', unit, OP);
+    return unit.map((p, k) => {
+      if (!torch.Tensor.isTensor(p)) throw invalidArgument(`units[${u}][${k}]`, 'a Tensor', p, OP);
+      if (p.isDisposed) throw new Error(`${OP}: units[${u}][${k}] was disposed`);
+      if (seen.has(p)) throw new Error(`${OP}: units[${u}][${k}] appears in more than one unit`);
+      seen.add(p);
+      return p;
+    });
+  });
+}
+
+function checkStage(stage: unknown): ZeroStage {
+  if (stage !== 1 && stage !== 2 && stage !== 3) throw invalidArgument('options.stage', '1, 2 or 3', stage, OP);
+  return stage;
+}
+
+/** Buckets of each unit: one per (dtype, trainable); stages 1 and 2 shard only trainable parameters. */
+function bucketsOf(units: Tensor[][], stage: ZeroStage, group: ProcessGroupInfo): FlatBucket[] {
+  const buckets: FlatBucket[] = [];
+  units.forEach((unit, u) => {
+    const keyed = new Map<string, Tensor[]>();
+    for (const p of unit) {
+      if (!p.requiresGrad && stage < 3) continue;
+      const key = `${p.dtype}/${p.requiresGrad}`;
+      keyed.set(key, [...(keyed.get(key) ?? []), p]);
+    }
+    for (const params of keyed.values()) buckets.push(flatBucket(u, params, group));
+  });
+  return buckets;
+}
+
+function flatBucket(unit: number, params: Tensor[], group: ProcessGroupInfo): FlatBucket {
+  const shapes = params.map((p) => p.shape);
+  const offsets: number[] = [];
+  let total = 0;
+  for (const shape of shapes) {
+    offsets.push(total);
+    total += numel(shape);
+  }
+  const shardSize = Math.max(1, Math.ceil(total / group.worldSize));
+  const shard = torch.tidy(() => {
+    const flat = padded(
+      params.map((p) => p.detach().reshape([-1])),
+      shardSize * group.worldSize,
+    );
+    const own = flat.narrow(0, group.rank * shardSize, shardSize).clone();
+    return (params[0]!.requiresGrad ? own.requiresGrad_(true) : own).keep();
+  });
+  const { dtype, requiresGrad: trainable } = params[0]!;
+  return { unit, dtype, trainable, params, shapes, offsets, total, shardSize, shard, gradShard: null };
+}
+
+/** The pieces concatenated and zero-padded to `length` elements (in the current tidy scope). */
+function padded(pieces: Tensor[], length: number): Tensor {
+  const used = pieces.reduce((n, t) => n + t.numel(), 0);
+  const { dtype, device } = pieces[0]!;
+  const pad = length > used ? [torch.zeros([length - used], { dtype, device })] : [];
+  return torch.cat([...pieces, ...pad]);
+}
+
+/** Every rank must pass the same units: compare unit, bucket and element counts before anything is sharded. */
+async function checkSameLayout(buckets: FlatBucket[], units: number, group: ProcessGroupInfo): Promise<void> {
+  const signature = [units, buckets.length, buckets.reduce((n, b) => n + b.total, 0)];
+  const low = await allReduce(torch.tensor(signature, { dtype: 'float64' }), { op: 'min' });
+  const high = await allReduce(torch.tensor(signature, { dtype: 'float64' }), { op: 'max' });
+  const [lo, hi] = [low.toArray() as number[], high.toArray() as number[]];
+  low.dispose();
+  high.dispose();
+  if (lo.some((v, k) => v !== hi[k])) {
+    throw new Error(
+      `${OP}: rank ${group.rank} has ${signature[0]} units, ${signature[1]} flat buffers and ${signature[2]} elements, ` +
+        `but the ranks range over [${lo}]..[${hi}]: every rank must pass the same units`,
+    );
+  }
+}
+
+/**
+ * Units for a model: each item of every outermost ModuleList (decoder layers, vision blocks) is one
+ * unit, in traversal order; every other parameter joins the last unit (the root).
+ */
+export function zeroUnits(model: Module): Tensor[][] {
+  const units: Tensor[][] = [];
+  const inItems = new Set<Tensor>();
+  for (const [, module] of model.namedModules()) {
+    if (!(module instanceof ModuleList)) continue;
+    // A nested list's parameters are already in its outer item's unit, so it adds nothing.
+    for (const item of module.items as Module[]) {
+      const params = item.parameters().filter((p) => !inItems.has(p));
+      params.forEach((p) => inItems.add(p));
+      if (params.length > 0) units.push(params);
+    }
+  }
+  const root = model.parameters().filter((p) => !inItems.has(p));
+  if (root.length > 0) units.push(root);
+  return units;
+}
+
+export class ZeroRedundancy {
+  readonly stage: ZeroStage;
+  readonly worldSize: number;
+  readonly rank: number;
+  /** The optimizer over this rank's flat shards (its state is the shards' only). */
+  readonly optimizer: Optimizer<{ lr: number }>;
+  readonly #buckets: FlatBucket[];
+  #gathered = true;
+  #disposed = false;
+
+  private constructor(stage: ZeroStage, group: ProcessGroupInfo, buckets: FlatBucket[], options: ZeroOptions) {
+    this.stage = stage;
+    this.worldSize = group.worldSize;
+    this.rank = group.rank;
+    this.#buckets = buckets;
+    const shards = buckets.filter((b) => b.trainable).map((b) => b.shard);
+    if (shards.length === 0) throw new Error(`${OP}: no parameter requires grad`);
+    this.optimizer = options.optimizer ? options.optimizer(shards) : new AdamW(shards, options.adamw ?? {});
+  }
+
+  /**
+   * Shards the units' parameters (after making rank 0's everyone's). Stage 3 then frees the full
+   * parameters: call gatherParameters() before each forward.
+   */
+  static async create(
+    group: ProcessGroupInfo,
+    units: readonly (readonly Tensor[])[],
+    options: ZeroOptions,
+  ): Promise<ZeroRedundancy> {
+    const current = requireGroup(OP);
+    if (group?.rank !== current.rank || group?.worldSize !== current.worldSize)
+      throw invalidArgument('group', "this process's group (getProcessGroup())", group, OP);
+    if (typeof options !== 'object' || options === null) throw invalidArgument('options', 'an object', options, OP);
+    const stage = checkStage(options.stage);
+    const checked = checkUnits(units);
+    if (options.broadcastParameters ?? true) {
+      await Promise.all(checked.flat().map((p) => broadcast(p, { src: 0 })));
+    }
+    const buckets = bucketsOf(checked, stage, current);
+    await checkSameLayout(buckets, checked.length, current);
+    const zero = new ZeroRedundancy(stage, current, buckets, options);
+    if (stage === 3) zero.#release();
+    return zero;
+  }
+
+  /** Stage 3: all-gathers every unit's parameters into views of full buffers (no-op when held, and for stages 1, 2). */
+  async gatherParameters(): Promise<void> {
+    this.#checkAlive('gatherParameters');
+    if (this.#gathered) return;
+    await Promise.all(this.#buckets.map((b) => this.#gatherInto(b)));
+    this.#gathered = true;
+  }
+
+  /**
+   * After a backward: each trainable unit's gradients are reduce-scattered (mean over ranks) and
+   * added to this rank's gradient shard. Stage 2 and 3 then free the full gradients, stage 3 the
+   * full parameters too. Calling it after every micro-step of an accumulation window sums them.
+   */
+  async reduceGradients(): Promise<void> {
+    this.#checkAlive('reduceGradients');
+    const trainable = this.#buckets.filter((b) => b.trainable);
+    await Promise.all(trainable.map((b) => this.#reduceInto(b)));
+    if (this.stage >= 2) for (const b of trainable) for (const p of b.params) p.grad = null;
+    if (this.stage === 3) this.#release();
+  }
+
+  /**
+   * clip_grad_norm_ over the gradient shards: the squared norms are summed over ranks (float64), and
+   * every shard is scaled by maxNorm / (norm + 1e-6) when that is below 1. Returns the total norm.
+   */
+  async clipGradNorm(maxNorm: number): Promise<number> {
+    this.#checkAlive('clipGradNorm');
+    if (!(maxNorm > 0)) throw new RangeError(`clipGradNorm: expected a positive maxNorm but received ${maxNorm}`);
+    const shards = this.#buckets.flatMap((b) => (b.gradShard ? [b.gradShard] : []));
+    const squares = torch.tidy(() =>
+      torch
+        .stack([torch.zeros([], { dtype: 'float64' }), ...shards.map((g) => g.double().square().sum())])
+        .sum()
+        .reshape([1])
+        .keep(),
+    );
+    try {
+      await allReduce(squares, { op: 'sum' });
+      const total = Math.sqrt(squares.item() as number);
+      const coef = Math.min(1, maxNorm / (total + 1e-6));
+      if (coef < 1) torch.noGrad(() => shards.forEach((g) => g.mul_(coef)));
+      return total;
+    } finally {
+      squares.dispose();
+    }
+  }
+
+  /**
+   * The optimizer steps this rank's shards; stages 1 and 2 then all-gather the updated parameters
+   * into the model's. The gradient shards are consumed.
+   */
+  async step(): Promise<void> {
+    this.#checkAlive('step');
+    for (const b of this.#buckets) if (b.trainable) b.shard.grad = b.gradShard;
+    this.optimizer.step();
+    for (const b of this.#buckets) {
+      if (!b.trainable) continue;
+      b.shard.grad = null;
+      b.gradShard?.dispose();
+      b.gradShard = null;
+    }
+    if (this.stage < 3) await Promise.all(this.#buckets.map((b) => this.#gatherInto(b)));
+  }
+
+  /** Frees the full gradients and the gradient shards. */
+  zeroGrad(): void {
+    this.#checkAlive('zeroGrad');
+    for (const b of this.#buckets) {
+      for (const p of b.params) p.grad = null;
+      b.gradShard?.dispose();
+      b.gradShard = null;
+    }
+  }
+
+  /** True while the full parameters are present (always for stages 1 and 2). */
+  get parametersGathered(): boolean {
+    return this.#gathered;
+  }
+
+  /**
+   * This rank's bytes by kind: the parameter shards plus the model's parameters while full, the full
+   * gradients plus the gradient shards, and the optimizer's state tensors.
+   */
+  bytes(): ZeroBytes {
+    const size = (t: Tensor | null): number => (t === null ? 0 : t.numel() * ELEMENT_SIZE[t.dtype]);
+    let parameters = 0;
+    let gradients = 0;
+    for (const b of this.#buckets) {
+      parameters += size(b.shard);
+      if (this.#gathered) parameters += b.params.reduce((n, p) => n + size(p), 0);
+      gradients += size(b.gradShard);
+      for (const p of b.params) torch.tidy(() => (gradients += size(p.grad)));
+    }
+    let optimizer = 0;
+    for (const state of this.optimizer.state.values())
+      for (const v of Object.values(state)) if (typeof v !== 'number') optimizer += size(v);
+    return { parameters, gradients, optimizer };
+  }
+
+  /** Stage 3 gathers the parameters back first, so the model is whole again; the shards and the optimizer's state are freed. */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    await this.gatherParameters();
+    this.zeroGrad();
+    this.#disposed = true;
+    this.optimizer.disposeState();
+    for (const b of this.#buckets) b.shard.dispose();
+  }
+
+  async #gatherInto(b: FlatBucket): Promise<void> {
+    const full = await allGather(b.shard);
+    try {
+      torch.noGrad(() =>
+        b.params.forEach((p, k) =>
+          torch.tidy(() => {
+            const view = full.narrow(0, b.offsets[k]!, numel(b.shapes[k]!)).view(b.shapes[k]!);
+            // Stage 3: the parameter becomes a view of the gathered buffer (no copy).
+            if (this.stage === 3) p.setData(view.keep());
+            else p.copy_(view);
+          }),
+        ),
+      );
+    } finally {
+      full.dispose();
+    }
+  }
+
+  async #reduceInto(b: FlatBucket): Promise<void> {
+    const flat = torch.tidy(() =>
+      padded(
+        b.params.map((p, k) => p.grad?.reshape([-1]) ?? torch.zeros([numel(b.shapes[k]!)], { dtype: b.dtype })),
+        b.shardSize * this.worldSize,
+      ).keep(),
+    );
+    try {
+      const mean = await reduceScatter(flat, { op: 'avg' });
+      // Stage 1 keeps the full gradients, which accumulate locally: each call reduces the whole sum.
+      if (this.stage === 1) b.gradShard?.dispose();
+      if (b.gradShard === null || this.stage === 1) b.gradShard = mean;
+      else {
+        torch.noGrad(() => b.gradShard!.add_(mean));
+        mean.dispose();
+      }
+    } finally {
+      flat.dispose();
+    }
+  }
+
+  /** Stage 3: the parameters become empty tensors (their values live in the shards). */
+  #release(): void {
+    for (const b of this.#buckets) for (const p of b.params) p.setData(torch.empty([0], { dtype: b.dtype }));
+    this.#gathered = false;
+  }
+
+  #checkAlive(op: string): void {
+    if (this.#disposed) throw new Error(`ZeroRedundancy.${op}: the ZeroRedundancy was disposed`);
+  }
+}
