@@ -4,6 +4,7 @@ import path from 'node:path';
 import * as torch from '../torch/index.js';
 import { getPeftModel, type LoraModel } from '../adapters/index.js';
 import { openDataset } from '../data/open.js';
+import { openPromptSet } from '../eval/prompt_set.js';
 import type { RecordDataset } from '../data/records.js';
 import { fromPretrained as loadModel } from '../models/pretrained.js';
 import type { CausalLM } from '../models/causal_lm.js';
@@ -75,6 +76,15 @@ export async function buildTrainer(recipe: Recipe): Promise<Trainer> {
   const trainDataset = await open(recipe.dataset, 'dataset');
   const evalDataset: RecordDataset | null =
     recipe.evalDataset === null ? null : await open(recipe.evalDataset, 'eval_dataset');
+  const generation = recipe.evalGenerationDataset;
+  const evalGenerationDataset =
+    generation === null
+      ? null
+      : await openPromptSet(withTileDefault(generation, recipe.processor), {
+          baseDir,
+          source: recipe.file,
+          root: 'eval_generation_dataset',
+        });
   return createTrainer({
     method: recipe.trainer,
     args: recipe.args,
@@ -85,6 +95,7 @@ export async function buildTrainer(recipe: Recipe): Promise<Trainer> {
     modelPath: recipe.modelNameOrPath,
     trainDataset,
     evalDataset,
+    evalGenerationDataset,
   });
 }
 

@@ -9,6 +9,7 @@ import { CONFIG_FIELDS, CONFIG_SCHEMAS, type DpoConfig, type KtoConfig, type Sft
 import { GrpoConfigSchema, GrpoFields, type GrpoConfig } from '../train/grpo/config.js';
 import { camelToSnake, snakeToCamel, toCamelKeys } from '../util/case.js';
 import { parseDatasetSpec } from '../data/open.js';
+import { parsePromptSetSpec } from '../eval/prompt_set.js';
 import { ConfigError, parseConfig, type ConfigProblem } from '../util/config_error.js';
 import { didYouMean } from '../util/nearest.js';
 import { fromVerlNames } from './verl_names.js';
@@ -46,6 +47,8 @@ const RECIPE_FIELDS = {
   /** The dataset block (lib/data/open.ts DatasetSpec); checked by openDataset. */
   dataset: z.looseObject({ format: z.string() }),
   evalDataset: z.looseObject({ format: z.string() }).nullable().default(null),
+  /** The prompts eval_metric scores greedy answers to at each evaluation (lib/eval/prompt_set.ts). */
+  evalGenerationDataset: z.looseObject({ format: z.string() }).nullable().default(null),
   /** PEFT LoraConfig names; absent: full fine-tune. */
   peft: LoraConfigSchema.nullable().default(null),
   quantization: QuantizationBlockSchema.nullable().default(null),
@@ -74,6 +77,7 @@ export interface Recipe {
   torchDtype: 'float32' | 'bfloat16' | 'float64';
   dataset: Record<string, unknown>;
   evalDataset: Record<string, unknown> | null;
+  evalGenerationDataset: Record<string, unknown> | null;
   peft: LoraConfig | null;
   quantization: z.output<typeof QuantizationBlockSchema> | null;
   processor: z.output<typeof ProcessorBlockSchema>;
@@ -82,7 +86,7 @@ export interface Recipe {
 
 const RECIPE_KEYS = new Set(Object.keys(RECIPE_FIELDS));
 // Blocks whose keys are data (PEFT patterns keyed by module name) keep their spelling.
-const VERBATIM = ['rank_pattern', 'alpha_pattern', 'dataset', 'eval_dataset'];
+const VERBATIM = ['rank_pattern', 'alpha_pattern', 'dataset', 'eval_dataset', 'eval_generation_dataset'];
 
 /** Reads `file`, applies `overrides` (['--key', 'value', ...] or ['--key=value']), checks it all. */
 export function loadRecipe(file: string, overrides: readonly string[] = []): Recipe {
@@ -110,7 +114,13 @@ export function loadRecipe(file: string, overrides: readonly string[] = []): Rec
   const evalDataset = parsed.evalDataset === null ? null : withoutNulls(parsed.evalDataset);
   parseDatasetSpec(dataset, { source: file, root: 'dataset' });
   if (evalDataset !== null) parseDatasetSpec(evalDataset, { source: file, root: 'eval_dataset' });
+  const evalGenerationDataset =
+    parsed.evalGenerationDataset === null ? null : withoutNulls(parsed.evalGenerationDataset);
+  if (evalGenerationDataset !== null) {
+    parsePromptSetSpec(evalGenerationDataset, { source: file, root: 'eval_generation_dataset' });
+  }
   const args = parseConfig(SCHEMAS[method.data.trainer], pick(camel, false), file, { keyCase: 'snake' });
+  checkEvalKeys(args, evalDataset !== null, evalGenerationDataset !== null, file);
   return {
     file,
     trainer: parsed.trainer,
@@ -119,6 +129,7 @@ export function loadRecipe(file: string, overrides: readonly string[] = []): Rec
     torchDtype: parsed.torchDtype,
     dataset,
     evalDataset,
+    evalGenerationDataset,
     peft: parsed.peft,
     quantization: parsed.quantization,
     processor: parsed.processor,
@@ -133,6 +144,22 @@ export function loadRecipe(file: string, overrides: readonly string[] = []): Rec
           : args.resumeFromCheckpoint,
     },
   };
+}
+
+// The evaluation keys and the datasets they read, checked before any model loads.
+function checkEvalKeys(args: Recipe['args'], evalDataset: boolean, generationDataset: boolean, file: string): void {
+  const problems: ConfigProblem[] = [];
+  if (args.evalMetric !== null && !generationDataset) {
+    const message = `eval_metric ${args.evalMetric} scores answers to a prompt set: give the eval_generation_dataset block`;
+    problems.push({ path: 'eval_generation_dataset', message });
+  }
+  if (args.evalMetric === null && generationDataset) {
+    problems.push({ path: 'eval_metric', message: 'eval_generation_dataset is given: name the metric that scores it' });
+  }
+  if ((args as Partial<DpoConfig>).evalPreferenceAccuracy === true && !evalDataset) {
+    problems.push({ path: 'eval_dataset', message: 'eval_preference_accuracy reads the pairs of eval_dataset' });
+  }
+  if (problems.length > 0) throw new ConfigError(file, problems);
 }
 
 // A grpo recipe's `verl:` block becomes the TRL keys it means; a key set both ways is an error.

@@ -10,8 +10,25 @@ import {
   SftLossConfigSchema,
 } from '../losses/config.js';
 import { parseConfig, type IssueFormat } from '../util/config_error.js';
+import { METRICS } from '../eval/metrics.js';
 
 const positiveInt = () => z.number().int().positive();
+
+/**
+ * Not transformers names (its Seq2Seq `predict_with_generate` has no VQA metrics): a generation
+ * evaluation at each eval hook, greedy answers to the recipe's eval_generation_dataset scored by
+ * evalMetric (lib/eval's metrics), logged as eval_<metric> and eval_<metric>/<data_source>.
+ */
+const generationEvalArguments = {
+  /** null (default): no generation evaluation. */
+  evalMetric: z.enum(METRICS).nullable().default(null),
+  /** The longest answer in tokens (`vlalign eval`'s default). */
+  evalMaxNewTokens: positiveInt().default(128),
+  /** Prompts decoded together; null: perDeviceEvalBatchSize. */
+  evalGenerationBatchSize: positiveInt().nullable().default(null),
+  /** Keep special tokens in the answers (InternVL's `<box>` for refcoco_iou). */
+  evalKeepSpecialTokens: z.boolean().default(false),
+};
 
 /** The fields every method shares; learningRate's default is the method's (see trainingArguments). */
 export function trainingArguments(learningRate: number) {
@@ -70,6 +87,7 @@ export function trainingArguments(learningRate: number) {
     evalStrategy: z.enum(['no', 'steps', 'epoch']).default('no'),
     /** null: loggingSteps (transformers). */
     evalSteps: positiveInt().nullable().default(null),
+    ...generationEvalArguments,
     seed: z.number().int().min(0).default(42),
     /** The data order's seed; null: seed. */
     dataSeed: z.number().int().min(0).nullable().default(null),
@@ -140,7 +158,16 @@ function checkLengths(c: { maxLength: number | null; maxPromptLength: number | n
   }
 }
 
-const DpoFields = z.strictObject({ ...trainingArguments(1e-6), ...PreferenceLossFields.shape, ...reference });
+const DpoFields = z.strictObject({
+  ...trainingArguments(1e-6),
+  ...PreferenceLossFields.shape,
+  ...reference,
+  /**
+   * Not a TRL name: at each eval hook, the preference accuracy of the policy against the reference
+   * on the eval dataset (ties 0.5; TRL's rewards/accuracies counts them 0), as eval_preference_accuracy.
+   */
+  evalPreferenceAccuracy: z.boolean().default(false),
+});
 
 export const DpoConfigSchema = DpoFields.transform((c, ctx) => {
   checkTrainingArguments(c, ctx);

@@ -10,7 +10,7 @@ import { LayerNorm } from '../nn/index.js';
 import { AdamW, LRScheduler, SGD, type GroupOptions, type Optimizer, type ScheduleName } from '../optim/index.js';
 import type { Processor } from '../processing/index.js';
 import { DataLoader } from '../data/loader.js';
-import { describeSource, type DataRecord, type RecordDataset } from '../data/records.js';
+import { describeSource, type DataRecord, type PromptRecord, type RecordDataset } from '../data/records.js';
 import type { DpoConfig, KtoConfig, SftConfig } from './config.js';
 import { trainingSteps, type LoopArgs } from './loop_args.js';
 import { DpoMethod } from './methods/dpo.js';
@@ -32,6 +32,8 @@ import { GrpoMethod } from './grpo/method.js';
 import { applyPrecision } from './precision.js';
 import { Trainer } from './trainer.js';
 import { accumulationFor, rankPlace } from './distributed.js';
+import { evalHookOf } from './eval_hook.js';
+import type { RecordSource } from '../eval/record_source.js';
 
 export type TrainerMethod = 'sft' | 'dpo' | 'kto' | 'grpo';
 
@@ -53,6 +55,8 @@ export interface TrainerInit {
   modelPath?: string;
   trainDataset: RecordDataset;
   evalDataset?: RecordDataset | null;
+  /** Prompts answered greedily at each evaluation and scored by args.evalMetric (eval_hook.ts). */
+  evalGenerationDataset?: RecordSource<PromptRecord> | null;
 }
 
 /** Where precomputed reference log-probs live across runs (VLALIGN_CACHE, else ~/.cache/vlalign). */
@@ -71,6 +75,8 @@ export function createTrainer(init: TrainerInit): Trainer {
   const precompute = init.method !== 'sft' && args.precomputeRefLogProbs === true;
   const cache = precompute ? referenceCacheOf(init) : null;
   const method = methodOf(init, cache);
+  // Before any data is read: a missing eval dataset or reference fails here, naming the key.
+  const evalHook = evalHookOf(init);
   // This rank's share of an epoch: the schedule's length is the same on every rank.
   const samples = new DataLoader(init.trainDataset, { batchSize: args.perDeviceTrainBatchSize, seed: 0, ...place })
     .samplesPerEpoch;
@@ -91,6 +97,7 @@ export function createTrainer(init: TrainerInit): Trainer {
     scheduler,
     trainDataset: init.trainDataset,
     evalDataset: init.evalDataset ?? null,
+    evalHook,
     modelPath: init.modelPath,
     beforeTraining:
       cache === null

@@ -31,6 +31,7 @@ import {
 } from './methods/method.js';
 import { stepsPerEpoch, trainingSteps, type LoopArgs } from './loop_args.js';
 import { copyProcessorFiles } from './processor_files.js';
+import type { EvalHook } from './eval_hook.js';
 import {
   globalNormalisers,
   globalStepNumbers,
@@ -60,6 +61,8 @@ export interface TrainerParts {
   scheduler: LRScheduler;
   trainDataset: RecordDataset;
   evalDataset?: RecordDataset | null;
+  /** Generation / preference metrics joining each evaluation (eval_hook.ts; createTrainer builds it). */
+  evalHook?: EvalHook | null;
   /** The source checkpoint: its tokenizer and processor files are copied next to the final save. */
   modelPath?: string;
   /** Before the first step (the precomputed-reference pass). */
@@ -370,7 +373,7 @@ export class Trainer {
     const evalEvery = args.evalSteps ?? args.loggingSteps;
     const evaluate =
       (args.evalStrategy === 'steps' && step % evalEvery === 0) || (args.evalStrategy === 'epoch' && epochEnd);
-    if (evaluate && this.parts.evalDataset) await this.evaluate();
+    if (evaluate && this.#evaluates) await this.evaluate();
     const save =
       (args.saveStrategy === 'steps' && step % args.saveSteps === 0) || (args.saveStrategy === 'epoch' && epochEnd);
     if (save) await this.saveCheckpoint();
@@ -381,7 +384,7 @@ export class Trainer {
   // skipped): the epoch hooks only.
   async #epochEnd(): Promise<boolean> {
     const { args } = this;
-    if (args.evalStrategy === 'epoch' && this.parts.evalDataset) await this.evaluate();
+    if (args.evalStrategy === 'epoch' && this.#evaluates) await this.evaluate();
     if (args.saveStrategy === 'epoch' && !this.#savedAt(this.globalStep)) await this.saveCheckpoint();
     return this.globalStep >= this.totalSteps;
   }
@@ -393,58 +396,77 @@ export class Trainer {
     this.#reporters?.log({ ...entry, epoch: this.#epochFloat(), step: this.globalStep });
   }
 
+  /** Whether an evaluation has anything to compute: an eval set, or the eval hook's metrics. */
+  get #evaluates(): boolean {
+    return Boolean(this.parts.evalDataset) || Boolean(this.parts.evalHook);
+  }
+
   /**
    * The eval loop: every eval batch once, in order, without a graph; TRL's metrics with eval_. With
    * several ranks each rank evaluates the whole set (the same numbers everywhere); rank 0 logs them.
+   * The eval hook's generation and preference metrics (eval_hook.ts) join the entry; rank 0 alone
+   * computes them, as it alone logs (the other ranks go on and wait for it at the next step's
+   * all-reduce), so on the other ranks the returned entry lacks them.
    */
   async evaluate(): Promise<Record<string, number>> {
-    const dataset = this.parts.evalDataset;
-    if (!dataset) throw new Error('evaluate: no eval dataset');
-    const loader = new DataLoader(dataset, { batchSize: this.args.perDeviceEvalBatchSize, seed: 0, shuffle: false });
+    const dataset = this.parts.evalDataset ?? null;
+    const hook = this.parts.evalHook ?? null;
+    if (dataset === null && hook === null) throw new Error('evaluate: no eval dataset and no eval hook');
     const model = this.parts.model;
     const training = model.training;
     model.eval();
     const started = Date.now();
-    let [lossSum, batches, samples] = [0, 0, 0];
-    let totals: MetricTotals = { sums: {}, counts: {} };
+    let run: EvalRun = { lossSum: 0, batches: 0, samples: 0, totals: { sums: {}, counts: {} } };
     try {
-      for await (const loaded of loader.epoch(0)) {
-        const plan = this.method.rollouts;
-        if (plan !== undefined) {
-          // An online method's validation: sampled completions scored by the rewards, no loss.
-          totals = mergeMetricTotals(totals, await plan.evaluate(loaded.records));
-          batches += 1;
-          samples += loaded.records.length;
-          continue;
-        }
-        const batch = await this.method.collate(loaded.records);
-        try {
-          // Every method's eval loss is synchronous (only training losses wait on other ranks).
-          const result = await torch.noGrad(() => this.method.loss(batch, batch.counts, 'eval'));
-          lossSum += result.loss.item() as number;
-          result.loss.dispose();
-          totals = mergeMetricTotals(totals, withoutLoss(result.totals));
-          batches += 1;
-          samples += loaded.records.length;
-        } finally {
-          batch.dispose();
-        }
-      }
+      if (dataset !== null) run = await this.#evalLoop(dataset);
     } finally {
       model.train(training);
     }
     const seconds = (Date.now() - started) / 1000;
     const loss: Record<string, number> =
-      this.method.rollouts === undefined ? { loss: lossSum / Math.max(batches, 1) } : {};
-    const metrics: Record<string, number> = { ...loss, ...metricMeans(totals) };
+      this.method.rollouts === undefined && dataset !== null ? { loss: run.lossSum / Math.max(run.batches, 1) } : {};
+    const extra = hook !== null && this.#group.isMain ? await hook() : {};
+    const metrics: Record<string, number> = { ...loss, ...metricMeans(run.totals), ...extra };
     const entry: Record<string, number> = Object.fromEntries(Object.entries(metrics).map(([k, v]) => [`eval_${k}`, v]));
-    Object.assign(entry, {
-      eval_runtime: seconds,
-      eval_samples_per_second: samples / seconds,
-      eval_steps_per_second: batches / seconds,
-    });
+    if (dataset !== null) {
+      Object.assign(entry, {
+        eval_runtime: seconds,
+        eval_samples_per_second: run.samples / seconds,
+        eval_steps_per_second: run.batches / seconds,
+      });
+    }
     this.#reporters?.log({ ...entry, epoch: this.#epochFloat(), step: this.globalStep });
     return entry;
+  }
+
+  // The eval set's batches: the method's eval loss and metrics, or an online method's validation.
+  async #evalLoop(dataset: RecordDataset): Promise<EvalRun> {
+    const loader = new DataLoader(dataset, { batchSize: this.args.perDeviceEvalBatchSize, seed: 0, shuffle: false });
+    let [lossSum, batches, samples] = [0, 0, 0];
+    let totals: MetricTotals = { sums: {}, counts: {} };
+    for await (const loaded of loader.epoch(0)) {
+      const plan = this.method.rollouts;
+      if (plan !== undefined) {
+        // An online method's validation: sampled completions scored by the rewards, no loss.
+        totals = mergeMetricTotals(totals, await plan.evaluate(loaded.records));
+        batches += 1;
+        samples += loaded.records.length;
+        continue;
+      }
+      const batch = await this.method.collate(loaded.records);
+      try {
+        // Every method's eval loss is synchronous (only training losses wait on other ranks).
+        const result = await torch.noGrad(() => this.method.loss(batch, batch.counts, 'eval'));
+        lossSum += result.loss.item() as number;
+        result.loss.dispose();
+        totals = mergeMetricTotals(totals, withoutLoss(result.totals));
+        batches += 1;
+        samples += loaded.records.length;
+      } finally {
+        batch.dispose();
+      }
+    }
+    return { lossSum, batches, samples, totals };
   }
 
   /**
@@ -644,6 +666,14 @@ export class Trainer {
 }
 
 type MicroRecords = Parameters<TrainingMethod['collate']>[0];
+
+/** One pass over the eval set: summed losses, batch and sample counts, the method's metric totals. */
+interface EvalRun {
+  lossSum: number;
+  batches: number;
+  samples: number;
+  totals: MetricTotals;
+}
 
 /** One rank's share of a checkpoint: its open generation and its generator state (base64). */
 interface RankState {
