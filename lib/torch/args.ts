@@ -57,3 +57,60 @@ export function checkDevice(device: unknown, name = 'device', op?: string): Devi
     throw invalidArgument(name, "'cpu', 'cuda' or 'cuda:N'", device, op);
   return device as Device;
 }
+
+/** A plain object ({...} or Object.create(null)): an options bag, not an array, a tensor or a look-alike. */
+export function isPlainObject(value: unknown): value is object {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** An options argument: a plain object, or undefined for none (`f(x, 5)` names the op instead of reading 5.dtype). */
+export function optionsArg<T extends object>(
+  value: T | undefined,
+  op: string,
+  name = 'options',
+): T | Record<string, never> {
+  if (value === undefined) return {};
+  if (!isPlainObject(value)) throw invalidArgument(name, 'an object', value, op);
+  return value;
+}
+
+/** A number or boolean: the scalar form of an operand that may also be a Tensor. */
+export const isScalar = (value: unknown): value is number | boolean =>
+  typeof value === 'number' || typeof value === 'boolean';
+
+/**
+ * Puts `op: ` in front of an error's message unless it already starts so: the JS twin of the
+ * binding's guard(), for errors raised in JS or by a native op of another name (`float` calls `to`).
+ */
+export function namedError(error: unknown, op: string): unknown {
+  if (!(error instanceof Error) || error.message.startsWith(`${op}:`)) return error;
+  const old = error.message;
+  error.message = `${op}: ${old}`;
+  if (typeof error.stack === 'string') error.stack = error.stack.replace(old, error.message);
+  return error;
+}
+
+/** `fn` with its errors named by `op` (namedError). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function namedOp<F extends (...args: any[]) => any>(op: string, fn: F): F {
+  const named = function (this: unknown, ...args: unknown[]) {
+    try {
+      return fn.apply(this, args);
+    } catch (error) {
+      throw namedError(error, op);
+    }
+  };
+  Object.defineProperty(named, 'name', { value: op });
+  return named as F;
+}
+
+/** A copy of a namespace of functions, each naming itself in its errors (namedOp). */
+export function namedOps<T extends object>(namespace: T): T {
+  const entries = Object.entries(namespace).map(([name, value]) => [
+    name,
+    typeof value === 'function' ? namedOp(name, value as (...args: unknown[]) => unknown) : value,
+  ]);
+  return Object.freeze(Object.fromEntries(entries)) as T;
+}

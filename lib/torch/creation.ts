@@ -1,5 +1,13 @@
 // Creating tensors: from JS data, filled, ranges, random, and the *Like forms.
-import { checkDevice, checkInteger, checkNumber, invalidArgument, shapeArgs, type Device } from './args.js';
+import {
+  checkDevice,
+  checkInteger,
+  checkNumber,
+  invalidArgument,
+  isPlainObject,
+  shapeArgs,
+  type Device,
+} from './args.js';
 import { dtypeCode, ELEMENT_SIZE, type DType, type TypedArray } from './dtype.js';
 import { native as N } from './native.js';
 import { handleOf, type Tensor, wrap } from './tensor.js';
@@ -31,7 +39,7 @@ function create(
   defaultDtype: DType,
   op: string,
 ): Tensor {
-  if (typeof options !== 'object' || options === null) {
+  if (!isPlainObject(options)) {
     throw invalidArgument('options', 'an object { dtype, device, requiresGrad }', options, op);
   }
   const t = wrap(make(dtypeFor(options.dtype ?? defaultDtype, op), checkDevice(options.device ?? 'cpu', 'device', op)));
@@ -44,7 +52,7 @@ function create(
 function splitShapeAndOptions(args: ShapeAndOptions, op: string): [number[], TensorOptions] {
   if (args.length > 1 && args[args.length - 1] === undefined) return splitShapeAndOptions(args.slice(0, -1), op);
   const last = args[args.length - 1];
-  const hasOptions = typeof last === 'object' && last !== null && !Array.isArray(last);
+  const hasOptions = isPlainObject(last);
   if (!hasOptions && args.length > 1 && Array.isArray(args[0])) {
     throw invalidArgument('options', 'an object { dtype, device, requiresGrad } after the shape array', last, op);
   }
@@ -128,6 +136,8 @@ export function tensor(
   data: NestedArray | TypedArray,
   options: TensorOptions & { shape?: readonly number[] } = {},
 ): Tensor {
+  if (!isPlainObject(options))
+    throw invalidArgument('options', 'an object { dtype, device, requiresGrad, shape? }', options, 'tensor');
   if (ArrayBuffer.isView(data)) return fromTypedArray(data as TypedArray, options);
   const shape = inferShape(data);
   const values = flatten(data, shape);
@@ -177,7 +187,7 @@ export function frombuffer(
   if (!(buffer instanceof ArrayBuffer) && !ArrayBuffer.isView(buffer)) {
     throw invalidArgument('buffer', 'an ArrayBuffer, a typed array or a Buffer', buffer, 'frombuffer');
   }
-  if (typeof options !== 'object' || options === null) {
+  if (!isPlainObject(options)) {
     throw invalidArgument('options', 'an object { dtype, shape? }', options, 'frombuffer');
   }
   const code = dtypeFor(options.dtype, 'frombuffer');
@@ -268,7 +278,7 @@ function like(
   make: (handle: number, dtype: number | null) => number,
 ): Tensor {
   const handle = handleOf(input, 'input', op);
-  if (typeof options !== 'object' || options === null) {
+  if (!isPlainObject(options)) {
     throw invalidArgument('options', 'an object { dtype, requiresGrad }', options, op);
   }
   const t = wrap(make(handle, options.dtype === undefined ? null : dtypeFor(options.dtype, op)));

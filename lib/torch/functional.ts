@@ -1,25 +1,23 @@
 // torch.* free functions: those with no natural receiver (cat, stack, where) and PyTorch's
 // function spellings of Tensor methods.
-import { checkInteger, invalidArgument } from './args.js';
+import { checkInteger, isScalar } from './args.js';
 import { dtypeCode, isFloatingPoint, type DType } from './dtype.js';
 import { native as N } from './native.js';
-import { handleOf, Tensor, wrap, wrapAll, type Scalar } from './tensor.js';
-
-function handlesOf(tensors: readonly Tensor[], name: string, op: string): number[] {
-  if (!Array.isArray(tensors)) throw invalidArgument(name, 'an array of Tensors', tensors, op);
-  return tensors.map((t, k) => handleOf(t, `${name}[${k}]`, op));
-}
+import { handleList, handleOf, Tensor, tensorArg, wrap, wrapAll, type Scalar } from './tensor.js';
 
 export const cat = (tensors: readonly Tensor[], dim = 0): Tensor =>
-  wrap(N.cat(handlesOf(tensors, 'tensors', 'cat'), checkInteger(dim, 'dim', 'cat')));
+  wrap(N.cat(handleList(tensors, 'tensors', 'cat'), checkInteger(dim, 'dim', 'cat')));
 export const stack = (tensors: readonly Tensor[], dim = 0): Tensor =>
-  wrap(N.stack(handlesOf(tensors, 'tensors', 'stack'), checkInteger(dim, 'dim', 'stack')));
+  wrap(N.stack(handleList(tensors, 'tensors', 'stack'), checkInteger(dim, 'dim', 'stack')));
 
 /** Elementwise choice: input where condition holds, other elsewhere. Scalars broadcast and promote as in PyTorch. */
 export function where(condition: Tensor, input: Tensor | Scalar, other: Tensor | Scalar): Tensor {
   const c = handleOf(condition, 'condition', 'where');
-  const a = input instanceof Tensor ? input : scalarLike(c, input, other);
-  const b = other instanceof Tensor ? other : scalarLike(c, other, input);
+  // Anything but a scalar must be a tensor of ours, checked before a scalar is made a tensor.
+  if (!isScalar(input)) handleOf(input, 'input', 'where');
+  if (!isScalar(other)) handleOf(other, 'other', 'where');
+  const a = isScalar(input) ? scalarLike(c, input, other) : input;
+  const b = isScalar(other) ? scalarLike(c, other, input) : other;
   try {
     return wrap(N.where(c, handleOf(a, 'input', 'where'), handleOf(b, 'other', 'where')));
   } finally {
@@ -35,17 +33,14 @@ function scalarLike(condition: number, value: Scalar, other: Tensor | Scalar): T
   const scalarType = (v: Scalar): DType =>
     typeof v === 'boolean' ? 'bool' : Number.isInteger(v) ? 'int64' : 'float32';
   let dtype: DType = scalarType(value);
-  if (other instanceof Tensor) dtype = fraction && !isFloatingPoint(other.dtype) ? 'float32' : other.dtype;
+  if (Tensor.isTensor(other)) dtype = fraction && !isFloatingPoint(other.dtype) ? 'float32' : other.dtype;
   else if (scalarType(other) === 'float32' && dtype !== 'bool') dtype = 'float32';
   return wrap(N.fullLike(condition, value, dtypeCode(dtype)));
 }
 
 // The function spellings call the method on their first argument: one that is not a tensor (or a
 // look-alike made from the prototype) is refused naming the function, before any method runs.
-function self(input: unknown, op: string, name = 'input'): Tensor {
-  if (!Tensor.isTensor(input)) throw invalidArgument(name, 'a Tensor', input, op);
-  return input;
-}
+const self = (input: unknown, op: string, name = 'input'): Tensor => tensorArg(input, name, op);
 
 export const add = (input: Tensor, other: Tensor | Scalar, alpha?: number): Tensor =>
   self(input, 'add').add(other, alpha);

@@ -1,11 +1,11 @@
 // torch.nn.functional: the layers' math as functions, with PyTorch's argument names and defaults.
-import { checkNumber, invalidArgument } from './args.js';
+import { checkIntegers, checkNumber, invalidArgument } from './args.js';
 import { native as N } from './native.js';
-import { handleOf, optionalHandle, type Tensor, wrap } from './tensor.js';
+import { handleOf, optionalHandle, type Tensor, tensorArg, wrap } from './tensor.js';
 
 type Pair = number | readonly number[];
 const expandTo = (value: Pair, n: number, name: string, op: string): number[] => {
-  const list = typeof value === 'number' ? Array<number>(n).fill(value) : [...value];
+  const list = typeof value === 'number' ? Array<number>(n).fill(value) : Array.isArray(value) ? [...value] : [];
   if (list.length !== n || !list.every(Number.isInteger))
     throw invalidArgument(name, `an integer or ${n} integers`, value, op);
   return list;
@@ -107,7 +107,7 @@ export const layerNorm = (
   wrap(
     N.layerNorm(
       handleOf(input, 'input', 'layerNorm'),
-      [...normalizedShape],
+      checkIntegers(normalizedShape, 'normalizedShape', 'layerNorm'),
       optionalHandle(weight, 'weight', 'layerNorm'),
       optionalHandle(bias, 'bias', 'layerNorm'),
       checkNumber(eps, 'eps', 'layerNorm'),
@@ -121,15 +121,16 @@ export function dropout(input: Tensor, p = 0.5, training = true): Tensor {
 
 export const gelu = (input: Tensor, options: { approximate?: 'none' | 'tanh' } = {}): Tensor =>
   wrap(N.gelu(handleOf(input, 'input', 'gelu'), options.approximate ?? 'none'));
-export const silu = (input: Tensor): Tensor => input.silu();
-export const relu = (input: Tensor): Tensor => input.relu();
-export const sigmoid = (input: Tensor): Tensor => input.sigmoid();
-export const tanh = (input: Tensor): Tensor => input.tanh();
+export const silu = (input: Tensor): Tensor => tensorArg(input, 'input', 'silu').silu();
+export const relu = (input: Tensor): Tensor => tensorArg(input, 'input', 'relu').relu();
+export const sigmoid = (input: Tensor): Tensor => tensorArg(input, 'input', 'sigmoid').sigmoid();
+export const tanh = (input: Tensor): Tensor => tensorArg(input, 'input', 'tanh').tanh();
 export const logsigmoid = (input: Tensor): Tensor => wrap(N.logsigmoid(handleOf(input, 'input', 'logsigmoid')));
 export const softplus = (input: Tensor, options: { beta?: number; threshold?: number } = {}): Tensor =>
   wrap(N.softplus(handleOf(input, 'input', 'softplus'), options.beta ?? 1, options.threshold ?? 20));
-export const softmax = (input: Tensor, dim: number): Tensor => input.softmax(dim);
-export const logSoftmax = (input: Tensor, dim: number): Tensor => input.logSoftmax(dim);
+export const softmax = (input: Tensor, dim: number): Tensor => tensorArg(input, 'input', 'softmax').softmax(dim);
+export const logSoftmax = (input: Tensor, dim: number): Tensor =>
+  tensorArg(input, 'input', 'logSoftmax').logSoftmax(dim);
 
 export type Reduction = 'none' | 'mean' | 'sum';
 const REDUCTION: Record<Reduction, number> = { none: 0, mean: 1, sum: 2 };

@@ -1,6 +1,17 @@
 // The Tensor: one owned native handle plus PyTorch's methods in camelCase. Every method is a thin
 // call into the addon; arguments are checked here so the addon only sees well-typed values.
-import { checkBoolean, checkDevice, checkInteger, dimsArg, invalidArgument, shapeArgs, type Device } from './args.js';
+import {
+  checkBoolean,
+  checkDevice,
+  checkInteger,
+  checkIntegers,
+  dimsArg,
+  invalidArgument,
+  namedOp,
+  optionsArg,
+  shapeArgs,
+  type Device,
+} from './args.js';
 import { dtypeCode, dtypeFromCode, TYPED_ARRAY, type DType, type TypedArray } from './dtype.js';
 import { formatTensor } from './format.js';
 import { native as N } from './native.js';
@@ -14,11 +25,24 @@ type Dims = number | readonly number[];
  * `Object.create(Tensor.prototype)` has no private handle and is refused like any other non-tensor.
  */
 export function handleOf(value: unknown, name: string, op?: string): number {
-  if (!Tensor.isTensor(value)) throw invalidArgument(name, 'a Tensor', value, op);
+  if (!Tensor.isTensor(value)) throw notATensor(value, name, op);
   const handle = value.handle;
   if (handle === 0)
     throw new Error(`${op === undefined ? '' : `${op}: `}${name}: the tensor was disposed and cannot be used`);
   return handle;
+}
+
+/** `value` itself when it is a live tensor of ours (handleOf's checks), for calls that use its methods. */
+export function tensorArg(value: unknown, name: string, op: string): Tensor {
+  handleOf(value, name, op);
+  return value as Tensor;
+}
+
+// A look-alike (from Tensor.prototype) says so: "received an object of type Tensor" alone would puzzle.
+function notATensor(value: unknown, name: string, op?: string): TypeError {
+  const { message } = invalidArgument(name, 'a Tensor', value, op);
+  const lookAlike = value instanceof Tensor ? ' (a look-alike: only tensors made by vlalign are accepted)' : '';
+  return new TypeError(message + lookAlike);
 }
 
 // Proof of construction from inside lib/torch: the constructor takes no id without it, so user code
@@ -32,6 +56,13 @@ const wrapAll = (handles: number[]): Tensor[] => handles.map(wrap);
 const optionalHandle = (value: Tensor | null | undefined, name: string, op?: string): number =>
   value === null || value === undefined ? 0 : handleOf(value, name, op);
 const optionalDtype = (dtype: DType | undefined): number | null => (dtype === undefined ? null : dtypeCode(dtype));
+
+/** The ids of an array of tensors; with `optional`, null / undefined entries are 0 (a full slice in `index`). */
+export function handleList(value: unknown, name: string, op: string, optional = false): number[] {
+  if (!Array.isArray(value))
+    throw invalidArgument(name, `an array of Tensors${optional ? ' or nulls' : ''}`, value, op);
+  return value.map((t, k) => (optional ? optionalHandle(t, `${name}[${k}]`, op) : handleOf(t, `${name}[${k}]`, op)));
+}
 
 function scalarOrTensor(
   self: Tensor,
@@ -214,7 +245,7 @@ export class Tensor {
         ? /^(cpu|cuda)/.test(target)
           ? { device: target as Device }
           : { dtype: target as DType }
-        : target;
+        : optionsArg(target, 'to', 'target');
     const device = options.device === undefined ? null : checkDevice(options.device, undefined, 'to');
     return wrap(N.to(this.#handle, optionalDtype(options.dtype), device, options.copy ?? false));
   }
@@ -573,7 +604,7 @@ export class Tensor {
   indexPut_(indices: ReadonlyArray<Tensor | null>, values: Tensor, accumulate = false): this {
     N.indexPut_(
       this.#handle,
-      indices.map((t, k) => optionalHandle(t, `indices[${k}]`, 'indexPut_')),
+      handleList(indices, 'indices', 'indexPut_', true),
       handleOf(values, 'values', 'indexPut_'),
       accumulate,
     );
@@ -591,10 +622,12 @@ export class Tensor {
   // ---- reductions -------------------------------------------------------------------------------
 
   sum(dim?: Dims, keepdim = false, options: { dtype?: DType } = {}): Tensor {
-    return wrap(N.sum(this.#handle, this.#reducedDims(dim, keepdim, 'sum'), keepdim, optionalDtype(options.dtype)));
+    const { dtype } = optionsArg(options, 'sum');
+    return wrap(N.sum(this.#handle, this.#reducedDims(dim, keepdim, 'sum'), keepdim, optionalDtype(dtype)));
   }
   mean(dim?: Dims, keepdim = false, options: { dtype?: DType } = {}): Tensor {
-    return wrap(N.mean(this.#handle, this.#reducedDims(dim, keepdim, 'mean'), keepdim, optionalDtype(options.dtype)));
+    const { dtype } = optionsArg(options, 'mean');
+    return wrap(N.mean(this.#handle, this.#reducedDims(dim, keepdim, 'mean'), keepdim, optionalDtype(dtype)));
   }
   // keepdim over every dim needs the dims spelled out (libtorch's all-dims overloads drop keepdim).
   #reducedDims(dim: Dims | undefined, keepdim: boolean, op: string): number[] | null {
@@ -664,16 +697,20 @@ export class Tensor {
     return wrap(N.any(this.#handle, dim ?? null, keepdim));
   }
   cumsum(dim: number, options: { dtype?: DType } = {}): Tensor {
-    return wrap(N.cumsum(this.#handle, dim, optionalDtype(options.dtype)));
+    const { dtype } = optionsArg(options, 'cumsum');
+    return wrap(N.cumsum(this.#handle, dim, optionalDtype(dtype)));
   }
   cumprod(dim: number, options: { dtype?: DType } = {}): Tensor {
-    return wrap(N.cumprod(this.#handle, dim, optionalDtype(options.dtype)));
+    const { dtype } = optionsArg(options, 'cumprod');
+    return wrap(N.cumprod(this.#handle, dim, optionalDtype(dtype)));
   }
   softmax(dim: number, options: { dtype?: DType } = {}): Tensor {
-    return wrap(N.softmax(this.#handle, dim, optionalDtype(options.dtype)));
+    const { dtype } = optionsArg(options, 'softmax');
+    return wrap(N.softmax(this.#handle, dim, optionalDtype(dtype)));
   }
   logSoftmax(dim: number, options: { dtype?: DType } = {}): Tensor {
-    return wrap(N.logSoftmax(this.#handle, dim, optionalDtype(options.dtype)));
+    const { dtype } = optionsArg(options, 'logSoftmax');
+    return wrap(N.logSoftmax(this.#handle, dim, optionalDtype(dtype)));
   }
   sort(dim = -1, descending = false, stable = false): [Tensor, Tensor] {
     return wrapAll(N.sort(this.#handle, dim, descending, stable)) as [Tensor, Tensor];
@@ -710,7 +747,7 @@ export class Tensor {
     return wrap(N.expand(this.#handle, shapeArgs(shape, undefined, 'expand')));
   }
   expandAs(other: Tensor): Tensor {
-    return wrap(N.expand(this.#handle, other.shape));
+    return wrap(N.expand(this.#handle, N.shape(handleOf(other, 'other', 'expandAs'))));
   }
   repeat(...repeats: Array<number | readonly number[]>): Tensor {
     return wrap(N.repeat(this.#handle, shapeArgs(repeats, 'repeats', 'repeat')));
@@ -722,7 +759,7 @@ export class Tensor {
     return wrap(N.flatten(this.#handle, startDim, endDim));
   }
   unflatten(dim: number, sizes: readonly number[]): Tensor {
-    return wrap(N.unflatten(this.#handle, dim, sizes));
+    return wrap(N.unflatten(this.#handle, dim, checkIntegers(sizes, 'sizes', 'unflatten')));
   }
   squeeze(dim?: number): Tensor {
     return wrap(N.squeeze(this.#handle, dim ?? null));
@@ -752,7 +789,8 @@ export class Tensor {
     return wrap(N.select(this.#handle, dim, index));
   }
   split(splitSize: number | readonly number[], dim = 0): Tensor[] {
-    return wrapAll(N.split(this.#handle, splitSize, dim));
+    const sizes = typeof splitSize === 'number' ? splitSize : checkIntegers(splitSize, 'splitSize', 'split');
+    return wrapAll(N.split(this.#handle, sizes, dim));
   }
   chunk(chunks: number, dim = 0): Tensor[] {
     return wrapAll(N.chunk(this.#handle, chunks, dim));
@@ -792,12 +830,7 @@ export class Tensor {
   }
   /** Advanced indexing, Python's a[i0, i1, ...] with index tensors; null stands for ':'. */
   index(indices: ReadonlyArray<Tensor | null>): Tensor {
-    return wrap(
-      N.index(
-        this.#handle,
-        indices.map((t, k) => optionalHandle(t, `indices[${k}]`, 'index')),
-      ),
-    );
+    return wrap(N.index(this.#handle, handleList(indices, 'indices', 'index', true)));
   }
   maskedSelect(mask: Tensor): Tensor {
     return wrap(N.maskedSelect(this.#handle, handleOf(mask, 'mask', 'maskedSelect')));
@@ -817,6 +850,22 @@ export class Tensor {
   bmm(other: Tensor): Tensor {
     return wrap(N.bmm(this.#handle, handleOf(other, 'mat2', 'bmm')));
   }
+}
+
+// Every method names itself in its errors (an argument the addon refuses is reported under the
+// native op's name, which is not always the method's: float() calls `to`), and refuses a look-alike
+// `this` such as Object.create(Tensor.prototype) before its body reads the private handle.
+for (const name of Object.getOwnPropertyNames(Tensor.prototype)) {
+  const descriptor = Object.getOwnPropertyDescriptor(Tensor.prototype, name)!;
+  const method = descriptor.value as unknown;
+  if (name === 'constructor' || typeof method !== 'function') continue;
+  const checked = function (this: unknown, ...args: unknown[]): unknown {
+    if (!Tensor.isTensor(this)) throw notATensor(this, 'this', name);
+    return method.apply(this, args);
+  };
+  // backward runs user code (JS autograd functions): what it throws must reach the caller as thrown.
+  const value = name === 'backward' ? checked : namedOp(name, checked);
+  Object.defineProperty(Tensor.prototype, name, { ...descriptor, value });
 }
 
 function scalarOrTensorAlpha(self: Tensor, other: Tensor | Scalar, op: 'add' | 'sub', alpha: number): Tensor {

@@ -66,3 +66,73 @@ describe("torch's function spellings of Tensor methods refuse a non-tensor by na
     expect(torch.pow(2, torch.tensor([3])).toArray()).toEqual([8]);
   });
 });
+
+// Fuzz run 3 (docs/fuzz.md) left 46 op errors that did not name the op: a look-alike or a disposed
+// tensor where a list or options object belongs, and native ops of another name (float -> to).
+describe('Tensor methods and nn.functional name the op whatever the arguments', () => {
+  const F = torch.nn.functional as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const method = (t: torch.Tensor, name: string, ...args: unknown[]) => () =>
+    (t as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!(...args);
+  const disposed = (): torch.Tensor => {
+    const t = torch.ones([2]);
+    t.dispose();
+    return t;
+  };
+  const x = torch.ones([2, 1]);
+  const METHOD_CASES: Array<[string, unknown[], RegExp]> = [
+    ['index', [forged], /^index: expected an array of Tensors or nulls for indices but received an object/],
+    ['index', [], /^index: expected an array of Tensors or nulls for indices but received undefined/],
+    ['indexPut_', [64, 4], /^indexPut_: expected an array of Tensors or nulls for indices but received 64/],
+    ['mean', [undefined, false, disposed()], /^mean: expected an object for options/],
+    ['softmax', [0, forged], /^softmax: expected an object for options/],
+    ['expandAs', [4], /^expandAs: expected a Tensor for other but received 4/],
+    ['expandAs', [disposed()], /^expandAs: other: the tensor was disposed/],
+    ['to', [disposed()], /^to: expected an object for target/],
+    ['unflatten', [0, forged], /^unflatten: expected an array of integers for sizes/],
+    ['split', [[1.5]], /^split: expected an array of integers for splitSize/],
+    // native ops named otherwise: logical_or, to
+    ['logicalOr', [torch.ones([3, 3])], /^logicalOr: logical_or: The size of tensor a/],
+  ];
+  it.each(METHOD_CASES)('Tensor.%s', (name, args, pattern) => {
+    expect(method(x, name, ...args)).toThrow(pattern);
+  });
+
+  it('a method called on a look-alike this names itself before reading the handle', () => {
+    expect(() => torch.Tensor.prototype.exp.call(forged)).toThrow(
+      /^exp: expected a Tensor for this but received an object of type Tensor \(a look-alike/,
+    );
+    expect(() => F.silu!(forged)).toThrow(/^silu: expected a Tensor for input .*look-alike/);
+    expect(() => F.logSoftmax!(forged, 0)).toThrow(/^logSoftmax: expected a Tensor for input/);
+  });
+
+  it('functional forms refuse a non-list shape, a list operand and a null options object by name', () => {
+    expect(() => F.layerNorm!(x, forged)).toThrow(/^layerNorm: expected an array of integers for normalizedShape/);
+    expect(() => F.layerNorm!(x, undefined)).toThrow(/^layerNorm: expected an array of integers for normalizedShape/);
+    const c = torch.ones([3], { dtype: 'bool' });
+    expect(() => loose.where!(c, [x])).toThrow(/^where: expected a Tensor for input but received an array/);
+    expect(() => loose.where!(c)).toThrow(/^where: expected a Tensor for input but received undefined/);
+    expect(() => loose.where!(c, 1, forged)).toThrow(/^where: expected a Tensor for other/);
+    expect(() => F.crossEntropy!(x, x, null)).toThrow(/^crossEntropy: /);
+  });
+
+  it('creation options must be a plain object, not a tensor', () => {
+    expect(() => loose.ones!([7], forged)).toThrow(/^ones: expected an object .* for options/);
+    expect(() => loose.onesLike!(x, disposed())).toThrow(/^onesLike: expected an object .* for options/);
+    expect(() => loose.arange!(3, disposed())).toThrow(/^arange: expected an object .* for options/);
+    expect(() => loose.tensor!([1], forged)).toThrow(/^tensor: expected an object .* for options/);
+  });
+
+  it('valid calls work as before', () => {
+    // layerNorm against the formula: (v - mean) / sqrt(var + eps), biased variance
+    const v = [1, 2, 4];
+    const mean = (v[0]! + v[1]! + v[2]!) / 3;
+    const variance = v.reduce((s, a) => s + (a - mean) ** 2, 0) / 3;
+    const got = (F.layerNorm!(torch.tensor(v, { dtype: 'float32' }), [3]) as torch.Tensor).toArray() as number[];
+    got.forEach((g, k) => expect(g).toBeCloseTo((v[k]! - mean) / Math.sqrt(variance + 1e-5), 5));
+    const t = torch.tensor([10, 20, 30]);
+    expect(t.index([torch.tensor([2, 0])]).toArray()).toEqual([30, 10]);
+    expect(torch.where(torch.tensor([true, false]), 1.5, torch.tensor([0, 0])).toArray()).toEqual([1.5, 0]);
+    expect(x.expandAs(torch.ones([2, 3])).shape).toEqual([2, 3]);
+    expect(x.mean(undefined, false, { dtype: 'float64' }).dtype).toBe('float64');
+  });
+});
