@@ -6,7 +6,8 @@
 // - DPO with eval_preference_accuracy: each logged value equals the accuracy computed here from
 //   summed completion log-probs of policy (checkpoint-N) and reference (the source checkpoint),
 //   one unpadded row at a time with log_softmax + gather;
-// - bad settings are errors naming the key.
+// - bad settings are errors naming the key;
+// - on 2 Gloo ranks (fixtures/eval_hook_worker.ts) rank 0 alone reads the prompts and logs.
 import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -23,6 +24,7 @@ import { evalHookOf } from '../../lib/train/eval_hook.js';
 import { readMetricsLog } from '../../lib/train/metrics_log.js';
 import { writeTinyCheckpoint } from '../../lib/tiny/index.js';
 import { pngOf } from '../eval/fixtures.js';
+import { freePort, resultOf, RUN_TS, start } from '../distributed/ranks.js';
 
 const root = fs.mkdtempSync(path.join(tmpdir(), 'vlalign-eval-hook-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -342,4 +344,40 @@ describe('evalHookOf (createTrainer API)', () => {
   it('nothing asked: no hook', () => {
     expect(evalHookOf({ method: 'dpo', model: none, processor: none, args })).toBeNull();
   });
+});
+
+describe('two Gloo ranks', () => {
+  it('rank 0 alone runs the hook and logs eval_exact_match; rank 1 reads no prompt', async () => {
+    const port = await freePort();
+    const out = path.join(root, 'runs/ranks');
+    const env = (rank: number): NodeJS.ProcessEnv => ({
+      ...process.env,
+      OMP_NUM_THREADS: '1',
+      EVAL_HOOK_SPEC: JSON.stringify({ tiny: tinyDir, trainFile: path.join(root, 'sft.jsonl'), out }),
+      RANK: String(rank),
+      LOCAL_RANK: String(rank),
+      WORLD_SIZE: '2',
+      LOCAL_WORLD_SIZE: '2',
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: String(port),
+    });
+    const worker = path.join(import.meta.dirname, 'fixtures/eval_hook_worker.ts');
+    const ranks = [0, 1].map((r) => start(process.execPath, [RUN_TS, worker], env(r)));
+    const limit = setTimeout(() => {
+      for (const { child } of ranks) if (child.exitCode === null) child.kill('SIGKILL');
+    }, 150_000);
+    const runs = await Promise.all(ranks.map((r) => r.done)).finally(() => clearTimeout(limit));
+    const [zero, one] = runs.map(resultOf);
+    expect(zero).toMatchObject({ rank: 0, globalStep: 2, reads: 6 }); // 3 prompts at steps 1 and 2
+    expect(one).toMatchObject({ rank: 1, globalStep: 2, reads: 0 });
+    const logged = evalEntries(out);
+    expect(logged.map((e) => e.step)).toEqual([1, 2]);
+    for (const entry of logged) {
+      expect(
+        Object.keys(entry)
+          .filter((k) => k.startsWith('eval_'))
+          .sort(),
+      ).toEqual(['eval_exact_match', 'eval_exact_match/toy']);
+    }
+  }, 200_000);
 });
