@@ -58,3 +58,4 @@ export {
   type EvalResults,
 } from './results.js';
 export { openQuestions, QUESTION_FORMATS, type QuestionFormat, type QuestionOptions } from './question_data.js';
+export { openPromptSet, parsePromptSetSpec, PROMPT_SET_FORMATS, type PromptSetOptions } from './prompt_set.js';
