@@ -19,7 +19,14 @@ import {
   withImagePlaceholders,
 } from './internvl_template.js';
 import type { ChatMessage } from './messages.js';
-import { parseSample, resolveImages, sampleSegments, type ConversationRenderer, type Sample } from './sample.js';
+import {
+  parseSample,
+  resolveImages,
+  sampleSegments,
+  templateOrigin,
+  type ConversationRenderer,
+  type Sample,
+} from './sample.js';
 import { templateSegments, tokenizeSegments, type Encoded, type LabelOptions } from './segments.js';
 import { TextTokenizer } from './tokenizer.js';
 
@@ -106,12 +113,14 @@ export class InternVLProcessor {
   /** Token ids and labels of one sample; `tilesPerImage` gives each image's tile count. */
   encode(sample: Sample, tilesPerImage: readonly number[], index = 0): Encoded {
     const where = `samples[${index}]`;
-    const encoded = this.tokenize(parseSample(sample, index), where);
+    const parsed = parseSample(sample, index);
+    const encoded = this.tokenize(parsed, where);
     return expandPlaceholders(
       encoded,
       this.imageContext,
       tilesPerImage.map((t) => t * this.settings.tokensPerTile),
       where,
+      this.#renderedBy(parsed),
     );
   }
 
@@ -121,7 +130,7 @@ export class InternVLProcessor {
     // Text first: a placeholder mismatch is reported before any pixel work.
     const encoded = list.map((s, i) => {
       const e = this.tokenize(s, `samples[${i}]`);
-      checkPlaceholderCount(e.ids, this.imageContext, s.images!.length, `samples[${i}]`);
+      checkPlaceholderCount(e.ids, this.imageContext, s.images!.length, `samples[${i}]`, this.#renderedBy(s));
       return e;
     });
     const images = await Promise.all(list.map((s) => resolveImages(s.images!)));
@@ -139,6 +148,11 @@ export class InternVLProcessor {
       const batch = padBatch(rows, padId, this.options.paddingSide ?? this.tokenizer.paddingSide);
       return { ...batch, ...visionInputs(vision.filter((v): v is InternvlPixelValues => v !== null)) };
     });
+  }
+
+  // The template file a placeholder error names; remote code renders with its built-in template.
+  #renderedBy(sample: Sample): string | undefined {
+    return this.settings.mode === 'remote' ? undefined : templateOrigin(sample, this.chatTemplate);
   }
 
   #tilingOf(sample: Sample): InternvlPixelOptions {

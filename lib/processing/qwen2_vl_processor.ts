@@ -7,11 +7,18 @@ import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { padBatch, resolvePadTokenId, type PaddingSide, type TokenBatch } from './batch.js';
 import { loadChatTemplate, type ChatTemplate, type TemplateLoadOptions } from './chat_template.js';
-import { checkPlaceholderCount, expandPlaceholders, type Placeholder } from './expand.js';
+import { checkPlaceholderCount, expandPlaceholders, renderedByNote, type Placeholder } from './expand.js';
 import { readOptionalJson } from './files.js';
 import { qwen2VlImageOptionsFromConfig, qwen2VlPixelValues, type Qwen2VlImageOptions } from './image/index.js';
 import type { ChatMessage } from './messages.js';
-import { parseSample, resolveImages, sampleSegments, type ConversationRenderer, type Sample } from './sample.js';
+import {
+  parseSample,
+  resolveImages,
+  sampleSegments,
+  templateOrigin,
+  type ConversationRenderer,
+  type Sample,
+} from './sample.js';
 import { templateSegments, tokenizeSegments, type Encoded, type LabelOptions } from './segments.js';
 import { TextTokenizer } from './tokenizer.js';
 
@@ -39,6 +46,7 @@ export class Qwen2VlProcessor {
   readonly imagePad: Placeholder;
   readonly mergeSize: number;
   private readonly imageOptions: Qwen2VlImageOptions;
+  private readonly imageSettingsFrom: string;
   private readonly videoPadId: number | null;
   private readonly renderer: ConversationRenderer | null;
 
@@ -54,6 +62,7 @@ export class Qwen2VlProcessor {
     readonly source = '(in-memory processor)',
   ) {
     const file = join(source, 'preprocessor_config.json');
+    this.imageSettingsFrom = options.image === undefined ? file : `${file} and options.image`;
     this.imageOptions = { ...qwen2VlImageOptionsFromConfig(preprocessorConfig ?? {}, file), ...options.image };
     this.mergeSize = this.imageOptions.mergeSize;
     this.imagePad = { id: tokenizer.tokenToId('<|image_pad|>'), token: '<|image_pad|>' };
@@ -93,12 +102,14 @@ export class Qwen2VlProcessor {
   /** Token ids and labels of one sample, its image placeholders expanded for `grids` (one per image). */
   encode(sample: Sample, grids: readonly Grid[], index = 0): Encoded {
     const where = `samples[${index}]`;
-    const encoded = this.tokenize(parseSample(sample, index), where);
+    const parsed = parseSample(sample, index);
+    const encoded = this.tokenize(parsed, where);
     return expandPlaceholders(
       encoded,
       this.imagePad,
       grids.map((g) => this.tokensPerImage(g)),
       where,
+      templateOrigin(parsed, this.chatTemplate),
     );
   }
 
@@ -108,12 +119,18 @@ export class Qwen2VlProcessor {
     // Text first: a placeholder mismatch is reported before any pixel work.
     const encoded = list.map((s, i) => {
       const e = this.tokenize(s, `samples[${i}]`);
-      checkPlaceholderCount(e.ids, this.imagePad, s.images!.length, `samples[${i}]`);
+      checkPlaceholderCount(
+        e.ids,
+        this.imagePad,
+        s.images!.length,
+        `samples[${i}]`,
+        templateOrigin(s, this.chatTemplate),
+      );
       return e;
     });
     const images = await resolveImages(list.flatMap((s) => s.images!));
     return torch.tidy(() => {
-      const vision = images.length > 0 ? qwen2VlPixelValues(images, this.imageOptions) : null;
+      const vision = images.length > 0 ? this.pixelValues(images) : null;
       let next = 0;
       const rows = encoded.map((e, i) => {
         const first = next;
@@ -132,10 +149,25 @@ export class Qwen2VlProcessor {
     });
   }
 
+  // smartResize refuses an image smaller than patch_size × merge_size (or a resize outside the
+  // pixel bounds): the sizes come from preprocessor_config.json, so the error names it.
+  private pixelValues(images: Parameters<typeof qwen2VlPixelValues>[0]): ReturnType<typeof qwen2VlPixelValues> {
+    try {
+      return qwen2VlPixelValues(images, this.imageOptions);
+    } catch (error) {
+      const o = this.imageOptions;
+      const settings = `patch_size ${o.patchSize}, merge_size ${o.mergeSize}, min_pixels ${o.minPixels}, max_pixels ${o.maxPixels}`;
+      throw new RangeError(`${(error as Error).message} (settings from ${this.imageSettingsFrom}: ${settings})`, {
+        cause: error,
+      });
+    }
+  }
+
   private tokenize(sample: Sample, where: string): Encoded {
     const encoded = tokenizeSegments(this.tokenizer, sampleSegments(sample, this.renderer, where), this.options);
     if (this.videoPadId !== null && encoded.ids.includes(this.videoPadId)) {
-      throw new Error(`${where}: the prompt holds <|video_pad|>; videos are not supported`);
+      const note = renderedByNote(templateOrigin(sample, this.chatTemplate));
+      throw new Error(`${where}: the prompt holds <|video_pad|>; videos are not supported${note}`);
     }
     return encoded;
   }

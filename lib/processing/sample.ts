@@ -79,6 +79,12 @@ export function parseSample(value: unknown, index: number): Sample {
 }
 
 /** The sample's segments; `renderer` is null when the checkpoint has no chat template. */
+/** The chat template's origin when `sample`'s text is its rendering (messages, not a prompt string). */
+export function templateOrigin(sample: Sample, template: { origin: string } | null): string | undefined {
+  const rendered = sample.messages !== undefined || typeof sample.prompt !== 'string';
+  return rendered ? template?.origin : undefined;
+}
+
 export function sampleSegments(sample: Sample, renderer: ConversationRenderer | null, where: string): Segment[] {
   const need = (): ConversationRenderer => {
     if (renderer === null)

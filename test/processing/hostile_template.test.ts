@@ -9,7 +9,7 @@ import * as processing from '../../lib/processing/index.js';
 import { parseMessages } from '../../lib/processing/messages.js';
 import type { TemplateLimits } from '../../lib/processing/template_sandbox.js';
 import { TextTokenizer } from '../../lib/processing/tokenizer.js';
-import { QWEN2_VL_TEMPLATE, tinyDir } from './helpers.js';
+import { IMAGES, QWEN2_VL_TEMPLATE, realQwenDir, tinyDir } from './helpers.js';
 
 const messages = parseMessages([{ role: 'user', content: [{ type: 'text', text: 'hi' }] }], 'messages');
 const EXPECTED_QWEN = '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n';
@@ -94,5 +94,42 @@ describe('rendering hostile chat templates', () => {
   it('rejects a non-positive limit by name', () => {
     const template = new ChatTemplate('x', 'bad limits', {}, { timeoutMs: 0 });
     expect(() => template.render(messages)).toThrow(/templateLimits\.timeoutMs but received 0/);
+  });
+});
+
+// Fuzz run 3 (docs/fuzz.md): a template that renders the prompt without its image placeholder, and
+// a preprocessor_config.json whose patch_size × merge_size exceeds the image, were refused without
+// naming the file at fault.
+describe('errors caused by a checkpoint file name it', () => {
+  const img140 = join(IMAGES, 'img_140x140.png');
+  const withImage = {
+    prompt: [{ role: 'user' as const, content: [{ type: 'image' as const }, { type: 'text' as const, text: 'hi' }] }],
+    images: [img140],
+  };
+  const escaped = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+  it('a template that drops the image parts is named as what rendered the prompt', async () => {
+    const dir = await realQwenDir();
+    await writeFile(join(dir, 'chat_template.jinja'), '{{ messages[-99].content }}{{ messages[0].role }}');
+    const processor = (await processing.fromPretrained(dir)) as processing.Qwen2VlProcessor;
+    const file = escaped(join(dir, 'chat_template.jinja'));
+    const pattern = new RegExp(
+      `^samples\\[0\\]: the prompt has 0 <\\|image_pad\\|> placeholder\\(s\\) but 1 image\\(s\\) were given \\(the prompt as ${file} rendered it\\)$`,
+    );
+    await expect(processor.process(withImage)).rejects.toThrow(pattern);
+    expect(() => processor.encode(withImage, [[1, 10, 10]])).toThrow(pattern);
+    // A prompt string is the caller's text: no template to blame.
+    await expect(processor.process({ prompt: 'hi', images: [img140] })).rejects.toThrow(/were given$/);
+  });
+
+  it('an image smaller than patch_size × merge_size names preprocessor_config.json and its sizes', async () => {
+    const dir = await realQwenDir();
+    await writeFile(join(dir, 'preprocessor_config.json'), JSON.stringify({ merge_size: 11 }));
+    const processor = (await processing.fromPretrained(dir)) as processing.Qwen2VlProcessor;
+    const file = escaped(join(dir, 'preprocessor_config.json'));
+    // 14 × 11 = 154 > 140: smartResize refuses the image (as transformers' smart_resize does).
+    await expect(processor.process(withImage)).rejects.toThrow(
+      new RegExp(`at least factor 154 \\(settings from ${file}: patch_size 14, merge_size 11,`),
+    );
   });
 });
