@@ -25,4 +25,14 @@ export {
   type ZeroStage,
   type ZeroOptions,
   type ZeroBytes,
+  type ZeroShardView,
 } from './zero.js';
+export {
+  saveZeroCheckpoint,
+  loadZeroCheckpoint,
+  saveZeroConsolidated,
+  readZeroIndex,
+  zeroShardFile,
+  ZERO_INDEX,
+  type ZeroIndex,
+} from './zero_checkpoint.js';

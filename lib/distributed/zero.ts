@@ -40,6 +40,20 @@ export interface ZeroBytes {
   optimizer: number;
 }
 
+/** A flat buffer's layout and this rank's tensors of it, for sharded checkpoints (zero_checkpoint.ts). */
+export interface ZeroShardView {
+  unit: number;
+  dtype: DType;
+  trainable: boolean;
+  total: number;
+  shardSize: number;
+  shapes: number[][];
+  /** This rank's slice of the flat parameters (written into in place on load). */
+  shard: Tensor;
+  /** The optimizer's state of the shard ({} for frozen buffers and before the first step). */
+  state: Record<string, Tensor | number>;
+}
+
 /** One unit's parameters of one dtype (trainable or frozen), flattened and sharded. */
 interface FlatBucket {
   unit: number;
@@ -171,11 +185,19 @@ export class ZeroRedundancy {
   /** The optimizer over this rank's flat shards (its state is the shards' only). */
   readonly optimizer: Optimizer<{ lr: number }>;
   readonly #buckets: FlatBucket[];
+  readonly #units: Tensor[][];
   #gathered = true;
   #disposed = false;
 
-  private constructor(stage: ZeroStage, group: ProcessGroupInfo, buckets: FlatBucket[], options: ZeroOptions) {
+  private constructor(
+    stage: ZeroStage,
+    group: ProcessGroupInfo,
+    units: Tensor[][],
+    buckets: FlatBucket[],
+    options: ZeroOptions,
+  ) {
     this.stage = stage;
+    this.#units = units;
     this.worldSize = group.worldSize;
     this.rank = group.rank;
     this.#buckets = buckets;
@@ -204,7 +226,7 @@ export class ZeroRedundancy {
     }
     const buckets = bucketsOf(checked, stage, current);
     await checkSameLayout(buckets, checked.length, current);
-    const zero = new ZeroRedundancy(stage, current, buckets, options);
+    const zero = new ZeroRedundancy(stage, current, checked, buckets, options);
     if (stage === 3) zero.#release();
     return zero;
   }
@@ -280,6 +302,61 @@ export class ZeroRedundancy {
       for (const p of b.params) p.grad = null;
       b.gradShard?.dispose();
       b.gradShard = null;
+    }
+  }
+
+  /** Every flat buffer's layout, shard and optimizer state, in a fixed order (sharded checkpoints). */
+  shardViews(): ZeroShardView[] {
+    this.#checkAlive('shardViews');
+    return this.#buckets.map((b) => ({
+      unit: b.unit,
+      dtype: b.dtype,
+      trainable: b.trainable,
+      total: b.total,
+      shardSize: b.shardSize,
+      shapes: b.shapes.map((s) => [...s]),
+      shard: b.shard,
+      state: { ...(this.optimizer.state.get(b.shard) ?? {}) },
+    }));
+  }
+
+  /** Replaces the optimizer's state of each flat buffer's shard (order of shardViews(); {} for none). */
+  restoreState(states: ReadonlyArray<Record<string, Tensor | number>>): void {
+    this.#checkAlive('restoreState');
+    if (states.length !== this.#buckets.length)
+      throw new RangeError(`restoreState: expected ${this.#buckets.length} states but received ${states.length}`);
+    this.#buckets.forEach((b, k) => {
+      const old = this.optimizer.state.get(b.shard);
+      for (const v of Object.values(old ?? {})) if (typeof v !== 'number') v.dispose();
+      if (b.trainable && Object.keys(states[k]!).length > 0) this.optimizer.state.set(b.shard, { ...states[k]! });
+      else this.optimizer.state.delete(b.shard);
+    });
+  }
+
+  /** Stages 1 and 2: the model's parameters all-gathered from the shards (after the shards were replaced). */
+  async syncParameters(): Promise<void> {
+    this.#checkAlive('syncParameters');
+    if (this.stage < 3) await Promise.all(this.#buckets.map((b) => this.#gatherInto(b)));
+  }
+
+  /** The units as given to create(). */
+  get units(): readonly (readonly Tensor[])[] {
+    return this.#units;
+  }
+
+  /**
+   * Runs `fn` while unit `unit`'s parameters are full: stage 3 all-gathers that unit alone (unless
+   * everything is gathered) and frees it again after. Every rank must call it, in the same order.
+   */
+  async withUnitGathered<T>(unit: number, fn: () => T | Promise<T>): Promise<T> {
+    this.#checkAlive('withUnitGathered');
+    if (this.#gathered) return fn();
+    const buckets = this.#buckets.filter((b) => b.unit === unit);
+    await Promise.all(buckets.map((b) => this.#gatherInto(b)));
+    try {
+      return await fn();
+    } finally {
+      for (const b of buckets) this.#releaseBucket(b);
     }
   }
 
@@ -359,8 +436,12 @@ export class ZeroRedundancy {
 
   /** Stage 3: the parameters become empty tensors (their values live in the shards). */
   #release(): void {
-    for (const b of this.#buckets) for (const p of b.params) p.setData(torch.empty([0], { dtype: b.dtype }));
+    for (const b of this.#buckets) this.#releaseBucket(b);
     this.#gathered = false;
+  }
+
+  #releaseBucket(b: FlatBucket): void {
+    for (const p of b.params) p.setData(torch.empty([0], { dtype: b.dtype }));
   }
 
   #checkAlive(op: string): void {

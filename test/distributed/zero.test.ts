@@ -4,15 +4,19 @@
 // that reference itself (fixtures/zero_worker.ts). Per-rank bytes, measured through torch.memory(),
 // must be what the shard sizes (ceil(n / N) per flat buffer, computed here) predict: 1/N of the
 // gradients and optimizer state from stage 2, 1/N of everything at rest in stage 3.
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { zeroUnits } from '../../lib/distributed/zero.js';
+import { readZeroIndex, ZERO_INDEX, zeroShardFile } from '../../lib/distributed/zero_checkpoint.js';
 import { Linear, Module, ModuleList } from '../../lib/nn/index.js';
+import { loadSafetensors } from '../../lib/torch/safetensors.js';
 import { freePort, type ProcessRun, RUN_TS, start } from './ranks.js';
 
 const ZERO_WORKER = path.join(import.meta.dirname, 'fixtures/zero_worker.ts');
 
-async function runZeroJob(worldSize: number): Promise<ProcessRun[]> {
+async function runZeroJob(worldSize: number, env: Record<string, string> = {}): Promise<ProcessRun[]> {
   const port = await freePort();
   const ranks = Array.from({ length: worldSize }, (_, rank) =>
     start(process.execPath, [RUN_TS, ZERO_WORKER], {
@@ -24,6 +28,7 @@ async function runZeroJob(worldSize: number): Promise<ProcessRun[]> {
       MASTER_ADDR: '127.0.0.1',
       MASTER_PORT: String(port),
       OMP_NUM_THREADS: '1',
+      ...env,
     }),
   );
   const killAll = () => {
@@ -110,6 +115,86 @@ describe.each([2, 3])('ZeRO on %i Gloo processes', (worldSize) => {
       results.every((r) => JSON.stringify(r.stages[3].actual) === JSON.stringify(results[0].stages[3].actual)),
     ).toBe(true);
   }, 180_000);
+});
+
+// Save on one world size, resume on another: the continuation must equal one process that ran every
+// step (each step's global batch being the rows of the ranks that ran it).
+describe.each([
+  { stage: 3, optimizer: 'sgd', saveOn: 2, resumeOn: 3, resumeStage: 3, tolerance: 1e-10 },
+  { stage: 2, optimizer: 'adamw', saveOn: 3, resumeOn: 2, resumeStage: 1, tolerance: 1e-5 },
+])('ZeRO sharded checkpoint: stage $stage on $saveOn ranks, resumed as stage $resumeStage on $resumeOn', (c) => {
+  it('each rank writes its shard, rank 0 the index last; the resumed run continues the single process', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-zero-'));
+    try {
+      const saved = [c.saveOn, c.saveOn];
+      const hf = path.join(dir, 'hf');
+      const first = await runZeroJob(c.saveOn, {
+        VLALIGN_ZERO_PLAN: JSON.stringify({
+          stage: c.stage,
+          optimizer: c.optimizer,
+          worlds: saved,
+          save: dir,
+          consolidated: hf,
+        }),
+      });
+      first.map(resultOf).forEach((r, rank) => expectClose(r.actual, r.expected, c.tolerance, `saving rank ${rank}`));
+      const files = fs.readdirSync(dir).sort();
+      expect(files).toEqual(
+        ['hf', ZERO_INDEX, ...Array.from({ length: c.saveOn }, (_, r) => zeroShardFile(r, c.saveOn))].sort(),
+      );
+      // The consolidated save: one file per unit from rank 0, the others write nothing; stage 3's
+      // parameters are released again after each unit.
+      const saving = first.map(resultOf);
+      expect(saving[0].consolidated.files).toEqual([
+        'model-00001-of-00002.safetensors',
+        'model-00002-of-00002.safetensors',
+      ]);
+      expect(saving[1].consolidated.files).toEqual([]);
+      if (c.stage === 3) expect(saving[0].consolidated.numelAfter).toEqual([0, 0, 0, 0, 0, 0, 0]);
+      const weights = await loadSafetensors(hf);
+      try {
+        expect(Object.keys(weights).sort()).toEqual(['p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6']);
+        saving[0].actual.forEach((values: number[], k: number) =>
+          expect([weights[`p${k}`]!.toArray()].flat(Infinity as 1)).toEqual(values),
+        );
+      } finally {
+        for (const t of Object.values(weights)) t.dispose();
+      }
+      const index = readZeroIndex(dir);
+      expect(index.worldSize).toBe(c.saveOn);
+      // Unit 0, then unit 1 (its frozen vector comes first, a buffer of its own in stage 3).
+      expect(index.buckets.map((b) => b.total)).toEqual(c.stage === 3 ? [UNIT0, FROZEN, UNIT1] : [UNIT0, UNIT1]);
+      if (c.optimizer === 'adamw') expect(index.buckets[0]!.numbers).toEqual({ step: 2 });
+      const worlds = [...saved, c.resumeOn];
+      const resumed = await runZeroJob(c.resumeOn, {
+        VLALIGN_ZERO_PLAN: JSON.stringify({
+          stage: c.resumeStage,
+          optimizer: c.optimizer,
+          worlds,
+          from: saved.length,
+          load: dir,
+        }),
+      });
+      const results = resumed.map(resultOf);
+      results.forEach((r, rank) => expectClose(r.actual, r.expected, c.tolerance, `resumed rank ${rank}`));
+      // The resumed run moved the parameters on from the saved ones.
+      expect(results[0].actual).not.toEqual(resultOf(first[0]).actual);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 180_000);
+});
+
+describe('readZeroIndex', () => {
+  it('refuses a directory whose save never wrote the index (a rank died mid-save)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-zero-'));
+    try {
+      fs.writeFileSync(path.join(dir, zeroShardFile(0, 2)), '');
+      expect(() => readZeroIndex(dir)).toThrow(`${ZERO_INDEX} is missing: the save did not finish`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 class Tower extends Module {
