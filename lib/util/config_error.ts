@@ -60,8 +60,44 @@ export function configProblems(
         message: `unknown key${didYouMean(key, names)}`,
       }));
     }
-    return [{ path: formatPath(issue.path, format), message: issue.message }];
+    return [{ path: formatPath(issue.path, format), message: snakeKeysIn(issue.message, format, schema) }];
   });
+}
+
+// A cross-field check's message names other keys in the schema's camelCase ("lossWeights has 3
+// entries but lossType has 1"); a snake_case file's error names them as the file spells them.
+function snakeKeysIn(message: string, format: IssueFormat, schema: z.ZodType | undefined): string {
+  if (format.keyCase !== 'snake' || schema === undefined) return message;
+  const keys = allKeys(schema);
+  return message.replace(/\b[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+\b/g, (word) =>
+    keys.has(word) ? camelToSnake(word) : word,
+  );
+}
+
+const keysCache = new WeakMap<z.ZodType, Set<string>>();
+
+/** Every field name of every object schema inside `schema` (nested objects, arrays, unions, pipes). */
+function allKeys(schema: z.ZodType): Set<string> {
+  let keys = keysCache.get(schema);
+  if (keys === undefined) {
+    keys = new Set();
+    const seen = new Set<z.ZodType>();
+    const visit = (s: z.ZodType): void => {
+      for (const o of objectsOf(s)) {
+        if (seen.has(o)) continue;
+        seen.add(o);
+        const def = defOf(o);
+        if (def.element) visit(def.element);
+        for (const [key, field] of Object.entries(def.shape ?? {})) {
+          keys!.add(key);
+          visit(field);
+        }
+      }
+    };
+    visit(schema);
+    keysCache.set(schema, keys);
+  }
+  return keys;
 }
 
 // The zod 4 definitions knownKeysAt looks through: wrappers hold innerType, pipes (transforms) in.

@@ -66,6 +66,20 @@ describe('hostile recipes', () => {
     expect(message).toMatch(/long\.yaml: invalid \(root\): \d+ characters is too long for a recipe \(limit 1048576\)/);
   });
 
+  // Fuzz run 3: cross-field checks named the other key in the API's camelCase ("lossWeights has 3
+  // entries but lossType has 1"); a recipe's error names the keys as the YAML spells them.
+  it('a cross-field error names the keys in snake_case', () => {
+    const recipes = join(import.meta.dirname, '../../examples/recipes');
+    const mpo = readFileSync(join(recipes, 'shapes-mpo.yaml'), 'utf8').replace(/^loss_type:.*\n/m, '');
+    expect(refusal(recipe('mpo.yaml', mpo)).message).toMatch(
+      /invalid loss_weights: loss_weights has 3 entries but loss_type has 1$/,
+    );
+    const grpo = readFileSync(join(recipes, 'shapes-grpo.yaml'), 'utf8');
+    expect(refusal(recipe('grpo.yaml', grpo), ['--reward_weights', '[1, 2]']).message).toMatch(
+      /invalid reward_weights: reward_weights has 2 entries but reward_funcs has 1/,
+    );
+  });
+
   it('names the flag whose value does not parse, or nests too deep', () => {
     const file = recipe('flags.yaml', sft);
     expect(refusal(file, ['--report_to', '[']).message).toMatch(

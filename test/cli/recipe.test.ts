@@ -107,7 +107,7 @@ describe('loadRecipe', () => {
       "write it in snake_case: 'learning_rate'",
     );
     expect(messageOf(() => loadRecipe(write('g.yaml', RECIPE.replace('[0.8, 0.2, 1.0]', '[0.8]'))))).toContain(
-      'lossWeights has 1 entries but lossType has 3',
+      'loss_weights has 1 entries but loss_type has 3',
     );
   });
 
