@@ -61,9 +61,12 @@ export async function buildTrainer(recipe: Recipe): Promise<Trainer> {
   // Before anything random: a new adapter's initial weights are drawn while it is built.
   torch.manualSeed(recipe.args.seed);
   const baseDir = path.dirname(path.resolve(recipe.file));
-  const processor = await loadProcessor(recipe.modelNameOrPath, processorOptionsOf(recipe.processor));
+  const modelKey = 'model_name_or_path';
+  const processor = await namedByKey(recipe, modelKey, () =>
+    loadProcessor(recipe.modelNameOrPath, processorOptionsOf(recipe.processor)),
+  );
   const loadOptions = { dtype: recipe.torchDtype, quantization: quantizationOf(recipe.quantization) };
-  const model = await loadModel(recipe.modelNameOrPath, loadOptions);
+  const model = await namedByKey(recipe, modelKey, () => loadModel(recipe.modelNameOrPath, loadOptions));
   applyFreezing(model, recipe.args);
   let adapter: LoraModel | undefined;
   if (recipe.peft !== null) {
@@ -99,6 +102,19 @@ export async function buildTrainer(recipe: Recipe): Promise<Trainer> {
   });
 }
 
+/**
+ * A checkpoint folder that fails to load names the key that chose it: `--key` when a flag set it
+ * (the folder a flag value resolved to is not what the user typed), else the recipe's key.
+ */
+async function namedByKey<T>(recipe: Recipe, key: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (error) {
+    const where = recipe.flagKeys?.includes(key) ? `--${key}` : `${recipe.file}: ${key}`;
+    throw new Error(`${where}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
 // A given reference checkpoint; else for a full fine-tune of dpo / kto without precomputed
 // log-probs, a frozen second copy of the policy's checkpoint; with adapters none (they are disabled).
 async function referenceOf(recipe: Recipe, withAdapter: boolean): Promise<CausalLM | null> {
@@ -110,7 +126,9 @@ async function referenceOf(recipe: Recipe, withAdapter: boolean): Promise<Causal
     dir = recipe.modelNameOrPath;
   }
   if (dir === null || recipe.trainer === 'sft') return null;
-  const ref = await loadModel(dir, { dtype: recipe.torchDtype, quantization: quantizationOf(recipe.quantization) });
+  const key = recipe.refModelNameOrPath === null ? 'model_name_or_path' : 'ref_model_name_or_path';
+  const options = { dtype: recipe.torchDtype, quantization: quantizationOf(recipe.quantization) };
+  const ref = await namedByKey(recipe, key, () => loadModel(dir, options));
   ref.requiresGrad_(false);
   return ref.eval();
 }

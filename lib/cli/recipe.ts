@@ -82,6 +82,8 @@ export interface Recipe {
   quantization: z.output<typeof QuantizationBlockSchema> | null;
   processor: z.output<typeof ProcessorBlockSchema>;
   args: SftConfig | DpoConfig | KtoConfig | GrpoConfig;
+  /** The snake_case keys a --flag set, so a later error names the flag rather than the file's key. */
+  flagKeys?: readonly string[];
 }
 
 const RECIPE_KEYS = new Set(Object.keys(RECIPE_FIELDS));
@@ -133,6 +135,7 @@ export function loadRecipe(file: string, overrides: readonly string[] = []): Rec
     peft: parsed.peft,
     quantization: parsed.quantization,
     processor: parsed.processor,
+    flagKeys: Object.keys(pairsOf(overrides, file)),
     args: {
       ...args,
       outputDir: path.resolve(base, args.outputDir),

@@ -114,3 +114,36 @@ describe('vlalign merge-adapter with empty folders', () => {
     expect(errors).toEqual([`vlalign: --${flag} is empty: give a folder\n`]);
   });
 });
+
+// Fuzz run 3: `--model_name_or_path NaN` was refused naming the folder it resolved to (recipe
+// folder + NaN), which is not what the user typed; the error now starts with the flag.
+describe('vlalign train with a model folder that does not load', () => {
+  async function stderrOf(argv: string[]): Promise<string[]> {
+    const previous = process.exitCode;
+    const errors: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string) => errors.push(String(chunk)) > 0) as typeof process.stderr.write;
+    try {
+      await main(['node', 'vlalign', ...argv]);
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(process.exitCode).toBe(1);
+    process.exitCode = previous;
+    return errors;
+  }
+
+  it('names --model_name_or_path when the flag chose it, else the recipe key', async () => {
+    const file = recipe('model.yaml', sft.replace(/^model_name_or_path:.*$/m, 'model_name_or_path: ./no-model'));
+    const flagged = await stderrOf(['train', file, '--model_name_or_path', 'NaN']);
+    expect(flagged).toEqual([
+      expect.stringMatching(new RegExp(`^vlalign: --model_name_or_path: ${escaped(join(root, 'NaN'))}\\b`)),
+    ]);
+    const own = await stderrOf(['train', file]);
+    expect(own).toEqual([
+      expect.stringMatching(
+        new RegExp(`^vlalign: ${escaped(file)}: model_name_or_path: ${escaped(join(root, 'no-model'))}\\b`),
+      ),
+    ]);
+  }, 60_000);
+});
