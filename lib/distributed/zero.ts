@@ -25,8 +25,16 @@ export type ZeroStage = 1 | 2 | 3;
 
 export interface ZeroOptions {
   stage: ZeroStage;
-  /** Builds the optimizer over the flat shards (default: AdamW with `adamw`). */
-  optimizer?: (shards: Tensor[]) => Optimizer<{ lr: number }>;
+  /**
+   * Builds the optimizer over the flat shards, given per parameter group (`paramGroup`'s numbering;
+   * a group without trainable parameters gets []). Default: AdamW with `adamw` over all shards.
+   */
+  optimizer?: (shardsByGroup: Tensor[][]) => Optimizer<{ lr: number }>;
+  /**
+   * The optimizer's parameter group of each trainable parameter (default 0): parameters of different
+   * groups (weight decay on / off) never share a flat buffer.
+   */
+  paramGroup?: (param: Tensor) => number;
   /** AdamW's options for the default optimizer. */
   adamw?: Partial<AdamWOptions>;
   /** Copy rank 0's parameters to every rank in create() (default true). */
@@ -57,6 +65,8 @@ export interface ZeroShardView {
 /** One unit's parameters of one dtype (trainable or frozen), flattened and sharded. */
 interface FlatBucket {
   unit: number;
+  /** The optimizer's parameter group (0 for frozen buffers). */
+  group: number;
   dtype: DType;
   trainable: boolean;
   params: Tensor[];
@@ -98,21 +108,31 @@ function checkStage(stage: unknown): ZeroStage {
 }
 
 /** Buckets of each unit: one per (dtype, trainable); stages 1 and 2 shard only trainable parameters. */
-function bucketsOf(units: Tensor[][], stage: ZeroStage, group: ProcessGroupInfo): FlatBucket[] {
+function bucketsOf(
+  units: Tensor[][],
+  stage: ZeroStage,
+  paramGroup: (p: Tensor) => number,
+  group: ProcessGroupInfo,
+): FlatBucket[] {
   const buckets: FlatBucket[] = [];
   units.forEach((unit, u) => {
-    const keyed = new Map<string, Tensor[]>();
+    const keyed = new Map<string, { optimizerGroup: number; params: Tensor[] }>();
     for (const p of unit) {
       if (!p.requiresGrad && stage < 3) continue;
-      const key = `${p.dtype}/${p.requiresGrad}`;
-      keyed.set(key, [...(keyed.get(key) ?? []), p]);
+      const optimizerGroup = p.requiresGrad ? paramGroup(p) : 0;
+      if (!Number.isInteger(optimizerGroup) || optimizerGroup < 0)
+        throw invalidArgument('options.paramGroup(param)', 'an integer >= 0', optimizerGroup, OP);
+      const key = `${p.dtype}/${p.requiresGrad}/${optimizerGroup}`;
+      const entry = keyed.get(key) ?? { optimizerGroup, params: [] };
+      entry.params.push(p);
+      keyed.set(key, entry);
     }
-    for (const params of keyed.values()) buckets.push(flatBucket(u, params, group));
+    for (const { optimizerGroup, params } of keyed.values()) buckets.push(flatBucket(u, optimizerGroup, params, group));
   });
   return buckets;
 }
 
-function flatBucket(unit: number, params: Tensor[], group: ProcessGroupInfo): FlatBucket {
+function flatBucket(unit: number, optimizerGroup: number, params: Tensor[], group: ProcessGroupInfo): FlatBucket {
   const shapes = params.map((p) => p.shape);
   const offsets: number[] = [];
   let total = 0;
@@ -130,7 +150,19 @@ function flatBucket(unit: number, params: Tensor[], group: ProcessGroupInfo): Fl
     return (params[0]!.requiresGrad ? own.requiresGrad_(true) : own).keep();
   });
   const { dtype, requiresGrad: trainable } = params[0]!;
-  return { unit, dtype, trainable, params, shapes, offsets, total, shardSize, shard, gradShard: null };
+  return {
+    unit,
+    group: optimizerGroup,
+    dtype,
+    trainable,
+    params,
+    shapes,
+    offsets,
+    total,
+    shardSize,
+    shard,
+    gradShard: null,
+  };
 }
 
 /** The pieces concatenated and zero-padded to `length` elements (in the current tidy scope). */
@@ -201,9 +233,17 @@ export class ZeroRedundancy {
     this.worldSize = group.worldSize;
     this.rank = group.rank;
     this.#buckets = buckets;
-    const shards = buckets.filter((b) => b.trainable).map((b) => b.shard);
-    if (shards.length === 0) throw new Error(`${OP}: no parameter requires grad`);
-    this.optimizer = options.optimizer ? options.optimizer(shards) : new AdamW(shards, options.adamw ?? {});
+    const trainable = buckets.filter((b) => b.trainable);
+    if (trainable.length === 0) throw new Error(`${OP}: no parameter requires grad`);
+    const groups = Array.from({ length: Math.max(...trainable.map((b) => b.group)) + 1 }, (_, g) =>
+      trainable.filter((b) => b.group === g).map((b) => b.shard),
+    );
+    this.optimizer = options.optimizer
+      ? options.optimizer(groups)
+      : new AdamW(
+          trainable.map((b) => b.shard),
+          options.adamw ?? {},
+        );
   }
 
   /**
@@ -224,7 +264,9 @@ export class ZeroRedundancy {
     if (options.broadcastParameters ?? true) {
       await Promise.all(checked.flat().map((p) => broadcast(p, { src: 0 })));
     }
-    const buckets = bucketsOf(checked, stage, current);
+    if (options.paramGroup !== undefined && typeof options.paramGroup !== 'function')
+      throw invalidArgument('options.paramGroup', 'a function', options.paramGroup, OP);
+    const buckets = bucketsOf(checked, stage, options.paramGroup ?? (() => 0), current);
     await checkSameLayout(buckets, checked.length, current);
     const zero = new ZeroRedundancy(stage, current, checked, buckets, options);
     if (stage === 3) zero.#release();

@@ -59,9 +59,9 @@ function expectClose(actual: number[][], expected: number[][], tolerance: number
 }
 
 // The worker's model (D = 6, H = 48): unit 0 = W1 [6, 48], b1 [48]; unit 1 = frozen scale [48],
-// W2 [48, 48], b2 [48], W3 [48, 1], b3 [1].
-const UNIT0 = 6 * 48 + 48;
-const UNIT1 = 48 * 48 + 48 + 48 + 1;
+// W2 [48, 48], b2 [48], W3 [48, 1], b3 [1]. Matrices and vectors are different optimizer groups
+// (weight decay on / off), so each unit has one flat buffer per group: these element counts.
+const BUFFERS = [6 * 48, 48, 48 * 48 + 48, 48 + 1];
 const FROZEN = 48;
 
 describe.each([2, 3])('ZeRO on %i Gloo processes', (worldSize) => {
@@ -69,8 +69,8 @@ describe.each([2, 3])('ZeRO on %i Gloo processes', (worldSize) => {
     const runs = await runZeroJob(worldSize);
     const results = runs.map(resultOf);
     const shard = (n: number) => Math.ceil(n / worldSize);
-    const trainable = UNIT0 + UNIT1;
-    const trainableShard = shard(UNIT0) + shard(UNIT1);
+    const trainable = BUFFERS.reduce((n, b) => n + b, 0);
+    const trainableShard = BUFFERS.reduce((n, b) => n + shard(b), 0);
     const f64 = 8;
     // One process holds parameters, gradients and SGD's momentum, all float64.
     const single = f64 * (trainable + FROZEN + trainable + trainable);
@@ -162,8 +162,10 @@ describe.each([
       }
       const index = readZeroIndex(dir);
       expect(index.worldSize).toBe(c.saveOn);
-      // Unit 0, then unit 1 (its frozen vector comes first, a buffer of its own in stage 3).
-      expect(index.buckets.map((b) => b.total)).toEqual(c.stage === 3 ? [UNIT0, FROZEN, UNIT1] : [UNIT0, UNIT1]);
+      // Unit 0's two groups, then unit 1's (its frozen vector first, a buffer of its own in stage 3).
+      expect(index.buckets.map((b) => b.total)).toEqual(
+        c.stage === 3 ? [BUFFERS[0], BUFFERS[1], FROZEN, BUFFERS[2], BUFFERS[3]] : BUFFERS,
+      );
       if (c.optimizer === 'adamw') expect(index.buckets[0]!.numbers).toEqual({ step: 2 });
       const worlds = [...saved, c.resumeOn];
       const resumed = await runZeroJob(c.resumeOn, {
