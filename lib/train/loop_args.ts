@@ -37,6 +37,8 @@ export interface LoopArgs {
   maxLength: number | null;
   /** DDP's find_unused_parameters; null or absent: true. */
   ddpFindUnusedParameters?: boolean | null;
+  /** DeepSpeed's zero_stage on several ranks: 0 DDP (default), 1 or 2 ZeRO (lib/train/zero_step.ts). */
+  zeroStage?: number;
   /** Online methods: sampled completions go to completions.jsonl and TensorBoard's text tab. */
   logCompletions?: boolean;
 }

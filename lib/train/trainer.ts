@@ -40,6 +40,7 @@ import {
   type GradientSync,
   type RankPlace,
 } from './distributed.js';
+import { ZeroStep } from './zero_step.js';
 
 export interface TrainOutput {
   globalStep: number;
@@ -83,6 +84,8 @@ export class Trainer {
   /** The run's process group while train() runs (alone: a group of one). */
   #group = TrainingGroup.alone();
   #gradientSync: GradientSync | null = null;
+  /** zero_stage 1 or 2 on several ranks: the sharded optimizer step (instead of DDP). */
+  #zeroStep: ZeroStep | null = null;
   /** This process's rank and the world size, from the launcher's environment (fixed at construction). */
   readonly place: RankPlace;
 
@@ -127,6 +130,8 @@ export class Trainer {
     } finally {
       this.#gradientSync?.dispose();
       this.#gradientSync = null;
+      await this.#zeroStep?.dispose();
+      this.#zeroStep = null;
       this.#group.leave();
       this.#group = TrainingGroup.alone();
     }
@@ -149,10 +154,14 @@ export class Trainer {
     const history = resume === null ? [] : await this.#restore(resume);
     this.#prepareModel();
     this.method.joinGroup?.(this.#group);
-    this.#gradientSync = await this.#group.gradientSync(
-      this.parts.optimizer.paramGroups.flatMap((g) => g.params),
-      args.ddpFindUnusedParameters ?? true,
-    );
+    this.#zeroStep = await this.#shardedStep(resume);
+    this.#gradientSync =
+      this.#zeroStep === null
+        ? await this.#group.gradientSync(
+            this.parts.optimizer.paramGroups.flatMap((g) => g.params),
+            args.ddpFindUnusedParameters ?? true,
+          )
+        : null;
     // Rank 0 reports; the others train silently.
     this.#reporters = this.#group.isMain
       ? new Reporters(
@@ -309,6 +318,7 @@ export class Trainer {
           if (k === batches.length - 1) this.#gradientSync?.beforeLastBackward(scaled);
           scaled.backward();
         });
+        await this.#zeroStep?.afterBackward(k === batches.length - 1);
       } else result.loss.backward();
       local = {
         loss: local.loss + (result.loss.item() as number),
@@ -325,11 +335,13 @@ export class Trainer {
       totals: mergeMetricTotals(local.totals, pending),
     });
     this.numTokens += tokens;
-    const gradNorm = this.#clip();
-    this.parts.optimizer.step();
+    const gradNorm = this.#zeroStep === null ? this.#clip() : await this.#zeroStep.clip(this.args.maxGradNorm);
+    if (this.#zeroStep === null) this.parts.optimizer.step();
+    else await this.#zeroStep.step();
     const lr = this.parts.scheduler.lastLr[0]!;
     this.parts.scheduler.step();
     this.parts.optimizer.zeroGrad();
+    this.#zeroStep?.zeroGrad();
     this.globalStep += 1;
     this.#position = position;
     this.#window.add(loss, totals);
@@ -339,6 +351,16 @@ export class Trainer {
   }
 
   #lastStep = { gradNorm: Number.NaN, lr: Number.NaN };
+
+  // zero_stage 1 or 2 with several ranks: ZeRO's sharded optimizer (zero_step.ts) replaces DDP; a
+  // resume restores its shards from beside the checkpoint.
+  async #shardedStep(resume: string | null): Promise<ZeroStep | null> {
+    const stage = this.args.zeroStage ?? 0;
+    if (stage === 0 || !this.#group.distributed) return null;
+    const step = await ZeroStep.create(this.parts.model, this.parts.optimizer, stage as 1 | 2);
+    if (resume !== null) await step.load(resume);
+    return step;
+  }
 
   // Rows a skip_bad_rows dataset left out: counted in the final metrics and said on the terminal,
   // never hidden (InternVL silently retries a random row instead).
@@ -477,6 +499,8 @@ export class Trainer {
     const { args } = this;
     const manager = new CheckpointManager(args.outputDir, { saveTotalLimit: args.saveTotalLimit });
     this.#rankStates = await this.#gatherRankStates();
+    // ZeRO's shards first (every rank), so a complete checkpoint-N has complete shards beside it.
+    await this.#zeroStep?.save(path.join(args.outputDir, `checkpoint-${this.globalStep}`));
     const dir = this.#group.isMain
       ? await this.#writeCheckpoint(manager)
       : path.join(args.outputDir, `checkpoint-${this.globalStep}`);

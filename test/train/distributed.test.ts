@@ -184,3 +184,46 @@ describe('distributed training (2 Gloo ranks) equals one process with the same g
     expect(strip(trainLog(out, 'dpo'))).toEqual(strip(trainLog(double, 'dpo')));
   }, 200_000);
 });
+
+describe('ZeRO in the trainer (zero_stage 1 and 2, 2 Gloo ranks) equals one process with the same global batch', () => {
+  it('SFT: the same losses and final parameters (1e-10), the shards saved beside each checkpoint', async () => {
+    const single = path.join(root, 'zero-single');
+    const double = path.join(root, 'zero-double');
+    const [alone, pair] = await Promise.all([
+      job(1, { out: single, scenarios: ['sft-noclip'] }),
+      job(2, { out: double, scenarios: ['sft-zero1', 'sft-zero2'] }),
+    ]);
+    resultOf(alone[0]!);
+    pair.forEach((r) => resultOf(r));
+    const reference = paramsOf(single, 'sft-noclip', 0);
+    expect(maxAbsDiff(reference, paramsOf(single, 'sft-noclip', 0, '.initial'))).toBeGreaterThan(1e-4);
+    for (const scenario of ['sft-zero1', 'sft-zero2']) {
+      const rank0 = paramsOf(double, scenario, 0);
+      // The ranks all-gathered the same shards: identical parameters.
+      expect(maxAbsDiff(rank0, paramsOf(double, scenario, 1))).toBe(0);
+      expect(maxAbsDiff(rank0, reference), scenario).toBeLessThan(1e-10);
+      const a = trainLog(single, 'sft-noclip');
+      const b = trainLog(double, scenario);
+      expect(b.map((e) => e.step)).toEqual(a.map((e) => e.step));
+      for (const [i, entry] of a.entries()) {
+        // grad_norm: one process reports clip_grad_norm_'s float32 norms, ZeRO a float64 norm.
+        for (const [key, tolerance] of [
+          ['loss', 1e-10],
+          ['grad_norm', 1e-6],
+        ] as const) {
+          const diff = Math.abs((b[i]![key] as number) - (entry[key] as number));
+          expect(diff, `${scenario} step ${i + 1} ${key}`).toBeLessThan(
+            tolerance * Math.max(1, Math.abs(entry[key] as number)),
+          );
+        }
+      }
+      // Every rank's shard and rank 0's index beside checkpoint-2.
+      const zeroDir = path.join(double, scenario, 'zero-checkpoint-2');
+      expect(fs.readdirSync(zeroDir).sort()).toEqual([
+        'zero-index.json',
+        'zero-rank-00000-of-00002.safetensors',
+        'zero-rank-00001-of-00002.safetensors',
+      ]);
+    }
+  }, 200_000);
+});
