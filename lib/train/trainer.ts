@@ -40,7 +40,7 @@ import {
   type GradientSync,
   type RankPlace,
 } from './distributed.js';
-import { ZeroStep } from './zero_step.js';
+import { ZeroStep, zeroCheckpointDir } from './zero_step.js';
 
 export interface TrainOutput {
   globalStep: number;
@@ -356,7 +356,13 @@ export class Trainer {
   // resume restores its shards from beside the checkpoint.
   async #shardedStep(resume: string | null): Promise<ZeroStep | null> {
     const stage = this.args.zeroStage ?? 0;
-    if (stage === 0 || !this.#group.distributed) return null;
+    const sharded = stage > 0 && this.#group.distributed;
+    if (resume !== null && !sharded && fs.existsSync(zeroCheckpointDir(resume))) {
+      throw new Error(
+        `${resume}: its optimizer state is sharded in ${zeroCheckpointDir(resume)}; resume it with zero_stage 1 or 2 on several ranks (any number)`,
+      );
+    }
+    if (!sharded) return null;
     const step = await ZeroStep.create(this.parts.model, this.parts.optimizer, stage as 1 | 2);
     if (resume !== null) await step.load(resume);
     return step;

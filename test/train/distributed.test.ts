@@ -186,9 +186,10 @@ describe('distributed training (2 Gloo ranks) equals one process with the same g
 });
 
 describe('ZeRO in the trainer (zero_stage 1 and 2, 2 Gloo ranks) equals one process with the same global batch', () => {
+  const single = path.join(root, 'zero-single');
+  const double = path.join(root, 'zero-double');
+
   it('SFT: the same losses and final parameters (1e-10), the shards saved beside each checkpoint', async () => {
-    const single = path.join(root, 'zero-single');
-    const double = path.join(root, 'zero-double');
     const [alone, pair] = await Promise.all([
       job(1, { out: single, scenarios: ['sft-noclip'] }),
       job(2, { out: double, scenarios: ['sft-zero1', 'sft-zero2'] }),
@@ -225,5 +226,20 @@ describe('ZeRO in the trainer (zero_stage 1 and 2, 2 Gloo ranks) equals one proc
         'zero-rank-00001-of-00002.safetensors',
       ]);
     }
+  }, 200_000);
+
+  it('kill -9 of rank 0 after checkpoint-2, resumed on 2 ranks from the shards: the uninterrupted run exactly', async () => {
+    const out = path.join(root, 'zero-killed');
+    const killed = await job(2, { out, scenarios: ['sft-zero2'], killAfterSave: 2 });
+    expect(killed[0]!.signal).toBe('SIGKILL');
+    expect(fs.existsSync(path.join(out, 'sft-zero2', 'zero-checkpoint-2', 'zero-index.json'))).toBe(true);
+    expect(fs.existsSync(path.join(out, 'sft-zero2', 'checkpoint-3'))).toBe(false);
+    const resumed = (await job(2, { out, scenarios: ['sft-zero2'], resume: true })).map(resultOf);
+    expect(resumed[0].results['sft-zero2'].globalStep).toBe(3);
+    expect(maxAbsDiff(paramsOf(out, 'sft-zero2', 0), paramsOf(double, 'sft-zero2', 0))).toBe(0);
+    expect(maxAbsDiff(paramsOf(out, 'sft-zero2', 1), paramsOf(double, 'sft-zero2', 0))).toBe(0);
+    // A ZeRO checkpoint resumed without ZeRO would lose the sharded optimizer state: refused.
+    const alone = await job(1, { out, scenarios: ['sft-noclip-resume'], resume: true });
+    expect(alone[0]!.stderr + alone[0]!.stdout).toContain('its optimizer state is sharded in');
   }, 200_000);
 });
