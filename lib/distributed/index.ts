@@ -26,6 +26,7 @@ export {
   type ZeroOptions,
   type ZeroBytes,
   type ZeroShardView,
+  type ZeroTraffic,
 } from './zero.js';
 export {
   saveZeroCheckpoint,

@@ -62,6 +62,17 @@ export interface ZeroShardView {
   state: Record<string, Tensor | number>;
 }
 
+/**
+ * Bytes this rank has sent in ZeRO's collectives since create(), as a ring algorithm sends them:
+ * (N-1)/N of the full buffer per all-gather and per reduce-scatter (Gloo's all-to-all reduce-scatter
+ * sends exactly that), 2(N-1)/N of the norm's 8 bytes per clip.
+ */
+export interface ZeroTraffic {
+  allGather: number;
+  reduceScatter: number;
+  allReduce: number;
+}
+
 /** One unit's parameters of one dtype (trainable or frozen), flattened and sharded. */
 interface FlatBucket {
   unit: number;
@@ -218,6 +229,7 @@ export class ZeroRedundancy {
   readonly optimizer: Optimizer<{ lr: number }>;
   readonly #buckets: FlatBucket[];
   readonly #units: Tensor[][];
+  readonly #traffic: ZeroTraffic = { allGather: 0, reduceScatter: 0, allReduce: 0 };
   #gathered = true;
   #disposed = false;
 
@@ -311,6 +323,7 @@ export class ZeroRedundancy {
     );
     try {
       await allReduce(squares, { op: 'sum' });
+      this.#traffic.allReduce += (2 * (this.worldSize - 1) * 8) / this.worldSize;
       const total = Math.sqrt(squares.item() as number);
       const coef = Math.min(1, maxNorm / (total + 1e-6));
       if (coef < 1) torch.noGrad(() => shards.forEach((g) => g.mul_(coef)));
@@ -381,6 +394,11 @@ export class ZeroRedundancy {
     if (this.stage < 3) await Promise.all(this.#buckets.map((b) => this.#gatherInto(b)));
   }
 
+  /** Bytes sent in ZeRO's collectives since create() (see ZeroTraffic). */
+  traffic(): ZeroTraffic {
+    return { ...this.#traffic };
+  }
+
   /** The units as given to create(). */
   get units(): readonly (readonly Tensor[])[] {
     return this.#units;
@@ -439,6 +457,7 @@ export class ZeroRedundancy {
 
   async #gatherInto(b: FlatBucket): Promise<void> {
     const full = await allGather(b.shard);
+    this.#traffic.allGather += this.#sentPerCollective(b);
     try {
       torch.noGrad(() =>
         b.params.forEach((p, k) =>
@@ -464,6 +483,7 @@ export class ZeroRedundancy {
     );
     try {
       const mean = await reduceScatter(flat, { op: 'avg' });
+      this.#traffic.reduceScatter += this.#sentPerCollective(b);
       // Stage 1 keeps the full gradients, which accumulate locally: each call reduces the whole sum.
       if (this.stage === 1) b.gradShard?.dispose();
       if (b.gradShard === null || this.stage === 1) b.gradShard = mean;
@@ -474,6 +494,11 @@ export class ZeroRedundancy {
     } finally {
       flat.dispose();
     }
+  }
+
+  // (N-1) shards of the buffer leave this rank in a ring all-gather or reduce-scatter.
+  #sentPerCollective(b: FlatBucket): number {
+    return (this.worldSize - 1) * b.shardSize * ELEMENT_SIZE[b.dtype];
   }
 
   /** Stage 3: the parameters become empty tensors (their values live in the shards). */

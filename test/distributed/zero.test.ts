@@ -103,6 +103,26 @@ describe.each([2, 3])('ZeRO on %i Gloo processes', (worldSize) => {
       expect(s3.afterReduce.native / single).toBeLessThan(1 / worldSize + 0.01);
       expect(s3.atRest.native).toBe(f64 * (trainableShard + shard(FROZEN) + trainableShard));
       expect(s3.shapesAtRest).toEqual([0, 0, 0, 0, 0, 0, 0]);
+      // Bytes sent: (N-1) shards per buffer and collective. Stage 3 gathers every buffer (the frozen
+      // one too) before each of the 6 micro-steps; stages 1 and 2 all-gather once per step; the
+      // worker reduce-scatters after every micro-step in all stages.
+      const sent = (elements: number) => f64 * (worldSize - 1) * elements;
+      const clips = (3 * 2 * (worldSize - 1) * 8) / worldSize;
+      expect(s3.traffic).toEqual({
+        allGather: 6 * sent(trainableShard + shard(FROZEN)),
+        reduceScatter: 6 * sent(trainableShard),
+        allReduce: clips,
+      });
+      expect(s2.traffic).toEqual({
+        allGather: 3 * sent(trainableShard),
+        reduceScatter: 6 * sent(trainableShard),
+        allReduce: clips,
+      });
+      expect(s1.traffic).toEqual({
+        allGather: 3 * sent(trainableShard),
+        reduceScatter: 6 * sent(trainableShard),
+        allReduce: clips,
+      });
       // AdamW (float32 parameters, two float32 moments) on stage 3: the same update up to float32
       // rounding of the gradients' different summation order.
       expectClose(r.adamw.actual, r.adamw.expected, 1e-5, `rank ${rank} AdamW`);
