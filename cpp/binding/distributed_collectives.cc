@@ -52,7 +52,7 @@ struct PendingCollective {
   Napi::Promise::Deferred deferred;
 };
 
-std::string failureMessage(const PendingCollective& p, std::exception_ptr error) {
+std::string failureMessage(const char* op, const ProcessGroupState& group, std::exception_ptr error) {
   const std::string reason = distributedErrorText(error);
   std::string hint;
   if (reason.find("Timed out") != std::string::npos || reason.find("timed out") != std::string::npos) {
@@ -61,9 +61,8 @@ std::string failureMessage(const PendingCollective& p, std::exception_ptr error)
              reason.find("Broken pipe") != std::string::npos) {
     hint = "; a peer process exited or lost its connection";
   }
-  return std::string(p.op) + " failed on rank " + std::to_string(p.group->rank) + " of " +
-         std::to_string(p.group->worldSize) + " (process-group timeout " + std::to_string(p.group->timeout.count()) +
-         " ms): " + reason + hint;
+  return std::string(op) + " failed on rank " + std::to_string(group.rank) + " of " + std::to_string(group.worldSize) +
+         " (process-group timeout " + std::to_string(group.timeout.count()) + " ms): " + reason + hint;
 }
 
 // On the JS thread once the work's future has completed. wait() returns at once then (or rethrows
@@ -79,7 +78,7 @@ void settle(Napi::Env env, Napi::Function, PendingCollective* p, void*) {
       }
       p->deferred.Resolve(env.Undefined());
     } catch (...) {
-      p->deferred.Reject(Napi::Error::New(env, failureMessage(*p, std::current_exception())).Value());
+      p->deferred.Reject(Napi::Error::New(env, failureMessage(p->op, *p->group, std::current_exception())).Value());
     }
   } catch (...) {
     // Resolving failed (the environment is shutting down): nothing is left to tell.
@@ -105,6 +104,33 @@ Napi::Value launch(const Info& info, const char* op, std::shared_ptr<ProcessGrou
   return promise;
 }
 
+// The synchronous form (a trailing `true` argument): this thread waits for the work, as
+// torch.distributed's blocking collectives do, for callers that cannot yield to the event loop (a
+// module's forward, an autograd node's backward). Gloo runs the work on its own threads meanwhile;
+// the group's timeout bounds the wait.
+Napi::Value waitHere(const Info& info, const char* op, const std::shared_ptr<ProcessGroupState>& group,
+                     const c10::intrusive_ptr<c10d::Work>& work, const std::function<void()>& finish) {
+  try {
+    work->wait();
+    if (finish) {
+      at::NoGradGuard noGrad;
+      finish();
+    }
+  } catch (...) {
+    throw Napi::Error::New(info.Env(), failureMessage(op, *group, std::current_exception()));
+  }
+  return info.Env().Undefined();
+}
+
+bool synchronous(const Info& info, size_t i) { return info.Length() > i && info[i].IsBoolean() && info[i].ToBoolean(); }
+
+// Settles a started collective: a Promise, or (synchronous) undefined once it completed.
+Napi::Value complete(const Info& info, size_t syncArg, const char* op, std::shared_ptr<ProcessGroupState> group,
+                     c10::intrusive_ptr<c10d::Work> work, std::function<void()> finish = nullptr) {
+  if (synchronous(info, syncArg)) return waitHere(info, op, group, work, finish);
+  return launch(info, op, std::move(group), std::move(work), std::move(finish));
+}
+
 std::shared_ptr<ProcessGroupState> requireGroup(const Info& info, const char* op) {
   std::shared_ptr<ProcessGroupState> group = currentProcessGroup();
   if (!group) throw Napi::Error::New(info.Env(), std::string(op) + ": no process group; call initProcessGroup first");
@@ -126,7 +152,7 @@ Napi::Value distAllReduce(const Info& info) {
   }, {0});
 }
 
-// distAllGather(out, in): out ([world * n, ...]) receives every rank's in ([n, ...]) in rank order.
+// distAllGather(out, in, sync?): out ([world * n, ...]) receives every rank's in ([n, ...]) in rank order.
 Napi::Value distAllGather(const Info& info) {
   return guard(info, "allGather", [&] {
     auto group = requireGroup(info, "allGather");
@@ -135,17 +161,17 @@ Napi::Value distAllGather(const Info& info) {
     c10d::AllgatherOptions options;
     options.timeout = group->timeout;
     if (group->backend == "nccl") {
-      return launch(info, "allGather", group, group->collectives->_allgather_base(out, in, options));
+      return complete(info, 2, "allGather", group, group->collectives->_allgather_base(out, in, options));
     }
     // Gloo 1.13 has no _allgather_base: gather into per-rank views of `out` (contiguous slices).
     std::vector<std::vector<at::Tensor>> outputs(1);
     for (int64_t r = 0; r < group->worldSize; ++r) outputs[0].push_back(out.narrow(0, r * in.size(0), in.size(0)));
     std::vector<at::Tensor> inputs{in};
-    return launch(info, "allGather", group, group->collectives->allgather(outputs, inputs, options));
+    return complete(info, 2, "allGather", group, group->collectives->allgather(outputs, inputs, options));
   }, {0, 1});
 }
 
-// distReduceScatter(out, in, op): out ([n, ...]) receives the reduction of every rank's slice r of
+// distReduceScatter(out, in, op, sync?): out ([n, ...]) receives the reduction of every rank's slice r of
 // in ([world * n, ...]), r being this rank.
 Napi::Value distReduceScatter(const Info& info) {
   return guard(info, "reduceScatter", [&] {
@@ -157,7 +183,7 @@ Napi::Value distReduceScatter(const Info& info) {
       c10d::ReduceScatterOptions options;
       options.reduceOp = reduceOp(*group, r);
       options.timeout = group->timeout;
-      return launch(info, "reduceScatter", group, group->collectives->_reduce_scatter_base(out, in, options));
+      return complete(info, 3, "reduceScatter", group, group->collectives->_reduce_scatter_base(out, in, options));
     }
     // Gloo 1.13 has no reduce-scatter. An all-to-all brings every rank's slice r here (the same
     // (N-1)/N bytes per rank as a ring reduce-scatter, half of an all-reduce); the slices are then
@@ -178,7 +204,7 @@ Napi::Value distReduceScatter(const Info& info) {
       }
       if (r == Reduction::kAvg) flat.div_(n);
     };
-    return launch(info, "reduceScatter", group, std::move(work), reduce);
+    return complete(info, 3, "reduceScatter", group, std::move(work), reduce);
   }, {0, 1});
 }
 

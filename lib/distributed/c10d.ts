@@ -44,6 +44,12 @@ export const c10d = {
     N.distAllGather(id(output, 'output', 'allGather'), id(input, 'input', 'allGather')),
   reduceScatter: (output: Tensor, input: Tensor, op: ReduceOp): Promise<void> =>
     N.distReduceScatter(id(output, 'output', 'reduceScatter'), id(input, 'input', 'reduceScatter'), op),
+  /** allGather's blocking form: returns once the output is filled (this thread waits). */
+  allGatherSync: (output: Tensor, input: Tensor): void =>
+    N.distAllGather(id(output, 'output', 'allGatherSync'), id(input, 'input', 'allGatherSync'), true),
+  /** reduceScatter's blocking form. */
+  reduceScatterSync: (output: Tensor, input: Tensor, op: ReduceOp): void =>
+    N.distReduceScatter(id(output, 'output', 'reduceScatterSync'), id(input, 'input', 'reduceScatterSync'), op, true),
   broadcast: (t: Tensor, src: number): Promise<void> => N.distBroadcast(id(t, 'tensor', 'broadcast'), src),
   barrier: (): Promise<void> => N.distBarrier(),
 };

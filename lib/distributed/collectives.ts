@@ -139,6 +139,46 @@ export async function reduceScatter(input: Tensor, options: { op?: ReduceOp; out
   return out;
 }
 
+/**
+ * allGather's blocking form (torch.distributed's async_op=False): the calling thread, and with it
+ * the event loop, waits until the result is there; for code that cannot await (a module's forward,
+ * a backward). Prefer allGather elsewhere.
+ */
+export function allGatherSync(input: Tensor): Tensor {
+  const group = requireGroup('allGatherSync');
+  const x = checkTensor(group, input, 'input', 'allGatherSync');
+  if (x.ndim === 0) throw invalidArgument('input', 'a tensor of at least one dimension', '0-d', 'allGatherSync');
+  const out = empty([group.worldSize * x.shape[0]!, ...x.shape.slice(1)], { dtype: x.dtype, device: x.device });
+  try {
+    c10d.allGatherSync(out, x);
+  } catch (error) {
+    out.dispose();
+    throw error;
+  }
+  return out;
+}
+
+/** reduceScatter's blocking form (see allGatherSync): this rank's slice of the reduction. */
+export function reduceScatterSync(input: Tensor, options: { op?: ReduceOp } = {}): Tensor {
+  const group = requireGroup('reduceScatterSync');
+  const x = checkTensor(group, input, 'input', 'reduceScatterSync');
+  const op = checkReduceOp(checkOptions(options, 'reduceScatterSync').op ?? 'sum', x, 'reduceScatterSync');
+  if (x.ndim === 0 || x.shape[0]! % group.worldSize !== 0) {
+    throw new RangeError(
+      `reduceScatterSync: expected input's first dimension to be a multiple of the world size (${group.worldSize}) ` +
+        `but received shape [${x.shape}]`,
+    );
+  }
+  const out = empty([x.shape[0]! / group.worldSize, ...x.shape.slice(1)], { dtype: x.dtype, device: x.device });
+  try {
+    c10d.reduceScatterSync(out, x, op);
+  } catch (error) {
+    out.dispose();
+    throw error;
+  }
+  return out;
+}
+
 /** In place: every rank's `tensor` becomes rank `src`'s. Resolves to `tensor`. */
 export async function broadcast(tensor: Tensor, options: { src?: number } = {}): Promise<Tensor> {
   const group = requireGroup('broadcast');

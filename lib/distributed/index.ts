@@ -15,7 +15,15 @@ export {
   type InitProcessGroupOptions,
   type ProcessGroupInfo,
 } from './process_group.js';
-export { allReduce, allGather, reduceScatter, broadcast, barrier } from './collectives.js';
+export {
+  allReduce,
+  allGather,
+  reduceScatter,
+  broadcast,
+  barrier,
+  allGatherSync,
+  reduceScatterSync,
+} from './collectives.js';
 export { DataParallel, type DataParallelOptions, type DataParallelBucket } from './ddp.js';
 export { readLaunchEnv, LaunchEnvError, DEFAULT_MASTER_PORT, type LaunchEnv, type Launcher } from './env.js';
 export { firstSlurmHost, expandTasksPerNode } from './slurm.js';

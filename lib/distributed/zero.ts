@@ -8,8 +8,8 @@
 //   stage 2: as 1, but the full gradients are freed as soon as they are reduce-scattered.
 //   stage 3: the parameters too live only as shards between steps; gatherParameters() all-gathers
 //            them before forward, reduceGradients() frees them again after backward.
-// Stage 3 here gathers every unit before the forward and frees them after the backward: the peak
-// holds full parameters (not one unit at a time), the memory between steps is 1/N.
+//            hookForward() instead gathers a block inside its own forward (blocking collectives)
+//            and, with gradient checkpointing, frees it after: one block full at a time.
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { invalidArgument } from '../torch/args.js';
@@ -18,7 +18,7 @@ import type { Module } from '../nn/module.js';
 import { ModuleList } from '../nn/container.js';
 import { AdamW, type AdamWOptions } from '../optim/adamw.js';
 import type { Optimizer } from '../optim/optimizer.js';
-import { allGather, allReduce, broadcast, reduceScatter } from './collectives.js';
+import { allGather, allGatherSync, allReduce, broadcast, reduceScatter, reduceScatterSync } from './collectives.js';
 import { requireGroup, type ProcessGroupInfo } from './process_group.js';
 
 export type ZeroStage = 1 | 2 | 3;
@@ -230,7 +230,12 @@ export class ZeroRedundancy {
   readonly #buckets: FlatBucket[];
   readonly #units: Tensor[][];
   readonly #traffic: ZeroTraffic = { allGather: 0, reduceScatter: 0, allReduce: 0 };
-  #gathered = true;
+  /** Per unit: its parameters are full (always, in stages 1 and 2). */
+  readonly #held: boolean[];
+  /** Stage 3 units whose module forward gathers them (hookForward), and the forwards to restore. */
+  readonly #hooks = new Map<number, { module: Module; forward: unknown }>();
+  /** Units whose gradients were reduce-scattered during this backward (before reduceGradients). */
+  readonly #reducedEarly = new Set<number>();
   #disposed = false;
 
   private constructor(
@@ -242,6 +247,7 @@ export class ZeroRedundancy {
   ) {
     this.stage = stage;
     this.#units = units;
+    this.#held = units.map(() => true);
     this.worldSize = group.worldSize;
     this.rank = group.rank;
     this.#buckets = buckets;
@@ -285,12 +291,45 @@ export class ZeroRedundancy {
     return zero;
   }
 
-  /** Stage 3: all-gathers every unit's parameters into views of full buffers (no-op when held, and for stages 1, 2). */
+  /**
+   * Stage 3: all-gathers the parameters of every unit not held yet into views of full buffers,
+   * except units whose forward gathers them (hookForward). No-op for stages 1 and 2.
+   */
   async gatherParameters(): Promise<void> {
     this.#checkAlive('gatherParameters');
-    if (this.#gathered) return;
-    await Promise.all(this.#buckets.map((b) => this.#gatherInto(b)));
-    this.#gathered = true;
+    await this.#gatherUnits((u) => !this.#hooks.has(u));
+  }
+
+  /**
+   * Stage 3, one unit per module (a decoder layer, a vision block): `module.forward` gathers the
+   * unit synchronously just before it runs. Under no-grad (a checkpointed block's forward,
+   * evaluation, generation) the unit is freed as soon as the forward returns. With grad, autograd
+   * keeps the parameters for backward, so the unit stays until its gradients exist: when a later
+   * unit's recompute (gradient checkpointing, backward order) gathers a unit below it, the units
+   * above are reduce-scattered and freed then; the rest in reduceGradients(). Units must run in
+   * index order in forward (as a ModuleList does), so backward meets them in reverse.
+   */
+  hookForward(unit: number, module: Module): void {
+    this.#checkAlive('hookForward');
+    if (this.stage !== 3)
+      throw new Error(`ZeroRedundancy.hookForward: only stage 3 gathers per unit (stage ${this.stage})`);
+    if (!Number.isInteger(unit) || unit < 0 || unit >= this.#units.length || this.#hooks.has(unit))
+      throw invalidArgument('unit', `an unhooked unit index in [0, ${this.#units.length - 1}]`, unit, 'hookForward');
+    const forward = (module as unknown as { forward: (...args: unknown[]) => unknown }).forward;
+    this.#hooks.set(unit, { module, forward });
+    const enter = (): void => this.#enterUnit(unit);
+    const leave = (): void => this.#leaveUnit(unit);
+    (module as unknown as { forward: unknown }).forward = function (this: Module, ...args: unknown[]) {
+      enter();
+      const out = forward.apply(this, args);
+      if (!torch.isGradEnabled()) leave();
+      return out;
+    };
+  }
+
+  /** The units whose parameters are full now (diagnostics: per-unit gathering holds few). */
+  heldUnits(): number[] {
+    return this.#held.flatMap((h, u) => (h ? [u] : []));
   }
 
   /**
@@ -300,9 +339,10 @@ export class ZeroRedundancy {
    */
   async reduceGradients(): Promise<void> {
     this.#checkAlive('reduceGradients');
-    const trainable = this.#buckets.filter((b) => b.trainable);
+    const trainable = this.#buckets.filter((b) => b.trainable && !this.#reducedEarly.has(b.unit));
     await Promise.all(trainable.map((b) => this.#reduceInto(b)));
     if (this.stage >= 2) for (const b of trainable) for (const p of b.params) p.grad = null;
+    this.#reducedEarly.clear();
     if (this.stage === 3) this.#release();
   }
 
@@ -410,19 +450,18 @@ export class ZeroRedundancy {
    */
   async withUnitGathered<T>(unit: number, fn: () => T | Promise<T>): Promise<T> {
     this.#checkAlive('withUnitGathered');
-    if (this.#gathered) return fn();
-    const buckets = this.#buckets.filter((b) => b.unit === unit);
-    await Promise.all(buckets.map((b) => this.#gatherInto(b)));
+    if (this.#held[unit]) return fn();
+    await this.#gatherUnits((u) => u === unit);
     try {
       return await fn();
     } finally {
-      for (const b of buckets) this.#releaseBucket(b);
+      this.#releaseUnit(unit);
     }
   }
 
-  /** True while the full parameters are present (always for stages 1 and 2). */
+  /** True while every unit's parameters are full (always for stages 1 and 2). */
   get parametersGathered(): boolean {
-    return this.#gathered;
+    return this.#held.every((h) => h);
   }
 
   /**
@@ -435,7 +474,7 @@ export class ZeroRedundancy {
     let gradients = 0;
     for (const b of this.#buckets) {
       parameters += size(b.shard);
-      if (this.#gathered) parameters += b.params.reduce((n, p) => n + size(p), 0);
+      if (this.#held[b.unit]) parameters += b.params.reduce((n, p) => n + size(p), 0);
       gradients += size(b.gradShard);
       for (const p of b.params) torch.tidy(() => (gradients += size(p.grad)));
     }
@@ -448,22 +487,77 @@ export class ZeroRedundancy {
   /** Stage 3 gathers the parameters back first, so the model is whole again; the shards and the optimizer's state are freed. */
   async dispose(): Promise<void> {
     if (this.#disposed) return;
-    await this.gatherParameters();
+    await this.#gatherUnits(() => true);
+    for (const { module, forward } of this.#hooks.values())
+      (module as unknown as { forward: unknown }).forward = forward;
+    this.#hooks.clear();
     this.zeroGrad();
     this.#disposed = true;
     this.optimizer.disposeState();
     for (const b of this.#buckets) b.shard.dispose();
   }
 
+  async #gatherUnits(which: (unit: number) => boolean): Promise<void> {
+    if (this.stage < 3) return;
+    const units = this.#units.map((_, u) => u).filter((u) => !this.#held[u] && which(u));
+    await Promise.all(this.#buckets.filter((b) => units.includes(b.unit)).map((b) => this.#gatherInto(b)));
+    for (const u of units) this.#held[u] = true;
+  }
+
+  // A hooked unit's forward begins. With grad, units above it that are still held have finished
+  // their backward (a recompute runs in reverse order): their gradients go to the shards first.
+  #enterUnit(unit: number): void {
+    if (torch.isGradEnabled()) {
+      for (const u of this.#hooks.keys())
+        if (u > unit && this.#held[u] && !this.#reducedEarly.has(u)) this.#reduceNow(u);
+    }
+    if (this.#held[unit]) return;
+    for (const b of this.#buckets) {
+      if (b.unit !== unit) continue;
+      const full = allGatherSync(b.shard);
+      this.#traffic.allGather += this.#sentPerCollective(b);
+      this.#installViews(b, full);
+    }
+    this.#held[unit] = true;
+  }
+
+  #leaveUnit(unit: number): void {
+    if (this.#held[unit]) this.#releaseUnit(unit);
+  }
+
+  // Mid-backward, synchronously: the unit's mean gradients into its shards, then its full
+  // gradients and parameters freed.
+  #reduceNow(unit: number): void {
+    for (const b of this.#buckets) {
+      if (b.unit !== unit || !b.trainable) continue;
+      const flat = this.#flatGradients(b);
+      try {
+        // keep(): this runs inside a backward callback's tidy scope, which must not take the shard.
+        const mean = reduceScatterSync(flat, { op: 'avg' }).keep();
+        this.#traffic.reduceScatter += this.#sentPerCollective(b);
+        this.#addToGradShard(b, mean);
+      } finally {
+        flat.dispose();
+      }
+      for (const p of b.params) p.grad = null;
+    }
+    this.#reducedEarly.add(unit);
+    this.#releaseUnit(unit);
+  }
+
   async #gatherInto(b: FlatBucket): Promise<void> {
     const full = await allGather(b.shard);
     this.#traffic.allGather += this.#sentPerCollective(b);
+    this.#installViews(b, full);
+  }
+
+  // Stage 3: the parameters become views of the gathered buffer (no copy); stages 1, 2 copy into them.
+  #installViews(b: FlatBucket, full: Tensor): void {
     try {
       torch.noGrad(() =>
         b.params.forEach((p, k) =>
           torch.tidy(() => {
             const view = full.narrow(0, b.offsets[k]!, numel(b.shapes[k]!)).view(b.shapes[k]!);
-            // Stage 3: the parameter becomes a view of the gathered buffer (no copy).
             if (this.stage === 3) p.setData(view.keep());
             else p.copy_(view);
           }),
@@ -475,24 +569,33 @@ export class ZeroRedundancy {
   }
 
   async #reduceInto(b: FlatBucket): Promise<void> {
-    const flat = torch.tidy(() =>
+    const flat = this.#flatGradients(b);
+    try {
+      const mean = await reduceScatter(flat, { op: 'avg' });
+      this.#traffic.reduceScatter += this.#sentPerCollective(b);
+      this.#addToGradShard(b, mean);
+    } finally {
+      flat.dispose();
+    }
+  }
+
+  /** The bucket's full gradients, flat and padded (zeros for a parameter without .grad); the caller disposes it. */
+  #flatGradients(b: FlatBucket): Tensor {
+    return torch.tidy(() =>
       padded(
         b.params.map((p, k) => p.grad?.reshape([-1]) ?? torch.zeros([numel(b.shapes[k]!)], { dtype: b.dtype })),
         b.shardSize * this.worldSize,
       ).keep(),
     );
-    try {
-      const mean = await reduceScatter(flat, { op: 'avg' });
-      this.#traffic.reduceScatter += this.#sentPerCollective(b);
-      // Stage 1 keeps the full gradients, which accumulate locally: each call reduces the whole sum.
-      if (this.stage === 1) b.gradShard?.dispose();
-      if (b.gradShard === null || this.stage === 1) b.gradShard = mean;
-      else {
-        torch.noGrad(() => b.gradShard!.add_(mean));
-        mean.dispose();
-      }
-    } finally {
-      flat.dispose();
+  }
+
+  #addToGradShard(b: FlatBucket, mean: Tensor): void {
+    // Stage 1 keeps the full gradients, which accumulate locally: each call reduces the whole sum.
+    if (this.stage === 1) b.gradShard?.dispose();
+    if (b.gradShard === null || this.stage === 1) b.gradShard = mean;
+    else {
+      torch.noGrad(() => b.gradShard!.add_(mean));
+      mean.dispose();
     }
   }
 
@@ -503,12 +606,13 @@ export class ZeroRedundancy {
 
   /** Stage 3: the parameters become empty tensors (their values live in the shards). */
   #release(): void {
-    for (const b of this.#buckets) this.#releaseBucket(b);
-    this.#gathered = false;
+    this.#units.forEach((_, u) => this.#releaseUnit(u));
   }
 
-  #releaseBucket(b: FlatBucket): void {
-    for (const p of b.params) p.setData(torch.empty([0], { dtype: b.dtype }));
+  #releaseUnit(unit: number): void {
+    for (const b of this.#buckets)
+      if (b.unit === unit) for (const p of b.params) p.setData(torch.empty([0], { dtype: b.dtype }));
+    this.#held[unit] = false;
   }
 
   #checkAlive(op: string): void {

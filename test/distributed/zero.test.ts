@@ -207,6 +207,44 @@ describe.each([
   }, 180_000);
 });
 
+// Stage 3 gathering each block inside its forward (hookForward, synchronous collectives): a net of
+// 4 blocks (units 0-3) and a root unit (4), trained with and without gradient checkpointing.
+describe.each([2, 3])('ZeRO-3 per block on %i Gloo processes', (worldSize) => {
+  it('equals one process (1e-10); with checkpointing at most one block is held at a time', async () => {
+    const runs = await runZeroJob(worldSize, { VLALIGN_ZERO_PER_UNIT: '1' });
+    const results = runs.map(resultOf);
+    const ROOT = 4;
+    results.forEach((r, rank) => {
+      for (const mode of ['plain', 'checkpointed'] as const) {
+        expectClose(r[mode].actual, r[mode].expected, 1e-10, `rank ${rank} ${mode}`);
+      }
+      const { plain, checkpointed } = r;
+      // Without checkpointing autograd keeps every block's parameters for backward: all are held
+      // when the forward ends, and block k's forward runs with blocks 0..k (and the root) gathered.
+      plain.afterForward.forEach((held: number[]) => expect(held).toEqual([0, 1, 2, 3, ROOT]));
+      expect(plain.heldSamples.slice(0, 4)).toEqual([
+        [0, ROOT],
+        [0, 1, ROOT],
+        [0, 1, 2, ROOT],
+        [0, 1, 2, 3, ROOT],
+      ]);
+      // With checkpointing each block is gathered for its forward and freed after it, and gathered
+      // again for its recompute in backward, after the block above was reduce-scattered and freed.
+      checkpointed.afterForward.forEach((held: number[]) => expect(held).toEqual([ROOT]));
+      const blocksHeld = checkpointed.heldSamples.map((held: number[]) => held.filter((u) => u !== ROOT).length);
+      expect(new Set(blocksHeld)).toEqual(new Set([1])); // its own block only
+      expect(checkpointed.heldSamples.length).toBe(3 * 2 * 4 * 2); // steps x micro x blocks x (forward + recompute)
+      // Traffic: the checkpointed run gathers each block twice per micro-step (ZeRO-3's 3Ψ(N-1)/N).
+      const shard = (n: number) => Math.ceil(n / worldSize);
+      const sent = (units: number[]) => 8 * (worldSize - 1) * units.reduce((n, u) => n + shard(plain.unitSizes[u]), 0);
+      const blocks = [0, 1, 2, 3];
+      expect(plain.traffic.allGather).toBe(6 * sent([...blocks, ROOT]));
+      expect(checkpointed.traffic.allGather).toBe(6 * (2 * sent(blocks) + sent([ROOT])));
+      expect(checkpointed.traffic.reduceScatter).toBe(6 * sent([...blocks, ROOT]));
+    });
+  }, 180_000);
+});
+
 describe('readZeroIndex', () => {
   it('refuses a directory whose save never wrote the index (a rank died mid-save)', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-zero-'));
