@@ -30,6 +30,7 @@ export { firstSlurmHost, expandTasksPerNode } from './slurm.js';
 export {
   ZeroRedundancy,
   zeroUnits,
+  zeroUnitModules,
   type ZeroStage,
   type ZeroOptions,
   type ZeroBytes,

@@ -200,25 +200,36 @@ async function checkSameLayout(buckets: FlatBucket[], units: number, group: Proc
   }
 }
 
+/** Each item of every outermost ModuleList that has parameters of its own, with those parameters. */
+function listItems(model: Module): Array<{ module: Module; params: Tensor[] }> {
+  const items: Array<{ module: Module; params: Tensor[] }> = [];
+  const seen = new Set<Tensor>();
+  for (const [, module] of model.namedModules()) {
+    if (!(module instanceof ModuleList)) continue;
+    // A nested list's parameters are already in its outer item's unit, so it adds nothing.
+    for (const item of module.items as Module[]) {
+      const params = item.parameters().filter((p) => !seen.has(p));
+      params.forEach((p) => seen.add(p));
+      if (params.length > 0) items.push({ module: item, params });
+    }
+  }
+  return items;
+}
+
 /**
  * Units for a model: each item of every outermost ModuleList (decoder layers, vision blocks) is one
  * unit, in traversal order; every other parameter joins the last unit (the root).
  */
 export function zeroUnits(model: Module): Tensor[][] {
-  const units: Tensor[][] = [];
-  const inItems = new Set<Tensor>();
-  for (const [, module] of model.namedModules()) {
-    if (!(module instanceof ModuleList)) continue;
-    // A nested list's parameters are already in its outer item's unit, so it adds nothing.
-    for (const item of module.items as Module[]) {
-      const params = item.parameters().filter((p) => !inItems.has(p));
-      params.forEach((p) => inItems.add(p));
-      if (params.length > 0) units.push(params);
-    }
-  }
+  const items = listItems(model);
+  const inItems = new Set(items.flatMap((i) => i.params));
   const root = model.parameters().filter((p) => !inItems.has(p));
-  if (root.length > 0) units.push(root);
-  return units;
+  return [...items.map((i) => i.params), ...(root.length > 0 ? [root] : [])];
+}
+
+/** The modules of zeroUnits(model)'s units but the root, index for index: what hookForward takes. */
+export function zeroUnitModules(model: Module): Module[] {
+  return listItems(model).map((i) => i.module);
 }
 
 export class ZeroRedundancy {
@@ -305,9 +316,8 @@ export class ZeroRedundancy {
    * unit synchronously just before it runs. Under no-grad (a checkpointed block's forward,
    * evaluation, generation) the unit is freed as soon as the forward returns. With grad, autograd
    * keeps the parameters for backward, so the unit stays until its gradients exist: when a later
-   * unit's recompute (gradient checkpointing, backward order) gathers a unit below it, the units
-   * above are reduce-scattered and freed then; the rest in reduceGradients(). Units must run in
-   * index order in forward (as a ModuleList does), so backward meets them in reverse.
+   * block's recompute (gradient checkpointing) is gathered, the blocks whose backward is done (they
+   * have gradients) are reduce-scattered and freed first; the rest in reduceGradients().
    */
   hookForward(unit: number, module: Module): void {
     this.#checkAlive('hookForward');
@@ -504,12 +514,14 @@ export class ZeroRedundancy {
     for (const u of units) this.#held[u] = true;
   }
 
-  // A hooked unit's forward begins. With grad, units above it that are still held have finished
-  // their backward (a recompute runs in reverse order): their gradients go to the shards first.
+  // A hooked unit's forward begins. With grad, a held block that already has gradients has had its
+  // backward (this is a checkpointed recompute, which runs after the backward of the blocks above):
+  // its gradients go to the shards and it is freed first. In forward no block has gradients yet
+  // (reduceGradients frees them), whatever order the blocks run in.
   #enterUnit(unit: number): void {
     if (torch.isGradEnabled()) {
       for (const u of this.#hooks.keys())
-        if (u > unit && this.#held[u] && !this.#reducedEarly.has(u)) this.#reduceNow(u);
+        if (u !== unit && this.#held[u] && !this.#reducedEarly.has(u) && this.#hasGradients(u)) this.#reduceNow(u);
     }
     if (this.#held[unit]) return;
     for (const b of this.#buckets) {
@@ -519,6 +531,12 @@ export class ZeroRedundancy {
       this.#installViews(b, full);
     }
     this.#held[unit] = true;
+  }
+
+  #hasGradients(unit: number): boolean {
+    return torch.tidy(() =>
+      this.#buckets.some((b) => b.unit === unit && b.trainable && b.params.some((p) => p.grad !== null)),
+    );
   }
 
   #leaveUnit(unit: number): void {

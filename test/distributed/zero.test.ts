@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { zeroUnits } from '../../lib/distributed/zero.js';
+import { zeroUnitModules, zeroUnits } from '../../lib/distributed/zero.js';
 import { readZeroIndex, ZERO_INDEX, zeroShardFile } from '../../lib/distributed/zero_checkpoint.js';
 import { Linear, Module, ModuleList } from '../../lib/nn/index.js';
 import { loadSafetensors } from '../../lib/torch/safetensors.js';
@@ -274,5 +274,6 @@ describe('zeroUnits', () => {
     expect(units[0]).toEqual([model.blocks.items[0]!.weight, model.blocks.items[0]!.bias]);
     expect(units[1]).toEqual([model.blocks.items[1]!.weight]);
     expect(units[2]).toEqual([model.embed.weight, model.embed.bias, model.head.weight, model.head.bias]);
+    expect(zeroUnitModules(model)).toEqual([model.blocks.items[0], model.blocks.items[1]]);
   });
 });
