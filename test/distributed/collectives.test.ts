@@ -40,7 +40,12 @@ function checkRank(results: Record<string, number[]>, rank: number, worldSize: n
       const long = ranks.map((r) => cast(rankValues(r, LENGTH * worldSize)));
       const slice = reduce(long, op).slice(rank * LENGTH, (rank + 1) * LENGTH);
       expectClose(results[`reduceScatter/${op}/${dtype}`], cast(slice), tolerance, `reduceScatter ${op} ${dtype}`);
+      const sync = results[`reduceScatterSync/${op}/${dtype}`];
+      expectClose(sync, cast(slice), tolerance, `reduceScatterSync ${op} ${dtype}`);
     }
+    expect(results[`allGatherSync/${dtype}`], `allGatherSync ${dtype}`).toEqual(
+      ranks.flatMap((r) => cast(rankValues(r))),
+    );
     // Gathers and broadcasts move bytes: exact.
     expect(results[`allGather/${dtype}`], `allGather ${dtype}`).toEqual(ranks.flatMap((r) => cast(rankValues(r))));
     expect(results[`allGather/shape/${dtype}`]).toEqual([2 * worldSize, LENGTH / 2]);
