@@ -8,7 +8,9 @@
 // GRPO (each rank samples its prompts' groups; advantages per group; DAPO's global token mean);
 // the shards each rank read; rank 1 writes no file; bco_pair's running mean is the same on both
 // ranks and counts both ranks' batches; kill -9 of rank 0 after checkpoint-2, then a 2-rank resume,
-// continues to the uninterrupted run's exact parameters and log.
+// continues to the uninterrupted run's exact parameters and log. ZeRO (zero_stage 1 and 2): SFT
+// equals one process (unclipped: one process clips with float32 norms), shards beside checkpoint-2,
+// kill -9 + 2-rank resume from the shards identical, a ZeRO checkpoint resumed without ZeRO refused.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { tmpdir } from 'node:os';
