@@ -75,7 +75,7 @@ export class TextTokenizer {
     }
     checkTokenIds(tokenizerJson, join(source, 'tokenizer.json'));
     this.config = parseConfig(TokenizerConfigSchema, config ?? {}, join(source, 'tokenizer_config.json'));
-    this.inner = new Tokenizer(tokenizerJson, this.config);
+    this.inner = buildTokenizer(tokenizerJson, this.config, join(source, 'tokenizer.json'));
     this.vocab = this.inner.get_vocab(true);
     this.vocabSize = this.vocab.size;
     this.specialIds = new Set(
@@ -104,7 +104,7 @@ export class TextTokenizer {
 
   encode(text: string, options: EncodeOptions = {}): number[] {
     if (typeof text !== 'string') throw new TypeError(`Expected a string for text but received ${typeof text}`);
-    return this.inner.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+    return this.#library(() => this.inner.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids);
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
@@ -114,7 +114,22 @@ export class TextTokenizer {
       }
     }
     if (ids.length === 0) return '';
-    return this.inner.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
+    return this.#library(() =>
+      this.inner.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false }),
+    );
+  }
+
+  // Some parts of tokenizer.json (a Split pre-tokenizer's behavior, a decoder's pattern) are read
+  // only when text goes through them: what the library throws then names the file too.
+  #library<T>(call: () => T): T {
+    try {
+      return call();
+    } catch (error) {
+      const file = join(this.source, 'tokenizer.json');
+      throw new TypeError(`${file}: the tokenizers library failed on it: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
   }
 
   /** The id of a token (an added token or a vocabulary entry); throws when absent. */
@@ -146,6 +161,20 @@ export class TextTokenizer {
       );
     }
     return id;
+  }
+}
+
+/**
+ * The tokenizers library on a file checkTokenIds passed. It reads the pipeline's parts (decoder,
+ * pre_tokenizer, added_tokens) without checking their types, so whatever it throws names the file.
+ */
+function buildTokenizer(tokenizerJson: object, config: TokenizerConfig, file: string): Tokenizer {
+  try {
+    return new Tokenizer(tokenizerJson, config);
+  } catch (error) {
+    throw new TypeError(`${file}: the tokenizers library cannot read it: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }
 

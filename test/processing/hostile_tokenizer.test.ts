@@ -60,3 +60,40 @@ describe('hostile tokenizer.json', () => {
     );
   });
 });
+
+// Fuzz run 5 (docs/fuzz.md): pipeline parts the tokenizers library reads unchecked, at load or when
+// text first goes through them; what it throws now names the file.
+describe('tokenizer.json parts the library rejects', () => {
+  it.each([
+    [
+      'a decoder type that is not a string',
+      (j: Record<string, any>) => void (j.decoder = { type: false }),
+      /Unknown Decoder type: false/,
+    ],
+    [
+      'a missing added_tokens list',
+      (j: Record<string, any>) => void delete j.added_tokens,
+      /.*added_tokens is not iterable/,
+    ],
+  ])('refuses %s at load, naming the file', async (_, edit, pattern) => {
+    const dir = await edited(edit);
+    const file = escaped(join(dir, 'tokenizer.json'));
+    await expect(TextTokenizer.fromPretrained(dir)).rejects.toThrow(
+      new RegExp(`^${file}: the tokenizers library cannot read it: ${pattern.source}`),
+    );
+  });
+
+  it('a Split pre-tokenizer whose behavior is not a string names the file when text reaches it', async () => {
+    const dir = await edited((j) => {
+      j.pre_tokenizer = { type: 'Split', pattern: { Regex: ' ' }, behavior: true, invert: false };
+    });
+    const tokenizer = await TextTokenizer.fromPretrained(dir);
+    const file = escaped(join(dir, 'tokenizer.json'));
+    expect(() => tokenizer.encode('a b')).toThrow(new RegExp(`^${file}: the tokenizers library failed on it: `));
+    // the same split with a valid behavior encodes
+    const valid = await edited((j) => {
+      j.pre_tokenizer = { type: 'Split', pattern: { Regex: ' ' }, behavior: 'Removed', invert: false };
+    });
+    expect((await TextTokenizer.fromPretrained(valid)).encode('a b').length).toBeGreaterThan(0);
+  });
+});
