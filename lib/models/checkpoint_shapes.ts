@@ -70,9 +70,11 @@ function languageModelProblems(c: TextConfig, shapes: Shapes, where: string): st
 const VISION_BLOCK = /(?:^|\.)(?:visual\.blocks|vision_model\.encoder\.layers|vision_tower\.encoder\.layer)\.(\d+)\./;
 
 function visionDepthProblems(config: Json, shapes: Shapes, where: string): string[] {
-  const vision = (config.vision_config ?? {}) as Json;
+  const vision = config.vision_config;
+  // A vision_config that is not an object is left to the config schema, whose error names the key.
+  if (typeof vision !== 'object' || vision === null || Array.isArray(vision)) return [];
   const key = 'depth' in vision ? 'depth' : 'num_hidden_layers';
-  const depth = vision[key];
+  const depth = (vision as Json)[key];
   // Out-of-bounds values are left to the config schema, whose error names the bound.
   if (typeof depth !== 'number' || depth > SIZE_BOUNDS.layers) return [];
   let blocks = 0;

@@ -36,7 +36,7 @@ const VisionSizes = z
 const RemoteConfig = z
   .object({
     force_image_size: boundedInt(B.imageSide).nullish(),
-    downsample_ratio: z.number().positive().default(0.5),
+    downsample_ratio: z.number().positive().max(1).default(0.5),
     template: z.string().default('internvl2_5'),
     system_message: z.string().nullish(),
     dynamic_image_size: z.boolean().default(true),
@@ -50,7 +50,7 @@ const RemoteConfig = z
 const HfConfig = z
   .object({
     image_seq_length: boundedInt(B.positions).optional(),
-    downsample_ratio: z.number().positive().default(0.5),
+    downsample_ratio: z.number().positive().max(1).default(0.5),
     vision_config: VisionSizes,
   })
   .loose();
@@ -72,9 +72,17 @@ const HfProcessor = z.object({ image_seq_length: boundedInt(B.positions).optiona
 const parse = <S extends z.ZodType>(schema: S, value: unknown, file: string): z.output<S> =>
   parseConfig(schema, value ?? {}, file);
 
-// InternVLChatModel: int((image_size // patch_size) ** 2 * (downsample_ratio ** 2)).
-const tokensPerTile = (imageSize: number, patchSize: number, ratio: number): number =>
-  Math.trunc(Math.floor(imageSize / patchSize) ** 2 * ratio ** 2);
+// InternVLChatModel: int((image_size // patch_size) ** 2 * (downsample_ratio ** 2)), at most a
+// sequence's worth of positions: each tile's tokens become a JS array before anything else runs.
+function tokensPerTile(imageSize: number, patchSize: number, ratio: number, file: string): number {
+  const tokens = Math.trunc(Math.floor(imageSize / patchSize) ** 2 * ratio ** 2);
+  if (tokens > B.positions) {
+    throw new RangeError(
+      `${file}: image_size ${imageSize}, patch_size ${patchSize} and downsample_ratio ${ratio} give ${tokens} tokens per tile (limit ${B.positions})`,
+    );
+  }
+  return tokens;
+}
 
 /** Settings of a remote-code checkpoint (config.json only; these have no preprocessor_config.json). */
 export function remoteSettings(config: unknown, dir: string): InternVLSettings {
@@ -86,7 +94,7 @@ export function remoteSettings(config: unknown, dir: string): InternVLSettings {
   const dynamic = c.dynamic_image_size;
   return {
     mode: 'remote',
-    tokensPerTile: tokensPerTile(imageSize, c.vision_config.patch_size, c.downsample_ratio),
+    tokensPerTile: tokensPerTile(imageSize, c.vision_config.patch_size, c.downsample_ratio, join(dir, 'config.json')),
     // Without dynamic_image_size InternVL resizes to one tile, which is tiling with max 1.
     tiling: {
       minNum: dynamic ? c.min_dynamic_patch : 1,
@@ -109,7 +117,12 @@ export function hfSettings(config: unknown, preprocessor: unknown, processor: un
     tokensPerTile:
       seq ??
       c.image_seq_length ??
-      tokensPerTile(c.vision_config.image_size, c.vision_config.patch_size, c.downsample_ratio),
+      tokensPerTile(
+        c.vision_config.image_size,
+        c.vision_config.patch_size,
+        c.downsample_ratio,
+        join(dir, 'config.json'),
+      ),
     tiling: {
       minNum: p.crop_to_patches ? p.min_patches : 1,
       maxNum: p.crop_to_patches ? p.max_patches : 1,

@@ -1,7 +1,7 @@
 // 4-bit weight quantisation compatible with bitsandbytes (NF4 / FP4, blocksize 64, optional double
 // quantisation of the absmax), and the QLoRA linear layer that multiplies by such a weight a tile
 // of rows at a time. The kernels are in cpp/kernels/cpu/quant4bit.{h,cc}, linear4bit.cc.
-import { checkBoolean, checkInteger, invalidArgument } from './args.js';
+import { checkBoolean, checkInteger, invalidArgument, optionsArg } from './args.js';
 import { dtypeCode, type DType } from './dtype.js';
 import { native as N } from './native.js';
 import { handleOf, optionalHandle, type Tensor, wrap } from './tensor.js';
@@ -42,13 +42,14 @@ const QUANTIZABLE: readonly DType[] = ['float32', 'bfloat16', 'float16'];
 /** Quantises a float32 / bf16 / f16 weight to 4 bits (bitsandbytes' quantize_4bit). */
 export function quantize4bit(weight: Tensor, options: Quantize4bitOptions = {}): QuantState4bit {
   const handle = handleOf(weight, 'weight', 'quantize4bit');
-  const quantType = options.quantType ?? 'nf4';
+  const o = optionsArg(options, 'quantize4bit');
+  const quantType = o.quantType ?? 'nf4';
   if (quantType !== 'nf4' && quantType !== 'fp4')
     throw invalidArgument('quantType', "'nf4' or 'fp4'", quantType, 'quantize4bit');
-  const blocksize = checkInteger(options.blocksize ?? 64, 'blocksize', 'quantize4bit');
+  const blocksize = checkInteger(o.blocksize ?? 64, 'blocksize', 'quantize4bit');
   if (!BLOCKSIZES.includes(blocksize))
     throw invalidArgument('blocksize', `one of ${BLOCKSIZES.join(', ')}`, blocksize, 'quantize4bit');
-  const doubleQuant = checkBoolean(options.doubleQuant ?? false, 'doubleQuant', 'quantize4bit');
+  const doubleQuant = checkBoolean(o.doubleQuant ?? false, 'doubleQuant', 'quantize4bit');
   const dtype = weight.dtype;
   if (!QUANTIZABLE.includes(dtype))
     throw invalidArgument('weight', 'a float32, bfloat16 or float16 tensor', dtype, 'quantize4bit');
@@ -92,7 +93,8 @@ function stateHandles(state: QuantState4bit, op: string): number[] {
 /** The weight back in `dtype` (default: the dtype it was quantised from), bitsandbytes' dequantize_4bit. */
 export function dequantize4bit(state: QuantState4bit, options: { dtype?: DType } = {}): Tensor {
   const handles = stateHandles(state, 'dequantize4bit');
-  const dtype = options.dtype ?? state.dtype;
+  const o = optionsArg(options, 'dequantize4bit');
+  const dtype = o.dtype ?? state.dtype;
   return wrap(
     N.dequantize4bit(
       ...handles,
@@ -121,10 +123,11 @@ export function linear4bit(
 ): Tensor {
   const xh = handleOf(x, 'x', 'linear4bit');
   const handles = stateHandles(state, 'linear4bit');
+  const o = optionsArg(options, 'linear4bit');
   if (!Array.isArray(state.shape) || state.shape.length !== 2)
     throw invalidArgument('state.shape', 'a 2-d weight shape', state.shape, 'linear4bit');
   const [outFeatures, inFeatures] = state.shape as [number, number];
-  const tileBytes = checkInteger(options.tileBytes ?? 16 << 20, 'tileBytes', 'linear4bit');
+  const tileBytes = checkInteger(o.tileBytes ?? 16 << 20, 'tileBytes', 'linear4bit');
   if (tileBytes <= 0) throw invalidArgument('tileBytes', 'a positive integer', tileBytes, 'linear4bit');
   return wrap(
     N.linear4bit(

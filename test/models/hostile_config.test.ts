@@ -87,6 +87,43 @@ describe('model configs past sane bounds', () => {
   });
 });
 
+// Fuzz run 5 (docs/fuzz.md): a vision_config that is not an object reached the checkpoint shape
+// check unparsed ("Cannot use 'in' operator"), and an InternVL downsample_ratio of 2^40 made the
+// processor build a tile of ~2^90 tokens: V8 aborted the process.
+describe('config values of the wrong kind or size, found by the fuzzer', () => {
+  it.each([-1e308, 2147483648])('refuses vision_config = %s naming the key', async (value) => {
+    const dir = edited('qwen2_vl', 'config.json', (c) => {
+      c.vision_config = value;
+    });
+    await expectFastRejection(() => fromPretrained(dir), [/config\.json/, /invalid vision_config: .*expected record/]);
+  });
+
+  it('refuses an InternVL downsample_ratio above 1 and a tile of more tokens than a sequence holds', async () => {
+    const ratio = edited('internvl', 'config.json', (c) => {
+      c.downsample_ratio = 2 ** 40;
+    });
+    const tooBig = /config\.json: invalid downsample_ratio: Too big: expected number to be <=1/;
+    await expectFastRejection(() => processing.fromPretrained(ratio), [tooBig]);
+    const tokens = edited('internvl', 'config.json', (c) => {
+      c.force_image_size = 65536;
+      c.vision_config.patch_size = 1;
+      c.downsample_ratio = 1;
+    });
+    // (65536 / 1)² · 1² = 4294967296 tokens per tile, past SIZE_BOUNDS.positions (2^27)
+    const limit =
+      /config\.json: image_size 65536, patch_size 1 and downsample_ratio 1 give 4294967296 tokens per tile \(limit 134217728\)/;
+    await expectFastRejection(() => processing.fromPretrained(tokens), [limit]);
+  });
+
+  it('quantize4bit refuses a null options object by name', () => {
+    const w = torch.ones([4, 64]);
+    expect(() => torch.quantize4bit(w, null as never)).toThrow(
+      /^quantize4bit: expected an object for options but received null/,
+    );
+    w.dispose();
+  });
+});
+
 describe('model configs that disagree with their tensors', () => {
   it('names the tensor and both shapes when hidden_size was changed', async () => {
     const dir = edited('qwen2_vl', 'config.json', (c) => {
