@@ -1,12 +1,16 @@
-// Collectives over the process group, each returning a Promise. The call enqueues c10d work and
-// returns at once; the work's future completes on a backend thread, which hands the settling to the
-// JS thread through a thread-safe function, so the event loop never waits on the network and no
-// libuv pool thread is held. A collective that cannot complete fails after the group's timeout
+// Collectives over the process group, each returning a Promise. The call enqueues c10d work; one
+// that completes within 50 us (a small tensor on a quick peer) is settled before the call returns,
+// any other completes on a backend thread, which hands the settling to the JS thread through a
+// thread-safe function, so the event loop never waits on the network and no libuv pool thread is
+// held. A collective that cannot complete fails after the group's timeout
 // (Gloo applies it to every send / receive); the rejection names the op, the rank and the timeout.
 //
 // As with torch.distributed's async_op=True, the tensors belong to the collective until its Promise
 // settles: lib/distributed allocates outputs and checks every argument before calling here.
+#include <chrono>
 #include <functional>
+#include <memory>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -65,10 +69,38 @@ std::string failureMessage(const char* op, const ProcessGroupState& group, std::
          " (process-group timeout " + std::to_string(group.timeout.count()) + " ms): " + reason + hint;
 }
 
+// Completions reach the JS thread through one thread-safe function per environment, kept for the
+// addon's lifetime: making one per call cost as much as a small all-reduce itself. It is referenced
+// only while collectives are in flight, so an idle group never keeps the process alive.
+struct CompletionQueue;
+void settle(Napi::Env env, Napi::Function, CompletionQueue* queue, PendingCollective* p);
+using Completion = Napi::TypedThreadSafeFunction<CompletionQueue, PendingCollective, settle>;
+
+struct CompletionQueue {
+  Completion completion;
+  size_t inFlight = 0;  // JS thread only
+
+  static CompletionQueue& of(Napi::Env env) {
+    if (auto* queue = env.GetInstanceData<CompletionQueue>()) return *queue;
+    auto* queue = new CompletionQueue;
+    queue->completion = Completion::New(env, "vlalign.collective", 0, 1, queue);
+    queue->completion.Unref(env);
+    env.SetInstanceData(queue);  // freed with the environment; the function is torn down with it
+    return *queue;
+  }
+
+  void started(Napi::Env env) {
+    if (inFlight++ == 0) completion.Ref(env);
+  }
+
+  void settled(Napi::Env env) {
+    if (--inFlight == 0) completion.Unref(env);
+  }
+};
+
 // On the JS thread once the work's future has completed. wait() returns at once then (or rethrows
 // the work's error); for NCCL it also makes the current CUDA stream wait for the collective.
-void settle(Napi::Env env, Napi::Function, PendingCollective* p, void*) {
-  if (env == nullptr) return;  // the environment is going away; the finalizer frees `p`
+void resolve(Napi::Env env, PendingCollective* p) {
   try {
     try {
       p->work->wait();
@@ -85,7 +117,25 @@ void settle(Napi::Env env, Napi::Function, PendingCollective* p, void*) {
   }
 }
 
-using Completion = Napi::TypedThreadSafeFunction<PendingCollective, void, settle>;
+void settle(Napi::Env env, Napi::Function, CompletionQueue* queue, PendingCollective* p) {
+  std::unique_ptr<PendingCollective> owned(p);
+  if (env == nullptr) return;  // the environment is going away: nothing is left to settle
+  queue->settled(env);
+  resolve(env, p);
+}
+
+// A small collective completes within microseconds, sooner than a backend thread can wake this one:
+// it is settled here if it completes within this bound (the event loop waits no longer than that).
+constexpr std::chrono::microseconds kSettleHereWithin{50};
+
+bool completesSoon(const c10::intrusive_ptr<c10::ivalue::Future>& future) {
+  const auto deadline = std::chrono::steady_clock::now() + kSettleHereWithin;
+  while (!future->completed()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
 
 Napi::Value launch(const Info& info, const char* op, std::shared_ptr<ProcessGroupState> group,
                    c10::intrusive_ptr<c10d::Work> work, std::function<void()> finish = nullptr) {
@@ -94,12 +144,16 @@ Napi::Value launch(const Info& info, const char* op, std::shared_ptr<ProcessGrou
   auto* pending = new PendingCollective{op, std::move(group), std::move(work), std::move(finish),
                                         Napi::Promise::Deferred::New(env)};
   const Napi::Promise promise = pending->deferred.Promise();
-  const Completion completion = Completion::New(env, "vlalign.collective", 0, 1, pending,
-                                                [](Napi::Env, void*, PendingCollective* p) { delete p; });
-  // Runs on the backend thread that completes the work (or here, if it already has).
-  future->addCallback([completion](c10::ivalue::Future&) {
-    completion.NonBlockingCall();
-    completion.Release();
+  if (completesSoon(future)) {
+    std::unique_ptr<PendingCollective> owned(pending);
+    resolve(env, pending);
+    return promise;
+  }
+  CompletionQueue& queue = CompletionQueue::of(env);
+  queue.started(env);
+  // Runs on the backend thread that completes the work.
+  future->addCallback([completion = queue.completion, pending](c10::ivalue::Future&) {
+    completion.NonBlockingCall(pending);
   });
   return promise;
 }
