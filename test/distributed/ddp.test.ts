@@ -5,42 +5,17 @@
 // dead peer. Each rank computes the single-process reference itself (fixtures/ddp_worker.ts).
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freePort, type ProcessRun, RUN_TS, start } from './ranks.js';
+import { type ProcessRun, runJob } from './ranks.js';
 
 const DDP_WORKER = path.join(import.meta.dirname, 'fixtures/ddp_worker.ts');
 
-async function runDdpJob(
+function runDdpJob(
   worldSize: number,
   scenario: string,
   env: Record<string, string> = {},
   waitFor?: number[],
 ): Promise<ProcessRun[]> {
-  const port = await freePort();
-  const ranks = Array.from({ length: worldSize }, (_, rank) =>
-    start(process.execPath, [RUN_TS, DDP_WORKER], {
-      ...process.env,
-      RANK: String(rank),
-      LOCAL_RANK: String(rank),
-      WORLD_SIZE: String(worldSize),
-      LOCAL_WORLD_SIZE: String(worldSize),
-      MASTER_ADDR: '127.0.0.1',
-      MASTER_PORT: String(port),
-      OMP_NUM_THREADS: '1',
-      VLALIGN_TEST_SCENARIO: scenario,
-      ...env,
-    }),
-  );
-  const killAll = () => {
-    for (const { child } of ranks) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  const limit = setTimeout(killAll, 150_000);
-  try {
-    await Promise.all((waitFor ?? ranks.map((_, r) => r)).map((r) => ranks[r].done));
-    killAll();
-    return await Promise.all(ranks.map((r) => r.done));
-  } finally {
-    clearTimeout(limit);
-  }
+  return runJob(worldSize, scenario, { worker: DDP_WORKER, env, waitFor, limitMs: 150_000 });
 }
 
 function resultOf(run: ProcessRun): any {

@@ -62,6 +62,8 @@ export function start(
 }
 
 export interface JobOptions {
+  /** The script every rank runs (default fixtures/worker.ts). */
+  worker?: string;
   /** Extra environment for every rank. */
   env?: Record<string, string>;
   /** Ranks whose exit ends the job; the others are then killed (default: all). */
@@ -70,18 +72,28 @@ export interface JobOptions {
   limitMs?: number;
 }
 
-/** worldSize workers with torchrun's variables on loopback; resolves once the awaited ranks exit. */
+/** torchrun's variables for `rank` of a one-node job of `worldSize` on loopback. */
+export function torchrunEnv(rank: number, worldSize: number, port: number): Record<string, string> {
+  return {
+    RANK: String(rank),
+    LOCAL_RANK: String(rank),
+    WORLD_SIZE: String(worldSize),
+    LOCAL_WORLD_SIZE: String(worldSize),
+    MASTER_ADDR: '127.0.0.1',
+    MASTER_PORT: String(port),
+  };
+}
+
+/**
+ * worldSize workers with torchrun's variables on loopback, `scenario` in VLALIGN_TEST_SCENARIO;
+ * resolves once the awaited ranks exit.
+ */
 export async function runJob(worldSize: number, scenario: string, options: JobOptions = {}): Promise<ProcessRun[]> {
   const port = await freePort();
   const ranks = Array.from({ length: worldSize }, (_, rank) =>
-    start(process.execPath, [RUN_TS, WORKER], {
+    start(process.execPath, [RUN_TS, options.worker ?? WORKER], {
       ...process.env,
-      RANK: String(rank),
-      LOCAL_RANK: String(rank),
-      WORLD_SIZE: String(worldSize),
-      LOCAL_WORLD_SIZE: String(worldSize),
-      MASTER_ADDR: '127.0.0.1',
-      MASTER_PORT: String(port),
+      ...torchrunEnv(rank, worldSize, port),
       OMP_NUM_THREADS: '1',
       VLALIGN_TEST_SCENARIO: scenario,
       ...options.env,

@@ -12,34 +12,12 @@ import { zeroUnitModules, zeroUnits } from '../../lib/distributed/zero.js';
 import { readZeroIndex, ZERO_INDEX, zeroShardFile } from '../../lib/distributed/zero_checkpoint.js';
 import { Linear, Module, ModuleList } from '../../lib/nn/index.js';
 import { loadSafetensors } from '../../lib/torch/safetensors.js';
-import { freePort, type ProcessRun, RUN_TS, start } from './ranks.js';
+import { type ProcessRun, runJob } from './ranks.js';
 
 const ZERO_WORKER = path.join(import.meta.dirname, 'fixtures/zero_worker.ts');
 
-async function runZeroJob(worldSize: number, env: Record<string, string> = {}): Promise<ProcessRun[]> {
-  const port = await freePort();
-  const ranks = Array.from({ length: worldSize }, (_, rank) =>
-    start(process.execPath, [RUN_TS, ZERO_WORKER], {
-      ...process.env,
-      RANK: String(rank),
-      LOCAL_RANK: String(rank),
-      WORLD_SIZE: String(worldSize),
-      LOCAL_WORLD_SIZE: String(worldSize),
-      MASTER_ADDR: '127.0.0.1',
-      MASTER_PORT: String(port),
-      OMP_NUM_THREADS: '1',
-      ...env,
-    }),
-  );
-  const killAll = () => {
-    for (const { child } of ranks) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  const limit = setTimeout(killAll, 150_000);
-  try {
-    return await Promise.all(ranks.map((r) => r.done));
-  } finally {
-    clearTimeout(limit);
-  }
+function runZeroJob(worldSize: number, env: Record<string, string> = {}): Promise<ProcessRun[]> {
+  return runJob(worldSize, 'zero', { worker: ZERO_WORKER, env, limitMs: 150_000 });
 }
 
 function resultOf(run: ProcessRun): any {

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMetricsLog } from '../../lib/train/metrics_log.js';
-import { freePort, resultOf, start, type ProcessRun } from '../distributed/ranks.js';
+import { freePort, resultOf, start, torchrunEnv, type ProcessRun } from '../distributed/ranks.js';
 
 const RUN_TS = path.join(import.meta.dirname, 'fixtures/run_ts.mjs');
 const WORKER = path.join(import.meta.dirname, 'fixtures/distributed_worker.ts');
@@ -48,15 +48,7 @@ async function job(worldSize: number, spec: Spec): Promise<ProcessRun[]> {
       delete base[name];
     }
     if (worldSize === 1) return base;
-    return {
-      ...base,
-      RANK: String(rank),
-      LOCAL_RANK: String(rank),
-      WORLD_SIZE: String(worldSize),
-      LOCAL_WORLD_SIZE: String(worldSize),
-      MASTER_ADDR: '127.0.0.1',
-      MASTER_PORT: String(port),
-    };
+    return { ...base, ...torchrunEnv(rank, worldSize, port) };
   };
   const ranks = Array.from({ length: worldSize }, (_, r) => start(process.execPath, [RUN_TS, WORKER], env(r)));
   const limit = setTimeout(() => {
