@@ -67,7 +67,9 @@ describe('tokenizer.json parts the library rejects', () => {
   it.each([
     [
       'a decoder type that is not a string',
-      (j: Record<string, any>) => void (j.decoder = { type: false }),
+      (j: Record<string, any>) => {
+        j.decoder = { type: false };
+      },
       /Unknown Decoder type: false/,
     ],
     [

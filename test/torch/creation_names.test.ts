@@ -71,8 +71,10 @@ describe("torch's function spellings of Tensor methods refuse a non-tensor by na
 // tensor where a list or options object belongs, and native ops of another name (float -> to).
 describe('Tensor methods and nn.functional name the op whatever the arguments', () => {
   const F = torch.nn.functional as unknown as Record<string, (...args: unknown[]) => unknown>;
-  const method = (t: torch.Tensor, name: string, ...args: unknown[]) => () =>
-    (t as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!(...args);
+  const method =
+    (t: torch.Tensor, name: string, ...args: unknown[]) =>
+    () =>
+      (t as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!(...args);
   const disposed = (): torch.Tensor => {
     const t = torch.ones([2]);
     t.dispose();
