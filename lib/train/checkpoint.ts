@@ -79,7 +79,7 @@ export interface LoadedCheckpoint extends SavedCheckpoint {
 }
 
 const FINAL = /^checkpoint-(\d+)$/;
-const LEFTOVER = /^checkpoint-\d+\.(?:tmp|old|deleted)-(\d+)$/;
+const LEFTOVER = /^(?:[a-z]+-)?checkpoint-\d+\.(?:tmp|old|deleted)-(\d+)$/;
 
 /** The complete checkpoints in `outputDir`, oldest step first. */
 export function listCheckpoints(outputDir: string): SavedCheckpoint[] {
@@ -128,11 +128,20 @@ export function loadCheckpoint(dir: string): LoadedCheckpoint {
   return { dir, step: marker.global_step as number, trainerState, files };
 }
 
+export interface CheckpointManagerOptions {
+  /** Keep only the newest this many complete checkpoints (HF's save_total_limit). */
+  saveTotalLimit?: number | null;
+  /**
+   * Name prefixes of directories that belong to checkpoint-N beside it (`zero-` for ZeRO's
+   * `zero-checkpoint-N` shards): rotation removes them with their checkpoint.
+   */
+  companions?: readonly string[];
+}
+
 export class CheckpointManager {
-  /** `saveTotalLimit`: keep only the newest this many complete checkpoints (HF's save_total_limit). */
   constructor(
     readonly outputDir: string,
-    readonly options: { saveTotalLimit?: number | null } = {},
+    readonly options: CheckpointManagerOptions = {},
   ) {
     const limit = options.saveTotalLimit;
     if (limit != null && (!Number.isInteger(limit) || limit < 1)) {
@@ -173,12 +182,30 @@ export class CheckpointManager {
     const limit = this.options.saveTotalLimit;
     if (limit == null) return;
     const all = listCheckpoints(this.outputDir);
-    for (const { dir } of all.slice(0, Math.max(0, all.length - limit))) {
-      const doomed = `${dir}.deleted-${process.pid}`;
-      fs.renameSync(dir, doomed);
-      syncDirectory(this.outputDir);
-      fs.rmSync(doomed, { recursive: true, force: true });
+    for (const { dir } of all.slice(0, Math.max(0, all.length - limit))) this.#remove(dir);
+    this.#removeOrphanCompanions(all.at(-1)?.step ?? -1);
+  }
+
+  // A companion whose checkpoint is gone, from a step up to the newest checkpoint's: its checkpoint
+  // was rotated out (this save's, or one cut short before it got to the companion). A later step's
+  // companion without its checkpoint is a save in progress (ZeRO's shards are written first): kept.
+  #removeOrphanCompanions(newestStep: number): void {
+    for (const prefix of this.options.companions ?? []) {
+      for (const name of fs.readdirSync(this.outputDir)) {
+        const step = name.startsWith(prefix) ? FINAL.exec(name.slice(prefix.length))?.[1] : undefined;
+        if (step === undefined || Number(step) > newestStep) continue;
+        if (!fs.existsSync(path.join(this.outputDir, `checkpoint-${step}`)))
+          this.#remove(path.join(this.outputDir, name));
+      }
     }
+  }
+
+  // Renamed first, so a kill mid-removal leaves a leftover the next save clears, never half a directory.
+  #remove(dir: string): void {
+    const doomed = `${dir}.deleted-${process.pid}`;
+    fs.renameSync(dir, doomed);
+    syncDirectory(this.outputDir);
+    fs.rmSync(doomed, { recursive: true, force: true });
   }
 
   // Temp, replaced and half-deleted directories of processes that no longer run.

@@ -40,7 +40,7 @@ import {
   type GradientSync,
   type RankPlace,
 } from './distributed.js';
-import { ZeroStep, zeroCheckpointDir } from './zero_step.js';
+import { ZERO_CHECKPOINT_PREFIX, ZeroStep, zeroCheckpointDir } from './zero_step.js';
 
 export interface TrainOutput {
   globalStep: number;
@@ -503,7 +503,10 @@ export class Trainer {
    */
   async saveCheckpoint(): Promise<string> {
     const { args } = this;
-    const manager = new CheckpointManager(args.outputDir, { saveTotalLimit: args.saveTotalLimit });
+    const manager = new CheckpointManager(args.outputDir, {
+      saveTotalLimit: args.saveTotalLimit,
+      companions: [ZERO_CHECKPOINT_PREFIX],
+    });
     this.#rankStates = await this.#gatherRankStates();
     // ZeRO's shards first (every rank), so a complete checkpoint-N has complete shards beside it.
     await this.#zeroStep?.save(path.join(args.outputDir, `checkpoint-${this.globalStep}`));

@@ -15,9 +15,11 @@ import { loadZeroCheckpoint, saveZeroCheckpoint } from '../distributed/zero_chec
 type GroupList = Array<Record<string, unknown> & { params: Tensor[] }>;
 type OptimizerClass = new (groups: GroupList, defaults?: Record<string, unknown>) => Optimizer<GroupOptions>;
 
+export const ZERO_CHECKPOINT_PREFIX = 'zero-';
+
 /** The sharded state of checkpoint-N's step: `<outputDir>/zero-checkpoint-N`. */
 export const zeroCheckpointDir = (checkpointDir: string): string =>
-  path.join(path.dirname(checkpointDir), `zero-${path.basename(checkpointDir)}`);
+  path.join(path.dirname(checkpointDir), `${ZERO_CHECKPOINT_PREFIX}${path.basename(checkpointDir)}`);
 
 export class ZeroStep {
   private constructor(

@@ -120,6 +120,25 @@ describe('CheckpointManager', () => {
     expect(() => new CheckpointManager(outputDir, { saveTotalLimit: 0 })).toThrow(/save_total_limit/);
   });
 
+  it('rotation removes companion directories (ZeRO shards) with their checkpoint, not a save in progress', async () => {
+    const outputDir = path.join(root, 'companions');
+    const manager = new CheckpointManager(outputDir, { saveTotalLimit: 1, companions: ['zero-'] });
+    const companion = (step: number) =>
+      fs.mkdirSync(path.join(outputDir, `zero-checkpoint-${step}`), { recursive: true });
+    // A companion left behind by an earlier rotation that was cut short (its checkpoint is gone).
+    companion(5);
+    for (const step of [10, 20]) {
+      companion(step); // written before its checkpoint, as the trainer's ZeRO save does
+      await manager.save(state(step), [fileWriter('w.bin', `w${step}`)]);
+    }
+    companion(30); // the next save in progress: no checkpoint-30 yet
+    expect(fs.readdirSync(outputDir).sort()).toEqual(['checkpoint-20', 'zero-checkpoint-20', 'zero-checkpoint-30']);
+    // Without companions a manager leaves such directories alone.
+    const plain = new CheckpointManager(outputDir, { saveTotalLimit: 1 });
+    await plain.save(state(40), []);
+    expect(fs.readdirSync(outputDir).sort()).toEqual(['checkpoint-40', 'zero-checkpoint-20', 'zero-checkpoint-30']);
+  });
+
   it('latest ignores directories without the marker and sorts steps numerically; resolveResume', async () => {
     const outputDir = path.join(root, 'latest');
     expect(latestCheckpoint(outputDir)).toBeNull();
