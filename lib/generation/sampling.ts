@@ -27,15 +27,19 @@ export interface Choice {
   logprobs: Tensor;
 }
 
-/** logits [B, V] to one token per row. */
-export function chooseNext(logits: Tensor, options: SamplingOptions = {}): Choice {
+/**
+ * logits [B, V] to one token per row. `uniforms` ([B] float32 in [0, 1), sampling only): the number
+ * each row's inverse-CDF draw uses instead of torch's generator, so that a row's token depends on
+ * its own random stream and not on the rows beside it (continuous batching, streamUniform).
+ */
+export function chooseNext(logits: Tensor, options: SamplingOptions = {}, uniforms?: Tensor): Choice {
   const temperature = options.temperature ?? 1;
   if (!(temperature > 0)) throw new RangeError(`temperature must be > 0, got ${temperature}`);
   return torch.tidy(() => {
     const scaled = logits.float().div(temperature);
     const logZ = scaled.logsumexp(-1, true);
     const allowed = suppressed(scaled, options.suppressTokenIds);
-    const tokens = options.doSample ? sample(filtered(allowed, options)) : allowed.argmax(-1);
+    const tokens = options.doSample ? sample(filtered(allowed, options), uniforms) : allowed.argmax(-1);
     return { tokens, logprobs: scaled.gather(1, tokens.unsqueeze(1)).sub(logZ).squeeze(1) };
   });
 }
@@ -58,12 +62,14 @@ function suppressed(scaled: Tensor, ids: readonly number[] | undefined): Tensor 
 // weight exceeds u · total, u uniform in [0, 1). The same distribution as softmax + multinomial,
 // with one random number per row instead of multinomial's one exponential draw per vocabulary
 // entry (most of a sampling step's time at a vocabulary of thousands). Zero-weight tokens
-// (suppressed, filtered) cover an empty stretch of the CDF and are never drawn.
-function sample(scaled: Tensor): Tensor {
+// (suppressed, filtered) cover an empty stretch of the CDF and are never drawn. `uniforms` [B]
+// replaces torch.rand's draws (per-row streams).
+function sample(scaled: Tensor, uniforms?: Tensor): Tensor {
   const [rows, vocab] = scaled.shape as [number, number];
   const weights = scaled.sub(scaled.amax(-1, true)).exp_();
   const cdf = weights.cumsum(-1);
-  const u = torch.rand([rows, 1], { device: scaled.device }).mul_(cdf.narrow(1, vocab - 1, 1));
+  const draws = uniforms === undefined ? torch.rand([rows, 1], { device: scaled.device }) : rowUniforms(uniforms, rows);
+  const u = draws.mul(cdf.narrow(1, vocab - 1, 1));
   const index = cdf.le(u).sum(1);
   // u · total can round up to total: then no token exceeds it, and the last token with weight is meant.
   if (!(index.eq(vocab).any().item() as boolean)) return index;
@@ -72,6 +78,13 @@ function sample(scaled: Tensor): Tensor {
     .mul(torch.arange(0, vocab, { dtype: 'int64', device: scaled.device }))
     .argmax(-1);
   return torch.where(index.eq(vocab), last, index);
+}
+
+function rowUniforms(uniforms: Tensor, rows: number): Tensor {
+  if (uniforms.numel() !== rows) {
+    throw new RangeError(`Expected ${rows} uniforms (one per row) but received shape [${uniforms.shape}]`);
+  }
+  return uniforms.float().reshape([rows, 1]);
 }
 
 function filtered(scaled: Tensor, options: SamplingOptions): Tensor {
