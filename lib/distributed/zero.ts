@@ -16,6 +16,7 @@ import { invalidArgument } from '../torch/args.js';
 import { type DType, ELEMENT_SIZE } from '../torch/dtype.js';
 import type { Module } from '../nn/module.js';
 import { ModuleList } from '../nn/container.js';
+import { quantInfo } from '../quant/quantize.js';
 import { AdamW, type AdamWOptions } from '../optim/adamw.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import { allGather, allGatherSync, allReduce, broadcast, reduceScatter, reduceScatterSync } from './collectives.js';
@@ -56,6 +57,8 @@ export interface ZeroShardView {
   total: number;
   shardSize: number;
   shapes: number[][];
+  /** The model's tensors in the buffer, in order (empty between steps at stage 3). */
+  params: readonly Tensor[];
   /** This rank's slice of the flat parameters (written into in place on load). */
   shard: Tensor;
   /** The optimizer's state of the shard ({} for frozen buffers and before the first step). */
@@ -200,15 +203,29 @@ async function checkSameLayout(buckets: FlatBucket[], units: number, group: Proc
   }
 }
 
-/** Each item of every outermost ModuleList that has parameters of its own, with those parameters. */
+/**
+ * A module's tensors that ZeRO shards: its parameters and the quant state of its 4-bit layers
+ * (Linear4bit, or a LoRA layer over one: absmax, code tables, nested state). Those are buffers, not
+ * parameters, but they belong to the packed weight: left whole, every rank would keep them all.
+ */
+function shardedTensorsOf(module: Module): Tensor[] {
+  const tensors = module.parameters();
+  for (const [, m] of module.namedModules()) {
+    const info = quantInfo(m);
+    if (info !== null) tensors.push(...info.buffers.values());
+  }
+  return tensors;
+}
+
+/** Each item of every outermost ModuleList that has tensors of its own (shardedTensorsOf), with those tensors. */
 function listItems(model: Module): Array<{ module: Module; params: Tensor[] }> {
   const items: Array<{ module: Module; params: Tensor[] }> = [];
   const seen = new Set<Tensor>();
   for (const [, module] of model.namedModules()) {
     if (!(module instanceof ModuleList)) continue;
-    // A nested list's parameters are already in its outer item's unit, so it adds nothing.
+    // A nested list's tensors are already in its outer item's unit, so it adds nothing.
     for (const item of module.items as Module[]) {
-      const params = item.parameters().filter((p) => !seen.has(p));
+      const params = shardedTensorsOf(item).filter((p) => !seen.has(p));
       params.forEach((p) => seen.add(p));
       if (params.length > 0) items.push({ module: item, params });
     }
@@ -218,12 +235,13 @@ function listItems(model: Module): Array<{ module: Module; params: Tensor[] }> {
 
 /**
  * Units for a model: each item of every outermost ModuleList (decoder layers, vision blocks) is one
- * unit, in traversal order; every other parameter joins the last unit (the root).
+ * unit, in traversal order; every other parameter joins the last unit (the root). A 4-bit layer's
+ * quant-state buffers join its packed weight's unit (frozen: sharded at stage 3 only).
  */
 export function zeroUnits(model: Module): Tensor[][] {
   const items = listItems(model);
   const inItems = new Set(items.flatMap((i) => i.params));
-  const root = model.parameters().filter((p) => !inItems.has(p));
+  const root = shardedTensorsOf(model).filter((p) => !inItems.has(p));
   return [...items.map((i) => i.params), ...(root.length > 0 ? [root] : [])];
 }
 
@@ -420,6 +438,7 @@ export class ZeroRedundancy {
       total: b.total,
       shardSize: b.shardSize,
       shapes: b.shapes.map((s) => [...s]),
+      params: [...b.params],
       shard: b.shard,
       state: { ...(this.optimizer.state.get(b.shard) ?? {}) },
     }));
@@ -467,6 +486,49 @@ export class ZeroRedundancy {
     } finally {
       this.#releaseUnit(unit);
     }
+  }
+
+  /**
+   * Full values of some of unit `unit`'s tensors, without making the unit full: stage 3 all-gathers
+   * only the flat buffers that hold them (an adapter save gathers the LoRA factors, not the frozen
+   * base beside them). A tensor that is full already (stages 1 and 2, a held unit, a frozen tensor
+   * that stages 1 and 2 leave whole) comes back as a detached alias. The caller disposes what it
+   * gets. Every rank must call it with the same unit and tensors, in the same order.
+   */
+  async gatherCopies(unit: number, tensors: readonly Tensor[]): Promise<Map<Tensor, Tensor>> {
+    this.#checkAlive('gatherCopies');
+    if (!Number.isInteger(unit) || unit < 0 || unit >= this.#units.length)
+      throw invalidArgument('unit', `a unit index in [0, ${this.#units.length - 1}]`, unit, 'gatherCopies');
+    const members = new Set(this.#units[unit]);
+    tensors.forEach((t, k) => {
+      if (!members.has(t))
+        throw new Error(`ZeroRedundancy.gatherCopies: tensors[${k}] is not one of unit ${unit}'s tensors`);
+    });
+    const out = new Map<Tensor, Tensor>();
+    const wanted = new Set(tensors);
+    const buckets = this.#buckets.filter((b) => b.unit === unit && b.params.some((p) => wanted.has(p)));
+    const gather = !this.#held[unit];
+    const fulls = gather ? await Promise.all(buckets.map((b) => allGather(b.shard))) : [];
+    try {
+      for (const t of tensors) {
+        const k = buckets.findIndex((b) => b.params.includes(t));
+        if (!gather || k < 0) {
+          out.set(t, t.detach());
+          continue;
+        }
+        const b = buckets[k]!;
+        const at = b.params.indexOf(t);
+        // A view: the gathered buffer lives until the last of its tensors is disposed.
+        out.set(
+          t,
+          torch.tidy(() => fulls[k]!.narrow(0, b.offsets[at]!, numel(b.shapes[at]!)).view(b.shapes[at]!).keep()),
+        );
+      }
+    } finally {
+      fulls.forEach((f) => f.dispose());
+    }
+    for (const b of gather ? buckets : []) this.#traffic.allGather += this.#sentPerCollective(b);
+    return out;
   }
 
   /** True while every unit's parameters are full (always for stages 1 and 2). */

@@ -1,0 +1,157 @@
+// ZeRO (lib/distributed/zero.ts) with LoRA / DoRA adapters and 4-bit (QLoRA) bases, on 2 and 3 Gloo
+// processes (fixtures/zero_adapter_worker.ts, the net of fixtures/zero_adapter_net.ts: 3 blocks of
+// two 64 x 64 projections with LoRA r = 4 on both, a frozen input and output layer).
+// - LoRA at stages 1, 2 and 3 (and 3 gathered per block with checkpointing), DoRA at 2 and 3: every
+//   tensor after 3 steps of 2 micro-batches equals one process on the union of the batches (float64,
+//   1e-10), the frozen base included.
+// - Per-rank bytes at rest at stage 3, through torch.memory(): the shard sizes computed here from the
+//   architecture (ceil(n / N) per flat buffer), the frozen base's being about 1/N of it.
+// - QLoRA / QDoRA at stage 3: the first micro-step's loss and adapter gradients equal one process on
+//   the same rows; the packed 4-bit bytes and quant state gathered back equal the quantised base
+//   bit for bit; training equals one process (float32, 1e-5).
+// - saveZeroAdapter: the same bytes as one process's saveAdapter of the same state, and our
+//   loadAdapter reads it back.
+// - A sharded save of LoRA at stage 3 on N ranks resumed on another world size (and stage).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { type ProcessRun, runJob } from './ranks.js';
+
+const WORKER = path.join(import.meta.dirname, 'fixtures/zero_adapter_worker.ts');
+
+function runAdapterJob(worldSize: number, env: Record<string, string>): Promise<ProcessRun[]> {
+  return runJob(worldSize, 'zero-adapters', { worker: WORKER, env, limitMs: 280_000 });
+}
+
+function resultOf(run: ProcessRun): any {
+  const line = run.stdout.split('\n').findLast((l) => l.startsWith('RESULT '));
+  if (line === undefined)
+    throw new Error(`no RESULT line (exit ${run.code ?? run.signal}):\n${run.stdout}\n${run.stderr}`);
+  return JSON.parse(line.slice('RESULT '.length)).result;
+}
+
+function expectClose(
+  actual: Record<string, number[]>,
+  expected: Record<string, number[]>,
+  tolerance: number,
+  what: string,
+): void {
+  expect(Object.keys(actual).sort(), what).toEqual(Object.keys(expected).sort());
+  for (const [name, e] of Object.entries(expected)) {
+    const a = actual[name]!;
+    expect(a.length, `${what} ${name}`).toBe(e.length);
+    const bad = e.findIndex((v, i) => !(Math.abs(a[i]! - v) <= tolerance));
+    expect(bad, `${what} ${name}: element ${bad} is ${a[bad]}, expected ${e[bad]}`).toBe(-1);
+  }
+}
+
+// The net's element counts per unit (fixtures/zero_adapter_net.ts: D = 8, H = 64, r = 4, 3 blocks).
+const [D, H, R, BLOCKS] = [8, 64, 4, 3];
+const projection = H * H + H; // weight + bias
+const blockFrozen = 2 * projection;
+const blockLora = 2 * (R * H + H * R);
+const blockDora = blockLora + 2 * H; // + the magnitude vectors
+const rootFrozen = D * H + H + H + 1;
+// A 4-bit projection (NF4, blocksize 64, double quantisation): packed codes n/2 bytes and absmax
+// (uint8, one per 64 elements) in the uint8 buffer; the float32 buffer holds the bias, the 16-entry
+// code, the nested absmax (one per 256 blocks), the 256-entry nested code and the offset.
+const n = H * H;
+const fourBitBytes = n / 2 + n / 64;
+const fourBitFloats = H + 16 + Math.ceil(n / 64 / 256) + 256 + 1;
+
+describe.each([2, 3])('ZeRO with adapters on %i Gloo processes', (worldSize) => {
+  it('LoRA, DoRA and QLoRA equal one process; the frozen base is sharded; saveZeroAdapter is saveAdapter', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-zero-adapters-'));
+    try {
+      const runs = await runAdapterJob(worldSize, { VLALIGN_ZERO_ADAPTER_DIR: dir });
+      const results = runs.map(resultOf);
+      const shard = (count: number) => Math.ceil(count / worldSize);
+      const f64 = 8;
+      results.forEach((r, rank) => {
+        for (const [name, c] of Object.entries({ ...r.lora, dora2: r.dora[2], doraPerBlock: r.dora.perBlock }))
+          expectClose((c as any).actual, (c as any).expected, 1e-10, `rank ${rank} ${name}`);
+        // Stage 3 at rest: the shards of each block's frozen and trainable buffers and of the root.
+        const frozenShards = BLOCKS * shard(blockFrozen) + shard(rootFrozen);
+        const frozenFull = BLOCKS * blockFrozen + rootFrozen;
+        expect(r.lora[3].atStart.native).toBe(f64 * (frozenShards + BLOCKS * shard(blockLora)));
+        expect(r.dora.perBlock.atStart.native).toBe(f64 * (frozenShards + BLOCKS * shard(blockDora)));
+        expect(frozenShards / frozenFull).toBeLessThan(1 / worldSize + 0.01);
+        // Stages 1 and 2 keep the base whole on every rank and shard the adapter only.
+        expect(r.lora[2].atStart.native).toBe(f64 * (frozenFull + BLOCKS * blockLora + BLOCKS * shard(blockLora)));
+        // The frozen base is never reduce-scattered: only the adapter's shards are (6 micro-steps).
+        expect(r.lora[3].traffic.reduceScatter).toBe(6 * f64 * (worldSize - 1) * BLOCKS * shard(blockLora));
+        // saveZeroAdapter at stage 3 all-gathers the adapter's buffers, one unit at a time, not the base.
+        expect(r.lora[3].savedGathered).toBe(f64 * (worldSize - 1) * BLOCKS * shard(blockLora));
+        expect(r.dora.perBlock.savedGathered).toBe(f64 * (worldSize - 1) * BLOCKS * shard(blockDora));
+
+        for (const name of ['qlora', 'qdora']) {
+          const q = r[name];
+          const what = `rank ${rank} ${name}`;
+          // The same bytes in, the same numbers out: ZeRO's gathered 4-bit base and one process's.
+          expect(q.firstStep.zeroLoss, what).toBe(q.firstStep.singleLoss);
+          expect(q.firstStep.zeroGrads, what).toEqual(q.firstStep.singleGrads);
+          expect(q.gathered, what).toEqual(q.singleQuant);
+          expectClose(q.trained.actual, q.trained.expected, 1e-5, what);
+          const adapter = name === 'qdora' ? blockDora : blockLora;
+          // uint8 codes + absmax and float32 biases + quant state, a shard of each per block.
+          const frozenBytes = BLOCKS * (shard(2 * fourBitBytes) + 4 * shard(2 * fourBitFloats));
+          expect(q.atStart.native, what).toBe(frozenBytes + 4 * shard(rootFrozen) + 4 * BLOCKS * shard(adapter));
+          const wholeBase = BLOCKS * (2 * fourBitBytes + 4 * 2 * fourBitFloats) + 4 * rootFrozen;
+          expect((frozenBytes + 4 * shard(rootFrozen)) / wholeBase, what).toBeLessThan(1 / worldSize + 0.01);
+        }
+      });
+      // The PEFT files from ZeRO are the files one process writes of the same state, byte for byte.
+      for (const name of ['lora', 'dora']) {
+        for (const file of ['adapter_model.safetensors', 'adapter_config.json']) {
+          const zero = fs.readFileSync(path.join(dir, name, 'zero', file));
+          const single = fs.readFileSync(path.join(dir, name, 'single', file));
+          expect(zero.equals(single), `${name} ${file}`).toBe(true);
+        }
+        expect(fs.readdirSync(path.join(dir, name, 'zero')).sort()).toEqual([
+          'adapter_config.json',
+          'adapter_model.safetensors',
+        ]);
+      }
+      const saved = results[0].lora[3];
+      expect(saved.files).toEqual(['adapter_model.safetensors', 'adapter_config.json']);
+      expect(results[1].lora[3].files).toEqual([]);
+      // loadAdapter on a fresh base reads back the trained adapter.
+      expect(saved.loaded).toEqual(saved.adapter);
+      expect(results[0].dora.perBlock.loaded).toEqual(results[0].dora.perBlock.adapter);
+      expect(Object.keys(saved.adapter).length).toBe(2 * 2 * BLOCKS);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+});
+
+describe.each([
+  { stage: 3, saveOn: 2, resumeOn: 3, resumeStage: 3 },
+  { stage: 3, saveOn: 3, resumeOn: 2, resumeStage: 3 },
+])('ZeRO LoRA sharded checkpoint: stage $stage on $saveOn ranks, resumed on $resumeOn', (c) => {
+  it('the resumed run continues one process that ran every step (1e-10)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-zero-lora-'));
+    try {
+      const saved = [c.saveOn, c.saveOn];
+      const first = await runAdapterJob(c.saveOn, {
+        VLALIGN_ZERO_ADAPTER_PLAN: JSON.stringify({ dtype: 'float64', stage: c.stage, worlds: saved, save: dir }),
+      });
+      first.map(resultOf).forEach((r, rank) => expectClose(r.actual, r.expected, 1e-10, `saving rank ${rank}`));
+      const resumed = await runAdapterJob(c.resumeOn, {
+        VLALIGN_ZERO_ADAPTER_PLAN: JSON.stringify({
+          dtype: 'float64',
+          stage: c.resumeStage,
+          worlds: [...saved, c.resumeOn],
+          from: saved.length,
+          load: dir,
+        }),
+      });
+      const results = resumed.map(resultOf);
+      results.forEach((r, rank) => expectClose(r.actual, r.expected, 1e-10, `resumed rank ${rank}`));
+      expect(results[0].actual).not.toEqual(resultOf(first[0]).actual);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+});
