@@ -5,7 +5,7 @@
 import * as torch from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
 import { KVCache } from '../nn/index.js';
-import type { CausalLM, ModelInputs } from '../models/index.js';
+import { lockstepOf, type CausalLM, type ModelInputs } from '../models/index.js';
 import { chooseNext, type SamplingOptions } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -56,7 +56,10 @@ export function prefill(model: CausalLM, inputs: ModelInputs, cache: KVCache): T
 
 /**
  * Samples up to maxNewTokens per row from `state` (the seed, if any, is the caller's to set).
- * Disposes state.logits; the cache and state.mask stay the caller's to dispose.
+ * Disposes state.logits; the cache and state.mask stay the caller's to dispose. A model in lockstep
+ * (ZeRO-3 ranks, models/lockstep.ts) decodes as transformers' synced_gpus: each step the ranks
+ * agree whether any row anywhere is unfinished, and a rank whose rows are all done keeps running
+ * the forward on one idle row (its output dropped, no sampling) until every rank is done.
  */
 export function decode(model: CausalLM, state: DecodeState, options: GenerateOptions): GenerateResult {
   const { cache } = state;
@@ -67,31 +70,43 @@ export function decode(model: CausalLM, state: DecodeState, options: GenerateOpt
     logprobs: [...Array(batch)].map(() => []),
     finishReasons: Array(batch).fill('length'),
   };
+  const lockstep = lockstepOf(model);
   let mask = state.mask.clone().keep(); // our own: rows leave it and columns join it
   let live = [...Array(batch).keys()]; // original row of each batch row still decoding
   let next = state.logits;
+  let idle = false; // lockstep only: this rank's rows are done, another rank's are not
   try {
     for (let step = 0; step < options.maxNewTokens && live.length > 0; step++) {
-      const choice = chooseNext(next, options);
-      next.dispose();
-      const tokens = choice.tokens.toArray() as number[];
-      const logprobs = choice.logprobs.toArray() as number[];
-      choice.tokens.dispose();
-      choice.logprobs.dispose();
       const keep: number[] = [];
-      tokens.forEach((token, i) => {
-        const row = live[i]!;
-        result.tokens[row]!.push(token);
-        result.logprobs[row]!.push(logprobs[i]!);
-        if (stops.has(token)) result.finishReasons[row] = 'stop';
-        else keep.push(i);
+      const tokens: number[] = [];
+      if (!idle) {
+        const choice = chooseNext(next, options);
+        tokens.push(...(choice.tokens.toArray() as number[]));
+        const logprobs = choice.logprobs.toArray() as number[];
+        choice.tokens.dispose();
+        choice.logprobs.dispose();
+        tokens.forEach((token, i) => {
+          const row = live[i]!;
+          result.tokens[row]!.push(token);
+          result.logprobs[row]!.push(logprobs[i]!);
+          if (stops.has(token)) result.finishReasons[row] = 'stop';
+          else keep.push(i);
+        });
+      }
+      next.dispose();
+      if (step + 1 === options.maxNewTokens) break;
+      const unfinished = keep.length > 0;
+      if (!(lockstep === null ? unfinished : lockstep.any(unfinished))) break;
+      if (!unfinished && !idle) {
+        // Done here, not everywhere: one row stays in the cache and steps on a stop token.
+        ({ mask, live } = dropFinished(cache, mask, live, [0]));
+        idle = true;
+      }
+      if (unfinished) ({ mask, live } = dropFinished(cache, mask, live, keep));
+      const ids = torch.tensor(idle ? [[[...stops][0] ?? 0]] : keep.map((i) => [tokens[i]!]), {
+        dtype: 'int64',
+        device: mask.device,
       });
-      if (keep.length === 0 || step + 1 === options.maxNewTokens) break;
-      ({ mask, live } = dropFinished(cache, mask, live, keep));
-      const ids = torch.tensor(
-        keep.map((i) => [tokens[i]!]),
-        { dtype: 'int64', device: mask.device },
-      );
       mask = extend(mask);
       next = torch.noGrad(() => lastLogits(model, { inputIds: ids, attentionMask: mask }, cache));
       ids.dispose();

@@ -143,8 +143,15 @@ export async function savePretrained(model: CausalLM, dir: string, options: Save
   } finally {
     quantized?.created.forEach((t) => t.dispose());
   }
+  saveConfig(model, dir, dtype, quantized === null ? null : bnbQuantizationConfig(model));
+}
+
+/**
+ * config.json as savePretrained writes it: the model's config with torch_dtype, and the 4-bit
+ * quantization_config when given (weights written elsewhere, e.g. ZeRO-3's consolidated save).
+ */
+export function saveConfig(model: CausalLM, dir: string, dtype: string, quantization: unknown = null): void {
   const { quantization_config: _, ...config } = model.rawConfig as Record<string, unknown>;
-  const quantization = quantized === null ? null : bnbQuantizationConfig(model);
   const quantizationEntry = quantization === null ? {} : { quantization_config: quantization };
   writeJsonFile(join(dir, 'config.json'), { ...config, torch_dtype: dtype, ...quantizationEntry });
 }

@@ -54,15 +54,10 @@ export function trainingArguments(learningRate: number) {
     ddpFindUnusedParameters: z.boolean().nullable().default(null),
     /**
      * DeepSpeed's name, read with several ranks: 0 (default) DDP; 1 shards the optimizer state, 2 the
-     * gradients too (lib/distributed/zero.ts). Stage 3 is ZeroRedundancy's alone for now: the
-     * trainer's evaluation, generation and saves read whole parameters between steps.
+     * gradients too, 3 the parameters too, each block gathered inside its forward (lib/train/zero_step.ts,
+     * lib/distributed/zero.ts; the ranks run in lockstep: docs/training.md).
      */
-    zeroStage: z
-      .number()
-      .int()
-      .min(0)
-      .max(2, 'zero_stage 3 runs through lib/distributed ZeroRedundancy, not the trainers yet: use 0, 1 or 2')
-      .default(0),
+    zeroStage: z.number().int().min(0).max(3, 'zero_stage: DeepSpeed has stages 0 to 3').default(0),
     /** TRL: 1e-6 for DPO / KTO, 2e-5 for SFT (transformers: 5e-5). */
     learningRate: z.number().positive().default(learningRate),
     weightDecay: z.number().min(0).default(0),

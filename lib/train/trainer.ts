@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as torch from '../torch/index.js';
 import type { CausalLM } from '../models/index.js';
-import { savePretrained } from '../models/index.js';
+import { savePretrained, saveConfig } from '../models/index.js';
 import { Dropout } from '../nn/index.js';
 import type { LoraModel } from '../adapters/index.js';
 import { clipGradNorm_, type LRScheduler, type Optimizer, type GroupOptions } from '../optim/index.js';
@@ -31,7 +31,7 @@ import {
 } from './methods/method.js';
 import { stepsPerEpoch, trainingSteps, type LoopArgs } from './loop_args.js';
 import { copyProcessorFiles } from './processor_files.js';
-import type { EvalHook } from './eval_hook.js';
+import type { EvalContext, EvalHook } from './eval_hook.js';
 import {
   globalNormalisers,
   globalStepNumbers,
@@ -84,7 +84,7 @@ export class Trainer {
   /** The run's process group while train() runs (alone: a group of one). */
   #group = TrainingGroup.alone();
   #gradientSync: GradientSync | null = null;
-  /** zero_stage 1 or 2 on several ranks: the sharded optimizer step (instead of DDP). */
+  /** zero_stage 1, 2 or 3 on several ranks: the sharded optimizer step (instead of DDP). */
   #zeroStep: ZeroStep | null = null;
   /** This process's rank and the world size, from the launcher's environment (fixed at construction). */
   readonly place: RankPlace;
@@ -154,6 +154,8 @@ export class Trainer {
     const history = resume === null ? [] : await this.#restore(resume);
     this.#prepareModel();
     this.method.joinGroup?.(this.#group);
+    // Counted before stage 3 empties the parameters.
+    const banner = this.#banner(resume);
     this.#zeroStep = await this.#shardedStep(resume);
     this.#gradientSync =
       this.#zeroStep === null
@@ -176,8 +178,9 @@ export class Trainer {
         )
       : null;
     try {
-      this.#reporters?.start(this.#banner(resume), args);
-      if (resume === null) await this.parts.beforeTraining?.(this);
+      this.#reporters?.start(banner, args);
+      const before = this.parts.beforeTraining;
+      if (resume === null && before !== undefined) await this.#withRoot(() => before(this));
       const started = Date.now();
       const startStep = this.globalStep;
       await this.#loop((loss) => {
@@ -244,10 +247,11 @@ export class Trainer {
       let hooksRan = from !== undefined && from.index >= perEpoch;
       for await (const loaded of this.trainLoader.epoch(epoch, from)) {
         const resumed = this.#generation;
-        const generation =
+        const generation = await this.#withRoot(() =>
           resumed.state === null
-            ? await plan.generate(loaded.records, this.globalStep)
-            : await plan.restore(loaded.records, resumed.state);
+            ? plan.generate(loaded.records, this.globalStep)
+            : plan.restore(loaded.records, resumed.state),
+        );
         try {
           if (resumed.state === null) await this.#generationStarted(generation);
           for (let k = resumed.stepsDone; k < generation.windows.length; k++) {
@@ -310,6 +314,7 @@ export class Trainer {
       totals: { sums: {}, counts: {} },
     };
     for (const [k, batch] of batches.entries()) {
+      await this.#zeroStep?.beforeForward();
       const result = await this.method.loss(batch, normalisers, 'train');
       if (group.distributed) {
         torch.tidy(() => {
@@ -352,18 +357,18 @@ export class Trainer {
 
   #lastStep = { gradNorm: Number.NaN, lr: Number.NaN };
 
-  // zero_stage 1 or 2 with several ranks: ZeRO's sharded optimizer (zero_step.ts) replaces DDP; a
-  // resume restores its shards from beside the checkpoint.
+  // zero_stage 1, 2 or 3 with several ranks: ZeRO's sharded optimizer (zero_step.ts) replaces DDP; a
+  // resume restores its shards from beside the checkpoint (saved on any number of ranks).
   async #shardedStep(resume: string | null): Promise<ZeroStep | null> {
     const stage = this.args.zeroStage ?? 0;
     const sharded = stage > 0 && this.#group.distributed;
     if (resume !== null && !sharded && fs.existsSync(zeroCheckpointDir(resume))) {
       throw new Error(
-        `${resume}: its optimizer state is sharded in ${zeroCheckpointDir(resume)}; resume it with zero_stage 1 or 2 on several ranks (any number)`,
+        `${resume}: its optimizer state is sharded in ${zeroCheckpointDir(resume)}; resume it with zero_stage 1, 2 or 3 on several ranks (any number)`,
       );
     }
     if (!sharded) return null;
-    const step = await ZeroStep.create(this.parts.model, this.parts.optimizer, stage as 1 | 2);
+    const step = await ZeroStep.create(this.parts.model, this.parts.optimizer, stage as 1 | 2 | 3);
     if (resume !== null) await step.load(resume);
     return step;
   }
@@ -434,9 +439,15 @@ export class Trainer {
    * several ranks each rank evaluates the whole set (the same numbers everywhere); rank 0 logs them.
    * The eval hook's generation and preference metrics (eval_hook.ts) join the entry; rank 0 alone
    * computes them, as it alone logs (the other ranks go on and wait for it at the next step's
-   * all-reduce), so on the other ranks the returned entry lacks them.
+   * all-reduce), so on the other ranks the returned entry lacks them. Under zero_stage 3 every
+   * forward is a collective: every rank runs the whole evaluation, the hook included, in lockstep
+   * (generation too: models/lockstep.ts), and rank 0 alone logs.
    */
   async evaluate(): Promise<Record<string, number>> {
+    return this.#withRoot(() => this.#evaluate());
+  }
+
+  async #evaluate(): Promise<Record<string, number>> {
     const dataset = this.parts.evalDataset ?? null;
     const hook = this.parts.evalHook ?? null;
     if (dataset === null && hook === null) throw new Error('evaluate: no eval dataset and no eval hook');
@@ -453,7 +464,8 @@ export class Trainer {
     const seconds = (Date.now() - started) / 1000;
     const loss: Record<string, number> =
       this.method.rollouts === undefined && dataset !== null ? { loss: run.lossSum / Math.max(run.batches, 1) } : {};
-    const extra = hook !== null && this.#group.isMain ? await hook() : {};
+    const everyRank = this.#zeroStep?.stage === 3;
+    const extra = hook !== null && (this.#group.isMain || everyRank) ? await hook(this.#hookContext()) : {};
     const metrics: Record<string, number> = { ...loss, ...metricMeans(run.totals), ...extra };
     const entry: Record<string, number> = Object.fromEntries(Object.entries(metrics).map(([k, v]) => [`eval_${k}`, v]));
     if (dataset !== null) {
@@ -465,6 +477,11 @@ export class Trainer {
     }
     this.#reporters?.log({ ...entry, epoch: this.#epochFloat(), step: this.globalStep });
     return entry;
+  }
+
+  // What the eval hook reads: the step (its predictions file), the method (its reference), who writes files.
+  #hookContext(): EvalContext {
+    return { step: this.globalStep, method: this.method, isMain: this.#group.isMain };
   }
 
   // The eval set's batches: the method's eval loss and metrics, or an online method's validation.
@@ -510,9 +527,13 @@ export class Trainer {
     this.#rankStates = await this.#gatherRankStates();
     // ZeRO's shards first (every rank), so a complete checkpoint-N has complete shards beside it.
     await this.#zeroStep?.save(path.join(args.outputDir, `checkpoint-${this.globalStep}`));
-    const dir = this.#group.isMain
-      ? await this.#writeCheckpoint(manager)
-      : path.join(args.outputDir, `checkpoint-${this.globalStep}`);
+    // Stage 3: the HF model (or adapter) files of checkpoint-N come from the gathered model, so every
+    // rank holds all parameters while rank 0 writes them.
+    const write = async (): Promise<string> =>
+      this.#group.isMain
+        ? await this.#writeCheckpoint(manager)
+        : path.join(args.outputDir, `checkpoint-${this.globalStep}`);
+    const dir = this.#zeroStep?.stage === 3 ? await this.#zeroStep.withAllGathered(write) : await write();
     await this.#group.barrier();
     this.#lastSave = this.globalStep;
     return dir;
@@ -550,8 +571,33 @@ export class Trainer {
    * in HF's), or the whole model; the source checkpoint's tokenizer and processor files beside it.
    */
   async saveModel(dir: string): Promise<void> {
-    if (this.#group.isMain) await this.#writeModel(dir);
+    const zero = this.#zeroStep;
+    if (zero?.stage === 3 && this.parts.adapter === undefined) await this.#writeConsolidated(zero, dir);
+    else if (zero?.stage === 3)
+      await zero.withAllGathered(() => (this.#group.isMain ? this.#writeModel(dir) : undefined));
+    else if (this.#group.isMain) await this.#writeModel(dir);
     await this.#group.barrier();
+  }
+
+  // Stage 3, a full fine-tune: the weights unit by unit from the shards (saveZeroConsolidated), the
+  // config and processor files beside them, as savePretrained would write them.
+  async #writeConsolidated(zero: ZeroStep, dir: string): Promise<void> {
+    const { model, modelPath } = this.parts;
+    await zero.saveConsolidated(dir);
+    if (!this.#group.isMain) return;
+    saveConfig(model, dir, model.parameters()[0]?.dtype ?? 'float32');
+    if (modelPath !== undefined) copyProcessorFiles(modelPath, dir);
+  }
+
+  // Stage 3 runs evaluation, generation and the reference pass with the root unit gathered (the
+  // blocks gather themselves); otherwise fn() as it is.
+  #withRoot<T>(fn: () => T | Promise<T>): Promise<T> {
+    return this.#zeroStep === null ? Promise.resolve().then(fn) : this.#zeroStep.withRoot(fn);
+  }
+
+  /** ZeRO's bytes on this rank (parameters, gradients, optimizer state) while training under ZeRO, else null. */
+  zeroBytes(): ReturnType<ZeroStep['bytes']> | null {
+    return this.#zeroStep?.bytes() ?? null;
   }
 
   async #writeModel(dir: string): Promise<void> {

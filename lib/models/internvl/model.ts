@@ -12,6 +12,7 @@ import type { TextConfig } from '../qwen2/config.js';
 import { checkGeometry, parseInternVLConfig, type InternVLConfig } from './config.js';
 import { pixelShuffle, VisionProjector } from './projector.js';
 import { InternVisionModel } from './vision.js';
+import { lockstepOf } from '../lockstep.js';
 
 export interface InternVLOptions {
   /** The tokenizer's `<IMG_CONTEXT>` id (remote-code configs do not carry it). */
@@ -93,11 +94,17 @@ export class InternVLChatModel extends Module implements CausalLM {
     });
   }
 
-  /** Input embeddings with the kept tiles' rows written over the `<IMG_CONTEXT>` tokens, in order. */
-  embed(inputs: ModelInputs): Tensor {
+  /**
+   * Input embeddings with the kept tiles' rows written over the `<IMG_CONTEXT>` tokens, in order.
+   * `startsSequence` (no cached tokens before these): a model in lockstep (lockstep.ts) runs its
+   * vision tower here whenever any rank has images.
+   */
+  embed(inputs: ModelInputs, startsSequence = true): Tensor {
     return torch.tidy(() => {
       const embeds = this.language_model.model.embed_tokens.forward(inputs.inputIds);
-      if (!inputs.pixelValues) return embeds;
+      const lockstep = startsSequence ? lockstepOf(this) : null;
+      const anyRank = lockstep?.any(Boolean(inputs.pixelValues)) ?? false;
+      if (!inputs.pixelValues) return anyRank ? embeds.add(this.#idleVision(embeds.device).to(embeds.dtype)) : embeds;
       if (this.imgContextTokenId === null) {
         throw new Error(
           `${this.modelType}: imgContextTokenId is not set (pass the tokenizer's <IMG_CONTEXT> id as an option or set model.imgContextTokenId)`,
@@ -118,6 +125,15 @@ export class InternVLChatModel extends Module implements CausalLM {
     });
   }
 
+  // 0 x the features of one zero tile (a tile whose image_flag is 0, as InternVL pads text-only
+  // batches): ViT, pixel shuffle and mlp1 run as on a rank with images, nothing changes.
+  #idleVision(device: Tensor['device']): Tensor {
+    const side = this.config.vision.imageSize;
+    return this.encodeImages(torch.zeros([1, 3, side, side], { device }))
+      .embeds.sum()
+      .mul(0);
+  }
+
   // image_flags [T] or [T, 1]: tiles flagged 0 (text-only padding tiles in training batches) are dropped.
   #keptTiles(features: Tensor, imageFlags: Tensor | undefined): Tensor {
     if (!imageFlags) return features;
@@ -129,7 +145,8 @@ export class InternVLChatModel extends Module implements CausalLM {
   }
 
   forward(inputs: ModelInputs, options: ForwardOptions = {}): CausalLMOutput {
-    return torch.tidy(() => this.language_model.forwardEmbeds(this.embed(inputs), inputs, options));
+    const startsSequence = (options.cache?.length ?? 0) === 0;
+    return torch.tidy(() => this.language_model.forwardEmbeds(this.embed(inputs, startsSequence), inputs, options));
   }
 
   decodePositions(cache: KVCache | null, attentionMask: Tensor, steps: number): Tensor {

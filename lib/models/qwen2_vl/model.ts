@@ -21,6 +21,7 @@ import { ropeIndex, type RopeTokens } from './rope_index.js';
 import { parseVisionConfig, type VisionConfig } from './vision_config.js';
 import { QwenVisionTower, type VisionOutput } from './vision.js';
 import type { Grid } from './vision_layout.js';
+import { lockstepOf } from '../lockstep.js';
 
 const tokenSchema = z
   .object({
@@ -90,11 +91,17 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
     return this.visual.forward(pixelValues, gridsOf(imageGridThw), options);
   }
 
-  /** input embeddings with image rows written over the image-pad tokens, in order. */
-  embed(inputs: ModelInputs): Tensor {
+  /**
+   * input embeddings with image rows written over the image-pad tokens, in order. `startsSequence`
+   * (no cached tokens before these): a model in lockstep (lockstep.ts) runs its vision tower here
+   * whenever any rank has images.
+   */
+  embed(inputs: ModelInputs, startsSequence = true): Tensor {
     return torch.tidy(() => {
       const embeds = this.model.embed_tokens.forward(inputs.inputIds);
-      if (!inputs.pixelValues) return embeds;
+      const lockstep = startsSequence ? lockstepOf(this) : null;
+      const anyRank = lockstep?.any(Boolean(inputs.pixelValues)) ?? false;
+      if (!inputs.pixelValues) return anyRank ? embeds.add(this.#idleVision(embeds.device).to(embeds.dtype)) : embeds;
       if (!inputs.imageGridThw) throw new Error(`${this.modelType}: pixelValues need imageGridThw`);
       const features = this.encodeImages(inputs.pixelValues, inputs.imageGridThw).embeds;
       const slots = inputs.inputIds.eq(this.tokens.imageTokenId);
@@ -106,6 +113,17 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
       }
       return embeds.indexPut_([slots], features.to(embeds.dtype));
     });
+  }
+
+  // 0 x the vision tower's output on the smallest grid it takes (one merged token: t 1, h = w = the
+  // merge size) of zero patches: the tower's blocks run as on a rank with images, nothing changes.
+  #idleVision(device: Tensor['device']): Tensor {
+    const c = this.visionConfig;
+    const m = c.spatialMergeSize;
+    const width = c.inChannels * c.temporalPatchSize * c.patchSize * c.patchSize;
+    const patches = torch.zeros([m * m, width], { dtype: this.visual.dtype, device });
+    const grid = torch.tensor([[1, m, m]], { dtype: 'int64' });
+    return this.encodeImages(patches, grid).embeds.sum().mul(0);
   }
 
   /** M-RoPE ids [3, B, L] and rope deltas [B, 1] of a prompt. */
@@ -133,7 +151,7 @@ export class QwenVLForConditionalGeneration extends Module implements CausalLM {
     return torch.tidy(() => {
       const cache = options.cache;
       const past = cache?.length ?? 0;
-      const embeds = this.embed(inputs);
+      const embeds = this.embed(inputs, past === 0);
       const [b, q] = embeds.shape as [number, number];
       let positionIds = inputs.positionIds;
       if (!positionIds && past === 0) {
