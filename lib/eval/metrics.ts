@@ -54,6 +54,16 @@ export function scorePrediction(metric: MetricName, prediction: string, columns:
   return scorer(prediction, columns, where);
 }
 
+/**
+ * What `metric` scores an answer against, as plain JSON (the predictions files show it): the
+ * reference answers, refcoco's box (pixels or /1000, with the image size), or ViRFT's solution text.
+ */
+export function referenceOf(metric: MetricName, columns: Columns, where: string): unknown {
+  if (metric === 'refcoco_iou') return groundingTruthOf(columns, where);
+  if (metric === 'virft_detection') return solutionOf(columns, where);
+  return answersOf(columns, where);
+}
+
 /** Whether `name` is a metric (for option checks). */
 export const isMetricName = (name: string): name is MetricName => (METRICS as readonly string[]).includes(name);
 

@@ -1,9 +1,10 @@
 // The per-record log an evaluation run appends to and resumes from: one JSON line per scored record
 // (keyed by record id), fsynced after each batch. A run killed mid-append leaves at most one cut
 // last line, which reopening drops (the file is truncated to its last whole line), so the record is
-// scored again and the log ends as an uninterrupted run's does.
+// scored again and the log ends as an uninterrupted run's does. A training evaluation writes the
+// same lines as one whole file per step instead (writePredictions, atomic).
 import fs from 'node:fs';
-import { writeAll } from '../util/atomic_write.js';
+import { writeAll, writeAtomic } from '../util/atomic_write.js';
 
 /** One scored record. */
 export interface PredictionLine {
@@ -17,6 +18,21 @@ export interface PredictionLine {
   data_source?: string;
   question_type?: string;
   finish_reason?: string;
+  /**
+   * What the answer was scored against (a training evaluation's files): the reference answers, the
+   * refcoco box with the image size, or ViRFT's solution text.
+   */
+  reference?: unknown;
+}
+
+/** The lines as the files hold them: one JSON object a line. */
+export function predictionText(lines: readonly PredictionLine[]): string {
+  return lines.map((l) => `${JSON.stringify(l)}\n`).join('');
+}
+
+/** Writes `lines` as the whole of `file`, atomically (a training evaluation's predictions at one step). */
+export function writePredictions(file: string, lines: readonly PredictionLine[]): void {
+  writeAtomic(file, predictionText(lines));
 }
 
 export class PredictionsLog {
@@ -59,7 +75,7 @@ export class PredictionsLog {
     if (lines.length === 0) return;
     const fd = fs.openSync(this.file, 'a');
     try {
-      writeAll(fd, Buffer.from(lines.map((l) => `${JSON.stringify(l)}\n`).join(''), 'utf8'));
+      writeAll(fd, Buffer.from(predictionText(lines), 'utf8'));
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);

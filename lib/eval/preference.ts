@@ -21,12 +21,19 @@ import type { PreferenceRecord } from '../data/records.js';
 import { preferenceSamples } from '../data/samples.js';
 import { inBatches, namingRecords, requireKind, streamRecords, type RecordSource } from './record_source.js';
 
+/**
+ * Reference log-probs known without a model (a trainer's precomputed cache): for a batch of P pairs,
+ * 2P summed completion log-probs, the P chosen answers' then the P rejected answers'.
+ */
+export type ReferenceLogps = (records: readonly PreferenceRecord[]) => Promise<readonly number[]>;
+
 export interface PreferenceAccuracyOptions {
   /**
    * The reference policy: a separate (frozen) model, or a LoraModel, meaning the model it wraps
-   * with its adapters disabled (PEFT's reference; pass the policy's own LoraModel).
+   * with its adapters disabled (PEFT's reference; pass the policy's own LoraModel), or a function
+   * giving the reference's log-probs of a batch (ReferenceLogps).
    */
-  reference: CausalLM | LoraModel;
+  reference: CausalLM | LoraModel | ReferenceLogps;
   /** DPO's β (default 0.1, TRL's); scales the rewards, not the accuracy. */
   beta?: number;
   /** Pairs per forward (default 4). */
@@ -97,8 +104,14 @@ export async function pairRewards(
   const collated = await collate(processor, records, options.maxLength ?? null);
   try {
     const logps = summedLogps(policy, collated);
-    const refLogps = referenceLogps(options.reference, collated);
     const p = records.length;
+    const { reference } = options;
+    const refLogps = typeof reference === 'function' ? await reference(records) : referenceLogps(reference, collated);
+    if (refLogps.length !== 2 * p) {
+      throw new RangeError(
+        `reference log-probs: expected ${2 * p} values (chosen, then rejected) but received ${refLogps.length}`,
+      );
+    }
     return records.map((record, i) => {
       const chosen = beta * (logps[i]! - refLogps[i]!);
       const rejected = beta * (logps[p + i]! - refLogps[p + i]!);

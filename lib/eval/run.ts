@@ -13,7 +13,7 @@ import type { Processor } from '../processing/index.js';
 import type { LoraModel } from '../adapters/index.js';
 import { describeSource, type DataRecord, type PreferenceRecord, type PromptRecord } from '../data/records.js';
 import { writeAtomic } from '../util/atomic_write.js';
-import { answerBatch, type GreedyOptions } from './greedy.js';
+import { answerBatch, type GreedyAnswer, type GreedyOptions } from './greedy.js';
 import { scoreAnswer } from './greedy_accuracy.js';
 import type { MetricName } from './metrics.js';
 import { PredictionsLog, type PredictionLine } from './predictions_log.js';
@@ -119,20 +119,23 @@ export function evaluateAnswers(
 ): Promise<EvalResults> {
   const score = async (batch: PromptRecord[]): Promise<PredictionLine[]> => {
     const answers = await answerBatch(model, processor, batch, options);
-    return answers.map((answer) => {
-      const { record, text, finishReason } = answer;
-      const { score: value, parts } = scoreAnswer(answer, options.metric);
-      const line: PredictionLine = {
-        id: record.id,
-        prediction: text,
-        score: value,
-        ...groupsOf(record),
-        finish_reason: finishReason,
-      };
-      return parts === undefined ? line : { ...line, parts };
-    });
+    return answers.map((answer) => answerLine(answer, options.metric));
   };
   return runEvaluation(records, options.metric, score, options);
+}
+
+/** One greedy answer scored by `metric`, as the predictions files hold it. */
+export function answerLine(answer: GreedyAnswer, metric: MetricName): PredictionLine {
+  const { record, text, finishReason } = answer;
+  const { score, parts } = scoreAnswer(answer, metric);
+  const line: PredictionLine = {
+    id: record.id,
+    prediction: text,
+    score,
+    ...groupsOf(record),
+    finish_reason: finishReason,
+  };
+  return parts === undefined ? line : { ...line, parts };
 }
 
 export interface PreferenceRunOptions extends RunOptions {
