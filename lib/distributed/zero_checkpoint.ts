@@ -3,7 +3,10 @@
 // rank 0 writes zero-index.json, the layout and the optimizer's numbers (step counts), last, so a
 // directory without the index is an unfinished save. Loading reads the index and, for each flat
 // buffer, copies from the old ranks' files the part that falls in this rank's new slice: a save
-// made on N ranks resumes on M (one old file is held at a time, never the whole model).
+// made on N ranks resumes on M (one old file is held at a time, never the whole model). The frozen
+// buffers that stage 3 shards (a LoRA base, 4-bit codes) may be left out of the save; a load matches
+// the trainable buffers, and the frozen ones too when both sides have them, so a save of one stage
+// resumes at another.
 // saveZeroConsolidated writes the whole model as one Hugging Face sharded checkpoint, one file per
 // unit, gathered and written unit by unit from rank 0.
 import fs from 'node:fs';
@@ -29,6 +32,8 @@ export interface ZeroIndex {
   worldSize: number;
   stage: number;
   optimizer: string;
+  /** The frozen buffers (a LoRA base, 4-bit codes) were left out (saveZeroCheckpoint's excludeFrozen). */
+  frozenExcluded?: boolean;
   buckets: Array<{
     unit: number;
     dtype: string;
@@ -43,10 +48,24 @@ export interface ZeroIndex {
   }>;
 }
 
+export interface ZeroCheckpointOptions {
+  /**
+   * Leave out the frozen flat buffers (stage 3 shards them: a LoRA base, 4-bit codes), as DeepSpeed's
+   * exclude_frozen_parameters, which transformers' Trainer passes for PEFT models: they never change
+   * in training, and the resumed run shards them again from the model it was given. Default false.
+   */
+  excludeFrozen?: boolean;
+}
+
 /** Every rank calls it with the same directory; resolves once the index is written. */
-export async function saveZeroCheckpoint(zero: ZeroRedundancy, dir: string): Promise<void> {
+export async function saveZeroCheckpoint(
+  zero: ZeroRedundancy,
+  dir: string,
+  options: ZeroCheckpointOptions = {},
+): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
-  const views = zero.shardViews();
+  const excludeFrozen = options.excludeFrozen ?? false;
+  const views = zero.shardViews().filter((v) => v.trainable || !excludeFrozen);
   const tensors: Record<string, Tensor> = {};
   views.forEach((v, b) => {
     tensors[`${b}.param`] = v.shard;
@@ -55,7 +74,8 @@ export async function saveZeroCheckpoint(zero: ZeroRedundancy, dir: string): Pro
   fs.rmSync(path.join(dir, ZERO_INDEX), { force: true });
   await saveSafetensors(path.join(dir, zeroShardFile(zero.rank, zero.worldSize)), tensors);
   await barrier();
-  if (zero.rank === 0) writeAtomic(path.join(dir, ZERO_INDEX), `${JSON.stringify(indexOf(zero, views), null, 1)}\n`);
+  const index = { ...indexOf(zero, views), ...(excludeFrozen ? { frozenExcluded: true } : {}) };
+  if (zero.rank === 0) writeAtomic(path.join(dir, ZERO_INDEX), `${JSON.stringify(index, null, 1)}\n`);
   await barrier();
 }
 
@@ -96,20 +116,29 @@ export function readZeroIndex(dir: string): ZeroIndex {
 }
 
 /**
- * Restores the shards (parameters and optimizer state) from `dir`, saved at any world size; stages
- * 1 and 2 then all-gather the parameters into the model. Every rank calls it.
+ * Restores the shards (parameters and optimizer state) from `dir`, saved at any world size and
+ * stage; stages 1 and 2 then all-gather the parameters into the model. The trainable buffers must
+ * match the save's; frozen buffers are restored when the save and this run both have them, else they
+ * keep what create() sharded from the model. Every rank calls it.
  */
 export async function loadZeroCheckpoint(zero: ZeroRedundancy, dir: string): Promise<void> {
   const index = readZeroIndex(dir);
-  const views = zero.shardViews();
-  checkLayout(index, views, zero);
+  const all = zero.shardViews();
+  // Which saved buffer each of this run's buffers comes from: all of them when both sides have the
+  // frozen ones (stage 3 saved whole, loaded at stage 3), else the trainable ones, in order (the
+  // frozen buffers keep what create() sharded from the model).
+  const savedFrozen = index.buckets.some((b) => !b.trainable);
+  const withFrozen = savedFrozen && all.some((v) => !v.trainable);
+  const views = withFrozen ? all : all.filter((v) => v.trainable);
+  const saved = withFrozen ? index.buckets.map((_, s) => s) : trainableIndices(index);
+  checkLayout(index, saved, views, zero);
   const stateType = zero.optimizer.stateType;
   if (index.optimizer !== stateType)
     throw new Error(`loadZeroCheckpoint: the checkpoint's optimizer is ${index.optimizer}, this run's ${stateType}`);
   // The new state: zeros where no old rank wrote (padding), filled from the old files below.
   const fresh = views.map((v, b) =>
     Object.fromEntries(
-      Object.entries(index.buckets[b]!.tensors).map(([key, dtype]) => [
+      Object.entries(index.buckets[saved[b]!]!.tensors).map(([key, dtype]) => [
         key,
         torch.zeros([v.shardSize], { dtype: dtype as torch.DType }).keep(),
       ]),
@@ -118,25 +147,29 @@ export async function loadZeroCheckpoint(zero: ZeroRedundancy, dir: string): Pro
   try {
     for (let old = 0; old < index.worldSize; old++) {
       const file = path.join(dir, zeroShardFile(old, index.worldSize));
-      const saved = await loadSafetensors(file);
+      const tensors = await loadSafetensors(file);
       try {
         views.forEach((v, b) => {
-          const oldSize = index.buckets[b]!.shardSize;
-          copyOverlap(saved[`${b}.param`], v.shard, old * oldSize, zero.rank * v.shardSize, v.total, file);
-          for (const key of Object.keys(index.buckets[b]!.tensors))
-            copyOverlap(saved[`${b}.${key}`], fresh[b]![key]!, old * oldSize, zero.rank * v.shardSize, v.total, file);
+          const s = saved[b]!;
+          const oldSize = index.buckets[s]!.shardSize;
+          copyOverlap(tensors[`${s}.param`], v.shard, old * oldSize, zero.rank * v.shardSize, v.total, file);
+          for (const key of Object.keys(index.buckets[s]!.tensors))
+            copyOverlap(tensors[`${s}.${key}`], fresh[b]![key]!, old * oldSize, zero.rank * v.shardSize, v.total, file);
         });
       } finally {
-        for (const t of Object.values(saved)) t.dispose();
+        for (const t of Object.values(tensors)) t.dispose();
       }
     }
   } catch (error) {
     for (const state of fresh) for (const t of Object.values(state)) t.dispose();
     throw error;
   }
-  zero.restoreState(views.map((_, b) => ({ ...index.buckets[b]!.numbers, ...fresh[b]! })));
+  const states = new Map(views.map((v, b) => [v, { ...index.buckets[saved[b]!]!.numbers, ...fresh[b]! }]));
+  zero.restoreState(all.map((v) => states.get(v) ?? {}));
   await zero.syncParameters();
 }
+
+const trainableIndices = (index: ZeroIndex): number[] => index.buckets.flatMap((b, s) => (b.trainable ? [s] : []));
 
 /** Copies the elements of an old shard (starting at global element `oldStart`) that fall in the new one. */
 function copyOverlap(
@@ -158,17 +191,18 @@ function copyOverlap(
   );
 }
 
-function checkLayout(index: ZeroIndex, views: ZeroShardView[], zero: ZeroRedundancy): void {
+function checkLayout(index: ZeroIndex, saved: number[], views: ZeroShardView[], zero: ZeroRedundancy): void {
   const describe = (b: { unit: number; dtype: string; trainable: boolean; total: number }) =>
     `unit ${b.unit} ${b.dtype} ${b.trainable ? 'trainable' : 'frozen'} (${b.total} elements)`;
-  const saved = index.buckets.map(describe);
+  const there = saved.map((s) => describe(index.buckets[s]!));
   const here = views.map(describe);
-  const bad = here.findIndex((d, k) => d !== saved[k]);
-  if (saved.length !== here.length || bad >= 0) {
+  const bad = here.findIndex((d, k) => d !== there[k]);
+  if (there.length !== here.length || bad >= 0) {
     throw new Error(
       `loadZeroCheckpoint: the checkpoint's flat buffers differ from this model's at buffer ${bad < 0 ? here.length : bad}: ` +
-        `saved ${saved[bad] ?? `${saved.length} buffers`}, here ${here[bad] ?? `${here.length} buffers`} ` +
-        `(saved with stage ${index.stage}, loading with stage ${zero.stage}; stage 3 also shards frozen parameters)`,
+        `saved ${there[bad] ?? `${there.length} buffers`}, here ${here[bad] ?? `${here.length} buffers`} ` +
+        `(saved with stage ${index.stage}, loading with stage ${zero.stage}; the trainable buffers must agree, ` +
+        'and the frozen ones too when both sides have them)',
     );
   }
 }

@@ -28,7 +28,19 @@ const generationEvalArguments = {
   evalGenerationBatchSize: positiveInt().nullable().default(null),
   /** Keep special tokens in the answers (InternVL's `<box>` for refcoco_iou). */
   evalKeepSpecialTokens: z.boolean().default(false),
+  /**
+   * Each evaluation writes every answer (id, prediction, score, reference, data_source) to
+   * outputDir/eval_predictions-<step>.jsonl, atomically, rank 0 alone.
+   */
+  evalSavePredictions: z.boolean().default(false),
 };
+
+/**
+ * Not a TRL name (DPO / MPO and the KTO family): at each eval hook, the preference accuracy of the
+ * policy against the reference on the eval dataset (ties 0.5; TRL's rewards/accuracies counts them
+ * 0), as eval_preference_accuracy. KTO's unpaired rows pair up by prompt (lib/eval/unpaired_preference.ts).
+ */
+const preferenceEvalArguments = { evalPreferenceAccuracy: z.boolean().default(false) };
 
 /** The fields every method shares; learningRate's default is the method's (see trainingArguments). */
 export function trainingArguments(learningRate: number) {
@@ -148,6 +160,10 @@ export function checkTrainingArguments(c: TrainingArguments, ctx: z.RefinementCt
     issue(ctx, 'fp16', message);
   }
   if (c.resumeFromCheckpoint === '') issue(ctx, 'resumeFromCheckpoint', 'expected a folder or true but received ""');
+  if (c.evalSavePredictions && c.evalMetric === null) {
+    const message = 'writes the answers eval_metric scores: set eval_metric and eval_generation_dataset';
+    issue(ctx, 'evalSavePredictions', message);
+  }
 }
 
 const reference = {
@@ -168,11 +184,7 @@ const DpoFields = z.strictObject({
   ...trainingArguments(1e-6),
   ...PreferenceLossFields.shape,
   ...reference,
-  /**
-   * Not a TRL name: at each eval hook, the preference accuracy of the policy against the reference
-   * on the eval dataset (ties 0.5; TRL's rewards/accuracies counts them 0), as eval_preference_accuracy.
-   */
-  evalPreferenceAccuracy: z.boolean().default(false),
+  ...preferenceEvalArguments,
 });
 
 export const DpoConfigSchema = DpoFields.transform((c, ctx) => {
@@ -181,7 +193,12 @@ export const DpoConfigSchema = DpoFields.transform((c, ctx) => {
   return normalizePreferenceLoss(c, ctx);
 });
 
-const KtoFields = z.strictObject({ ...trainingArguments(1e-6), ...KtoLossConfigSchema.shape, ...reference });
+const KtoFields = z.strictObject({
+  ...trainingArguments(1e-6),
+  ...KtoLossConfigSchema.shape,
+  ...reference,
+  ...preferenceEvalArguments,
+});
 
 export const KtoConfigSchema = KtoFields.transform((c, ctx) => {
   checkTrainingArguments(c, ctx);

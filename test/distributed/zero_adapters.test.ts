@@ -16,6 +16,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { readZeroIndex, zeroShardFile } from '../../lib/distributed/zero_checkpoint.js';
+import { readSafetensorsHeader } from '../../lib/torch/safetensors.js';
 import { type ProcessRun, runJob } from './ranks.js';
 
 const WORKER = path.join(import.meta.dirname, 'fixtures/zero_adapter_worker.ts');
@@ -126,32 +128,56 @@ describe.each([2, 3])('ZeRO with adapters on %i Gloo processes', (worldSize) => 
   }, 300_000);
 });
 
+// Stage 3 saved with its frozen buffers and resumed at stage 3; saved without them (excludeFrozen) and
+// resumed at stage 2, whose layout has no frozen buffers (the base stays whole there).
 describe.each([
-  { stage: 3, saveOn: 2, resumeOn: 3, resumeStage: 3 },
-  { stage: 3, saveOn: 3, resumeOn: 2, resumeStage: 3 },
-])('ZeRO LoRA sharded checkpoint: stage $stage on $saveOn ranks, resumed on $resumeOn', (c) => {
-  it('the resumed run continues one process that ran every step (1e-10)', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-zero-lora-'));
-    try {
-      const saved = [c.saveOn, c.saveOn];
-      const first = await runAdapterJob(c.saveOn, {
-        VLALIGN_ZERO_ADAPTER_PLAN: JSON.stringify({ dtype: 'float64', stage: c.stage, worlds: saved, save: dir }),
-      });
-      first.map(resultOf).forEach((r, rank) => expectClose(r.actual, r.expected, 1e-10, `saving rank ${rank}`));
-      const resumed = await runAdapterJob(c.resumeOn, {
-        VLALIGN_ZERO_ADAPTER_PLAN: JSON.stringify({
-          dtype: 'float64',
-          stage: c.resumeStage,
-          worlds: [...saved, c.resumeOn],
-          from: saved.length,
-          load: dir,
-        }),
-      });
-      const results = resumed.map(resultOf);
-      results.forEach((r, rank) => expectClose(r.actual, r.expected, 1e-10, `resumed rank ${rank}`));
-      expect(results[0].actual).not.toEqual(resultOf(first[0]).actual);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  }, 300_000);
-});
+  { stage: 3, saveOn: 2, resumeOn: 3, resumeStage: 3, excludeFrozen: false },
+  { stage: 3, saveOn: 3, resumeOn: 2, resumeStage: 2, excludeFrozen: true },
+])(
+  'ZeRO LoRA sharded checkpoint: stage $stage on $saveOn ranks (excludeFrozen $excludeFrozen), resumed as stage $resumeStage on $resumeOn',
+  (c) => {
+    it('the resumed run continues one process that ran every step (1e-10)', async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-zero-lora-'));
+      try {
+        const saved = [c.saveOn, c.saveOn];
+        const first = await runAdapterJob(c.saveOn, {
+          VLALIGN_ZERO_ADAPTER_PLAN: JSON.stringify({
+            dtype: 'float64',
+            stage: c.stage,
+            worlds: saved,
+            save: dir,
+            excludeFrozen: c.excludeFrozen,
+          }),
+        });
+        first.map(resultOf).forEach((r, rank) => expectClose(r.actual, r.expected, 1e-10, `saving rank ${rank}`));
+        // Per block a trainable buffer (the factors) and, unless excluded, a frozen one (the projections),
+        // then the root's frozen buffer.
+        const index = readZeroIndex(dir);
+        const buffers = c.excludeFrozen
+          ? Array.from({ length: BLOCKS }, () => blockLora)
+          : [...Array.from({ length: BLOCKS }, () => [blockFrozen, blockLora]).flat(), rootFrozen];
+        expect(index.buckets.map((b) => b.total)).toEqual(buffers);
+        expect(index.frozenExcluded ?? false).toBe(c.excludeFrozen);
+        const shardFile = path.join(dir, zeroShardFile(0, c.saveOn));
+        const paramBytes = 8 * buffers.reduce((n, b) => n + Math.ceil(b / c.saveOn), 0);
+        const momentumBytes = 8 * BLOCKS * Math.ceil(blockLora / c.saveOn);
+        const header = await readSafetensorsHeader(shardFile);
+        expect(fs.statSync(shardFile).size - header.dataStart).toBe(paramBytes + momentumBytes);
+        const resumed = await runAdapterJob(c.resumeOn, {
+          VLALIGN_ZERO_ADAPTER_PLAN: JSON.stringify({
+            dtype: 'float64',
+            stage: c.resumeStage,
+            worlds: [...saved, c.resumeOn],
+            from: saved.length,
+            load: dir,
+          }),
+        });
+        const results = resumed.map(resultOf);
+        results.forEach((r, rank) => expectClose(r.actual, r.expected, 1e-10, `resumed rank ${rank}`));
+        expect(results[0].actual).not.toEqual(resultOf(first[0]).actual);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }, 300_000);
+  },
+);

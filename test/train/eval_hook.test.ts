@@ -2,10 +2,15 @@
 // - SFT with eval_metric exact_match on a vqa question file, evaluated at steps 1 and 2: each
 //   logged eval_exact_match (overall and per data_source) equals exact match of greedy answers
 //   decoded here token by token (a full forward per token, no KV cache, no batching) by the
-//   checkpoint-N weights of that step;
+//   checkpoint-N weights of that step; with eval_save_predictions each step's
+//   eval_predictions-N.jsonl holds those answers, their scores by exactMatch, ids and references;
 // - DPO with eval_preference_accuracy: each logged value equals the accuracy computed here from
 //   summed completion log-probs of policy (checkpoint-N) and reference (the source checkpoint),
-//   one unpadded row at a time with log_softmax + gather;
+//   one unpadded row at a time with log_softmax + gather; with precompute_ref_log_probs and no
+//   reference model the run reads the eval pairs' cached values and logs what the live run logs;
+// - KTO: eval_loss, eval_kl, eval_rewards/*, eval_logps/* equal TRL's formulas on those hand
+//   log-probs (KL rows rolled by +1 within each eval batch), and eval_preference_accuracy the share
+//   of each prompt's (desirable, undesirable) pairs ranked right;
 // - bad settings are errors naming the key;
 // - on 2 Gloo ranks (fixtures/eval_hook_worker.ts) rank 0 alone reads the prompts and logs.
 import fs from 'node:fs';
@@ -14,7 +19,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { data, generation, models, processing, torch } from '../../lib/index.js';
 import type { CausalLM } from '../../lib/models/index.js';
-import type { PreferenceRecord } from '../../lib/data/records.js';
+import type { PreferenceRecord, UnpairedRecord } from '../../lib/data/records.js';
 import { buildTrainer } from '../../lib/cli/build.js';
 import { loadRecipe } from '../../lib/cli/recipe.js';
 import { exactMatch } from '../../lib/eval/answer_metrics.js';
@@ -66,6 +71,15 @@ beforeAll(async () => {
 
 /** Greedy decoding by hand: the whole sequence forwarded for every new token, one prompt alone. */
 async function handGreedy(model: CausalLM, proc: processing.Processor, record: data.PromptRecord): Promise<string> {
+  return (await handAnswer(model, proc, record)).text;
+}
+
+/** handGreedy's answer and why it ended: its stop token ('stop') or MAX_NEW tokens ('length'). */
+async function handAnswer(
+  model: CausalLM,
+  proc: processing.Processor,
+  record: data.PromptRecord,
+): Promise<{ text: string; finish: 'stop' | 'length' }> {
   const images = await data.decodeRecordImages(record);
   const batch = await proc.process([{ prompt: record.prompt, images }]);
   const extras = batch as { imageGridThw?: torch.Tensor | null };
@@ -73,6 +87,7 @@ async function handGreedy(model: CausalLM, proc: processing.Processor, record: d
   const stops = model.textConfig.eosTokenIds;
   const banned = new Set(generation.nonSampledTokenIds(model).filter((id) => !stops.includes(id)));
   const answer: number[] = [];
+  let finish: 'stop' | 'length' = 'length';
   model.eval();
   for (let k = 0; k < MAX_NEW; k++) {
     const logits = torch.noGrad(() =>
@@ -91,10 +106,13 @@ async function handGreedy(model: CausalLM, proc: processing.Processor, record: d
     logits.forEach((v, id) => {
       if (!banned.has(id) && (best < 0 || v > logits[best]!)) best = id;
     });
-    if (stops.includes(best)) break;
+    if (stops.includes(best)) {
+      finish = 'stop';
+      break;
+    }
     answer.push(best);
   }
-  return proc.tokenizer.decode(answer, { skipSpecialTokens: true });
+  return { text: proc.tokenizer.decode(answer, { skipSpecialTokens: true }), finish };
 }
 
 /** Mean exact match over the records, overall and per data_source. */
@@ -130,9 +148,13 @@ gradient_checkpointing: false
 report_to: tensorboard
 `;
 
+/** BASE and `text` as one recipe; a top-level key of `text` replaces BASE's. */
 function writeRecipe(name: string, text: string): string {
   const file = path.join(root, name);
-  fs.writeFileSync(file, BASE + text);
+  const keyOf = (line: string) => /^(\w+):/.exec(line)?.[1] ?? null;
+  const keys = new Set(text.split('\n').map(keyOf));
+  const base = BASE.split('\n').filter((line) => line !== '' && !keys.has(keyOf(line)));
+  fs.writeFileSync(file, `${base.join('\n')}\n${text}`);
   return file;
 }
 
@@ -180,6 +202,7 @@ eval_generation_dataset:
 eval_metric: exact_match
 eval_max_new_tokens: ${MAX_NEW}
 eval_generation_batch_size: 3
+eval_save_predictions: true
 learning_rate: 1.0e-4
 output_dir: ./runs/sft
 `,
@@ -193,9 +216,28 @@ output_dir: ./runs/sft
     const seen: number[] = [];
     for (const entry of entries) {
       const model = await models.fromPretrained(path.join(out, `checkpoint-${entry.step}`), { dtype: 'float32' });
-      const answers = [];
-      for (const record of records) answers.push(await handGreedy(model, proc, record));
+      const hand = [];
+      for (const record of records) hand.push(await handAnswer(model, proc, record));
+      const answers = hand.map((h) => h.text);
       const expected = meansOf(records, answers);
+      // eval_save_predictions: the step's file holds each answer decoded here, scored here by exact
+      // match against the row's answer, with the row's id (file:line), data_source and reference.
+      const file = path.join(out, `eval_predictions-${entry.step}.jsonl`);
+      const lines = fs
+        .readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines).toEqual(
+        records.map((r, i) => ({
+          id: `questions.jsonl:${i + 1}`,
+          prediction: answers[i],
+          score: exactMatch(answers[i]!, [String(r.columns.answer)]),
+          data_source: r.columns.data_source,
+          finish_reason: hand[i]!.finish,
+          reference: [String(r.columns.answer)],
+        })),
+      );
       const logged = Object.fromEntries(
         Object.entries(entry)
           .filter(([k]) => k.startsWith('eval_exact_match'))
@@ -210,6 +252,13 @@ output_dir: ./runs/sft
     }
     // The check had something to check: some answer matched and some did not.
     expect(seen.some((v) => v > 0 && v < 1)).toBe(true);
+    // One file per evaluation, nothing left of the atomic writes.
+    expect(
+      fs
+        .readdirSync(out)
+        .filter((f) => f.includes('eval_predictions') || f.includes('.tmp'))
+        .sort(),
+    ).toEqual(['eval_predictions-1.jsonl', 'eval_predictions-2.jsonl']);
     const events = fs.readdirSync(path.join(out, 'runs')).map((f) => fs.readFileSync(path.join(out, 'runs', f)));
     expect(events.some((b) => b.includes('eval/exact_match/second'))).toBe(true);
   }, 300_000);
@@ -233,11 +282,7 @@ async function completionLogp(model: CausalLM, proc: processing.Processor, sampl
   return sum;
 }
 
-describe('eval_preference_accuracy', () => {
-  it('logs the accuracy (ties 0.5) of the implicit rewards computed by hand from log-probs', async () => {
-    const recipe = writeRecipe(
-      'dpo.yaml',
-      `trainer: dpo
+const DPO_RECIPE = `trainer: dpo
 dataset:
   format: trl
   path: ./pairs.jsonl
@@ -247,40 +292,225 @@ eval_dataset:
 eval_preference_accuracy: true
 learning_rate: 5.0e-3
 max_length: 64
-output_dir: ./runs/dpo
+`;
+
+/** Trains a recipe once per name (the live-reference DPO run serves two tests). */
+const runs = new Map<string, Promise<string>>();
+function trained(name: string, text: string): Promise<string> {
+  if (!runs.has(name)) {
+    runs.set(
+      name,
+      (async () => {
+        const trainer = await buildTrainer(
+          loadRecipe(writeRecipe(`${name}.yaml`, `${text}output_dir: ./runs/${name}\n`)),
+        );
+        await trainer.train();
+        return path.join(root, 'runs', name);
+      })(),
+    );
+  }
+  return runs.get(name)!;
+}
+
+/**
+ * The preference accuracy (ties 0.5) of checkpoint-`step` of `out` against the source checkpoint on
+ * eval_pairs.jsonl, from log-probs summed here row by row.
+ */
+async function handPairAccuracy(out: string, step: number): Promise<number> {
+  const proc = await processing.fromPretrained(tinyDir);
+  const reference = await models.fromPretrained(tinyDir, { dtype: 'float32' });
+  const policy = await models.fromPretrained(path.join(out, `checkpoint-${step}`), { dtype: 'float32' });
+  const pairs = (await allRecords(await data.openTrl(path.join(root, 'eval_pairs.jsonl')))) as PreferenceRecord[];
+  let correct = 0;
+  for (const record of pairs) {
+    const samples = data.preferenceSamples({ index: 0, record, pixels: [] }, { eosToken: proc.tokenizer.eosToken });
+    const margin =
+      (await completionLogp(policy, proc, samples.chosen)) -
+      (await completionLogp(reference, proc, samples.chosen)) -
+      ((await completionLogp(policy, proc, samples.rejected)) -
+        (await completionLogp(reference, proc, samples.rejected)));
+    // Far from a tie, so float32 rounding in the library's fused path cannot flip it.
+    expect(Math.abs(margin)).toBeGreaterThan(1e-4);
+    correct += margin > 0 ? 1 : 0;
+  }
+  policy.dispose();
+  reference.dispose();
+  return correct / pairs.length;
+}
+
+describe('eval_preference_accuracy', () => {
+  it('logs the accuracy (ties 0.5) of the implicit rewards computed by hand from log-probs', async () => {
+    const out = await trained('dpo', DPO_RECIPE);
+    const entries = evalEntries(out);
+    expect(entries.map((e) => e.step)).toEqual([1, 2]);
+    for (const entry of entries) {
+      const accuracy = await handPairAccuracy(out, entry.step as number);
+      expect(entry.eval_preference_accuracy).toBe(accuracy);
+      // TRL's rewards/accuracies (ties 0) is logged beside it and never above it.
+      expect(entry['eval_rewards/accuracies'] as number).toBeLessThanOrEqual(accuracy + 1e-12);
+    }
+  }, 300_000);
+
+  it('with precompute_ref_log_probs and no reference model, reads the eval pairs precomputed (equal to a live reference)', async () => {
+    const saved = process.env.VLALIGN_CACHE;
+    process.env.VLALIGN_CACHE = path.join(root, 'cache');
+    try {
+      const live = evalEntries(await trained('dpo', DPO_RECIPE));
+      const out = await trained('dpo_pre', `${DPO_RECIPE}precompute_ref_log_probs: true\n`);
+      // The cache holds the eval pairs too: 4 training pairs + 3 eval pairs.
+      const cached = fs.readdirSync(path.join(root, 'cache', 'ref_logps'));
+      expect(cached).toHaveLength(1);
+      const lines = fs
+        .readFileSync(path.join(root, 'cache', 'ref_logps', cached[0]!), 'utf8')
+        .trim()
+        .split('\n');
+      expect(lines).toHaveLength(7);
+      const entries = evalEntries(out);
+      expect(entries.map((e) => e.step)).toEqual([1, 2]);
+      for (const [k, entry] of entries.entries()) {
+        // The same reference values, so the same training and the same evaluation as the live run's;
+        // and the independent hand computation against the source checkpoint (a policy used as its own
+        // reference would read exactly 0.5, which 3 pairs without ties cannot).
+        expect(entry.eval_preference_accuracy).toBe(live[k]!.eval_preference_accuracy);
+        expect(entry.eval_preference_accuracy).toBe(await handPairAccuracy(out, entry.step as number));
+        for (const name of ['eval_rewards/chosen', 'eval_rewards/rejected', 'eval_loss']) {
+          expect(entry[name] as number).toBeCloseTo(live[k]![name] as number, 5);
+        }
+      }
+    } finally {
+      if (saved === undefined) delete process.env.VLALIGN_CACHE;
+      else process.env.VLALIGN_CACHE = saved;
+    }
+  }, 400_000);
+});
+
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+describe('kto evaluation', () => {
+  // Eval rows: prompts 4-6 each with a desirable and an undesirable completion (3 pairs; prompt 5's
+  // labels go against what training teaches, so the accuracy is neither 0 nor 1), prompt 7 with a
+  // desirable one only (in no pair). Eval batches of 3, 3 and 1 rows.
+  const evalRows = [
+    { p: 4, c: 'good answer 4', label: true },
+    { p: 4, c: 'bad 4', label: false },
+    { p: 5, c: 'good answer 5', label: false },
+    { p: 5, c: 'bad 5', label: true },
+    { p: 6, c: 'good answer 6', label: true },
+    { p: 6, c: 'bad 6', label: false },
+    { p: 7, c: 'good answer 7', label: true },
+  ];
+  const BATCH = 3;
+
+  it("logs TRL's eval metrics (loss, kl, rewards, logps) and preference accuracy equal to a hand computation", async () => {
+    const row = (p: number, c: string, label: boolean) => ({
+      prompt: [{ role: 'user', content: `query ${p}` }],
+      completion: [{ role: 'assistant', content: c }],
+      label,
+    });
+    jsonl(
+      'kto.jsonl',
+      [0, 1, 2, 3].map((i) => row(i, i % 2 === 0 ? `good answer ${i}` : `bad ${i}`, i % 2 === 0)),
+    );
+    jsonl(
+      'kto_eval.jsonl',
+      evalRows.map((r) => row(r.p, r.c, r.label)),
+    );
+    const out = await trained(
+      'kto',
+      `trainer: kto
+dataset:
+  format: trl
+  path: ./kto.jsonl
+eval_dataset:
+  format: trl
+  path: ./kto_eval.jsonl
+per_device_eval_batch_size: ${BATCH}
+eval_preference_accuracy: true
+learning_rate: 5.0e-3
+max_length: 64
 `,
     );
-    const trainer = await buildTrainer(loadRecipe(recipe));
-    await trainer.train();
-    const out = path.join(root, 'runs/dpo');
     const entries = evalEntries(out);
     expect(entries.map((e) => e.step)).toEqual([1, 2]);
     const proc = await processing.fromPretrained(tinyDir);
     const reference = await models.fromPretrained(tinyDir, { dtype: 'float32' });
-    reference.eval();
-    const pairs = (await allRecords(await data.openTrl(path.join(root, 'eval_pairs.jsonl')))) as PreferenceRecord[];
+    const records = (await allRecords(await data.openTrl(path.join(root, 'kto_eval.jsonl')))) as UnpairedRecord[];
+    const eos = { eosToken: proc.tokenizer.eosToken };
+    const sample = (record: UnpairedRecord) => data.unpairedSample({ index: 0, record, pixels: [] }, eos);
+    const beta = 0.1; // KTOConfig's default
+    const accuracies: number[] = [];
     for (const entry of entries) {
       const policy = await models.fromPretrained(path.join(out, `checkpoint-${entry.step}`), { dtype: 'float32' });
-      policy.eval();
+      const logps = async (s: processing.Sample) =>
+        [await completionLogp(policy, proc, s), await completionLogp(reference, proc, s)] as const;
+      const [pi, ref] = [[] as number[], [] as number[]];
+      for (const record of records) {
+        const [p, r] = await logps(sample(record));
+        pi.push(p);
+        ref.push(r);
+      }
+      // Per eval batch: the KL rows (each row's prompt with the previous row's completion, TRL's
+      // roll by +1), z0 = max(0, mean(policy - reference)) over them, and the mean row loss.
+      const [losses, kls] = [[] as number[], [] as number[]];
+      for (let start = 0; start < records.length; start += BATCH) {
+        const batch = records.slice(start, start + BATCH);
+        const shifted = [];
+        for (const [i, record] of batch.entries()) {
+          const previous = batch[(i + batch.length - 1) % batch.length]!;
+          const [p, r] = await logps(sample({ ...record, completion: previous.completion }));
+          shifted.push(p - r);
+        }
+        const z0 = Math.max(0, mean(shifted));
+        kls.push(z0);
+        losses.push(
+          mean(
+            batch.map((record, i) => {
+              const r = pi[start + i]! - ref[start + i]!;
+              return record.label ? 1 - sigmoid(beta * (r - z0)) : 1 - sigmoid(beta * (z0 - r));
+            }),
+          ),
+        );
+      }
+      const good = records.flatMap((r, i) => (r.label ? [i] : []));
+      const bad = records.flatMap((r, i) => (r.label ? [] : [i]));
+      const chosen = mean(good.map((i) => beta * (pi[i]! - ref[i]!)));
+      const rejected = mean(bad.map((i) => beta * (pi[i]! - ref[i]!)));
+      const expected: Record<string, number> = {
+        eval_loss: mean(losses),
+        eval_kl: mean(kls),
+        'eval_rewards/chosen': chosen,
+        'eval_rewards/rejected': rejected,
+        'eval_rewards/margins': chosen - rejected,
+        'eval_logps/chosen': mean(good.map((i) => pi[i]!)),
+        'eval_logps/rejected': mean(bad.map((i) => pi[i]!)),
+      };
+      for (const [name, value] of Object.entries(expected)) {
+        expect(Math.abs((entry[name] as number) - value), name).toBeLessThan(2e-5 * Math.max(1, Math.abs(value)));
+      }
+      // The KL term is not trivially zero here (the check above would not see the roll otherwise).
+      expect(kls.some((k) => k > 1e-3)).toBe(true);
+      // Preference accuracy: each prompt's desirable reward against its undesirable one (rows 0/1,
+      // 3/2, 4/5); row 6 has no undesirable counterpart and takes part in no pair.
+      const pairs = [
+        [0, 1],
+        [3, 2],
+        [4, 5],
+      ];
       let correct = 0;
-      for (const record of pairs) {
-        const samples = data.preferenceSamples({ index: 0, record, pixels: [] }, { eosToken: proc.tokenizer.eosToken });
-        const margin =
-          (await completionLogp(policy, proc, samples.chosen)) -
-          (await completionLogp(reference, proc, samples.chosen)) -
-          ((await completionLogp(policy, proc, samples.rejected)) -
-            (await completionLogp(reference, proc, samples.rejected)));
-        // Far from a tie, so float32 rounding in the library's fused path cannot flip it.
+      for (const [g, b] of pairs) {
+        const margin = pi[g!]! - ref[g!]! - (pi[b!]! - ref[b!]!);
         expect(Math.abs(margin)).toBeGreaterThan(1e-4);
         correct += margin > 0 ? 1 : 0;
       }
       expect(entry.eval_preference_accuracy).toBe(correct / pairs.length);
-      // TRL's rewards/accuracies (ties 0) is logged beside it and never above it.
-      expect(entry['eval_rewards/accuracies'] as number).toBeLessThanOrEqual(correct / pairs.length + 1e-12);
+      accuracies.push(correct / pairs.length);
       policy.dispose();
     }
     reference.dispose();
-  }, 300_000);
+    // The pairing had something to rank: some pairs right and some wrong.
+    expect(accuracies.some((a) => a > 0 && a < 1)).toBe(true);
+  }, 400_000);
 });
 
 describe('bad settings name the key', () => {
@@ -303,6 +533,11 @@ describe('bad settings name the key', () => {
       'eval_generation_dataset.max_tile',
     ],
     ['eval_preference_accuracy: true\n', 'eval_preference_accuracy'],
+    ['eval_save_predictions: true\n', 'invalid eval_save_predictions: writes the answers eval_metric scores'],
+    [
+      'eval_metric: anls\neval_generation_dataset:\n  format: vqa\n  path: ./q.jsonl\neval_save_predictions: 1\n',
+      'eval_save_predictions',
+    ],
   ])('%s', (extra, key) => {
     expect(() => loadRecipe(sft(extra))).toThrow(key);
   });
@@ -311,6 +546,14 @@ describe('bad settings name the key', () => {
     const file = writeRecipe(
       'bad_dpo.yaml',
       'trainer: dpo\ndataset:\n  format: trl\n  path: ./pairs.jsonl\noutput_dir: ./runs/bad\neval_preference_accuracy: true\n',
+    );
+    expect(() => loadRecipe(file)).toThrow('invalid eval_dataset: eval_preference_accuracy reads the pairs');
+  });
+
+  it('a kto recipe asking preference accuracy without eval_dataset', () => {
+    const file = writeRecipe(
+      'bad_kto.yaml',
+      'trainer: kto\ndataset:\n  format: trl\n  path: ./kto.jsonl\noutput_dir: ./runs/bad\neval_preference_accuracy: true\n',
     );
     expect(() => loadRecipe(file)).toThrow('invalid eval_dataset: eval_preference_accuracy reads the pairs');
   });
@@ -332,9 +575,22 @@ describe('evalHookOf (createTrainer API)', () => {
     [{ evalMetric: 'exact_match' }, {}, "evalMetric: 'exact_match' scores answers to a prompt set"],
     [{ evalMetric: 'bleu' }, { evalGenerationDataset: prompts }, 'evalMetric: expected one of exact_match'],
     [{}, { evalGenerationDataset: prompts }, 'evalGenerationDataset: given, but evalMetric'],
-    [{ evalPreferenceAccuracy: true }, { method: 'sft' }, 'evalPreferenceAccuracy: for dpo'],
+    [{ evalPreferenceAccuracy: true }, { method: 'sft' }, 'evalPreferenceAccuracy: for dpo and kto'],
+    [{ evalPreferenceAccuracy: true }, { method: 'grpo' }, 'evalPreferenceAccuracy: for dpo and kto'],
     [{ evalPreferenceAccuracy: true }, { evalDataset: null }, 'evalPreferenceAccuracy: needs an evalDataset'],
-    [{ evalPreferenceAccuracy: true }, { evalDataset: {} as never }, 'evalPreferenceAccuracy: needs the reference'],
+    [
+      { evalPreferenceAccuracy: true },
+      { method: 'kto', evalDataset: null },
+      'evalPreferenceAccuracy: needs an evalDataset of unpaired rows',
+    ],
+    [{ evalPreferenceAccuracy: true }, { evalDataset: {} as never }, 'evalPreferenceAccuracy: needs a reference'],
+    [{ evalSavePredictions: true }, {}, 'evalSavePredictions (eval_save_predictions): writes the answers'],
+    // KTO's eval KL with precomputed reference values: the eval batches must pair the rows the pass paired.
+    [
+      { precomputeRefLogProbs: true, perDeviceTrainBatchSize: 2, perDeviceEvalBatchSize: 3, lossType: 'kto' },
+      { method: 'kto', evalDataset: {} as never },
+      "perDeviceEvalBatchSize: kto's eval KL term reads reference values precomputed for the mismatched pairs of batches of 2",
+    ],
   ])('%o %o', (extra, init, message) => {
     const make = () =>
       evalHookOf({ method: 'dpo', model: none, processor: none, ...init, args: { ...args, ...extra } });
@@ -343,6 +599,16 @@ describe('evalHookOf (createTrainer API)', () => {
 
   it('nothing asked: no hook', () => {
     expect(evalHookOf({ method: 'dpo', model: none, processor: none, args })).toBeNull();
+    // Matching batch sizes (and apo_zero_unpaired, which has no KL term) pass the KTO check.
+    const kto = { precomputeRefLogProbs: true, perDeviceTrainBatchSize: 2, lossType: 'kto' };
+    const evalDataset = {} as never;
+    expect(
+      evalHookOf({ method: 'kto', model: none, processor: none, evalDataset, args: { ...args, ...kto } }),
+    ).toBeNull();
+    const apo = { ...kto, perDeviceEvalBatchSize: 3, lossType: 'apo_zero_unpaired' };
+    expect(
+      evalHookOf({ method: 'kto', model: none, processor: none, evalDataset, args: { ...args, ...apo } }),
+    ).toBeNull();
   });
 });
 

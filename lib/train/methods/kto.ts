@@ -1,7 +1,9 @@
 // KTO, APO-zero (unpaired) and BCO on unpaired rows {prompt, completion, label} (TRL KTOTrainer /
 // BCOTrainer). KTO's reference point z0 comes from a KL batch built as TRL builds it: each row keeps
-// its own prompt and images and takes the next row's completion (rolled by one within the
-// micro-batch); the policy and the reference score it without a graph.
+// its own prompt and images and takes the previous row's completion (the completions rolled by +1
+// within the micro-batch, row 0 taking the last one's); the policy and the reference score it
+// without a graph. Evaluation runs the same loss on the eval batches (TRL's eval_kl is each eval
+// batch's own estimate, averaged), and rowLogps gives the eval hook each row's log-probs.
 import * as torch from '../../torch/index.js';
 import type { Tensor } from '../../torch/index.js';
 import {
@@ -68,7 +70,8 @@ export class KtoMethod implements TrainingMethod<UnpairedMicroBatch> {
     const eos = { eosToken: processor.tokenizer.eosToken };
     const samples = records.map((r) => unpairedSample(r, eos));
     const rows = await collateRows(processor, samples, { ignoreIndex, maxLength });
-    const rolled = samples.map((s, i) => ({ ...s, completion: samples[(i + 1) % samples.length]!.completion }));
+    const n = samples.length;
+    const rolled = samples.map((s, i) => ({ ...s, completion: samples[(i + n - 1) % n]!.completion }));
     const klRows =
       this.objective.config.lossType === 'kto'
         ? await collateRows(processor, rolled, { ignoreIndex, maxLength })
@@ -116,6 +119,33 @@ export class KtoMethod implements TrainingMethod<UnpairedMicroBatch> {
     return missing.length;
   }
 
+  /**
+   * Each row's summed completion log-probs under the policy (dropout off, no graph) and the
+   * reference (its model, or the cache when the run precomputed them), in row order.
+   */
+  rowLogps(batch: UnpairedMicroBatch): { policy: number[]; reference: number[] } {
+    const { model, cache, reference } = this.options;
+    const values = (t: Tensor): number[] =>
+      Array.from(t.to({ dtype: 'float64', device: 'cpu' }).data() as Float64Array);
+    const training = model.training;
+    model.eval();
+    try {
+      return torch.noGrad(() =>
+        torch.tidy(() => {
+          const policy = values(this.logps(model, model.lmHead(), batch.rows));
+          if (cache !== null && batch.referenceKeys !== null) {
+            const width = batch.klRows === null ? 1 : 2;
+            return { policy, reference: values(cache.lookup(batch.referenceKeys, width, batch.ids).select(1, 0)) };
+          }
+          if (reference === null) throw new Error('KTO: no reference policy and no precomputed reference log-probs');
+          return { policy, reference: values(reference.run((m, head) => this.logps(m, head, batch.rows))) };
+        }),
+      );
+    } finally {
+      model.train(training);
+    }
+  }
+
   // The rows' reference log-probs [R] and, for KTO, the KL rows' [R].
   private referenceLogps(batch: UnpairedMicroBatch): [Tensor, Tensor | null] {
     const { cache } = this.options;
@@ -149,9 +179,10 @@ export class KtoMethod implements TrainingMethod<UnpairedMicroBatch> {
   }
 }
 
-// Row i's key: its tokens and pixels, and whether a KL value comes with it. The KL row is left out of
-// the key: it rolls completions within a micro-batch, so the precompute pass pairs each row with
-// another neighbour than a shuffled training batch does, and its cached KL value is the pass's.
+// Row i's key: its tokens and pixels, and whether a KL value comes with it (and which neighbour's
+// completion the KL row takes: the previous row's). The KL row is left out of the key: it rolls
+// completions within a micro-batch, so the precompute pass pairs each row with another neighbour
+// than a shuffled training batch does, and its cached KL value is the pass's.
 function rowKeys(
   rows: CollatedBatch,
   klRows: CollatedBatch | null,
@@ -162,5 +193,6 @@ function rowKeys(
     rows,
     records.map((r) => r.pixels.length),
   );
-  return records.map((_, i) => inputKey([tokens[i]!], { kl: klRows !== null }, pixels[i]!));
+  const layout = klRows === null ? { kl: false } : { kl: 'previous row' };
+  return records.map((_, i) => inputKey([tokens[i]!], layout, pixels[i]!));
 }
