@@ -2,14 +2,16 @@
 // 2): for an open question with a good answer `chosen`, keep the first start_ratio of chosen's
 // space-separated words as a prefix, let the model continue that prefix without seeing the image
 // (or with it, loadImage), and write `rejected = prefix + continuation` (no separator: the model
-// writes its own). Rows without images are answered as text only either way.
+// writes its own). Rows without images are answered as text only either way. With an engine that
+// streams (the model engine), rows decode with continuous batching: `batchSize` rows in flight, a
+// finished row's slot refilled at once, rows written in input order as they complete.
 import path from 'node:path';
 import { DataError, resolveInsideRoot, type RecordSource } from '../data/records.js';
 import type { GenerationRequest } from './engine.js';
 import { imageField, pythonStr, textField } from './input.js';
 import { writeMetaEntry } from './meta.js';
 import { IMAGE_PLACEHOLDER } from './prompts.js';
-import { runResumable, type GeneratingOptions, type RunSummary } from './runner.js';
+import { runResumable, runStreaming, type GeneratingOptions, type IndexedItem, type RunSummary } from './runner.js';
 
 /** MMPR's defaults (its argparse), for the options the pipeline takes. */
 export const DROPOUT_NTP_DEFAULTS = {
@@ -86,25 +88,52 @@ export async function runDropoutNtp(options: DropoutNtpOptions): Promise<RunSumm
     };
     return { row, prefix, request, key: keyOf(row) };
   };
-  const summary = await runResumable<DropoutItem>({
+  const batchSize = options.batchSize ?? 8;
+  const lines = (item: DropoutItem, texts: readonly string[]) =>
+    texts.map((text) => ({ ...item.row, rejected: item.prefix + text }));
+  const common = {
     name: 'dropout-ntp',
     input: options.input,
     output: options.output,
-    batchSize: options.batchSize ?? 8,
     linesPerRow: n,
     parse,
-    inputKey: (item) => item.key,
+    inputKey: (item: DropoutItem) => item.key,
     outputKey: keyOf,
     log: options.log,
-    process: async (batch, batchIndex) => {
-      const texts = await options.engine.complete(
-        batch.map((item) => item.request),
-        n,
-        batchIndex,
-      );
-      return batch.map((item, i) => texts[i]!.map((text) => ({ ...item.row, rejected: item.prefix + text })));
-    },
-  });
+  };
+  const engine = options.engine;
+  const summary = engine.stream
+    ? await runStreaming<DropoutItem>({
+        ...common,
+        async *stream(items) {
+          const pending = new Map<number, DropoutItem>(); // rows handed to the engine, not back yet
+          async function* requests() {
+            for await (const { index, item } of items as AsyncIterable<IndexedItem<DropoutItem>>) {
+              pending.set(index, item);
+              yield { index, request: item.request };
+            }
+          }
+          for await (const { index, texts } of engine.stream!(requests(), n, batchSize)) {
+            const item = pending.get(index);
+            if (item === undefined)
+              throw new Error(`dropout-ntp: the engine returned row ${index}, which it was not given`);
+            pending.delete(index);
+            yield { index, lines: lines(item, texts) };
+          }
+        },
+      })
+    : await runResumable<DropoutItem>({
+        ...common,
+        batchSize,
+        process: async (batch, batchIndex) => {
+          const texts = await engine.complete(
+            batch.map((item) => item.request),
+            n,
+            batchIndex,
+          );
+          return batch.map((item, i) => lines(item, texts[i]!));
+        },
+      });
   writeMetaEntry(
     options.metaFile ?? path.join(path.dirname(options.output), 'meta.json'),
     options.name ?? entryName(options.output),

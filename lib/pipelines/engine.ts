@@ -1,11 +1,20 @@
-// Where a pipeline's completions come from. The default engine samples from a loaded model with
-// generation's batched rollout (each prompt prefilled once, its n completions decoded together,
-// vision tokens never sampled); tests and dry runs plug in a scripted engine. Every batch is
-// seeded from the run's seed and the batch's index in the input, so a resumed run samples the
-// batches it redoes exactly as an uninterrupted one would.
+// Where a pipeline's completions come from. The default engine samples from a loaded model two
+// ways: `complete`, a batch at a time with generation's batched rollout (each prompt prefilled
+// once, its n completions decoded together; every batch seeded from the run's seed and the batch's
+// index in the input), and `stream`, continuous batching (generateContinuous: a finished row's
+// slot goes to the next prompt at once; row i's completion k samples from its own stream (seed,
+// i, k), so a resumed run samples every row it redoes exactly as an uninterrupted one would).
+// Vision tokens are never sampled. Tests and dry runs plug in a scripted engine (`complete` only).
 import type { Tensor } from '../torch/index.js';
 import type { CausalLM, ModelInputs } from '../models/index.js';
-import { generate, nonSampledTokenIds, rollout, type GenerateOptions } from '../generation/index.js';
+import {
+  generate,
+  generateContinuous,
+  nonSampledTokenIds,
+  rollout,
+  type ContinuousPrompt,
+  type GenerateOptions,
+} from '../generation/index.js';
 import { Qwen2VlProcessor, type Processor, type Sample } from '../processing/index.js';
 import type { ChatMessage } from '../processing/messages.js';
 import { splitImageTokens } from '../data/prompts.js';
@@ -25,6 +34,23 @@ export interface GenerationRequest {
 export interface GenerationEngine {
   /** `n` completions of each request (the text after the prompt and prefix); batchIndex seeds it. */
   complete(requests: readonly GenerationRequest[], n: number, batchIndex: number): Promise<string[][]>;
+  /**
+   * Continuous batching (optional): `n` completions of each request, yielded as each request's last
+   * one ends (any order), with up to `rows` requests decoding at once. A request's `index` (its row
+   * in the input) picks its random stream, so its completions do not depend on its neighbours.
+   */
+  stream?(requests: AsyncIterable<StreamRequest>, n: number, rows: number): AsyncIterable<StreamResult>;
+}
+
+export interface StreamRequest {
+  index: number;
+  request: GenerationRequest;
+}
+
+export interface StreamResult {
+  index: number;
+  /** The request's n completions. */
+  texts: string[];
 }
 
 export interface SamplingSettings {
@@ -32,13 +58,27 @@ export interface SamplingSettings {
   topK: number;
   topP: number;
   maxNewTokens: number;
-  /** Batch b samples after torch.manualSeed(seed + b). */
+  /** `complete`: batch b samples after torch.manualSeed(seed + b); `stream`: row i's completion k from streamUniform(seed, i, k, step). */
   seed: number;
+  /** Tokens that end a completion (default: the model config's eos ids). */
+  stopTokenIds?: readonly number[];
 }
 
 /** Samples from `model` (eval mode) with `processor`'s chat template, tokenizer and image processing. */
 export function modelEngine(model: CausalLM, processor: Processor, settings: SamplingSettings): GenerationEngine {
   if (!(settings.temperature > 0)) throw new RangeError(`temperature must be > 0, got ${settings.temperature}`);
+  const stops = [...(settings.stopTokenIds ?? model.textConfig.eosTokenIds)];
+  const sampling = () => ({
+    doSample: true,
+    temperature: settings.temperature,
+    topK: settings.topK,
+    topP: settings.topP,
+    maxNewTokens: settings.maxNewTokens,
+    stopTokenIds: stops,
+    suppressTokenIds: nonSampledTokenIds(model, processor.tokenizer).filter((id) => !stops.includes(id)),
+  });
+  const text = (tokens: number[], reason: string) =>
+    processor.tokenizer.decode(reason === 'stop' ? tokens.slice(0, -1) : tokens, { skipSpecialTokens: true });
   return {
     async complete(requests, n, batchIndex) {
       const batch = await processor.process(requests.map((r) => requestSample(r, processor)));
@@ -50,28 +90,15 @@ export function modelEngine(model: CausalLM, processor: Processor, settings: Sam
         imageGridThw: extras.imageGridThw ?? null,
         imageFlags: extras.imageFlags ?? null,
       };
-      const stops = model.textConfig.eosTokenIds;
       const training = model.training;
       model.eval();
       try {
-        const options: GenerateOptions = {
-          doSample: true,
-          temperature: settings.temperature,
-          topK: settings.topK,
-          topP: settings.topP,
-          maxNewTokens: settings.maxNewTokens,
-          seed: settings.seed + batchIndex,
-          stopTokenIds: stops,
-          suppressTokenIds: nonSampledTokenIds(model, processor.tokenizer).filter((id) => !stops.includes(id)),
-        };
+        const options: GenerateOptions = { ...sampling(), seed: settings.seed + batchIndex };
         // One completion per prompt (DropoutNTP's default) needs no widened cache.
         const out =
           n === 1 ? generate(model, inputs, options) : rollout(model, inputs, { ...options, numGenerations: n });
         return requests.map((_, i) =>
-          out.tokens.slice(i * n, (i + 1) * n).map((tokens, k) => {
-            const kept = out.finishReasons[i * n + k] === 'stop' ? tokens.slice(0, -1) : tokens;
-            return processor.tokenizer.decode(kept, { skipSpecialTokens: true });
-          }),
+          out.tokens.slice(i * n, (i + 1) * n).map((tokens, k) => text(tokens, out.finishReasons[i * n + k]!)),
         );
       } finally {
         model.train(training);
@@ -80,6 +107,38 @@ export function modelEngine(model: CausalLM, processor: Processor, settings: Sam
         padded.attentionMask.dispose();
         extras.imageGridThw?.dispose();
         extras.imageFlags?.dispose();
+      }
+    },
+
+    async *stream(requests, n, rows) {
+      // Each request is processed alone (one unpadded row) as the batch asks for it.
+      async function* prompts(): AsyncGenerator<ContinuousPrompt<number>> {
+        for await (const { index, request } of requests) {
+          const batch = await processor.process([requestSample(request, processor)]);
+          const extras = batch as { imageGridThw?: Tensor | null; imageFlags?: Tensor | null };
+          batch.labels?.dispose();
+          yield {
+            key: index,
+            stream: index,
+            inputs: {
+              inputIds: batch.inputIds,
+              attentionMask: batch.attentionMask,
+              pixelValues: batch.pixelValues,
+              imageGridThw: extras.imageGridThw ?? null,
+              imageFlags: extras.imageFlags ?? null,
+            },
+          };
+        }
+      }
+      const training = model.training;
+      model.eval();
+      try {
+        const options = { ...sampling(), seed: settings.seed, maxRows: rows * n, numSequences: n };
+        for await (const out of generateContinuous(model, prompts(), options)) {
+          yield { index: out.key, texts: out.tokens.map((tokens, k) => text(tokens, out.finishReasons[k]!)) };
+        }
+      } finally {
+        model.train(training);
       }
     },
   };

@@ -13,6 +13,8 @@ export {
   type GenerationEngine,
   type GenerationRequest,
   type SamplingSettings,
+  type StreamRequest,
+  type StreamResult,
 } from './engine.js';
 export { readJsonlRows, type InputRow } from './input.js';
 export { runMiaDpo, type MiaDpoOptions, type MiaDpoSummary } from './mia_dpo.js';
@@ -57,5 +59,13 @@ export {
   wrapQuestion,
 } from './prompts.js';
 export { PythonRandom } from './python_random.js';
-export { runResumable, type GeneratingOptions, type ResumableRun, type RunSummary } from './runner.js';
+export {
+  runResumable,
+  runStreaming,
+  type GeneratingOptions,
+  type IndexedItem,
+  type ResumableRun,
+  type RunSummary,
+  type StreamingRun,
+} from './runner.js';
 export { runCorrectnessSampling, SAMPLE_DEFAULTS, type SampleOptions } from './sample.js';

@@ -5,6 +5,12 @@
 // back to the last whole batch (a torn last write and a half-done batch go), and carries on from
 // there. Batches are numbered from the input's start and seeded by that number, so the finished
 // file is byte for byte the one an uninterrupted run writes.
+//
+// runStreaming is the same contract for an engine that batches continuously: rows are handed out
+// as it asks for them and come back in the order they finish; a reorder buffer holds them until
+// every row before them is back, then appends them in input order. A row's output depends only on
+// the row and its index (its own random stream), so a resumed run keeps every whole row and goes on
+// from the next one.
 import fs from 'node:fs';
 import readline from 'node:readline';
 import { DataError, type RecordSource } from '../data/records.js';
@@ -59,6 +65,21 @@ export interface RunSummary {
   lines: number;
 }
 
+/** A run whose rows come back one by one, in any order (continuous batching). */
+export interface StreamingRun<T> extends Omit<ResumableRun<T>, 'process' | 'batchSize'> {
+  /**
+   * Turns the rows (pulled lazily, `index` counting from the input's start) into each row's output
+   * lines (linesPerRow), yielded as rows finish, in any order.
+   */
+  stream(items: AsyncIterable<IndexedItem<T>>): AsyncIterable<{ index: number; lines: Record<string, unknown>[] }>;
+}
+
+export interface IndexedItem<T> {
+  /** The row's position among the input's rows (0 = the first row). */
+  index: number;
+  item: T;
+}
+
 /** Runs (or resumes) `run` to the end of its input. */
 export async function runResumable<T>(run: ResumableRun<T>): Promise<RunSummary> {
   checkPositive(run.batchSize, 'batchSize');
@@ -89,6 +110,51 @@ export async function runResumable<T>(run: ResumableRun<T>): Promise<RunSummary>
   return { rows: total, resumed, lines: total * run.linesPerRow };
 }
 
+/** Runs (or resumes) a streaming `run` to the end of its input; every whole row of an existing output is kept. */
+export async function runStreaming<T>(run: StreamingRun<T>): Promise<RunSummary> {
+  checkPositive(run.linesPerRow, 'linesPerRow');
+  if (!fs.existsSync(run.input)) throw new Error(`input file ${run.input} does not exist`);
+  const done = await doneRows(run);
+  const resumed = done.rows;
+  fs.truncateSync(run.output, done.ends[resumed - 1] ?? 0);
+  const fd = fs.openSync(run.output, 'a');
+  const started = Date.now();
+  let next = resumed; // the next row to append
+  let pulled = resumed; // rows handed to the stream so far
+  const waiting = new Map<number, Record<string, unknown>[]>(); // the reorder buffer
+  async function* items(): AsyncGenerator<IndexedItem<T>> {
+    for await (const { row, source } of skipRows(readJsonlRows(run.input), resumed)) {
+      const item = run.parse(row, source);
+      pulled += 1;
+      yield { index: pulled - 1, item };
+    }
+  }
+  try {
+    for await (const { index, lines } of run.stream(items())) {
+      if (!Number.isInteger(index) || index < next || index >= pulled || waiting.has(index)) {
+        throw new Error(`${run.name}: the engine returned row ${index} twice or before it was handed out`);
+      }
+      waiting.set(index, lines);
+      const ready: Record<string, unknown>[][] = [];
+      for (let lines = waiting.get(next); lines !== undefined; lines = waiting.get(next)) {
+        ready.push(lines);
+        waiting.delete(next);
+        next += 1;
+      }
+      if (ready.length === 0) continue;
+      appendLines(fd, ready, run.linesPerRow);
+      const rate = (next - resumed) / Math.max((Date.now() - started) / 1000, 1e-3);
+      run.log?.(`${run.name}: ${next} rows done (${resumed} resumed), ${rate.toFixed(2)} rows/s`);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (waiting.size > 0 || next !== pulled) {
+    throw new Error(`${run.name}: the engine ended with rows ${next}..${pulled - 1} not returned`);
+  }
+  return { rows: next, resumed, lines: next * run.linesPerRow };
+}
+
 function checkPositive(value: number, name: string): void {
   if (!Number.isInteger(value) || value < 1)
     throw new RangeError(`Expected a positive integer for ${name} but received ${value}`);
@@ -103,7 +169,7 @@ function appendLines(fd: number, out: Record<string, unknown>[][], linesPerRow: 
   let text = '';
   out.forEach((lines, i) => {
     if (lines.length !== linesPerRow)
-      throw new Error(`row ${i} of the batch gave ${lines.length} lines, not ${linesPerRow}`);
+      throw new Error(`row ${i} of the write gave ${lines.length} lines, not ${linesPerRow}`);
     for (const line of lines) text += `${JSON.stringify(line)}\n`;
   });
   fs.writeSync(fd, text);
@@ -120,7 +186,7 @@ interface DoneRows {
 // Reads an existing output against the input: whole rows in input order count as done; a last
 // line without its newline (a torn write) or a row with too few lines ends the scan. A line that
 // belongs to another row than the input's next one means the output is another run's.
-async function doneRows<T>(run: ResumableRun<T>): Promise<DoneRows> {
+async function doneRows<T>(run: Omit<ResumableRun<T>, 'process' | 'batchSize'>): Promise<DoneRows> {
   const result: DoneRows = { rows: 0, ends: [] };
   if (!fs.existsSync(run.output)) {
     fs.writeFileSync(run.output, '');

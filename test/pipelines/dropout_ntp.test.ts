@@ -1,6 +1,9 @@
 // DropoutNTP: the prefix rule of MMPR's `_truncate_prefix` on hand cases, the question the model
 // sees with and without --load-image, the output rows (the input row plus rejected = prefix +
-// continuation), the meta.json entry our MMPR reader opens, and bad rows named by file and line.
+// continuation), the meta.json entry our MMPR reader opens, and bad rows named by file and line;
+// with a streaming engine, the reorder buffer (rows back in any order, written in input order),
+// resuming after any whole row, and the model engine's continuous batching (a row's text does not
+// depend on how many rows decode beside it).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +11,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openDataset } from '../../lib/data/open.js';
 import type { PreferenceRecord } from '../../lib/data/records.js';
 import { dropoutPrefix, dropoutQuestion, runDropoutNtp } from '../../lib/pipelines/dropout_ntp.js';
-import { modelEngine, scriptedEngine, type GenerationRequest } from '../../lib/pipelines/engine.js';
+import {
+  modelEngine,
+  scriptedEngine,
+  type GenerationEngine,
+  type GenerationRequest,
+} from '../../lib/pipelines/engine.js';
 import { fromPretrained } from '../../lib/models/index.js';
 import * as processing from '../../lib/processing/index.js';
 import { writeTinyCheckpoint } from '../../lib/tiny/index.js';
@@ -124,32 +132,107 @@ describe('runDropoutNtp with a scripted engine', () => {
   });
 });
 
-describe('runDropoutNtp on a tiny Qwen2-VL', () => {
-  it('continues each prefix (one completion: generate; two: the widened rollout), reproducibly by seed', async () => {
+describe('runDropoutNtp on a tiny Qwen2-VL (continuous batching)', () => {
+  it('continues each prefix; a row writes the same text with 1 or 3 rows in flight, and again for the same seed', async () => {
     const dir = path.join(root, 'tiny');
     await writeTinyCheckpoint(dir, 'qwen2_vl', { seed: 6 });
     const model = await fromPretrained(dir);
     const processor = await processing.fromPretrained(dir);
-    const engine = modelEngine(model, processor, { temperature: 0.7, topK: 50, topP: 1, maxNewTokens: 5, seed: 4 });
+    const settings = { temperature: 0.7, topK: 50, topP: 1, maxNewTokens: 6, seed: 4 };
     const input = path.join(root, 'tiny_open.jsonl');
     const rows = [
       { question: 'Say something.', chosen: 'one two three four' },
       { question: 'Say more, please.', chosen: 'alpha beta gamma delta epsilon zeta' },
+      { question: 'And a much longer question than the others, to pad the batch?', chosen: 'x y' },
+      { question: 'Short.', chosen: 'a b c d e f g h' },
     ];
     fs.writeFileSync(input, rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    const run = async (
+      name: string,
+      n: number,
+      batchSize: number,
+      engine = modelEngine(model, processor, settings),
+    ) => {
+      const output = path.join(root, `${name}_${n}_${batchSize}.jsonl`);
+      await runDropoutNtp({ input, output, engine, numReturnSequences: n, batchSize });
+      return readJsonl(output);
+    };
     for (const n of [1, 2]) {
-      const run = async (name: string) => {
-        const output = path.join(root, `${name}_${n}.jsonl`);
-        await runDropoutNtp({ input, output, engine, numReturnSequences: n, batchSize: 2 });
-        return readJsonl(output);
-      };
-      const once = await run('tiny_a');
-      expect(once).toHaveLength(2 * n);
+      const alone = await run('tiny_alone', n, 1);
+      expect(alone).toHaveLength(rows.length * n);
       expect(
-        once.every((r, i) => (r.rejected as string).startsWith(dropoutPrefix(rows[Math.floor(i / n)]!.chosen, 0.5))),
+        alone.every((r, i) => (r.rejected as string).startsWith(dropoutPrefix(rows[Math.floor(i / n)]!.chosen, 0.5))),
       ).toBe(true);
-      expect(once.some((r, i) => r.rejected !== dropoutPrefix(rows[Math.floor(i / n)]!.chosen, 0.5))).toBe(true);
-      expect(await run('tiny_b')).toEqual(once);
+      expect(alone.some((r, i) => r.rejected !== dropoutPrefix(rows[Math.floor(i / n)]!.chosen, 0.5))).toBe(true);
+      expect(await run('tiny_together', n, 3)).toEqual(alone);
+      expect(await run('tiny_again', n, 2)).toEqual(alone);
+      const reseeded = await run('tiny_seed', n, 3, modelEngine(model, processor, { ...settings, seed: 5 }));
+      expect(reseeded).not.toEqual(alone);
     }
-  }, 120_000);
+  }, 240_000);
+});
+
+describe('runDropoutNtp with a streaming engine', () => {
+  const rows = [...Array(7).keys()].map((i) => ({ question: `Question ${i}?`, chosen: `answer ${i} is ${i}` }));
+  const input = path.join(root, 'stream_open.jsonl');
+  fs.writeFileSync(input, rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
+  // Takes `rows` requests, then returns them last-in first-out: finishing order != input order.
+  const lifo = (log: number[]): GenerationEngine => ({
+    complete: async () => {
+      throw new Error('complete is not used when the engine streams');
+    },
+    async *stream(requests, n, inFlight) {
+      const held: Array<{ index: number; request: GenerationRequest }> = [];
+      for await (const r of requests) {
+        held.push(r);
+        if (held.length === inFlight) {
+          const out = held.pop()!;
+          log.push(out.index);
+          yield { index: out.index, texts: Array.from({ length: n }, (_, k) => ` <${out.request.question} k${k}>`) };
+        }
+      }
+      while (held.length > 0) {
+        const out = held.pop()!;
+        log.push(out.index);
+        yield { index: out.index, texts: Array.from({ length: n }, (_, k) => ` <${out.request.question} k${k}>`) };
+      }
+    },
+  });
+
+  it('writes rows in input order whatever order they finish in', async () => {
+    const order: number[] = [];
+    const output = path.join(root, 'stream_out.jsonl');
+    const summary = await runDropoutNtp({ input, output, engine: lifo(order), numReturnSequences: 2, batchSize: 3 });
+    expect(order).not.toEqual([...order].sort((a, b) => a - b)); // they did come back out of order
+    expect(summary).toEqual({ rows: 7, resumed: 0, lines: 14 });
+    expect(readJsonl(output)).toEqual(
+      rows.flatMap((r, i) => [0, 1].map((k) => ({ ...r, rejected: `answer ${i} <Question ${i}? k${k}>` }))),
+    );
+  });
+
+  it('resumes after every whole row (not batch) of a cut output, writing the same file', async () => {
+    const output = path.join(root, 'stream_resume.jsonl');
+    await runDropoutNtp({ input, output, engine: lifo([]), batchSize: 3 });
+    const whole = fs.readFileSync(output, 'utf8');
+    const lines = whole.split('\n');
+    // 4 whole rows and half of the 5th row's line: a torn write
+    fs.writeFileSync(output, `${lines.slice(0, 4).join('\n')}\n${lines[4]!.slice(0, 10)}`);
+    const seen: number[] = [];
+    const summary = await runDropoutNtp({ input, output, engine: lifo(seen), batchSize: 3 });
+    expect(summary).toEqual({ rows: 7, resumed: 4, lines: 7 });
+    expect(seen.sort()).toEqual([4, 5, 6]);
+    expect(fs.readFileSync(output, 'utf8')).toBe(whole);
+  });
+
+  it('refuses an engine that returns a row it was not given', async () => {
+    const bad: GenerationEngine = {
+      complete: async () => [],
+      async *stream(requests) {
+        for await (const r of requests) yield { index: r.index + 100, texts: ['x'] };
+      },
+    };
+    await expect(runDropoutNtp({ input, output: path.join(root, 'stream_bad.jsonl'), engine: bad })).rejects.toThrow(
+      /returned row 100/,
+    );
+  });
 });

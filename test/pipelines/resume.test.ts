@@ -1,7 +1,8 @@
 // Resume after a kill: `vlalign data sample` and `vlalign data dropout-ntp` on a tiny Qwen2-VL in a
-// child process (fixtures/data_child.ts) SIGKILLed after a whole batch, or in the middle of a
-// batch's write (a torn last line), then run again with the same command: the finished output is
-// byte for byte the file of an uninterrupted run, and the rerun says how many rows it kept.
+// child process (fixtures/data_child.ts) SIGKILLed after a whole write, or in the middle of a
+// write (a torn last line), then run again with the same command: the finished output is byte for
+// byte the file of an uninterrupted run, and the rerun says how many rows it kept. sample writes a
+// batch at a time; dropout-ntp (continuous batching) writes rows as they complete in input order.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -87,15 +88,34 @@ describe('vlalign data resumes after SIGKILL', () => {
     fs.mkdirSync(path.dirname(torn));
     expectCompleted(data(dropout(whole)));
     expectKilled(data(dropout(torn), { PIPELINE_TEAR_BATCH: '2' }));
-    expect(fs.readFileSync(torn, 'utf8').endsWith('\n')).toBe(false);
+    const cut = fs.readFileSync(torn, 'utf8');
+    expect(cut.endsWith('\n')).toBe(false);
     expect(fs.existsSync(path.join(root, 'out_torn/meta.json'))).toBe(false);
+    // Continuous batching writes rows as they complete in order, and a rerun keeps every whole
+    // row (2 lines each) before the torn line: at least the first write's rows.
+    const wholeRows = Math.floor((cut.split('\n').length - 1) / 2);
+    expect(wholeRows).toBeGreaterThanOrEqual(1);
     const resumed = data(dropout(torn));
     expectCompleted(resumed);
-    expect(resumed.output).toContain('5 rows (2 resumed)');
+    expect(resumed.output).toContain(`5 rows (${wholeRows} resumed)`);
     expect(fs.readFileSync(torn, 'utf8')).toBe(fs.readFileSync(whole, 'utf8'));
     expect(fs.readFileSync(path.join(root, 'out_torn/meta.json'), 'utf8')).toBe(
       fs.readFileSync(path.join(root, 'out_whole/meta.json'), 'utf8'),
     );
+  }, 480_000);
+
+  it('dropout-ntp: killed after its first write, rerun: the same file as an uninterrupted run', () => {
+    const whole = path.join(root, 'out_whole/open.jsonl');
+    const killed = path.join(root, 'out_killed/open.jsonl');
+    fs.mkdirSync(path.dirname(killed));
+    if (!fs.existsSync(whole)) expectCompleted(data(dropout(whole)));
+    expectKilled(data(dropout(killed), { PIPELINE_KILL_AFTER_BATCH: '1' }));
+    const kept = fs.readFileSync(killed, 'utf8').split('\n').filter(Boolean).length / 2;
+    expect(kept >= 1 && kept < 5).toBe(true);
+    const resumed = data(dropout(killed));
+    expectCompleted(resumed);
+    expect(resumed.output).toContain(`5 rows (${kept} resumed)`);
+    expect(fs.readFileSync(killed, 'utf8')).toBe(fs.readFileSync(whole, 'utf8'));
   }, 480_000);
 
   it('refuses to resume into an output written from another input, naming its line', () => {
