@@ -463,7 +463,7 @@ export class Trainer {
     }
     const seconds = (Date.now() - started) / 1000;
     const loss: Record<string, number> =
-      this.method.rollouts === undefined && dataset !== null ? { loss: run.lossSum / Math.max(run.batches, 1) } : {};
+      this.method.rollouts === undefined && dataset !== null ? { loss: run.lossSum / Math.max(run.samples, 1) } : {};
     const everyRank = this.#zeroStep?.stage === 3;
     const extra = hook !== null && (this.#group.isMain || everyRank) ? await hook(this.#hookContext()) : {};
     const metrics: Record<string, number> = { ...loss, ...metricMeans(run.totals), ...extra };
@@ -502,7 +502,8 @@ export class Trainer {
       try {
         // Every method's eval loss is synchronous (only training losses wait on other ranks).
         const result = await torch.noGrad(() => this.method.loss(batch, batch.counts, 'eval'));
-        lossSum += result.loss.item() as number;
+        // HF's evaluation_loop: each batch's loss repeated per sample, so a short last batch weighs less.
+        lossSum += (result.loss.item() as number) * loaded.records.length;
         result.loss.dispose();
         totals = mergeMetricTotals(totals, withoutLoss(result.totals));
         batches += 1;
@@ -746,7 +747,7 @@ export class Trainer {
 
 type MicroRecords = Parameters<TrainingMethod['collate']>[0];
 
-/** One pass over the eval set: summed losses, batch and sample counts, the method's metric totals. */
+/** One pass over the eval set: batch losses summed per sample, batch and sample counts, the method's metric totals. */
 interface EvalRun {
   lossSum: number;
   batches: number;
