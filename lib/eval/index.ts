@@ -13,12 +13,14 @@ export {
   type PairReward,
   type PreferenceAccuracy,
   type PreferenceAccuracyOptions,
+  type ReferenceLogps,
 } from './preference.js';
 export { answerBatch, greedyAnswers, leftPadded, type GreedyAnswer, type GreedyOptions } from './greedy.js';
 export {
   answersOf,
   isMetricName,
   METRICS,
+  referenceOf,
   scorePrediction,
   type MetricName,
   type MetricScore,
@@ -35,9 +37,15 @@ export {
   type GroundingTruth,
 } from './grounding.js';
 export { inBatches, streamRecords, type RecordSource } from './record_source.js';
-export { answerMetrics, preferenceMetrics } from './trainer_metrics.js';
+export { answerEvaluation, answerMetrics, preferenceMetrics, type AnswerEvaluation } from './trainer_metrics.js';
+export {
+  unpairedPreferenceAccuracy,
+  type UnpairedPreferenceAccuracy,
+  type UnpairedReward,
+} from './unpaired_preference.js';
 export {
   CONFIG_FILE,
+  answerLine,
   evaluateAnswers,
   evaluatePreferences,
   PREDICTIONS_FILE,
@@ -46,7 +54,7 @@ export {
   type PreferenceRunOptions,
   type RunOptions,
 } from './run.js';
-export { PredictionsLog, type PredictionLine } from './predictions_log.js';
+export { PredictionsLog, predictionText, writePredictions, type PredictionLine } from './predictions_log.js';
 export {
   aggregate,
   buildResults,
