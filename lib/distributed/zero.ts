@@ -98,6 +98,59 @@ interface FlatBucket {
 
 const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
+// Gloo (libtorch 1.13) moves no bfloat16. There a bfloat16 buffer travels as float32, which holds
+// every bfloat16 exactly: an all-gather or broadcast gives the same bytes back, a reduce-scatter sums
+// in float32 and rounds once. Those buffers cost twice their bytes on the wire.
+const wireDtype = (dtype: DType, backend: string): DType =>
+  dtype === 'bfloat16' && backend === 'gloo' ? 'float32' : dtype;
+
+/** `run` on `t` converted to `wire`, its result converted back to t's dtype (kept: the caller disposes it). */
+function onWire(t: Tensor, wire: DType, run: (sent: Tensor) => Tensor): Tensor {
+  if (wire === t.dtype) return run(t).keep();
+  const sent = torch.noGrad(() => t.to(wire)).keep();
+  try {
+    const got = run(sent);
+    try {
+      return torch.noGrad(() => got.to(t.dtype)).keep();
+    } finally {
+      got.dispose();
+    }
+  } finally {
+    sent.dispose();
+  }
+}
+
+async function onWireAsync(t: Tensor, wire: DType, run: (sent: Tensor) => Promise<Tensor>): Promise<Tensor> {
+  if (wire === t.dtype) return run(t);
+  const sent = torch.noGrad(() => t.to(wire));
+  try {
+    const got = await run(sent);
+    try {
+      return torch.noGrad(() => got.to(t.dtype));
+    } finally {
+      got.dispose();
+    }
+  } finally {
+    sent.dispose();
+  }
+}
+
+/** broadcast from rank 0 into `p` in place, through wireDtype. */
+async function broadcastInto(p: Tensor, backend: string): Promise<void> {
+  const wire = wireDtype(p.dtype, backend);
+  if (wire === p.dtype) {
+    await broadcast(p, { src: 0 });
+    return;
+  }
+  const sent = torch.noGrad(() => p.to(wire));
+  try {
+    await broadcast(sent, { src: 0 });
+    torch.noGrad(() => p.copy_(sent));
+  } finally {
+    sent.dispose();
+  }
+}
+
 const OP = 'ZeroRedundancy.create';
 
 function checkUnits(units: unknown): Tensor[][] {
@@ -254,6 +307,8 @@ export class ZeroRedundancy {
   readonly stage: ZeroStage;
   readonly worldSize: number;
   readonly rank: number;
+  /** The process group's backend (wireDtype). */
+  readonly #backend: string;
   /** The optimizer over this rank's flat shards (its state is the shards' only). */
   readonly optimizer: Optimizer<{ lr: number }>;
   readonly #buckets: FlatBucket[];
@@ -279,6 +334,7 @@ export class ZeroRedundancy {
     this.#held = units.map(() => true);
     this.worldSize = group.worldSize;
     this.rank = group.rank;
+    this.#backend = group.backend;
     this.#buckets = buckets;
     const trainable = buckets.filter((b) => b.trainable);
     if (trainable.length === 0) throw new Error(`${OP}: no parameter requires grad`);
@@ -309,7 +365,7 @@ export class ZeroRedundancy {
     const stage = checkStage(options.stage);
     const checked = checkUnits(units);
     if (options.broadcastParameters ?? true) {
-      await Promise.all(checked.flat().map((p) => broadcast(p, { src: 0 })));
+      await Promise.all(checked.flat().map((p) => broadcastInto(p, current.backend)));
     }
     if (options.paramGroup !== undefined && typeof options.paramGroup !== 'function')
       throw invalidArgument('options.paramGroup', 'a function', options.paramGroup, OP);
@@ -508,7 +564,7 @@ export class ZeroRedundancy {
     const wanted = new Set(tensors);
     const buckets = this.#buckets.filter((b) => b.unit === unit && b.params.some((p) => wanted.has(p)));
     const gather = !this.#held[unit];
-    const fulls = gather ? await Promise.all(buckets.map((b) => allGather(b.shard))) : [];
+    const fulls = gather ? await Promise.all(buckets.map((b) => this.#allGather(b))) : [];
     try {
       for (const t of tensors) {
         const k = buckets.findIndex((b) => b.params.includes(t));
@@ -588,7 +644,7 @@ export class ZeroRedundancy {
     if (this.#held[unit]) return;
     for (const b of this.#buckets) {
       if (b.unit !== unit) continue;
-      const full = allGatherSync(b.shard);
+      const full = onWire(b.shard, this.#wire(b), (sent) => allGatherSync(sent));
       this.#traffic.allGather += this.#sentPerCollective(b);
       this.#installViews(b, full);
     }
@@ -613,7 +669,7 @@ export class ZeroRedundancy {
       const flat = this.#flatGradients(b);
       try {
         // keep(): this runs inside a backward callback's tidy scope, which must not take the shard.
-        const mean = reduceScatterSync(flat, { op: 'avg' }).keep();
+        const mean = onWire(flat, this.#wire(b), (sent) => reduceScatterSync(sent, { op: 'avg' }));
         this.#traffic.reduceScatter += this.#sentPerCollective(b);
         this.#addToGradShard(b, mean);
       } finally {
@@ -626,7 +682,7 @@ export class ZeroRedundancy {
   }
 
   async #gatherInto(b: FlatBucket): Promise<void> {
-    const full = await allGather(b.shard);
+    const full = await this.#allGather(b);
     this.#traffic.allGather += this.#sentPerCollective(b);
     this.#installViews(b, full);
   }
@@ -651,7 +707,7 @@ export class ZeroRedundancy {
   async #reduceInto(b: FlatBucket): Promise<void> {
     const flat = this.#flatGradients(b);
     try {
-      const mean = await reduceScatter(flat, { op: 'avg' });
+      const mean = await onWireAsync(flat, this.#wire(b), (sent) => reduceScatter(sent, { op: 'avg' }));
       this.#traffic.reduceScatter += this.#sentPerCollective(b);
       this.#addToGradShard(b, mean);
     } finally {
@@ -679,9 +735,17 @@ export class ZeroRedundancy {
     }
   }
 
+  #wire(b: FlatBucket): DType {
+    return wireDtype(b.dtype, this.#backend);
+  }
+
+  #allGather(b: FlatBucket): Promise<Tensor> {
+    return onWireAsync(b.shard, this.#wire(b), (sent) => allGather(sent));
+  }
+
   // (N-1) shards of the buffer leave this rank in a ring all-gather or reduce-scatter.
   #sentPerCollective(b: FlatBucket): number {
-    return (this.worldSize - 1) * b.shardSize * ELEMENT_SIZE[b.dtype];
+    return (this.worldSize - 1) * b.shardSize * ELEMENT_SIZE[this.#wire(b)];
   }
 
   /** Stage 3: the parameters become empty tensors (their values live in the shards). */

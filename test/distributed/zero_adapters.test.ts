@@ -6,9 +6,10 @@
 //   1e-10), the frozen base included.
 // - Per-rank bytes at rest at stage 3, through torch.memory(): the shard sizes computed here from the
 //   architecture (ceil(n / N) per flat buffer), the frozen base's being about 1/N of it.
-// - QLoRA / QDoRA at stage 3: the first micro-step's loss and adapter gradients equal one process on
-//   the same rows; the packed 4-bit bytes and quant state gathered back equal the quantised base
-//   bit for bit; training equals one process (float32, 1e-5).
+// - QLoRA / QDoRA and a bfloat16 LoRA at stage 3: the first micro-step's loss and adapter gradients
+//   equal one process on the same rows; every frozen tensor gathered back (packed 4-bit bytes and
+//   quant state; bfloat16 weights, which Gloo moves as float32) equals the one process's bit for
+//   bit; training equals one process (float32 at 1e-5; bfloat16 at 2^-6).
 // - saveZeroAdapter: the same bytes as one process's saveAdapter of the same state, and our
 //   loadAdapter reads it back.
 // - A sharded save of LoRA at stage 3 on N ranks resumed on another world size (and stage).
@@ -87,13 +88,18 @@ describe.each([2, 3])('ZeRO with adapters on %i Gloo processes', (worldSize) => 
         expect(r.lora[3].savedGathered).toBe(f64 * (worldSize - 1) * BLOCKS * shard(blockLora));
         expect(r.dora.perBlock.savedGathered).toBe(f64 * (worldSize - 1) * BLOCKS * shard(blockDora));
 
+        for (const name of ['qlora', 'qdora', 'bf16']) {
+          const q = r[name];
+          const what = `rank ${rank} ${name}`;
+          // The same bytes in, the same numbers out: ZeRO's gathered base and one process's.
+          expect(q.firstStep.zeroLoss, what).toBe(q.firstStep.singleLoss);
+          expect(q.firstStep.zeroGrads, what).toEqual(q.firstStep.singleGrads);
+          expect(q.gathered, what).toEqual(q.singleFrozen);
+          expect(q.quantized, what).toBe(name === 'bf16' ? 0 : 2 * BLOCKS);
+        }
         for (const name of ['qlora', 'qdora']) {
           const q = r[name];
           const what = `rank ${rank} ${name}`;
-          // The same bytes in, the same numbers out: ZeRO's gathered 4-bit base and one process's.
-          expect(q.firstStep.zeroLoss, what).toBe(q.firstStep.singleLoss);
-          expect(q.firstStep.zeroGrads, what).toEqual(q.firstStep.singleGrads);
-          expect(q.gathered, what).toEqual(q.singleQuant);
           expectClose(q.trained.actual, q.trained.expected, 1e-5, what);
           const adapter = name === 'qdora' ? blockDora : blockLora;
           // uint8 codes + absmax and float32 biases + quant state, a shard of each per block.
@@ -102,6 +108,23 @@ describe.each([2, 3])('ZeRO with adapters on %i Gloo processes', (worldSize) => 
           const wholeBase = BLOCKS * (2 * fourBitBytes + 4 * 2 * fourBitFloats) + 4 * rootFrozen;
           expect((frozenBytes + 4 * shard(rootFrozen)) / wholeBase, what).toBeLessThan(1 / worldSize + 0.01);
         }
+        // bfloat16 (Gloo moves it as float32): 2 bytes per element at rest; training follows one
+        // process up to bfloat16 rounding (the mean gradient is rounded once, from float32).
+        const bf16 = r.bf16;
+        expect(bf16.atStart.native).toBe(
+          2 * (BLOCKS * shard(blockFrozen) + shard(rootFrozen) + BLOCKS * shard(blockLora)),
+        );
+        expectClose(bf16.trained.actual, bf16.trained.expected, 2 ** -6, `rank ${rank} bf16`);
+        // ... which is meaningful: training moved the adapter by far more than that.
+        const moved = Object.keys(bf16.trained.initial)
+          .filter((k) => k.includes('lora_'))
+          .map((k) =>
+            Math.max(
+              ...bf16.trained.initial[k].map((v: number, i: number) => Math.abs(v - bf16.trained.expected[k][i])),
+            ),
+          );
+        expect(Math.min(...moved)).toBeGreaterThan(2 ** -3);
+        expect(bf16.trained.actual).toEqual(results[0].bf16.trained.actual);
       });
       // The PEFT files from ZeRO are the files one process writes of the same state, byte for byte.
       for (const name of ['lora', 'dora']) {
