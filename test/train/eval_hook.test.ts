@@ -402,7 +402,20 @@ describe('kto evaluation', () => {
   ];
   const BATCH = 3;
 
-  it("logs TRL's eval metrics (loss, kl, rewards, logps) and preference accuracy equal to a hand computation", async () => {
+  const KTO_RECIPE = `trainer: kto
+dataset:
+  format: trl
+  path: ./kto.jsonl
+eval_dataset:
+  format: trl
+  path: ./kto_eval.jsonl
+per_device_eval_batch_size: ${BATCH}
+eval_preference_accuracy: true
+learning_rate: 5.0e-3
+max_length: 64
+`;
+
+  beforeAll(() => {
     const row = (p: number, c: string, label: boolean) => ({
       prompt: [{ role: 'user', content: `query ${p}` }],
       completion: [{ role: 'assistant', content: c }],
@@ -416,21 +429,27 @@ describe('kto evaluation', () => {
       'kto_eval.jsonl',
       evalRows.map((r) => row(r.p, r.c, r.label)),
     );
-    const out = await trained(
-      'kto',
-      `trainer: kto
-dataset:
-  format: trl
-  path: ./kto.jsonl
-eval_dataset:
-  format: trl
-  path: ./kto_eval.jsonl
-per_device_eval_batch_size: ${BATCH}
-eval_preference_accuracy: true
-learning_rate: 5.0e-3
-max_length: 64
-`,
-    );
+  });
+
+  it("logs TRL's eval metrics (loss, kl, rewards, logps) and preference accuracy equal to a hand computation", async () => {
+    await checkKtoEval(await trained('kto', KTO_RECIPE));
+  }, 400_000);
+
+  it('with precompute_ref_log_probs and no reference model: the same formulas on the cached eval values', async () => {
+    // The precompute pass rolls the eval rows' KL completions in batches of 3, as the eval batches do.
+    const saved = process.env.VLALIGN_CACHE;
+    process.env.VLALIGN_CACHE = path.join(root, 'cache_kto');
+    try {
+      const recipe = `${KTO_RECIPE}precompute_ref_log_probs: true\nprecompute_ref_batch_size: ${BATCH}\n`;
+      await checkKtoEval(await trained('kto_pre', recipe));
+    } finally {
+      if (saved === undefined) delete process.env.VLALIGN_CACHE;
+      else process.env.VLALIGN_CACHE = saved;
+    }
+  }, 400_000);
+
+  /** The run's eval entries against TRL's formulas on log-probs of checkpoint-N and the source checkpoint. */
+  async function checkKtoEval(out: string): Promise<void> {
     const entries = evalEntries(out);
     expect(entries.map((e) => e.step)).toEqual([1, 2]);
     const proc = await processing.fromPretrained(tinyDir);
@@ -511,7 +530,7 @@ max_length: 64
     reference.dispose();
     // The pairing had something to rank: some pairs right and some wrong.
     expect(accuracies.some((a) => a > 0 && a < 1)).toBe(true);
-  }, 400_000);
+  }
 });
 
 describe('bad settings name the key', () => {
