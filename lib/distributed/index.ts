@@ -45,4 +45,6 @@ export {
   zeroShardFile,
   ZERO_INDEX,
   type ZeroIndex,
+  type ZeroCheckpointOptions,
 } from './zero_checkpoint.js';
+export { saveZeroAdapter } from './zero_adapter.js';
