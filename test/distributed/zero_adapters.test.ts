@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readZeroIndex, zeroShardFile } from '../../lib/distributed/zero_checkpoint.js';
+import { writeTinyCheckpoint } from '../../lib/tiny/index.js';
 import { readSafetensorsHeader } from '../../lib/torch/safetensors.js';
 import { type ProcessRun, runJob } from './ranks.js';
 
@@ -204,3 +205,45 @@ describe.each([
     }, 300_000);
   },
 );
+
+// The tiny Qwen2-VL loaded 4-bit with LoRA on q_proj / v_proj, ZeRO stage 3 per block with gradient
+// checkpointing (fixtures/zero_qlora_worker.ts), as a trainer would run QLoRA.
+describe('ZeRO-3 QLoRA on the tiny Qwen2-VL, 2 Gloo processes', () => {
+  it('follows one process, shards the 4-bit base 1/N and saves the adapter as one process does', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vlalign-zero-qlora-'));
+    try {
+      const checkpoint = path.join(dir, 'tiny');
+      await writeTinyCheckpoint(checkpoint, 'qwen2_vl');
+      const runs = await runJob(2, 'zero-qlora', {
+        worker: path.join(import.meta.dirname, 'fixtures/zero_qlora_worker.ts'),
+        env: { VLALIGN_ZERO_QLORA_DIR: checkpoint, VLALIGN_ZERO_QLORA_OUT: dir },
+        limitMs: 280_000,
+      });
+      const results = runs.map(resultOf);
+      results.forEach((r, rank) => {
+        const what = `rank ${rank}`;
+        expect(r.quantized, what).toBeGreaterThan(0);
+        expect(r.singleGradsNonZero, what).toBe(true);
+        expect(r.zeroFirst, what).toBe(r.singleFirst);
+        expect(r.actual.length, what).toBe(r.expected.length);
+        r.expected.forEach((e: number[], k: number) => {
+          const bad = e.findIndex((v, i) => !(Math.abs(r.actual[k][i] - v) <= 1e-5));
+          expect(bad, `${what} adapter tensor ${k} element ${bad}`).toBe(-1);
+        });
+        // The frozen base (4-bit codes, quant state, embeddings, norms, lm_head) at rest: the shards.
+        expect(r.frozenAtRest / r.wholeBytes, what).toBeLessThan(0.5 + 0.01);
+        // Everything else this rank holds: the rotary tables (float32 inv_freq), which ZeRO leaves whole.
+        expect(r.outside.map(([name]: [string]) => name).sort(), what).toEqual(['model.inv_freq', 'visual.inv_freq']);
+        const outside = r.outside.reduce((n: number, [, bytes]: [string, number]) => n + bytes, 0);
+        expect(r.atRest.native, what).toBe(r.atRest.bytes.parameters + outside);
+      });
+      expect(results[0].files).toEqual(['adapter_model.safetensors', 'adapter_config.json']);
+      for (const file of ['adapter_model.safetensors', 'adapter_config.json'])
+        expect(
+          fs.readFileSync(path.join(dir, 'zero', file)).equals(fs.readFileSync(path.join(dir, 'single', file))),
+        ).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+});
