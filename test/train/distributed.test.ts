@@ -11,6 +11,13 @@
 // continues to the uninterrupted run's exact parameters and log. ZeRO (zero_stage 1 and 2): SFT
 // equals one process (unclipped: one process clips with float32 norms), shards beside checkpoint-2,
 // kill -9 + 2-rank resume from the shards identical, a ZeRO checkpoint resumed without ZeRO refused.
+// ZeRO-3 (zero_stage 3, every block gathered inside its forward): SFT with gradient checkpointing on
+// rows of which some are text-only (a micro-step where one rank has images and the other none) and
+// DPO with a frozen reference equal one process on the union (1e-10; eval loss and the eval hook's
+// greedy generation run on every rank); GRPO on real sampled completions whose lengths differ by
+// rank (lockstep decoding) equals the same run at stage 0; parameter bytes per rank between steps
+// are half the model's (+ padding); the final save is a plain HF directory that loads to the trained
+// parameters; kill -9 + 2-rank resume identical, a 4-rank resume of a 2-rank checkpoint (1e-10).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +36,18 @@ beforeAll(() => {
   const script = path.join(import.meta.dirname, '../../scripts/make-recipe-data.mjs');
   const made = spawnSync(process.execPath, [script, '--out', dataDir], { encoding: 'utf8' });
   expect(made.status, made.stderr).toBe(0);
+  // sft/mixed.jsonl: the SFT rows with rows 1 and 4 made text-only (no image, no image part).
+  const rows = fs
+    .readFileSync(path.join(dataDir, 'sft', 'train.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((line, k) => {
+      const row = JSON.parse(line) as { messages: Array<{ content: Array<{ type: string }> }>; images?: string[] };
+      if (k % 3 !== 1) return row;
+      const messages = row.messages.map((m) => ({ ...m, content: m.content.filter((c) => c.type !== 'image') }));
+      return { messages };
+    });
+  fs.writeFileSync(path.join(dataDir, 'sft', 'mixed.jsonl'), `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
 }, 60_000);
 
 interface Spec {
@@ -53,7 +72,7 @@ async function job(worldSize: number, spec: Spec): Promise<ProcessRun[]> {
   const ranks = Array.from({ length: worldSize }, (_, r) => start(process.execPath, [RUN_TS, WORKER], env(r)));
   const limit = setTimeout(() => {
     for (const { child } of ranks) if (child.exitCode === null) child.kill('SIGKILL');
-  }, 150_000);
+  }, 300_000);
   try {
     return await Promise.all(ranks.map((r) => r.done));
   } finally {
@@ -237,3 +256,139 @@ describe('ZeRO in the trainer (zero_stage 1 and 2, 2 Gloo ranks) equals one proc
     expect(alone[0]!.stderr + alone[0]!.stdout).toContain('its optimizer state is sharded in');
   }, 200_000);
 });
+
+describe('ZeRO-3 in the trainer (zero_stage 3, 2 Gloo ranks): ranks in lockstep', () => {
+  const single = path.join(root, 'zero3-single');
+  const double = path.join(root, 'zero3-double');
+  let two: any[];
+
+  beforeAll(async () => {
+    const [alone, pair] = await Promise.all([
+      job(1, { out: single, scenarios: ['mixed-noclip', 'dpo-noclip'] }),
+      job(2, { out: double, scenarios: ['mixed-zero3', 'dpo-zero3', 'rollout', 'rollout-zero3'] }),
+    ]);
+    resultOf(alone[0]!); // finished with its RESULT line
+    two = pair.map(resultOf);
+  }, 400_000);
+
+  // Losses (and eval losses) per step, then the final parameters, against `reference`'s run.
+  function expectSameRun(out: string, scenario: string, refOut: string, reference: string): void {
+    for (const filter of [(e: any) => 'loss' in e, (e: any) => 'eval_loss' in e]) {
+      const read = (dir: string, name: string) =>
+        readMetricsLog(path.join(dir, name, 'metrics.jsonl')).filter(filter) as Array<Record<string, number>>;
+      const a = read(refOut, reference);
+      const b = read(out, scenario);
+      expect(b.map((e) => e.step)).toEqual(a.map((e) => e.step));
+      for (const [i, entry] of a.entries()) {
+        for (const key of ['loss', 'eval_loss', 'eval_exact_match', 'rewards/accuracies', 'reward']) {
+          if (!(key in entry)) continue;
+          expect(Math.abs(b[i]![key]! - entry[key]!), `${scenario} step ${entry.step} ${key}`).toBeLessThan(
+            1e-10 * Math.max(1, Math.abs(entry[key]!)),
+          );
+        }
+      }
+    }
+    const rank0 = paramsOf(out, scenario, 0);
+    expect(maxAbsDiff(rank0, paramsOf(out, scenario, 1))).toBe(0);
+    const alone = paramsOf(refOut, reference, 0);
+    expect(maxAbsDiff(alone, paramsOf(refOut, reference, 0, '.initial'))).toBeGreaterThan(1e-4);
+    expect(maxAbsDiff(rank0, alone), scenario).toBeLessThan(1e-10);
+  }
+
+  // A micro-step at which one rank's micro-batch had images and the other's had none.
+  const mixedStep = (scenario: string): number => {
+    const [a, b] = two.map((r) => r.results[scenario].images as boolean[]);
+    return a!.findIndex((has, k) => has !== b![k]);
+  };
+
+  it('SFT, one rank text-only at a micro-step, gradient checkpointing: one process on the union (1e-10)', () => {
+    expect(mixedStep('mixed-zero3')).toBeGreaterThanOrEqual(0);
+    expectSameRun(double, 'mixed-zero3', single, 'mixed-noclip');
+    // The eval hook's greedy answers ran on every rank (each forward is a collective), logged once.
+    expect(two[1].results['mixed-zero3'].promptReads).toEqual(['p0', 'p1']);
+    const evals = trainLogOf(double, 'mixed-zero3').filter((e) => 'eval_exact_match' in e);
+    expect(evals.map((e) => e.step)).toEqual([2]);
+  });
+
+  it('DPO with a frozen reference, one rank text-only at a micro-step: one process on the union (1e-10)', () => {
+    expect(mixedStep('dpo-zero3')).toBeGreaterThanOrEqual(0);
+    expectSameRun(double, 'dpo-zero3', single, 'dpo-noclip');
+  });
+
+  it('GRPO: completions of other lengths per rank (lockstep decoding) equal the stage-0 run', () => {
+    const lengths = (scenario: string) => two.map((r) => r.results[scenario].lengths as number[][]);
+    // The same completions as DDP, sampled with the same random numbers ...
+    expect(lengths('rollout-zero3')).toEqual(lengths('rollout'));
+    // ... and at some generation one rank decoded longer than the other, so the other idled.
+    const [a, b] = lengths('rollout-zero3');
+    expect(a!.some((gen, g) => Math.max(...gen) !== Math.max(...b![g]!))).toBe(true);
+    expect(mixedStep('rollout-zero3')).toBeGreaterThanOrEqual(0);
+    expectSameRun(double, 'rollout-zero3', double, 'rollout');
+  });
+
+  it('parameter bytes per rank between steps: the shards, half the model (+ padding), nothing else', () => {
+    for (const scenario of ['mixed-zero3', 'dpo-zero3', 'rollout-zero3']) {
+      for (const r of two) {
+        const { bytes, totalBytes } = r.results[scenario];
+        expect(bytes.length).toBeGreaterThan(0);
+        for (const b of bytes) {
+          // Each flat buffer is padded to a multiple of 2 elements: at most one float64 per buffer.
+          expect(b.parameters).toBeGreaterThanOrEqual(totalBytes / 2);
+          expect(b.parameters - totalBytes / 2).toBeLessThanOrEqual(8 * 16);
+          expect(b.gradients).toBe(0); // plain SGD: no optimizer state, gradients consumed by the step
+          expect(b.optimizer).toBe(0);
+        }
+      }
+    }
+  });
+
+  it('the final save is a plain Hugging Face directory holding the trained parameters; shards beside each checkpoint', () => {
+    for (const scenario of ['mixed-zero3', 'dpo-zero3', 'rollout-zero3']) {
+      const dir = path.join(double, scenario);
+      expect(two[0].results[scenario].savedDiff).toBe(0);
+      expect(fs.existsSync(path.join(dir, 'config.json'))).toBe(true);
+      const index = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
+      expect(Object.keys(index.weight_map).length).toBeGreaterThan(0);
+      expect(fs.readdirSync(path.join(dir, 'zero-checkpoint-2')).sort()).toEqual([
+        'zero-index.json',
+        'zero-rank-00000-of-00002.safetensors',
+        'zero-rank-00001-of-00002.safetensors',
+      ]);
+      // checkpoint-N holds the HF weights too (gathered for the save), so it loads alone.
+      expect(fs.readdirSync(path.join(dir, 'checkpoint-2')).some((f) => f.endsWith('.safetensors'))).toBe(true);
+    }
+  });
+
+  it('kill -9 of rank 0 after checkpoint-2, resumed on 2 ranks: the uninterrupted run exactly', async () => {
+    const out = path.join(root, 'zero3-killed');
+    const killed = await job(2, { out, scenarios: ['mixed-zero3'], killAfterSave: 2 });
+    expect(killed[0]!.signal).toBe('SIGKILL');
+    expect(fs.existsSync(path.join(out, 'mixed-zero3', 'zero-checkpoint-2', 'zero-index.json'))).toBe(true);
+    expect(fs.existsSync(path.join(out, 'mixed-zero3', 'checkpoint-3'))).toBe(false);
+    const resumed = (await job(2, { out, scenarios: ['mixed-zero3'], resume: true })).map(resultOf);
+    expect(resumed[0].results['mixed-zero3'].globalStep).toBe(3);
+    for (const r of [0, 1])
+      expect(maxAbsDiff(paramsOf(out, 'mixed-zero3', r), paramsOf(double, 'mixed-zero3', 0))).toBe(0);
+    const strip = (entries: ReturnType<typeof trainLog>) => entries.map(({ loss, step }) => ({ loss, step }));
+    expect(strip(trainLog(out, 'mixed-zero3'))).toEqual(strip(trainLog(double, 'mixed-zero3')));
+  }, 300_000);
+
+  it('a 2-rank checkpoint resumed on 4 ranks (shards resharded): the uninterrupted run (1e-10)', async () => {
+    const out = path.join(root, 'zero3-resharded');
+    const killed = await job(2, { out, scenarios: ['dpo-zero3'], killAfterSave: 2 });
+    expect(killed[0]!.signal).toBe('SIGKILL');
+    const resumed = (await job(4, { out, scenarios: ['dpo-zero3'], resume: true })).map(resultOf);
+    expect(resumed[0].results['dpo-zero3'].globalStep).toBe(4);
+    const reference = paramsOf(double, 'dpo-zero3', 0);
+    for (const r of [0, 1, 2, 3]) expect(maxAbsDiff(paramsOf(out, 'dpo-zero3', r), reference)).toBeLessThan(1e-10);
+    // A quarter of the model on each of the 4 ranks now.
+    const { bytes, totalBytes } = resumed[0].results['dpo-zero3'];
+    expect(bytes.at(-1).parameters - totalBytes / 4).toBeLessThanOrEqual(8 * 16 * 3);
+    const a = trainLog(double, 'dpo-zero3');
+    const b = trainLog(out, 'dpo-zero3');
+    expect(b.map((e) => e.step)).toEqual(a.map((e) => e.step));
+    for (const [i, e] of a.entries()) expect(Math.abs((b[i]!.loss as number) - (e.loss as number))).toBeLessThan(1e-10);
+  }, 300_000);
+});
+
+const trainLogOf = (out: string, scenario: string) => readMetricsLog(path.join(out, scenario, 'metrics.jsonl'));
