@@ -10,7 +10,8 @@
 //   reference model the run reads the eval pairs' cached values and logs what the live run logs;
 // - KTO: eval_loss, eval_kl, eval_rewards/*, eval_logps/* equal TRL's formulas on those hand
 //   log-probs (KL rows rolled by +1 within each eval batch), and eval_preference_accuracy the share
-//   of each prompt's (desirable, undesirable) pairs ranked right;
+//   of each prompt's (desirable, undesirable) pairs ranked right; the same with the reference
+//   precomputed; its eval_exact_match and predictions files hold the answers decoded by hand;
 // - bad settings are errors naming the key;
 // - on 2 Gloo ranks (fixtures/eval_hook_worker.ts) rank 0 alone reads the prompts and logs.
 import fs from 'node:fs';
@@ -411,11 +412,22 @@ eval_dataset:
   path: ./kto_eval.jsonl
 per_device_eval_batch_size: ${BATCH}
 eval_preference_accuracy: true
+eval_generation_dataset:
+  format: vqa
+  path: ./kto_questions.jsonl
+eval_metric: exact_match
+eval_max_new_tokens: ${MAX_NEW}
+eval_save_predictions: true
 learning_rate: 5.0e-3
 max_length: 64
 `;
 
   beforeAll(() => {
+    // The hook's generation metric runs for KTO as for any trainer.
+    jsonl('kto_questions.jsonl', [
+      { question: 'query 4', answer: 'good answer 4', data_source: 'kto' },
+      { question: 'query 8', answer: 'bad 8', data_source: 'kto' },
+    ]);
     const row = (p: number, c: string, label: boolean) => ({
       prompt: [{ role: 'user', content: `query ${p}` }],
       completion: [{ role: 'assistant', content: c }],
@@ -459,6 +471,7 @@ max_length: 64
     const sample = (record: UnpairedRecord) => data.unpairedSample({ index: 0, record, pixels: [] }, eos);
     const beta = 0.1; // KTOConfig's default
     const accuracies: number[] = [];
+    const questions = await allRecords(await openQuestions(path.join(root, 'kto_questions.jsonl'), 'vqa'));
     for (const entry of entries) {
       const policy = await models.fromPretrained(path.join(out, `checkpoint-${entry.step}`), { dtype: 'float32' });
       const logps = async (s: processing.Sample) =>
@@ -525,6 +538,17 @@ max_length: 64
       }
       expect(entry.eval_preference_accuracy).toBe(correct / pairs.length);
       accuracies.push(correct / pairs.length);
+      // eval_exact_match and the step's predictions file: the answers decoded here by checkpoint-N.
+      const file = path.join(out, `eval_predictions-${entry.step}.jsonl`);
+      const predicted = fs
+        .readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { prediction: string });
+      const answers = [];
+      for (const question of questions) answers.push(await handGreedy(policy, proc, question));
+      expect(predicted.map((p) => p.prediction)).toEqual(answers);
+      expect(entry.eval_exact_match).toBe(meansOf(questions, answers).exact_match);
       policy.dispose();
     }
     reference.dispose();
