@@ -88,6 +88,8 @@ describe.each([2, 3])('ZeRO with adapters on %i Gloo processes', (worldSize) => 
         // saveZeroAdapter at stage 3 all-gathers the adapter's buffers, one unit at a time, not the base.
         expect(r.lora[3].savedGathered).toBe(f64 * (worldSize - 1) * BLOCKS * shard(blockLora));
         expect(r.dora.perBlock.savedGathered).toBe(f64 * (worldSize - 1) * BLOCKS * shard(blockDora));
+        // Stage 2 holds the full adapter on every rank: its save gathers nothing.
+        expect(r.lora[2].savedGathered).toBe(0);
 
         for (const name of ['qlora', 'qdora', 'bf16']) {
           const q = r[name];
@@ -128,7 +130,7 @@ describe.each([2, 3])('ZeRO with adapters on %i Gloo processes', (worldSize) => 
         expect(bf16.trained.actual).toEqual(results[0].bf16.trained.actual);
       });
       // The PEFT files from ZeRO are the files one process writes of the same state, byte for byte.
-      for (const name of ['lora', 'dora']) {
+      for (const name of ['lora', 'lora2', 'dora']) {
         for (const file of ['adapter_model.safetensors', 'adapter_config.json']) {
           const zero = fs.readFileSync(path.join(dir, name, 'zero', file));
           const single = fs.readFileSync(path.join(dir, name, 'single', file));
