@@ -210,8 +210,8 @@ function checkLayout(index: ZeroIndex, saved: number[], views: ZeroShardView[], 
 /**
  * The consolidated weights from rank 0 as a Hugging Face sharded checkpoint: one
  * `<prefix>-0000k-of-0000n.safetensors` per unit that has named parameters, and
- * `<prefix>.safetensors.index.json`. Stage 3 gathers one unit at a time, so no process holds more
- * than one unit beyond its shards. `names` maps the parameters to save to their checkpoint names
+ * `<prefix>.safetensors.index.json`. Stage 3 gathers one unit at a time, and of it only the flat
+ * buffers that hold named tensors, so no process holds more than one unit beyond its shards. `names` maps the parameters to save to their checkpoint names
  * (a model's namedParameters(); an adapter's names for a PEFT save); others are skipped. Every rank
  * calls it; returns the files written (rank 0) or [].
  */
@@ -230,17 +230,22 @@ export async function saveZeroConsolidated(
   const files: string[] = [];
   let totalSize = 0;
   for (const [u, params] of saved.entries()) {
-    await zero.withUnitGathered(u, async () => {
-      if (!writer || params.length === 0) return;
+    if (params.length === 0) continue;
+    // Only the buffers holding named tensors are gathered (an adapter's names: not the frozen base).
+    const full = await zero.gatherCopies(u, params);
+    try {
+      if (!writer) continue;
       const file = `${prefix}-${pad(files.length + 1)}-of-${pad(count)}.safetensors`;
-      const tensors = Object.fromEntries(params.map((p) => [names.get(p)!, p]));
+      const tensors = Object.fromEntries(params.map((p) => [names.get(p)!, full.get(p)!]));
       await saveSafetensors(path.join(dir, file), tensors);
       for (const p of params) {
         weightMap[names.get(p)!] = file;
-        totalSize += p.numel() * ELEMENT_SIZE[p.dtype];
+        totalSize += full.get(p)!.numel() * ELEMENT_SIZE[p.dtype];
       }
       files.push(file);
-    });
+    } finally {
+      for (const t of full.values()) t.dispose();
+    }
   }
   if (!writer) return [];
   const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
