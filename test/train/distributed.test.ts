@@ -264,8 +264,11 @@ describe('ZeRO-3 in the trainer (zero_stage 3, 2 Gloo ranks): ranks in lockstep'
 
   beforeAll(async () => {
     const [alone, pair] = await Promise.all([
-      job(1, { out: single, scenarios: ['mixed-noclip', 'dpo-noclip'] }),
-      job(2, { out: double, scenarios: ['mixed-zero3', 'dpo-zero3', 'rollout', 'rollout-zero3'] }),
+      job(1, { out: single, scenarios: ['mixed-noclip', 'dpo-noclip', 'dpo-lora-noclip', 'dpo-pre-noclip'] }),
+      job(2, {
+        out: double,
+        scenarios: ['mixed-zero3', 'dpo-zero3', 'dpo-lora-zero3', 'dpo-pre-zero3', 'rollout', 'rollout-zero3'],
+      }),
     ]);
     resultOf(alone[0]!); // finished with its RESULT line
     two = pair.map(resultOf);
@@ -315,6 +318,18 @@ describe('ZeRO-3 in the trainer (zero_stage 3, 2 Gloo ranks): ranks in lockstep'
     expectSameRun(double, 'dpo-zero3', single, 'dpo-noclip');
   });
 
+  it('DPO with LoRA (reference = the adapter-disabled policy) and with precomputed reference log-probs: one process (1e-10)', () => {
+    for (const kind of ['lora', 'pre']) {
+      expect(mixedStep(`dpo-${kind}-zero3`)).toBeGreaterThanOrEqual(0);
+      expectSameRun(double, `dpo-${kind}-zero3`, single, `dpo-${kind}-noclip`);
+    }
+    // The precompute pass ran on every rank in lockstep; rank 0 alone wrote the cache.
+    expect(fs.readdirSync(path.join(double, 'ref-cache', 'ref_logps'))).toHaveLength(1);
+    expect(two[1].written.filter((f: string) => f.includes('ref-cache'))).toEqual([]);
+    // LoRA's final save is the adapter in PEFT's layout (written from the gathered model).
+    expect(fs.existsSync(path.join(double, 'dpo-lora-zero3', 'adapter_model.safetensors'))).toBe(true);
+  });
+
   it('GRPO: completions of other lengths per rank (lockstep decoding) equal the stage-0 run', () => {
     const lengths = (scenario: string) => two.map((r) => r.results[scenario].lengths as number[][]);
     // The same completions as DDP, sampled with the same random numbers ...
@@ -327,7 +342,7 @@ describe('ZeRO-3 in the trainer (zero_stage 3, 2 Gloo ranks): ranks in lockstep'
   });
 
   it('parameter bytes per rank between steps: the shards, half the model (+ padding), nothing else', () => {
-    for (const scenario of ['mixed-zero3', 'dpo-zero3', 'rollout-zero3']) {
+    for (const scenario of ['mixed-zero3', 'dpo-zero3', 'dpo-lora-zero3', 'rollout-zero3']) {
       for (const r of two) {
         const { bytes, totalBytes } = r.results[scenario];
         expect(bytes.length).toBeGreaterThan(0);
