@@ -690,6 +690,13 @@ export class ZeroRedundancy {
   // Stage 3: the parameters become views of the gathered buffer (no copy); stages 1, 2 copy into them.
   #installViews(b: FlatBucket, full: Tensor): void {
     try {
+      const converted = b.params.find((p) => p.dtype !== b.dtype);
+      if (converted !== undefined) {
+        throw new Error(
+          `ZeroRedundancy: units[${b.unit}][${this.#units[b.unit]!.indexOf(converted)}] is ${converted.dtype} now, ` +
+            `but ${b.dtype} when create() flattened it: convert the model (castAdapters, to()) before ZeroRedundancy.create`,
+        );
+      }
       torch.noGrad(() =>
         b.params.forEach((p, k) =>
           torch.tidy(() => {

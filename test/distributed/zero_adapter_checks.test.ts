@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { castAdapters } from '../../lib/adapters/lora_linear.js';
 import { destroyProcessGroup, getProcessGroup, initProcessGroup } from '../../lib/distributed/index.js';
 import { ZeroRedundancy, zeroUnits } from '../../lib/distributed/zero.js';
 import { saveZeroAdapter } from '../../lib/distributed/zero_adapter.js';
@@ -86,6 +87,25 @@ describe('ZeRO with adapters: refusals', () => {
       expect(lora.shape).toEqual([0]);
       for (const t of copies.values()) t.dispose();
     } finally {
+      await zero.dispose();
+      peft.dispose();
+    }
+  });
+
+  it('a tensor converted after create() is named at the next gather, not overwritten', async () => {
+    await groupOfOne();
+    const peft = adaptedNet(0, { dtype: 'float64' });
+    const units = zeroUnits(peft.model);
+    const zero = await ZeroRedundancy.create(getProcessGroup(), units, { stage: 3 });
+    try {
+      castAdapters(peft.layers.values(), 'float32');
+      const at = units[0]!.indexOf(peft.layers.get('blocks.0.q')!.lora_A.weight);
+      await expect(zero.withUnitGathered(0, () => undefined)).rejects.toThrow(
+        `ZeroRedundancy: units[0][${at}] is float32 now, but float64 when create() flattened it: ` +
+          'convert the model (castAdapters, to()) before ZeroRedundancy.create',
+      );
+    } finally {
+      castAdapters(peft.layers.values(), 'float64');
       await zero.dispose();
       peft.dispose();
     }
