@@ -570,11 +570,18 @@ export class Trainer {
   /**
    * The final save into `dir`: the adapter in PEFT's layout (or, with saveMerged, the merged model
    * in HF's), or the whole model; the source checkpoint's tokenizer and processor files beside it.
+   * zero_stage 3 writes the model or the adapter unit by unit from the shards (a merged save gathers
+   * the whole model first); every rank calls it.
    */
   async saveModel(dir: string): Promise<void> {
     const zero = this.#zeroStep;
-    if (zero?.stage === 3 && this.parts.adapter === undefined) await this.#writeConsolidated(zero, dir);
-    else if (zero?.stage === 3)
+    const { adapter, modelPath } = this.parts;
+    if (zero?.stage === 3 && adapter === undefined) await this.#writeConsolidated(zero, dir);
+    else if (zero?.stage === 3 && !this.args.saveMerged) {
+      // PEFT's files unit by unit from the shards.
+      await zero.saveAdapter(adapter!, dir);
+      if (this.#group.isMain && modelPath !== undefined) copyProcessorFiles(modelPath, dir);
+    } else if (zero?.stage === 3)
       await zero.withAllGathered(() => (this.#group.isMain ? this.#writeModel(dir) : undefined));
     else if (this.#group.isMain) await this.#writeModel(dir);
     await this.#group.barrier();

@@ -18,6 +18,8 @@ import { allGatherSync } from '../distributed/collectives.js';
 import { getProcessGroup } from '../distributed/process_group.js';
 import { ZeroRedundancy, zeroUnitModules, zeroUnits, type ZeroBytes, type ZeroStage } from '../distributed/zero.js';
 import { loadZeroCheckpoint, saveZeroConsolidated, saveZeroCheckpoint } from '../distributed/zero_checkpoint.js';
+import { saveZeroAdapter } from '../distributed/zero_adapter.js';
+import type { AdapterSource } from '../adapters/io.js';
 
 type GroupList = Array<Record<string, unknown> & { params: Tensor[] }>;
 type OptimizerClass = new (groups: GroupList, defaults?: Record<string, unknown>) => Optimizer<GroupOptions>;
@@ -133,6 +135,11 @@ export class ZeroStep {
     const names = new Map<Tensor, string>();
     for (const [name, p] of this.model.stateDict()) names.set(p, name);
     await saveZeroConsolidated(this.zero, dir, names);
+  }
+
+  /** Stage 3's final save of adapters: PEFT's files written by rank 0, unit by unit. Every rank calls it. */
+  async saveAdapter(adapter: AdapterSource, dir: string): Promise<void> {
+    await saveZeroAdapter(this.zero, adapter, dir);
   }
 
   /** What this rank holds (parameters, gradients, optimizer state), in bytes. */

@@ -23,6 +23,8 @@ import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as torch from '../../lib/torch/index.js';
+import { loadSafetensors } from '../../lib/torch/safetensors.js';
 import { readMetricsLog } from '../../lib/train/metrics_log.js';
 import { freePort, resultOf, start, torchrunEnv, type ProcessRun } from '../distributed/ranks.js';
 
@@ -318,7 +320,7 @@ describe('ZeRO-3 in the trainer (zero_stage 3, 2 Gloo ranks): ranks in lockstep'
     expectSameRun(double, 'dpo-zero3', single, 'dpo-noclip');
   });
 
-  it('DPO with LoRA (reference = the adapter-disabled policy) and with precomputed reference log-probs: one process (1e-10)', () => {
+  it('DPO with LoRA (reference = the adapter-disabled policy) and with precomputed reference log-probs: one process (1e-10)', async () => {
     for (const kind of ['lora', 'pre']) {
       expect(mixedStep(`dpo-${kind}-zero3`)).toBeGreaterThanOrEqual(0);
       expectSameRun(double, `dpo-${kind}-zero3`, single, `dpo-${kind}-noclip`);
@@ -326,8 +328,19 @@ describe('ZeRO-3 in the trainer (zero_stage 3, 2 Gloo ranks): ranks in lockstep'
     // The precompute pass ran on every rank in lockstep; rank 0 alone wrote the cache.
     expect(fs.readdirSync(path.join(double, 'ref-cache', 'ref_logps'))).toHaveLength(1);
     expect(two[1].written.filter((f: string) => f.includes('ref-cache'))).toEqual([]);
-    // LoRA's final save is the adapter in PEFT's layout (written from the gathered model).
-    expect(fs.existsSync(path.join(double, 'dpo-lora-zero3', 'adapter_model.safetensors'))).toBe(true);
+    // LoRA's final save is the adapter in PEFT's layout, written unit by unit from the shards: the
+    // single process's file, tensor by tensor (1e-10).
+    const file = (out: string, scenario: string) => path.join(out, scenario, 'adapter_model.safetensors');
+    const [a, b] = await Promise.all([
+      loadSafetensors(file(single, 'dpo-lora-noclip')),
+      loadSafetensors(file(double, 'dpo-lora-zero3')),
+    ]);
+    expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
+    expect(Object.keys(a).length).toBeGreaterThan(0);
+    for (const [name, t] of Object.entries(a)) {
+      const diff = torch.tidy(() => t.sub(b[name]!).abs().max().item() as number);
+      expect(diff, name).toBeLessThan(1e-10);
+    }
   });
 
   it('GRPO: completions of other lengths per rank (lockstep decoding) equal the stage-0 run', () => {
