@@ -8,23 +8,33 @@
 //                            [--sample-rows 4] [--sample-batch 2] [--return-sequences 8]
 //                            [--image 16x16] [--new-tokens 32] [--temperature 0.7] [--top-k 50]
 //                            [--top-p 1] [--peer-vision batch|per-image] [--keep DIR]
+//                            [--var-rows 64] [--stop-every 40] [--var-cap 128]
+//                            [--only dropout-var,dropout,sample]
 //
 // Workloads (MMPR's sampling settings: temperature 0.7, top-k 50, top-p 1):
 //   dropout  R rows, text only (DropoutNTP's default hides the image): a --question-token question
 //            in Qwen2-VL's chat layout, then the assistant prefix (--prefix tokens, the half of
-//            chosen MMPR keeps); one continuation per row (num_return_sequences 1), batches of B.
+//            chosen MMPR keeps); one continuation per row (num_return_sequences 1), batches of B,
+//            every completion exactly --new-tokens tokens (the checkpoint has no eos id).
+//   dropout-var  the same prompts (--var-rows of them), with eos ids: every ordinary id that is a
+//            multiple of --stop-every, so that completions end after a roughly geometric number of
+//            tokens (mean about --stop-every), capped at --var-cap. Both sides draw row r's token t
+//            with the same per-row uniform (streamUniform(seed, r, 0, t), inverse CDF), so they
+//            sample the same tokens and every row has the same length on both sides.
 //   sample   R rows with one image each (--image in 14-px patches), the wrapped question; N
 //            responses per row (num_return_sequences, MMPR's default 32, here --return-sequences),
 //            batches of B rows.
-// Every completion is exactly --new-tokens tokens on both sides (the checkpoint has no eos id).
 //   vlalign  the pipeline function itself on a jsonl input: rows parsed and checked, the model
-//            engine (one prefill per prompt, its N completions decoded together from the widened
-//            KV cache, vision ids suppressed), each batch's lines appended and fsynced; the
+//            engine (dropout: continuous batching, B rows in flight, a finished row's slot refilled
+//            with the next prompt at once; sample: one prefill per prompt, its N completions decoded
+//            together from the widened KV cache), vision ids suppressed, lines appended and fsynced; the
 //            processor is a stand-in handing back the row's prepared tokens (the small model's
 //            vocabulary has no tokenizer), and decode writes the ids as text.
 //   PyTorch  per batch, generate() with num_return_sequences: prompts (and images) repeated N
 //            times, the vision tower on all B·N images (v4.47.1's batch-masked eager attention,
-//            or once per image with --peer-vision per-image), the KV-cache sampling loop.
+//            or once per image with --peer-vision per-image), the KV-cache sampling loop; with
+//            eos ids (dropout-var) a static batch decodes until its last row ends, finished rows
+//            included, as generate() does.
 // Each measurement is a fresh process that loads the checkpoint and rows, runs --warmup untimed
 // then --reps timed pipeline runs; rounds alternate which side goes first. rows/s = R / median run.
 // Prints a table per pipeline, then one JSON line, last on stdout (the load average before and
@@ -117,6 +127,7 @@ async function runChild() {
   const batchSize = intFlag(flags, 'batch-size', 8);
   const newTokens = intFlag(flags, 'new-tokens', 32);
   const seed = Number(flags.get('seed') ?? 0);
+  const variable = flags.get('variable') === 'true';
   torch.setNumThreads(intFlag(flags, 'threads', 2));
   const work = flags.get('work');
 
@@ -127,7 +138,7 @@ async function runChild() {
   const t = await torch.loadSafetensors(flags.get('inputs'));
   const dropout = pipeline === 'dropout';
   const processor = rowsProcessor(t, dropout ? 'dropout_ids' : 'sample_ids');
-  const rows = (dropout ? t.dropout_ids : t.sample_ids).shape[0];
+  const rows = flags.has('rows') ? intFlag(flags, 'rows', 1) : (dropout ? t.dropout_ids : t.sample_ids).shape[0];
   const input = path.join(work, `${pipeline}_rows.jsonl`);
   fs.writeFileSync(
     input,
@@ -140,7 +151,8 @@ async function runChild() {
     ).join('\n'),
   );
   fs.writeFileSync(path.join(work, 'image.png'), '');
-  const engine = modelEngine(model, processor, { ...sampling(), maxNewTokens: newTokens, seed });
+  const stopTokenIds = variable ? Array.from(t.stop_ids.data(), Number) : undefined;
+  const engine = modelEngine(model, processor, { ...sampling(), maxNewTokens: newTokens, seed, stopTokenIds });
   let run = 0;
   const once = async () => {
     const output = path.join(work, `${pipeline}_${process.pid}_${run++}.jsonl`);
@@ -149,12 +161,16 @@ async function runChild() {
       ? await runDropoutNtp({ ...common, metaFile: path.join(work, `meta_${process.pid}.json`) })
       : await runCorrectnessSampling({ ...common, promptVersion: 'en_v2' });
     const lines = fs.readFileSync(output, 'utf8').split('\n').filter(Boolean);
-    const generated = lines.reduce((sum, line) => {
+    // Tokens per line: the words of the continuation, plus the stop token decode leaves out (a
+    // completion shorter than the cap ended with one).
+    const lengths = lines.map((line) => {
       const text = JSON.parse(line)[dropout ? 'rejected' : 'response'];
-      return sum + (dropout ? text.replace(/^a b c d/, '') : text).trim().split(' ').length;
-    }, 0);
+      const words = (dropout ? text.replace(/^a b c d/, '') : text).trim();
+      const count = words === '' ? 0 : words.split(' ').length;
+      return variable && count < newTokens ? count + 1 : count;
+    });
     fs.rmSync(output);
-    return { summary, generated };
+    return { summary, generated: lengths.reduce((a, b) => a + b, 0), lengths };
   };
 
   const hwmReset = resetPeak();
@@ -188,6 +204,7 @@ async function runChild() {
     peak_rss_mb: status.VmHWM,
     run_extra_mb: status.VmHWM - before,
     hwm_reset: hwmReset,
+    lengths: variable ? last.lengths : null,
   });
 }
 
@@ -213,7 +230,7 @@ function buildRows(config, o) {
     return { user, newline };
   };
   const dropout = [];
-  for (let i = 0; i < o.dropoutRows; i++) {
+  for (let i = 0; i < Math.max(o.dropoutRows, o.varRows); i++) {
     const { user, newline } = head();
     const [assistant] = text(1);
     dropout.push([
@@ -251,8 +268,10 @@ function buildRows(config, o) {
   }
   const vc = config.vision_config;
   const patchRow = vc.in_channels * vc.temporal_patch_size * vc.patch_size ** 2;
+  const stopIds = Array.from({ length: first }, (_, id) => id).filter((id) => id % o.stopEvery === 0);
   return {
     tensors: {
+      stop_ids: torch.tensor(stopIds, { dtype: 'int64' }),
       dropout_ids: torch.tensor(dropout, { dtype: 'int64' }),
       sample_ids: torch.tensor(sample, { dtype: 'int64' }),
       pixel_values: torch.randn([o.sampleRows * o.grid[0] * o.grid[1], patchRow]),
@@ -262,6 +281,7 @@ function buildRows(config, o) {
       ),
     },
     dropoutTokens: dropout[0].length,
+    stopIds: stopIds.length,
     sampleTokens: sample[0].length,
     imageTokens,
   };
@@ -283,6 +303,9 @@ async function runParent() {
     question: intFlag(flags, 'question', 24),
     prefix: intFlag(flags, 'prefix', 16),
     newTokens: intFlag(flags, 'new-tokens', 32),
+    varRows: intFlag(flags, 'var-rows', quick ? 32 : 64),
+    stopEvery: intFlag(flags, 'stop-every', 40),
+    varCap: intFlag(flags, 'var-cap', 128),
     grid: parsePatchGrid(flags.get('image') ?? '16x16', '16x16'),
     seed,
   };
@@ -311,11 +334,23 @@ async function runParent() {
     log(`checkpoint and rows in ${dir} (${(params / 1e6).toFixed(2)}M params)`);
 
     const pipelines = {
-      dropout: { rows: shape.dropoutRows, batch: shape.dropoutBatch, n: 1 },
-      sample: { rows: shape.sampleRows, batch: shape.sampleBatch, n: shape.returnSequences },
+      dropout: { rows: shape.dropoutRows, batch: shape.dropoutBatch, n: 1, newTokens: shape.newTokens },
+      dropoutVar: { rows: shape.varRows, batch: shape.dropoutBatch, n: 1, newTokens: shape.varCap, variable: true },
+      sample: {
+        rows: shape.sampleRows,
+        batch: shape.sampleBatch,
+        n: shape.returnSequences,
+        newTokens: shape.newTokens,
+      },
     };
-    const results = { dropout: { vlalign: [], pytorch: [] }, sample: { vlalign: [], pytorch: [] } };
-    for (const [pipeline, p] of Object.entries(pipelines)) {
+    const only = String(flags.get('only') ?? 'dropout-var,dropout,sample').split(',');
+    const known = { 'dropout-var': 'dropoutVar', dropout: 'dropout', sample: 'sample' };
+    for (const key of only)
+      if (!(key in known)) throw new Error(`--only takes dropout-var, dropout, sample; got ${key}`);
+    for (const key of Object.keys(known)) if (!only.includes(key)) delete pipelines[known[key]];
+    const results = Object.fromEntries(Object.keys(pipelines).map((k) => [k, { vlalign: [], pytorch: [] }]));
+    for (const [name, p] of Object.entries(pipelines)) {
+      const pipeline = name === 'sample' ? 'sample' : 'dropout';
       const common = [
         '--checkpoint',
         checkpoint,
@@ -335,8 +370,11 @@ async function runParent() {
         String(p.batch),
         '--return-sequences',
         String(p.n),
+        '--rows',
+        String(p.rows),
+        ...(p.variable ? ['--variable'] : []),
         '--new-tokens',
-        String(shape.newTokens),
+        String(p.newTokens),
         '--temperature',
         String(temperature),
         '--top-k',
@@ -357,12 +395,12 @@ async function runParent() {
                   '--vision-attention',
                   peerVision,
                 ]);
-          const expected = p.rows * p.n * shape.newTokens;
-          if (r.generated !== expected)
-            throw new Error(`${side} ${pipeline} generated ${r.generated} tokens, expected ${expected}`);
-          results[pipeline][side].push(r);
+          const expected = p.rows * p.n * p.newTokens;
+          if (!p.variable && r.generated !== expected)
+            throw new Error(`${side} ${name} generated ${r.generated} tokens, expected ${expected}`);
+          results[name][side].push(r);
           log(
-            `  ${pipeline} round ${round + 1}/${rounds} ${side.padEnd(8)} ${r.run_s.toFixed(3)} s (${r.rows_s.toFixed(2)} rows/s), ` +
+            `  ${name} round ${round + 1}/${rounds} ${side.padEnd(8)} ${r.run_s.toFixed(3)} s (${r.rows_s.toFixed(2)} rows/s), ` +
               `peak ${r.peak_rss_mb.toFixed(0)} MB  [${secondsSince(started).toFixed(0)} s]`,
           );
         }
@@ -384,16 +422,44 @@ async function runParent() {
       };
     };
     const report = {};
-    for (const [pipeline, p] of Object.entries(pipelines)) {
-      const ours = summary(results[pipeline].vlalign, p.rows);
-      const peer = summary(results[pipeline].pytorch, p.rows);
-      report[pipeline] = { vlalign: ours, pytorch: peer, ratio: ours.rowsS / peer.rowsS, ...p };
+    for (const [name, p] of Object.entries(pipelines)) {
+      const ours = summary(results[name].vlalign, p.rows);
+      const peer = summary(results[name].pytorch, p.rows);
+      report[name] = { vlalign: ours, pytorch: peer, ratio: ours.rowsS / peer.rowsS, ...p };
     }
+    // The variable workload: the same lengths on both sides (same per-row streams), their mean, and
+    // the row-steps a static batch decodes (B x its longest row) against the tokens kept.
+    const varLengths = results.dropoutVar?.vlalign.at(-1).lengths ?? [];
+    const peerLengths = results.dropoutVar?.pytorch.at(-1).lengths ?? [];
+    const sameRows = varLengths.filter((len, i) => len === peerLengths[i]).length;
+    const generatedVar = varLengths.reduce((a, b) => a + b, 0);
+    let staticSteps = 0;
+    for (let b = 0; b < peerLengths.length; b += shape.dropoutBatch) {
+      const group = peerLengths.slice(b, b + shape.dropoutBatch);
+      staticSteps += group.length * Math.max(...group);
+    }
+    const lengthsReport = {
+      meanLength: generatedVar / varLengths.length,
+      capped: varLengths.filter((len) => len === shape.varCap).length,
+      sameRows,
+      rows: varLengths.length,
+      peerGenerated: peerLengths.reduce((a, b) => a + b, 0),
+      generated: generatedVar,
+      staticRowSteps: staticSteps,
+      staticWaste: staticSteps / peerLengths.reduce((a, b) => a + b, 0),
+    };
+    if (report.dropoutVar && sameRows < 0.95 * varLengths.length)
+      throw new Error(`dropout-var: only ${sameRows} of ${varLengths.length} rows have the same length on both sides`);
     console.log(
       `pipelines: small Qwen2-VL (${(params / 1e6).toFixed(1)}M params, float32), temperature ${temperature}, top-k ${topK}, ` +
         `top-p ${topP}, ${shape.newTokens} new tokens per completion, ${threads} threads, ${rounds} round(s) x ${reps} reps, ` +
         `peer vision attention ${peerVision}\n` +
         `  dropout-ntp: ${shape.dropoutRows} text-only rows of ${built.dropoutTokens} tokens (prefix ${shape.prefix}), batches of ${shape.dropoutBatch}, 1 continuation each\n` +
+        (report.dropoutVar
+          ? `  dropout-var: ${shape.varRows} such rows, ${built.stopIds} eos ids (ids % ${shape.stopEvery} = 0), cap ${shape.varCap}: ` +
+            `mean length ${lengthsReport.meanLength.toFixed(1)} tokens (${lengthsReport.capped} capped), ${sameRows}/${varLengths.length} rows the same length on both sides; ` +
+            `static batches decode ${lengthsReport.staticRowSteps} row-steps for ${lengthsReport.peerGenerated} tokens (${lengthsReport.staticWaste.toFixed(2)}x)\n`
+          : '') +
         `  sample:      ${shape.sampleRows} rows of ${built.sampleTokens} tokens with a ${shape.grid[0] * 14}x${shape.grid[1] * 14} image ` +
         `(${built.imageTokens} image tokens), batches of ${shape.sampleBatch}, ${shape.returnSequences} responses each`,
     );
@@ -434,19 +500,29 @@ async function runParent() {
     console.log(
       table(
         ['', 'vlalign', 'PyTorch eager', 'ratio', 'target', ''],
-        [...rowsOf('dropout-ntp', report.dropout), ...rowsOf('sample', report.sample)],
+        [
+          ...(report.dropoutVar ? rowsOf('dropout-ntp var', report.dropoutVar) : []),
+          ...(report.dropout ? rowsOf('dropout-ntp fixed', report.dropout) : []),
+          ...(report.sample ? rowsOf('sample', report.sample) : []),
+        ],
       ),
     );
     printJsonLine({
       bench: 'pipelines',
-      dropoutRatio: sig(report.dropout.ratio),
-      sampleRatio: sig(report.sample.ratio),
+      dropoutVarRatio: report.dropoutVar ? sig(report.dropoutVar.ratio) : null,
+      dropoutVarCpuRatio: report.dropoutVar
+        ? sig(report.dropoutVar.vlalign.rowsPerCpuS / report.dropoutVar.pytorch.rowsPerCpuS)
+        : null,
+      dropoutRatio: report.dropout ? sig(report.dropout.ratio) : null,
+      sampleRatio: report.sample ? sig(report.sample.ratio) : null,
       target: TARGET,
+      dropoutVar: report.dropoutVar ? { ...report.dropoutVar, lengths: lengthsReport } : null,
       dropout: report.dropout,
       sample: report.sample,
       shape: {
         ...shape,
         dropoutTokens: built.dropoutTokens,
+        stopIds: built.stopIds,
         sampleTokens: built.sampleTokens,
         imageTokens: built.imageTokens,
       },

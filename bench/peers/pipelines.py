@@ -9,11 +9,17 @@ warpers and the cache are grpo_rollout.py's (generate()'s loop written out).
     /usr/bin/python3 bench/peers/pipelines.py --checkpoint DIR --inputs rows.safetensors \
         --pipeline dropout|sample [--batch-size 8] [--return-sequences 1] [--new-tokens 32] \
         [--temperature 0.7] [--top-k 50] [--top-p 1] [--seed 0] [--threads 2] [--reps 3] \
-        [--warmup 1] [--suppress ID,ID,...] [--vision-attention batch|per-image]
+        [--warmup 1] [--suppress ID,ID,...] [--vision-attention batch|per-image] [--rows R] [--variable]
 
 dropout  rows `dropout_ids` [R, P]: a text-only prompt ending with the assistant prefix (MMPR's
          default: the image is not shown). Per batch of B rows: generate() with
          num_return_sequences n (the rows repeated n times), exactly --new-tokens each.
+         --variable: the eos ids are `stop_ids` of the inputs file and --new-tokens is the cap;
+         each batch decodes as generate() does with eos: a finished row stays in the batch (its
+         next input is a pad token) until every row of the batch has finished or the cap is
+         reached. Row r's token at step t is drawn with the uniform stream_uniform(seed, r, 0, t)
+         by inverse CDF, the vlalign side's per-row stream, so both sides sample the same tokens
+         and every row has the same length on both sides (the workload is identical).
 sample   rows `sample_ids` [R, P] with one image each (`pixel_values`, `image_grid_thw`): per batch
          of B rows, generate() with num_return_sequences n: input ids and images repeated n times
          (generate's _expand_inputs_for_generation), the vision tower on all B*n images.
@@ -61,6 +67,69 @@ def generate_text(model, ids, mask, new_tokens, temperature, top_k, top_p, suppr
     return torch.stack(out, 1)
 
 
+def _mix32(x):
+    """lowbias32, the integer mixer of lib/generation/row_random.ts."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    x ^= x >> 16
+    return x
+
+
+def _absorb(h, word):
+    return _mix32(h ^ _mix32((word + 0x9E3779B9) & 0xFFFFFFFF))
+
+
+def stream_uniform(seed, stream, substream, step):
+    """lib/generation/row_random.ts's streamUniform: draw `step` of row stream (seed, stream, substream)."""
+    h = 0x6A09E667
+    for word in (seed % 2**32, seed // 2**32, stream % 2**32, stream // 2**32, substream, step):
+        h = _absorb(h, word)
+    return (h >> 8) / 2**24
+
+
+def inverse_cdf(logits, u):
+    """The first token whose cumulative weight exceeds u * total (lib/generation/sampling.ts's draw)."""
+    weights = (logits - logits.amax(-1, keepdim=True)).exp()
+    cdf = weights.cumsum(-1)
+    index = (cdf <= u[:, None] * cdf[:, -1:]).sum(1)
+    last = ((weights > 0) * torch.arange(weights.shape[1])).argmax(-1)
+    return torch.where(index == weights.shape[1], last, index)
+
+
+@torch.no_grad()
+def generate_until_eos(model, ids, mask, cap, temperature, top_k, top_p, suppress, stops, first_row, seed):
+    """generate() with eos ids on a static batch: rows that emitted a stop token keep running (fed the
+    pad token, as generate's unfinished_sequences does) until all rows stopped or `cap` tokens.
+    Returns each row's length (its tokens up to and including the stop token)."""
+    suppress = torch.tensor(list(suppress), dtype=torch.long)
+    rows = ids.shape[0]
+    embeds = model.model.embed_tokens(ids)
+    position_ids, deltas = qvl.get_rope_index(model.cfg, ids, None, mask)
+    cache = []
+    logits = gr.last_logits(model, embeds, position_ids, mask, cache)
+    lengths = [cap] * rows
+    unfinished = torch.ones(rows, dtype=torch.bool)
+    for step in range(cap):
+        if len(suppress):
+            logits = logits.index_fill(-1, suppress, -float("inf"))
+        u = torch.tensor([stream_uniform(seed, first_row + r, 0, step) for r in range(rows)], dtype=torch.float32)
+        tokens = inverse_cdf(gr.warp(logits, temperature, top_k, top_p), u)
+        tokens = torch.where(unfinished, tokens, torch.zeros_like(tokens))  # pad_token_id for finished rows
+        stopped = unfinished & torch.isin(tokens, stops)
+        for r in stopped.nonzero().flatten().tolist():
+            lengths[r] = step + 1
+        unfinished &= ~stopped
+        mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=-1)
+        if step + 1 == cap or not bool(unfinished.any()):
+            break
+        past = cache[0][0].shape[2]
+        pos = (torch.arange(past, past + 1)[None, :] + deltas).unsqueeze(0).expand(3, -1, -1)
+        logits = gr.last_logits(model, model.model.embed_tokens(tokens[:, None]), pos, mask, cache)
+    return lengths
+
+
 def batches(rows, size):
     return [(b, min(b + size, rows)) for b in range(0, rows, size)]
 
@@ -82,6 +151,8 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--suppress", default="")
     p.add_argument("--vision-attention", choices=["batch", "per-image"], default="batch")
+    p.add_argument("--rows", type=int, default=0, help="use the first R rows (default: all)")
+    p.add_argument("--variable", action="store_true", help="stop at the inputs' stop_ids (--new-tokens caps)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     suppress = gr.parse_ids(args.suppress)
@@ -92,8 +163,24 @@ def main():
     build_s = time.perf_counter() - t0
     t, _ = qvl.read_safetensors(args.inputs)
 
-    if args.pipeline == "dropout":
-        ids_all = t["dropout_ids"].long()
+    lengths = None
+    if args.pipeline == "dropout" and args.variable:
+        ids_all = t["dropout_ids"].long()[: args.rows or None]
+        rows = ids_all.shape[0]
+        stops = t["stop_ids"].long()
+        if n != 1:
+            raise SystemExit("--variable runs one continuation per row")
+
+        def run():
+            nonlocal lengths
+            lengths = []
+            for b, e in batches(rows, args.batch_size):
+                ids = ids_all[b:e]
+                lengths += generate_until_eos(model, ids, torch.ones_like(ids), args.new_tokens, args.temperature,
+                                              args.top_k, args.top_p, suppress, stops, b, args.seed)
+            return sum(lengths)
+    elif args.pipeline == "dropout":
+        ids_all = t["dropout_ids"].long()[: args.rows or None]
         rows = ids_all.shape[0]
 
         def run():
@@ -154,6 +241,7 @@ def main():
         "peak_rss_mb": status["VmHWM"],
         "run_extra_mb": status["VmHWM"] - before,
         "hwm_reset": hwm_reset,
+        "lengths": lengths,
     }), flush=True)
 
 
